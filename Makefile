@@ -1,0 +1,24 @@
+# `make train` and `make test` set up .venv on first use (pip, editable, with dev extras).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: train test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+train: $(STAMP)  ## train with the default config; extra overrides: make train ARGS="activation=elu"
+	$(BIN)/nnlab train $(ARGS)
+
+test: $(STAMP)   ## the whole test suite
+	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py $(ARGS)
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,1 @@
+"""The config tree, shipped inside the package (composed with config_path="pkg://nnlab.conf")."""

@@ -1,0 +1,260 @@
+"""Structured configs (types and defaults, checked by Hydra at compose time) and validate().
+
+The `_target_` groups (model, activation, init, optimizer, schedule, loss, data.source) are free-form
+nodes: validate() checks them against the signature of their target *without building anything*, plus
+the cross-field rules, so a bad run stops before any data is loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
+PREPROCESS = ("none", "center", "standardize")
+MONITORED = ("loss/val", "acc/val", "loss/train", "acc/train")
+TARGET_PREFIXES = ("nnlab.", "torch.nn.", "torch.optim.")
+TARGET_GROUPS = ("model", "activation", "init", "optimizer", "schedule", "loss")
+
+
+class ConfigError(ValueError):
+    """A user error in the configuration: reported as one paragraph, never as a traceback."""
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    device: str = "auto"
+    seed: int = 0
+    deterministic: bool = False
+    precision: str = "fp32"
+    compile: bool = False
+    log_every: int = 10
+    eval_every: int = 1
+    boundary_every: int = 5
+    eval_batch_size: int = 2048
+    progress: bool = True
+
+
+@dataclass
+class DataConfig:
+    source: Any = MISSING
+    val_fraction: float = 0.1
+    preprocess: str = "standardize"
+    subset: Optional[int] = None
+    augment: bool = False
+
+
+@dataclass
+class RegularizationConfig:
+    l1: float = 0.0
+    input_noise: float = 0.0
+    clip_grad_norm: Optional[float] = None
+    clip_grad_value: Optional[float] = None
+
+
+@dataclass
+class EarlyStoppingConfig:
+    metric: str = "loss/val"
+    patience: Optional[int] = None
+    min_delta: float = 0.0
+
+
+@dataclass
+class NNLabConfig:
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    model: Any = MISSING
+    activation: Any = MISSING
+    init: Any = MISSING
+    optimizer: Any = MISSING
+    schedule: Any = MISSING
+    loss: Any = MISSING
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="nnlab_schema", node=NNLabConfig)
+
+
+# ----------------------------------------------------------------------------------------------------
+# validate()
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first problem found in a composed config."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except Exception as e:  # interpolation or missing value
+        raise ConfigError(f"the config does not resolve: {e}") from None
+    _check_trainer(cfg.trainer)
+    _check_data(cfg.data)
+    _check_regularization(cfg.regularization, cfg.early_stopping)
+    for group in TARGET_GROUPS:
+        _check_target(group, cfg[group])
+    _check_target("data.source", cfg.data.source)
+    _check_numbers(cfg)
+    _check_combinations(cfg)
+
+
+def _fail(key: str, value: Any, why: str) -> None:
+    raise ConfigError(f"{key}={value!r} is invalid: {why}.")
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(key, value, f"choose one of {', '.join(choices)}")
+
+
+def _positive(key: str, value: Any, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not (value > 0 or (allow_zero and value == 0)) or (isinstance(value, float) and math.isnan(value)):
+        _fail(key, value, "it must be " + ("zero or positive" if allow_zero else "positive"))
+
+
+def _check_trainer(t: DictConfig) -> None:
+    for key in ("epochs", "batch_size", "log_every", "eval_every", "boundary_every", "eval_batch_size"):
+        _positive(f"trainer.{key}", t[key])
+    _positive("trainer.seed", t.seed, allow_zero=True)
+    device = t.device.split(":")[0]
+    if device not in DEVICES:
+        _fail("trainer.device", t.device, f"choose one of {', '.join(DEVICES)} (or cuda:N)")
+    _choice("trainer.precision", t.precision, PRECISIONS)
+    if device in ("cuda", "mps"):
+        import torch
+
+        available = torch.cuda.is_available() if device == "cuda" else torch.backends.mps.is_available()
+        if not available:
+            _fail("trainer.device", t.device, f"no {device} device is available here; use trainer.device=auto or cpu")
+    if t.precision == "fp16" and device != "cuda":
+        import torch
+
+        if not (device == "auto" and torch.cuda.is_available()):
+            _fail("trainer.precision", "fp16", "fp16 autocast needs a CUDA device; use bf16 on CPU, or fp32")
+
+
+def _check_data(d: DictConfig) -> None:
+    if not 0 <= d.val_fraction < 1:
+        _fail("data.val_fraction", d.val_fraction, "it must be in [0, 1)")
+    _choice("data.preprocess", d.preprocess, PREPROCESS)
+    _positive("data.subset", d.subset)
+
+
+def _check_regularization(r: DictConfig, es: DictConfig) -> None:
+    _positive("regularization.l1", r.l1, allow_zero=True)
+    _positive("regularization.input_noise", r.input_noise, allow_zero=True)
+    _positive("regularization.clip_grad_norm", r.clip_grad_norm)
+    _positive("regularization.clip_grad_value", r.clip_grad_value)
+    _choice("early_stopping.metric", es.metric, MONITORED)
+    _positive("early_stopping.patience", es.patience)
+    _positive("early_stopping.min_delta", es.min_delta, allow_zero=True)
+
+
+def resolve_target(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _check_target(group: str, node: Any) -> None:
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        raise ConfigError(f"`{group}` must be a config node with a `_target_`; got {node!r}.")
+    target = node._target_
+    if not str(target).startswith(TARGET_PREFIXES):
+        _fail(f"{group}._target_", target, f"targets must start with one of {', '.join(TARGET_PREFIXES)}")
+    obj = resolve_target(target)
+    if obj is None:
+        _fail(f"{group}._target_", target, "no such class or function")
+    params = inspect.signature(obj).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in node:
+        if str(key).startswith("_") and str(key).endswith("_"):
+            continue
+        if key not in params:
+            valid = [p for p in params if params[p].kind is not p.VAR_POSITIONAL]
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f"did you mean {group}.{close[0]}? " if close else ""
+            raise ConfigError(
+                f"{group}.{key} is not a setting of {target}. {hint}Its settings are: {', '.join(valid)}."
+            )
+        default = params[key].default
+        value = node[key]
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                _fail(f"{group}.{key}", value, "it must be a number")
+        if isinstance(default, bool) and not isinstance(value, bool):
+            _fail(f"{group}.{key}", value, "it must be true or false")
+
+
+# Range rules for common keys of the free-form groups: (group, key) -> (check, message)
+_RANGES = {
+    "lr": (lambda v: v > 0, "the learning rate must be positive"),
+    "weight_decay": (lambda v: v >= 0, "weight decay must be zero or positive"),
+    "momentum": (lambda v: 0 <= v < 1, "momentum must be in [0, 1)"),
+    "dropout": (lambda v: 0 <= v < 1, "a dropout probability must be in [0, 1)"),
+    "gamma": (lambda v: 0 < v <= 1, "the decay factor must be in (0, 1]"),
+    "factor": (lambda v: 0 < v < 1, "the factor must be in (0, 1)"),
+    "n_train": (lambda v: v >= 2, "at least 2 points are needed"),
+    "n_test": (lambda v: v >= 1, "at least 1 test point is needed"),
+    "noise": (lambda v: v >= 0, "noise must be zero or positive"),
+    "classes": (lambda v: v >= 2, "at least 2 classes are needed"),
+    "k": (lambda v: v >= 2, "maxout needs at least 2 pieces"),
+    "kernel_size": (lambda v: v >= 1, "the kernel size must be positive"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "label smoothing must be in [0, 1)"),
+}
+
+
+def _check_numbers(cfg: DictConfig) -> None:
+    for group in (*TARGET_GROUPS, "data.source"):
+        node = OmegaConf.select(cfg, group)
+        for key, value in node.items():
+            if key in _RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
+                ok, why = _RANGES[key]
+                if not ok(value) or (isinstance(value, float) and math.isnan(value)):
+                    _fail(f"{group}.{key}", value, why)
+    for key in ("hidden", "channels"):
+        widths = cfg.model.get(key)
+        if widths is not None:
+            if not isinstance(widths, ListConfig) or not all(isinstance(w, int) and w > 0 for w in widths):
+                _fail(f"model.{key}", widths, "it must be a list of positive integers, e.g. [64,64]")
+
+
+def _check_combinations(cfg: DictConfig) -> None:
+    from nnlab.data import describe
+
+    kind, classes = describe(cfg.data.source)
+    if kind == "points" and cfg.model._target_.endswith(".CNN"):
+        raise ConfigError(
+            "model=cnn needs image data, but the data are 2-D points "
+            f"({cfg.data.source._target_}); use model=mlp, or data=mnist / data=cifar10."
+        )
+    if kind == "points" and cfg.data.augment:
+        _fail("data.augment", True, "augmentation is defined for image data (mnist, cifar10) only")
+    if cfg.loss._target_.endswith(".BCE") and classes != 2:
+        raise ConfigError(
+            f"loss=bce is a binary loss (one sigmoid output), but the data have {classes} classes; "
+            "use loss=cross_entropy, or a two-class data set (moons, circles, xor)."
+        )
+    if cfg.schedule._target_.endswith(".plateau") and cfg.data.val_fraction == 0:
+        _fail("schedule", "plateau", "it follows the validation loss, so data.val_fraction must be > 0")
+    if cfg.early_stopping.metric.endswith("/val") and cfg.data.val_fraction == 0:
+        _fail(
+            "early_stopping.metric",
+            cfg.early_stopping.metric,
+            "there is no validation split (data.val_fraction=0); monitor loss/train or hold out data",
+        )

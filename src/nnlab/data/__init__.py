@@ -1,0 +1,26 @@
+"""Data sets as tensors: toy 2-D sets (toy.py), MNIST and CIFAR-10 (images.py), batching and
+preprocessing on the training device (loader.py), batch-wise augmentation (augment.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Images: (channels, height, width) and classes, known without reading a file.
+IMAGE_SETS = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}
+
+
+def describe(source: Any) -> tuple[str, int]:
+    """("points" | "images", number of classes) of a data.source config, without loading it."""
+    module, _, name = str(source["_target_"]).rpartition(".")
+    if module == "nnlab.data.images" and name in IMAGE_SETS:
+        return "images", IMAGE_SETS[name][1]
+    classes = source.get("classes")
+    if classes is None:
+        from nnlab.config import resolve_target
+
+        fn = resolve_target(source["_target_"])
+        import inspect
+
+        param = inspect.signature(fn).parameters.get("classes") if fn else None
+        classes = param.default if param is not None else 2
+    return "points", int(classes)

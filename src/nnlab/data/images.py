@@ -1,0 +1,84 @@
+"""MNIST and CIFAR-10 as uint8 tensors (N, C, H, W) with int64 labels.
+
+Both are fetched with torchvision's own download code (download=True) into a data root. Offline, a root
+that already holds the files is used as it is: ROOT/MNIST/raw/*-ubyte and ROOT/cifar-10-batches-py/.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nnlab.config import ConfigError
+
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+
+
+def data_root(root: str | None) -> Path:
+    """data.source.root, else $NNLAB_DATA_DIR, else the per-user cache (~/.cache/nnlab/data)."""
+    if root:
+        return Path(root).expanduser()
+    if os.environ.get("NNLAB_DATA_DIR"):
+        return Path(os.environ["NNLAB_DATA_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "nnlab" / "data"
+
+
+def _not_found(name: str, folder: Path, files: tuple[str, ...], why: str) -> ConfigError:
+    return ConfigError(
+        f"{name} is not in {folder} and could not be downloaded ({why}). Put the files "
+        f"{', '.join(files)} in {folder} (an existing copy can be linked there), or point "
+        "data.source.root or the NNLAB_DATA_DIR environment variable at a folder that holds "
+        f"{folder.relative_to(folder.parent.parent)}."
+    )
+
+
+def mnist(root: str | None = None, download: bool = True):
+    """(x_train, y_train, x_test, y_test) of MNIST: 60k + 10k images of 1x28x28."""
+    from torchvision.datasets import MNIST
+
+    base = data_root(root)
+    folder = base / "MNIST" / "raw"
+    have = all((folder / f).exists() for f in MNIST_FILES)
+    out = []
+    for train in (True, False):
+        try:
+            ds = MNIST(str(base), train=train, download=download and not have)
+        except Exception as e:  # no network, not writable, not found
+            raise _not_found("MNIST", folder, MNIST_FILES, f"{type(e).__name__}: {e}".strip()) from None
+        out += [ds.data.unsqueeze(1), ds.targets.long()]
+    return tuple(out)
+
+
+def cifar10(root: str | None = None, download: bool = True):
+    """(x_train, y_train, x_test, y_test) of CIFAR-10: 50k + 10k images of 3x32x32."""
+    base = data_root(root)
+    folder = base / "cifar-10-batches-py"
+    if download and not all((folder / f).exists() for f in CIFAR10_FILES):
+        from torchvision.datasets import CIFAR10
+
+        try:
+            CIFAR10(str(base), train=True, download=True)
+        except Exception as e:
+            raise _not_found("CIFAR-10", folder, CIFAR10_FILES, f"{type(e).__name__}: {e}") from None
+    missing = [f for f in CIFAR10_FILES if not (folder / f).exists()]
+    if missing:
+        raise _not_found("CIFAR-10", folder, CIFAR10_FILES, f"missing {', '.join(missing)}; download=false")
+    x_train, y_train = _read_cifar_batches(folder, CIFAR10_FILES[:-1])
+    x_test, y_test = _read_cifar_batches(folder, CIFAR10_FILES[-1:])
+    return x_train, y_train, x_test, y_test
+
+
+def _read_cifar_batches(folder: Path, names: tuple[str, ...]):
+    xs, ys = [], []
+    for name in names:
+        with open(folder / name, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")  # the official files are Python 2 pickles
+        data = torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.uint8))
+        xs.append(data.reshape(-1, 3, 32, 32))
+        ys.append(torch.as_tensor(batch["labels"], dtype=torch.long))
+    return torch.cat(xs), torch.cat(ys)

@@ -1,0 +1,1 @@
+"""Models (mlp.py, cnn.py), activations, initializers and losses."""

@@ -1,0 +1,58 @@
+"""A small configurable convolutional network."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+
+class CNN(nn.Module):
+    """[Conv(k, 'same') -> (BatchNorm) -> activation -> pool 2x2] per channel entry, then
+    Flatten -> Dropout -> [Linear -> activation -> Dropout] per hidden width -> Linear head."""
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_outputs: int,
+        activation: Callable[[], nn.Module] = nn.ReLU,
+        channels: Sequence[int] = (32, 64),
+        kernel_size: int = 3,
+        pool: str = "max",
+        batch_norm: bool = False,
+        dropout: float = 0.25,
+        hidden: Sequence[int] = (128,),
+    ):
+        super().__init__()
+        if pool not in ("max", "avg", "none"):
+            raise ValueError(f"pool must be max, avg or none, not {pool!r}")
+        c_in = in_shape[0]
+        blocks = []
+        for c in channels:
+            act = activation()
+            pre = c * getattr(act, "pieces", 1)
+            layers = [nn.Conv2d(c_in, pre, kernel_size, padding=kernel_size // 2)]
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(pre))
+            layers.append(act)
+            if pool != "none":
+                layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
+            blocks.append(nn.Sequential(*layers))
+            c_in = c
+        self.features = nn.Sequential(*blocks)
+        with torch.no_grad():  # the flattened size for this input shape
+            width = self.features(torch.zeros(1, *in_shape)).numel()
+        dense = [nn.Flatten()]
+        for h in hidden:
+            act = activation()
+            pre = h * getattr(act, "pieces", 1)
+            dense += [nn.Dropout(dropout)] if dropout > 0 else []
+            dense += [nn.Linear(width, pre), act]
+            width = h
+        dense += [nn.Dropout(dropout)] if dropout > 0 else []
+        self.hidden = nn.Sequential(*dense)
+        self.head = nn.Linear(width, num_outputs)
+
+    def forward(self, x):
+        return self.head(self.hidden(self.features(x)))

@@ -1,0 +1,98 @@
+"""Weight initializers. Each is `scheme(model, activation, bias)`: it initializes every Linear and Conv
+layer of `model`, taking gain or nonlinearity from the activation (a module, or the factory that makes one).
+
+`bias` is the value every bias is set to (0.01 keeps ReLU units alive at the start); for
+pytorch_default, bias=None leaves torch's own bias init alone.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def nonlinearity(activation) -> tuple[str, Optional[float]]:
+    """The torch.nn.init name (and parameter) that matches an activation, for gains."""
+    act = activation if isinstance(activation, nn.Module) else activation()
+    name = type(act).__name__
+    if isinstance(act, nn.LeakyReLU):
+        return "leaky_relu", act.negative_slope
+    if isinstance(act, nn.PReLU):
+        return "leaky_relu", float(act.weight.detach().flatten()[0])
+    return {
+        "Sigmoid": ("sigmoid", None),
+        "Tanh": ("tanh", None),
+        "SELU": ("selu", None),
+        "Identity": ("linear", None),
+    }.get(name, ("relu", None))  # ReLU and its smooth cousins (ELU, GELU, SiLU, Softplus, Maxout)
+
+
+def gain(activation) -> float:
+    name, param = nonlinearity(activation)
+    if name == "selu":  # self-normalizing nets need Var(w) = 1/fan_in (torch's own advice), so gain 1, not torch's 3/4
+        return 1.0
+    return nn.init.calculate_gain(name, param)
+
+
+def _apply(model: nn.Module, weight_fn: Callable[[torch.Tensor], None], bias: Optional[float]) -> nn.Module:
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, LAYERS):
+                weight_fn(m.weight)
+                if m.bias is not None and bias is not None:
+                    m.bias.fill_(bias)
+    return model
+
+
+def pytorch_default(model, activation=None, bias: Optional[float] = None):
+    return _apply(model, lambda w: None, bias)
+
+
+def zeros(model, activation=None, bias: Optional[float] = 0.0):
+    return _apply(model, nn.init.zeros_, bias)
+
+
+def normal_small(model, activation=None, bias: Optional[float] = 0.0, std: float = 0.01):
+    return _apply(model, lambda w: nn.init.normal_(w, 0.0, std), bias)
+
+
+def normal_large(model, activation=None, bias: Optional[float] = 0.0, std: float = 1.0):
+    return _apply(model, lambda w: nn.init.normal_(w, 0.0, std), bias)
+
+
+def xavier_uniform(model, activation=None, bias: Optional[float] = 0.0):
+    return _apply(model, lambda w: nn.init.xavier_uniform_(w, gain(activation)), bias)
+
+
+def xavier_normal(model, activation=None, bias: Optional[float] = 0.0):
+    return _apply(model, lambda w: nn.init.xavier_normal_(w, gain(activation)), bias)
+
+
+def _kaiming(fn, activation):
+    name, param = nonlinearity(activation)
+    return lambda w: fn(w, a=param or 0, mode="fan_in", nonlinearity=name)
+
+
+def he_normal(model, activation=None, bias: Optional[float] = 0.0):
+    return _apply(model, _kaiming(nn.init.kaiming_normal_, activation or nn.ReLU), bias)
+
+
+def he_uniform(model, activation=None, bias: Optional[float] = 0.0):
+    return _apply(model, _kaiming(nn.init.kaiming_uniform_, activation or nn.ReLU), bias)
+
+
+def lecun_normal(model, activation=None, bias: Optional[float] = 0.0):
+    def init(w):
+        fan_in = nn.init._calculate_fan_in_and_fan_out(w)[0]
+        nn.init.normal_(w, 0.0, 1 / math.sqrt(fan_in))
+
+    return _apply(model, init, bias)
+
+
+def orthogonal(model, activation=None, bias: Optional[float] = 0.0):
+    return _apply(model, lambda w: nn.init.orthogonal_(w, gain(activation)), bias)

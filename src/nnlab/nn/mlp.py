@@ -1,0 +1,45 @@
+"""Fully connected network."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+from torch import nn
+
+
+class MLP(nn.Module):
+    """Flatten -> [Linear -> (BatchNorm) -> activation -> (Dropout)] per hidden width -> Linear head.
+
+    `activation` is a factory called once per hidden layer, so a PReLU learns its own slope in each.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_outputs: int,
+        activation: Callable[[], nn.Module] = nn.ReLU,
+        hidden: Sequence[int] = (64, 64),
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        width = math.prod(in_shape)
+        blocks = []
+        for h in hidden:
+            act = activation()
+            pre = h * getattr(act, "pieces", 1)  # maxout needs k pre-activations per unit
+            layers = [nn.Linear(width, pre)]
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(pre))
+            layers.append(act)
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            blocks.append(nn.Sequential(*layers))
+            width = h
+        self.flatten = nn.Flatten()
+        self.hidden = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, num_outputs)
+
+    def forward(self, x):
+        return self.head(self.hidden(self.flatten(x)))

@@ -1,0 +1,75 @@
+"""Where a run's numbers go: TensorBoard event files (RUN/tb) and metrics.jsonl side by side, and
+summary.json at the end. Tags are grouped by what they measure: loss/train, acc/val, grad_norm/layer1."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+
+class Tracker:
+    def __init__(self, run_dir: str | Path):
+        from torch.utils.tensorboard import SummaryWriter  # imported here: only training pays for it
+
+        self.run_dir = Path(run_dir)
+        self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        self.jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
+
+    def scalars(self, step: int, values: Mapping[str, float], epoch: int | None = None) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+        row = {"step": step, **({"epoch": epoch} if epoch is not None else {}), **values}
+        self.jsonl.write(json.dumps({k: _json_number(v) for k, v in row.items()}) + "\n")
+
+    def image(self, tag: str, image: torch.Tensor, step: int) -> None:
+        self.writer.add_image(tag, image, step, dataformats="CHW")
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self.writer.add_text(tag, text, step)
+
+    def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        """The HPARAMS tab: this run's hyperparameters against final metrics that are also logged as
+        scalars under the same tags (so a sweep's runs line up in one table)."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
+        finite = {k: v for k, v in metrics.items() if v is not None and math.isfinite(v)}
+        for summary in hparams_summary(clean, finite):
+            self.writer.file_writer.add_summary(summary)
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()
+        self.jsonl.close()
+
+
+def _json_number(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # NaN/Inf are not JSON
+    return v
+
+
+def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> Path:
+    path = Path(run_dir) / "summary.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optimizer": {"lr": 0.1}} -> {"optimizer.lr": 0.1}; lists become strings."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        elif value is None or isinstance(value, (list, tuple)):
+            out[name] = str(value)
+        else:
+            out[name] = value
+    return out
