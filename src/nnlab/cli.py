@@ -42,9 +42,14 @@ def _hydra(job, prog: str, args: list[str]) -> int:
     """Hand the arguments to Hydra (composition, --help, --cfg, -m, sweepers and launchers)."""
     import hydra
 
-    from nnlab.config import register_configs
+    from nnlab.config import ConfigError, check_command_line, register_configs
+    from nnlab.console import exit_with
 
     register_configs()
+    try:
+        check_command_line(args)
+    except ConfigError as e:
+        exit_with(str(e))
     sys.argv = [prog, *args]
     hydra.main(config_path="pkg://nnlab.conf", config_name="train", version_base="1.3")(job)()
     return 0

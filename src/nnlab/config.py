@@ -186,11 +186,10 @@ def _check_target(group: str, node: Any) -> None:
         if str(key).startswith("_") and str(key).endswith("_"):
             continue
         if key not in params:
-            valid = [p for p in params if params[p].kind is not p.VAR_POSITIONAL]
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f"did you mean {group}.{close[0]}? " if close else ""
+            valid = [n for n, p in params.items() if p.kind is not p.VAR_POSITIONAL]
             raise ConfigError(
-                f"{group}.{key} is not a setting of {target}. {hint}Its settings are: {', '.join(valid)}."
+                f"{group}.{key} is not a setting of {target}.{_did_you_mean(str(key), valid, group + '.')} "
+                f"Its settings are: {', '.join(valid)}."
             )
         default = params[key].default
         value = node[key]
@@ -258,3 +257,120 @@ def _check_combinations(cfg: DictConfig) -> None:
             cfg.early_stopping.metric,
             "there is no validation split (data.val_fraction=0); monitor loss/train or hold out data",
         )
+
+
+# ----------------------------------------------------------------------------------------------------
+# The command line, checked before Hydra runs any job (so a sweep with one bad value never starts).
+
+_FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+                     "-cd", "--config-dir", "--experimental-rerun", "--info"}  # fmt: skip
+_NO_CHECK = {"-h", "--help", "-hh", "--hydra-help", "--info", "--shell-completion", "-sc", "--version"}
+
+
+def check_command_line(args: list[str], config_module: str = "nnlab.conf", config_name: str = "train") -> None:
+    """Compose the config for the overrides in `args` and validate() it, once for every value of every
+    sweep; raise ConfigError with a one-paragraph message for the first problem."""
+    if any(a.split("=")[0] in _NO_CHECK for a in args):
+        return
+    overrides, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a.startswith("-"):
+            skip = a in _FLAGS_WITH_VALUE
+        elif not a.startswith("hydra."):
+            overrides.append(a)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise ConfigError(f"cannot parse the command line: {_first_line(e)}") from None
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    variants = [fixed]
+    for o in parsed:
+        if o.is_sweep_override():
+            try:
+                values = list(o.sweep_string_iterator())
+            except Exception:  # glob() and intervals: left to the sweeper
+                continue
+            variants += [fixed + [f"{o.get_key_element()}={v}"] for v in values]
+    for variant in variants:
+        validate(_compose(variant, config_module, config_name))
+
+
+def _compose(overrides: list[str], config_module: str, config_name: str) -> DictConfig:
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module, version_base="1.3"):
+            try:
+                return compose(config_name, overrides=overrides)
+            except (HydraException, OmegaConfBaseException) as e:
+                raise ConfigError(_explain(e, overrides)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _explain(e: Exception, overrides: list[str]) -> str:
+    """Hydra's composition errors, rewritten as one paragraph that names the key and the valid choices."""
+    import re
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    text = f"{e}\n{e.__cause__ or ''}"
+    loader = GlobalHydra.instance().config_loader()
+    missing = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
+    if missing:
+        group, option = missing.groups()
+        options = loader.get_group_options(group)
+        return f"{group}={option}: there is no such option in the `{group}` group.{_did_you_mean(option, options, group + '=')} Choose one of: {', '.join(options)}."
+    conversion = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
+    if conversion:
+        key = re.search(r"full_key: (\S+)", text) or re.search(r"override (\S+?)=", text)
+        name = key.group(1) if key else "a value"
+        return f"{name}={conversion.group(1)!r} is invalid: it must be of type {conversion.group(2)}."
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown:
+        name = unknown.group(1)
+        parent, _, leaf = name.rpartition(".")
+        node = _node_at(loader, parent, [o for o in overrides if not o.lstrip("+~").startswith(name)])
+        known = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+        target = resolve_target(str(node.get("_target_", ""))) if isinstance(node, DictConfig) else None
+        if target is not None and leaf in inspect.signature(target).parameters:
+            value = next((o.split("=", 1)[1] for o in overrides if o.startswith(name + "=")), "VALUE")
+            return (
+                f"{name} is not set in the chosen `{parent}` config, but {node._target_} accepts it: "
+                f"add it with +{name}={value}."
+            )
+        where = f"`{parent}`" if parent else "the config"
+        return (
+            f"{name} is not a setting of {where}.{_did_you_mean(leaf, known, parent + '.' if parent else '')} "
+            f"Its settings are: {', '.join(k for k in known if k != 'hydra')}."
+        )
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _did_you_mean(word: str, choices: list[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" Did you mean {prefix}{close[0]}?" if close else ""
+
+
+def _node_at(loader, parent: str, overrides: list[str]):
+    """The config node at `parent` (dotted) composed with `overrides`, for 'did you mean' hints."""
+    try:
+        from hydra.types import RunMode
+
+        cfg = loader.load_configuration("train", overrides=overrides, run_mode=RunMode.RUN)
+        return OmegaConf.select(cfg, parent) if parent else cfg
+    except Exception:
+        return None

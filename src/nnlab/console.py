@@ -76,8 +76,8 @@ def summary_table(summary: Mapping[str, Any]) -> None:
     table.add_row("epochs run", str(summary["epochs_run"]))
     table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
     console.print(table)
-    console.print(f"run directory: [bold]{summary['run_dir']}[/]")
-    console.print(f"  tensorboard --logdir {summary['run_dir']}")
+    console.print(f"run directory: [bold]{summary['run_dir']}[/]", soft_wrap=True)
+    console.print(f"  tensorboard --logdir {summary['run_dir']}", soft_wrap=True)
 
 
 def exit_with(message: str, code: int = 2) -> None:
