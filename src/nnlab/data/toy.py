@@ -59,7 +59,7 @@ def spirals(n_train: int = 1000, n_test: int = 1000, noise: float = 0.2, classes
 
 def xor(n_train: int = 1000, n_test: int = 1000, noise: float = 0.3, seed: int = 0):
     def make(n, g):
-        corner = torch.randint(0, 4, (n,), generator=g)
+        corner = _balanced_labels(n, 4)  # each corner equally often
         centre = torch.stack([corner % 2, corner // 2], 1).float() * 2 - 1
         y = (centre[:, 0] * centre[:, 1] < 0).long()
         return centre + noise * torch.randn(n, 2, generator=g), y

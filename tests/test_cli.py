@@ -1,0 +1,127 @@
+"""The real `nnlab` CLI in a subprocess, on tiny data: its files, its TensorBoard events, its errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import TINY, events, metrics, nnlab, summary, train
+
+
+def test_help_and_version(tmp_path):
+    top = nnlab("--help", cwd=tmp_path)
+    assert top.returncode == 0 and "train" in top.stdout
+    version = nnlab("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("nnlab 0.")
+    unknown = nnlab("trian", cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown command" in unknown.stderr
+
+
+def test_train_help_lists_every_group_and_option(tmp_path):
+    out = nnlab("train", "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for line in ("activation: elu, gelu, leaky_relu, linear, maxout, prelu, relu, selu, sigmoid, silu, softplus, tanh",
+                 "model: cnn, mlp", "loss: bce, cross_entropy, huber, mse"):  # fmt: skip
+        assert line in out.stdout
+    for option in ("he_normal", "lecun_normal", "orthogonal", "nadam", "adadelta", "warmup_cosine", "cyclic", "plateau", "spirals", "cifar10"):
+        assert option in out.stdout
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    out = nnlab("train", "--cfg", "job", "activation=elu", "optimizer=sgd", "optimizer.lr=0.5", cwd=tmp_path)
+    assert out.returncode == 0
+    assert "_target_: torch.nn.ELU" in out.stdout and "lr: 0.5" in out.stdout
+    assert not (tmp_path / "outputs").exists()  # printing the config runs nothing
+
+
+def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
+    run, proc = train(tmp_path, *TINY, "trainer.log_every=2", "trainer.boundary_every=1")
+    assert "acc/test" in proc.stdout  # the closing table
+    s = summary(run)
+    assert s["status"] == "ok" and s["epochs_run"] == 2 and s["best_epoch"] in (1, 2)
+    assert set(s["metrics"]) >= {"loss/train", "acc/train", "loss/val", "acc/val", "loss/test", "acc/test"}
+    assert 0.0 <= s["metrics"]["acc/test"] <= 1.0
+    assert (run / "config.yaml").read_text().startswith("trainer:")
+    assert (run / ".hydra" / "overrides.yaml").exists()
+
+    rows = metrics(run)
+    epochs = [r for r in rows if "loss/val" in r]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    steps = [r for r in rows if "loss/train_step" in r]
+    assert steps and all(r["step"] % 2 == 0 for r in steps) and "grad_norm/layer1" in steps[0]
+
+    acc = events(run)
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("loss/train", "loss/val", "acc/train", "acc/val", "acc/test", "lr", "grad_norm/global",
+                "grad_norm/layer1", "grad_norm/layer3", "time/epoch_s", "throughput/examples_per_s"):  # fmt: skip
+        assert tag in tags, tag
+    logged = [e.value for e in acc.Scalars("loss/val")]
+    assert logged == pytest.approx([r["loss/val"] for r in epochs], rel=1e-6)
+    assert acc.Scalars("acc/test")[-1].value == pytest.approx(s["metrics"]["acc/test"], rel=1e-6)
+    images = acc.Images("decision_boundary")
+    assert len(images) == 2 and images[0].width == 192
+    assert "_hparams_/session_start_info" in acc.summary_metadata  # the HPARAMS tab
+
+    for name in ("last", "best"):
+        state = torch.load(run / "checkpoints" / f"{name}.pt", weights_only=True)
+        assert state["format"] == "nnlab-checkpoint" and "model" in state and "optimizer" in state
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a, _ = train(tmp_path, *TINY, run_dir="a")
+    b, _ = train(tmp_path, *TINY, run_dir="b")
+    c, _ = train(tmp_path, *TINY, "trainer.seed=1", run_dir="c")
+    assert summary(a)["metrics"] == summary(b)["metrics"]
+    assert summary(a)["metrics"] != summary(c)["metrics"]
+
+
+def test_multirun_two_jobs_named_by_their_overrides(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = nnlab("train", "-m", *TINY, "activation=relu,tanh", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    runs = sorted(p.name for p in sweep.iterdir() if (p / "summary.json").exists())
+    assert len(runs) == 2 and runs[0].startswith("activation=relu") and runs[1].startswith("activation=tanh")
+    for name in runs:
+        assert summary(sweep / name)["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["activation=rellu"], "Did you mean activation=relu?"),
+        (["optimizer=adamm"], "Choose one of: adadelta, adagrad, adam,"),
+        (["trainer.epoch=3"], "Did you mean trainer.epochs?"),
+        (["optimizer.lrr=0.1"], "Did you mean optimizer.lr?"),
+        (["optimizer=sgd", "optimizer.momentum=0.5"], "add it with +optimizer.momentum=0.5"),
+        (["optimizer.lr=abc"], "optimizer.lr='abc' is invalid: it must be a number"),
+        (["trainer.batch_size=x"], "trainer.batch_size='x' is invalid"),
+        (["loss=bce", "data=spirals"], "loss=bce is a binary loss"),
+        (["model=cnn"], "model=cnn needs image data"),
+        (["optimizer.lr=-1"], "the learning rate must be positive"),
+        (["data.val_fraction=1.5"], "data.val_fraction=1.5 is invalid"),
+        (["model.dropout=1.0"], "a dropout probability must be in [0, 1)"),
+        (["model.hidden=[64,-1]"], "list of positive integers"),
+        (["trainer.precision=fp8"], "choose one of fp32, bf16, fp16"),
+        (["trainer.device=cuda"] if not torch.cuda.is_available() else ["trainer.device=tpu"], "trainer.device"),
+        (["-m", "optimizer.lr=0.1,-1"], "optimizer.lr=-1 is invalid"),
+    ],
+)
+def test_bad_input_gives_one_paragraph_and_exit_2(tmp_path, overrides, message):
+    out = nnlab("train", *overrides, *TINY, cwd=tmp_path)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert len(out.stderr.strip().splitlines()) == 1  # one paragraph, no stack
+    assert not (tmp_path / "outputs").exists()  # nothing started
+
+
+def test_works_from_any_directory_and_records_the_run(tmp_path):
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    out = nnlab("train", *TINY, "trainer.epochs=1", cwd=elsewhere)
+    assert out.returncode == 0, out.stderr
+    (run,) = list((elsewhere / "outputs" / "runs").iterdir())
+    assert json.loads((run / "summary.json").read_text())["status"] == "ok"

@@ -1,0 +1,85 @@
+"""Every option of every config group composes, validates, builds, and trains one step."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from nnlab.config import register_configs, validate
+from nnlab.diagnostics import weight_layers
+from nnlab.train import setup, train_step
+
+CONF = Path(__file__).resolve().parents[1] / "src" / "nnlab" / "conf"
+GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in sorted(CONF.iterdir()) if g.is_dir() and list(g.glob("*.yaml"))}
+TOY = ["data.source.n_train=64", "data.source.n_test=32", "trainer.batch_size=16", "trainer.epochs=2", "trainer.device=cpu"]
+
+
+def compose_cfg(overrides):
+    register_configs()
+    with initialize_config_module("nnlab.conf", version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+def overrides_for(group, option, mnist_root, cifar_root):
+    extra = TOY
+    if group == "data" and option == "mnist":
+        extra = [f"data.source.root={mnist_root}", "data.subset=64", "trainer.batch_size=16", "trainer.device=cpu"]
+    if (group == "data" and option == "cifar10") or (group == "model" and option == "cnn"):
+        extra = ["data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false", "trainer.batch_size=16", "trainer.device=cpu"]
+    return [f"{group}={option}", *extra]
+
+
+@pytest.fixture(scope="module")
+def roots(request, tmp_path_factory):
+    from conftest import SHARED_DATA, write_tiny_cifar10
+
+    mnist = SHARED_DATA if (SHARED_DATA / "MNIST" / "raw").exists() else None
+    return mnist, write_tiny_cifar10(tmp_path_factory.mktemp("cifar"))
+
+
+def test_the_groups_are_the_ones_the_readme_lists():
+    assert set(GROUPS) == {"activation", "data", "init", "loss", "model", "optimizer", "schedule"}
+    assert len(GROUPS["activation"]) == 12 and len(GROUPS["init"]) == 10 and len(GROUPS["optimizer"]) == 9
+    assert len(GROUPS["schedule"]) == 9 and len(GROUPS["data"]) == 7
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_option_builds_and_trains_a_step(group, option, roots):
+    mnist_root, cifar_root = roots
+    if group == "data" and option == "mnist" and mnist_root is None:
+        pytest.skip("no MNIST here")
+    cfg = compose_cfg(overrides_for(group, option, mnist_root, cifar_root))
+    validate(cfg)
+    exp = setup(cfg)
+    x, y = exp.data.train.x[:16], exp.data.train.y[:16]
+    layers = weight_layers(exp.model)
+    before = [m.weight.detach().clone() for _, m in layers]
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    out, loss, norm = train_step(exp, x, y, scaler, [m.weight for _, m in layers], want_norm=True)
+    assert out.shape[0] == 16 and math.isfinite(loss.item()) and math.isfinite(norm.item())
+    if not (group == "init" and option == "zeros"):  # zero init: hidden weights get no gradient, by design
+        assert any(not torch.equal(b, m.weight) for b, (_, m) in zip(before, layers)), "a step changed nothing"
+
+
+def test_each_hidden_layer_gets_its_own_activation_instance():
+    cfg = compose_cfg(["activation=prelu", *TOY])
+    exp = setup(cfg)
+    prelus = [m for m in exp.model.modules() if isinstance(m, torch.nn.PReLU)]
+    assert len(prelus) == 2 and prelus[0].weight is not prelus[1].weight
+
+
+def test_maxout_widens_the_layer_before_it():
+    exp = setup(compose_cfg(["activation=maxout", "activation.k=3", "model.hidden=[8,4]", *TOY]))
+    linears = [m for m in exp.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [24, 12, 2]
+    assert exp.model(exp.data.train.x[:5]).shape == (5, 2)
+
+
+def test_batch_norm_and_dropout_are_in_the_mlp():
+    exp = setup(compose_cfg(["model.batch_norm=true", "model.dropout=0.5", *TOY]))
+    kinds = [type(m).__name__ for m in exp.model.hidden[0]]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Dropout"]  # batch norm before the activation
