@@ -92,8 +92,9 @@ def setup(cfg: DictConfig) -> Experiment:
         from nnlab.data.augment import FOR_DATASET
 
         augment = FOR_DATASET[cfg.data.source._target_.rpartition(".")[2]]
+    load = instantiate(cfg.data.source, _partial_=True)  # called here so that its errors reach the user as they are
     data = prepare(
-        instantiate(cfg.data.source),
+        load(),
         kind=kind,
         num_classes=num_classes,
         val_fraction=cfg.data.val_fraction,

@@ -28,7 +28,9 @@ def data_root(root: str | None) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "nnlab" / "data"
 
 
-def _not_found(name: str, folder: Path, files: tuple[str, ...], why: str) -> ConfigError:
+def _not_found(name: str, folder: Path, files: tuple[str, ...], error: Exception | str) -> ConfigError:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    why = " ... ".join(dict.fromkeys([lines[0], lines[-1]])) if lines else type(error).__name__
     return ConfigError(
         f"{name} is not in {folder} and could not be downloaded ({why}). Put the files "
         f"{', '.join(files)} in {folder} (an existing copy can be linked there), or point "
@@ -49,7 +51,7 @@ def mnist(root: str | None = None, download: bool = True):
         try:
             ds = MNIST(str(base), train=train, download=download and not have)
         except Exception as e:  # no network, not writable, not found
-            raise _not_found("MNIST", folder, MNIST_FILES, f"{type(e).__name__}: {e}".strip()) from None
+            raise _not_found("MNIST", folder, MNIST_FILES, e) from None
         out += [ds.data.unsqueeze(1), ds.targets.long()]
     return tuple(out)
 
@@ -64,7 +66,7 @@ def cifar10(root: str | None = None, download: bool = True):
         try:
             CIFAR10(str(base), train=True, download=True)
         except Exception as e:
-            raise _not_found("CIFAR-10", folder, CIFAR10_FILES, f"{type(e).__name__}: {e}") from None
+            raise _not_found("CIFAR-10", folder, CIFAR10_FILES, e) from None
     missing = [f for f in CIFAR10_FILES if not (folder / f).exists()]
     if missing:
         raise _not_found("CIFAR-10", folder, CIFAR10_FILES, f"missing {', '.join(missing)}; download=false")
