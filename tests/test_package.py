@@ -23,7 +23,7 @@ def test_wheel_ships_the_configs_and_trains_from_anywhere(tmp_path):
     assert "nnlab/conf/train.yaml" in names and "nnlab/conf/activation/maxout.yaml" in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # a plain (non-editable) install of the pure-Python wheel
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run(
         [sys.executable, "-c", "import nnlab, sys; from nnlab.cli import main; print(nnlab.__file__); sys.exit(main())",
          "train", *TINY, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"],
