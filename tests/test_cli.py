@@ -37,7 +37,8 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 
 def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
-    run, proc = train(tmp_path, *TINY, "trainer.log_every=2", "trainer.boundary_every=1")
+    run, proc = train(tmp_path, *TINY, "trainer.log_every=2", "trainer.boundary_every=1", "diagnostics.every=3",
+                      "diagnostics.histograms_every=1")  # fmt: skip
     assert "acc/test" in proc.stdout  # the closing table
     s = summary(run)
     assert s["status"] == "ok" and s["epochs_run"] == 2 and s["best_epoch"] in (1, 2)
@@ -49,13 +50,17 @@ def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
     rows = metrics(run)
     epochs = [r for r in rows if "loss/val" in r]
     assert [r["epoch"] for r in epochs] == [1, 2]
-    steps = [r for r in rows if "loss/train_step" in r]
-    assert steps and all(r["step"] % 2 == 0 for r in steps) and "grad_norm/layer1" in steps[0]
+    steps = [r["step"] for r in rows if "loss/train_step" in r]
+    assert steps == list(range(1, s["steps"] + 1))  # every step's loss and global gradient norm
+    layer_rows = [r for r in rows if "grad_norm/layer1" in r]
+    assert layer_rows and all("update_ratio/layer1" in r and "dead_frac/layer2" in r for r in layer_rows)
 
     acc = events(run)
     tags = set(acc.Tags()["scalars"])
     for tag in ("loss/train", "loss/val", "acc/train", "acc/val", "acc/test", "lr", "grad_norm/global",
-                "grad_norm/layer1", "grad_norm/layer3", "time/epoch_s", "throughput/examples_per_s"):  # fmt: skip
+                "grad_norm/layer1", "grad_norm/layer3", "time/epoch_s", "throughput/examples_per_s", "loss/initial",
+                "act_mean/layer1", "act_std/layer2", "dead_frac/layer1", "weight_norm/layer3", "update_ratio/layer1",
+                "grad_ratio/first_to_last"):  # fmt: skip
         assert tag in tags, tag
     logged = [e.value for e in acc.Scalars("loss/val")]
     assert logged == pytest.approx([r["loss/val"] for r in epochs], rel=1e-6)
@@ -63,6 +68,10 @@ def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
     images = acc.Images("decision_boundary")
     assert len(images) == 2 and images[0].width == 192
     assert "_hparams_/session_start_info" in acc.summary_metadata  # the HPARAMS tab
+    assert {"weights/layer1", "grads/layer3", "activations/layer2"} <= set(acc.Tags()["histograms"])
+    assert len(acc.Images("activations_per_layer")) == 2  # at init and at the end
+    for png in ("curves.png", "activations_init.png", "activations_final.png"):
+        assert (run / png).stat().st_size > 1000
 
     for name in ("last", "best"):
         state = torch.load(run / "checkpoints" / f"{name}.pt", weights_only=True)

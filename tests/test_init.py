@@ -15,8 +15,9 @@ FAN_IN = 400
 
 
 def big_layer(fan_in=FAN_IN, fan_out=300):
+    """A hidden layer (followed by a small output layer, which gets the linear gain)."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(fan_in, fan_out))
+    return nn.Sequential(nn.Linear(fan_in, fan_out), nn.Linear(fan_out, 2))
 
 
 def std(model):
@@ -68,6 +69,13 @@ def test_pytorch_default_leaves_weights_and_bias_untouched():
     a, b = big_layer(), big_layer()
     init.pytorch_default(b)
     assert torch.equal(a[0].weight, b[0].weight) and torch.equal(a[0].bias, b[0].bias)
+
+
+def test_the_output_layer_gets_the_linear_gain():
+    m = init.he_normal(big_layer(), nn.ReLU)
+    assert m[1].weight.std().item() == pytest.approx(math.sqrt(1 / 300), rel=0.1)
+    m = init.xavier_normal(big_layer(), nn.Tanh)
+    assert m[1].weight.std().item() == pytest.approx(math.sqrt(2 / 302), rel=0.1)
 
 
 def test_init_reaches_every_layer_including_conv_and_head():

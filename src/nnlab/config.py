@@ -69,11 +69,57 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    every: int = 50  # optimizer steps between per-layer statistics; 0 turns them off
+    probe_size: int = 256  # fixed probe batch (first training examples) for activation statistics
+    histograms_every: int = 5  # epochs between histograms of weights, gradients, activations; 0: never
+    saturation_eps: float = 0.02  # sigmoid/tanh outputs within this fraction of a bound are saturated
+
+
+@dataclass
+class AlarmsConfig:
+    enabled: bool = True
+    initial_loss_tolerance: float = 0.5  # relative distance from ln C (cross-entropy) / ln 2 (bce)
+    divergence_factor: float = 3.0  # stop when the loss exceeds this x the initial loss (or is NaN/Inf)
+    flat_after_steps: int = 200  # check for a flat loss at this step
+    flat_min_drop: float = 0.05  # the loss must have dropped by this fraction of the initial loss
+    grad_ratio_low: float = 0.01  # first/last layer gradient norm below this: vanishing
+    grad_ratio_high: float = 100.0  # above this: exploding
+    dead_fraction: float = 0.5  # of a layer's ReLU-family units
+    saturated_fraction: float = 0.25  # of a layer's sigmoid/tanh outputs
+    update_ratio_low: float = 1.0e-5  # typical ||dW||/||W|| per step below this: lr too low
+    update_ratio_high: float = 0.1  # above this: lr too high
+    overfit_gap: float = 0.1  # train - val accuracy at the end
+    underfit_acc: float = 0.75  # train accuracy at the end below this (with no gap): underfitting
+
+
+@dataclass
+class CheckConfig:
+    l2: float = 1.0  # step 2: the cranked-up L2 strength (0.5 * l2 * sum of squared weights is added)
+    tiny_subset: int = 20  # step 3: examples to overfit
+    overfit_steps: int = 300  # full-batch steps allowed
+    overfit_acc: float = 1.0  # training accuracy to reach
+
+
+@dataclass
+class LRFindConfig:
+    min_lr: float = 1.0e-7
+    max_lr: float = 10.0
+    steps: int = 100  # batches over which the rate grows from min_lr to max_lr
+    smoothing: float = 0.9  # exponential smoothing of the loss
+    explode_factor: float = 4.0  # stop once the smoothed loss exceeds this x its minimum
+
+
+@dataclass
 class NNLabConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
+    lr_find: LRFindConfig = field(default_factory=LRFindConfig)
     model: Any = MISSING
     activation: Any = MISSING
     init: Any = MISSING
@@ -101,6 +147,7 @@ def validate(cfg: DictConfig) -> None:
     _check_trainer(cfg.trainer)
     _check_data(cfg.data)
     _check_regularization(cfg.regularization, cfg.early_stopping)
+    _check_diagnostics(cfg)
     for group in TARGET_GROUPS:
         _check_target(group, cfg[group])
     _check_target("data.source", cfg.data.source)
@@ -160,6 +207,33 @@ def _check_regularization(r: DictConfig, es: DictConfig) -> None:
     _choice("early_stopping.metric", es.metric, MONITORED)
     _positive("early_stopping.patience", es.patience)
     _positive("early_stopping.min_delta", es.min_delta, allow_zero=True)
+
+
+def _check_diagnostics(cfg: DictConfig) -> None:
+    d, a, c, f = cfg.diagnostics, cfg.alarms, cfg.check, cfg.lr_find
+    for key in ("every", "histograms_every"):
+        _positive(f"diagnostics.{key}", d[key], allow_zero=True)
+    _positive("diagnostics.probe_size", d.probe_size)
+    if not 0 < d.saturation_eps < 0.5:
+        _fail("diagnostics.saturation_eps", d.saturation_eps, "it must be in (0, 0.5)")
+    for key, value in a.items():
+        if key != "enabled":
+            _positive(f"alarms.{key}", value)
+    if a.grad_ratio_low >= a.grad_ratio_high or a.update_ratio_low >= a.update_ratio_high:
+        raise ConfigError("alarms: each *_low bound must be below its *_high bound.")
+    for key in ("tiny_subset", "overfit_steps", "overfit_acc"):
+        _positive(f"check.{key}", c[key])
+    _positive("check.l2", c.l2)
+    if c.overfit_acc > 1:
+        _fail("check.overfit_acc", c.overfit_acc, "an accuracy is at most 1")
+    _positive("lr_find.min_lr", f.min_lr)
+    _positive("lr_find.steps", f.steps)
+    if f.max_lr <= f.min_lr:
+        _fail("lr_find.max_lr", f.max_lr, f"it must be above lr_find.min_lr={f.min_lr}")
+    if not 0 <= f.smoothing < 1:
+        _fail("lr_find.smoothing", f.smoothing, "it must be in [0, 1)")
+    if f.explode_factor <= 1:
+        _fail("lr_find.explode_factor", f.explode_factor, "it must be above 1")
 
 
 def resolve_target(path: str) -> Any:

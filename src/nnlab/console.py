@@ -7,6 +7,7 @@ import sys
 from typing import Any, Mapping
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -15,11 +16,11 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def error(message: str, title: str = "error") -> None:
-    err_console.print(f"[bold red]nnlab {title}:[/] {message}", soft_wrap=True)
+    err_console.print(f"[bold red]nnlab {title}:[/] {escape(message)}", soft_wrap=True)
 
 
 def warning(message: str) -> None:
-    console.print(f"[bold yellow]warning:[/] {message}", soft_wrap=True)
+    console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 class TrainingProgress:

@@ -1,12 +1,23 @@
-"""What the network looks like inside: per-layer gradient norms and, for 2-D data, the decision
-boundary. Pure functions of a model and tensors."""
+"""What the network looks like inside: per-layer statistics of activations (on a fixed probe batch),
+gradients, weights and updates; histograms; the activations-per-layer figure; decision boundaries.
+
+Pure functions of a model and tensors, plus `Diagnostics`, which the training loop calls at its
+cadence. Each function reads the device once (one host sync for all layers).
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Optional
 
 import torch
 from torch import nn
 
 Tensor = torch.Tensor
+
+# Units that can die (output <= 0 for every input) and units that saturate (output at a bound).
+RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU)
+SATURATING = {nn.Sigmoid: (0.0, 1.0), nn.Tanh: (-1.0, 1.0)}
 
 # Class colours (RGB 0-255): tab10.
 PALETTE = torch.tensor(
@@ -22,13 +33,88 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(f"layer{i}", m) for i, m in enumerate(layers, 1)]
 
 
-def grad_norms(layers: list[tuple[str, nn.Module]]) -> dict[str, float]:
-    """L2 norm of each layer's weight gradient (one host sync for all layers)."""
-    named = [(name, m.weight.grad) for name, m in layers if m.weight.grad is not None]
-    if not named:
+def hidden_activations(model: nn.Module, activation_type: type) -> list[tuple[str, nn.Module]]:
+    """The activation module of every hidden layer, named like the weight layer it follows."""
+    acts = [m for m in model.modules() if type(m) is activation_type]
+    return [(f"layer{i}", m) for i, m in enumerate(acts, 1)]
+
+
+def _read(values: dict[str, Tensor]) -> dict[str, float]:
+    if not values:
         return {}
-    norms = torch.stack([g.detach().float().norm() for _, g in named]).tolist()
-    return {f"grad_norm/{name}": v for (name, _), v in zip(named, norms)}
+    return dict(zip(values, torch.stack([v.detach().float() for v in values.values()]).tolist()))
+
+
+def grad_norms(layers: list[tuple[str, nn.Module]]) -> dict[str, float]:
+    """L2 norm of each layer's weight gradient."""
+    return _read({f"grad_norm/{n}": m.weight.grad.norm() for n, m in layers if m.weight.grad is not None})
+
+
+def weight_norms(layers: list[tuple[str, nn.Module]]) -> dict[str, float]:
+    return _read({f"weight_norm/{n}": m.weight.norm() for n, m in layers})
+
+
+def update_ratios(layers: list[tuple[str, nn.Module]], before: list[Tensor]) -> dict[str, float]:
+    """||W_after - W_before|| / ||W_before|| of one optimizer step, per layer (the notes want ~1e-3)."""
+    ratios = {f"update_ratio/{n}": (m.weight - w0).norm() / w0.norm() for (n, m), w0 in zip(layers, before)}
+    return {k: v for k, v in _read(ratios).items() if math.isfinite(v)}  # undefined for all-zero weights
+
+
+@torch.no_grad()
+def probe_activations(model: nn.Module, acts: list[tuple[str, nn.Module]], x: Tensor) -> dict[str, Tensor]:
+    """Each hidden layer's activations on the probe batch, in eval mode (dropout off, batch norm on its
+    running statistics), as (examples, units, ...) tensors."""
+    out: dict[str, Tensor] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, name=name: out.__setitem__(name, o.detach())) for name, m in acts]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return out
+
+
+def activation_stats(outputs: dict[str, Tensor], activation: nn.Module, saturation_eps: float = 0.02) -> dict[str, float]:
+    """Mean and std per layer; the dead fraction for rectifiers (units <= 0 on every probe example and
+    position); the saturated fraction for sigmoid/tanh (outputs within eps of a bound)."""
+    stats: dict[str, Tensor] = {}
+    bounds = SATURATING.get(type(activation))
+    for name, a in outputs.items():
+        a = a.float()
+        stats[f"act_mean/{name}"] = a.mean()
+        stats[f"act_std/{name}"] = a.std()
+        if isinstance(activation, RECTIFIERS):
+            per_unit = a.transpose(0, 1).reshape(a.shape[1], -1)
+            stats[f"dead_frac/{name}"] = (per_unit <= 0).all(1).float().mean()
+        if bounds is not None:
+            lo, hi = bounds
+            margin = saturation_eps * (hi - lo)
+            stats[f"saturated_frac/{name}"] = ((a < lo + margin) | (a > hi - margin)).float().mean()
+    return _read(stats)
+
+
+def activations_figure(outputs: dict[str, Tensor], title: str = ""):
+    """The classic 'activations per layer' plot: one histogram per hidden layer, with mean and std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(outputs))
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.6), sharey=True, squeeze=False)
+    for ax, (name, a) in zip(axes[0], outputs.items()):
+        values = a.detach().float().flatten().cpu()
+        lo, hi = values.min().item(), values.max().item()
+        span = (lo, hi) if hi - lo > 1e-6 * max(1.0, abs(lo)) else (lo - 0.5, lo + 0.5)  # identical units: one spike
+        ax.hist(values.numpy(), bins=50, range=span, color="tab:blue")
+        ax.set_title(f"{name}\nmean {values.mean():.3f} std {values.std():.3f}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title or "hidden-layer activations on the probe batch", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 @torch.no_grad()
@@ -53,3 +139,165 @@ def decision_boundary(model: nn.Module, predict, x: Tensor, y: Tensor, size: int
             image[(row + dr).clamp(0, size - 1), (col + dc).clamp(0, size - 1)] = colour
     model.train(was_training)
     return image.round().to(torch.uint8).permute(2, 0, 1)
+
+
+def curves_figure(rows: list[dict], path) -> None:
+    """Loss and accuracy per epoch (train, val) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r for r in rows if "loss/train" in r]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for split, style in (("train", "-"), ("val", "--")):
+        pts = [(r["epoch"], r[f"loss/{split}"], r[f"acc/{split}"]) for r in epochs if f"loss/{split}" in r]
+        if pts:
+            e, loss, acc = zip(*pts)
+            ax_loss.plot(e, loss, style, label=split)
+            ax_acc.plot(e, acc, style, label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def first_to_last_ratio(norms: dict[str, float]) -> Optional[float]:
+    """grad_norm of the first layer over that of the last: << 1 vanishing, >> 1 exploding."""
+    values = [v for k, v in norms.items() if k.startswith("grad_norm/layer")]
+    if len(values) < 2 or values[-1] <= 0:
+        return None
+    return values[0] / values[-1]
+
+
+class Diagnostics:
+    """The training loop's window into the network, called at a few explicit points:
+
+    start() before the first step; before_step()/after_step() around every optimizer step;
+    end_epoch() after each epoch; finish() at the end. It logs to the tracker and raises alarms
+    (console, TensorBoard text, summary.json). after_step() returns True when the run diverged.
+    """
+
+    def __init__(self, model, loss_fn, activation_type, probe: tuple[Tensor, Tensor], num_classes: int,
+                 cfg, alarm_cfg, tracker, log_every: int, optimizer):  # fmt: skip
+        from nnlab import alarms
+
+        self.alarms_fn, self.cfg, self.alarm_cfg, self.tracker = alarms, cfg, alarm_cfg, tracker
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.layers = weight_layers(model)
+        self.acts = hidden_activations(model, activation_type)
+        self.activation = self.acts[0][1] if self.acts else nn.Identity()
+        self.probe_x, self.probe_y = probe
+        self.expected_initial = loss_fn.expected_initial(num_classes)
+        self.log_every = log_every
+        self.window = torch.zeros(log_every, 2, device=self.probe_x.device)  # per-step loss and grad norm
+        self.raised: list = []
+        self.initial: float = math.nan
+        self.snapshot: Optional[list[Tensor]] = None
+        self.recent_loss = math.nan  # mean training loss of the last log window
+
+    # -- alarms
+    def raise_alarm(self, alarm) -> None:
+        if alarm is None or not self.alarm_cfg.enabled or any(a.name == alarm.name for a in self.raised):
+            return
+        from nnlab.console import warning
+
+        self.raised.append(alarm)
+        warning(f"[{alarm.name}] step {alarm.step}: {alarm.message}")
+        self.tracker.text("alarms", f"**{alarm.name}** (step {alarm.step}): {alarm.message}", alarm.step)
+
+    # -- the loop's calls
+    def start(self) -> None:
+        """Initial loss on the probe batch (data loss only, eval mode) and the activations at init."""
+        with torch.no_grad():
+            was_training = self.model.training
+            self.model.eval()
+            self.initial = self.loss_fn(self.model(self.probe_x), self.probe_y).float().item()
+            self.model.train(was_training)
+        self.tracker.scalars(0, {"loss/initial": self.initial, "loss/initial_expected": self.expected_initial})
+        self.raise_alarm(self.alarms_fn.initial_loss(self.initial, self.expected_initial, self.alarm_cfg.initial_loss_tolerance))
+        if self.acts:
+            outputs = probe_activations(self.model, self.acts, self.probe_x)
+            self.tracker.scalars(0, activation_stats(outputs, self.activation, self.cfg.saturation_eps))
+            self._figure(outputs, 0, "at initialization", "activations_init.png")
+
+    def stats_due(self, step: int) -> bool:
+        return self.cfg.every > 0 and step % self.cfg.every == 0
+
+    def before_step(self, step: int) -> None:
+        """`step` is the number of the step about to run (1-based)."""
+        if self.stats_due(step):
+            self.snapshot = [m.weight.detach().clone() for _, m in self.layers]
+
+    def after_step(self, step: int, epoch: int, loss: Tensor, grad_norm: Tensor) -> bool:
+        self.window[(step - 1) % self.log_every] = torch.stack([loss.detach().float(), grad_norm.detach().float()])
+        diverged = False
+        if step % self.log_every == 0:
+            diverged = self._flush(step, epoch)
+        if self.snapshot is not None:
+            self._layer_stats(step, epoch)
+        return diverged
+
+    def end_epoch(self, epoch: int, step: int, last_epoch: bool) -> None:
+        every = self.cfg.histograms_every
+        if every and (epoch % every == 0 or last_epoch):
+            outputs = probe_activations(self.model, self.acts, self.probe_x) if self.acts else {}
+            for name, m in self.layers:
+                self.tracker.histogram(f"weights/{name}", m.weight, step)
+                if m.weight.grad is not None:
+                    self.tracker.histogram(f"grads/{name}", m.weight.grad, step)
+            for name, a in outputs.items():
+                self.tracker.histogram(f"activations/{name}", a, step)
+            if last_epoch and outputs:
+                self._figure(outputs, step, f"after {epoch} epochs", "activations_final.png")
+
+    def finish(self, metrics: dict[str, float], step: int) -> list[dict]:
+        if "acc/val" in metrics:
+            a = self.alarm_cfg
+            self.raise_alarm(self.alarms_fn.fit_gap(metrics["acc/train"], metrics["acc/val"], a.overfit_gap, a.underfit_acc, step))
+        return [a.as_dict() for a in self.raised]
+
+    # -- the work
+    def _flush(self, step: int, epoch: int) -> bool:
+        """Write the window's per-step loss and gradient norm (one host sync per log_every steps)."""
+        n = self.log_every
+        window = self.window.tolist()
+        for i, (loss, norm) in enumerate(window):
+            self.tracker.scalars(step - n + 1 + i, {"loss/train_step": loss, "grad_norm/global": norm}, epoch)
+        self.tracker.scalars(step, {"lr": self.optimizer.param_groups[0]["lr"]}, epoch)
+        losses = [loss for loss, _ in window]
+        recent = self.recent_loss = sum(losses) / n
+        a = self.alarm_cfg
+        if self.alarm_cfg.enabled:
+            alarm = self.alarms_fn.divergence(recent if all(map(math.isfinite, losses)) else math.nan, self.initial, a.divergence_factor, step)
+            if alarm is not None:
+                self.raise_alarm(alarm)
+                return True
+        if step - n < a.flat_after_steps <= step:
+            self.raise_alarm(self.alarms_fn.flat_loss(self.initial, recent, a.flat_min_drop, step))
+        return False
+
+    def _layer_stats(self, step: int, epoch: int) -> None:
+        a, al = self.cfg, self.alarm_cfg
+        stats = {**grad_norms(self.layers), **weight_norms(self.layers), **update_ratios(self.layers, self.snapshot)}
+        self.snapshot = None
+        ratio = first_to_last_ratio(stats)
+        if ratio is not None:
+            stats["grad_ratio/first_to_last"] = ratio
+        if self.acts:
+            stats.update(activation_stats(probe_activations(self.model, self.acts, self.probe_x), self.activation, a.saturation_eps))
+        self.tracker.scalars(step, stats, epoch)
+        f = self.alarms_fn
+        self.raise_alarm(f.gradient_flow(ratio, al.grad_ratio_low, al.grad_ratio_high, step))
+        self.raise_alarm(f.dead_units(stats, al.dead_fraction, step))
+        self.raise_alarm(f.saturation(stats, al.saturated_fraction, step))
+        self.raise_alarm(f.update_ratio(stats, al.update_ratio_low, al.update_ratio_high, step))
+
+    def _figure(self, outputs: dict[str, Tensor], step: int, when: str, filename: str) -> None:
+        fig = activations_figure(outputs, f"hidden-layer activations {when}")
+        self.tracker.figure("activations_per_layer", fig, step, filename)

@@ -28,6 +28,15 @@ class Tracker:
     def image(self, tag: str, image: torch.Tensor, step: int) -> None:
         self.writer.add_image(tag, image, step, dataformats="CHW")
 
+    def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
+        self.writer.add_histogram(tag, values.detach().float().flatten().cpu(), step)
+
+    def figure(self, tag: str, fig, step: int, filename: str | None = None) -> None:
+        """A matplotlib figure into TensorBoard (closed afterwards), and as RUN/FILENAME if given."""
+        if filename:
+            fig.savefig(self.run_dir / filename, dpi=100)
+        self.writer.add_figure(tag, fig, step, close=True)
+
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)
 

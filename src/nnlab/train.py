@@ -5,6 +5,7 @@ setup() is the only code that reads the config; fit() receives torch objects and
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -20,10 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from nnlab import checkpoint, diagnostics
-from nnlab.config import EarlyStoppingConfig, RegularizationConfig, TrainerConfig
+from nnlab.config import AlarmsConfig, DiagnosticsConfig, EarlyStoppingConfig, RegularizationConfig, TrainerConfig
 from nnlab.console import TrainingProgress, summary_table
 from nnlab.data import describe
 from nnlab.data.loader import Data, Split, batch_indices, prepare, steps_per_epoch
+from nnlab.diagnostics import Diagnostics
 from nnlab.optim import per_epoch
 from nnlab.tracking import Tracker, flatten, write_summary
 
@@ -41,6 +43,9 @@ class Experiment:
     trainer: TrainerConfig
     regularization: RegularizationConfig
     early_stopping: EarlyStoppingConfig
+    diagnostics: DiagnosticsConfig
+    alarms: AlarmsConfig
+    activation_type: type
     steps_per_epoch: int
     config: dict = field(default_factory=dict)  # the resolved config, saved with checkpoints
     notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
@@ -132,6 +137,9 @@ def setup(cfg: DictConfig) -> Experiment:
         trainer=trainer,
         regularization=OmegaConf.to_object(cfg.regularization),
         early_stopping=OmegaConf.to_object(cfg.early_stopping),
+        diagnostics=OmegaConf.to_object(cfg.diagnostics),
+        alarms=OmegaConf.to_object(cfg.alarms),
+        activation_type=type(activation()),
         steps_per_epoch=spe,
         config=OmegaConf.to_container(cfg, resolve=True),
         notes=notes,
@@ -144,8 +152,8 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weights, want_norm: bool):
-    """One optimizer step. Returns (outputs, loss, global gradient norm or None)."""
+def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weights):
+    """One optimizer step. Returns (outputs, loss, global gradient norm), all still on the device."""
     reg = exp.regularization
     with autocast(exp.device, exp.trainer.precision):
         out = exp.model(x)
@@ -157,9 +165,7 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weight
     scaler.unscale_(exp.optimizer)  # clip and measure true gradients, not scaled ones
     if reg.clip_grad_value is not None:
         nn.utils.clip_grad_value_(exp.model.parameters(), reg.clip_grad_value)
-    norm = None
-    if reg.clip_grad_norm is not None or want_norm:
-        norm = nn.utils.clip_grad_norm_(exp.model.parameters(), reg.clip_grad_norm or math.inf)
+    norm = nn.utils.clip_grad_norm_(exp.model.parameters(), reg.clip_grad_norm or math.inf)  # also measures
     scaler.step(exp.optimizer)
     scaler.update()
     if not per_epoch(exp.scheduler):
@@ -212,11 +218,14 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
     shuffle = torch.Generator().manual_seed(t.seed)
     noise = torch.Generator(device=exp.device).manual_seed(t.seed)  # augmentation and input noise
     scaler = torch.amp.GradScaler(exp.device.type, enabled=t.precision == "fp16")
-    layers = diagnostics.weight_layers(model)
-    weights = [m.weight for _, m in layers]
-    monitor, step, epoch, started = Monitor(exp.early_stopping), 0, 0, time.perf_counter()
-    ckpt_dir = run_dir / "checkpoints"
-    metrics: dict[str, float] = {}
+    probe = (data.train.x[: exp.diagnostics.probe_size], data.train.y[: exp.diagnostics.probe_size])
+    diag = Diagnostics(model, exp.loss_fn, exp.activation_type, probe, data.num_classes, exp.diagnostics,
+                       exp.alarms, tracker, t.log_every, exp.optimizer)  # fmt: skip
+    weights = [m.weight for _, m in diag.layers]
+    monitor, step, epoch, status, started = Monitor(exp.early_stopping), 0, 0, "ok", time.perf_counter()
+    ckpt_dir, metrics = run_dir / "checkpoints", {}
+    diag.start()
+    checkpoint.save(ckpt_dir / "last.pt", _state(exp, 0, 0, {}))  # a good checkpoint exists from the start
     progress = TrainingProgress(t.epochs, exp.steps_per_epoch, enabled=t.progress)
     model.train()
     with progress:
@@ -229,18 +238,17 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
                     x = data.augment(x, noise)
                 if exp.regularization.input_noise > 0:
                     x = x + exp.regularization.input_noise * torch.randn(x.shape, generator=noise, device=x.device)
-                log_now = (step + 1) % t.log_every == 0
-                out, loss, norm = train_step(exp, x, y, scaler, weights, want_norm=log_now)
                 step += 1
-                hits = (exp.loss_fn.predict(out) == y).sum()
-                totals += torch.stack([loss.detach().float() * len(y), hits.float()])
+                diag.before_step(step)
+                out, loss, norm = train_step(exp, x, y, scaler, weights)
+                totals += torch.stack([loss.detach().float() * len(y), (exp.loss_fn.predict(out) == y).sum().float()])
                 count += len(y)
-                if log_now:
-                    scalars = {"loss/train_step": loss.item(), "lr": exp.optimizer.param_groups[0]["lr"], "grad_norm/global": norm.item()}
-                    tracker.scalars(step, {**scalars, **diagnostics.grad_norms(layers)}, epoch)
-                    progress.batch(scalars["loss/train_step"])
-                else:
-                    progress.batch()
+                if diag.after_step(step, epoch, loss, norm):
+                    status = "diverged"  # logs stay; `last` is the end of the previous epoch
+                    break
+                progress.batch(diag.recent_loss if step % t.log_every == 0 else None)
+            if status == "diverged":
+                break
 
             loss_sum, correct = totals.tolist()
             elapsed = time.perf_counter() - epoch_start
@@ -255,16 +263,17 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
             if data.kind == "points" and (epoch % t.boundary_every == 0 or epoch == t.epochs):
                 image = diagnostics.decision_boundary(model, exp.loss_fn.predict, data.train.x, data.train.y)
                 tracker.image("decision_boundary", image, step)
-            progress.epoch(epoch, metrics)
-
             state = _state(exp, epoch, step, metrics)
             checkpoint.save(ckpt_dir / "last.pt", state)
             if monitor.metric in metrics and monitor.update(epoch, metrics):
                 checkpoint.save(ckpt_dir / "best.pt", state)
+            diag.end_epoch(epoch, step, last_epoch=epoch == t.epochs or monitor.should_stop)
+            progress.epoch(epoch, metrics)
             if monitor.should_stop:
                 break
 
-    return _finish(exp, run_dir, tracker, monitor, metrics, epoch, step, time.perf_counter() - started)
+    alarms = diag.finish(metrics, step)
+    return _finish(exp, run_dir, tracker, monitor, metrics, epoch, step, time.perf_counter() - started, status, alarms, diag.initial)
 
 
 def _state(exp: Experiment, epoch: int, step: int, metrics: dict[str, float]) -> dict[str, Any]:
@@ -280,26 +289,29 @@ def _state(exp: Experiment, epoch: int, step: int, metrics: dict[str, float]) ->
     }
 
 
-def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time) -> dict[str, Any]:
+def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time, status, alarms, initial_loss):
     """Test the best checkpoint (model selection on the monitored metric), log, write summary.json."""
     best_path = run_dir / "checkpoints" / "best.pt"
-    if best_path.exists():
-        model = getattr(exp.model, "_orig_mod", exp.model)
-        model.load_state_dict(checkpoint.load(best_path, map_location=exp.device)["model"])
-    test = evaluate(exp, exp.data.test)
     final = {k: v for k, v in last_metrics.items() if k.startswith(("loss/", "acc/"))}
-    final.update({"loss/test": test["loss"], "acc/test": test["acc"]})
-    tracker.scalars(step, {"loss/test": test["loss"], "acc/test": test["acc"]}, epoch)
-    hparams = flatten({k: v for k, v in exp.config.items() if k not in ("hydra",)})
+    if best_path.exists() or status == "ok":
+        if best_path.exists():
+            model = getattr(exp.model, "_orig_mod", exp.model)
+            model.load_state_dict(checkpoint.load(best_path, map_location=exp.device)["model"])
+        test = evaluate(exp, exp.data.test)
+        final.update({"loss/test": test["loss"], "acc/test": test["acc"]})
+        tracker.scalars(step, {"loss/test": test["loss"], "acc/test": test["acc"]}, epoch)
+    hparams = flatten(exp.config)
     tracker.hparams(hparams, {k: final[k] for k in ("loss/test", "acc/test", "loss/val", "acc/val") if k in final})
     summary = {
-        "status": "ok",
+        "status": status,
         "metrics": final,
+        "initial_loss": initial_loss,
         "best_epoch": monitor.best_epoch,
         "monitor": monitor.metric,
         "epochs_run": epoch,
         "steps": step,
         "stopped_early": monitor.should_stop,
+        "alarms": alarms,
         "wall_time_s": wall_time,
         "device": str(exp.device),
         "seed": exp.trainer.seed,
@@ -326,5 +338,6 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] 
         summary = fit(exp, run_dir, tracker)
     finally:
         tracker.close()
+    diagnostics.curves_figure([json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()], run_dir / "curves.png")
     summary_table(summary)
     return summary

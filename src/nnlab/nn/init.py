@@ -1,5 +1,6 @@
 """Weight initializers. Each is `scheme(model, activation, bias)`: it initializes every Linear and Conv
-layer of `model`, taking gain or nonlinearity from the activation (a module, or the factory that makes one).
+layer of `model`, taking gain or nonlinearity from the activation (a module, or the factory that makes one)
+for the hidden layers, and the linear gain for the output layer.
 
 `bias` is the value every bias is set to (0.01 keeps ReLU units alive at the start); for
 pytorch_default, bias=None leaves torch's own bias init alone.
@@ -39,60 +40,66 @@ def gain(activation) -> float:
     return nn.init.calculate_gain(name, param)
 
 
-def _apply(model: nn.Module, weight_fn: Callable[[torch.Tensor], None], bias: Optional[float]) -> nn.Module:
+def _apply(model: nn.Module, scheme: Callable, activation, bias: Optional[float]) -> nn.Module:
+    """scheme(weight, activation) on every layer. The output layer is followed by no activation, so it
+    gets the linear gain: its logits start small and the initial loss near chance (ln C)."""
+    layers = [m for m in model.modules() if isinstance(m, LAYERS)]
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, LAYERS):
-                weight_fn(m.weight)
-                if m.bias is not None and bias is not None:
-                    m.bias.fill_(bias)
+        for i, m in enumerate(layers):
+            scheme(m.weight, activation if i < len(layers) - 1 else nn.Identity)
+            if m.bias is not None and bias is not None:
+                m.bias.fill_(bias)
     return model
 
 
 def pytorch_default(model, activation=None, bias: Optional[float] = None):
-    return _apply(model, lambda w: None, bias)
+    return _apply(model, lambda w, act: None, activation, bias)
 
 
 def zeros(model, activation=None, bias: Optional[float] = 0.0):
-    return _apply(model, nn.init.zeros_, bias)
+    return _apply(model, lambda w, act: nn.init.zeros_(w), activation, bias)
 
 
 def normal_small(model, activation=None, bias: Optional[float] = 0.0, std: float = 0.01):
-    return _apply(model, lambda w: nn.init.normal_(w, 0.0, std), bias)
+    return _apply(model, lambda w, act: nn.init.normal_(w, 0.0, std), activation, bias)
 
 
 def normal_large(model, activation=None, bias: Optional[float] = 0.0, std: float = 1.0):
-    return _apply(model, lambda w: nn.init.normal_(w, 0.0, std), bias)
+    return _apply(model, lambda w, act: nn.init.normal_(w, 0.0, std), activation, bias)
 
 
-def xavier_uniform(model, activation=None, bias: Optional[float] = 0.0):
-    return _apply(model, lambda w: nn.init.xavier_uniform_(w, gain(activation)), bias)
+def xavier_uniform(model, activation=nn.ReLU, bias: Optional[float] = 0.0):
+    return _apply(model, lambda w, act: nn.init.xavier_uniform_(w, gain(act)), activation, bias)
 
 
-def xavier_normal(model, activation=None, bias: Optional[float] = 0.0):
-    return _apply(model, lambda w: nn.init.xavier_normal_(w, gain(activation)), bias)
+def xavier_normal(model, activation=nn.ReLU, bias: Optional[float] = 0.0):
+    return _apply(model, lambda w, act: nn.init.xavier_normal_(w, gain(act)), activation, bias)
 
 
-def _kaiming(fn, activation):
-    name, param = nonlinearity(activation)
-    return lambda w: fn(w, a=param or 0, mode="fan_in", nonlinearity=name)
+def _kaiming(fn):
+    def scheme(w, act):
+        name, param = nonlinearity(act)
+        fn(w, a=param or 0, mode="fan_in", nonlinearity=name)
+
+    return scheme
 
 
-def he_normal(model, activation=None, bias: Optional[float] = 0.0):
-    return _apply(model, _kaiming(nn.init.kaiming_normal_, activation or nn.ReLU), bias)
+def he_normal(model, activation=nn.ReLU, bias: Optional[float] = 0.0):
+    return _apply(model, _kaiming(nn.init.kaiming_normal_), activation, bias)
 
 
-def he_uniform(model, activation=None, bias: Optional[float] = 0.0):
-    return _apply(model, _kaiming(nn.init.kaiming_uniform_, activation or nn.ReLU), bias)
+def he_uniform(model, activation=nn.ReLU, bias: Optional[float] = 0.0):
+    return _apply(model, _kaiming(nn.init.kaiming_uniform_), activation, bias)
+
+
+def _lecun(w, act):
+    fan_in = nn.init._calculate_fan_in_and_fan_out(w)[0]
+    nn.init.normal_(w, 0.0, 1 / math.sqrt(fan_in))
 
 
 def lecun_normal(model, activation=None, bias: Optional[float] = 0.0):
-    def init(w):
-        fan_in = nn.init._calculate_fan_in_and_fan_out(w)[0]
-        nn.init.normal_(w, 0.0, 1 / math.sqrt(fan_in))
-
-    return _apply(model, init, bias)
+    return _apply(model, _lecun, activation, bias)
 
 
-def orthogonal(model, activation=None, bias: Optional[float] = 0.0):
-    return _apply(model, lambda w: nn.init.orthogonal_(w, gain(activation)), bias)
+def orthogonal(model, activation=nn.ReLU, bias: Optional[float] = 0.0):
+    return _apply(model, lambda w, act: nn.init.orthogonal_(w, gain(act)), activation, bias)

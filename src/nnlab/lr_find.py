@@ -1,0 +1,133 @@
+"""`nnlab lr-find`: the learning-rate range test (Smith 2015; the one-epoch finder of the notes).
+
+The rate grows exponentially from min_lr to max_lr over `steps` batches of the training set; the test
+stops once the smoothed loss explodes. The suggestion is the rate of steepest descent of the smoothed
+loss (before its minimum).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class RangeTest:
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)
+    suggestion: Optional[float] = None
+    exploded_at: Optional[float] = None
+
+
+def range_test(exp, min_lr: float, max_lr: float, steps: int, smoothing: float, explode_factor: float) -> RangeTest:
+    from nnlab.data.loader import batch_indices
+    from nnlab.diagnostics import weight_layers
+    from nnlab.train import train_step
+
+    growth = (max_lr / min_lr) ** (1 / max(1, steps - 1))
+    exp.scheduler = _Fixed()  # the test sets the rate itself
+    scaler = torch.amp.GradScaler(exp.device.type, enabled=exp.trainer.precision == "fp16")
+    weights = [m.weight for _, m in weight_layers(exp.model)]
+    shuffle = torch.Generator().manual_seed(exp.trainer.seed)
+    result, avg = RangeTest(), 0.0
+    exp.model.train()
+    while len(result.lrs) < steps:  # as many passes over the data as `steps` needs
+        for idx in batch_indices(len(exp.data.train), exp.trainer.batch_size, shuffle, exp.device):
+            i = len(result.lrs)
+            lr = min_lr * growth**i
+            for group in exp.optimizer.param_groups:
+                group["lr"] = lr
+            _, loss, _ = train_step(exp, exp.data.train.x[idx], exp.data.train.y[idx], scaler, weights)
+            value = loss.item()
+            avg = smoothing * avg + (1 - smoothing) * value
+            smooth = avg / (1 - smoothing ** (i + 1))  # bias-corrected
+            result.lrs.append(lr)
+            result.losses.append(value)
+            result.smoothed.append(smooth)
+            if not math.isfinite(smooth) or smooth > explode_factor * min(result.smoothed):
+                result.exploded_at = lr
+                break
+            if len(result.lrs) >= steps:
+                break
+        if result.exploded_at is not None:
+            break
+    result.suggestion = steepest_descent(result.lrs, result.smoothed)
+    return result
+
+
+def steepest_descent(lrs: list[float], smoothed: list[float]) -> Optional[float]:
+    """The rate where the smoothed loss falls fastest per decade of rate, before the loss minimum."""
+    finite = [(lr, s) for lr, s in zip(lrs, smoothed) if math.isfinite(s)]
+    if len(finite) < 3:
+        return None
+    best = min(range(len(finite)), key=lambda i: finite[i][1])
+    points = finite[: max(best + 1, 3)]
+    slopes = [
+        (points[i + 1][1] - points[i - 1][1]) / (math.log10(points[i + 1][0]) - math.log10(points[i - 1][0]))
+        for i in range(1, len(points) - 1)
+    ]
+    return points[1 + min(range(len(slopes)), key=slopes.__getitem__)][0]
+
+
+class _Fixed:
+    """A scheduler that leaves the rate alone."""
+
+    def step(self, *args) -> None:
+        pass
+
+
+def figure(result: RangeTest, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(result.lrs, result.losses, color="tab:blue", alpha=0.3, label="loss")
+    ax.plot(result.lrs, result.smoothed, color="tab:blue", label="smoothed loss")
+    if result.suggestion is not None:
+        ax.axvline(result.suggestion, color="tab:red", ls="--", label=f"suggested {result.suggestion:.2e}")
+    finite = [s for s in result.smoothed if math.isfinite(s)]
+    if finite:
+        ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.1)
+    ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="training loss", title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def run(cfg, run_dir) -> Optional[float]:
+    """The `nnlab lr-find` job: the test on the composed config, a PNG, TensorBoard, lr_find.json."""
+    import json
+    from pathlib import Path
+
+    from nnlab.console import console
+    from nnlab.tracking import Tracker
+    from nnlab.train import setup
+
+    run_dir = Path(run_dir)
+    f = cfg.lr_find
+    exp = setup(cfg)
+    result = range_test(exp, f.min_lr, f.max_lr, f.steps, f.smoothing, f.explode_factor)
+    tracker = Tracker(run_dir)
+    try:
+        for i, (lr, loss, smooth) in enumerate(zip(result.lrs, result.losses, result.smoothed)):
+            tracker.scalars(i, {"lr_find/lr": lr, "lr_find/loss": loss, "lr_find/smoothed_loss": smooth})
+        optimizer = cfg.optimizer._target_.rpartition(".")[2]
+        tracker.figure("lr_find", figure(result, f"learning-rate range test ({optimizer})"), 0, "lr_find.png")
+    finally:
+        tracker.close()
+    (run_dir / "lr_find.json").write_text(json.dumps(result.__dict__, indent=2))
+    if result.suggestion is None:
+        console.print("no suggestion: the loss never fell; widen lr_find.min_lr/max_lr or raise lr_find.steps")
+    else:
+        console.print(f"suggested learning rate: [bold]{result.suggestion:.2e}[/] (steepest descent of the smoothed loss)")
+    if result.exploded_at is not None:
+        console.print(f"the loss exploded at lr {result.exploded_at:.2e}; the test stopped there")
+    console.print(f"curve: {run_dir / 'lr_find.png'}  (TensorBoard: lr_find/*)", soft_wrap=True)
+    return result.suggestion

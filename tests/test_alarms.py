@@ -1,0 +1,53 @@
+"""The alarms are pure functions: each fires on what it measures and stays quiet otherwise."""
+
+from __future__ import annotations
+
+import math
+
+from nnlab import alarms
+
+
+def test_initial_loss():
+    assert alarms.initial_loss(0.70, math.log(2), 0.5) is None
+    a = alarms.initial_loss(3.6, math.log(2), 0.5)
+    assert a.name == "initial_loss" and "init=" in a.message
+    assert alarms.initial_loss(float("nan"), math.log(2), 0.5) is not None
+
+
+def test_divergence():
+    assert alarms.divergence(2.0, 0.7, 3.0, 10) is None
+    assert alarms.divergence(2.2, 0.7, 3.0, 10).name == "divergence"
+    assert "not a number" in alarms.divergence(float("inf"), 0.7, 3.0, 10).message
+
+
+def test_flat_loss():
+    assert alarms.flat_loss(0.69, 0.40, 0.05, 200) is None
+    assert alarms.flat_loss(0.69, 0.68, 0.05, 200).name == "flat_loss"
+
+
+def test_gradient_flow():
+    assert alarms.gradient_flow(0.5, 0.01, 100, 5) is None
+    assert alarms.gradient_flow(None, 0.01, 100, 5) is None
+    assert alarms.gradient_flow(1e-4, 0.01, 100, 5).name == "vanishing_gradients"
+    assert alarms.gradient_flow(1e4, 0.01, 100, 5).name == "exploding_gradients"
+
+
+def test_dead_units_and_saturation_name_the_worst_layer():
+    stats = {"dead_frac/layer1": 0.1, "dead_frac/layer2": 0.8, "saturated_frac/layer1": 0.1}
+    a = alarms.dead_units(stats, 0.5, 7)
+    assert a.name == "dead_units" and "layer2" in a.message and "80%" in a.message
+    assert alarms.saturation(stats, 0.25, 7) is None
+    assert alarms.saturation({"saturated_frac/layer3": 0.6}, 0.25, 7).name == "saturation"
+    assert alarms.dead_units({}, 0.5, 7) is None
+
+
+def test_update_ratio_uses_the_typical_layer():
+    assert alarms.update_ratio({"update_ratio/layer1": 1e-3, "update_ratio/layer2": 3e-3}, 1e-5, 0.1, 1) is None
+    assert "too low" in alarms.update_ratio({"update_ratio/layer1": 1e-7}, 1e-5, 0.1, 1).message
+    assert "too high" in alarms.update_ratio({"update_ratio/layer1": 0.5}, 1e-5, 0.1, 1).message
+
+
+def test_fit_gap():
+    assert alarms.fit_gap(0.99, 0.97, 0.1, 0.75, 1) is None
+    assert alarms.fit_gap(1.0, 0.8, 0.1, 0.75, 1).name == "overfitting"
+    assert alarms.fit_gap(0.55, 0.52, 0.1, 0.75, 1).name == "underfitting"
