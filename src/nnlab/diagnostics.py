@@ -98,22 +98,22 @@ def activation_stats(outputs: dict[str, Tensor], activation: nn.Module, saturati
 
 def activations_figure(outputs: dict[str, Tensor], title: str = ""):
     """The classic 'activations per layer' plot: one histogram per hidden layer, with mean and std."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     n = max(1, len(outputs))
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.6), sharey=True, squeeze=False)
-    for ax, (name, a) in zip(axes[0], outputs.items()):
-        values = a.detach().float().flatten().cpu()
+    fig = Figure(figsize=(2.4 * n, 2.4), dpi=80)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.74, wspace=0.25)
+    axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
+    for ax, (name, a) in zip(axes, outputs.items()):
+        values = a.detach().double().flatten().cpu()
         lo, hi = values.min().item(), values.max().item()
-        span = (lo, hi) if hi - lo > 1e-6 * max(1.0, abs(lo)) else (lo - 0.5, lo + 0.5)  # identical units: one spike
-        ax.hist(values.numpy(), bins=50, range=span, color="tab:blue")
+        span = (lo, hi) if hi - lo > 1e-4 * max(1.0, abs(lo)) else (lo - 0.5, lo + 0.5)  # identical units: one spike
+        counts = torch.histc(values, bins=40, min=span[0], max=span[1])
+        edges = torch.linspace(span[0], span[1], 41)
+        ax.stairs(counts.numpy(), edges.numpy(), fill=True, color="tab:blue")
         ax.set_title(f"{name}\nmean {values.mean():.3f} std {values.std():.3f}", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.suptitle(title or "hidden-layer activations on the probe batch", fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -143,13 +143,11 @@ def decision_boundary(model: nn.Module, predict, x: Tensor, y: Tensor, size: int
 
 def curves_figure(rows: list[dict], path) -> None:
     """Loss and accuracy per epoch (train, val) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     epochs = [r for r in rows if "loss/train" in r]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2), dpi=100)
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for split, style in (("train", "-"), ("val", "--")):
         pts = [(r["epoch"], r[f"loss/{split}"], r[f"acc/{split}"]) for r in epochs if f"loss/{split}" in r]
         if pts:
@@ -163,8 +161,7 @@ def curves_figure(rows: list[dict], path) -> None:
         if ax.lines:
             ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path)
 
 
 def first_to_last_ratio(norms: dict[str, float]) -> Optional[float]:

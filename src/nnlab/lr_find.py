@@ -81,12 +81,10 @@ class _Fixed:
 
 
 def figure(result: RangeTest, title: str):
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig = Figure(figsize=(6, 3.6), dpi=100)
+    ax = fig.subplots()
     ax.plot(result.lrs, result.losses, color="tab:blue", alpha=0.3, label="loss")
     ax.plot(result.lrs, result.smoothed, color="tab:blue", label="smoothed loss")
     if result.suggestion is not None:

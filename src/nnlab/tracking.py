@@ -32,10 +32,18 @@ class Tracker:
         self.writer.add_histogram(tag, values.detach().float().flatten().cpu(), step)
 
     def figure(self, tag: str, fig, step: int, filename: str | None = None) -> None:
-        """A matplotlib figure into TensorBoard (closed afterwards), and as RUN/FILENAME if given."""
+        """A matplotlib figure into TensorBoard, and as RUN/FILENAME if given (rendered once)."""
+        import numpy as np
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        image = np.asarray(canvas.buffer_rgba())[..., :3]
+        self.writer.add_image(tag, image, step, dataformats="HWC")
         if filename:
-            fig.savefig(self.run_dir / filename, dpi=100)
-        self.writer.add_figure(tag, fig, step, close=True)
+            from matplotlib.image import imsave
+
+            imsave(self.run_dir / filename, image)
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)
