@@ -119,20 +119,20 @@ def update_ratio(stats: dict[str, float], low: float, high: float, step: int) ->
 
 
 def fit_gap(train_acc: float, val_acc: float, gap: float, underfit_acc: float, step: int) -> Optional[Alarm]:
-    """Train/validation accuracy gap (overfitting), or no gap at a low accuracy (underfitting)."""
+    """A low training accuracy (underfitting), or a train/validation accuracy gap (overfitting)."""
+    if train_acc < underfit_acc:
+        return Alarm(
+            "underfitting",
+            step,
+            f"underfitting: train accuracy is only {train_acc:.3f} (validation {val_acc:.3f}). Give the model more "
+            "capacity (model.hidden), train longer (trainer.epochs), or raise optimizer.lr.",
+        )
     if train_acc - val_acc > gap:
         return Alarm(
             "overfitting",
             step,
             f"overfitting: train accuracy {train_acc:.3f} vs validation {val_acc:.3f}. Regularize "
             "(model.dropout, optimizer.weight_decay, early_stopping.patience, data.augment) or use more data.",
-        )
-    if train_acc < underfit_acc:
-        return Alarm(
-            "underfitting",
-            step,
-            f"underfitting: train accuracy is only {train_acc:.3f} (validation {val_acc:.3f}, no gap). Give the "
-            "model more capacity (model.hidden), train longer (trainer.epochs), or raise optimizer.lr.",
         )
     return None
 

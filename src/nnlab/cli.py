@@ -13,6 +13,7 @@ commands:
   check     the babysitting checks on a config: initial loss, regularization, overfit a tiny subset,
             gradient flow (exit code 1 when one fails)
   lr-find   learning-rate range test: loss against an exponentially growing rate, a suggested rate
+  report    compare the runs under a folder: nnlab report PATH [--sort acc/val] [--out DIR]
 
 examples:
   nnlab train                                  toy 2-D moons, MLP, ReLU, Adam (about 10 s on a CPU)
@@ -21,6 +22,7 @@ examples:
   nnlab train --help                           every config group and option
   nnlab check model.hidden=[4]                 does this config train at all?
   nnlab lr-find data=mnist optimizer=sgd       which learning rate?
+  nnlab train -m experiment=activations        a lecture experiment, then: nnlab report outputs/sweeps/DATE_TIME
   tensorboard --logdir outputs                 watch the runs
 """
 
@@ -42,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         return _hydra(_check_job, "nnlab check", rest, default_dir="check")
     if command == "lr-find":
         return _hydra(_lr_find_job, "nnlab lr-find", rest, default_dir="lr_find")
+    if command == "report":
+        from nnlab.report import main as report
+
+        return report(rest)
     print(f"nnlab: unknown command {command!r}\n", file=sys.stderr)
     print(USAGE, end="", file=sys.stderr)
     return 2
@@ -68,22 +74,54 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
 
 
 def _job(work):
-    """Validate, then run `work(cfg, run_dir, choices)`; user errors become one paragraph and exit 2."""
+    """Wrap `work(cfg, run_dir, choices)` as a Hydra job: validate first; a user error is one paragraph
+    and exit 2; a crash is recorded in the run directory (summary.json status "failed", error.txt).
+    In a sweep neither stops the other jobs: the sweeper sees the worst objective for this one."""
 
     def job(cfg):
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
         from nnlab.config import ConfigError, validate
-        from nnlab.console import exit_with
+        from nnlab.console import error, exit_with
+        from nnlab.tracking import record_failure
 
+        hc = HydraConfig.get()
+        sweep = hc.mode == RunMode.MULTIRUN
+        run_dir = hc.runtime.output_dir
+        _share_cores(hc)
         try:
             validate(cfg)
-            hc = HydraConfig.get()
-            return work(cfg, hc.runtime.output_dir, dict(hc.runtime.choices))
+            return work(cfg, run_dir, dict(hc.runtime.choices))
         except ConfigError as e:
-            exit_with(str(e))
+            if not sweep:
+                exit_with(str(e))
+            record_failure(run_dir, e)
+            error(f"{e} (job {hc.job.num} skipped; the sweep goes on)")
+        except Exception as e:  # a crash: keep what was written, say where the traceback is
+            path = record_failure(run_dir, e)
+            error(f"the run failed: {type(e).__name__}: {e}. Traceback: {path}", title="failure")
+            if not sweep:
+                sys.exit(1)
+        from nnlab.train import worst_objective
+
+        return worst_objective(cfg.early_stopping.metric)
 
     return job
+
+
+def _share_cores(hc) -> None:
+    """Parallel launchers (joblib) run n_jobs processes at once: give each its share of the cores,
+    so that they do not fight over them."""
+    import os
+
+    launcher = hc.launcher
+    n_jobs = launcher.get("n_jobs") if "_target_" in launcher and "joblib" in launcher._target_ else None
+    if n_jobs:
+        import torch
+
+        cores = os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // (cores if n_jobs < 0 else n_jobs)))
 
 
 @_job
@@ -91,7 +129,9 @@ def _train_job(cfg, run_dir, choices) -> float | None:
     """One training run. Returns the objective a sweeper minimises or maximises."""
     from nnlab.train import run
 
-    return run(cfg, run_dir, choices=choices)["metrics"].get(cfg.early_stopping.metric)
+    from nnlab.train import objective
+
+    return objective(run(cfg, run_dir, choices=choices), cfg.early_stopping.metric)
 
 
 @_job

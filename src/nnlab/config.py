@@ -196,7 +196,8 @@ def _check_data(d: DictConfig) -> None:
     if not 0 <= d.val_fraction < 1:
         _fail("data.val_fraction", d.val_fraction, "it must be in [0, 1)")
     _choice("data.preprocess", d.preprocess, PREPROCESS)
-    _positive("data.subset", d.subset)
+    if d.subset is not None and d.subset < 2:
+        _fail("data.subset", d.subset, "training needs at least 2 examples")
 
 
 def _check_regularization(r: DictConfig, es: DictConfig) -> None:
@@ -316,6 +317,9 @@ def _check_combinations(cfg: DictConfig) -> None:
             "model=cnn needs image data, but the data are 2-D points "
             f"({cfg.data.source._target_}); use model=mlp, or data=mnist / data=cifar10."
         )
+    n_train = cfg.data.source.get("n_train")
+    if n_train is not None and round(n_train * (1 - cfg.data.val_fraction)) < 2:
+        _fail("data.source.n_train", n_train, f"with data.val_fraction={cfg.data.val_fraction} fewer than 2 training points remain")
     if kind == "points" and cfg.data.augment:
         _fail("data.augment", True, "augmentation is defined for image data (mnist, cifar10) only")
     if cfg.loss._target_.endswith(".BCE") and classes != 2:

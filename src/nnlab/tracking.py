@@ -90,3 +90,18 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def record_failure(run_dir: str | Path, error: BaseException) -> Path:
+    """summary.json with status "failed" (unless the run already wrote one) and the traceback in error.txt."""
+    import traceback
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "error.txt"
+    path.write_text("".join(traceback.format_exception(error)))
+    summary = run_dir / "summary.json"
+    previous = json.loads(summary.read_text()) if summary.exists() else {}
+    write_summary(run_dir, {**previous, "status": "failed", "error": f"{type(error).__name__}: {error}",
+                            "run_dir": str(run_dir), "metrics": previous.get("metrics", {})})  # fmt: skip
+    return path

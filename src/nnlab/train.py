@@ -322,6 +322,20 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
     return summary
 
 
+def worst_objective(metric: str) -> float:
+    """What a sweeper sees for a run that diverged or failed: the worst possible value."""
+    return math.inf if "loss" in metric else 0.0
+
+
+def objective(summary: dict[str, Any], metric: str) -> float:
+    """The value a sweeper optimizes: the run's final `metric` (the early_stopping metric), or the worst
+    value where the run did not finish well."""
+    value = summary["metrics"].get(metric)
+    if summary["status"] != "ok" or value is None or not math.isfinite(value):
+        return worst_objective(metric)
+    return value
+
+
 def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """The `nnlab train` job: set up, train, report. Returns summary.json's content."""
     run_dir = Path(run_dir)

@@ -1,0 +1,177 @@
+"""`nnlab report PATH`: compare the runs under a folder (a sweep, or any folder of runs).
+
+A rich table of every run (the overrides that differ between runs, final metrics, best epoch, status,
+wall time) sorted by a metric, and beside it report.csv, report.md and report.png (every run's loss and
+accuracy curves overlaid).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+METRICS = ("acc/train", "acc/val", "acc/test", "loss/train", "loss/val", "loss/test")
+
+
+@dataclass
+class Run:
+    path: Path
+    summary: dict[str, Any]
+    overrides: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+
+    @property
+    def status(self) -> str:
+        return self.summary.get("status", "unknown")
+
+    def metric(self, key: str) -> Optional[float]:
+        value = self.summary.get("metrics", {}).get(key)
+        return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+    def epochs(self) -> list[dict]:
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return []
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [r for r in rows if "loss/train" in r]
+
+
+def collect(root: Path) -> list[Run]:
+    """Every run directory (one with a summary.json) under root, root itself included."""
+    import yaml
+
+    runs = []
+    for summary_path in sorted(root.rglob("summary.json")):
+        run_dir = summary_path.parent
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError):
+            continue
+        overrides: dict[str, str] = {}
+        hydra_overrides = run_dir / ".hydra" / "overrides.yaml"
+        if hydra_overrides.exists():
+            for item in yaml.safe_load(hydra_overrides.read_text()) or []:
+                key, _, value = str(item).partition("=")
+                overrides[key.lstrip("+~")] = value
+        runs.append(Run(run_dir, summary, overrides))
+    _name(runs, root)
+    return runs
+
+
+def _name(runs: list[Run], root: Path) -> None:
+    """Name each run by the overrides that differ between runs (else by its folder)."""
+    keys = sorted({k for r in runs for k in r.overrides})
+    differing = [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
+    for r in runs:
+        parts = [f"{k}={r.overrides[k]}" for k in differing if k in r.overrides]
+        r.name = ",".join(parts) if parts else (str(r.path.relative_to(root)) if r.path != root else r.path.name)
+
+
+def sort_runs(runs: list[Run], key: str) -> list[Run]:
+    """Best first by `key` (losses ascending, accuracies descending); runs without it last."""
+    sign = 1.0 if "loss" in key else -1.0
+    return sorted(runs, key=lambda r: (r.metric(key) is None, sign * (r.metric(key) or 0.0)))
+
+
+def rows(runs: list[Run]) -> list[dict[str, Any]]:
+    out = []
+    for r in runs:
+        row = {"run": r.name, "status": r.status}
+        row.update({k: r.metric(k) for k in METRICS})
+        row.update({"best_epoch": r.summary.get("best_epoch"), "epochs": r.summary.get("epochs_run"),
+                    "wall_time_s": r.summary.get("wall_time_s"), "alarms": ",".join(a["name"] for a in r.summary.get("alarms", [])),
+                    "path": str(r.path)})  # fmt: skip
+        out.append(row)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.3g}"
+    return str(value)
+
+
+def write_files(table: list[dict[str, Any]], runs: list[Run], out: Path, sort_key: str) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "report.csv", "md": out / "report.md", "png": out / "report.png"}
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    columns = [c for c in table[0] if c != "path"]
+    lines = [f"# nnlab report (sorted by {sort_key})", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row[c]) for c in columns) + " |" for row in table]
+    paths["md"].write_text("\n".join(lines) + "\n")
+    curves_figure(runs, paths["png"])
+    return paths
+
+
+def curves_figure(runs: list[Run], path: Path) -> None:
+    """Every run's validation (else training) loss and accuracy per epoch, overlaid."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4), dpi=100)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for r in runs:
+        epochs = r.epochs()
+        split = "val" if any("loss/val" in e for e in epochs) else "train"
+        pts = [(e["epoch"], e[f"loss/{split}"], e[f"acc/{split}"]) for e in epochs if f"loss/{split}" in e]
+        if not pts:
+            continue
+        x, loss, acc = zip(*pts)
+        style = "-" if r.status == "ok" else ":"
+        ax_loss.plot(x, [v if isinstance(v, (int, float)) else math.nan for v in loss], style, label=r.name)
+        ax_acc.plot(x, acc, style, label=r.name)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (validation where there is one)", yscale="log")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    if 0 < len(ax_acc.lines) <= 16:
+        ax_acc.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    from rich.table import Table
+
+    from rich.console import Console
+
+    from nnlab.console import console, error
+
+    if not console.is_terminal:  # files and pipes: wide enough for a whole row per line
+        console = Console(width=200, highlight=False)
+
+    parser = argparse.ArgumentParser(prog="nnlab report", description="Compare the runs under a folder (a sweep, or any folder of runs).")
+    parser.add_argument("path", type=Path, help="a sweep directory, a run directory, or any folder of runs")
+    parser.add_argument("--sort", default="acc/val", choices=METRICS, help="metric to sort by (default: acc/val)")
+    parser.add_argument("--out", type=Path, default=None, help="where report.csv/.md/.png go (default: PATH)")
+    args = parser.parse_args(argv)
+    if not args.path.is_dir():
+        error(f"{args.path} is not a directory; give a sweep or run directory, e.g. outputs/sweeps/DATE_TIME.")
+        return 2
+    runs = collect(args.path)
+    if not runs:
+        error(f"no runs under {args.path}: a run directory holds a summary.json.")
+        return 2
+    runs = sort_runs(runs, args.sort)
+    table = rows(runs)
+    grid = Table(title=f"{len(runs)} runs under {args.path} (sorted by {args.sort})", header_style="bold")
+    columns = ["run", "status", *METRICS[:3], "loss/val", "best_epoch", "wall_time_s", "alarms"]
+    for c in columns:
+        grid.add_column("wall (s)" if c == "wall_time_s" else c.replace("_", " "), overflow="fold", no_wrap=c != "alarms")
+    for row in table:
+        style = None if row["status"] == "ok" else "red"
+        grid.add_row(*[_fmt(row[c]) for c in columns], style=style)
+    console.print(grid)
+    paths = write_files(table, runs, args.out or args.path, args.sort)
+    console.print("written: " + ", ".join(str(p) for p in paths.values()), soft_wrap=True)
+    return 0

@@ -1,0 +1,108 @@
+"""Every lecture experiment (conf/experiment/) runs as a sweep, in a shortened form where that keeps
+its point, and shows the outcome its config's comment promises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import nnlab
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "src/nnlab/conf/experiment").glob("*.yaml"))
+
+
+def sweep(tmp_path: Path, experiment: str, *overrides: str) -> dict[str, dict]:
+    """Run `nnlab train -m experiment=NAME`; summaries keyed by the swept values (folder names)."""
+    out = nnlab("train", "-m", f"experiment={experiment}", "trainer.progress=false", *overrides,
+                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path, timeout=900)  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    runs = {}
+    for summary in tmp_path.glob("*/summary.json"):
+        fixed = {f"experiment={experiment}", *overrides}  # what every run shares
+        key = ",".join(part for part in summary.parent.name.split(",") if part not in fixed)
+        runs[key] = json.loads(summary.read_text())
+    return runs
+
+
+def test_every_experiment_has_a_test():
+    tested = {name[len("test_") :] for name in globals() if name.startswith("test_") and name[5:] in EXPERIMENTS}
+    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 9
+
+
+def acc(run):
+    return run["metrics"].get("acc/test", 0.0)
+
+
+def alarms(run):
+    return {a["name"] for a in run["alarms"]}
+
+
+def test_activations(tmp_path):
+    runs = sweep(tmp_path, "activations", "activation=sigmoid,tanh,relu,elu", "trainer.epochs=20")
+    assert len(runs) == 4
+    for name in ("tanh", "relu", "elu"):
+        assert acc(runs[f"activation={name}"]) > 0.9
+    assert acc(runs["activation=sigmoid"]) < 0.7
+    assert runs["activation=sigmoid"]["metrics"]["loss/train"] > 3 * runs["activation=relu"]["metrics"]["loss/train"]
+
+
+def test_initialization(tmp_path):
+    runs = sweep(tmp_path, "initialization")
+    assert len(runs) == 5
+    zeros = runs["init=zeros"]
+    assert "flat_loss" in alarms(zeros) and 0.4 < acc(zeros) < 0.6  # a coin flip
+    assert "saturation" in alarms(runs["init=normal_large"])
+    assert acc(runs["init=he_normal"]) > 0.95 and acc(runs["init=xavier_normal"]) > 0.95
+    assert acc(runs["init=normal_small"]) < 0.6
+
+
+def test_learning_rate(tmp_path):
+    runs = sweep(tmp_path, "learning_rate")
+    assert runs["optimizer.lr=100.0"]["status"] == "diverged"
+    assert "update_ratio" in alarms(runs["optimizer.lr=0.0001"])
+    assert acc(runs["optimizer.lr=0.1"]) > 0.95 and acc(runs["optimizer.lr=0.1"]) > acc(runs["optimizer.lr=0.001"]) + 0.05
+
+
+def test_optimizers(tmp_path):
+    runs = sweep(tmp_path, "optimizers", "optimizer=sgd,momentum,nesterov,adagrad")
+    loss = {k.split("=")[1]: v["metrics"]["loss/train"] for k, v in runs.items()}
+    assert loss["momentum"] < 0.5 * loss["sgd"] and loss["nesterov"] < 0.5 * loss["sgd"] and loss["adagrad"] < 0.5 * loss["sgd"]
+
+
+def test_batch_size(tmp_path):
+    runs = sweep(tmp_path, "batch_size")
+    small = acc(runs["optimizer.lr=0.1,trainer.batch_size=32"])
+    same_rate = acc(runs["optimizer.lr=0.1,trainer.batch_size=128"])
+    scaled = acc(runs["optimizer.lr=0.4,trainer.batch_size=128"])
+    assert scaled > same_rate + 0.2 and scaled > small - 0.08
+
+
+def test_depth(tmp_path):
+    runs = sweep(tmp_path, "depth", "trainer.epochs=8")
+    plain_sigmoid = runs["activation=sigmoid,model.batch_norm=False"]
+    assert "vanishing_gradients" in alarms(plain_sigmoid) and acc(plain_sigmoid) < 0.6
+    assert acc(runs["activation=relu,model.batch_norm=False"]) > 0.9
+    assert acc(runs["activation=sigmoid,model.batch_norm=True"]) > acc(plain_sigmoid) + 0.2
+
+
+def test_regularization(tmp_path):
+    runs = sweep(tmp_path, "regularization", "model.dropout=0.0")
+    plain, l2 = runs["model.dropout=0.0,optimizer.weight_decay=0.0"], runs["model.dropout=0.0,optimizer.weight_decay=0.01"]
+    assert plain["metrics"]["acc/train"] == 1.0
+    assert plain["metrics"]["loss/val"] > 2 * l2["metrics"]["loss/val"] and acc(l2) > acc(plain) + 0.05
+
+
+def test_clipping(tmp_path):
+    runs = sweep(tmp_path, "clipping", "trainer.epochs=5")
+    assert runs["regularization.clip_grad_norm=null"]["status"] == "diverged"
+    clipped = runs["regularization.clip_grad_norm=1.0"]
+    assert clipped["status"] == "ok" and acc(clipped) > 0.85
+
+
+def test_preprocessing(tmp_path):
+    runs = sweep(tmp_path, "preprocessing")
+    none, center, standard = (acc(runs[f"data.preprocess={p}"]) for p in ("none", "center", "standardize"))
+    assert none < 0.6 < center < standard and standard > 0.95
+    assert "saturation" in alarms(runs["data.preprocess=none"])
