@@ -78,9 +78,15 @@ def cifar10(root: str | None = None, download: bool = True):
 def _read_cifar_batches(folder: Path, names: tuple[str, ...]):
     xs, ys = [], []
     for name in names:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")  # the official files are Python 2 pickles
-        data = torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.uint8))
-        xs.append(data.reshape(-1, 3, 32, 32))
-        ys.append(torch.as_tensor(batch["labels"], dtype=torch.long))
+        try:
+            with open(folder / name, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")  # the official files are Python 2 pickles
+            data = torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.uint8))
+            xs.append(data.reshape(-1, 3, 32, 32))
+            ys.append(torch.as_tensor(batch["labels"], dtype=torch.long))
+        except Exception as e:
+            raise ConfigError(
+                f"{folder / name} is not a valid CIFAR-10 batch file ({type(e).__name__}: {e}). Delete the "
+                f"folder {folder} so that it is downloaded again, or replace the file with an intact copy."
+            ) from None
     return torch.cat(xs), torch.cat(ys)
