@@ -89,7 +89,7 @@ def test_depth(tmp_path):
 
 def test_regularization(tmp_path):
     runs = sweep(tmp_path, "regularization", "model.dropout=0.0")
-    plain, l2 = runs["model.dropout=0.0,optimizer.weight_decay=0.0"], runs["model.dropout=0.0,optimizer.weight_decay=0.01"]
+    plain, l2 = runs["optimizer.weight_decay=0.0"], runs["optimizer.weight_decay=0.01"]
     assert plain["metrics"]["acc/train"] == 1.0
     assert plain["metrics"]["loss/val"] > 2 * l2["metrics"]["loss/val"] and acc(l2) > acc(plain) + 0.05
 
@@ -104,5 +104,5 @@ def test_clipping(tmp_path):
 def test_preprocessing(tmp_path):
     runs = sweep(tmp_path, "preprocessing")
     none, center, standard = (acc(runs[f"data.preprocess={p}"]) for p in ("none", "center", "standardize"))
-    assert none < 0.6 < center < standard and standard > 0.95
+    assert none < center < standard and standard > 0.95 and standard - none > 0.15
     assert "saturation" in alarms(runs["data.preprocess=none"])

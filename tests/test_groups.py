@@ -14,7 +14,9 @@ from nnlab.diagnostics import weight_layers
 from nnlab.train import setup, train_step
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "nnlab" / "conf"
-GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in sorted(CONF.iterdir()) if g.is_dir() and list(g.glob("*.yaml"))}
+SWEEP_GROUPS = {"experiment", "hparams_search"}  # whole sweeps, tested in test_experiments.py / test_sweeps.py
+GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in sorted(CONF.iterdir())
+          if g.is_dir() and list(g.glob("*.yaml")) and g.name not in SWEEP_GROUPS}  # fmt: skip
 TOY = ["data.source.n_train=64", "data.source.n_test=32", "trainer.batch_size=16", "trainer.epochs=2", "trainer.device=cpu"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,8 @@ def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
     runs = summaries(tmp_path)
     assert [n.split(",")[0] for n in sorted(runs)] == ["activation=relu", "activation=tanh"]
     assert all(r["status"] == "ok" for r in runs.values())
+    cores = os.cpu_count()
+    assert all(r["torch_threads"] == max(1, cores // 2) for r in runs.values())  # the jobs share the cores
 
 
 def test_submitit_local_launcher(tmp_path):

@@ -314,6 +314,7 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
         "alarms": alarms,
         "wall_time_s": wall_time,
         "device": str(exp.device),
+        "torch_threads": torch.get_num_threads(),
         "seed": exp.trainer.seed,
         "run_dir": str(run_dir),
         "checkpoints": {"last": "checkpoints/last.pt", "best": "checkpoints/best.pt" if best_path.exists() else None},
