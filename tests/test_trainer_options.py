@@ -1,0 +1,73 @@
+"""The trainer, regularization and early-stopping knobs, each end to end through the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import TINY, events, metrics, nnlab, summary, train
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    run, _ = train(tmp_path, *TINY, "trainer.precision=bf16", "trainer.device=cpu")
+    assert summary(run)["status"] == "ok" and summary(run)["device"] == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
+def test_fp16_needs_cuda(tmp_path):
+    out = nnlab("train", *TINY, "trainer.precision=fp16", cwd=tmp_path)
+    assert out.returncode == 2 and "fp16 autocast needs a CUDA device" in out.stderr
+
+
+def test_torch_compile(tmp_path):
+    run, _ = train(tmp_path, *TINY, "trainer.compile=true", "trainer.epochs=1")
+    state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert not any(k.startswith("_orig_mod") for k in state["model"])  # saved unwrapped: loads into a plain model
+
+
+def test_deterministic_records_what_it_changed(tmp_path):
+    run, _ = train(tmp_path, *TINY, "trainer.deterministic=true")
+    notes = [t.tensor_proto.string_val[0].decode() for t in events(run).Tensors("notes/text_summary")]
+    assert any("use_deterministic_algorithms(True)" in n for n in notes)
+
+
+def test_eval_every_and_log_every(tmp_path):
+    run, _ = train(tmp_path, *TINY, "trainer.epochs=4", "trainer.eval_every=2", "trainer.log_every=3")
+    rows = metrics(run)
+    assert [r["epoch"] for r in rows if "loss/val" in r] == [2, 4]
+    assert [r["step"] for r in rows if "lr" in r] == list(range(3, summary(run)["steps"] + 1, 3))
+
+
+def test_early_stopping_stops_and_keeps_the_best(tmp_path):
+    run, _ = train(tmp_path, "data.source.n_train=160", "trainer.progress=false", "trainer.epochs=50",
+                   "early_stopping.patience=2", "early_stopping.min_delta=0.5")  # fmt: skip
+    s = summary(run)
+    assert s["stopped_early"] and s["epochs_run"] == 3 and s["best_epoch"] == 1
+
+
+def test_regularizers_change_the_run(tmp_path):
+    base, _ = train(tmp_path, *TINY, run_dir="base")
+    for knob in ("regularization.l1=0.01", "regularization.input_noise=0.3", "regularization.clip_grad_value=0.01",
+                 "regularization.clip_grad_norm=0.01", "optimizer.weight_decay=0.1", "model.dropout=0.3"):  # fmt: skip
+        run, _ = train(tmp_path, *TINY, knob, run_dir=knob.replace("=", "_"))
+        assert summary(run)["status"] == "ok"
+        assert summary(run)["metrics"]["loss/train"] != summary(base)["metrics"]["loss/train"], knob
+    clipped = metrics(tmp_path / "regularization.clip_grad_norm_0.01")
+    assert all(r["grad_norm/global"] > 0 for r in clipped if "grad_norm/global" in r)
+
+
+def test_every_schedule_trains(tmp_path):
+    sweep = tmp_path / "s"
+    out = nnlab("train", "-m", *TINY, "schedule=step,multistep,exponential,cosine,warmup_cosine,onecycle,cyclic,plateau",
+                f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = list(sweep.glob("*/summary.json"))
+    assert len(runs) == 8
+
+
+def test_grid_syntax_range_and_choice(tmp_path):
+    sweep = tmp_path / "s"
+    out = nnlab("train", "-m", *TINY, "trainer.epochs=1", "trainer.seed=range(0,2)", "optimizer=choice(sgd,adam)",
+                f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(list(sweep.glob("*/summary.json"))) == 4
