@@ -250,19 +250,7 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
             if status == "diverged":
                 break
 
-            loss_sum, correct = totals.tolist()
-            elapsed = time.perf_counter() - epoch_start
-            metrics = {"loss/train": loss_sum / count, "acc/train": correct / count}
-            if data.val is not None and (epoch % t.eval_every == 0 or epoch == t.epochs):
-                val = evaluate(exp, data.val)
-                metrics.update({"loss/val": val["loss"], "acc/val": val["acc"]})
-            metrics.update({"time/epoch_s": elapsed, "throughput/examples_per_s": count / elapsed})
-            tracker.scalars(step, metrics, epoch)
-            if per_epoch(exp.scheduler) and "loss/val" in metrics:
-                exp.scheduler.step(metrics["loss/val"])
-            if data.kind == "points" and (epoch % t.boundary_every == 0 or epoch == t.epochs):
-                image = diagnostics.decision_boundary(model, exp.loss_fn.predict, data.train.x, data.train.y)
-                tracker.image("decision_boundary", image, step)
+            metrics = _end_epoch(exp, tracker, epoch, step, totals, count, time.perf_counter() - epoch_start)
             state = _state(exp, epoch, step, metrics)
             checkpoint.save(ckpt_dir / "last.pt", state)
             if monitor.metric in metrics and monitor.update(epoch, metrics):
@@ -276,10 +264,31 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
     return _finish(exp, run_dir, tracker, monitor, metrics, epoch, step, time.perf_counter() - started, status, alarms, diag.initial)
 
 
+def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, step: int, totals, count: int, elapsed: float) -> dict:
+    """The epoch's metrics (validation at its cadence), logged; the plateau schedule; the decision boundary."""
+    t, data = exp.trainer, exp.data
+    loss_sum, correct = totals.tolist()
+    metrics = {"loss/train": loss_sum / count, "acc/train": correct / count}
+    if data.val is not None and (epoch % t.eval_every == 0 or epoch == t.epochs):
+        val = evaluate(exp, data.val)
+        metrics.update({"loss/val": val["loss"], "acc/val": val["acc"]})
+    metrics.update({"time/epoch_s": elapsed, "throughput/examples_per_s": count / elapsed})
+    tracker.scalars(step, metrics, epoch)
+    if per_epoch(exp.scheduler) and "loss/val" in metrics:
+        exp.scheduler.step(metrics["loss/val"])
+    if data.kind == "points" and (epoch % t.boundary_every == 0 or epoch == t.epochs):
+        image = diagnostics.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y)
+        tracker.image("decision_boundary", image, step)
+    return metrics
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    return getattr(model, "_orig_mod", model)  # unwrap torch.compile
+
+
 def _state(exp: Experiment, epoch: int, step: int, metrics: dict[str, float]) -> dict[str, Any]:
-    model = getattr(exp.model, "_orig_mod", exp.model)  # unwrap torch.compile
     return {
-        "model": model.state_dict(),
+        "model": _bare(exp.model).state_dict(),
         "optimizer": exp.optimizer.state_dict(),
         "scheduler": exp.scheduler.state_dict(),
         "epoch": epoch,
@@ -295,8 +304,7 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
     final = {k: v for k, v in last_metrics.items() if k.startswith(("loss/", "acc/"))}
     if best_path.exists() or status == "ok":
         if best_path.exists():
-            model = getattr(exp.model, "_orig_mod", exp.model)
-            model.load_state_dict(checkpoint.load(best_path, map_location=exp.device)["model"])
+            _bare(exp.model).load_state_dict(checkpoint.load(best_path, map_location=exp.device)["model"])
         test = evaluate(exp, exp.data.test)
         final.update({"loss/test": test["loss"], "acc/test": test["acc"]})
         tracker.scalars(step, {"loss/test": test["loss"], "acc/test": test["acc"]}, epoch)
