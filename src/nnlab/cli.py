@@ -66,6 +66,12 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
         check_command_line(args)
     except ConfigError as e:
         exit_with(str(e))
+    resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
+    if resume not in (None, "auto", "null") and not any(a.startswith("hydra.run.dir=") for a in args):
+        from pathlib import Path
+
+        path = Path(resume)  # continue in the run's own directory
+        args = [*args, f"hydra.run.dir={path.parent.parent if path.suffix == '.pt' else path}"]
     if default_dir and not any(a.startswith("hydra.run.dir=") for a in args):
         args = [*args, f"hydra.run.dir=outputs/{default_dir}/${{now:%Y-%m-%d_%H-%M-%S}}"]
     sys.argv = [prog, *args]
@@ -131,7 +137,15 @@ def _train_job(cfg, run_dir, choices) -> float | None:
 
     from nnlab.train import objective
 
-    return objective(run(cfg, run_dir, choices=choices), cfg.early_stopping.metric)
+    summary = run(cfg, run_dir, choices=choices)
+    if summary["status"] == "interrupted":  # saved; now stop, the whole sweep too
+        import signal
+
+        from nnlab.console import warning
+
+        warning(f"interrupted by {summary['signal']}: checkpoint saved; continue with resume={run_dir}")
+        sys.exit(128 + signal.Signals[summary["signal"]].value)
+    return objective(summary, cfg.early_stopping.metric)
 
 
 @_job

@@ -42,6 +42,7 @@ class TrainerConfig:
     boundary_every: int = 5
     eval_batch_size: int = 2048
     progress: bool = True
+    checkpoint_every: int = 0
 
 
 @dataclass
@@ -120,6 +121,7 @@ class NNLabConfig:
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
     lr_find: LRFindConfig = field(default_factory=LRFindConfig)
+    resume: Optional[str] = None
     model: Any = MISSING
     activation: Any = MISSING
     init: Any = MISSING
@@ -175,6 +177,7 @@ def _check_trainer(t: DictConfig) -> None:
     for key in ("epochs", "batch_size", "log_every", "eval_every", "boundary_every", "eval_batch_size"):
         _positive(f"trainer.{key}", t[key])
     _positive("trainer.seed", t.seed, allow_zero=True)
+    _positive("trainer.checkpoint_every", t.checkpoint_every, allow_zero=True)
     device = t.device.split(":")[0]
     if device not in DEVICES:
         _fail("trainer.device", t.device, f"choose one of {', '.join(DEVICES)} (or cuda:N)")

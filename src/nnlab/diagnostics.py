@@ -197,6 +197,7 @@ class Diagnostics:
         self.initial: float = math.nan
         self.snapshot: Optional[list[Tensor]] = None
         self.recent_loss = math.nan  # mean training loss of the last log window
+        self.flushed = 0  # the last step whose loss and gradient norm are written
 
     # -- alarms
     def raise_alarm(self, alarm) -> None:
@@ -232,10 +233,10 @@ class Diagnostics:
             self.snapshot = [m.weight.detach().clone() for _, m in self.layers]
 
     def after_step(self, step: int, epoch: int, loss: Tensor, grad_norm: Tensor) -> bool:
-        self.window[(step - 1) % self.log_every] = torch.stack([loss.detach().float(), grad_norm.detach().float()])
+        self.window[step - self.flushed - 1] = torch.stack([loss.detach().float(), grad_norm.detach().float()])
         diverged = False
         if step % self.log_every == 0:
-            diverged = self._flush(step, epoch)
+            diverged = self.flush(step, epoch)
         if self.snapshot is not None:
             self._layer_stats(step, epoch)
         return diverged
@@ -259,14 +260,25 @@ class Diagnostics:
             self.raise_alarm(self.alarms_fn.fit_gap(metrics["acc/train"], metrics["acc/val"], a.overfit_gap, a.underfit_acc, step))
         return [a.as_dict() for a in self.raised]
 
-    # -- the work
-    def _flush(self, step: int, epoch: int) -> bool:
-        """Write the window's per-step loss and gradient norm (one host sync per log_every steps)."""
-        n = self.log_every
-        window = self.window.tolist()
+    def state_dict(self) -> dict:
+        return {"initial": self.initial, "flushed": self.flushed, "alarms": [a.as_dict() for a in self.raised]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.initial, self.flushed = state["initial"], state["flushed"]
+        self.raised = [self.alarms_fn.Alarm(**a) for a in state["alarms"]]
+
+    def flush(self, step: int, epoch: int) -> bool:
+        """Write the per-step loss and gradient norm buffered since the last flush (one host sync), then
+        check them for divergence and a flat loss. True when the run diverged."""
+        n = step - self.flushed
+        if n <= 0:
+            return False
+        window = self.window[:n].tolist()
+        self.flushed = step
         for i, (loss, norm) in enumerate(window):
             self.tracker.scalars(step - n + 1 + i, {"loss/train_step": loss, "grad_norm/global": norm}, epoch)
-        self.tracker.scalars(step, {"lr": self.optimizer.param_groups[0]["lr"]}, epoch)
+        if step % self.log_every == 0:
+            self.tracker.scalars(step, {"lr": self.optimizer.param_groups[0]["lr"]}, epoch)
         losses = [loss for loss, _ in window]
         recent = self.recent_loss = sum(losses) / n
         a = self.alarm_cfg

@@ -12,11 +12,12 @@ import torch
 
 
 class Tracker:
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, purge_step: int | None = None):
+        """purge_step: a resumed run hides the events an earlier process wrote from this step on."""
         from torch.utils.tensorboard import SummaryWriter  # imported here: only training pays for it
 
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self.jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
 
     def scalars(self, step: int, values: Mapping[str, float], epoch: int | None = None) -> None:

@@ -153,15 +153,15 @@ def autocast(device: torch.device, precision: str):
 
 
 def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weights):
-    """One optimizer step. Returns (outputs, loss, global gradient norm), all still on the device."""
+    """One optimizer step. Returns (outputs, data loss, global gradient norm), all still on the device.
+    The data loss is what is logged and watched; the L1 penalty only joins it for the gradient."""
     reg = exp.regularization
     with autocast(exp.device, exp.trainer.precision):
         out = exp.model(x)
         loss = exp.loss_fn(out, y)
-        if reg.l1 > 0:
-            loss = loss + reg.l1 * sum(w.abs().sum() for w in weights)
+        objective = loss + reg.l1 * sum(w.abs().sum() for w in weights) if reg.l1 > 0 else loss
     exp.optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+    scaler.scale(objective).backward()
     scaler.unscale_(exp.optimizer)  # clip and measure true gradients, not scaled ones
     if reg.clip_grad_value is not None:
         nn.utils.clip_grad_value_(exp.model.parameters(), reg.clip_grad_value)
@@ -211,9 +211,43 @@ class Monitor:
     def should_stop(self) -> bool:
         return self.patience is not None and self.bad_epochs >= self.patience
 
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
 
-def fit(exp: Experiment, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
-    """Train, validate every eval_every epochs, keep `last` and `best` checkpoints, test at the end."""
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
+
+
+class StopRequest:
+    """SIGTERM / SIGINT (cluster preemption, Ctrl-C) while training: note it, and let the loop save a
+    checkpoint and stop at the end of the current step."""
+
+    def __init__(self):
+        self.signal: Optional[int] = None
+        self.previous: dict = {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict] = None) -> dict[str, Any]:
+    """Train, validate every eval_every epochs, keep `last` and `best` checkpoints, test at the end.
+    With `resume` (a checkpoint's state), continue exactly where that checkpoint left off."""
     t, data, model = exp.trainer, exp.data, exp.model
     shuffle = torch.Generator().manual_seed(t.seed)
     noise = torch.Generator(device=exp.device).manual_seed(t.seed)  # augmentation and input noise
@@ -222,52 +256,110 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
     diag = Diagnostics(model, exp.loss_fn, exp.activation_type, probe, data.num_classes, exp.diagnostics,
                        exp.alarms, tracker, t.log_every, exp.optimizer)  # fmt: skip
     weights = [m.weight for _, m in diag.layers]
-    monitor, step, epoch, status, started = Monitor(exp.early_stopping), 0, 0, "ok", time.perf_counter()
-    ckpt_dir, metrics = run_dir / "checkpoints", {}
-    diag.start()
-    checkpoint.save(ckpt_dir / "last.pt", _state(exp, 0, 0, {}))  # a good checkpoint exists from the start
+    monitor, status, started = Monitor(exp.early_stopping), "ok", time.perf_counter()
+    ckpt_dir, metrics, stop = run_dir / "checkpoints", {}, StopRequest()
+    loop = Position(shuffle.get_state())
+    if resume is None:
+        diag.start()
+        checkpoint.save(ckpt_dir / "last.pt", _state(exp, loop, metrics, monitor, diag, scaler, noise))  # good from the start
+    else:
+        metrics = _restore(exp, resume, loop, monitor, diag, scaler, shuffle, noise)
     progress = TrainingProgress(t.epochs, exp.steps_per_epoch, enabled=t.progress)
     model.train()
-    with progress:
-        for epoch in range(1, t.epochs + 1):
+    with progress, stop:
+        for epoch in range(loop.epoch, t.epochs + 1):
+            loop.start_epoch(epoch, shuffle.get_state(), exp.device)
             epoch_start = time.perf_counter()
-            totals, count = torch.zeros(2, device=exp.device), 0  # loss sum, correct: read once per epoch
-            for idx in batch_indices(len(data.train), t.batch_size, shuffle, exp.device):
+            for i, idx in enumerate(batch_indices(len(data.train), t.batch_size, shuffle, exp.device)):
+                if i < loop.batch:  # resumed mid-epoch: these batches are done
+                    continue
                 x, y = data.train.x[idx], data.train.y[idx]
                 if data.augment is not None:
                     x = data.augment(x, noise)
                 if exp.regularization.input_noise > 0:
                     x = x + exp.regularization.input_noise * torch.randn(x.shape, generator=noise, device=x.device)
-                step += 1
-                diag.before_step(step)
+                loop.step += 1
+                diag.before_step(loop.step)
                 out, loss, norm = train_step(exp, x, y, scaler, weights)
-                totals += torch.stack([loss.detach().float() * len(y), (exp.loss_fn.predict(out) == y).sum().float()])
-                count += len(y)
-                if diag.after_step(step, epoch, loss, norm):
+                loop.add(loss, (exp.loss_fn.predict(out) == y).sum(), len(y))
+                if diag.after_step(loop.step, epoch, loss, norm):
                     status = "diverged"  # logs stay; `last` is the end of the previous epoch
                     break
-                progress.batch(diag.recent_loss if step % t.log_every == 0 else None)
-            if status == "diverged":
+                progress.batch(diag.recent_loss if loop.step % t.log_every == 0 else None)
+                if stop.signal is not None or (t.checkpoint_every and loop.step % t.checkpoint_every == 0):
+                    if diag.flush(loop.step, epoch):
+                        status = "diverged"
+                        break
+                    checkpoint.save(ckpt_dir / "last.pt", _state(exp, loop, metrics, monitor, diag, scaler, noise))
+                    if stop.signal is not None:
+                        status = "interrupted"
+                        break
+            if status == "ok" and diag.flush(loop.step, epoch):
+                status = "diverged"
+            if status != "ok":
                 break
 
-            metrics = _end_epoch(exp, tracker, epoch, step, totals, count, time.perf_counter() - epoch_start)
-            state = _state(exp, epoch, step, metrics)
-            checkpoint.save(ckpt_dir / "last.pt", state)
+            metrics = _end_epoch(exp, tracker, epoch, loop, time.perf_counter() - epoch_start)
+            loop.end_epoch(shuffle.get_state())
+            state = _state(exp, loop, metrics, monitor, diag, scaler, noise)
             if monitor.metric in metrics and monitor.update(epoch, metrics):
+                state["monitor"] = monitor.state_dict()
                 checkpoint.save(ckpt_dir / "best.pt", state)
-            diag.end_epoch(epoch, step, last_epoch=epoch == t.epochs or monitor.should_stop)
+            checkpoint.save(ckpt_dir / "last.pt", state)
+            diag.end_epoch(epoch, loop.step, last_epoch=epoch == t.epochs or monitor.should_stop)
             progress.epoch(epoch, metrics)
             if monitor.should_stop:
                 break
 
-    alarms = diag.finish(metrics, step)
-    return _finish(exp, run_dir, tracker, monitor, metrics, epoch, step, time.perf_counter() - started, status, alarms, diag.initial)
+    alarms = diag.finish(metrics, loop.step) if status == "ok" else [a.as_dict() for a in diag.raised]
+    summary = _finish(exp, run_dir, tracker, monitor, metrics, loop.last_epoch, loop.step, time.perf_counter() - started,
+                      status, alarms, diag.initial)  # fmt: skip
+    if stop.signal is not None:
+        import signal as signals
+
+        summary["signal"] = signals.Signals(stop.signal).name
+        write_summary(run_dir, summary)
+    return summary
 
 
-def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, step: int, totals, count: int, elapsed: float) -> dict:
+class Position:
+    """Where the loop is: epoch, batches done in it, global step, and the epoch's running sums. Saved
+    with every checkpoint so that a resumed run replays exactly the same batches."""
+
+    def __init__(self, shuffle_state: torch.Tensor):
+        self.epoch, self.batch, self.step = 1, 0, 0
+        self.shuffle_state = shuffle_state  # the shuffle generator at the start of `epoch`
+        self.sums, self.count = None, 0
+
+    def start_epoch(self, epoch: int, shuffle_state: torch.Tensor, device) -> None:
+        if epoch != self.epoch or self.sums is None:  # a fresh epoch (not one resumed mid-way)
+            self.epoch, self.batch, self.count = epoch, 0, 0
+            self.sums = torch.zeros(2, device=device)  # loss sum, correct: read once per epoch
+        self.shuffle_state = shuffle_state
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
+        self.sums += torch.stack([loss.detach().float() * n, correct.float()])
+        self.count += n
+        self.batch += 1
+
+    def end_epoch(self, shuffle_state: torch.Tensor) -> None:
+        self.epoch, self.batch, self.count, self.sums = self.epoch + 1, 0, 0, None
+        self.shuffle_state = shuffle_state
+
+    @property
+    def last_epoch(self) -> int:
+        """The last epoch begun and not left untouched: done, or partly done."""
+        return self.epoch - 1 if self.batch == 0 else self.epoch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "shuffle": self.shuffle_state,
+                "sums": None if self.sums is None else self.sums.cpu(), "count": self.count}  # fmt: skip
+
+
+def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, elapsed: float) -> dict:
     """The epoch's metrics (validation at its cadence), logged; the plateau schedule; the decision boundary."""
-    t, data = exp.trainer, exp.data
-    loss_sum, correct = totals.tolist()
+    t, data, step, count = exp.trainer, exp.data, loop.step, loop.count
+    loss_sum, correct = loop.sums.tolist()
     metrics = {"loss/train": loss_sum / count, "acc/train": correct / count}
     if data.val is not None and (epoch % t.eval_every == 0 or epoch == t.epochs):
         val = evaluate(exp, data.val)
@@ -286,23 +378,64 @@ def _bare(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)  # unwrap torch.compile
 
 
-def _state(exp: Experiment, epoch: int, step: int, metrics: dict[str, float]) -> dict[str, Any]:
+def _state(exp: Experiment, loop: Position, metrics, monitor: Monitor, diag: Diagnostics, scaler, noise) -> dict:
+    """Everything needed to continue exactly: weights, optimizer, schedule, scaler, position, the random
+    states, early-stopping and diagnostics state, and the config. Tensors and plain types only."""
+    import numpy as np
+
+    np_state = np.random.get_state()
+    rng = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "noise": noise.get_state(),
+    }
     return {
         "model": _bare(exp.model).state_dict(),
         "optimizer": exp.optimizer.state_dict(),
         "scheduler": exp.scheduler.state_dict(),
-        "epoch": epoch,
-        "step": step,
+        "scaler": scaler.state_dict(),
+        "epoch": loop.last_epoch,
+        "step": loop.step,
+        "position": loop.state_dict(),
+        "rng": rng,
+        "monitor": monitor.state_dict(),
+        "diagnostics": diag.state_dict(),
         "metrics": metrics,
         "config": exp.config,
     }
+
+
+def _restore(exp: Experiment, state: dict, loop: Position, monitor: Monitor, diag: Diagnostics, scaler, shuffle, noise) -> dict:
+    """Load a checkpoint's state into the run's objects; returns the metrics of its last epoch."""
+    import numpy as np
+
+    _bare(exp.model).load_state_dict(state["model"])
+    exp.optimizer.load_state_dict(state["optimizer"])
+    exp.scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    monitor.load_state_dict(state["monitor"])
+    diag.load_state_dict(state["diagnostics"])
+    pos = state["position"]
+    loop.epoch, loop.batch, loop.step, loop.count = pos["epoch"], pos["batch"], pos["step"], pos["count"]
+    loop.sums = None if pos["sums"] is None else pos["sums"].to(exp.device)
+    shuffle.set_state(pos["shuffle"])
+    rng = state["rng"]
+    random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+    np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy(), *rng["numpy"][2:]))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    noise.set_state(rng["noise"])
+    return state["metrics"]
 
 
 def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time, status, alarms, initial_loss):
     """Test the best checkpoint (model selection on the monitored metric), log, write summary.json."""
     best_path = run_dir / "checkpoints" / "best.pt"
     final = {k: v for k, v in last_metrics.items() if k.startswith(("loss/", "acc/"))}
-    if best_path.exists() or status == "ok":
+    if status == "ok" or (status == "diverged" and best_path.exists()):
         if best_path.exists():
             _bare(exp.model).load_state_dict(checkpoint.load(best_path, map_location=exp.device)["model"])
         test = evaluate(exp, exp.data.test)
@@ -345,20 +478,51 @@ def objective(summary: dict[str, Any], metric: str) -> float:
     return value
 
 
+def resume_state(resume: Optional[str], run_dir: Path, config: dict) -> Optional[dict]:
+    """The checkpoint to continue from: resume=auto (this run directory's last.pt, if any) or a path (a
+    run directory or a checkpoint file). Refuses a checkpoint made with a different config."""
+    from nnlab.config import ConfigError
+
+    if resume is None:
+        return None
+    path = run_dir / "checkpoints" / "last.pt" if resume == "auto" else Path(resume)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if resume == "auto" and not path.exists():
+        return None
+    state = checkpoint.load(path)
+    ignore = {"resume", "choices"}
+    mine = {k: v for k, v in flatten(config).items() if k.split(".")[0] not in ignore and k not in ("trainer.epochs", "trainer.progress")}
+    theirs = {k: v for k, v in flatten(state["config"]).items() if k.split(".")[0] not in ignore and k not in ("trainer.epochs", "trainer.progress")}
+    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    if differ:
+        shown = ", ".join(f"{k}={theirs.get(k)!r} there vs {mine.get(k)!r} here" for k in differ[:5])
+        raise ConfigError(f"{path} was made with a different config ({shown}); resume with the same overrides "
+                          "(only trainer.epochs may change), or start a new run.")  # fmt: skip
+    return state
+
+
 def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] = None) -> dict[str, Any]:
-    """The `nnlab train` job: set up, train, report. Returns summary.json's content."""
+    """The `nnlab train` job: set up, train (or continue: cfg.resume), report. Returns summary.json's content."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     exp = setup(cfg)
+    state = resume_state(cfg.resume, run_dir, exp.config)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     if choices:
         exp.config["choices"] = dict(choices)
-    tracker = Tracker(run_dir)
+    if state is not None:  # drop what was logged after the checkpoint: it will be logged again
+        rows = run_dir / "metrics.jsonl"
+        if rows.exists():
+            kept = [line for line in rows.read_text().splitlines() if json.loads(line)["step"] <= state["step"]]
+            rows.write_text("".join(line + "\n" for line in kept))
+    tracker = Tracker(run_dir, purge_step=state["step"] + 1 if state is not None else None)
     try:
-        tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
-        for note in exp.notes:
-            tracker.text("notes", note)
-        summary = fit(exp, run_dir, tracker)
+        if state is None:
+            tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
+            for note in exp.notes:
+                tracker.text("notes", note)
+        summary = fit(exp, run_dir, tracker, resume=state)
     finally:
         tracker.close()
     diagnostics.curves_figure([json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()], run_dir / "curves.png")

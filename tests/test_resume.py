@@ -1,0 +1,93 @@
+"""Never lose a run: continue from checkpoints exactly (SIGKILL mid-epoch, SIGTERM, more epochs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from conftest import nnlab, summary, train
+
+RUN = ["data.source.n_train=1500", "trainer.epochs=4", "trainer.progress=false", "trainer.checkpoint_every=7",
+       "trainer.log_every=5", "model.dropout=0.2", "regularization.input_noise=0.1"]  # fmt: skip  (dropout and noise: RNG in play)
+
+
+def rows_without_timing(run):
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in rows]
+
+
+def weights(run):
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def start(tmp_path, run, *extra):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "nnlab", "train", *RUN, *extra, f"hydra.run.dir={run}"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def wait_for_step(run, step, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        path = run / "metrics.jsonl"
+        if path.exists() and any(json.loads(line).get("step", 0) >= step for line in path.read_text().splitlines() if line):
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the run did not get there in time")
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+    ref, _ = train(tmp_path, *RUN, run_dir="ref")
+    run = tmp_path / "killed"
+    proc = start(tmp_path, run)
+    wait_for_step(run, 50, proc)  # epoch 2 of 4 (30 steps an epoch)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "summary.json").exists()
+    killed_at = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert 0 < killed_at <= 50 and (killed_at % 7 == 0 or killed_at % 30 == 0)  # a periodic or an epoch-end checkpoint
+    out = nnlab("train", *RUN, "resume=auto", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert summary(run)["metrics"] == summary(ref)["metrics"]
+    assert all(torch.equal(a, b) for a, b in zip(weights(run).values(), weights(ref).values()))
+    assert rows_without_timing(run) == rows_without_timing(ref)  # no duplicated or missing points
+
+
+def test_sigterm_saves_marks_interrupted_and_resumes(tmp_path):
+    ref, _ = train(tmp_path, *RUN, run_dir="ref")
+    run = tmp_path / "term"
+    proc = start(tmp_path, run)
+    wait_for_step(run, 40, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err
+    s = summary(run)
+    assert s["status"] == "interrupted" and s["signal"] == "SIGTERM"
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == s["steps"] and state["step"] >= 40
+    out = nnlab("train", *RUN, f"resume={run}", cwd=tmp_path)  # the run directory comes from the path
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert summary(run)["status"] == "ok" and summary(run)["metrics"] == summary(ref)["metrics"]
+
+
+def test_more_epochs_continue_the_same_run(tmp_path):
+    ref, _ = train(tmp_path, *RUN, run_dir="ref")
+    run, _ = train(tmp_path, *RUN[:1], "trainer.epochs=2", *RUN[2:], run_dir="short")
+    out = nnlab("train", *RUN, f"resume={run / 'checkpoints' / 'last.pt'}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert summary(run)["metrics"] == summary(ref)["metrics"] and summary(run)["epochs_run"] == 4
+
+
+def test_resume_refuses_another_config_and_auto_starts_fresh(tmp_path):
+    run, _ = train(tmp_path, *RUN[:1], "trainer.epochs=1", *RUN[2:], run_dir="a")
+    out = nnlab("train", *RUN, "optimizer.lr=0.5", f"resume={run}", cwd=tmp_path)
+    assert out.returncode == 2 and "different config" in out.stderr and "optimizer.lr" in out.stderr
+    fresh, _ = train(tmp_path, *RUN[:1], "trainer.epochs=1", *RUN[2:], "resume=auto", run_dir="fresh")
+    assert summary(fresh)["status"] == "ok" and summary(fresh)["epochs_run"] == 1
