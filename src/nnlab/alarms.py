@@ -75,8 +75,8 @@ def gradient_flow(ratio: Optional[float], low: float, high: float, step: int) ->
 
 
 def dead_units(stats: dict[str, float], threshold: float, step: int) -> Optional[Alarm]:
-    worst = _worst(stats, "dead_frac/")
-    if worst is None or worst[1] <= threshold:
+    worst = _worst_above(stats, "dead_frac/", threshold)
+    if worst is None:
         return None
     layer, frac = worst
     return Alarm(
@@ -89,8 +89,8 @@ def dead_units(stats: dict[str, float], threshold: float, step: int) -> Optional
 
 
 def saturation(stats: dict[str, float], threshold: float, step: int) -> Optional[Alarm]:
-    worst = _worst(stats, "saturated_frac/")
-    if worst is None or worst[1] <= threshold:
+    worst = _worst_above(stats, "saturated_frac/", threshold)
+    if worst is None:
         return None
     layer, frac = worst
     return Alarm(
@@ -137,6 +137,8 @@ def fit_gap(train_acc: float, val_acc: float, gap: float, underfit_acc: float, s
     return None
 
 
-def _worst(stats: dict[str, float], prefix: str) -> Optional[tuple[str, float]]:
+def _worst_above(stats: dict[str, float], prefix: str, threshold: float) -> Optional[tuple[str, float]]:
+    """The layer with the highest `prefix` statistic, as (layer, value), when that value exceeds threshold."""
     values = [(k[len(prefix) :], v) for k, v in stats.items() if k.startswith(prefix)]
-    return max(values, key=lambda kv: kv[1]) if values else None
+    worst = max(values, key=lambda kv: kv[1]) if values else None
+    return worst if worst is not None and worst[1] > threshold else None
