@@ -17,8 +17,8 @@ train: $(STAMP)  ## train with the default config; extra overrides: make train A
 test: $(STAMP)   ## the whole test suite
 	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	$(BIN)/python scripts/bench.py $(ARGS)
+bench: $(STAMP)  
+	$(BIN)/python scripts/bench_diagnostics.py $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache
