@@ -17,7 +17,7 @@ train: $(STAMP)  ## train with the default config; extra overrides: make train A
 test: $(STAMP)   ## the whole test suite
 	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
-bench: $(STAMP)  
+bench: $(STAMP)  ## the diagnostics benchmark: make bench ARGS="--epochs 5"
 	$(BIN)/python scripts/bench_diagnostics.py $(ARGS)
 
 clean:
