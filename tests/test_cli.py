@@ -46,6 +46,10 @@ def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
     assert 0.0 <= s["metrics"]["acc/test"] <= 1.0
     assert (run / "config.yaml").read_text().startswith("trainer:")
     assert (run / ".hydra" / "overrides.yaml").exists()
+    env = json.loads((run / "environment.json").read_text())  # what is needed to repeat the run
+    assert torch.__version__.startswith(env["packages"]["torch"].split("+")[0])
+    assert env["device"] == s["device"] and "trainer.log_every=2" in env["command"]
+    assert env["git_commit"] is None or len(env["git_commit"]) == 40
 
     rows = metrics(run)
     epochs = [r for r in rows if "loss/val" in r]

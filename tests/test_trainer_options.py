@@ -26,7 +26,8 @@ def test_torch_compile(tmp_path):
 
 
 def test_deterministic_records_what_it_changed(tmp_path):
-    run, _ = train(tmp_path, *TINY, "trainer.deterministic=true")
+    run, out = train(tmp_path, *TINY, "trainer.deterministic=true")
+    assert "trainer.deterministic changed: torch.use_deterministic_algorithms(True)" in out.stdout
     notes = [t.tensor_proto.string_val[0].decode() for t in events(run).Tensors("notes/text_summary")]
     assert any("use_deterministic_algorithms(True)" in n for n in notes)
 

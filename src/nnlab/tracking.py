@@ -106,3 +106,26 @@ def record_failure(run_dir: str | Path, error: BaseException) -> Path:
     write_summary(run_dir, {**previous, "status": "failed", "error": f"{type(error).__name__}: {error}",
                             "run_dir": str(run_dir), "metrics": previous.get("metrics", {})})  # fmt: skip
     return path
+
+
+def environment(device: str) -> dict[str, Any]:
+    """What a run needs to be repeated, besides its config: package versions, the device, the platform,
+    and the git commit of the nnlab checkout when it is one."""
+    import platform
+    import subprocess
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in ("nnlab", "torch", "torchvision", "hydra-core", "omegaconf", "tensorboard", "numpy"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"python": sys.version.split()[0], "packages": packages, "device": device,
+            "platform": platform.platform(), "command": sys.argv, "git_commit": commit}  # fmt: skip

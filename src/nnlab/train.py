@@ -27,7 +27,7 @@ from nnlab.data import describe
 from nnlab.data.loader import Data, Split, batch_indices, prepare, steps_per_epoch
 from nnlab.diagnostics import Diagnostics
 from nnlab.optim import per_epoch
-from nnlab.tracking import Tracker, flatten, write_summary
+from nnlab.tracking import Tracker, environment, flatten, write_summary
 
 
 @dataclass
@@ -509,6 +509,11 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] 
     exp = setup(cfg)
     state = resume_state(cfg.resume, run_dir, exp.config)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "environment.json").write_text(json.dumps(environment(str(exp.device)), indent=2) + "\n")
+    if exp.notes:
+        from nnlab.console import console
+
+        console.print("trainer.deterministic changed: " + "; ".join(exp.notes), soft_wrap=True)
     if choices:
         exp.config["choices"] = dict(choices)
     if state is not None:  # drop what was logged after the checkpoint: it will be logged again
