@@ -46,3 +46,14 @@ def test_missing_data_offline_is_a_clear_error(tmp_path):
         assert out.returncode == 2
         assert f"{name} is not in {tmp_path / 'empty'}" in out.stderr and "NNLAB_DATA_DIR" in out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_a_truncated_mnist_file_is_named(tmp_path, mnist_root):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in images.MNIST_FILES:
+        data = (mnist_root / "MNIST" / "raw" / name).read_bytes()
+        (raw / name).write_bytes(data[: len(data) // 2] if name == "t10k-images-idx3-ubyte" else data)
+    out = nnlab("train", "data=mnist", f"data.source.root={tmp_path}", "trainer.progress=false", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{raw / 't10k-images-idx3-ubyte'} is truncated or corrupt" in out.stderr

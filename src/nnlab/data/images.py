@@ -46,6 +46,9 @@ def mnist(root: str | None = None, download: bool = True):
     base = data_root(root)
     folder = base / "MNIST" / "raw"
     have = all((folder / f).exists() for f in MNIST_FILES)
+    if have:
+        for name in MNIST_FILES:
+            _check_idx(folder / name)
     out = []
     for train in (True, False):
         try:
@@ -54,6 +57,30 @@ def mnist(root: str | None = None, download: bool = True):
             raise _not_found("MNIST", folder, MNIST_FILES, e) from None
         out += [ds.data.unsqueeze(1), ds.targets.long()]
     return tuple(out)
+
+
+def _check_idx(path: Path) -> None:
+    """An IDX file (MNIST's format) is whole: its size matches the counts in its header."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(16)
+    ok = len(header) >= 8
+    if ok:
+        magic, count = struct.unpack(">II", header[:8])
+        if magic == 2049:  # labels: 8-byte header, one byte per label
+            ok = size == 8 + count
+        elif magic == 2051 and len(header) == 16:  # images: 16-byte header, rows x cols bytes each
+            rows, cols = struct.unpack(">II", header[8:16])
+            ok = size == 16 + count * rows * cols
+        else:
+            ok = False
+    if not ok:
+        raise ConfigError(
+            f"{path} is truncated or corrupt (its size does not match its IDX header). Delete it so that it "
+            "is downloaded again (data.source.download=true), or replace it with an intact copy."
+        )
 
 
 def cifar10(root: str | None = None, download: bool = True):
