@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from conftest import nnlab
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "src/nnlab/conf/experiment").glob("*.yaml"))

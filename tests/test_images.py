@@ -3,7 +3,6 @@ on a tiny set written in the official cifar-10-batches-py format."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from conftest import events, nnlab, summary, train

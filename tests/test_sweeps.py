@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY, cifar_root, nnlab, summary  # noqa: F401  (cifar_root is a fixture)
+from conftest import TINY, nnlab, summary
 
 
 def summaries(sweep: Path) -> dict[str, dict]:
