@@ -15,16 +15,67 @@ FORMAT = "nnlab-checkpoint"
 VERSION = 1
 
 
+class SaveError(RuntimeError):
+    """A checkpoint could not be written (full disk, quota, read-only or missing folder). The file it
+    would have replaced is untouched."""
+
+
 def save(path: str | Path, state: dict[str, Any]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports a failed write as RuntimeError
+        kept = "the previous checkpoint there is intact" if path.exists() else "no earlier checkpoint was there"
+        raise SaveError(
+            f"could not write the checkpoint {path} ({_reason(e, path.parent)}); {kept}. Free some space or "
+            f"choose another output folder (hydra.run.dir=...), then continue with resume={path.parent.parent}."
+        ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
     return path
+
+
+def keep_numbered(path: Path, epoch: int, keep: int) -> None:
+    """Keep a copy of checkpoint `path` as epoch_NNNN.pt beside it (a hard link where the file system
+    allows one), and delete all but the `keep` newest numbered copies."""
+    if keep <= 0:
+        return
+    numbered = path.with_name(f"epoch_{epoch:04d}.pt")
+    numbered.unlink(missing_ok=True)
+    try:
+        os.link(path, numbered)
+    except OSError:
+        import shutil
+
+        try:
+            shutil.copyfile(path, numbered)
+        except OSError as e:
+            numbered.unlink(missing_ok=True)
+            raise SaveError(f"could not write the checkpoint {numbered} ({_reason(e, path.parent)}).") from None
+    for old in sorted(path.parent.glob("epoch_*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def _reason(e: Exception, folder: Path) -> str:
+    import errno
+    import shutil
+
+    if isinstance(e, OSError):
+        reason = e.strerror or str(e)
+    else:  # torch's writer hides the errno
+        reason = f"the write failed part-way, as on a full disk, over a quota or a file-size limit; torch: {str(e).strip()[:100]}"
+    if not isinstance(e, OSError) or e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        try:
+            reason += f"; {shutil.disk_usage(folder).free / 2**20:.0f} MiB free on that disk"
+        except OSError:
+            pass
+    return reason
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

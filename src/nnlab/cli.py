@@ -58,14 +58,10 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
     Commands other than train keep their run directories apart: outputs/DEFAULT_DIR/DATE_TIME."""
     import hydra
 
-    from nnlab.config import ConfigError, check_command_line, register_configs
+    from nnlab.config import ConfigError, check_command_line, check_output_folder, register_configs
     from nnlab.console import exit_with
 
     register_configs()
-    try:
-        check_command_line(args)
-    except ConfigError as e:
-        exit_with(str(e))
     resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
     if resume not in (None, "auto", "null") and not any(a.startswith("hydra.run.dir=") for a in args):
         from pathlib import Path
@@ -74,6 +70,11 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
         args = [*args, f"hydra.run.dir={path.parent.parent if path.suffix == '.pt' else path}"]
     if default_dir and not any(a.startswith("hydra.run.dir=") for a in args):
         args = [*args, f"hydra.run.dir=outputs/{default_dir}/${{now:%Y-%m-%d_%H-%M-%S}}"]
+    try:
+        check_command_line(args)
+        check_output_folder(args)
+    except ConfigError as e:
+        exit_with(str(e))
     sys.argv = [prog, *args]
     hydra.main(config_path="pkg://nnlab.conf", config_name="train", version_base="1.3")(job)()
     return 0
@@ -88,6 +89,7 @@ def _job(work):
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
+        from nnlab.checkpoint import SaveError
         from nnlab.config import ConfigError, validate
         from nnlab.console import error, exit_with
         from nnlab.tracking import record_failure
@@ -104,6 +106,15 @@ def _job(work):
                 exit_with(str(e))
             record_failure(run_dir, e)
             error(f"{e} (job {hc.job.num} skipped; the sweep goes on)")
+        except (SaveError, OSError) as e:  # full disk, quota, read-only folder: say so, no traceback
+            message = str(e) if isinstance(e, SaveError) else _write_failure(e, run_dir)
+            try:
+                record_failure(run_dir, e)
+            except OSError:
+                pass  # the disk that failed the run may fail this too; the message says it all
+            error(message + ("" if not sweep else f" (job {hc.job.num} failed; the sweep goes on)"), title="cannot write")
+            if not sweep:
+                sys.exit(1)
         except Exception as e:  # a crash: keep what was written, say where the traceback is
             path = record_failure(run_dir, e)
             error(f"the run failed: {type(e).__name__}: {e}. Traceback: {path}", title="failure")
@@ -114,6 +125,12 @@ def _job(work):
         return worst_objective(cfg.early_stopping.metric)
 
     return job
+
+
+def _write_failure(e: OSError, run_dir: str) -> str:
+    where = e.filename or run_dir
+    return (f"could not write {where}: {e.strerror or e}. Checkpoints already saved in {run_dir} are intact; "
+            f"free some space or choose another output folder (hydra.run.dir=...), then continue with resume={run_dir}.")
 
 
 def _share_cores(hc) -> None:

@@ -43,6 +43,7 @@ class TrainerConfig:
     eval_batch_size: int = 2048
     progress: bool = True
     checkpoint_every: int = 0
+    keep_checkpoints: int = 0
 
 
 @dataclass
@@ -178,6 +179,7 @@ def _check_trainer(t: DictConfig) -> None:
         _positive(f"trainer.{key}", t[key])
     _positive("trainer.seed", t.seed, allow_zero=True)
     _positive("trainer.checkpoint_every", t.checkpoint_every, allow_zero=True)
+    _positive("trainer.keep_checkpoints", t.keep_checkpoints, allow_zero=True)
     device = t.device.split(":")[0]
     if device not in DEVICES:
         _fail("trainer.device", t.device, f"choose one of {', '.join(DEVICES)} (or cuda:N)")
@@ -271,28 +273,65 @@ def _check_target(group: str, node: Any) -> None:
             )
         default = params[key].default
         value = node[key]
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            optional = any(word in str(params[key].annotation) for word in ("Optional", "None"))
+            if value is None and not optional:
+                _fail(f"{group}.{key}", value, "it must be a number (null is not allowed here)")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 _fail(f"{group}.{key}", value, "it must be a number")
         if isinstance(default, bool) and not isinstance(value, bool):
             _fail(f"{group}.{key}", value, "it must be true or false")
 
 
+def _zero_or_positive(name: str):
+    return (lambda v: v >= 0, f"{name} must be zero or positive")
+
+
+def _positive_rule(name: str):
+    return (lambda v: v > 0, f"{name} must be positive")
+
+
+def _unit_rule(name: str):
+    return (lambda v: 0 <= v < 1, f"{name} must be in [0, 1)")
+
+
 # Range rules for common keys of the free-form groups: (group, key) -> (check, message)
 _RANGES = {
-    "lr": (lambda v: v > 0, "the learning rate must be positive"),
-    "weight_decay": (lambda v: v >= 0, "weight decay must be zero or positive"),
-    "momentum": (lambda v: 0 <= v < 1, "momentum must be in [0, 1)"),
-    "dropout": (lambda v: 0 <= v < 1, "a dropout probability must be in [0, 1)"),
+    "lr": _positive_rule("the learning rate"),
+    "weight_decay": _zero_or_positive("weight decay"),
+    "momentum": _unit_rule("momentum"),
+    "dropout": _unit_rule("a dropout probability"),
     "gamma": (lambda v: 0 < v <= 1, "the decay factor must be in (0, 1]"),
     "factor": (lambda v: 0 < v < 1, "the factor must be in (0, 1)"),
     "n_train": (lambda v: v >= 2, "at least 2 points are needed"),
     "n_test": (lambda v: v >= 1, "at least 1 test point is needed"),
-    "noise": (lambda v: v >= 0, "noise must be zero or positive"),
+    "noise": _zero_or_positive("noise"),
     "classes": (lambda v: v >= 2, "at least 2 classes are needed"),
     "k": (lambda v: v >= 2, "maxout needs at least 2 pieces"),
     "kernel_size": (lambda v: v >= 1, "the kernel size must be positive"),
-    "label_smoothing": (lambda v: 0 <= v < 1, "label smoothing must be in [0, 1)"),
+    "label_smoothing": _unit_rule("label smoothing"),
+    # optimizers
+    "eps": _positive_rule("eps"),
+    "rho": _unit_rule("rho (the average's decay)"),
+    "alpha": _unit_rule("alpha (the average's decay)"),
+    "dampening": (lambda v: 0 <= v <= 1, "dampening must be in [0, 1]"),
+    "lr_decay": _zero_or_positive("lr_decay"),
+    "initial_accumulator_value": _zero_or_positive("the initial accumulator"),
+    "momentum_decay": _zero_or_positive("momentum_decay"),
+    # schedules (sizes in epochs)
+    "min_lr": _zero_or_positive("min_lr"),
+    "step_epochs": (lambda v: v >= 1, "step_epochs must be at least 1"),
+    "warmup_epochs": _zero_or_positive("warmup_epochs"),
+    "max_lr_factor": _positive_rule("max_lr_factor"),
+    "base_lr_factor": _positive_rule("base_lr_factor"),
+    "half_cycle_epochs": _positive_rule("half_cycle_epochs"),
+    "pct_start": (lambda v: 0 < v < 1, "pct_start must be in (0, 1)"),
+    "patience": _zero_or_positive("patience"),
+    "threshold": _zero_or_positive("threshold"),
+    # losses, init, data
+    "delta": _positive_rule("the Huber delta"),
+    "std": _positive_rule("a standard deviation"),
+    "scale": _positive_rule("scale"),
 }
 
 
@@ -304,6 +343,16 @@ def _check_numbers(cfg: DictConfig) -> None:
                 ok, why = _RANGES[key]
                 if not ok(value) or (isinstance(value, float) and math.isnan(value)):
                     _fail(f"{group}.{key}", value, why)
+    for key, value in (("optimizer.betas", cfg.optimizer.get("betas")), ("schedule.milestones", cfg.schedule.get("milestones"))):
+        if value is None:
+            continue
+        numbers = isinstance(value, ListConfig) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if key.endswith("betas") and not (numbers and len(value) == 2 and all(0 <= b < 1 for b in value)):
+            _fail(key, value, "it must be two decay rates in [0, 1), e.g. [0.9,0.999]")
+        if key.endswith("milestones") and not (numbers and all(isinstance(m, int) and m >= 1 for m in value)):
+            _fail(key, value, "it must be a list of epochs (positive integers), e.g. [10,15]")
+    if "pool" in cfg.model:
+        _choice("model.pool", cfg.model.pool, ("max", "avg", "none"))
     for key in ("hidden", "channels"):
         widths = cfg.model.get(key)
         if widths is not None:
@@ -381,6 +430,53 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
         validate(_compose(variant, config_module, config_name))
 
 
+def check_output_folder(args: list[str], config_module: str = "nnlab.conf", config_name: str = "train") -> None:
+    """Refuse, before any work, an output folder (hydra.run.dir, or hydra.sweep.dir with -m) that cannot
+    be created or written. The folder itself is not created here: Hydra does that."""
+    import os
+    from pathlib import Path
+
+    if any(a.split("=")[0] in _NO_CHECK or a in ("-c", "--cfg") for a in args):
+        return
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    hydra_overrides = [a for a in args if a.startswith("hydra.")]
+    try:
+        from hydra import compose, initialize_config_module
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module, version_base="1.3"):
+            cfg = compose(config_name, overrides=hydra_overrides, return_hydra_config=True)
+        folder = Path(str(OmegaConf.select(cfg, key))).absolute()
+    except Exception:  # an unusual hydra setup: leave it to Hydra
+        return
+    finally:
+        GlobalHydra.instance().clear()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable" + (" (a read-only file system)" if _read_only(existing) else "")
+    if problem:
+        raise ConfigError(
+            f"the output folder {folder} cannot be created: {problem}. Choose another one with {key}=PATH "
+            "(or run from a writable working directory: runs go under ./outputs by default)."
+        )
+
+
+def _read_only(path) -> bool:
+    import os
+
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _compose(overrides: list[str], config_module: str, config_name: str) -> DictConfig:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -420,6 +516,9 @@ def _explain(e: Exception, overrides: list[str]) -> str:
         key = re.search(r"full_key: (\S+)", text) or re.search(r"override (\S+?)=", text)
         name = key.group(1) if key else "a value"
         return f"{name}={conversion.group(1)!r} is invalid: it must be of type {conversion.group(2)}."
+    not_optional = re.search(r"field '([\w.]+)' is not Optional", text)
+    if not_optional:
+        return f"{not_optional.group(1)}=null is invalid: it needs a value (see nnlab train --cfg job for the default)."
     unknown = re.search(r"Could not override '([^']+)'", text)
     if unknown:
         name = unknown.group(1)

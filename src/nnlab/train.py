@@ -306,6 +306,7 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
                 state["monitor"] = monitor.state_dict()
                 checkpoint.save(ckpt_dir / "best.pt", state)
             checkpoint.save(ckpt_dir / "last.pt", state)
+            checkpoint.keep_numbered(ckpt_dir / "last.pt", epoch, t.keep_checkpoints)
             diag.end_epoch(epoch, loop.step, last_epoch=epoch == t.epochs or monitor.should_stop)
             progress.epoch(epoch, metrics)
             if monitor.should_stop:
@@ -478,6 +479,10 @@ def objective(summary: dict[str, Any], metric: str) -> float:
     return value
 
 
+# settings a resumed run may change: they do not alter what is computed
+MAY_CHANGE = ("trainer.epochs", "trainer.progress", "trainer.keep_checkpoints")
+
+
 def resume_state(resume: Optional[str], run_dir: Path, config: dict) -> Optional[dict]:
     """The checkpoint to continue from: resume=auto (this run directory's last.pt, if any) or a path (a
     run directory or a checkpoint file). Refuses a checkpoint made with a different config."""
@@ -491,14 +496,15 @@ def resume_state(resume: Optional[str], run_dir: Path, config: dict) -> Optional
     if resume == "auto" and not path.exists():
         return None
     state = checkpoint.load(path)
-    ignore = {"resume", "choices"}
-    mine = {k: v for k, v in flatten(config).items() if k.split(".")[0] not in ignore and k not in ("trainer.epochs", "trainer.progress")}
-    theirs = {k: v for k, v in flatten(state["config"]).items() if k.split(".")[0] not in ignore and k not in ("trainer.epochs", "trainer.progress")}
+    def compared(c: dict) -> dict:
+        return {k: v for k, v in flatten(c).items() if k.split(".")[0] not in ("resume", "choices") and k not in MAY_CHANGE}
+
+    mine, theirs = compared(config), compared(state["config"])
     differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
     if differ:
         shown = ", ".join(f"{k}={theirs.get(k)!r} there vs {mine.get(k)!r} here" for k in differ[:5])
         raise ConfigError(f"{path} was made with a different config ({shown}); resume with the same overrides "
-                          "(only trainer.epochs may change), or start a new run.")  # fmt: skip
+                          f"(only {', '.join(MAY_CHANGE)} may change), or start a new run.")  # fmt: skip
     return state
 
 

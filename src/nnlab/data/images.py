@@ -39,6 +39,19 @@ def _not_found(name: str, folder: Path, files: tuple[str, ...], error: Exception
     )
 
 
+def _writable(name: str, base: Path, folder: Path, files: tuple[str, ...]) -> None:
+    """Before a download: the data root must be a folder we can create and write."""
+    existing = base.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "is a file, not a folder" if not existing.is_dir() else "is not writable"
+        raise ConfigError(
+            f"{name} is not in {folder} and cannot be downloaded there: {existing} {why}. Point data.source.root "
+            f"or NNLAB_DATA_DIR at a writable folder, or put the files {', '.join(files)} in {folder}."
+        )
+
+
 def mnist(root: str | None = None, download: bool = True):
     """(x_train, y_train, x_test, y_test) of MNIST: 60k + 10k images of 1x28x28."""
     from torchvision.datasets import MNIST
@@ -49,6 +62,8 @@ def mnist(root: str | None = None, download: bool = True):
     if have:
         for name in MNIST_FILES:
             _check_idx(folder / name)
+    elif download:
+        _writable("MNIST", base, folder, MNIST_FILES)
     out = []
     for train in (True, False):
         try:
@@ -90,6 +105,7 @@ def cifar10(root: str | None = None, download: bool = True):
     if download and not all((folder / f).exists() for f in CIFAR10_FILES):
         from torchvision.datasets import CIFAR10
 
+        _writable("CIFAR-10", base, folder, CIFAR10_FILES)
         try:
             CIFAR10(str(base), train=True, download=True)
         except Exception as e:
