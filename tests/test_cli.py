@@ -89,6 +89,10 @@ def test_same_seed_same_numbers(tmp_path):
     c, _ = train(tmp_path, *TINY, "trainer.seed=1", run_dir="c")
     assert summary(a)["metrics"] == summary(b)["metrics"]
     assert summary(a)["metrics"] != summary(c)["metrics"]
+    untimed = lambda run: [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in metrics(run)]  # noqa: E731
+    assert untimed(a) == untimed(b) and len(untimed(a)) > 10  # every logged number, bit for bit
+    d, _ = train(tmp_path, *TINY, "trainer.deterministic=true", run_dir="d")
+    assert untimed(d) == untimed(a)  # on CPU the default algorithms are already deterministic
 
 
 def test_multirun_two_jobs_named_by_their_overrides(tmp_path):
