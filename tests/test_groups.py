@@ -30,7 +30,7 @@ def overrides_for(group, option, mnist_root, cifar_root):
     extra = TOY
     if group == "data" and option == "mnist":
         extra = [f"data.source.root={mnist_root}", "data.subset=64", "trainer.batch_size=16", "trainer.device=cpu"]
-    if (group == "data" and option == "cifar10") or (group == "model" and option == "cnn"):
+    if (group == "data" and option == "cifar10") or (group == "model" and option.startswith("cnn")):
         extra = ["data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false", "trainer.batch_size=16", "trainer.device=cpu"]
     return [f"{group}={option}", *extra]
 

@@ -72,3 +72,24 @@ def test_grid_syntax_range_and_choice(tmp_path):
                 f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(list(sweep.glob("*/summary.json"))) == 4
+
+
+def test_channels_last_for_conv_nets_gives_the_same_training(tmp_path, cifar_root):
+    """NHWC is a memory layout, not a different network: same initial loss, same trajectory within
+    floating-point reordering; the saved weights load into a plain NCHW model."""
+    common = ["data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false", "model=cnn_classic",
+              "trainer.epochs=2", "trainer.batch_size=16", "trainer.progress=false", "model.dropout=0", "optimizer=sgd",
+              "optimizer.lr=0.01"]  # fmt: skip
+    nhwc, _ = train(tmp_path, *common, run_dir="nhwc")
+    nchw, _ = train(tmp_path, *common, "trainer.channels_last=false", run_dir="nchw")
+    a, b = metrics(nhwc), metrics(nchw)
+    assert a[0]["loss/initial"] == pytest.approx(b[0]["loss/initial"], rel=1e-5)
+    for key in ("loss/train", "loss/test"):
+        assert summary(nhwc)["metrics"][key] == pytest.approx(summary(nchw)["metrics"][key], rel=1e-3)
+    state = torch.load(nhwc / "checkpoints" / "last.pt", weights_only=True)["model"]
+    conv = next(v for k, v in state.items() if v.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    from nnlab.nn.cnn import CNN
+
+    plain = CNN((3, 32, 32), 10, padding="valid", pool_every=2, dropout=0)
+    plain.load_state_dict(state)  # an NCHW model takes NHWC weights

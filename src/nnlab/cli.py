@@ -58,7 +58,7 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
     Commands other than train keep their run directories apart: outputs/DEFAULT_DIR/DATE_TIME."""
     import hydra
 
-    from nnlab.config import ConfigError, check_command_line, check_output_folder, register_configs
+    from nnlab.config import ConfigError, check_command_line, register_configs
     from nnlab.console import exit_with
 
     register_configs()
@@ -71,8 +71,7 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
     if default_dir and not any(a.startswith("hydra.run.dir=") for a in args):
         args = [*args, f"hydra.run.dir=outputs/{default_dir}/${{now:%Y-%m-%d_%H-%M-%S}}"]
     try:
-        check_command_line(args)
-        check_output_folder(args)
+        check_command_line(args)  # the config of every job, and the output folder
     except ConfigError as e:
         exit_with(str(e))
     sys.argv = [prog, *args]

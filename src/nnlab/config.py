@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -44,6 +44,7 @@ class TrainerConfig:
     progress: bool = True
     checkpoint_every: int = 0
     keep_checkpoints: int = 0
+    channels_last: Optional[bool] = None  # null: on for convolutional models
 
 
 @dataclass
@@ -309,6 +310,7 @@ _RANGES = {
     "classes": (lambda v: v >= 2, "at least 2 classes are needed"),
     "k": (lambda v: v >= 2, "maxout needs at least 2 pieces"),
     "kernel_size": (lambda v: v >= 1, "the kernel size must be positive"),
+    "pool_every": (lambda v: v >= 1, "pool_every must be at least 1"),
     "label_smoothing": _unit_rule("label smoothing"),
     # optimizers
     "eps": _positive_rule("eps"),
@@ -353,6 +355,8 @@ def _check_numbers(cfg: DictConfig) -> None:
             _fail(key, value, "it must be a list of epochs (positive integers), e.g. [10,15]")
     if "pool" in cfg.model:
         _choice("model.pool", cfg.model.pool, ("max", "avg", "none"))
+    if "padding" in cfg.model:
+        _choice("model.padding", cfg.model.padding, ("same", "valid"))
     for key in ("hidden", "channels"):
         widths = cfg.model.get(key)
         if widths is not None:
@@ -426,33 +430,30 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
             except Exception:  # glob() and intervals: left to the sweeper
                 continue
             variants += [fixed + [f"{o.get_key_element()}={v}"] for v in values]
-    for variant in variants:
-        validate(_compose(variant, config_module, config_name))
+    hydra_overrides = [a for a in args if a.startswith("hydra.")]
+    for i, variant in enumerate(variants):
+        cfg = _compose(variant + (hydra_overrides if i == 0 else []), config_module, config_name, hydra=i == 0)
+        if i == 0:
+            multirun = any(a in ("-m", "--multirun") for a in args)
+            key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+            try:
+                folder = str(OmegaConf.select(cfg, key))
+            except Exception:  # an unusual hydra setup: leave the folder to Hydra
+                folder = None
+            with open_dict(cfg):
+                del cfg["hydra"]
+        validate(cfg)
+    if folder and not any(a in ("-c", "--cfg") for a in args):
+        _check_output_folder(folder, key)
 
 
-def check_output_folder(args: list[str], config_module: str = "nnlab.conf", config_name: str = "train") -> None:
+def _check_output_folder(path: str, key: str) -> None:
     """Refuse, before any work, an output folder (hydra.run.dir, or hydra.sweep.dir with -m) that cannot
     be created or written. The folder itself is not created here: Hydra does that."""
     import os
     from pathlib import Path
 
-    if any(a.split("=")[0] in _NO_CHECK or a in ("-c", "--cfg") for a in args):
-        return
-    multirun = any(a in ("-m", "--multirun") for a in args)
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    hydra_overrides = [a for a in args if a.startswith("hydra.")]
-    try:
-        from hydra import compose, initialize_config_module
-        from hydra.core.global_hydra import GlobalHydra
-
-        GlobalHydra.instance().clear()
-        with initialize_config_module(config_module, version_base="1.3"):
-            cfg = compose(config_name, overrides=hydra_overrides, return_hydra_config=True)
-        folder = Path(str(OmegaConf.select(cfg, key))).absolute()
-    except Exception:  # an unusual hydra setup: leave it to Hydra
-        return
-    finally:
-        GlobalHydra.instance().clear()
+    folder = Path(path).absolute()
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -477,7 +478,7 @@ def _read_only(path) -> bool:
         return False
 
 
-def _compose(overrides: list[str], config_module: str, config_name: str) -> DictConfig:
+def _compose(overrides: list[str], config_module: str, config_name: str, hydra: bool = False) -> DictConfig:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -487,7 +488,7 @@ def _compose(overrides: list[str], config_module: str, config_name: str) -> Dict
     try:
         with initialize_config_module(config_module, version_base="1.3"):
             try:
-                return compose(config_name, overrides=overrides)
+                return compose(config_name, overrides=overrides, return_hydra_config=hydra)
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(_explain(e, overrides)) from None
     finally:

@@ -50,6 +50,8 @@ class TrainingProgress:
         self.bars.stop()
 
     def batch(self, loss: float | None = None) -> None:
+        if self.bars.disable:
+            return
         if loss is None:
             self.bars.advance(self.batches)
         else:

@@ -192,7 +192,7 @@ class Diagnostics:
         self.probe_x, self.probe_y = probe
         self.expected_initial = loss_fn.expected_initial(num_classes)
         self.log_every = log_every
-        self.window = torch.zeros(log_every, 2, device=self.probe_x.device)  # per-step loss and grad norm
+        self.window: list[Tensor] = []  # per-step loss and grad norm since the last flush, on the device
         self.raised: list = []
         self.initial: float = math.nan
         self.snapshot: Optional[list[Tensor]] = None
@@ -233,7 +233,7 @@ class Diagnostics:
             self.snapshot = [m.weight.detach().clone() for _, m in self.layers]
 
     def after_step(self, step: int, epoch: int, loss: Tensor, grad_norm: Tensor) -> bool:
-        self.window[step - self.flushed - 1] = torch.stack([loss.detach().float(), grad_norm.detach().float()])
+        self.window += (loss.detach().float(), grad_norm.detach().float())
         diverged = False
         if step % self.log_every == 0:
             diverged = self.flush(step, epoch)
@@ -273,8 +273,8 @@ class Diagnostics:
         n = step - self.flushed
         if n <= 0:
             return False
-        window = self.window[:n].tolist()
-        self.flushed = step
+        window = torch.stack(self.window).float().view(n, 2).tolist()  # the one host sync of the window
+        self.window, self.flushed = [], step
         for i, (loss, norm) in enumerate(window):
             self.tracker.scalars(step - n + 1 + i, {"loss/train_step": loss, "grad_norm/global": norm}, epoch)
         if step % self.log_every == 0:

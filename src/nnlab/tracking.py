@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,8 +22,11 @@ class Tracker:
         self.jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
 
     def scalars(self, step: int, values: Mapping[str, float], epoch: int | None = None) -> None:
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
+        """One TensorBoard event for all of a step's values (one per value would cost as much each)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])
+        self.writer.file_writer.add_summary(summary, step, time.time())
         row = {"step": step, **({"epoch": epoch} if epoch is not None else {}), **values}
         self.jsonl.write(json.dumps({k: _json_number(v) for k, v in row.items()}) + "\n")
 

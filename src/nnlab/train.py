@@ -122,6 +122,12 @@ def setup(cfg: DictConfig) -> Experiment:
     )
     instantiate(cfg.init)(model, activation=activation)
     model.to(device)
+    convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if convolutional and trainer.channels_last is not False:  # null (auto) or true
+        model.to(memory_format=torch.channels_last)  # NHWC: faster convolutions, on GPUs and CPUs alike
+        for split in (data.train, data.val, data.test):
+            if split is not None:
+                split.x = split.x.contiguous(memory_format=torch.channels_last)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     spe = steps_per_epoch(len(data.train), trainer.batch_size)
     scheduler = instantiate(cfg.schedule)(optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe)
@@ -165,12 +171,21 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weight
     scaler.unscale_(exp.optimizer)  # clip and measure true gradients, not scaled ones
     if reg.clip_grad_value is not None:
         nn.utils.clip_grad_value_(exp.model.parameters(), reg.clip_grad_value)
-    norm = nn.utils.clip_grad_norm_(exp.model.parameters(), reg.clip_grad_norm or math.inf)  # also measures
+    if reg.clip_grad_norm is not None:
+        norm = nn.utils.clip_grad_norm_(exp.model.parameters(), reg.clip_grad_norm)  # returns the norm before
+    else:
+        norm = global_grad_norm(exp.model)
     scaler.step(exp.optimizer)
     scaler.update()
     if not per_epoch(exp.scheduler):
         exp.scheduler.step()
     return out, loss, norm
+
+
+def global_grad_norm(model: nn.Module) -> torch.Tensor:
+    """The L2 norm of all gradients together, left on the device (clip_grad_norm_ without the clipping)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
 
 
 @torch.no_grad()

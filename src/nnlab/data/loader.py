@@ -49,24 +49,26 @@ def prepare(
     device: torch.device | str = "cpu",
 ) -> Data:
     x_train, y_train, x_test, y_test = raw
-    if x_train.dtype == torch.uint8:  # images: [0, 255] -> [0, 1]
-        x_train, x_test = x_train.float() / 255, x_test.float() / 255
     perm = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(seed))
     n_val = int(round(val_fraction * len(y_train)))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
-    train = Split(x_train[train_idx], y_train[train_idx])
-    val = Split(x_train[val_idx], y_train[val_idx]) if n_val else None
+
+    def to_float(x: Tensor) -> Tensor:  # a new float tensor; images: uint8 [0, 255] -> [0, 1]
+        return x.float().div_(255) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
+
+    train = Split(to_float(x_train[train_idx]), y_train[train_idx])  # index first: copies of the uint8 data
+    val = Split(to_float(x_train[val_idx]), y_train[val_idx]) if n_val else None
     mean, std = statistics(train.x, preprocess)
     if subset is not None:
-        train = Split(train.x[:subset], train.y[:subset])
+        train = Split(train.x[:subset].clone(), train.y[:subset])
 
-    def ready(s: Split) -> Split:
-        return Split(((s.x - mean) / std).to(device).contiguous(), s.y.to(device))
+    def ready(s: Split) -> Split:  # normalized in place, then moved once to the device
+        return Split(s.x.sub_(mean).div_(std).to(device).contiguous(), s.y.to(device))
 
     return Data(
         train=ready(train),
         val=ready(val) if val is not None else None,
-        test=ready(Split(x_test, y_test)),
+        test=ready(Split(to_float(x_test), y_test)),
         num_classes=num_classes,
         kind=kind,
         mean=mean.to(device),

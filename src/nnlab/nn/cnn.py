@@ -9,8 +9,9 @@ from torch import nn
 
 
 class CNN(nn.Module):
-    """[Conv(k, 'same') -> (BatchNorm) -> activation -> pool 2x2] per channel entry, then
-    Flatten -> Dropout -> [Linear -> activation -> Dropout] per hidden width -> Linear head."""
+    """[Conv(k) -> (BatchNorm) -> activation] per channel entry, a 2x2 pool after every `pool_every`
+    of them, then Flatten -> Dropout -> [Linear -> activation -> Dropout] per hidden width -> Linear head.
+    `padding`: "same" keeps the image size through a convolution, "valid" shrinks it by k - 1."""
 
     def __init__(
         self,
@@ -20,6 +21,8 @@ class CNN(nn.Module):
         channels: Sequence[int] = (32, 64),
         kernel_size: int = 3,
         pool: str = "max",
+        pool_every: int = 1,
+        padding: str = "same",
         batch_norm: bool = False,
         dropout: float = 0.25,
         hidden: Sequence[int] = (128,),
@@ -27,16 +30,18 @@ class CNN(nn.Module):
         super().__init__()
         if pool not in ("max", "avg", "none"):
             raise ValueError(f"pool must be max, avg or none, not {pool!r}")
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be same or valid, not {padding!r}")
         c_in = in_shape[0]
         blocks = []
-        for c in channels:
+        for i, c in enumerate(channels, 1):
             act = activation()
             pre = c * getattr(act, "pieces", 1)
-            layers = [nn.Conv2d(c_in, pre, kernel_size, padding=kernel_size // 2)]
+            layers = [nn.Conv2d(c_in, pre, kernel_size, padding=kernel_size // 2 if padding == "same" else 0)]
             if batch_norm:
                 layers.append(nn.BatchNorm2d(pre))
             layers.append(act)
-            if pool != "none":
+            if pool != "none" and (i % pool_every == 0 or i == len(channels)):
                 layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
             blocks.append(nn.Sequential(*layers))
             c_in = c

@@ -1,0 +1,325 @@
+"""How fast is nnlab next to the loops people write by hand? One run, side by side, same machine, ratios.
+
+    python scripts/bench.py                      # everything (about 5 minutes on a 2-core CPU)
+    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, toy
+    python scripts/bench.py --device cuda        # the MLP and CNN loops on a GPU
+    python scripts/bench.py --json bench.json    # also write the numbers
+
+1. MNIST MLP 784-64-128-64-10, ReLU, Adam, batch 128, 55k training images: seconds per epoch of nnlab
+   (default logging and diagnostics) vs (a) the tutorial loop: torchvision `MNIST` with a per-sample
+   ToTensor/Normalize transform through a DataLoader, and (b) a bare tensor loop with no logging.
+2. The classic MNIST CNN (conv 3x3 32, conv 3x3 64, max-pool, dropout, dense 128, batch 64): the same
+   three, timed over the first --cnn-steps steps of an epoch (the per-step cost is flat over an epoch).
+3. Start-up: wall time of `nnlab train` on a toy set for one epoch minus that of `python -c "import torch"`.
+4. Sweep throughput: 8 default toy runs through the joblib launcher (2 jobs) vs the same 8 one after another.
+5. `make train`'s run (`nnlab train`, the defaults) end to end.
+Every case runs in its own process; peak memory is that process's maximum resident set (and the peak
+CUDA memory on a GPU). Each case is repeated (--repeats) and the minimum is reported (the median too).
+
+Targets on a 2-core CPU (issue 6): MLP >= 8x faster than the tutorial loop and <= 1.3x the bare loop;
+CNN <= 1.15x the bare loop; start-up < 2 s; sweep <= 0.6x sequential; the default toy run < 20 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("NNLAB_DATA_DIR", REPO.parent / "shared" / "data"))
+MLP = ["model.hidden=[64,128,64]", "trainer.batch_size=128", "optimizer=adam"]
+CNN = ["model=cnn_classic", "trainer.batch_size=64", "optimizer=adam"]
+TRAIN_IMAGES = 55_000
+
+
+# ----------------------------------------------------------------------------------------------------
+# The cases, each run in a child process: `python scripts/bench.py --case NAME`; prints one JSON line.
+
+def reference_model(kind: str, device):
+    """The very same network nnlab builds (same class, same initialization), for the hand-written loops."""
+    import torch
+    from hydra.utils import instantiate
+
+    cfg = compose(["data=mnist", *(MLP if kind == "mlp" else CNN)])
+    torch.manual_seed(0)
+    activation = instantiate(cfg.activation)
+    model = instantiate(cfg.model, in_shape=(1, 28, 28), num_outputs=10, activation=activation, _convert_="all")
+    instantiate(cfg.init)(model, activation=activation)
+    return model.to(device)
+
+
+def mnist_tensors(device):
+    """The 55k training images as one normalized float tensor on the device (what a bare loop would do)."""
+    import torch
+
+    from nnlab.data.images import mnist
+
+    x, y, _, _ = mnist(str(DATA), download=False)
+    keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:TRAIN_IMAGES]
+    return ((x[keep].float() / 255 - 0.1307) / 0.3081).to(device), y[keep].to(device)
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from nnlab.config import register_configs
+
+    register_configs()
+    with initialize_config_module("nnlab.conf", version_base="1.3"):
+        return hydra_compose("train", overrides=[f"data.source.root={DATA}", *overrides])
+
+
+def tutorial_loop(kind: str, device: str, epochs: int, max_steps: int | None) -> list[float]:
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    torch.manual_seed(0)
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    full = datasets.MNIST(str(DATA), train=True, download=False, transform=transform)
+    train = Subset(full, torch.randperm(len(full))[:TRAIN_IMAGES].tolist())
+    loader = DataLoader(train, batch_size=64 if kind == "cnn" else 128, shuffle=True)
+    model = reference_model(kind, device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    times = []
+    for _ in range(epochs):
+        start, running = time.perf_counter(), 0.0
+        for i, (x, y) in enumerate(loader):
+            if max_steps and i == max_steps:
+                break
+            x, y = x.to(device), y.to(device)
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            running += loss.item()  # as the tutorials do
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bare_loop(kind: str, device: str, epochs: int, max_steps: int | None) -> list[float]:
+    import torch
+    import torch.nn.functional as F
+
+    model = reference_model(kind, device)
+    x_all, y_all = mnist_tensors(device)
+    batch = 64 if kind == "cnn" else 128
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        perm = torch.randperm(len(y_all), device=device)
+        for i, s in enumerate(range(0, len(y_all), batch)):
+            if max_steps and i == max_steps:
+                break
+            idx = perm[s : s + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
+            loss.backward()
+            opt.step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def nnlab_loop(kind: str, device: str, epochs: int, max_steps: int | None) -> list[float]:
+    """nnlab's own training loop (fit) with the default logging and diagnostics; the seconds of each
+    epoch's training pass as nnlab logs them (time/epoch_s; validation is timed apart)."""
+    from nnlab.tracking import Tracker
+    from nnlab.train import fit, setup
+
+    extra = [f"data.subset={max_steps * 64}"] if max_steps else []
+    cfg = compose(["data=mnist", *(MLP if kind == "mlp" else CNN), f"trainer.epochs={epochs}",
+                   f"trainer.device={device}", "trainer.progress=false", *extra])  # fmt: skip
+    exp = setup(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        tracker = Tracker(tmp)
+        fit(exp, Path(tmp), tracker)
+        tracker.close()
+        rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+    return [r["time/epoch_s"] for r in rows if "time/epoch_s" in r]
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def run_case(name: str, device: str, epochs: int, cnn_steps: int) -> dict:
+    kind, loop = name.split(":")
+    steps = cnn_steps if kind == "cnn" else None
+    fn = {"tutorial": tutorial_loop, "bare": bare_loop, "nnlab": nnlab_loop}[loop]
+    times = fn(kind, device, epochs, steps)
+    out = {"case": name, "epoch_s": times, "peak_rss_mb": peak_rss_mb()}
+    if device.startswith("cuda"):
+        import torch
+
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def peak_rss_mb(children: bool = False) -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_maxrss / 1024  # KiB on Linux
+
+
+# ----------------------------------------------------------------------------------------------------
+# The driver.
+
+def child(args: list[str], cwd: Path | None = None) -> tuple[float, str, float]:
+    """Run a command in a fresh process: (wall seconds, stdout, its peak RSS in MiB)."""
+    start = time.perf_counter()
+    code = (
+        "import resource, subprocess, sys, json; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "sys.stderr.write(p.stderr); print(json.dumps([p.returncode, p.stdout, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]))"
+    )
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd)
+    wall = time.perf_counter() - start
+    if p.returncode != 0 or not p.stdout.strip():
+        raise SystemExit(f"{' '.join(args)} failed:\n{p.stderr[-3000:]}")
+    rc, out, rss = json.loads(p.stdout.strip().splitlines()[-1])
+    if rc != 0:
+        raise SystemExit(f"{' '.join(args)} exited with {rc}:\n{p.stderr[-3000:]}")
+    return wall, out, rss
+
+
+def loops(kind: str, args) -> dict:
+    """The three loops, interleaved over the repeats; per loop the best epoch of each repeat."""
+    names = [f"{kind}:{loop}" for loop in ("tutorial", "bare", "nnlab")]
+    results = {n: {"epoch_s": [], "peak_rss_mb": 0.0, "peak_cuda_mb": 0.0} for n in names}
+    for r in range(args.repeats):
+        for name in names:
+            epochs = 1 if name.endswith("tutorial") and kind == "mlp" else args.epochs
+            if name.endswith("tutorial") and r > 0 and not args.repeat_tutorial:
+                continue  # one tutorial epoch is slow and steady enough
+            _, out, _ = child([sys.executable, __file__, "--case", name, "--device", args.device,
+                               "--epochs", str(epochs), "--cnn-steps", str(args.cnn_steps)])  # fmt: skip
+            res = json.loads(out.strip().splitlines()[-1])
+            warm = res["epoch_s"][1:] or res["epoch_s"]  # the first epoch pays for warm-up where there are more
+            results[name]["epoch_s"].append(min(warm))
+            results[name]["peak_rss_mb"] = max(results[name]["peak_rss_mb"], res["peak_rss_mb"])
+            results[name]["peak_cuda_mb"] = max(results[name]["peak_cuda_mb"], res.get("peak_cuda_mb", 0.0))
+            print(f"  {name:<14} {min(warm):8.3f} s", flush=True)
+    return results
+
+
+def nnlab_cli(*overrides: str, cwd: Path) -> tuple[float, float]:
+    wall, _, rss = child([sys.executable, "-m", "nnlab", "train", "trainer.progress=false", *overrides], cwd=cwd)
+    return wall, rss
+
+
+def startup(args) -> dict:
+    walls, torch_walls, rss = [], [], 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            torch_walls.append(child([sys.executable, "-c", "import torch"])[0])
+            wall, rss = nnlab_cli("trainer.epochs=1", f"hydra.run.dir={tmp}/run{i}", cwd=Path(tmp))
+            walls.append(wall)
+    return {"nnlab_1_epoch_s": walls, "import_torch_s": torch_walls, "peak_rss_mb": rss,
+            "overhead_s": min(walls) - min(torch_walls)}  # fmt: skip
+
+
+def sweep(args) -> dict:
+    seeds = "trainer.seed=" + ",".join(str(i) for i in range(8))
+    out = {"sequential_s": [], "joblib_s": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(max(1, args.repeats - 1)):
+            for key, launcher in (("sequential_s", []), ("joblib_s", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])):
+                wall, rss = nnlab_cli("-m", seeds, *launcher, f"hydra.sweep.dir={tmp}/{key}{i}", cwd=Path(tmp))
+                out[key].append(wall)
+                out[key.replace("_s", "_peak_rss_mb")] = rss
+    out["ratio"] = min(out["joblib_s"]) / min(out["sequential_s"])
+    return out
+
+
+def toy(args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        walls = [nnlab_cli(f"hydra.run.dir={tmp}/run{i}", cwd=Path(tmp)) for i in range(args.repeats)]
+    return {"wall_s": [w for w, _ in walls], "peak_rss_mb": max(r for _, r in walls)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="mlp,cnn,startup,sweep,toy")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per repeat of the bare and nnlab loops")
+    parser.add_argument("--cnn-steps", type=int, default=150, help="CNN steps timed per epoch")
+    parser.add_argument("--repeat-tutorial", action="store_true", help="repeat the (slow) tutorial loop too")
+    parser.add_argument("--json", help="write the numbers here")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case, args.device, args.epochs, args.cnn_steps)))
+        return
+    import platform
+
+    results: dict = {"device": args.device, "cpus": os.cpu_count(), "platform": platform.platform()}
+    only = args.only.split(",")
+    for kind in ("mlp", "cnn"):
+        if kind in only:
+            print(f"{kind.upper()} loops (seconds per epoch{'' if kind == 'mlp' else f', first {args.cnn_steps} steps'}):")
+            results[kind] = loops(kind, args)
+    if "startup" in only:
+        print("start-up ...", flush=True)
+        results["startup"] = startup(args)
+    if "sweep" in only:
+        print("sweep: 8 toy runs, sequential vs joblib ...", flush=True)
+        results["sweep"] = sweep(args)
+    if "toy" in only:
+        print("the default toy run ...", flush=True)
+        results["toy"] = toy(args)
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def report(r: dict) -> None:
+    print(f"\nnnlab benchmarks on {r['device']} ({r['cpus']} CPUs, {r['platform']})")
+    print("| case | nnlab | tutorial loop | bare loop | nnlab vs tutorial | nnlab / bare | target | peak RSS MiB (nnlab / tutorial / bare) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, target in (("mlp", (8.0, 1.3)), ("cnn", (None, 1.15))):
+        if kind not in r:
+            continue
+        res = r[kind]
+        best = {loop: min(res[f"{kind}:{loop}"]["epoch_s"]) for loop in ("nnlab", "tutorial", "bare")}
+        speedup, ratio = best["tutorial"] / best["nnlab"], best["nnlab"] / best["bare"]
+        ok = ratio <= target[1] and (target[0] is None or speedup >= target[0])
+        goal = (f">= {target[0]:.0f}x faster, " if target[0] else "") + f"<= {target[1]}x bare"
+        rss = " / ".join(f"{res[f'{kind}:{loop}']['peak_rss_mb']:.0f}" for loop in ("nnlab", "tutorial", "bare"))
+        unit = "s/epoch" if kind == "mlp" else "s/steps"
+        print(f"| {kind.upper()} ({unit}) | {best['nnlab']:.3f} | {best['tutorial']:.3f} | {best['bare']:.3f} | "
+              f"{speedup:.1f}x faster | {ratio:.2f}x | {goal}: {'met' if ok else 'MISSED'} | {rss} |")  # fmt: skip
+    if "startup" in r:
+        s = r["startup"]
+        ok = s["overhead_s"] < 2
+        print(f"| start-up: 1-epoch toy run | {min(s['nnlab_1_epoch_s']):.2f} s | | import torch {min(s['import_torch_s']):.2f} s "
+              f"| | overhead {s['overhead_s']:.2f} s | < 2 s: {'met' if ok else 'MISSED'} | {s['peak_rss_mb']:.0f} |")  # fmt: skip
+    if "sweep" in r:
+        s = r["sweep"]
+        ok = s["ratio"] <= 0.6
+        print(f"| sweep: 8 toy runs | joblib {min(s['joblib_s']):.1f} s | | sequential {min(s['sequential_s']):.1f} s "
+              f"| | {s['ratio']:.2f}x | <= 0.6x: {'met' if ok else 'MISSED'} | {s['joblib_peak_rss_mb']:.0f} / {s['sequential_peak_rss_mb']:.0f} |")  # fmt: skip
+    if "toy" in r:
+        t = r["toy"]
+        ok = min(t["wall_s"]) < 20
+        print(f"| default toy run (`make train`) | {min(t['wall_s']):.1f} s (median {statistics.median(t['wall_s']):.1f}) | | | | | "
+              f"< 20 s: {'met' if ok else 'MISSED'} | {t['peak_rss_mb']:.0f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
