@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import nnlab
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "src/nnlab/conf/experiment").glob("*.yaml"))
 
 
-def sweep(tmp_path: Path, experiment: str, *overrides: str) -> dict[str, dict]:
+def sweep(tmp_path: Path, experiment: str, *overrides: str, env: dict | None = None) -> dict[str, dict]:
     """Run `nnlab train -m experiment=NAME`; summaries keyed by the swept values (folder names)."""
     out = nnlab("train", "-m", f"experiment={experiment}", "trainer.progress=false", *overrides,
-                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path, timeout=900)  # fmt: skip
+                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path, timeout=900, env=env)  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     runs = {}
     for summary in tmp_path.glob("*/summary.json"):
@@ -26,7 +28,7 @@ def sweep(tmp_path: Path, experiment: str, *overrides: str) -> dict[str, dict]:
 
 def test_every_experiment_has_a_test():
     tested = {name[len("test_") :] for name in globals() if name.startswith("test_") and name[5:] in EXPERIMENTS}
-    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 9
+    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 11
 
 
 def acc(run):
@@ -104,3 +106,50 @@ def test_preprocessing(tmp_path):
     none, center, standard = (acc(runs[f"data.preprocess={p}"]) for p in ("none", "center", "standardize"))
     assert none < center < standard and standard > 0.95 and standard - none > 0.15
     assert "saturation" in alarms(runs["data.preprocess=none"])
+
+
+def test_self_normalizing(tmp_path):
+    runs = sweep(tmp_path, "self_normalizing", "trainer.epochs=5", "data.source.n_train=400")
+    assert len(runs) == 3
+    first = {}
+    for name in ("selu", "relu", "tanh"):
+        run = next(tmp_path.glob(f"activation={name},*"))
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        first[name] = next(r for r in rows if "act_std/layer12" in r)  # at initialization (step 0)
+    assert 0.7 < first["selu"]["act_std/layer12"] < 1.4 and abs(first["selu"]["act_mean/layer12"]) < 0.3
+    assert first["relu"]["act_std/layer12"] < 0.2 and first["tanh"]["act_std/layer12"] < 0.5
+    assert acc(runs["activation=selu"]) > 0.8
+
+
+def test_transfer(tmp_path, mnist_root):
+    """Pretrain on digits 0-4 (shortened), then the experiment's sweep on 100 examples of digits 5-9; and
+    the control: features pretrained on digits 5-9 themselves."""
+    import torch
+
+    def pretrain(name, digits):
+        out = nnlab("train", "data=mnist", f"data.source.keep_classes={digits}", "model.hidden=[256,128]",
+                    "data.subset=6000", "trainer.epochs=2", "trainer.batch_size=64", "trainer.progress=false",
+                    f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, env={"NNLAB_DATA_DIR": str(mnist_root)})  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        return tmp_path / name
+
+    def transfer(name, pretrained):
+        (tmp_path / name).mkdir()
+        runs = sweep(tmp_path / name, "transfer", f"model.init_from={pretrained}", "trainer.epochs=15",
+                     env={"NNLAB_DATA_DIR": str(mnist_root)})  # fmt: skip
+        return {m: acc(runs[f"model.transfer={m}"]) for m in ("none", "feature_extraction", "fine_tune")}
+
+    lower = pretrain("pre_0-4", "[0,1,2,3,4]")
+    result = transfer("sweep", lower)
+    # dense features of digits 0-4 are too specific for 5-9: negative transfer, least when fine-tuned
+    assert result["none"] > result["fine_tune"] > result["feature_extraction"], result
+    control = transfer("control", pretrain("pre_5-9", "[5,6,7,8,9]"))
+    assert control["feature_extraction"] > control["none"] + 0.05 and control["fine_tune"] > control["none"] + 0.05, control
+
+    source = torch.load(lower / "checkpoints" / "best.pt", weights_only=True)["model"]
+    after = {m: torch.load(next((tmp_path / "sweep").glob(f"*model.transfer={m}*")) / "checkpoints" / "last.pt", weights_only=True)
+             for m in ("feature_extraction", "fine_tune")}  # fmt: skip
+    hidden = [k for k in source if not k.startswith("head.")]
+    assert all(torch.equal(after["feature_extraction"]["model"][k], source[k]) for k in hidden)  # frozen
+    assert not all(torch.equal(after["fine_tune"]["model"][k], source[k]) for k in hidden)  # tuned, slowly:
+    assert [g["lr"] for g in after["fine_tune"]["optimizer"]["param_groups"]] == pytest.approx([1e-3, 1e-4])

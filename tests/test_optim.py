@@ -58,3 +58,31 @@ def test_every_schedule_round_trips_through_a_weights_only_checkpoint(tmp_path, 
     _, sched = lrs(getattr(optim, name), steps=5)
     path = checkpoint.save(tmp_path / "s.pt", {"scheduler": sched.state_dict()})
     assert checkpoint.load(path)["scheduler"].keys() == sched.state_dict().keys()
+
+
+def test_yogi_step_is_the_papers_update_rule():
+    """Two steps by hand (Zaheer et al. 2018, Algorithm 2): m, v and the parameter, against Yogi."""
+    from nnlab.optim import Yogi
+
+    x0 = torch.tensor([1.0, -2.0, 0.5])
+    grads = [torch.tensor([0.3, -0.1, 2.0]), torch.tensor([-0.2, 0.05, 0.01])]
+    lr, b1, b2, eps, v0, wd = 0.01, 0.9, 0.999, 1e-3, 1e-6, 0.1
+    p = torch.nn.Parameter(x0.clone())
+    opt = Yogi([p], lr=lr, betas=(b1, b2), eps=eps, initial_accumulator=v0, weight_decay=wd)
+    x, m, v = x0.double(), torch.zeros(3, dtype=torch.float64), torch.full((3,), v0, dtype=torch.float64)
+    for g in grads:
+        p.grad = g.clone()
+        opt.step()
+        g = g.double() + wd * x  # L2 joins the gradient
+        m = b1 * m + (1 - b1) * g
+        v = v - (1 - b2) * torch.sign(v - g * g) * g * g
+        x = x - lr * m / (v.sqrt() + eps)
+        assert torch.allclose(p.detach().double(), x, rtol=1e-6, atol=1e-8)
+        assert torch.allclose(opt.state[p]["exp_avg_sq"].double(), v, rtol=1e-6, atol=1e-12)
+
+
+def test_yogi_refuses_bad_settings():
+    from nnlab.optim import Yogi
+
+    with pytest.raises(ValueError, match="invalid Yogi settings"):
+        Yogi([torch.nn.Parameter(torch.zeros(1))], betas=(0.9, 1.5))

@@ -9,11 +9,13 @@ USAGE = """usage: nnlab [--version] [--help] COMMAND [ARGS...]
 Run the classic 'training neural networks' experiments from Hydra configs.
 
 commands:
-  train     train a network: nnlab train [GROUP=OPTION ...] [KEY=VALUE ...] [-m] [--cfg job] [--help]
-  check     the babysitting checks on a config: initial loss, regularization, overfit a tiny subset,
-            gradient flow (exit code 1 when one fails)
-  lr-find   learning-rate range test: loss against an exponentially growing rate, a suggested rate
-  report    compare the runs under a folder: nnlab report PATH [--sort acc/val] [--out DIR]
+  train            train a network: nnlab train [GROUP=OPTION ...] [KEY=VALUE ...] [-m] [--cfg job] [--help]
+  check            the babysitting checks on a config: initial loss, regularization, overfit a tiny
+                   subset, gradient flow (exit code 1 when one fails)
+  lr-find          learning-rate range test: loss against an exponentially growing rate, a suggested rate
+  batch-size-find  the largest batch size that fits in memory, and the rate scaled with it (linear rule)
+  report           compare the runs under a folder: nnlab report PATH [--sort acc/val] [--out DIR]
+  ensemble         average the predictions of the runs under a folder (e.g. seeds): nnlab ensemble PATH
 
 examples:
   nnlab train                                  toy 2-D moons, MLP, ReLU, Adam (about 10 s on a CPU)
@@ -44,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         return _hydra(_check_job, "nnlab check", rest, default_dir="check")
     if command == "lr-find":
         return _hydra(_lr_find_job, "nnlab lr-find", rest, default_dir="lr_find")
+    if command == "batch-size-find":
+        return _hydra(_batch_size_find_job, "nnlab batch-size-find", rest, default_dir="batch_size_find")
+    if command == "ensemble":
+        from nnlab.ensemble import main as ensemble
+
+        return ensemble(rest)
     if command == "report":
         from nnlab.report import main as report
 
@@ -74,7 +82,8 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
         check_command_line(args)  # the config of every job, and the output folder
     except ConfigError as e:
         exit_with(str(e))
-    sys.argv = [prog, *args]
+    flags = [a for a in args if a in ("-m", "--multirun")]  # anywhere on the line (Hydra wants them first)
+    sys.argv = [prog, *flags, *(a for a in args if a not in flags)]
     hydra.main(config_path="pkg://nnlab.conf", config_name="train", version_base="1.3")(job)()
     return 0
 
@@ -175,5 +184,12 @@ def _check_job(cfg, run_dir, choices) -> None:
 @_job
 def _lr_find_job(cfg, run_dir, choices) -> float | None:
     from nnlab.lr_find import run
+
+    return run(cfg, run_dir)
+
+
+@_job
+def _batch_size_find_job(cfg, run_dir, choices) -> int | None:
+    from nnlab.batch_size_find import run
 
     return run(cfg, run_dir)

@@ -22,6 +22,7 @@ PREPROCESS = ("none", "center", "standardize")
 MONITORED = ("loss/val", "acc/val", "loss/train", "acc/train")
 TARGET_PREFIXES = ("nnlab.", "torch.nn.", "torch.optim.")
 TARGET_GROUPS = ("model", "activation", "init", "optimizer", "schedule", "loss")
+TRANSFER_KEYS = ("init_from", "transfer", "reused_lr_factor")  # model keys for nnlab/transfer.py, not the class
 
 
 class ConfigError(ValueError):
@@ -62,6 +63,8 @@ class RegularizationConfig:
     input_noise: float = 0.0
     clip_grad_norm: Optional[float] = None
     clip_grad_value: Optional[float] = None
+    max_norm: Optional[float] = None
+    activity_l1: float = 0.0
 
 
 @dataclass
@@ -114,6 +117,13 @@ class LRFindConfig:
 
 
 @dataclass
+class BatchSizeFindConfig:
+    start: Optional[int] = None  # first batch size tried (null: trainer.batch_size); it doubles from there
+    max_memory_mb: Optional[float] = None  # bound on a step's memory (null: the GPU's memory; a quarter of RAM on CPU)
+    max_batch: Optional[int] = None  # stop doubling here (null: the training set's size)
+
+
+@dataclass
 class NNLabConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -123,6 +133,7 @@ class NNLabConfig:
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
     lr_find: LRFindConfig = field(default_factory=LRFindConfig)
+    batch_size_find: BatchSizeFindConfig = field(default_factory=BatchSizeFindConfig)
     resume: Optional[str] = None
     model: Any = MISSING
     activation: Any = MISSING
@@ -157,6 +168,19 @@ def validate(cfg: DictConfig) -> None:
     _check_target("data.source", cfg.data.source)
     _check_numbers(cfg)
     _check_combinations(cfg)
+
+
+def load_run_config(run_dir) -> DictConfig:
+    """The config a run was made with (RUN/config.yaml), typed by the schema again."""
+    from pathlib import Path
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: is {run_dir} an nnlab run directory?")
+    loaded = OmegaConf.load(path)
+    with open_dict(loaded):
+        loaded.pop("choices", None)
+    return OmegaConf.merge(OmegaConf.structured(NNLabConfig), loaded)
 
 
 def _fail(key: str, value: Any, why: str) -> None:
@@ -211,6 +235,8 @@ def _check_regularization(r: DictConfig, es: DictConfig) -> None:
     _positive("regularization.input_noise", r.input_noise, allow_zero=True)
     _positive("regularization.clip_grad_norm", r.clip_grad_norm)
     _positive("regularization.clip_grad_value", r.clip_grad_value)
+    _positive("regularization.max_norm", r.max_norm)
+    _positive("regularization.activity_l1", r.activity_l1, allow_zero=True)
     _choice("early_stopping.metric", es.metric, MONITORED)
     _positive("early_stopping.patience", es.patience)
     _positive("early_stopping.min_delta", es.min_delta, allow_zero=True)
@@ -241,6 +267,8 @@ def _check_diagnostics(cfg: DictConfig) -> None:
         _fail("lr_find.smoothing", f.smoothing, "it must be in [0, 1)")
     if f.explode_factor <= 1:
         _fail("lr_find.explode_factor", f.explode_factor, "it must be above 1")
+    for key, value in cfg.batch_size_find.items():
+        _positive(f"batch_size_find.{key}", value)
 
 
 def resolve_target(path: str) -> Any:
@@ -264,7 +292,7 @@ def _check_target(group: str, node: Any) -> None:
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
     for key in node:
-        if str(key).startswith("_") and str(key).endswith("_"):
+        if str(key).startswith("_") and str(key).endswith("_") or (group == "model" and key in TRANSFER_KEYS):
             continue
         if key not in params:
             valid = [n for n, p in params.items() if p.kind is not p.VAR_POSITIONAL]
@@ -319,6 +347,7 @@ _RANGES = {
     "dampening": (lambda v: 0 <= v <= 1, "dampening must be in [0, 1]"),
     "lr_decay": _zero_or_positive("lr_decay"),
     "initial_accumulator_value": _zero_or_positive("the initial accumulator"),
+    "initial_accumulator": _zero_or_positive("the initial accumulator"),
     "momentum_decay": _zero_or_positive("momentum_decay"),
     # schedules (sizes in epochs)
     "min_lr": _zero_or_positive("min_lr"),
@@ -355,6 +384,23 @@ def _check_numbers(cfg: DictConfig) -> None:
             _fail(key, value, "it must be a list of epochs (positive integers), e.g. [10,15]")
     if "pool" in cfg.model:
         _choice("model.pool", cfg.model.pool, ("max", "avg", "none"))
+    if cfg.model.get("transfer") is not None:
+        _choice("model.transfer", cfg.model.transfer, ("fine_tune", "feature_extraction", "none"))
+    _positive("model.reused_lr_factor", cfg.model.get("reused_lr_factor"))
+    source = cfg.model.get("init_from")
+    if source and cfg.model.get("transfer") != "none":
+        from pathlib import Path
+
+        path = Path(str(source)).expanduser()
+        path = path / "checkpoints" if path.is_dir() else path
+        if not (path.is_file() or (path / "best.pt").exists() or (path / "last.pt").exists()):
+            _fail("model.init_from", source, "there is no run directory with checkpoints, nor a checkpoint file, there")
+    kept = cfg.data.source.get("keep_classes")
+    if kept is not None and not (isinstance(kept, ListConfig) and len(kept) >= 2 and len(set(kept)) == len(kept)
+                                 and all(isinstance(c, int) and 0 <= c <= 9 for c in kept)):  # fmt: skip
+        _fail("data.source.keep_classes", kept, "it must list 2 or more distinct labels in 0..9, e.g. [5,6,7,8,9]")
+    if "dropout_kind" in cfg.model:
+        _choice("model.dropout_kind", cfg.model.dropout_kind, ("auto", "standard", "alpha"))
     if "padding" in cfg.model:
         _choice("model.padding", cfg.model.padding, ("same", "valid"))
     for key in ("hidden", "channels"):

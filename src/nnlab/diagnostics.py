@@ -186,7 +186,7 @@ class Diagnostics:
 
         self.alarms_fn, self.cfg, self.alarm_cfg, self.tracker = alarms, cfg, alarm_cfg, tracker
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
-        self.layers = weight_layers(model)
+        self.layers = [(n, m) for n, m in weight_layers(model) if m.weight.requires_grad]  # frozen ones do not change
         self.acts = hidden_activations(model, activation_type)
         self.activation = self.acts[0][1] if self.acts else nn.Identity()
         self.probe_x, self.probe_y = probe

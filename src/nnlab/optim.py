@@ -3,7 +3,7 @@
 training loop steps once per optimizer step, except `plateau`, stepped once per epoch with the
 validation loss. Sizes in the configs are in epochs; they are turned into steps here.
 
-Optimizers need no code of their own: conf/optimizer/*.yaml name torch.optim classes directly.
+Optimizers: conf/optimizer/*.yaml name torch.optim classes directly; the one torch lacks, Yogi, is here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,54 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import torch
 from torch.optim import Optimizer, lr_scheduler
+
+
+class Yogi(Optimizer):
+    """Yogi (Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018, Algorithm 2):
+    Adam whose second moment moves additively, by at most (1 - beta2) * g^2 per step, in the direction of g^2:
+
+        m = beta1 * m + (1 - beta1) * g
+        v = v - (1 - beta2) * sign(v - g^2) * g^2
+        x = x - lr * m / (sqrt(v) + eps)
+
+    so that v cannot collapse fast after a burst of large gradients (Adam's multiplicative v can). As in
+    the paper: no bias correction, v starts at `initial_accumulator`, eps = 1e-3. `weight_decay` adds
+    weight_decay * x to the gradient (L2), as in torch.optim.Adam."""
+
+    def __init__(self, params, lr: float = 1e-2, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-3,
+                 initial_accumulator: float = 1e-6, weight_decay: float = 0.0):  # fmt: skip
+        if lr <= 0 or eps <= 0 or initial_accumulator < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"invalid Yogi settings: lr={lr}, betas={betas}, eps={eps}, "
+                             f"initial_accumulator={initial_accumulator}, weight_decay={weight_decay}")  # fmt: skip
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, initial_accumulator=initial_accumulator, weight_decay=weight_decay)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad if group["weight_decay"] == 0 else p.grad.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.full_like(p, group["initial_accumulator"], memory_format=torch.preserve_format)
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                state["step"] += 1
+                g2 = g * g
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.addcmul_(torch.sign(v - g2), g2, value=-(1 - beta2))
+                p.addcdiv_(m, v.sqrt().add_(group["eps"]), value=-group["lr"])
+        return loss
 
 
 def constant(optimizer: Optimizer, total_steps: int, steps_per_epoch: int):

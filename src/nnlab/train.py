@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from nnlab import checkpoint, diagnostics
+from nnlab import checkpoint, diagnostics, transfer
 from nnlab.config import AlarmsConfig, DiagnosticsConfig, EarlyStoppingConfig, RegularizationConfig, TrainerConfig
 from nnlab.console import TrainingProgress, summary_table
 from nnlab.data import describe
@@ -48,6 +48,7 @@ class Experiment:
     activation_type: type
     steps_per_epoch: int
     config: dict = field(default_factory=dict)  # the resolved config, saved with checkpoints
+    activities: list = field(default_factory=list)  # hidden activations of the last training forward pass
     notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
 
 
@@ -78,12 +79,9 @@ def seed_everything(seed: int, deterministic: bool) -> list[str]:
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
-    return [
-        "torch.use_deterministic_algorithms(True)",
-        "torch.backends.cudnn.benchmark=False",
-        "torch.backends.cudnn.deterministic=True",
-        f"CUBLAS_WORKSPACE_CONFIG={os.environ['CUBLAS_WORKSPACE_CONFIG']}",
-    ]
+    return ["trainer.deterministic changed: torch.use_deterministic_algorithms(True); "
+            "torch.backends.cudnn.benchmark=False; torch.backends.cudnn.deterministic=True; "
+            f"CUBLAS_WORKSPACE_CONFIG={os.environ['CUBLAS_WORKSPACE_CONFIG']}"]  # fmt: skip
 
 
 def setup(cfg: DictConfig) -> Experiment:
@@ -113,8 +111,9 @@ def setup(cfg: DictConfig) -> Experiment:
     torch.manual_seed(trainer.seed)  # the weights do not depend on how much random data came before
     loss_fn = instantiate(cfg.loss).to(device)
     activation = instantiate(cfg.activation)
+    model_cfg = OmegaConf.create({k: v for k, v in cfg.model.items() if k not in transfer.KEYS})
     model = instantiate(
-        cfg.model,
+        model_cfg,
         in_shape=data.in_shape,
         num_outputs=loss_fn.num_outputs(num_classes),
         activation=activation,
@@ -128,9 +127,24 @@ def setup(cfg: DictConfig) -> Experiment:
         for split in (data.train, data.val, data.test):
             if split is not None:
                 split.x = split.x.contiguous(memory_format=torch.channels_last)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    mode, reused = cfg.model.get("transfer", "none"), set()
+    if cfg.model.get("init_from") and mode != "none":
+        reused = transfer.load_matching(model, cfg.model.init_from)
+        notes.append(f"model.init_from: {len(reused)} parameter tensors reused ({mode}), the output layer new")
+    groups = transfer.parameter_groups(model, reused, mode, cfg.optimizer.lr, cfg.model.get("reused_lr_factor", 1.0))
+    optimizer = instantiate(cfg.optimizer)(groups)
     spe = steps_per_epoch(len(data.train), trainer.batch_size)
     scheduler = instantiate(cfg.schedule)(optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe)
+    activities: list[torch.Tensor] = []
+    if cfg.regularization.activity_l1 > 0:
+        from nnlab.diagnostics import hidden_activations
+
+        def keep(module, inputs, output):
+            if module.training:
+                activities.append(output)
+
+        for _, m in hidden_activations(model, type(activation())):
+            m.register_forward_hook(keep)
     if trainer.compile:
         model = torch.compile(model)
     return Experiment(
@@ -148,6 +162,7 @@ def setup(cfg: DictConfig) -> Experiment:
         activation_type=type(activation()),
         steps_per_epoch=spe,
         config=OmegaConf.to_container(cfg, resolve=True),
+        activities=activities,
         notes=notes,
     )
 
@@ -162,10 +177,14 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weight
     """One optimizer step. Returns (outputs, data loss, global gradient norm), all still on the device.
     The data loss is what is logged and watched; the L1 penalty only joins it for the gradient."""
     reg = exp.regularization
+    exp.activities.clear()
     with autocast(exp.device, exp.trainer.precision):
         out = exp.model(x)
-        loss = exp.loss_fn(out, y)
-        objective = loss + reg.l1 * sum(w.abs().sum() for w in weights) if reg.l1 > 0 else loss
+        loss = objective = exp.loss_fn(out, y)
+        if reg.l1 > 0:
+            objective = objective + reg.l1 * sum(w.abs().sum() for w in weights)
+        if reg.activity_l1 > 0:  # hidden activations, collected by forward hooks (see setup)
+            objective = objective + reg.activity_l1 * sum(a.abs().sum() for a in exp.activities) / len(y)
     exp.optimizer.zero_grad(set_to_none=True)
     scaler.scale(objective).backward()
     scaler.unscale_(exp.optimizer)  # clip and measure true gradients, not scaled ones
@@ -177,6 +196,10 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weight
         norm = global_grad_norm(exp.model)
     scaler.step(exp.optimizer)
     scaler.update()
+    if reg.max_norm is not None:  # each unit's incoming weight vector (a row; a filter) back inside the ball
+        with torch.no_grad():
+            for w in weights:
+                w.copy_(torch.renorm(w, 2, 0, reg.max_norm))
     if not per_epoch(exp.scheduler):
         exp.scheduler.step()
     return out, loss, norm
@@ -534,7 +557,8 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] 
     if exp.notes:
         from nnlab.console import console
 
-        console.print("trainer.deterministic changed: " + "; ".join(exp.notes), soft_wrap=True)
+        for note in exp.notes:
+            console.print(note, soft_wrap=True)
     if choices:
         exp.config["choices"] = dict(choices)
     if state is not None:  # drop what was logged after the checkpoint: it will be logged again

@@ -13,7 +13,8 @@ def describe(source: Any) -> tuple[str, int]:
     """("points" | "images", number of classes) of a data.source config, without loading it."""
     module, _, name = str(source["_target_"]).rpartition(".")
     if module == "nnlab.data.images" and name in IMAGE_SETS:
-        return "images", IMAGE_SETS[name][1]
+        kept = source.get("keep_classes")
+        return "images", len(kept) if kept else IMAGE_SETS[name][1]
     classes = source.get("classes")
     if classes is None:
         from nnlab.config import resolve_target

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -52,8 +53,24 @@ def _writable(name: str, base: Path, folder: Path, files: tuple[str, ...]) -> No
         )
 
 
-def mnist(root: str | None = None, download: bool = True):
-    """(x_train, y_train, x_test, y_test) of MNIST: 60k + 10k images of 1x28x28."""
+def keep(data: tuple, classes) -> tuple:
+    """Only the examples of `classes` (original labels), relabelled 0..k-1 in the order given: e.g.
+    [5,6,7,8,9] makes a 5-class task of the upper digits (transfer learning from [0,1,2,3,4])."""
+    if not classes:
+        return data
+    classes = [int(c) for c in classes]
+    out = []
+    for x, y in (data[:2], data[2:]):
+        mask = torch.isin(y, torch.tensor(classes))
+        relabel = torch.full((int(y.max()) + 1,), -1, dtype=torch.long)
+        relabel[torch.tensor(classes)] = torch.arange(len(classes))
+        out += [x[mask], relabel[y[mask]]]
+    return tuple(out)
+
+
+def mnist(root: str | None = None, download: bool = True, keep_classes: Optional[list[int]] = None):
+    """(x_train, y_train, x_test, y_test) of MNIST: 60k + 10k images of 1x28x28 (only `keep_classes`,
+    relabelled 0..k-1, when given)."""
     from torchvision.datasets import MNIST
 
     base = data_root(root)
@@ -71,7 +88,7 @@ def mnist(root: str | None = None, download: bool = True):
         except Exception as e:  # no network, not writable, not found
             raise _not_found("MNIST", folder, MNIST_FILES, e) from None
         out += [ds.data.unsqueeze(1), ds.targets.long()]
-    return tuple(out)
+    return keep(tuple(out), keep_classes)
 
 
 def _check_idx(path: Path) -> None:
@@ -98,8 +115,9 @@ def _check_idx(path: Path) -> None:
         )
 
 
-def cifar10(root: str | None = None, download: bool = True):
-    """(x_train, y_train, x_test, y_test) of CIFAR-10: 50k + 10k images of 3x32x32."""
+def cifar10(root: str | None = None, download: bool = True, keep_classes: Optional[list[int]] = None):
+    """(x_train, y_train, x_test, y_test) of CIFAR-10: 50k + 10k images of 3x32x32 (only `keep_classes`,
+    relabelled 0..k-1, when given)."""
     base = data_root(root)
     folder = base / "cifar-10-batches-py"
     if download and not all((folder / f).exists() for f in CIFAR10_FILES):
@@ -115,7 +133,7 @@ def cifar10(root: str | None = None, download: bool = True):
         raise _not_found("CIFAR-10", folder, CIFAR10_FILES, f"missing {', '.join(missing)}; download=false")
     x_train, y_train = _read_cifar_batches(folder, CIFAR10_FILES[:-1])
     x_test, y_test = _read_cifar_batches(folder, CIFAR10_FILES[-1:])
-    return x_train, y_train, x_test, y_test
+    return keep((x_train, y_train, x_test, y_test), keep_classes)
 
 
 def _read_cifar_batches(folder: Path, names: tuple[str, ...]):

@@ -1,5 +1,6 @@
 """Losses for classification. Each takes (model output, integer labels), and says how many outputs the
-model needs, how to read a prediction, and what the loss should be at initialization."""
+model needs, how to read a prediction, what the loss should be at initialization, and how to average
+several models' outputs into one (an ensemble: the mean of their probabilities, as an output again)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ class CrossEntropy(nn.CrossEntropyLoss):
     def expected_initial(self, num_classes: int) -> float:
         return math.log(num_classes)
 
+    def combine(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """Log of the mean softmax probabilities: logits of the averaged prediction."""
+        probs = torch.stack([o.float().softmax(1) for o in outputs]).mean(0)
+        return probs.clamp_min(1e-12).log()
+
 
 class BCE(nn.Module):
     """Sigmoid + binary cross-entropy on a single logit (two classes)."""
@@ -41,6 +47,11 @@ class BCE(nn.Module):
     def expected_initial(self, num_classes: int) -> float:
         return math.log(2)
 
+    def combine(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """The logit of the mean sigmoid probability."""
+        p = torch.stack([o.float().sigmoid() for o in outputs]).mean(0).clamp(1e-7, 1 - 1e-7)
+        return p.log() - (1 - p).log()
+
 
 class MSE(nn.Module):
     """Mean squared error between C linear outputs and one-hot targets."""
@@ -56,6 +67,9 @@ class MSE(nn.Module):
 
     def expected_initial(self, num_classes: int) -> float:
         return 1 / num_classes  # outputs near 0: (1 - 0)^2 for one of C outputs
+
+    def combine(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([o.float() for o in outputs]).mean(0)
 
 
 class Huber(MSE):

@@ -12,6 +12,8 @@ class MLP(nn.Module):
     """Flatten -> [Linear -> (BatchNorm) -> activation -> (Dropout)] per hidden width -> Linear head.
 
     `activation` is a factory called once per hidden layer, so a PReLU learns its own slope in each.
+    `dropout_kind`: "standard" (zeros), "alpha" (AlphaDropout: keeps a SELU net's mean 0 and variance 1),
+    or "auto": alpha for SELU, standard otherwise.
     """
 
     def __init__(
@@ -22,8 +24,13 @@ class MLP(nn.Module):
         hidden: Sequence[int] = (64, 64),
         batch_norm: bool = False,
         dropout: float = 0.0,
+        dropout_kind: str = "auto",
     ):
         super().__init__()
+        if dropout_kind not in ("auto", "standard", "alpha"):
+            raise ValueError(f"dropout_kind must be auto, standard or alpha, not {dropout_kind!r}")
+        alpha = dropout_kind == "alpha" or (dropout_kind == "auto" and isinstance(activation(), nn.SELU))
+        drop = nn.AlphaDropout if alpha else nn.Dropout
         width = math.prod(in_shape)
         blocks = []
         for h in hidden:
@@ -34,7 +41,7 @@ class MLP(nn.Module):
                 layers.append(nn.BatchNorm1d(pre))
             layers.append(act)
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(drop(dropout))
             blocks.append(nn.Sequential(*layers))
             width = h
         self.flatten = nn.Flatten()

@@ -1,0 +1,126 @@
+"""`nnlab batch-size-find`: the largest batch size that fits in memory for a config, and the learning rate
+scaled with it by the linear scaling rule (Goyal et al. 2017: k times the batch, k times the rate, with
+a warm-up).
+
+The batch size doubles from batch_size_find.start (default: trainer.batch_size) until a training step no
+longer fits, or the training set is used up. On CUDA a step fits when it runs without an out-of-memory
+error and its peak allocation stays within batch_size_find.max_memory_mb (when set). On a CPU nothing
+runs out of memory cleanly (the machine swaps, then the kernel kills the process), so the step's memory is
+measured instead: the parameters, their gradients and the optimizer state, plus every tensor the forward
+pass saves for the backward pass (counted by torch.autograd.graph.saved_tensors_hooks), within the bound
+(default: a quarter of the machine's memory).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class Search:
+    sizes: list[int] = field(default_factory=list)
+    memory_mb: list[float] = field(default_factory=list)
+    largest: Optional[int] = None
+    stopped_by: str = ""  # "memory" | "data" | "max_batch"
+
+
+def step_memory_mb(exp, batch: int, scaler, weights) -> float:
+    """One training step at this batch size; its memory in MiB (see the module docstring)."""
+    from nnlab.train import train_step
+
+    x, y = exp.data.train.x[:batch], exp.data.train.y[:batch]
+    if exp.device.type == "cuda":
+        torch.cuda.synchronize(exp.device)
+        torch.cuda.reset_peak_memory_stats(exp.device)
+        train_step(exp, x, y, scaler, weights)
+        torch.cuda.synchronize(exp.device)
+        return torch.cuda.max_memory_allocated(exp.device) / 2**20
+    saved: dict[tuple, int] = {}
+
+    def pack(t: torch.Tensor):
+        storage = t.untyped_storage()
+        saved[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()  # a storage counts once
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        train_step(exp, x, y, scaler, weights)
+    params = sum(p.numel() * p.element_size() for p in exp.model.parameters())
+    state = sum(v.numel() * v.element_size() for s in exp.optimizer.state.values() for v in s.values() if torch.is_tensor(v))
+    inputs = x.numel() * x.element_size()
+    return (2 * params + state + inputs + sum(saved.values())) / 2**20  # weights + grads + state + batch + saved
+
+
+def search(exp, start: int, max_memory_mb: Optional[float], max_batch: Optional[int]) -> Search:
+    from nnlab.diagnostics import weight_layers
+
+    scaler = torch.amp.GradScaler(exp.device.type, enabled=exp.trainer.precision == "fp16")
+    weights = [m.weight for _, m in weight_layers(exp.model)]
+    limit = min(len(exp.data.train), max_batch or len(exp.data.train))
+    result, batch = Search(), start
+    exp.model.train()
+    while True:
+        try:
+            mb = step_memory_mb(exp, batch, scaler, weights)
+        except torch.OutOfMemoryError:
+            result.stopped_by = "memory"
+            torch.cuda.empty_cache()
+            break
+        if max_memory_mb is not None and mb > max_memory_mb:
+            result.sizes.append(batch)
+            result.memory_mb.append(mb)
+            result.stopped_by = "memory"
+            break
+        result.sizes.append(batch)
+        result.memory_mb.append(mb)
+        result.largest = batch
+        if batch >= limit:
+            result.stopped_by = "data" if limit == len(exp.data.train) else "max_batch"
+            break
+        batch = min(2 * batch, limit)
+    return result
+
+
+def run(cfg, run_dir) -> Optional[int]:
+    """The `nnlab batch-size-find` job: the search on the composed config, a table, batch_size_find.json."""
+    import json
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from nnlab.console import console
+    from nnlab.train import setup
+
+    f = cfg.batch_size_find
+    exp = setup(cfg)
+    bound = f.max_memory_mb
+    if exp.device.type != "cuda" and bound is None:  # a quarter of this machine's memory
+        bound = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4 / 2**20
+    start = f.start or cfg.trainer.batch_size
+    result = search(exp, start, bound, f.max_batch)
+    base_lr = cfg.optimizer.lr
+    table = Table(title=f"batch-size search on {exp.device} (bound: {f'{bound:.0f} MiB' if bound else 'the device memory'})")
+    for col in ("batch size", "memory MiB", "fits", "lr by the linear scaling rule"):
+        table.add_column(col, justify="right")
+    for size, mb in zip(result.sizes, result.memory_mb):
+        fits = result.largest is not None and size <= result.largest
+        table.add_row(str(size), f"{mb:.1f}", "yes" if fits else "no", f"{base_lr * size / cfg.trainer.batch_size:.3g}")
+    console.print(table)
+    out = {**result.__dict__, "base_batch_size": cfg.trainer.batch_size, "base_lr": base_lr, "device": str(exp.device),
+           "max_memory_mb": bound}  # fmt: skip
+    if result.largest is None:
+        console.print(f"even batch size {start} does not fit: lower batch_size_find.start or raise the bound")
+    else:
+        lr = base_lr * result.largest / cfg.trainer.batch_size
+        out["suggested_lr"] = lr
+        why = {"memory": "the next doubling does not fit", "data": "the whole training set fits in one batch",
+               "max_batch": "batch_size_find.max_batch"}[result.stopped_by]  # fmt: skip
+        console.print(f"largest batch size: [bold]{result.largest}[/] ({why}); with the linear scaling rule from "
+                      f"trainer.batch_size={cfg.trainer.batch_size}, optimizer.lr={base_lr:g}:", soft_wrap=True)  # fmt: skip
+        console.print(f"  nnlab train trainer.batch_size={result.largest} optimizer.lr={lr:.3g} schedule=warmup_cosine", soft_wrap=True)
+        console.print("  (large batches want a warm-up: the rule holds once the first epochs are past)")
+    Path(run_dir, "batch_size_find.json").write_text(json.dumps(out, indent=2) + "\n")
+    return result.largest

@@ -1,0 +1,133 @@
+"""`nnlab ensemble PATH`: average the predictions of the runs under PATH (e.g. a sweep over seeds) on one
+test set, and compare the ensemble with its members: their mean and spread.
+
+Every member is evaluated on the same test examples: those of the first run's data config (for the toy
+sets, whose points depend on the seed, the first run's draw), each after its own preprocessing (the
+statistics of its own training split). The ensemble's output is the loss's `combine` of the members'
+outputs (the mean of their probabilities). Written beside the runs: ensemble.json and TensorBoard
+scalars under PATH/ensemble/tb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+
+def members(root: Path) -> list[Path]:
+    """Run directories under root with a config and a checkpoint, finished or not."""
+    found = []
+    for config in sorted(root.rglob("config.yaml")):
+        run = config.parent
+        if run.name == ".hydra":
+            continue
+        if (run / "checkpoints" / "best.pt").exists() or (run / "checkpoints" / "last.pt").exists():
+            found.append(run)
+    return found
+
+
+def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
+    import torch
+    from hydra.utils import instantiate
+
+    from nnlab import checkpoint
+    from nnlab.config import ConfigError, load_run_config
+    from nnlab.train import setup
+
+    first = load_run_config(runs[0])
+    raw = instantiate(first.data.source, _partial_=True)()
+    x_test, y_test = raw[2], raw[3].to(device)
+    x_test = x_test.float() / 255 if x_test.dtype == torch.uint8 else x_test.float()
+    loss_fn, outputs, rows = None, [], []
+    for run in runs:
+        cfg = load_run_config(run)
+        cfg.trainer.device = device
+        if cfg.data.source._target_ != first.data.source._target_:
+            raise ConfigError(f"{run} was trained on {cfg.data.source._target_}, not on {first.data.source._target_} "
+                              "like the first run: an ensemble needs members trained for the same task.")  # fmt: skip
+        exp = setup(cfg)  # the member's own model, loss and preprocessing statistics
+        path = run / "checkpoints" / ("best.pt" if (run / "checkpoints" / "best.pt").exists() else "last.pt")
+        model = getattr(exp.model, "_orig_mod", exp.model)
+        model.load_state_dict(checkpoint.load(path, map_location=exp.device)["model"])
+        model.eval()
+        x = ((x_test.to(exp.device) - exp.data.mean) / exp.data.std)
+        with torch.no_grad():
+            out = torch.cat([model(x[i : i + 4096]) for i in range(0, len(x), 4096)]).float()
+        loss_fn = loss_fn or exp.loss_fn
+        outputs.append(out)
+        rows.append({"run": str(run), "checkpoint": path.name, **_metrics(exp.loss_fn, out, y_test)})
+    ensemble = _metrics(loss_fn, loss_fn.combine(outputs), y_test)
+    summary = {"members": rows, "ensemble": ensemble, "test_examples": len(y_test)}
+    for key in ("loss", "acc"):
+        values = [r[key] for r in rows]
+        summary[f"members_{key}_mean"] = statistics.fmean(values)
+        summary[f"members_{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return summary
+
+
+def _metrics(loss_fn, out, y) -> dict[str, float]:
+    import torch
+
+    with torch.no_grad():
+        return {"loss": loss_fn(out, y).item(), "acc": (loss_fn.predict(out) == y).float().mean().item()}
+
+
+def main(argv: list[str]) -> int:
+    from nnlab.config import ConfigError
+    from nnlab.console import console, error
+
+    parser = argparse.ArgumentParser(prog="nnlab ensemble", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("path", type=Path, help="a sweep folder, or any folder of runs")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    runs = members(args.path) if args.path.is_dir() else []
+    if len(runs) < 2:
+        error(f"an ensemble needs at least 2 runs with checkpoints under {args.path}; found {len(runs)}.")
+        return 2
+    try:
+        result = evaluate_members(runs, args.device)
+    except ConfigError as e:
+        error(str(e))
+        return 2
+    _log(args.path, result)
+    _table(console, args.path, result)
+    return 0
+
+
+def _log(root: Path, result: dict) -> None:
+    (root / "ensemble.json").write_text(json.dumps(result, indent=2) + "\n")
+    from nnlab.tracking import Tracker
+
+    (root / "ensemble").mkdir(exist_ok=True)
+    tracker = Tracker(root / "ensemble")
+    n = len(result["members"])
+    values = {f"ensemble/{k}": v for k, v in result["ensemble"].items()}
+    for key in ("loss", "acc"):
+        values[f"members/{key}_mean"] = result[f"members_{key}_mean"]
+        values[f"members/{key}_std"] = result[f"members_{key}_std"]
+    tracker.scalars(n, values)
+    tracker.close()
+
+
+def _table(console, root: Path, result: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"ensemble of {len(result['members'])} runs, {result['test_examples']} test examples")
+    for col in ("run", "checkpoint", "loss/test", "acc/test"):
+        table.add_column(col, justify="left" if col in ("run", "checkpoint") else "right")
+    for r in result["members"]:
+        table.add_row(str(Path(r["run"]).relative_to(root)) or ".", r["checkpoint"], f"{r['loss']:.4f}", f"{r['acc']:.4f}")
+    table.add_row("members: mean ± std", "", f"{result['members_loss_mean']:.4f} ± {result['members_loss_std']:.4f}",
+                  f"{result['members_acc_mean']:.4f} ± {result['members_acc_std']:.4f}", style="bold")  # fmt: skip
+    e = result["ensemble"]
+    table.add_row("ensemble (mean of probabilities)", "", f"{e['loss']:.4f}", f"{e['acc']:.4f}", style="bold green")
+    console.print(table)
+    gain = e["acc"] - result["members_acc_mean"]
+    console.print(f"ensemble vs its mean member: accuracy {gain:+.4f}, loss {e['loss'] - result['members_loss_mean']:+.4f} "
+                  f"(written to {root / 'ensemble.json'}, TensorBoard: {root / 'ensemble' / 'tb'})", soft_wrap=True)  # fmt: skip
+    if not math.isfinite(e["loss"]):
+        console.print("[yellow]the ensemble loss is not finite: a member diverged[/]")
