@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: train test bench clean
+.PHONY: train test bench bench-diagnostics clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,10 @@ train: $(STAMP)  ## train with the default config; extra overrides: make train A
 test: $(STAMP)   ## the whole test suite
 	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## the diagnostics benchmark: make bench ARGS="--epochs 5"
+bench: $(STAMP)  ## nnlab against the tutorial and bare loops, start-up, sweeps: make bench ARGS="--only mlp"
+	$(BIN)/python scripts/bench.py $(ARGS)
+
+bench-diagnostics: $(STAMP)  ## what the default diagnostics cost
 	$(BIN)/python scripts/bench_diagnostics.py $(ARGS)
 
 clean:

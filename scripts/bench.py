@@ -48,12 +48,11 @@ def reference_model(kind: str, device):
     import torch
     from hydra.utils import instantiate
 
+    from nnlab.train import build_model
+
     cfg = compose(["data=mnist", *(MLP if kind == "mlp" else CNN)])
     torch.manual_seed(0)
-    activation = instantiate(cfg.activation)
-    model = instantiate(cfg.model, in_shape=(1, 28, 28), num_outputs=10, activation=activation, _convert_="all")
-    instantiate(cfg.init)(model, activation=activation)
-    return model.to(device)
+    return build_model(cfg, (1, 28, 28), 10, instantiate(cfg.activation)).to(device)
 
 
 def mnist_tensors(device):

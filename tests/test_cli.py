@@ -23,7 +23,7 @@ def test_train_help_lists_every_group_and_option(tmp_path):
     out = nnlab("train", "--help", cwd=tmp_path)
     assert out.returncode == 0
     for line in ("activation: elu, gelu, leaky_relu, linear, maxout, prelu, relu, selu, sigmoid, silu, softplus, tanh",
-                 "model: cnn, cnn_classic, mlp", "loss: bce, cross_entropy, huber, mse"):  # fmt: skip
+                 "model: cnn, cnn_classic, mlp, resnet18", "loss: bce, cross_entropy, huber, mse"):  # fmt: skip
         assert line in out.stdout
     for option in ("he_normal", "lecun_normal", "orthogonal", "nadam", "adadelta", "warmup_cosine", "cyclic", "plateau", "spirals", "cifar10"):
         assert option in out.stdout

@@ -135,7 +135,8 @@ def test_transfer(tmp_path, mnist_root):
 
     def transfer(name, pretrained):
         (tmp_path / name).mkdir()
-        runs = sweep(tmp_path / name, "transfer", f"model.init_from={pretrained}", "trainer.epochs=15",
+        (tmp_path / name / "pre").symlink_to(pretrained)  # a path without "/": the sweep's folders stay flat
+        runs = sweep(tmp_path / name, "transfer", "model.init_from=pre", "trainer.epochs=15",
                      env={"NNLAB_DATA_DIR": str(mnist_root)})  # fmt: skip
         return {m: acc(runs[f"model.transfer={m}"]) for m in ("none", "feature_extraction", "fine_tune")}
 

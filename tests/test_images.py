@@ -56,3 +56,20 @@ def test_a_truncated_mnist_file_is_named(tmp_path, mnist_root):
     out = nnlab("train", "data=mnist", f"data.source.root={tmp_path}", "trainer.progress=false", cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"{raw / 't10k-images-idx3-ubyte'} is truncated or corrupt" in out.stderr
+
+
+def test_resnet18_pretrained_offline_is_a_clear_error(tmp_path, cifar_root):
+    """No ImageNet weights in an empty TORCH_HOME, and no way to fetch them (a proxy that refuses)."""
+    env = {"TORCH_HOME": str(tmp_path / "torch"), "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    out = nnlab("train", "data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false", "model=resnet18",
+                "model.pretrained=true", "trainer.progress=false", cwd=tmp_path, env=env)  # fmt: skip
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "ImageNet weights" in out.stderr and "model.pretrained=false" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_resnet18_grey_input_and_new_head():
+    from nnlab.nn.backbones import ResNet18
+
+    grey = ResNet18((1, 28, 28), 5, small_input=False)
+    assert grey.backbone.conv1.in_channels == 1 and grey.head.out_features == 5
+    assert grey(torch.zeros(2, 1, 28, 28)).shape == (2, 5)

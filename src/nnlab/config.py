@@ -414,7 +414,7 @@ def _check_combinations(cfg: DictConfig) -> None:
     from nnlab.data import describe
 
     kind, classes = describe(cfg.data.source)
-    if kind == "points" and cfg.model._target_.endswith(".CNN"):
+    if kind == "points" and cfg.model._target_.endswith((".CNN", ".ResNet18")):
         raise ConfigError(
             "model=cnn needs image data, but the data are 2-D points "
             f"({cfg.data.source._target_}); use model=mlp, or data=mnist / data=cifar10."

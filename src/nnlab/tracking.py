@@ -28,7 +28,11 @@ class Tracker:
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])
         self.writer.file_writer.add_summary(summary, step, time.time())
         row = {"step": step, **({"epoch": epoch} if epoch is not None else {}), **values}
-        self.jsonl.write(json.dumps({k: _json_number(v) for k, v in row.items()}) + "\n")
+        try:
+            line = json.dumps(row, allow_nan=False)
+        except ValueError:  # NaN/Inf are not JSON: written as strings
+            line = json.dumps({k: _json_number(v) for k, v in row.items()})
+        self.jsonl.write(line + "\n")
 
     def image(self, tag: str, image: torch.Tensor, step: int) -> None:
         self.writer.add_image(tag, image, step, dataformats="CHW")

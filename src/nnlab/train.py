@@ -49,6 +49,7 @@ class Experiment:
     steps_per_epoch: int
     config: dict = field(default_factory=dict)  # the resolved config, saved with checkpoints
     activities: list = field(default_factory=list)  # hidden activations of the last training forward pass
+    params: list = field(default_factory=list)  # the trainable parameters (listing them per step costs)
     notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
 
 
@@ -84,6 +85,22 @@ def seed_everything(seed: int, deterministic: bool) -> list[str]:
             f"CUBLAS_WORKSPACE_CONFIG={os.environ['CUBLAS_WORKSPACE_CONFIG']}"]  # fmt: skip
 
 
+def build_model(cfg: DictConfig, in_shape, num_outputs: int, activation) -> nn.Module:
+    """The `model` config as a torch module (the transfer keys are read by setup), initialized by `init`."""
+    model_cfg = OmegaConf.create({k: v for k, v in cfg.model.items() if k not in transfer.KEYS})
+    try:
+        model = instantiate(model_cfg, in_shape=in_shape, num_outputs=num_outputs, activation=activation, _convert_="all")
+    except Exception as e:  # Hydra wraps what the model raised; a user error goes on as itself
+        from nnlab.config import ConfigError
+
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
+        raise
+    if not getattr(model, "has_own_init", False):
+        instantiate(cfg.init)(model, activation=activation)
+    return model
+
+
 def setup(cfg: DictConfig) -> Experiment:
     trainer: TrainerConfig = OmegaConf.to_object(cfg.trainer)
     notes = seed_everything(trainer.seed, trainer.deterministic)
@@ -111,15 +128,7 @@ def setup(cfg: DictConfig) -> Experiment:
     torch.manual_seed(trainer.seed)  # the weights do not depend on how much random data came before
     loss_fn = instantiate(cfg.loss).to(device)
     activation = instantiate(cfg.activation)
-    model_cfg = OmegaConf.create({k: v for k, v in cfg.model.items() if k not in transfer.KEYS})
-    model = instantiate(
-        model_cfg,
-        in_shape=data.in_shape,
-        num_outputs=loss_fn.num_outputs(num_classes),
-        activation=activation,
-        _convert_="all",
-    )
-    instantiate(cfg.init)(model, activation=activation)
+    model = build_model(cfg, data.in_shape, loss_fn.num_outputs(num_classes), activation)
     model.to(device)
     convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
     if convolutional and trainer.channels_last is not False:  # null (auto) or true
@@ -163,6 +172,7 @@ def setup(cfg: DictConfig) -> Experiment:
         steps_per_epoch=spe,
         config=OmegaConf.to_container(cfg, resolve=True),
         activities=activities,
+        params=[p for p in model.parameters() if p.requires_grad],
         notes=notes,
     )
 
@@ -189,11 +199,11 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weight
     scaler.scale(objective).backward()
     scaler.unscale_(exp.optimizer)  # clip and measure true gradients, not scaled ones
     if reg.clip_grad_value is not None:
-        nn.utils.clip_grad_value_(exp.model.parameters(), reg.clip_grad_value)
+        nn.utils.clip_grad_value_(exp.params, reg.clip_grad_value)
     if reg.clip_grad_norm is not None:
-        norm = nn.utils.clip_grad_norm_(exp.model.parameters(), reg.clip_grad_norm)  # returns the norm before
+        norm = nn.utils.clip_grad_norm_(exp.params, reg.clip_grad_norm)  # returns the norm before clipping
     else:
-        norm = global_grad_norm(exp.model)
+        norm = global_grad_norm(exp.params)
     scaler.step(exp.optimizer)
     scaler.update()
     if reg.max_norm is not None:  # each unit's incoming weight vector (a row; a filter) back inside the ball
@@ -205,9 +215,9 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weight
     return out, loss, norm
 
 
-def global_grad_norm(model: nn.Module) -> torch.Tensor:
+def global_grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
     """The L2 norm of all gradients together, left on the device (clip_grad_norm_ without the clipping)."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grads = [p.grad for p in params if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
 
 
