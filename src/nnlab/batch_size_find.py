@@ -32,7 +32,7 @@ def step_memory_mb(exp, batch: int, scaler, weights) -> float:
     """One training step at this batch size; its memory in MiB (see the module docstring)."""
     from nnlab.train import train_step
 
-    x, y = exp.data.train.x[:batch], exp.data.train.y[:batch]
+    x, y = exp.data.train.x[:batch].clone(), exp.data.train.y[:batch].clone()  # a batch of its own, as in training
     if exp.device.type == "cuda":
         torch.cuda.synchronize(exp.device)
         torch.cuda.reset_peak_memory_stats(exp.device)
@@ -50,8 +50,7 @@ def step_memory_mb(exp, batch: int, scaler, weights) -> float:
         train_step(exp, x, y, scaler, weights)
     params = sum(p.numel() * p.element_size() for p in exp.model.parameters())
     state = sum(v.numel() * v.element_size() for s in exp.optimizer.state.values() for v in s.values() if torch.is_tensor(v))
-    inputs = x.numel() * x.element_size()
-    return (2 * params + state + inputs + sum(saved.values())) / 2**20  # weights + grads + state + batch + saved
+    return (2 * params + state + sum(saved.values())) / 2**20  # weights + grads + optimizer state + saved (the batch too)
 
 
 def search(exp, start: int, max_memory_mb: Optional[float], max_batch: Optional[int]) -> Search:
