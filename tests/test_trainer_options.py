@@ -93,3 +93,16 @@ def test_channels_last_for_conv_nets_gives_the_same_training(tmp_path, cifar_roo
 
     plain = CNN((3, 32, 32), 10, padding="valid", pool_every=2, dropout=0)
     plain.load_state_dict(state)  # an NCHW model takes NHWC weights
+
+
+def test_the_fast_gradient_norm_equals_torchs():
+    """The loop's global gradient norm (no clipping pass) is clip_grad_norm_'s total norm."""
+    from nnlab.train import global_grad_norm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+    model(torch.randn(4, 5)).square().sum().backward()
+    params = list(model.parameters())
+    ours = global_grad_norm(params)
+    assert torch.allclose(ours, torch.nn.utils.clip_grad_norm_(params, float("inf")), rtol=1e-6)
+    assert global_grad_norm([torch.nn.Parameter(torch.zeros(2))]).item() == 0  # no gradients yet
