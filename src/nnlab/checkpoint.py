@@ -78,6 +78,15 @@ def _reason(e: Exception, folder: Path) -> str:
     return reason
 
 
+def of_run(source: str | Path) -> Path:
+    """A run directory's best checkpoint, else its last; a checkpoint file as it is."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        best = path / "checkpoints" / "best.pt"
+        path = best if best.exists() else path / "checkpoints" / "last.pt"
+    return path
+
+
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

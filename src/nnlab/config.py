@@ -389,11 +389,9 @@ def _check_numbers(cfg: DictConfig) -> None:
     _positive("model.reused_lr_factor", cfg.model.get("reused_lr_factor"))
     source = cfg.model.get("init_from")
     if source and cfg.model.get("transfer") != "none":
-        from pathlib import Path
+        from nnlab.checkpoint import of_run
 
-        path = Path(str(source)).expanduser()
-        path = path / "checkpoints" if path.is_dir() else path
-        if not (path.is_file() or (path / "best.pt").exists() or (path / "last.pt").exists()):
+        if not of_run(str(source)).is_file():
             _fail("model.init_from", source, "there is no run directory with checkpoints, nor a checkpoint file, there")
     kept = cfg.data.source.get("keep_classes")
     if kept is not None and not (isinstance(kept, ListConfig) and len(kept) >= 2 and len(set(kept)) == len(kept)
@@ -496,23 +494,31 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
 def _check_output_folder(path: str, key: str) -> None:
     """Refuse, before any work, an output folder (hydra.run.dir, or hydra.sweep.dir with -m) that cannot
     be created or written. The folder itself is not created here: Hydra does that."""
-    import os
     from pathlib import Path
 
     folder = Path(path).absolute()
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    problem = None
-    if not existing.is_dir():
-        problem = f"{existing} is a file, not a folder"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{existing} is not writable" + (" (a read-only file system)" if _read_only(existing) else "")
+    problem = unwritable(folder)
     if problem:
         raise ConfigError(
             f"the output folder {folder} cannot be created: {problem}. Choose another one with {key}=PATH "
             "(or run from a writable working directory: runs go under ./outputs by default)."
         )
+
+
+def unwritable(folder) -> Optional[str]:
+    """Why `folder` cannot be created and written (its nearest existing ancestor is a file, or not
+    writable), or None when it can."""
+    import os
+    from pathlib import Path
+
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable" + (" (a read-only file system)" if _read_only(existing) else "")
+    return None
 
 
 def _read_only(path) -> bool:

@@ -19,12 +19,14 @@ from pathlib import Path
 
 def members(root: Path) -> list[Path]:
     """Run directories under root with a config and a checkpoint, finished or not."""
+    from nnlab import checkpoint
+
     found = []
     for config in sorted(root.rglob("config.yaml")):
         run = config.parent
         if run.name == ".hydra":
             continue
-        if (run / "checkpoints" / "best.pt").exists() or (run / "checkpoints" / "last.pt").exists():
+        if checkpoint.of_run(run).is_file():
             found.append(run)
     return found
 
@@ -49,7 +51,7 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
             raise ConfigError(f"{run} was trained on {cfg.data.source._target_}, not on {first.data.source._target_} "
                               "like the first run: an ensemble needs members trained for the same task.")  # fmt: skip
         exp = setup(cfg)  # the member's own model, loss and preprocessing statistics
-        path = run / "checkpoints" / ("best.pt" if (run / "checkpoints" / "best.pt").exists() else "last.pt")
+        path = checkpoint.of_run(run)
         model = getattr(exp.model, "_orig_mod", exp.model)
         model.load_state_dict(checkpoint.load(path, map_location=exp.device)["model"])
         model.eval()

@@ -11,21 +11,10 @@ starts afresh for the new task. `model.transfer` says what happens to the copied
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from nnlab.config import TRANSFER_KEYS as KEYS  # keys of the `model` node read here, not by the model's class
-
-
-def checkpoint_path(source: str) -> Path:
-    """A run directory (its best checkpoint, else its last) or a checkpoint file."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        best = path / "checkpoints" / "best.pt"
-        path = best if best.exists() else path / "checkpoints" / "last.pt"
-    return path
 
 
 def load_matching(model: nn.Module, source: str) -> set[str]:
@@ -34,7 +23,7 @@ def load_matching(model: nn.Module, source: str) -> set[str]:
     from nnlab import checkpoint
     from nnlab.config import ConfigError
 
-    path = checkpoint_path(source)
+    path = checkpoint.of_run(source)
     theirs = checkpoint.load(path)["model"]
     own = model.state_dict()
     copied = {k for k, v in theirs.items() if k in own and not k.startswith("head.") and own[k].shape == v.shape}

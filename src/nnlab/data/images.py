@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from nnlab.config import ConfigError
+from nnlab.config import ConfigError, unwritable
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
@@ -42,13 +42,10 @@ def _not_found(name: str, folder: Path, files: tuple[str, ...], error: Exception
 
 def _writable(name: str, base: Path, folder: Path, files: tuple[str, ...]) -> None:
     """Before a download: the data root must be a folder we can create and write."""
-    existing = base.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        why = "is a file, not a folder" if not existing.is_dir() else "is not writable"
+    problem = unwritable(base)
+    if problem:
         raise ConfigError(
-            f"{name} is not in {folder} and cannot be downloaded there: {existing} {why}. Point data.source.root "
+            f"{name} is not in {folder} and cannot be downloaded there: {problem}. Point data.source.root "
             f"or NNLAB_DATA_DIR at a writable folder, or put the files {', '.join(files)} in {folder}."
         )
 
