@@ -28,7 +28,7 @@ def sweep(tmp_path: Path, experiment: str, *overrides: str, env: dict | None = N
 
 def test_every_experiment_has_a_test():
     tested = {name[len("test_") :] for name in globals() if name.startswith("test_") and name[5:] in EXPERIMENTS}
-    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 11
+    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 12
 
 
 def acc(run):
@@ -154,3 +154,10 @@ def test_transfer(tmp_path, mnist_root):
     assert all(torch.equal(after["feature_extraction"]["model"][k], source[k]) for k in hidden)  # frozen
     assert not all(torch.equal(after["fine_tune"]["model"][k], source[k]) for k in hidden)  # tuned, slowly:
     assert [g["lr"] for g in after["fine_tune"]["optimizer"]["param_groups"]] == pytest.approx([1e-3, 1e-4])
+
+
+def test_regression(tmp_path):
+    """Huber beats MSE on the clean test set when 10% of the training targets are outliers."""
+    runs = sweep(tmp_path, "regression", "trainer.epochs=20")
+    mse, huber = runs["loss=mse"]["metrics"], runs["loss=huber"]["metrics"]
+    assert huber["mse/test"] < 0.5 * mse["mse/test"] and huber["r2/test"] > 0.8 > mse["r2/test"]

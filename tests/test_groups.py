@@ -10,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from nnlab.config import register_configs, validate
+from nnlab.data.toy import REGRESSION
 from nnlab.diagnostics import weight_layers
 from nnlab.train import setup, train_step
 
@@ -30,6 +31,8 @@ def overrides_for(group, option, mnist_root, cifar_root):
     extra = TOY
     if group == "data" and option == "mnist":
         extra = [f"data.source.root={mnist_root}", "data.subset=64", "trainer.batch_size=16", "trainer.device=cpu"]
+    if group == "data" and option in REGRESSION:
+        extra = [*TOY, "loss=mse"]
     if (group == "data" and option == "cifar10") or (group == "model" and option != "mlp"):
         extra = ["data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false", "trainer.batch_size=16", "trainer.device=cpu"]
     return [f"{group}={option}", *extra]
@@ -46,7 +49,7 @@ def roots(request, tmp_path_factory):
 def test_the_groups_are_the_ones_the_readme_lists():
     assert set(GROUPS) == {"activation", "data", "init", "loss", "model", "optimizer", "schedule"}
     assert len(GROUPS["activation"]) == 12 and len(GROUPS["init"]) == 10 and len(GROUPS["optimizer"]) == 10
-    assert len(GROUPS["schedule"]) == 9 and len(GROUPS["data"]) == 7
+    assert len(GROUPS["schedule"]) == 9 and len(GROUPS["data"]) == 10
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, opts in GROUPS.items() for o in opts])

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from conftest import REPO
 from nnlab.config import ConfigError, check_command_line, register_configs, validate
 from nnlab.config import _compose as compose
+from nnlab.data.toy import REGRESSION
 from nnlab.train import setup, train_step
 
 register_configs()
@@ -31,14 +32,17 @@ PROPERTY = settings(max_examples=40, derandomize=True, deadline=None, suppress_h
 @st.composite
 def valid_overrides(draw) -> list[str]:
     data = draw(st.sampled_from(TOY))
-    losses = [o for o in options("loss") if o != "bce" or data in TWO_CLASS]
+    if data in REGRESSION:  # float targets: the regression losses, with either output link
+        losses = [f"mse loss.output={draw(st.sampled_from(['linear', 'softplus']))}", "huber"]
+    else:
+        losses = [o for o in options("loss") if o != "bce" or data in TWO_CLASS]
     hidden = draw(st.lists(st.integers(1, 16), min_size=0, max_size=3))
     schedule = draw(st.sampled_from(options("schedule")))
     val = draw(st.sampled_from([0.0, 0.2])) if schedule != "plateau" else 0.2
     return [
         f"data={data}", f"activation={draw(st.sampled_from(options('activation')))}",
         f"init={draw(st.sampled_from(options('init')))}", f"optimizer={draw(st.sampled_from(options('optimizer')))}",
-        f"schedule={schedule}", f"loss={draw(st.sampled_from(losses))}",
+        f"schedule={schedule}", *f"loss={draw(st.sampled_from(losses))}".split(),
         f"model.hidden=[{','.join(map(str, hidden))}]", f"model.batch_norm={draw(st.booleans())}",
         f"model.dropout={draw(st.sampled_from([0.0, 0.5]))}", f"data.val_fraction={val}",
         f"data.preprocess={draw(st.sampled_from(['none', 'center', 'standardize']))}",
@@ -93,6 +97,8 @@ KNOBS = [
     ("schedule.milestones", ["schedule=multistep"], st.lists(st.integers(max_value=0), min_size=1, max_size=3).map(lambda v: "[" + ",".join(map(str, v)) + "]")),
     ("loss.label_smoothing", [], OUTSIDE_UNIT),
     ("loss.delta", ["loss=huber"], st.one_of(BAD_FLOAT, st.just(0.0))),
+    ("data.source.outliers", ["data=sine", "loss=mse"], OUTSIDE_UNIT),
+    ("data.source.outlier_scale", ["data=bump", "loss=huber"], NEGATIVE),
     ("regularization.l1", [], BAD_FLOAT),
     ("regularization.clip_grad_norm", [], st.one_of(BAD_FLOAT, st.just(0.0))),
     ("early_stopping.patience", [], NOT_POSITIVE_INT),

@@ -118,20 +118,23 @@ def update_ratio(stats: dict[str, float], low: float, high: float, step: int) ->
     )
 
 
-def fit_gap(train_acc: float, val_acc: float, gap: float, underfit_acc: float, step: int) -> Optional[Alarm]:
-    """A low training accuracy (underfitting), or a train/validation accuracy gap (overfitting)."""
-    if train_acc < underfit_acc:
+def fit_gap(train: float, val: float, gap: float, underfit: float, step: int, what: str = "accuracy") -> Optional[Alarm]:
+    """A low training score (underfitting), or a train/validation gap (overfitting). The score is the
+    accuracy, or R^2 for regression (`what`)."""
+    if train < underfit:
         return Alarm(
             "underfitting",
             step,
-            f"underfitting: train accuracy is only {train_acc:.3f} (validation {val_acc:.3f}). Give the model more "
-            "capacity (model.hidden), train longer (trainer.epochs), or raise optimizer.lr.",
+            f"underfitting: train {what} is only {train:.3f} (validation {val:.3f}). Give the model more "
+            "capacity (model.hidden), train longer (trainer.epochs), or raise optimizer.lr."
+            + (" Outliers in the targets also keep R^2 low however good the fit (the test set is clean: see r2/test)."
+               if what == "R^2" else ""),
         )
-    if train_acc - val_acc > gap:
+    if train - val > gap:
         return Alarm(
             "overfitting",
             step,
-            f"overfitting: train accuracy {train_acc:.3f} vs validation {val_acc:.3f}. Regularize "
+            f"overfitting: train {what} {train:.3f} vs validation {val:.3f}. Regularize "
             "(model.dropout, optimizer.weight_decay, early_stopping.patience, data.augment) or use more data.",
         )
     return None

@@ -42,6 +42,7 @@ def without_regularization(cfg: DictConfig) -> DictConfig:
 
 def run_checks(cfg: DictConfig) -> list[CheckResult]:
     from nnlab.diagnostics import weight_layers
+    from nnlab.metrics import score
     from nnlab.train import evaluate, setup, train_step
 
     c = cfg.check
@@ -56,11 +57,15 @@ def run_checks(cfg: DictConfig) -> list[CheckResult]:
     model.eval()
     with torch.no_grad():
         initial = loss_fn(model(x), y).item()
-    expected = loss_fn.expected_initial(data.num_classes)
     tol = cfg.alarms.initial_loss_tolerance
-    results.append(CheckResult(1, "initial loss, regularization off", math.isfinite(initial) and abs(initial - expected) <= tol * expected,
-                               f"{initial:.4f}", f"{expected:.4f} ± {tol:.0%}",
-                               "weights too large or biased at init: try init=he_normal / xavier_normal"))  # fmt: skip
+    if data.kind == "regression":  # no chance level: it depends on the targets' scale
+        results.append(CheckResult(1, "initial loss, regularization off", math.isfinite(initial), f"{initial:.4f}",
+                                   "finite (regression has no chance level)", "the outputs are not finite at init"))  # fmt: skip
+    else:
+        expected = loss_fn.expected_initial(data.num_classes)
+        results.append(CheckResult(1, "initial loss, regularization off", math.isfinite(initial) and abs(initial - expected) <= tol * expected,
+                                   f"{initial:.4f}", f"{expected:.4f} ± {tol:.0%}",
+                                   "weights too large or biased at init: try init=he_normal / xavier_normal"))  # fmt: skip
 
     # 2. cranked-up regularization raises the loss
     with torch.no_grad():
@@ -86,16 +91,18 @@ def run_checks(cfg: DictConfig) -> list[CheckResult]:
     xs, ys = data.train.x[:k], data.train.y[:k]
     scaler = torch.amp.GradScaler(exp.device.type, enabled=False)
     weights = [m.weight for _, m in layers]
-    acc, steps = 0.0, 0
+    name = score(data.kind)  # accuracy, or R^2 for regression
+    goal = c.overfit_r2 if name == "r2" else c.overfit_acc
+    value, steps = -math.inf, 0
     tiny = type(data.train)(xs, ys)
     for steps in range(1, c.overfit_steps + 1):
         train_step(exp, xs, ys, scaler, weights)
         if steps % 10 == 0 or steps == c.overfit_steps:
-            acc = evaluate(exp, tiny)["acc"]
-            if acc >= c.overfit_acc:
+            value = evaluate(exp, tiny)[name]
+            if value >= goal:
                 break
-    results.append(CheckResult(3, f"overfit {k} examples", acc >= c.overfit_acc,
-                               f"train acc {acc:.3f} after {steps} steps", f">= {c.overfit_acc:g}",
+    results.append(CheckResult(3, f"overfit {k} examples", value >= goal,
+                               f"train {name} {value:.3f} after {steps} steps", f">= {goal:g}",
                                "the model cannot fit even a tiny set: more capacity (model.hidden) or a better optimizer.lr"))  # fmt: skip
     results.append(grad_result)
     return results

@@ -19,7 +19,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
 PREPROCESS = ("none", "center", "standardize")
-MONITORED = ("loss/val", "acc/val", "loss/train", "acc/train")
+MONITORED = tuple(f"{m}/{split}" for m in ("loss", "acc", "mse", "mae", "r2") for split in ("val", "train"))
 TARGET_PREFIXES = ("nnlab.", "torch.nn.", "torch.optim.")
 TARGET_GROUPS = ("model", "activation", "init", "optimizer", "schedule", "loss")
 TRANSFER_KEYS = ("init_from", "transfer", "reused_lr_factor")  # model keys for nnlab/transfer.py, not the class
@@ -95,8 +95,8 @@ class AlarmsConfig:
     saturated_fraction: float = 0.25  # of a layer's sigmoid/tanh outputs
     update_ratio_low: float = 1.0e-5  # typical ||dW||/||W|| per step below this: lr too low
     update_ratio_high: float = 0.1  # above this: lr too high
-    overfit_gap: float = 0.1  # train - val accuracy at the end
-    underfit_acc: float = 0.75  # train accuracy at the end below this (with no gap): underfitting
+    overfit_gap: float = 0.1  # train - val accuracy (R^2 for regression) at the end
+    underfit_acc: float = 0.75  # train accuracy (R^2) at the end below this (with no gap): underfitting
 
 
 @dataclass
@@ -105,6 +105,7 @@ class CheckConfig:
     tiny_subset: int = 20  # step 3: examples to overfit
     overfit_steps: int = 300  # full-batch steps allowed
     overfit_acc: float = 1.0  # training accuracy to reach
+    overfit_r2: float = 0.95  # regression: training R^2 to reach
 
 
 @dataclass
@@ -259,6 +260,8 @@ def _check_diagnostics(cfg: DictConfig) -> None:
     _positive("check.l2", c.l2)
     if c.overfit_acc > 1:
         _fail("check.overfit_acc", c.overfit_acc, "an accuracy is at most 1")
+    if not c.overfit_r2 <= 1:
+        _fail("check.overfit_r2", c.overfit_r2, "R^2 is at most 1")
     _positive("lr_find.min_lr", f.min_lr)
     _positive("lr_find.steps", f.steps)
     if f.max_lr <= f.min_lr:
@@ -361,6 +364,8 @@ _RANGES = {
     "threshold": _zero_or_positive("threshold"),
     # losses, init, data
     "delta": _positive_rule("the Huber delta"),
+    "outliers": _unit_rule("the fraction of outliers"),
+    "outlier_scale": _zero_or_positive("outlier_scale"),
     "std": _positive_rule("a standard deviation"),
     "scale": _positive_rule("scale"),
 }
@@ -397,6 +402,8 @@ def _check_numbers(cfg: DictConfig) -> None:
     if kept is not None and not (isinstance(kept, ListConfig) and len(kept) >= 2 and len(set(kept)) == len(kept)
                                  and all(isinstance(c, int) and 0 <= c <= 9 for c in kept)):  # fmt: skip
         _fail("data.source.keep_classes", kept, "it must list 2 or more distinct labels in 0..9, e.g. [5,6,7,8,9]")
+    if "output" in cfg.loss:
+        _choice("loss.output", cfg.loss.output, ("linear", "softplus"))
     if "dropout_kind" in cfg.model:
         _choice("model.dropout_kind", cfg.model.dropout_kind, ("auto", "standard", "alpha"))
     if "padding" in cfg.model:
@@ -411,16 +418,31 @@ def _check_numbers(cfg: DictConfig) -> None:
 def _check_combinations(cfg: DictConfig) -> None:
     from nnlab.data import describe
 
+    from nnlab import metrics
+
     kind, classes = describe(cfg.data.source)
-    if kind == "points" and cfg.model._target_.endswith((".CNN", ".ResNet18")):
+    if kind in ("points", "regression") and cfg.model._target_.endswith((".CNN", ".ResNet18")):
         raise ConfigError(
-            "model=cnn needs image data, but the data are 2-D points "
+            f"model=cnn needs image data, but the data are {'2-D points' if kind == 'points' else 'a regression set'} "
             f"({cfg.data.source._target_}); use model=mlp, or data=mnist / data=cifar10."
         )
+    if kind == "regression" and not getattr(resolve_target(cfg.loss._target_), "regression", False):
+        raise ConfigError(
+            f"the loss {cfg.loss._target_} needs class labels, but {cfg.data.source._target_} is a regression set "
+            "(float targets); add loss=mse or loss=huber."
+        )
+    if kind != "regression" and cfg.loss.get("output", "linear") != "linear":
+        _fail("loss.output", cfg.loss.output, "an output link is for regression targets (data=sine, ripple, bump); "
+              "classification reads the outputs as scores")  # fmt: skip
+    metric = cfg.early_stopping.metric.split("/")[0]
+    if metric != "loss" and metric not in metrics.names(kind):
+        task = "regression" if kind == "regression" else "classification"
+        _fail("early_stopping.metric", cfg.early_stopping.metric, f"{task} logs loss, {', '.join(metrics.names(kind))}; "
+              f"e.g. loss/val or {metrics.score(kind)}/val")  # fmt: skip
     n_train = cfg.data.source.get("n_train")
     if n_train is not None and round(n_train * (1 - cfg.data.val_fraction)) < 2:
         _fail("data.source.n_train", n_train, f"with data.val_fraction={cfg.data.val_fraction} fewer than 2 training points remain")
-    if kind == "points" and cfg.data.augment:
+    if kind != "images" and cfg.data.augment:
         _fail("data.augment", True, "augmentation is defined for image data (mnist, cifar10) only")
     if cfg.loss._target_.endswith(".BCE") and classes != 2:
         raise ConfigError(

@@ -65,7 +65,7 @@ class TrainingProgress:
 
 
 def _short(metrics: Mapping[str, float]) -> str:
-    keys = ("loss/train", "acc/train", "loss/val", "acc/val")
+    keys = [f"{m}/{split}" for split in ("train", "val") for m in ("loss", "acc", "mse", "r2")]
     return "  ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
 
 

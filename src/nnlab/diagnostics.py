@@ -13,6 +13,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from nnlab.metrics import score
+
 Tensor = torch.Tensor
 
 # Units that can die (output <= 0 for every input) and units that saturate (output at a bound).
@@ -142,26 +144,78 @@ def decision_boundary(model: nn.Module, predict, x: Tensor, y: Tensor, size: int
 
 
 def curves_figure(rows: list[dict], path) -> None:
-    """Loss and accuracy per epoch (train, val) as a PNG."""
+    """Loss and accuracy (R^2 for regression) per epoch (train, val) as a PNG."""
     from matplotlib.figure import Figure
 
     epochs = [r for r in rows if "loss/train" in r]
+    name = "r2" if any("r2/train" in r for r in epochs) else "acc"
     fig = Figure(figsize=(9, 3.2), dpi=100)
-    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss, ax_score = fig.subplots(1, 2)
     for split, style in (("train", "-"), ("val", "--")):
-        pts = [(r["epoch"], r[f"loss/{split}"], r[f"acc/{split}"]) for r in epochs if f"loss/{split}" in r]
+        pts = [(r["epoch"], r[f"loss/{split}"], r[f"{name}/{split}"]) for r in epochs if f"loss/{split}" in r]
         if pts:
-            e, loss, acc = zip(*pts)
+            e, loss, value = zip(*pts)
             ax_loss.plot(e, loss, style, label=split)
-            ax_acc.plot(e, acc, style, label=split)
+            ax_score.plot(e, value, style, label=split)
+    title = "R^2" if name == "r2" else "accuracy"
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+    ax_score.set(xlabel="epoch", ylabel=title, title=title)
+    for ax in (ax_loss, ax_score):
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
     fig.tight_layout()
     fig.savefig(path)
+
+
+@torch.no_grad()
+def regression_fit(model: nn.Module, link, x: Tensor, y: Tensor, size: int = 192) -> Tensor:
+    """An RGB uint8 image (3, size, size) of a regression fit, as the model sees the inputs.
+    1-D inputs: the training points (grey) and the predicted curve (blue) over their range.
+    2-D inputs: the predicted surface as a blue (low) to red (high) map, with the points in the same colours."""
+    was_training = model.training
+    model.eval()
+    image = torch.full((size, size, 3), 255.0)
+    x, y = x.float(), y.float()[:, 0]
+    if x.shape[1] == 1:
+        lo, hi = x.min().item(), x.max().item()
+        grid = torch.linspace(lo, hi, size, device=x.device)[:, None]
+        curve = link(model(grid)).float()[:, 0].cpu()
+        med = y.median().item()
+        spread = 4 * 1.4826 * (y - med).abs().median().item()  # 4 robust standard deviations: outliers sit on the edge
+        y_lo, y_hi = min(curve.min().item(), med - spread), max(curve.max().item(), med + spread)
+        pad = (y_hi - y_lo) * 0.05 + 1e-6
+        y_lo, y_hi = y_lo - pad, y_hi + pad
+
+        def rows(v: Tensor) -> Tensor:
+            return ((y_hi - v) / (y_hi - y_lo) * (size - 1)).round().long().clamp(0, size - 1)
+
+        col = ((x[:, 0].cpu() - lo) / (hi - lo + 1e-12) * (size - 1)).round().long()
+        row = rows(y.cpu())
+        for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):  # 2x2 dots
+            image[(row + dr).clamp(0, size - 1), (col + dc).clamp(0, size - 1)] = torch.tensor([130.0, 130.0, 130.0])
+        r, c = rows(curve), torch.arange(size)
+        for d in (-1, 0, 1):  # a 3-pixel line
+            image[(r + d).clamp(0, size - 1), c] = torch.tensor([31.0, 119.0, 180.0])
+    else:
+        lo, hi = x.min(0).values, x.max(0).values
+        xs = torch.linspace(lo[0].item(), hi[0].item(), size, device=x.device)
+        ys = torch.linspace(hi[1].item(), lo[1].item(), size, device=x.device)
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1).reshape(-1, 2)
+        pred = link(model(grid)).float()[:, 0].cpu()
+        v_lo, v_hi = y.quantile(0.01).item(), y.quantile(0.99).item()
+
+        def colour(v: Tensor) -> Tensor:  # blue -> white -> red
+            t = ((v - v_lo) / (v_hi - v_lo + 1e-12)).clamp(0, 1)[:, None]
+            blue, white, red = torch.tensor([59.0, 76, 192]), torch.tensor([240.0, 240, 240]), torch.tensor([180.0, 4, 38])
+            return torch.where(t < 0.5, blue + (white - blue) * 2 * t, white + (red - white) * (2 * t - 1))
+
+        image = colour(pred).reshape(size, size, 3)
+        col = ((x[:, 0] - lo[0]) / (hi[0] - lo[0]) * (size - 1)).round().long().cpu()
+        row = ((hi[1] - x[:, 1]) / (hi[1] - lo[1]) * (size - 1)).round().long().cpu()
+        image[row, col] = colour(y.cpu()) * 0.7
+    model.train(was_training)
+    return image.round().to(torch.uint8).permute(2, 0, 1)
 
 
 def first_to_last_ratio(norms: dict[str, float]) -> Optional[float]:
@@ -181,7 +235,7 @@ class Diagnostics:
     """
 
     def __init__(self, model, loss_fn, activation_type, probe: tuple[Tensor, Tensor], num_classes: int,
-                 cfg, alarm_cfg, tracker, log_every: int, optimizer):  # fmt: skip
+                 cfg, alarm_cfg, tracker, log_every: int, optimizer, kind: str = "points"):  # fmt: skip
         from nnlab import alarms
 
         self.alarms_fn, self.cfg, self.alarm_cfg, self.tracker = alarms, cfg, alarm_cfg, tracker
@@ -190,7 +244,9 @@ class Diagnostics:
         self.acts = hidden_activations(model, activation_type)
         self.activation = self.acts[0][1] if self.acts else nn.Identity()
         self.probe_x, self.probe_y = probe
-        self.expected_initial = loss_fn.expected_initial(num_classes)
+        self.kind = kind
+        # the chance-level loss of a classifier; a regression loss has none (it depends on the targets' scale)
+        self.expected_initial = None if kind == "regression" else loss_fn.expected_initial(num_classes)
         self.log_every = log_every
         self.window: list[Tensor] = []  # per-step loss and grad norm since the last flush, on the device
         self.raised: list = []
@@ -217,8 +273,10 @@ class Diagnostics:
             self.model.eval()
             self.initial = self.loss_fn(self.model(self.probe_x), self.probe_y).float().item()
             self.model.train(was_training)
-        self.tracker.scalars(0, {"loss/initial": self.initial, "loss/initial_expected": self.expected_initial})
-        self.raise_alarm(self.alarms_fn.initial_loss(self.initial, self.expected_initial, self.alarm_cfg.initial_loss_tolerance))
+        self.tracker.scalars(0, {"loss/initial": self.initial})
+        if self.expected_initial is not None:
+            self.tracker.scalars(0, {"loss/initial_expected": self.expected_initial})
+            self.raise_alarm(self.alarms_fn.initial_loss(self.initial, self.expected_initial, self.alarm_cfg.initial_loss_tolerance))
         if self.acts:
             outputs = probe_activations(self.model, self.acts, self.probe_x)
             self.tracker.scalars(0, activation_stats(outputs, self.activation, self.cfg.saturation_eps))
@@ -255,9 +313,10 @@ class Diagnostics:
                 self._figure(outputs, step, f"after {epoch} epochs", "activations_final.png")
 
     def finish(self, metrics: dict[str, float], step: int) -> list[dict]:
-        if "acc/val" in metrics:
-            a = self.alarm_cfg
-            self.raise_alarm(self.alarms_fn.fit_gap(metrics["acc/train"], metrics["acc/val"], a.overfit_gap, a.underfit_acc, step))
+        name = score(self.kind)
+        if f"{name}/val" in metrics:
+            a, what = self.alarm_cfg, "R^2" if name == "r2" else "accuracy"
+            self.raise_alarm(self.alarms_fn.fit_gap(metrics[f"{name}/train"], metrics[f"{name}/val"], a.overfit_gap, a.underfit_acc, step, what))
         return [a.as_dict() for a in self.raised]
 
     def state_dict(self) -> dict:

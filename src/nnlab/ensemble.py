@@ -4,7 +4,8 @@ test set, and compare the ensemble with its members: their mean and spread.
 Every member is evaluated on the same test examples: those of the first run's data config (for the toy
 sets, whose points depend on the seed, the first run's draw), each after its own preprocessing (the
 statistics of its own training split). The ensemble's output is the loss's `combine` of the members'
-outputs (the mean of their probabilities). Written beside the runs: ensemble.json and TensorBoard
+outputs (the mean of their probabilities; for regression, the mean of their predictions). Metrics: loss and
+accuracy, or loss, MSE, MAE and R^2 for regression. Written beside the runs: ensemble.json and TensorBoard
 scalars under PATH/ensemble/tb.
 """
 
@@ -43,7 +44,7 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
     raw = instantiate(first.data.source, _partial_=True)()
     x_test, y_test = raw[2], raw[3].to(device)
     x_test = x_test.float() / 255 if x_test.dtype == torch.uint8 else x_test.float()
-    loss_fn, outputs, rows = None, [], []
+    loss_fn, outputs, rows, kind = None, [], [], "points"
     for run in runs:
         cfg = load_run_config(run)
         cfg.trainer.device = device
@@ -58,23 +59,32 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
         x = ((x_test.to(exp.device) - exp.data.mean) / exp.data.std)
         with torch.no_grad():
             out = torch.cat([model(x[i : i + 4096]) for i in range(0, len(x), 4096)]).float()
-        loss_fn = loss_fn or exp.loss_fn
+        loss_fn, kind = loss_fn or exp.loss_fn, exp.data.kind
         outputs.append(out)
-        rows.append({"run": str(run), "checkpoint": path.name, **_metrics(exp.loss_fn, out, y_test)})
-    ensemble = _metrics(loss_fn, loss_fn.combine(outputs), y_test)
-    summary = {"members": rows, "ensemble": ensemble, "test_examples": len(y_test)}
-    for key in ("loss", "acc"):
+        rows.append({"run": str(run), "checkpoint": path.name, **_metrics(exp.loss_fn, out, y_test, kind)})
+    ensemble = _metrics(loss_fn, loss_fn.combine(outputs), y_test, kind)
+    summary = {"members": rows, "ensemble": ensemble, "test_examples": len(y_test), "metrics": ["loss", *names(kind)]}
+    for key in summary["metrics"]:
         values = [r[key] for r in rows]
         summary[f"members_{key}_mean"] = statistics.fmean(values)
         summary[f"members_{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     return summary
 
 
-def _metrics(loss_fn, out, y) -> dict[str, float]:
+def _metrics(loss_fn, out, y, kind: str) -> dict[str, float]:
     import torch
 
+    from nnlab import metrics
+
     with torch.no_grad():
-        return {"loss": loss_fn(out, y).item(), "acc": (loss_fn.predict(out) == y).float().mean().item()}
+        pred = loss_fn.link(out) if kind == "regression" else loss_fn.predict(out)
+        return {"loss": loss_fn(out, y).item(), **metrics.finish(kind, metrics.sums(kind, pred, y), len(y))}
+
+
+def names(kind: str) -> tuple[str, ...]:
+    from nnlab import metrics
+
+    return metrics.names(kind)
 
 
 def main(argv: list[str]) -> int:
@@ -108,7 +118,7 @@ def _log(root: Path, result: dict) -> None:
     tracker = Tracker(root / "ensemble")
     n = len(result["members"])
     values = {f"ensemble/{k}": v for k, v in result["ensemble"].items()}
-    for key in ("loss", "acc"):
+    for key in result["metrics"]:
         values[f"members/{key}_mean"] = result[f"members_{key}_mean"]
         values[f"members/{key}_std"] = result[f"members_{key}_std"]
     tracker.scalars(n, values)
@@ -118,18 +128,21 @@ def _log(root: Path, result: dict) -> None:
 def _table(console, root: Path, result: dict) -> None:
     from rich.table import Table
 
+    keys = result["metrics"]
     table = Table(title=f"ensemble of {len(result['members'])} runs, {result['test_examples']} test examples")
-    for col in ("run", "checkpoint", "loss/test", "acc/test"):
+    for col in ("run", "checkpoint", *(f"{k}/test" for k in keys)):
         table.add_column(col, justify="left" if col in ("run", "checkpoint") else "right")
     for r in result["members"]:
-        table.add_row(str(Path(r["run"]).relative_to(root)) or ".", r["checkpoint"], f"{r['loss']:.4f}", f"{r['acc']:.4f}")
-    table.add_row("members: mean ± std", "", f"{result['members_loss_mean']:.4f} ± {result['members_loss_std']:.4f}",
-                  f"{result['members_acc_mean']:.4f} ± {result['members_acc_std']:.4f}", style="bold")  # fmt: skip
+        table.add_row(str(Path(r["run"]).relative_to(root)) or ".", r["checkpoint"], *(f"{r[k]:.4f}" for k in keys))
+    table.add_row("members: mean ± std", "", *(f"{result[f'members_{k}_mean']:.4f} ± {result[f'members_{k}_std']:.4f}" for k in keys),
+                  style="bold")  # fmt: skip
     e = result["ensemble"]
-    table.add_row("ensemble (mean of probabilities)", "", f"{e['loss']:.4f}", f"{e['acc']:.4f}", style="bold green")
+    how = "mean of predictions" if "r2" in keys else "mean of probabilities"
+    table.add_row(f"ensemble ({how})", "", *(f"{e[k]:.4f}" for k in keys), style="bold green")
     console.print(table)
-    gain = e["acc"] - result["members_acc_mean"]
-    console.print(f"ensemble vs its mean member: accuracy {gain:+.4f}, loss {e['loss'] - result['members_loss_mean']:+.4f} "
+    score = "r2" if "r2" in keys else "acc"
+    gain = e[score] - result[f"members_{score}_mean"]
+    console.print(f"ensemble vs its mean member: {'R^2' if score == 'r2' else 'accuracy'} {gain:+.4f}, loss {e['loss'] - result['members_loss_mean']:+.4f} "
                   f"(written to {root / 'ensemble.json'}, TensorBoard: {root / 'ensemble' / 'tb'})", soft_wrap=True)  # fmt: skip
     if not math.isfinite(e["loss"]):
         console.print("[yellow]the ensemble loss is not finite: a member diverged[/]")

@@ -2,7 +2,7 @@
 
 A rich table of every run (the overrides that differ between runs, final metrics, best epoch, status,
 wall time) sorted by a metric, and beside it report.csv, report.md and report.png (every run's loss and
-accuracy curves overlaid).
+accuracy (R^2) curves overlaid).
 """
 
 from __future__ import annotations
@@ -14,7 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-METRICS = ("acc/train", "acc/val", "acc/test", "loss/train", "loss/val", "loss/test")
+from nnlab import metrics
+
+SPLITS = ("train", "val", "test")
+SORTABLE = tuple(f"{m}/{split}" for m in ("acc", "r2", "mse", "mae", "loss") for split in SPLITS)
+
+
+def task_of(runs: list["Run"]) -> str:
+    """"regression" when the runs logged R^2, else "classification"."""
+    return "regression" if any(r.metric("r2/train") is not None or r.metric("r2/test") is not None for r in runs) else "classification"
+
+
+def columns(task: str) -> tuple[str, ...]:
+    """The metric columns: the score (accuracy or R^2) and the loss per split; regression adds MSE and MAE."""
+    kind = "regression" if task == "regression" else "points"
+    score = metrics.score(kind)
+    rest = [f"{m}/{split}" for m in metrics.names(kind) if m != score for split in SPLITS]
+    return (*(f"{score}/{split}" for split in SPLITS), *(f"loss/{split}" for split in SPLITS), *rest)
 
 
 @dataclass
@@ -72,16 +88,16 @@ def _name(runs: list[Run], root: Path) -> None:
 
 
 def sort_runs(runs: list[Run], key: str) -> list[Run]:
-    """Best first by `key` (losses ascending, accuracies descending); runs without it last."""
-    sign = 1.0 if "loss" in key else -1.0
+    """Best first by `key` (losses and errors ascending, accuracy and R^2 descending); runs without it last."""
+    sign = -float(metrics.better(key))
     return sorted(runs, key=lambda r: (r.metric(key) is None, sign * (r.metric(key) or 0.0)))
 
 
 def rows(runs: list[Run]) -> list[dict[str, Any]]:
-    out = []
+    out, names = [], columns(task_of(runs))
     for r in runs:
         row = {"run": r.name, "status": r.status}
-        row.update({k: r.metric(k) for k in METRICS})
+        row.update({k: r.metric(k) for k in names})
         row.update({"best_epoch": r.summary.get("best_epoch"), "epochs": r.summary.get("epochs_run"),
                     "wall_time_s": r.summary.get("wall_time_s"), "alarms": ",".join(a["name"] for a in r.summary.get("alarms", [])),
                     "path": str(r.path)})  # fmt: skip
@@ -113,15 +129,16 @@ def write_files(table: list[dict[str, Any]], runs: list[Run], out: Path, sort_ke
 
 
 def curves_figure(runs: list[Run], path: Path) -> None:
-    """Every run's validation (else training) loss and accuracy per epoch, overlaid."""
+    """Every run's validation (else training) loss and accuracy (R^2) per epoch, overlaid."""
     from matplotlib.figure import Figure
 
+    name = "r2" if task_of(runs) == "regression" else "acc"
     fig = Figure(figsize=(11, 4), dpi=100)
     ax_loss, ax_acc = fig.subplots(1, 2)
     for r in runs:
         epochs = r.epochs()
         split = "val" if any("loss/val" in e for e in epochs) else "train"
-        pts = [(e["epoch"], e[f"loss/{split}"], e[f"acc/{split}"]) for e in epochs if f"loss/{split}" in e]
+        pts = [(e["epoch"], e[f"loss/{split}"], e[f"{name}/{split}"]) for e in epochs if f"loss/{split}" in e]
         if not pts:
             continue
         x, loss, acc = zip(*pts)
@@ -129,7 +146,8 @@ def curves_figure(runs: list[Run], path: Path) -> None:
         ax_loss.plot(x, [v if isinstance(v, (int, float)) else math.nan for v in loss], style, label=r.name)
         ax_acc.plot(x, acc, style, label=r.name)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (validation where there is one)", yscale="log")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    title = "R^2" if name == "r2" else "accuracy"
+    ax_acc.set(xlabel="epoch", ylabel=title, title=title)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
     if 0 < len(ax_acc.lines) <= 16:
@@ -152,7 +170,8 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="nnlab report", description="Compare the runs under a folder (a sweep, or any folder of runs).")
     parser.add_argument("path", type=Path, help="a sweep directory, a run directory, or any folder of runs")
-    parser.add_argument("--sort", default="acc/val", choices=METRICS, help="metric to sort by (default: acc/val)")
+    parser.add_argument("--sort", default=None, choices=SORTABLE,
+                        help="metric to sort by (default: acc/val; r2/val for regression runs)")
     parser.add_argument("--out", type=Path, default=None, help="where report.csv/.md/.png go (default: PATH)")
     args = parser.parse_args(argv)
     if not args.path.is_dir():
@@ -162,15 +181,18 @@ def main(argv: list[str]) -> int:
     if not runs:
         error(f"no runs under {args.path}: a run directory holds a summary.json.")
         return 2
+    task = task_of(runs)
+    names = columns(task)
+    args.sort = args.sort or names[1]  # the score on the validation split
     runs = sort_runs(runs, args.sort)
     table = rows(runs)
     grid = Table(title=f"{len(runs)} runs under {args.path} (sorted by {args.sort})", header_style="bold")
-    columns = ["run", "status", *METRICS[:3], "loss/val", "best_epoch", "wall_time_s", "alarms"]
-    for c in columns:
+    shown = ["run", "status", *names[:3], "loss/val", *(["mse/test"] if task == "regression" else []), "best_epoch", "wall_time_s", "alarms"]
+    for c in shown:
         grid.add_column("wall (s)" if c == "wall_time_s" else c.replace("_", " "), overflow="fold", no_wrap=c != "alarms")
     for row in table:
         style = None if row["status"] == "ok" else "red"
-        grid.add_row(*[_fmt(row[c]) for c in columns], style=style)
+        grid.add_row(*[_fmt(row[c]) for c in shown], style=style)
     console.print(grid)
     paths = write_files(table, runs, args.out or args.path, args.sort)
     console.print("written: " + ", ".join(str(p) for p in paths.values()), soft_wrap=True)

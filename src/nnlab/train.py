@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from nnlab import checkpoint, diagnostics, transfer
+from nnlab import checkpoint, diagnostics, metrics, transfer
 from nnlab.config import AlarmsConfig, DiagnosticsConfig, EarlyStoppingConfig, RegularizationConfig, TrainerConfig
 from nnlab.console import TrainingProgress, summary_table
 from nnlab.data import describe
@@ -221,21 +221,33 @@ def global_grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
 
 
+def batch_sums(exp: Experiment, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+    """[loss * n, the task's metric sums (nnlab/metrics.py)] for one batch, left on the device."""
+    kind = exp.data.kind
+    pred = exp.loss_fn.link(out) if kind == "regression" else exp.loss_fn.predict(out)
+    return torch.cat([(loss.detach().float() * len(y)).reshape(1), metrics.sums(kind, pred, y)])
+
+
+def epoch_metrics(kind: str, total: torch.Tensor | list[float], n: int) -> dict[str, float]:
+    """{"loss": mean loss, "acc": ...} (regression: "mse", "mae", "r2") from summed batch_sums."""
+    values = total.tolist() if isinstance(total, torch.Tensor) else list(total)
+    return {"loss": values[0] / n, **metrics.finish(kind, values[1:], n)}
+
+
 @torch.no_grad()
 def evaluate(exp: Experiment, split: Split) -> dict[str, float]:
-    """Mean loss and accuracy over a split, in batches, in eval mode (one host sync at the end)."""
+    """Mean loss and the task's metrics over a split, in batches, in eval mode (one host sync at the end)."""
     exp.model.eval()
-    total = torch.zeros(2, device=exp.device)
+    total: torch.Tensor | int = 0
     size = exp.trainer.eval_batch_size
     for start in range(0, len(split), size):
         x, y = split.x[start : start + size], split.y[start : start + size]
         with autocast(exp.device, exp.trainer.precision):
             out = exp.model(x)
             loss = exp.loss_fn(out, y).float()
-        total += torch.stack([loss * len(y), (exp.loss_fn.predict(out) == y).sum().float()])
+        total = total + batch_sums(exp, out, y, loss)
     exp.model.train()
-    loss, correct = total.tolist()
-    return {"loss": loss / len(split), "acc": correct / len(split)}
+    return epoch_metrics(exp.data.kind, total, len(split))
 
 
 class Monitor:
@@ -243,7 +255,7 @@ class Monitor:
 
     def __init__(self, cfg: EarlyStoppingConfig):
         self.metric, self.patience, self.min_delta = cfg.metric, cfg.patience, cfg.min_delta
-        self.sign = 1.0 if "loss" in self.metric else -1.0  # losses go down, accuracies up
+        self.sign = -metrics.better(self.metric)  # losses and errors go down, accuracy and R^2 up
         self.best, self.best_epoch, self.bad_epochs = math.inf, None, 0
 
     def update(self, epoch: int, metrics: dict[str, float]) -> bool:
@@ -302,7 +314,7 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
     scaler = torch.amp.GradScaler(exp.device.type, enabled=t.precision == "fp16")
     probe = (data.train.x[: exp.diagnostics.probe_size], data.train.y[: exp.diagnostics.probe_size])
     diag = Diagnostics(model, exp.loss_fn, exp.activation_type, probe, data.num_classes, exp.diagnostics,
-                       exp.alarms, tracker, t.log_every, exp.optimizer)  # fmt: skip
+                       exp.alarms, tracker, t.log_every, exp.optimizer, data.kind)  # fmt: skip
     weights = [m.weight for _, m in diag.layers]
     monitor, status, started = Monitor(exp.early_stopping), "ok", time.perf_counter()
     ckpt_dir, metrics, stop = run_dir / "checkpoints", {}, StopRequest()
@@ -329,7 +341,7 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
                 loop.step += 1
                 diag.before_step(loop.step)
                 out, loss, norm = train_step(exp, x, y, scaler, weights)
-                loop.add(loss, (exp.loss_fn.predict(out) == y).sum(), len(y))
+                loop.add(batch_sums(exp, out, y, loss), len(y))
                 if diag.after_step(loop.step, epoch, loss, norm):
                     status = "diverged"  # logs stay; `last` is the end of the previous epoch
                     break
@@ -383,11 +395,11 @@ class Position:
     def start_epoch(self, epoch: int, shuffle_state: torch.Tensor, device) -> None:
         if epoch != self.epoch or self.sums is None:  # a fresh epoch (not one resumed mid-way)
             self.epoch, self.batch, self.count = epoch, 0, 0
-            self.sums = torch.zeros(2, device=device)  # loss sum, correct: read once per epoch
+            self.sums = torch.zeros((), device=device)  # batch_sums added up on the device: read once per epoch
         self.shuffle_state = shuffle_state
 
-    def add(self, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
-        self.sums += torch.stack([loss.detach().float() * n, correct.float()])
+    def add(self, sums: torch.Tensor, n: int) -> None:
+        self.sums = self.sums + sums
         self.count += n
         self.batch += 1
 
@@ -408,18 +420,19 @@ class Position:
 def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, elapsed: float) -> dict:
     """The epoch's metrics (validation at its cadence), logged; the plateau schedule; the decision boundary."""
     t, data, step, count = exp.trainer, exp.data, loop.step, loop.count
-    loss_sum, correct = loop.sums.tolist()
-    metrics = {"loss/train": loss_sum / count, "acc/train": correct / count}
+    metrics = {f"{k}/train": v for k, v in epoch_metrics(data.kind, loop.sums, count).items()}
     if data.val is not None and (epoch % t.eval_every == 0 or epoch == t.epochs):
-        val = evaluate(exp, data.val)
-        metrics.update({"loss/val": val["loss"], "acc/val": val["acc"]})
+        metrics.update({f"{k}/val": v for k, v in evaluate(exp, data.val).items()})
     metrics.update({"time/epoch_s": elapsed, "throughput/examples_per_s": count / elapsed})
     tracker.scalars(step, metrics, epoch)
     if per_epoch(exp.scheduler) and "loss/val" in metrics:
         exp.scheduler.step(metrics["loss/val"])
-    if data.kind == "points" and (epoch % t.boundary_every == 0 or epoch == t.epochs):
-        image = diagnostics.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y)
-        tracker.image("decision_boundary", image, step)
+    if data.kind in ("points", "regression") and data.in_shape[0] <= 2 and (epoch % t.boundary_every == 0 or epoch == t.epochs):
+        if data.kind == "points":
+            image = diagnostics.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y)
+            tracker.image("decision_boundary", image, step)
+        else:
+            tracker.image("regression_fit", diagnostics.regression_fit(exp.model, exp.loss_fn.link, data.train.x, data.train.y), step)
     return metrics
 
 
@@ -483,15 +496,16 @@ def _restore(exp: Experiment, state: dict, loop: Position, monitor: Monitor, dia
 def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time, status, alarms, initial_loss):
     """Test the best checkpoint (model selection on the monitored metric), log, write summary.json."""
     best_path = run_dir / "checkpoints" / "best.pt"
-    final = {k: v for k, v in last_metrics.items() if k.startswith(("loss/", "acc/"))}
+    names = ("loss", *metrics.names(exp.data.kind))
+    final = {k: v for k, v in last_metrics.items() if k.split("/")[0] in names}
     if status == "ok" or (status == "diverged" and best_path.exists()):
         if best_path.exists():
             _bare(exp.model).load_state_dict(checkpoint.load(best_path, map_location=exp.device)["model"])
-        test = evaluate(exp, exp.data.test)
-        final.update({"loss/test": test["loss"], "acc/test": test["acc"]})
-        tracker.scalars(step, {"loss/test": test["loss"], "acc/test": test["acc"]}, epoch)
+        test = {f"{k}/test": v for k, v in evaluate(exp, exp.data.test).items()}
+        final.update(test)
+        tracker.scalars(step, test, epoch)
     hparams = flatten(exp.config)
-    tracker.hparams(hparams, {k: final[k] for k in ("loss/test", "acc/test", "loss/val", "acc/val") if k in final})
+    tracker.hparams(hparams, {k: v for k, v in final.items() if not k.endswith("/train")})
     summary = {
         "status": status,
         "metrics": final,
@@ -515,7 +529,9 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
 
 def worst_objective(metric: str) -> float:
     """What a sweeper sees for a run that diverged or failed: the worst possible value."""
-    return math.inf if "loss" in metric else 0.0
+    if metric.startswith("acc/"):
+        return 0.0
+    return -math.inf if metrics.better(metric) > 0 else math.inf  # R^2 has no lower bound
 
 
 def objective(summary: dict[str, Any], metric: str) -> float:

@@ -1,4 +1,4 @@
-"""Data sets as tensors: toy 2-D sets (toy.py), MNIST and CIFAR-10 (images.py), batching and
+"""Data sets as tensors: toy 2-D classification and 1-D/2-D regression sets (toy.py), MNIST and CIFAR-10 (images.py), batching and
 preprocessing on the training device (loader.py), batch-wise augmentation (augment.py)."""
 
 from __future__ import annotations
@@ -10,8 +10,14 @@ IMAGE_SETS = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}
 
 
 def describe(source: Any) -> tuple[str, int]:
-    """("points" | "images", number of classes) of a data.source config, without loading it."""
+    """("points" | "images", number of classes) of a data.source config, without loading it; for a
+    regression set ("regression", number of targets)."""
     module, _, name = str(source["_target_"]).rpartition(".")
+    if module == "nnlab.data.toy":
+        from nnlab.data.toy import REGRESSION
+
+        if name in REGRESSION:
+            return "regression", 1
     if module == "nnlab.data.images" and name in IMAGE_SETS:
         kept = source.get("keep_classes")
         return "images", len(kept) if kept else IMAGE_SETS[name][1]

@@ -26,7 +26,7 @@ class Data:
     val: Optional[Split]
     test: Split
     num_classes: int
-    kind: str  # "points" | "images"
+    kind: str  # "points" | "images" | "regression" (float targets; num_classes: the number of targets)
     mean: Tensor  # preprocessing statistics, shaped to broadcast over a batch
     std: Tensor
     augment: Optional[Callable[[Tensor, torch.Generator], Tensor]] = None

@@ -1,6 +1,8 @@
-"""Toy 2-D classification sets, generated deterministically from a seed.
+"""Toy sets, generated deterministically from a seed: 2-D classification (moons, circles, spirals, xor,
+blobs) and 1-D / 2-D regression (sine, ripple, bump).
 
-Each function returns (x_train, y_train, x_test, y_test): float32 points (N, 2) and int64 labels.
+Each function returns (x_train, y_train, x_test, y_test): float32 points (N, 2) (regression: (N, 1) or
+(N, 2)) and int64 labels (regression: float32 targets (N, 1)).
 `scale` and `offset` turn the points into raw, badly scaled features (x * scale + offset).
 The test points are drawn from the same distribution as, but independently of, the training points.
 """
@@ -76,3 +78,48 @@ def blobs(n_train: int = 1000, n_test: int = 1000, noise: float = 1.0, classes: 
         return centres[y] + noise * torch.randn(n, 2, generator=g), y
 
     return _split(make, n_train, n_test, seed, scale, offset)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Regression: float targets (N, 1). `outliers` is the fraction of *training* points (the validation split
+# is drawn from them) whose target gets a large one-sided error, outlier_scale * (1 + U[0, 1)); the test
+# targets stay clean, so the test MSE measures the fit to the true function.
+
+REGRESSION = ("sine", "ripple", "bump")  # the regression sets here (nnlab.data.describe reads this)
+
+
+def _regression(f, dims: int, n_train: int, n_test: int, noise: float, outliers: float, outlier_scale: float,
+                seed: int, scale: float, offset: float, low: float = -3.0, high: float = 3.0, multiplicative: bool = False):  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    x = low + (high - low) * torch.rand(n_train + n_test, dims, generator=g)
+    clean = f(x)
+    eps = noise * torch.randn(len(x), generator=g)
+    y = clean * torch.exp(eps) if multiplicative else clean + eps  # multiplicative noise keeps targets positive
+    k = int(round(outliers * n_train))
+    bad = torch.randperm(n_train, generator=g)[:k]
+    y[bad] += outlier_scale * (1 + torch.rand(k, generator=g))
+    x = (x * scale + offset).float()
+    y = y.float().unsqueeze(1)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def sine(n_train: int = 500, n_test: int = 1000, noise: float = 0.1, outliers: float = 0.0, outlier_scale: float = 5.0,
+         seed: int = 0, scale: float = 1.0, offset: float = 0.0):  # fmt: skip
+    """1-D: y = sin(x) + 0.1 x^2 - 0.5 + noise, x uniform in [-3, 3]."""
+    f = lambda x: torch.sin(x[:, 0]) + 0.1 * x[:, 0] ** 2 - 0.5  # noqa: E731
+    return _regression(f, 1, n_train, n_test, noise, outliers, outlier_scale, seed, scale, offset)
+
+
+def ripple(n_train: int = 1000, n_test: int = 1000, noise: float = 0.1, outliers: float = 0.0, outlier_scale: float = 5.0,
+           seed: int = 0, scale: float = 1.0, offset: float = 0.0):  # fmt: skip
+    """2-D: y = sin(x1) cos(x2) + 0.1 x1 + noise, (x1, x2) uniform in [-3, 3]^2."""
+    f = lambda x: torch.sin(x[:, 0]) * torch.cos(x[:, 1]) + 0.1 * x[:, 0]  # noqa: E731
+    return _regression(f, 2, n_train, n_test, noise, outliers, outlier_scale, seed, scale, offset)
+
+
+def bump(n_train: int = 500, n_test: int = 1000, noise: float = 0.1, outliers: float = 0.0, outlier_scale: float = 5.0,
+         seed: int = 0, scale: float = 1.0, offset: float = 0.0):  # fmt: skip
+    """1-D, positive targets: y = (2 exp(-x^2) + 0.02) * exp(noise), x uniform in [-3, 3]: near zero on the
+    flanks, where a linear output can go negative and a softplus output (loss.output=softplus) cannot."""
+    f = lambda x: 2 * torch.exp(-x[:, 0] ** 2) + 0.02  # noqa: E731
+    return _regression(f, 1, n_train, n_test, noise, outliers, outlier_scale, seed, scale, offset, multiplicative=True)

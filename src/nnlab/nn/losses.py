@@ -1,6 +1,10 @@
-"""Losses for classification. Each takes (model output, integer labels), and says how many outputs the
-model needs, how to read a prediction, what the loss should be at initialization, and how to average
-several models' outputs into one (an ensemble: the mean of their probabilities, as an output again)."""
+"""Losses. Each takes (model output, targets), and says how many outputs the model needs, how to read a
+prediction, what the loss should be at initialization, and how to average several models' outputs into
+one (an ensemble: the mean of their probabilities, as an output again).
+
+Targets are integer labels (classification) for all of them; `mse` and `huber` also take float targets
+of the output's shape (regression), through an output link: `linear` (the output as it is) or `softplus`
+(always positive: for positive targets such as prices, counts or durations)."""
 
 from __future__ import annotations
 
@@ -53,14 +57,33 @@ class BCE(nn.Module):
         return p.log() - (1 - p).log()
 
 
+LINKS = {"linear": lambda out: out, "softplus": F.softplus}
+
+
 class MSE(nn.Module):
-    """Mean squared error between C linear outputs and one-hot targets."""
+    """Mean squared error: between the outputs and float targets (regression), or between C linear outputs
+    and one-hot targets (classification)."""
+
+    regression = True  # may take float targets
+
+    def __init__(self, output: str = "linear"):
+        super().__init__()
+        if output not in LINKS:
+            raise ValueError(f"output must be one of {', '.join(LINKS)}, not {output!r}")
+        self.output = output
+
+    def link(self, out: torch.Tensor) -> torch.Tensor:
+        """The prediction of a regression target from the model's output."""
+        return LINKS[self.output](out)
+
+    def target(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return y.to(out.dtype) if y.is_floating_point() else F.one_hot(y, out.shape[1]).to(out.dtype)
 
     def forward(self, out, y):
-        return F.mse_loss(out, F.one_hot(y, out.shape[1]).to(out.dtype))
+        return F.mse_loss(self.link(out), self.target(out, y))
 
     def num_outputs(self, num_classes: int) -> int:
-        return num_classes
+        return num_classes  # regression: the number of targets
 
     def predict(self, out):
         return out.argmax(1)
@@ -69,18 +92,20 @@ class MSE(nn.Module):
         return 1 / num_classes  # outputs near 0: (1 - 0)^2 for one of C outputs
 
     def combine(self, outputs: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack([o.float() for o in outputs]).mean(0)
+        """The mean of the predictions, as an output again (softplus: through its inverse)."""
+        mean = torch.stack([self.link(o.float()) for o in outputs]).mean(0)
+        return mean if self.output == "linear" else mean.expm1().clamp_min(1e-12).log()
 
 
 class Huber(MSE):
-    """Huber loss on one-hot targets: quadratic within `delta`, linear beyond."""
+    """Huber loss: quadratic within `delta` of the target, linear beyond (robust to outliers)."""
 
-    def __init__(self, delta: float = 1.0):
-        super().__init__()
+    def __init__(self, delta: float = 1.0, output: str = "linear"):
+        super().__init__(output)
         self.delta = delta
 
     def forward(self, out, y):
-        return F.huber_loss(out, F.one_hot(y, out.shape[1]).to(out.dtype), delta=self.delta)
+        return F.huber_loss(self.link(out), self.target(out, y), delta=self.delta)
 
     def expected_initial(self, num_classes: int) -> float:
         return 0.5 / num_classes

@@ -1,0 +1,55 @@
+"""What is measured besides the loss, by task: accuracy for classification; MSE, MAE and R^2 for
+regression. One place for the names, which way is better, and the arithmetic.
+
+A split is measured in batches: `sums(predictions, targets)` returns a tensor of running sums that stays
+on the device (added batch after batch, no host sync), and `finish(sums, n)` turns the total into numbers
+once. The task comes from the data (`Data.kind`): "regression" for regression sets, else classification.
+"""
+
+from __future__ import annotations
+
+import torch
+
+Tensor = torch.Tensor
+
+HIGHER_IS_BETTER = frozenset({"acc", "r2"})  # the rest (loss, mse, mae) go down
+
+
+def names(kind: str) -> tuple[str, ...]:
+    """The metrics a run of this data kind logs beside its loss (loss/train, acc/val, r2/test, ...)."""
+    return ("mse", "mae", "r2") if kind == "regression" else ("acc",)
+
+
+def score(kind: str) -> str:
+    """The one 'how good is the fit' number, higher is better: accuracy, or R^2 for regression
+    (plotted beside the loss, used by the over/underfitting alarm and `nnlab check`)."""
+    return "r2" if kind == "regression" else "acc"
+
+
+def better(metric: str) -> int:
+    """+1 where a higher value of `metric` (e.g. "acc/val") is better, -1 where lower is."""
+    return 1 if metric.split("/")[0] in HIGHER_IS_BETTER else -1
+
+
+def sums(kind: str, pred: Tensor, y: Tensor) -> Tensor:
+    """Running sums for one batch: [correct] for classification; per target dimension, the sums of
+    squared errors, absolute errors, targets and squared targets for regression (enough for R^2)."""
+    if kind != "regression":
+        return (pred == y).sum().float().unsqueeze(0)
+    pred, y = pred.float().reshape(len(y), -1), y.float().reshape(len(y), -1)
+    err = pred - y
+    return torch.cat([err.square().sum(0), err.abs().sum(0), y.sum(0), y.square().sum(0)])
+
+
+def finish(kind: str, total: Tensor | list[float], n: int) -> dict[str, float]:
+    """The metrics from a split's summed `sums` over `n` examples (one host sync, here)."""
+    values = total.tolist() if isinstance(total, Tensor) else list(total)
+    if kind != "regression":
+        return {"acc": values[0] / n}
+    d = len(values) // 4
+    se, ae, sy, syy = (values[i * d : (i + 1) * d] for i in range(4))
+    r2 = []
+    for j in range(d):  # R^2 per target, then their mean (scikit-learn's 'uniform_average')
+        ss_tot = syy[j] - sy[j] ** 2 / n
+        r2.append(1 - se[j] / ss_tot if ss_tot > 1e-12 else 0.0)
+    return {"mse": sum(se) / (n * d), "mae": sum(ae) / (n * d), "r2": sum(r2) / d}
