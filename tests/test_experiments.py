@@ -28,7 +28,7 @@ def sweep(tmp_path: Path, experiment: str, *overrides: str, env: dict | None = N
 
 def test_every_experiment_has_a_test():
     tested = {name[len("test_") :] for name in globals() if name.startswith("test_") and name[5:] in EXPERIMENTS}
-    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 12
+    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 13
 
 
 def acc(run):
@@ -161,3 +161,12 @@ def test_regression(tmp_path):
     runs = sweep(tmp_path, "regression", "trainer.epochs=20")
     mse, huber = runs["loss=mse"]["metrics"], runs["loss=huber"]["metrics"]
     assert huber["mse/test"] < 0.5 * mse["mse/test"] and huber["r2/test"] > 0.8 > mse["r2/test"]
+
+
+def test_pretraining(tmp_path, mnist_root):
+    """The deep sigmoid net: end to end it stays at chance with vanishing gradients; pretrained, it learns."""
+    runs = sweep(tmp_path, "pretraining", env={"NNLAB_DATA_DIR": str(mnist_root)})
+    none, sup, ae = (runs[f"pretrain.method={m}"] for m in ("none", "supervised", "autoencoder"))
+    assert acc(none) < 0.2 and "vanishing_gradients" in alarms(none)
+    assert acc(sup) > 0.85 and acc(ae) > acc(none) + 0.3
+    assert [s["stage"] for s in ae["pretrain"]["stages"]][-1] == "head"

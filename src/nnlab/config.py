@@ -125,6 +125,12 @@ class BatchSizeFindConfig:
 
 
 @dataclass
+class PretrainConfig:
+    method: str = "none"  # none | supervised | autoencoder (greedy layer-wise, MLP hidden layers)
+    epochs: int = 5  # per stage (a hidden layer; the head, after autoencoders)
+
+
+@dataclass
 class NNLabConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -135,6 +141,7 @@ class NNLabConfig:
     check: CheckConfig = field(default_factory=CheckConfig)
     lr_find: LRFindConfig = field(default_factory=LRFindConfig)
     batch_size_find: BatchSizeFindConfig = field(default_factory=BatchSizeFindConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     resume: Optional[str] = None
     model: Any = MISSING
     activation: Any = MISSING
@@ -449,6 +456,7 @@ def _check_combinations(cfg: DictConfig) -> None:
             f"loss=bce is a binary loss (one sigmoid output), but the data have {classes} classes; "
             "use loss=cross_entropy, or a two-class data set (moons, circles, xor)."
         )
+    _check_pretrain(cfg)
     if cfg.schedule._target_.endswith(".plateau") and cfg.data.val_fraction == 0:
         _fail("schedule", "plateau", "it follows the validation loss, so data.val_fraction must be > 0")
     if cfg.early_stopping.metric.endswith("/val") and cfg.data.val_fraction == 0:
@@ -457,6 +465,21 @@ def _check_combinations(cfg: DictConfig) -> None:
             cfg.early_stopping.metric,
             "there is no validation split (data.val_fraction=0); monitor loss/train or hold out data",
         )
+
+
+def _check_pretrain(cfg: DictConfig) -> None:
+    from nnlab.pretrain import METHODS
+
+    p = cfg.pretrain
+    _choice("pretrain.method", p.method, METHODS)
+    _positive("pretrain.epochs", p.epochs)
+    if p.method == "none":
+        return
+    if not cfg.model._target_.endswith(".MLP") or not cfg.model.get("hidden"):
+        _fail("pretrain.method", p.method, "greedy layer-wise pretraining is defined for model=mlp with at least one "
+              "hidden layer (model.hidden)")  # fmt: skip
+    if cfg.model.get("init_from") and cfg.model.get("transfer") != "none":
+        _fail("pretrain.method", p.method, "model.init_from already gives the starting weights; pretrain or transfer, not both")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -251,6 +251,7 @@ class Diagnostics:
         self.window: list[Tensor] = []  # per-step loss and grad norm since the last flush, on the device
         self.raised: list = []
         self.initial: float = math.nan
+        self.pretrain: list[dict] = []  # the pretraining stages, if any (see train.greedy_pretrain)
         self.snapshot: Optional[list[Tensor]] = None
         self.recent_loss = math.nan  # mean training loss of the last log window
         self.flushed = 0  # the last step whose loss and gradient norm are written
@@ -276,6 +277,7 @@ class Diagnostics:
         self.tracker.scalars(0, {"loss/initial": self.initial})
         if self.expected_initial is not None:
             self.tracker.scalars(0, {"loss/initial_expected": self.expected_initial})
+        if self.expected_initial is not None and not self.pretrain:
             self.raise_alarm(self.alarms_fn.initial_loss(self.initial, self.expected_initial, self.alarm_cfg.initial_loss_tolerance))
         if self.acts:
             outputs = probe_activations(self.model, self.acts, self.probe_x)
@@ -320,10 +322,11 @@ class Diagnostics:
         return [a.as_dict() for a in self.raised]
 
     def state_dict(self) -> dict:
-        return {"initial": self.initial, "flushed": self.flushed, "alarms": [a.as_dict() for a in self.raised]}
+        return {"initial": self.initial, "flushed": self.flushed, "alarms": [a.as_dict() for a in self.raised],
+                "pretrain": self.pretrain}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
-        self.initial, self.flushed = state["initial"], state["flushed"]
+        self.initial, self.flushed, self.pretrain = state["initial"], state["flushed"], state.get("pretrain", [])
         self.raised = [self.alarms_fn.Alarm(**a) for a in state["alarms"]]
 
     def flush(self, step: int, epoch: int) -> bool:
@@ -342,11 +345,13 @@ class Diagnostics:
         recent = self.recent_loss = sum(losses) / n
         a = self.alarm_cfg
         if self.alarm_cfg.enabled:
-            alarm = self.alarms_fn.divergence(recent if all(map(math.isfinite, losses)) else math.nan, self.initial, a.divergence_factor, step)
+            # after pretraining the initial loss is already low: diverging means rising above chance level
+            reference = self.initial if not self.pretrain else max(self.initial, self.expected_initial or self.initial)
+            alarm = self.alarms_fn.divergence(recent if all(map(math.isfinite, losses)) else math.nan, reference, a.divergence_factor, step)
             if alarm is not None:
                 self.raise_alarm(alarm)
                 return True
-        if step - n < a.flat_after_steps <= step:
+        if step - n < a.flat_after_steps <= step and not self.pretrain:
             self.raise_alarm(self.alarms_fn.flat_loss(self.initial, recent, a.flat_min_drop, step))
         return False
 

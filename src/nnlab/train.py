@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from nnlab import checkpoint, diagnostics, metrics, transfer
-from nnlab.config import AlarmsConfig, DiagnosticsConfig, EarlyStoppingConfig, RegularizationConfig, TrainerConfig
+from nnlab.config import (AlarmsConfig, DiagnosticsConfig, EarlyStoppingConfig, PretrainConfig, RegularizationConfig,
+                          TrainerConfig)  # fmt: skip
 from nnlab.console import TrainingProgress, summary_table
 from nnlab.data import describe
 from nnlab.data.loader import Data, Split, batch_indices, prepare, steps_per_epoch
@@ -47,6 +48,8 @@ class Experiment:
     alarms: AlarmsConfig
     activation_type: type
     steps_per_epoch: int
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    make_optimizer: Any = None  # the `optimizer` group as a function of parameters (for pretraining stages)
     config: dict = field(default_factory=dict)  # the resolved config, saved with checkpoints
     activities: list = field(default_factory=list)  # hidden activations of the last training forward pass
     params: list = field(default_factory=list)  # the trainable parameters (listing them per step costs)
@@ -141,7 +144,8 @@ def setup(cfg: DictConfig) -> Experiment:
         reused = transfer.load_matching(model, cfg.model.init_from)
         notes.append(f"model.init_from: {len(reused)} parameter tensors reused ({mode}), the output layer new")
     groups = transfer.parameter_groups(model, reused, mode, cfg.optimizer.lr, cfg.model.get("reused_lr_factor", 1.0))
-    optimizer = instantiate(cfg.optimizer)(groups)
+    make_optimizer = instantiate(cfg.optimizer)
+    optimizer = make_optimizer(groups)
     spe = steps_per_epoch(len(data.train), trainer.batch_size)
     scheduler = instantiate(cfg.schedule)(optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe)
     activities: list[torch.Tensor] = []
@@ -170,6 +174,8 @@ def setup(cfg: DictConfig) -> Experiment:
         alarms=OmegaConf.to_object(cfg.alarms),
         activation_type=type(activation()),
         steps_per_epoch=spe,
+        pretrain=OmegaConf.to_object(cfg.pretrain),
+        make_optimizer=make_optimizer,
         config=OmegaConf.to_container(cfg, resolve=True),
         activities=activities,
         params=[p for p in model.parameters() if p.requires_grad],
@@ -320,6 +326,8 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
     ckpt_dir, metrics, stop = run_dir / "checkpoints", {}, StopRequest()
     loop = Position(shuffle.get_state())
     if resume is None:
+        if exp.pretrain.method != "none":  # the initial-loss and flat-loss alarms are then off: not from scratch
+            diag.pretrain = greedy_pretrain(exp, tracker)
         diag.start()
         checkpoint.save(ckpt_dir / "last.pt", _state(exp, loop, metrics, monitor, diag, scaler, noise))  # good from the start
     else:
@@ -375,12 +383,33 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
     alarms = diag.finish(metrics, loop.step) if status == "ok" else [a.as_dict() for a in diag.raised]
     summary = _finish(exp, run_dir, tracker, monitor, metrics, loop.last_epoch, loop.step, time.perf_counter() - started,
                       status, alarms, diag.initial)  # fmt: skip
+    if diag.pretrain:
+        summary["pretrain"] = {"method": exp.pretrain.method, "epochs_per_stage": exp.pretrain.epochs, "stages": diag.pretrain}
+        write_summary(run_dir, summary)
     if stop.signal is not None:
         import signal as signals
 
         summary["signal"] = signals.Signals(stop.signal).name
         write_summary(run_dir, summary)
     return summary
+
+
+def greedy_pretrain(exp: Experiment, tracker: Tracker) -> list[dict]:
+    """pretrain.method (supervised | autoencoder) on the training split, before the end-to-end training;
+    each stage's loss per epoch goes to TensorBoard as pretrain/STAGE_loss."""
+    from nnlab.console import console
+    from nnlab.pretrain import pretrain
+
+    p, t, epoch = exp.pretrain, exp.trainer, [0]
+
+    def log(stage: str, losses: list[float]) -> None:
+        for value in losses:
+            epoch[0] += 1
+            tracker.scalars(epoch[0], {f"pretrain/{stage}_loss": value})
+        console.print(f"pretrain ({p.method}) {stage}: loss {losses[0]:.4f} -> {losses[-1]:.4f} in {len(losses)} epochs")
+
+    return pretrain(_bare(exp.model), p.method, exp.data.train.x, exp.data.train.y, exp.loss_fn, p.epochs, t.batch_size,
+                    exp.make_optimizer, t.seed, log)  # fmt: skip
 
 
 class Position:
