@@ -149,10 +149,10 @@ def _share_cores(hc) -> None:
     launcher = hc.launcher
     n_jobs = launcher.get("n_jobs") if "_target_" in launcher and "joblib" in launcher._target_ else None
     if n_jobs:
-        import torch
+        from nnlab import train
 
         cores = os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // (cores if n_jobs < 0 else n_jobs)))
+        train.cpu_share = max(1, cores // (cores if n_jobs < 0 else n_jobs))  # applied by setup (trainer.threads)
 
 
 @_job

@@ -46,6 +46,7 @@ class TrainerConfig:
     checkpoint_every: int = 0
     keep_checkpoints: int = 0
     channels_last: Optional[bool] = None  # null: on for convolutional models
+    threads: Optional[int] = None  # CPU threads of torch; null: 1 for the toy sets, else torch's default
 
 
 @dataclass
@@ -213,6 +214,7 @@ def _check_trainer(t: DictConfig) -> None:
     _positive("trainer.seed", t.seed, allow_zero=True)
     _positive("trainer.checkpoint_every", t.checkpoint_every, allow_zero=True)
     _positive("trainer.keep_checkpoints", t.keep_checkpoints, allow_zero=True)
+    _positive("trainer.threads", t.threads)
     device = t.device.split(":")[0]
     if device not in DEVICES:
         _fail("trainer.device", t.device, f"choose one of {', '.join(DEVICES)} (or cuda:N)")

@@ -337,8 +337,8 @@ class Diagnostics:
             return False
         window = torch.stack(self.window).float().view(n, 2).tolist()  # the one host sync of the window
         self.window, self.flushed = [], step
-        for i, (loss, norm) in enumerate(window):
-            self.tracker.scalars(step - n + 1 + i, {"loss/train_step": loss, "grad_norm/global": norm}, epoch)
+        self.tracker.rows([(step - n + 1 + i, {"loss/train_step": loss, "grad_norm/global": norm})
+                           for i, (loss, norm) in enumerate(window)], epoch)  # fmt: skip
         if step % self.log_every == 0:
             self.tracker.scalars(step, {"lr": self.optimizer.param_groups[0]["lr"]}, epoch)
         losses = [loss for loss, _ in window]

@@ -23,16 +23,22 @@ class Tracker:
 
     def scalars(self, step: int, values: Mapping[str, float], epoch: int | None = None) -> None:
         """One TensorBoard event for all of a step's values (one per value would cost as much each)."""
+        self.rows([(step, values)], epoch)
+
+    def rows(self, rows: list[tuple[int, Mapping[str, float]]], epoch: int | None = None) -> None:
+        """Several steps' values at once (a log window): an event per step, one write to metrics.jsonl."""
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])
-        self.writer.file_writer.add_summary(summary, step, time.time())
-        row = {"step": step, **({"epoch": epoch} if epoch is not None else {}), **values}
-        try:
-            line = json.dumps(row, allow_nan=False)
-        except ValueError:  # NaN/Inf are not JSON: written as strings
-            line = json.dumps({k: _json_number(v) for k, v in row.items()})
-        self.jsonl.write(line + "\n")
+        now, lines = time.time(), []
+        for step, values in rows:
+            summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])
+            self.writer.file_writer.add_summary(summary, step, now)
+            row = {"step": step, **({"epoch": epoch} if epoch is not None else {}), **values}
+            try:
+                lines.append(json.dumps(row, allow_nan=False))
+            except ValueError:  # NaN/Inf are not JSON: written as strings
+                lines.append(json.dumps({k: _json_number(v) for k, v in row.items()}))
+        self.jsonl.write("".join(line + "\n" for line in lines))
 
     def image(self, tag: str, image: torch.Tensor, step: int) -> None:
         self.writer.add_image(tag, image, step, dataformats="CHW")

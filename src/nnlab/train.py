@@ -56,6 +56,18 @@ class Experiment:
     notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
 
 
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own default (one per core), before a run changes it
+cpu_share: Optional[int] = None  # a parallel launcher's job: its share of the cores (see cli._share_cores)
+
+
+def cpu_threads(threads: Optional[int], kind: str) -> int:
+    """trainer.threads, else 1 for the toy sets (tiny tensors: splitting an op across cores costs more
+    than it saves), else this job's share of the cores (torch's default outside parallel launchers)."""
+    if threads is not None:
+        return threads
+    return 1 if kind != "images" else (cpu_share or DEFAULT_THREADS)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -110,6 +122,7 @@ def setup(cfg: DictConfig) -> Experiment:
     device = resolve_device(trainer.device)
 
     kind, num_classes = describe(cfg.data.source)
+    torch.set_num_threads(cpu_threads(trainer.threads, kind))
     augment = None
     if cfg.data.augment:
         from nnlab.data.augment import FOR_DATASET
