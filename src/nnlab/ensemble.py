@@ -36,7 +36,7 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
     import torch
     from hydra.utils import instantiate
 
-    from nnlab import checkpoint
+    from nnlab import checkpoint, metrics
     from nnlab.config import ConfigError, load_run_config
     from nnlab.train import setup
 
@@ -63,7 +63,7 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
         outputs.append(out)
         rows.append({"run": str(run), "checkpoint": path.name, **_metrics(exp.loss_fn, out, y_test, kind)})
     ensemble = _metrics(loss_fn, loss_fn.combine(outputs), y_test, kind)
-    summary = {"members": rows, "ensemble": ensemble, "test_examples": len(y_test), "metrics": ["loss", *names(kind)]}
+    summary = {"members": rows, "ensemble": ensemble, "test_examples": len(y_test), "metrics": ["loss", *metrics.names(kind)]}
     for key in summary["metrics"]:
         values = [r[key] for r in rows]
         summary[f"members_{key}_mean"] = statistics.fmean(values)
@@ -79,12 +79,6 @@ def _metrics(loss_fn, out, y, kind: str) -> dict[str, float]:
     with torch.no_grad():
         pred = loss_fn.link(out) if kind == "regression" else loss_fn.predict(out)
         return {"loss": loss_fn(out, y).item(), **metrics.finish(kind, metrics.sums(kind, pred, y), len(y))}
-
-
-def names(kind: str) -> tuple[str, ...]:
-    from nnlab import metrics
-
-    return metrics.names(kind)
 
 
 def main(argv: list[str]) -> int:

@@ -8,9 +8,10 @@ once. The task comes from the data (`Data.kind`): "regression" for regression se
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-Tensor = torch.Tensor
+if TYPE_CHECKING:  # torch is imported where tensors are summed: `nnlab report` does without it
+    from torch import Tensor
 
 HIGHER_IS_BETTER = frozenset({"acc", "r2"})  # the rest (loss, mse, mae) go down
 
@@ -34,6 +35,8 @@ def better(metric: str) -> int:
 def sums(kind: str, pred: Tensor, y: Tensor) -> Tensor:
     """Running sums for one batch: [correct] for classification; per target dimension, the sums of
     squared errors, absolute errors, targets and squared targets for regression (enough for R^2)."""
+    import torch
+
     if kind != "regression":
         return (pred == y).sum().float().unsqueeze(0)
     pred, y = pred.float().reshape(len(y), -1), y.float().reshape(len(y), -1)
@@ -41,9 +44,9 @@ def sums(kind: str, pred: Tensor, y: Tensor) -> Tensor:
     return torch.cat([err.square().sum(0), err.abs().sum(0), y.sum(0), y.square().sum(0)])
 
 
-def finish(kind: str, total: Tensor | list[float], n: int) -> dict[str, float]:
+def finish(kind: str, total: "Tensor | list[float]", n: int) -> dict[str, float]:
     """The metrics from a split's summed `sums` over `n` examples (one host sync, here)."""
-    values = total.tolist() if isinstance(total, Tensor) else list(total)
+    values = total.tolist() if hasattr(total, "tolist") else list(total)
     if kind != "regression":
         return {"acc": values[0] / n}
     d = len(values) // 4

@@ -20,7 +20,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from nnlab import checkpoint, diagnostics, metrics, transfer
+from nnlab import checkpoint, diagnostics, transfer
+from nnlab import metrics as task_metrics
 from nnlab.config import (AlarmsConfig, DiagnosticsConfig, EarlyStoppingConfig, PretrainConfig, RegularizationConfig,
                           TrainerConfig)  # fmt: skip
 from nnlab.console import TrainingProgress, summary_table
@@ -244,13 +245,13 @@ def batch_sums(exp: Experiment, out: torch.Tensor, y: torch.Tensor, loss: torch.
     """[loss * n, the task's metric sums (nnlab/metrics.py)] for one batch, left on the device."""
     kind = exp.data.kind
     pred = exp.loss_fn.link(out) if kind == "regression" else exp.loss_fn.predict(out)
-    return torch.cat([(loss.detach().float() * len(y)).reshape(1), metrics.sums(kind, pred, y)])
+    return torch.cat([(loss.detach().float() * len(y)).reshape(1), task_metrics.sums(kind, pred, y)])
 
 
 def epoch_metrics(kind: str, total: torch.Tensor | list[float], n: int) -> dict[str, float]:
     """{"loss": mean loss, "acc": ...} (regression: "mse", "mae", "r2") from summed batch_sums."""
     values = total.tolist() if isinstance(total, torch.Tensor) else list(total)
-    return {"loss": values[0] / n, **metrics.finish(kind, values[1:], n)}
+    return {"loss": values[0] / n, **task_metrics.finish(kind, values[1:], n)}
 
 
 @torch.no_grad()
@@ -274,7 +275,7 @@ class Monitor:
 
     def __init__(self, cfg: EarlyStoppingConfig):
         self.metric, self.patience, self.min_delta = cfg.metric, cfg.patience, cfg.min_delta
-        self.sign = -metrics.better(self.metric)  # losses and errors go down, accuracy and R^2 up
+        self.sign = -task_metrics.better(self.metric)  # losses and errors go down, accuracy and R^2 up
         self.best, self.best_epoch, self.bad_epochs = math.inf, None, 0
 
     def update(self, epoch: int, metrics: dict[str, float]) -> bool:
@@ -538,7 +539,7 @@ def _restore(exp: Experiment, state: dict, loop: Position, monitor: Monitor, dia
 def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time, status, alarms, initial_loss):
     """Test the best checkpoint (model selection on the monitored metric), log, write summary.json."""
     best_path = run_dir / "checkpoints" / "best.pt"
-    names = ("loss", *metrics.names(exp.data.kind))
+    names = ("loss", *task_metrics.names(exp.data.kind))
     final = {k: v for k, v in last_metrics.items() if k.split("/")[0] in names}
     if status == "ok" or (status == "diverged" and best_path.exists()):
         if best_path.exists():
@@ -573,7 +574,7 @@ def worst_objective(metric: str) -> float:
     """What a sweeper sees for a run that diverged or failed: the worst possible value."""
     if metric.startswith("acc/"):
         return 0.0
-    return -math.inf if metrics.better(metric) > 0 else math.inf  # R^2 has no lower bound
+    return -math.inf if task_metrics.better(metric) > 0 else math.inf  # R^2 has no lower bound
 
 
 def objective(summary: dict[str, Any], metric: str) -> float:
