@@ -127,7 +127,8 @@ def fit_gap(train: float, val: float, gap: float, underfit: float, step: int, wh
             step,
             f"underfitting: train {what} is only {train:.3f} (validation {val:.3f}). Give the model more "
             "capacity (model.hidden), train longer (trainer.epochs), or raise optimizer.lr."
-            + (" Outliers in the targets also keep R^2 low however good the fit (the test set is clean: see r2/test)."
+            + (" With outliers in the training targets (data.source.outliers), R^2 on them stays low however good "
+               "the fit: compare r2/test, measured on clean targets."
                if what == "R^2" else ""),
         )
     if train - val > gap:
