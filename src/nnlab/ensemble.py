@@ -43,7 +43,6 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
     first = load_run_config(runs[0])
     raw = instantiate(first.data.source, _partial_=True)()
     x_test, y_test = raw[2], raw[3].to(device)
-    x_test = x_test.float() / 255 if x_test.dtype == torch.uint8 else x_test.float()
     loss_fn, outputs, rows, kind = None, [], [], "points"
     for run in runs:
         cfg = load_run_config(run)
@@ -56,7 +55,7 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
         model = getattr(exp.model, "_orig_mod", exp.model)
         model.load_state_dict(checkpoint.load(path, map_location=exp.device)["model"])
         model.eval()
-        x = ((x_test.to(exp.device) - exp.data.mean) / exp.data.std)
+        x = exp.data.normalize(x_test)
         with torch.no_grad():
             out = torch.cat([model(x[i : i + 4096]) for i in range(0, len(x), 4096)]).float()
         loss_fn, kind = loss_fn or exp.loss_fn, exp.data.kind

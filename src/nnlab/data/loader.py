@@ -35,6 +35,11 @@ class Data:
     def in_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
+    def normalize(self, x: Tensor) -> Tensor:
+        """Raw examples (e.g. another draw of the test set) as this run's model sees them: floats (images
+        in [0, 1]) preprocessed with this run's training statistics, on its device."""
+        return _to_float(x.to(self.mean.device)).sub_(self.mean).div_(self.std)
+
 
 def prepare(
     raw: tuple[Tensor, Tensor, Tensor, Tensor],
@@ -53,11 +58,8 @@ def prepare(
     n_val = int(round(val_fraction * len(y_train)))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
 
-    def to_float(x: Tensor) -> Tensor:  # a new float tensor; images: uint8 [0, 255] -> [0, 1]
-        return x.float().div_(255) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
-
-    train = Split(to_float(x_train[train_idx]), y_train[train_idx])  # index first: copies of the uint8 data
-    val = Split(to_float(x_train[val_idx]), y_train[val_idx]) if n_val else None
+    train = Split(_to_float(x_train[train_idx]), y_train[train_idx])  # index first: copies of the uint8 data
+    val = Split(_to_float(x_train[val_idx]), y_train[val_idx]) if n_val else None
     mean, std = statistics(train.x, preprocess)
     if subset is not None:
         train = Split(train.x[:subset].clone(), train.y[:subset])
@@ -68,13 +70,18 @@ def prepare(
     return Data(
         train=ready(train),
         val=ready(val) if val is not None else None,
-        test=ready(Split(to_float(x_test), y_test)),
+        test=ready(Split(_to_float(x_test), y_test)),
         num_classes=num_classes,
         kind=kind,
         mean=mean.to(device),
         std=std.to(device),
         augment=augment,
     )
+
+
+def _to_float(x: Tensor) -> Tensor:
+    """A new float tensor; images: uint8 [0, 255] -> [0, 1]."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
 
 
 def statistics(x: Tensor, preprocess: str) -> tuple[Tensor, Tensor]:
