@@ -21,6 +21,7 @@ examples:
   nnlab train                                  toy 2-D moons, MLP, ReLU, Adam (about 10 s on a CPU)
   nnlab train data=mnist trainer.epochs=5      MNIST
   nnlab train -m activation=relu,tanh,sigmoid  a sweep, one run directory per option
+  nnlab train data=sine loss=huber             regression (MSE, MAE, R^2 in place of accuracy)
   nnlab train --help                           every config group and option
   nnlab check model.hidden=[4]                 does this config train at all?
   nnlab lr-find data=mnist optimizer=sgd       which learning rate?
