@@ -64,7 +64,7 @@ def test_every_option_builds_and_trains_a_step(group, option, roots):
     layers = weight_layers(exp.model)
     before = [m.weight.detach().clone() for _, m in layers]
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    out, loss, norm = train_step(exp, x, y, scaler, [m.weight for _, m in layers])
+    out, loss, norm = train_step(exp, x, y, scaler)
     assert out.shape[0] == 16 and math.isfinite(loss.item()) and math.isfinite(norm.item())
     if not (group == "init" and option == "zeros"):  # zero init: hidden weights get no gradient, by design
         assert any(not torch.equal(b, m.weight) for b, (_, m) in zip(before, layers)), "a step changed nothing"

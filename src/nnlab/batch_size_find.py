@@ -28,7 +28,7 @@ class Search:
     stopped_by: str = ""  # "memory" | "data" | "max_batch"
 
 
-def step_memory_mb(exp, batch: int, scaler, weights) -> float:
+def step_memory_mb(exp, batch: int, scaler) -> float:
     """One training step at this batch size; its memory in MiB (see the module docstring)."""
     from nnlab.train import train_step
 
@@ -36,7 +36,7 @@ def step_memory_mb(exp, batch: int, scaler, weights) -> float:
     if exp.device.type == "cuda":
         torch.cuda.synchronize(exp.device)
         torch.cuda.reset_peak_memory_stats(exp.device)
-        train_step(exp, x, y, scaler, weights)
+        train_step(exp, x, y, scaler)
         torch.cuda.synchronize(exp.device)
         return torch.cuda.max_memory_allocated(exp.device) / 2**20
     saved: dict[tuple, int] = {}
@@ -47,23 +47,20 @@ def step_memory_mb(exp, batch: int, scaler, weights) -> float:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        train_step(exp, x, y, scaler, weights)
+        train_step(exp, x, y, scaler)
     params = sum(p.numel() * p.element_size() for p in exp.model.parameters())
     state = sum(v.numel() * v.element_size() for s in exp.optimizer.state.values() for v in s.values() if torch.is_tensor(v))
     return (2 * params + state + sum(saved.values())) / 2**20  # weights + grads + optimizer state + saved (the batch too)
 
 
 def search(exp, start: int, max_memory_mb: Optional[float], max_batch: Optional[int]) -> Search:
-    from nnlab.diagnostics import weight_layers
-
     scaler = torch.amp.GradScaler(exp.device.type, enabled=exp.trainer.precision == "fp16")
-    weights = [m.weight for _, m in weight_layers(exp.model)]
     limit = min(len(exp.data.train), max_batch or len(exp.data.train))
     result, batch = Search(), start
     exp.model.train()
     while True:
         try:
-            mb = step_memory_mb(exp, batch, scaler, weights)
+            mb = step_memory_mb(exp, batch, scaler)
         except torch.OutOfMemoryError:
             result.stopped_by = "memory"
             torch.cuda.empty_cache()

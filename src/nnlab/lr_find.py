@@ -25,13 +25,11 @@ class RangeTest:
 
 def range_test(exp, min_lr: float, max_lr: float, steps: int, smoothing: float, explode_factor: float) -> RangeTest:
     from nnlab.data.loader import batch_indices
-    from nnlab.diagnostics import weight_layers
     from nnlab.train import train_step
 
     growth = (max_lr / min_lr) ** (1 / max(1, steps - 1))
     exp.scheduler = _Fixed()  # the test sets the rate itself
     scaler = torch.amp.GradScaler(exp.device.type, enabled=exp.trainer.precision == "fp16")
-    weights = [m.weight for _, m in weight_layers(exp.model)]
     shuffle = torch.Generator().manual_seed(exp.trainer.seed)
     result, avg = RangeTest(), 0.0
     exp.model.train()
@@ -41,7 +39,7 @@ def range_test(exp, min_lr: float, max_lr: float, steps: int, smoothing: float, 
             lr = min_lr * growth**i
             for group in exp.optimizer.param_groups:
                 group["lr"] = lr
-            _, loss, _ = train_step(exp, exp.data.train.x[idx], exp.data.train.y[idx], scaler, weights)
+            _, loss, _ = train_step(exp, exp.data.train.x[idx], exp.data.train.y[idx], scaler)
             value = loss.item()
             avg = smoothing * avg + (1 - smoothing) * value
             smooth = avg / (1 - smoothing ** (i + 1))  # bias-corrected

@@ -54,6 +54,7 @@ class Experiment:
     config: dict = field(default_factory=dict)  # the resolved config, saved with checkpoints
     activities: list = field(default_factory=list)  # hidden activations of the last training forward pass
     params: list = field(default_factory=list)  # the trainable parameters (listing them per step costs)
+    weights: list = field(default_factory=list)  # the trainable layers' weights: L1 penalty, max-norm constraint
     notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
 
 
@@ -193,6 +194,7 @@ def setup(cfg: DictConfig) -> Experiment:
         config=OmegaConf.to_container(cfg, resolve=True),
         activities=activities,
         params=[p for p in model.parameters() if p.requires_grad],
+        weights=[m.weight for _, m in diagnostics.weight_layers(model) if m.weight.requires_grad],
         notes=notes,
     )
 
@@ -203,7 +205,7 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weights):
+def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler):
     """One optimizer step. Returns (outputs, data loss, global gradient norm), all still on the device.
     The data loss is what is logged and watched; the L1 penalty only joins it for the gradient."""
     reg = exp.regularization
@@ -212,7 +214,7 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weight
         out = exp.model(x)
         loss = objective = exp.loss_fn(out, y)
         if reg.l1 > 0:
-            objective = objective + reg.l1 * sum(w.abs().sum() for w in weights)
+            objective = objective + reg.l1 * sum(w.abs().sum() for w in exp.weights)
         if reg.activity_l1 > 0:  # hidden activations, collected by forward hooks (see setup)
             objective = objective + reg.activity_l1 * sum(a.abs().sum() for a in exp.activities) / len(y)
     exp.optimizer.zero_grad(set_to_none=True)
@@ -228,7 +230,7 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler, weight
     scaler.update()
     if reg.max_norm is not None:  # each unit's incoming weight vector (a row; a filter) back inside the ball
         with torch.no_grad():
-            for w in weights:
+            for w in exp.weights:
                 w.copy_(torch.renorm(w, 2, 0, reg.max_norm))
     if not per_epoch(exp.scheduler):
         exp.scheduler.step()
@@ -335,7 +337,6 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
     probe = (data.train.x[: exp.diagnostics.probe_size], data.train.y[: exp.diagnostics.probe_size])
     diag = Diagnostics(model, exp.loss_fn, exp.activation_type, probe, data.num_classes, exp.diagnostics,
                        exp.alarms, tracker, t.log_every, exp.optimizer, data.kind)  # fmt: skip
-    weights = [m.weight for _, m in diag.layers]
     monitor, status, started = Monitor(exp.early_stopping), "ok", time.perf_counter()
     ckpt_dir, metrics, stop = run_dir / "checkpoints", {}, StopRequest()
     loop = Position(shuffle.get_state())
@@ -362,7 +363,7 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
                     x = x + exp.regularization.input_noise * torch.randn(x.shape, generator=noise, device=x.device)
                 loop.step += 1
                 diag.before_step(loop.step)
-                out, loss, norm = train_step(exp, x, y, scaler, weights)
+                out, loss, norm = train_step(exp, x, y, scaler)
                 loop.add(batch_sums(exp, out, y, loss), len(y))
                 if diag.after_step(loop.step, epoch, loss, norm):
                     status = "diverged"  # logs stay; `last` is the end of the previous epoch
