@@ -91,3 +91,22 @@ def test_resume_refuses_another_config_and_auto_starts_fresh(tmp_path):
     assert out.returncode == 2 and "different config" in out.stderr and "optimizer.lr" in out.stderr
     fresh, _ = train(tmp_path, *RUN[:1], "trainer.epochs=1", *RUN[2:], "resume=auto", run_dir="fresh")
     assert summary(fresh)["status"] == "ok" and summary(fresh)["epochs_run"] == 1
+
+
+def test_sigkill_a_pretrained_regression_run_then_resume_equals_an_uninterrupted_run(tmp_path):
+    """The regression sums (per target, kept mid-epoch) and the pretraining stages survive a kill."""
+    reg = ["data=sine", "loss=huber", "data.source.n_train=1500", "trainer.epochs=4", "trainer.progress=false",
+           "trainer.checkpoint_every=7", "pretrain.method=supervised", "pretrain.epochs=1", "model.dropout=0.2"]  # fmt: skip
+    ref, _ = train(tmp_path, *reg, run_dir="ref")
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *reg, f"hydra.run.dir={run}"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for_step(run, 10, proc)  # 38 steps an epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "summary.json").exists()
+    out = nnlab("train", *reg, "resume=auto", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert summary(run)["metrics"] == summary(ref)["metrics"] and "r2/test" in summary(run)["metrics"]
+    assert summary(run)["pretrain"] == summary(ref)["pretrain"]
+    assert rows_without_timing(run) == rows_without_timing(ref)
