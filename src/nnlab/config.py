@@ -16,10 +16,12 @@ from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 
+from nnlab.metrics import ALL as ALL_METRICS
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
 PREPROCESS = ("none", "center", "standardize")
-MONITORED = tuple(f"{m}/{split}" for m in ("loss", "acc", "mse", "mae", "r2") for split in ("val", "train"))
+MONITORED = tuple(f"{m}/{split}" for m in ALL_METRICS for split in ("val", "train"))
 TARGET_PREFIXES = ("nnlab.", "torch.nn.", "torch.optim.")
 TARGET_GROUPS = ("model", "activation", "init", "optimizer", "schedule", "loss")
 TRANSFER_KEYS = ("init_from", "transfer", "reused_lr_factor")  # model keys for nnlab/transfer.py, not the class

@@ -128,19 +128,29 @@ def decision_boundary(model: nn.Module, predict, x: Tensor, y: Tensor, size: int
     lo, hi = x.min(0).values, x.max(0).values
     pad = (hi - lo) * 0.1 + 1e-3
     lo, hi = lo - pad, hi + pad
-    xs = torch.linspace(lo[0].item(), hi[0].item(), size, device=x.device)
-    ys = torch.linspace(hi[1].item(), lo[1].item(), size, device=x.device)  # image rows run top-down
-    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1).reshape(-1, 2)
-    pred = predict(model(grid)).cpu() % len(PALETTE)
+    pred = predict(model(_plane(lo, hi, size))).cpu() % len(PALETTE)
     image = (PALETTE[pred] * 0.35 + 255 * 0.65).reshape(size, size, 3)
-    col = ((x[:, 0] - lo[0]) / (hi[0] - lo[0]) * (size - 1)).round().long().cpu()
-    row = ((hi[1] - x[:, 1]) / (hi[1] - lo[1]) * (size - 1)).round().long().cpu()
+    row, col = _pixels(x, lo, hi, size)
     colour = PALETTE[y.cpu() % len(PALETTE)] * 0.8
     for dr in (-1, 0, 1):  # 3x3 dots
         for dc in (-1, 0, 1):
             image[(row + dr).clamp(0, size - 1), (col + dc).clamp(0, size - 1)] = colour
     model.train(was_training)
     return image.round().to(torch.uint8).permute(2, 0, 1)
+
+
+def _plane(lo: Tensor, hi: Tensor, size: int) -> Tensor:
+    """The (size * size, 2) points of an image of the plane from lo to hi, row by row (rows top-down)."""
+    xs = torch.linspace(lo[0].item(), hi[0].item(), size, device=lo.device)
+    ys = torch.linspace(hi[1].item(), lo[1].item(), size, device=lo.device)
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1).reshape(-1, 2)
+
+
+def _pixels(x: Tensor, lo: Tensor, hi: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """(row, col) of 2-D points in that image, on the CPU."""
+    col = ((x[:, 0] - lo[0]) / (hi[0] - lo[0]) * (size - 1)).round().long().cpu()
+    row = ((hi[1] - x[:, 1]) / (hi[1] - lo[1]) * (size - 1)).round().long().cpu()
+    return row, col
 
 
 def curves_figure(rows: list[dict], path) -> None:
@@ -199,10 +209,7 @@ def regression_fit(model: nn.Module, link, x: Tensor, y: Tensor, size: int = 192
             image[(r + d).clamp(0, size - 1), c] = torch.tensor([31.0, 119.0, 180.0])
     else:
         lo, hi = x.min(0).values, x.max(0).values
-        xs = torch.linspace(lo[0].item(), hi[0].item(), size, device=x.device)
-        ys = torch.linspace(hi[1].item(), lo[1].item(), size, device=x.device)
-        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1).reshape(-1, 2)
-        pred = link(model(grid)).float()[:, 0].cpu()
+        pred = link(model(_plane(lo, hi, size))).float()[:, 0].cpu()
         v_lo, v_hi = y.quantile(0.01).item(), y.quantile(0.99).item()
 
         def colour(v: Tensor) -> Tensor:  # blue -> white -> red
@@ -211,8 +218,7 @@ def regression_fit(model: nn.Module, link, x: Tensor, y: Tensor, size: int = 192
             return torch.where(t < 0.5, blue + (white - blue) * 2 * t, white + (red - white) * (2 * t - 1))
 
         image = colour(pred).reshape(size, size, 3)
-        col = ((x[:, 0] - lo[0]) / (hi[0] - lo[0]) * (size - 1)).round().long().cpu()
-        row = ((hi[1] - x[:, 1]) / (hi[1] - lo[1]) * (size - 1)).round().long().cpu()
+        row, col = _pixels(x, lo, hi, size)
         image[row, col] = colour(y.cpu()) * 0.7
     model.train(was_training)
     return image.round().to(torch.uint8).permute(2, 0, 1)
@@ -274,9 +280,8 @@ class Diagnostics:
             self.model.eval()
             self.initial = self.loss_fn(self.model(self.probe_x), self.probe_y).float().item()
             self.model.train(was_training)
-        self.tracker.scalars(0, {"loss/initial": self.initial})
-        if self.expected_initial is not None:
-            self.tracker.scalars(0, {"loss/initial_expected": self.expected_initial})
+        expected = {} if self.expected_initial is None else {"loss/initial_expected": self.expected_initial}
+        self.tracker.scalars(0, {"loss/initial": self.initial, **expected})
         if self.expected_initial is not None and not self.pretrain:
             self.raise_alarm(self.alarms_fn.initial_loss(self.initial, self.expected_initial, self.alarm_cfg.initial_loss_tolerance))
         if self.acts:

@@ -76,7 +76,7 @@ def _metrics(loss_fn, out, y, kind: str) -> dict[str, float]:
     from nnlab import metrics
 
     with torch.no_grad():
-        pred = loss_fn.link(out) if kind == "regression" else loss_fn.predict(out)
+        pred = metrics.prediction(kind, loss_fn, out)
         return {"loss": loss_fn(out, y).item(), **metrics.finish(kind, metrics.sums(kind, pred, y), len(y))}
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are summed: `nnlab report` 
     from torch import Tensor
 
 HIGHER_IS_BETTER = frozenset({"acc", "r2"})  # the rest (loss, mse, mae) go down
+ALL = ("loss", "acc", "mse", "mae", "r2")  # every name a run may log with a split (loss/val, r2/test, ...)
 
 
 def names(kind: str) -> tuple[str, ...]:
@@ -30,6 +31,12 @@ def score(kind: str) -> str:
 def better(metric: str) -> int:
     """+1 where a higher value of `metric` (e.g. "acc/val") is better, -1 where lower is."""
     return 1 if metric.split("/")[0] in HIGHER_IS_BETTER else -1
+
+
+def prediction(kind: str, loss_fn, out: Tensor) -> Tensor:
+    """What the metrics compare with the targets: the class (the loss's `predict`), or for regression
+    the predicted value (the loss's output `link`)."""
+    return loss_fn.link(out) if kind == "regression" else loss_fn.predict(out)
 
 
 def sums(kind: str, pred: Tensor, y: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from nnlab import metrics
 
 SPLITS = ("train", "val", "test")
-SORTABLE = tuple(f"{m}/{split}" for m in ("acc", "r2", "mse", "mae", "loss") for split in SPLITS)
+SORTABLE = tuple(f"{m}/{split}" for m in metrics.ALL for split in SPLITS)
 
 
 def task_of(runs: list["Run"]) -> str:

@@ -246,7 +246,7 @@ def global_grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
 def batch_sums(exp: Experiment, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
     """[loss * n, the task's metric sums (nnlab/metrics.py)] for one batch, left on the device."""
     kind = exp.data.kind
-    pred = exp.loss_fn.link(out) if kind == "regression" else exp.loss_fn.predict(out)
+    pred = task_metrics.prediction(kind, exp.loss_fn, out)
     return torch.cat([(loss.detach().float() * len(y)).reshape(1), task_metrics.sums(kind, pred, y)])
 
 
