@@ -2,7 +2,8 @@
 
     python scripts/bench.py                      # everything (about 5 minutes on a 2-core CPU)
     python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, toy
-    python scripts/bench.py --device cuda        # the MLP and CNN loops on a GPU
+    python scripts/bench.py --device cuda --only mlp,cnn --cnn-steps 0 --variants fp32,bf16,fp16,compile
+                                                 # the MLP and CNN loops on a GPU, whole epochs, nnlab's options
     python scripts/bench.py --json bench.json    # also write the numbers
 
 1. MNIST MLP 784-64-128-64-10, ReLU, Adam, batch 128, 55k training images: seconds per epoch of nnlab
@@ -132,7 +133,14 @@ def bare_loop(kind: str, device: str, epochs: int, max_steps: int | None) -> lis
     return times
 
 
-def nnlab_loop(kind: str, device: str, epochs: int, max_steps: int | None) -> list[float]:
+# nnlab's options timed with --variants (on a GPU): name -> overrides
+VARIANTS = {"fp32": [], "bf16": ["trainer.precision=bf16"], "fp16": ["trainer.precision=fp16"],
+            "compile": ["trainer.compile=true"], "compile+bf16": ["trainer.compile=true", "trainer.precision=bf16"],
+            "no-channels-last": ["trainer.channels_last=false"],
+            "bf16+no-channels-last": ["trainer.precision=bf16", "trainer.channels_last=false"]}  # fmt: skip
+
+
+def nnlab_loop(kind: str, device: str, epochs: int, max_steps: int | None, variant: str = "fp32") -> list[float]:
     """nnlab's own training loop (fit) with the default logging and diagnostics; the seconds of each
     epoch's training pass as nnlab logs them (time/epoch_s; validation is timed apart)."""
     from nnlab.tracking import Tracker
@@ -140,7 +148,7 @@ def nnlab_loop(kind: str, device: str, epochs: int, max_steps: int | None) -> li
 
     extra = [f"data.subset={max_steps * 64}"] if max_steps else []
     cfg = compose(["data=mnist", *(MLP if kind == "mlp" else CNN), f"trainer.epochs={epochs}",
-                   f"trainer.device={device}", "trainer.progress=false", *extra])  # fmt: skip
+                   f"trainer.device={device}", "trainer.progress=false", *VARIANTS[variant], *extra])  # fmt: skip
     exp = setup(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         tracker = Tracker(tmp)
@@ -159,9 +167,11 @@ def sync(device: str) -> None:
 
 def run_case(name: str, device: str, epochs: int, cnn_steps: int) -> dict:
     kind, loop = name.split(":")
-    steps = cnn_steps if kind == "cnn" else None
-    fn = {"tutorial": tutorial_loop, "bare": bare_loop, "nnlab": nnlab_loop}[loop]
-    times = fn(kind, device, epochs, steps)
+    steps = (cnn_steps or None) if kind == "cnn" else None
+    if loop.startswith("nnlab"):  # nnlab, or nnlab/VARIANT
+        times = nnlab_loop(kind, device, epochs, steps, loop.partition("/")[2] or "fp32")
+    else:
+        times = {"tutorial": tutorial_loop, "bare": bare_loop}[loop](kind, device, epochs, steps)
     out = {"case": name, "epoch_s": times, "peak_rss_mb": peak_rss_mb()}
     if device.startswith("cuda"):
         import torch
@@ -198,7 +208,8 @@ def child(args: list[str], cwd: Path | None = None) -> tuple[float, str, float]:
 
 def loops(kind: str, args) -> dict:
     """The three loops, interleaved over the repeats; per loop the best epoch of each repeat."""
-    names = [f"{kind}:{loop}" for loop in ("tutorial", "bare", "nnlab")]
+    extra = [f"nnlab/{v}" for v in args.variants.split(",") if v != "fp32"]
+    names = [f"{kind}:{loop}" for loop in ("tutorial", "bare", "nnlab", *extra)]
     results = {n: {"epoch_s": [], "peak_rss_mb": 0.0, "peak_cuda_mb": 0.0} for n in names}
     for r in range(args.repeats):
         for name in names:
@@ -257,7 +268,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per repeat of the bare and nnlab loops")
-    parser.add_argument("--cnn-steps", type=int, default=150, help="CNN steps timed per epoch")
+    parser.add_argument("--cnn-steps", type=int, default=150, help="CNN steps timed per epoch (0: whole epochs)")
+    parser.add_argument("--variants", default="fp32", help=f"nnlab's options to time too: {','.join(VARIANTS)}")
     parser.add_argument("--repeat-tutorial", action="store_true", help="repeat the (slow) tutorial loop too")
     parser.add_argument("--json", help="write the numbers here")
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -268,6 +280,10 @@ def main() -> None:
     import platform
 
     results: dict = {"device": args.device, "cpus": os.cpu_count(), "platform": platform.platform()}
+    if args.device.startswith("cuda"):
+        import torch
+
+        results["gpu"] = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
     only = args.only.split(",")
     for kind in ("mlp", "cnn"):
         if kind in only:
@@ -288,7 +304,7 @@ def main() -> None:
 
 
 def report(r: dict) -> None:
-    print(f"\nnnlab benchmarks on {r['device']} ({r['cpus']} CPUs, {r['platform']})")
+    print(f"\nnnlab benchmarks on {r.get('gpu', r['device'])} ({r['cpus']} CPUs, {r['platform']})")
     print("| case | nnlab | tutorial loop | bare loop | nnlab vs tutorial | nnlab / bare | target | peak RSS MiB (nnlab / tutorial / bare) |")
     print("|---|---|---|---|---|---|---|---|")
     for kind, target in (("mlp", (8.0, 1.3)), ("cnn", (None, 1.15))):
@@ -303,6 +319,13 @@ def report(r: dict) -> None:
         unit = "s/epoch" if kind == "mlp" else "s/steps"
         print(f"| {kind.upper()} ({unit}) | {best['nnlab']:.3f} | {best['tutorial']:.3f} | {best['bare']:.3f} | "
               f"{speedup:.1f}x faster | {ratio:.2f}x | {goal}: {'met' if ok else 'MISSED'} | {rss} |")  # fmt: skip
+        for name in res:
+            if name.startswith(f"{kind}:nnlab/"):  # the options (--variants): against the same fp32 loops
+                t, variant = min(res[name]["epoch_s"]), name.partition("/")[2]
+                print(f"| {kind.upper()} nnlab {variant} | {t:.3f} | | | {best['tutorial'] / t:.1f}x faster | "
+                      f"{t / best['bare']:.2f}x | (fp32 bare loop) | {res[name]['peak_rss_mb']:.0f} |")  # fmt: skip
+        if any(v["peak_cuda_mb"] for v in res.values()):
+            print("|   peak CUDA MiB | " + ", ".join(f"{n.partition(':')[2]} {v['peak_cuda_mb']:.0f}" for n, v in res.items()) + " | | | | | | |")
     if "startup" in r:
         s = r["startup"]
         ok = s["overhead_s"] < 2

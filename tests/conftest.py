@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# real MNIST for the tests: $NNLAB_TEST_DATA (a folder holding MNIST/raw), else ../shared/data beside the repository
+SHARED_DATA = Path(os.environ.get("NNLAB_TEST_DATA", REPO.parent / "shared" / "data"))
 
 # Small and fast: 160 toy points, 2 epochs, no progress bars.
 TINY = ["data.source.n_train=160", "data.source.n_test=80", "trainer.epochs=2", "trainer.progress=false"]

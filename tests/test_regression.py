@@ -74,7 +74,7 @@ def test_softplus_output_is_positive_everywhere(tmp_path):
     run, _ = train(tmp_path, "data=bump", "loss=mse", "loss.output=softplus", *SHORT)
     exp = setup(load_run_config(run))
     exp.model.load_state_dict(checkpoint.load(run / "checkpoints" / "last.pt")["model"])
-    grid = torch.linspace(-50, 50, 2001)[:, None]  # far outside the data, where a linear output goes anywhere
+    grid = torch.linspace(-50, 50, 2001, device=exp.device)[:, None]  # far outside the data, where a linear output goes anywhere
     with torch.no_grad():
         pred = exp.loss_fn.link(exp.model(grid))
     assert pred.min() > 0
