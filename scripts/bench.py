@@ -11,7 +11,8 @@
    ToTensor/Normalize transform through a DataLoader, and (b) a bare tensor loop with no logging.
 2. The classic MNIST CNN (conv 3x3 32, conv 3x3 64, max-pool, dropout, dense 128, batch 64): the same
    three, timed over the first --cnn-steps steps of an epoch (the per-step cost is flat over an epoch).
-3. Start-up: wall time of `nnlab train` on a toy set for one epoch minus that of `python -c "import torch"`.
+3. Start-up: wall time of `nnlab train` on a toy set for one epoch minus that of `python -c "import torch"`,
+   and minus that of the least PyTorch script that makes the same run (BARE_SCRIPT).
 4. Sweep throughput: 8 default toy runs through the joblib launcher (2 jobs) vs the same 8 one after another.
 5. `make train`'s run (`nnlab train`, the defaults) end to end.
 Every case runs in its own process; peak memory is that process's maximum resident set (and the peak
@@ -232,15 +233,38 @@ def nnlab_cli(*overrides: str, cwd: Path) -> tuple[float, float]:
     return wall, rss
 
 
+# The least a PyTorch script can do for the same run: the default toy set's 800 training points (two
+# moons), the default 2-64-64-2 ReLU MLP, Adam, one epoch of batch 32, the loss printed. Its first
+# optimizer step imports torch._dynamo (torch.optim wraps add_param_group and step), as nnlab's does.
+BARE_SCRIPT = """
+import math, torch
+g = torch.Generator().manual_seed(0)
+y = torch.arange(1000) % 2
+t = torch.rand(1000, generator=g) * math.pi
+x = torch.stack([torch.cos(t), torch.sin(t)], 1)
+x = torch.where(y[:, None] == 1, torch.stack([1 - x[:, 0], 0.5 - x[:, 1]], 1), x) + 0.2 * torch.randn(1000, 2, generator=g)
+x, y = x[:800], y[:800]
+model = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+for idx in torch.randperm(800).split(32):
+    loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+print(loss.item())
+"""
+
+
 def startup(args) -> dict:
-    walls, torch_walls, rss = [], [], 0.0
+    walls, torch_walls, bare_walls, rss = [], [], [], 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             torch_walls.append(child([sys.executable, "-c", "import torch"])[0])
+            bare_walls.append(child([sys.executable, "-c", BARE_SCRIPT])[0])
             wall, rss = nnlab_cli("trainer.epochs=1", f"hydra.run.dir={tmp}/run{i}", cwd=Path(tmp))
             walls.append(wall)
-    return {"nnlab_1_epoch_s": walls, "import_torch_s": torch_walls, "peak_rss_mb": rss,
-            "overhead_s": min(walls) - min(torch_walls)}  # fmt: skip
+    return {"nnlab_1_epoch_s": walls, "import_torch_s": torch_walls, "bare_script_s": bare_walls, "peak_rss_mb": rss,
+            "overhead_s": min(walls) - min(torch_walls), "overhead_vs_bare_s": min(walls) - min(bare_walls)}  # fmt: skip
 
 
 def sweep(args) -> dict:
@@ -331,6 +355,9 @@ def report(r: dict) -> None:
         ok = s["overhead_s"] < 2
         print(f"| start-up: 1-epoch toy run | {min(s['nnlab_1_epoch_s']):.2f} s | | import torch {min(s['import_torch_s']):.2f} s "
               f"| | overhead {s['overhead_s']:.2f} s | < 2 s: {'met' if ok else 'MISSED'} | {s['peak_rss_mb']:.0f} |")  # fmt: skip
+        if "bare_script_s" in s:
+            print(f"| start-up vs a bare PyTorch script (same run) | {min(s['nnlab_1_epoch_s']):.2f} s | | bare script "
+                  f"{min(s['bare_script_s']):.2f} s | | overhead {s['overhead_vs_bare_s']:.2f} s | | |")  # fmt: skip
     if "sweep" in r:
         s = r["sweep"]
         ok = s["ratio"] <= 0.6

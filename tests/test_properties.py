@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
 from conftest import REPO
 from nnlab.config import ConfigError, check_command_line, register_configs, validate
@@ -138,3 +139,32 @@ def test_any_invalid_value_is_a_one_paragraph_config_error(overrides):
         check_command_line(overrides)
     message = str(e.value)
     assert message and "\n" not in message and "Traceback" not in message, message
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(invalid_override())
+def test_an_invalid_value_in_a_sweep_is_the_same_error(overrides):
+    """A sweep's values are set on the composed config without composing each again (config._set_value):
+    a bad one is refused with the very message it gets on its own."""
+    *needs, last = overrides
+    key, _, value = last.partition("=")
+    with pytest.raises(ConfigError) as alone:
+        check_command_line(overrides)
+    with pytest.raises(ConfigError) as swept:
+        check_command_line(["-m", *needs, f"{key}={value},{value}"])
+    assert str(swept.value).lower() == str(alone.value).lower()  # Hydra spells a swept true as True
+
+
+def test_a_sweep_value_set_without_composing_equals_the_composed_config():
+    from nnlab.config import _compose, _set_value
+
+    register_configs()
+    base = _compose([], "nnlab.conf", "train")
+    for override in ["trainer.seed=3", "optimizer.lr=0.5", "model.hidden=[8,8]", "regularization.clip_grad_norm=null",
+                     "trainer.device=cpu", "data.source.noise=0.3", "early_stopping.patience=4"]:  # fmt: skip
+        fast = _set_value(base, override, "nnlab.conf")
+        assert fast is not None, override
+        composed = _compose([override], "nnlab.conf", "train")
+        assert OmegaConf.to_container(fast, resolve=True) == OmegaConf.to_container(composed, resolve=True), override
+    for override in ["activation=tanh", "+trainer.extra=1", "~regularization.l1", "hydra/launcher=joblib", "trainer.epochs=many"]:
+        assert _set_value(base, override, "nnlab.conf") is None, override  # composed instead
