@@ -208,7 +208,7 @@ def child(args: list[str], cwd: Path | None = None) -> tuple[float, str, float]:
 
 
 def loops(kind: str, args) -> dict:
-    """The three loops, interleaved over the repeats; per loop the best epoch of each repeat."""
+    """The three loops (and nnlab's --variants), interleaved over the repeats; per loop the best epoch of each repeat."""
     extra = [f"nnlab/{v}" for v in args.variants.split(",") if v != "fp32"]
     names = [f"{kind}:{loop}" for loop in ("tutorial", "bare", "nnlab", *extra)]
     results = {n: {"epoch_s": [], "peak_rss_mb": 0.0, "peak_cuda_mb": 0.0} for n in names}

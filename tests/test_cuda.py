@@ -19,14 +19,11 @@ CUDA = ["trainer.device=cuda", "trainer.progress=false"]
 
 
 def experiment(*overrides: str):
-    from hydra import compose, initialize_config_module
-
-    from nnlab.config import register_configs
+    from nnlab.config import _compose, register_configs
     from nnlab.train import setup
 
     register_configs()
-    with initialize_config_module("nnlab.conf", version_base="1.3"):
-        return setup(compose("train", overrides=[*CUDA, *overrides]))
+    return setup(_compose([*CUDA, *overrides], "nnlab.conf", "train"))
 
 
 def syncs_in_fit(run_dir: Path, n_train: int) -> tuple[int, int]:

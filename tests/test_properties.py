@@ -156,15 +156,14 @@ def test_an_invalid_value_in_a_sweep_is_the_same_error(overrides):
 
 
 def test_a_sweep_value_set_without_composing_equals_the_composed_config():
-    from nnlab.config import _compose, _set_value
+    from nnlab.config import _set_value
 
-    register_configs()
-    base = _compose([], "nnlab.conf", "train")
+    base = compose([], "nnlab.conf", "train")
     for override in ["trainer.seed=3", "optimizer.lr=0.5", "model.hidden=[8,8]", "regularization.clip_grad_norm=null",
                      "trainer.device=cpu", "data.source.noise=0.3", "early_stopping.patience=4"]:  # fmt: skip
         fast = _set_value(base, override, "nnlab.conf")
         assert fast is not None, override
-        composed = _compose([override], "nnlab.conf", "train")
+        composed = compose([override], "nnlab.conf", "train")
         assert OmegaConf.to_container(fast, resolve=True) == OmegaConf.to_container(composed, resolve=True), override
     for override in ["activation=tanh", "+trainer.extra=1", "~regularization.l1", "hydra/launcher=joblib", "trainer.epochs=many"]:
         assert _set_value(base, override, "nnlab.conf") is None, override  # composed instead

@@ -526,7 +526,7 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
     hydra_overrides = [a for a in args if a.startswith("hydra.")]
     base = None
     for i, variant in enumerate(variants):
-        cfg = _set_value(base, variant[-1], config_module) if i > 0 else None
+        cfg = _set_value(base, variant[-1], config_module) if base is not None else None
         if cfg is None:
             cfg = _compose(variant + (hydra_overrides if i == 0 else []), config_module, config_name, hydra=i == 0)
         if i == 0:
@@ -544,7 +544,7 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
         _check_output_folder(folder, key)
 
 
-def _set_value(base: Optional[DictConfig], override: str, config_module: str) -> Optional[DictConfig]:
+def _set_value(base: DictConfig, override: str, config_module: str) -> Optional[DictConfig]:
     """The config of one sweep value without composing it again: `base` (the fixed overrides' config)
     with `key=value` set the way Hydra applies a value override after composition. None where that is not
     the same as composing (a config group, `+`/`++`/`~`, a package) or the value does not fit: the caller
@@ -555,8 +555,6 @@ def _set_value(base: Optional[DictConfig], override: str, config_module: str) ->
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    if base is None:
-        return None
     o = OverridesParser.create().parse_override(override)
     key = o.key_or_group
     groups = Path(importlib.import_module(config_module).__file__).parent
