@@ -50,7 +50,7 @@ def reference_model(kind: str, device):
     import torch
     from hydra.utils import instantiate
 
-    from nnlab.train import build_model
+    from nnlab.setup import build_model
 
     cfg = compose(["data=mnist", *(MLP if kind == "mlp" else CNN)])
     torch.manual_seed(0)
@@ -69,14 +69,9 @@ def mnist_tensors(device):
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
+    from nnlab.command_line import compose as nnlab_compose
 
-    from nnlab.config import register_configs
-
-    register_configs()
-    with initialize_config_module("nnlab.conf", version_base="1.3"):
-        return hydra_compose("train", overrides=[f"data.source.root={DATA}", *overrides])
+    return nnlab_compose([f"data.source.root={DATA}", *overrides])
 
 
 def tutorial_loop(kind: str, device: str, epochs: int, max_steps: int | None) -> list[float]:
@@ -145,7 +140,8 @@ def nnlab_loop(kind: str, device: str, epochs: int, max_steps: int | None, varia
     """nnlab's own training loop (fit) with the default logging and diagnostics; the seconds of each
     epoch's training pass as nnlab logs them (time/epoch_s; validation is timed apart)."""
     from nnlab.tracking import Tracker
-    from nnlab.train import fit, setup
+    from nnlab.setup import setup
+    from nnlab.train import fit
 
     extra = [f"data.subset={max_steps * 64}"] if max_steps else []
     cfg = compose(["data=mnist", *(MLP if kind == "mlp" else CNN), f"trainer.epochs={epochs}",

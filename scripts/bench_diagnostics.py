@@ -29,15 +29,12 @@ def overrides_for(data: str, epochs: int) -> list[str]:
 
 
 def timed_run(overrides: list[str]) -> float:
-    from hydra import compose, initialize_config_module
-
-    from nnlab.config import register_configs
+    from nnlab.command_line import compose
+    from nnlab.setup import setup
     from nnlab.tracking import Tracker
-    from nnlab.train import fit, setup
+    from nnlab.train import fit
 
-    register_configs()
-    with initialize_config_module("nnlab.conf", version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose(overrides)
     exp = setup(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         tracker = Tracker(tmp)

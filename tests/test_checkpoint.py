@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nnlab import checkpoint
-from nnlab.config import ConfigError
+from nnlab.errors import ConfigError
 
 
 def test_round_trip_and_no_temporary_left(tmp_path):

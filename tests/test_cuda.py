@@ -19,11 +19,10 @@ CUDA = ["trainer.device=cuda", "trainer.progress=false"]
 
 
 def experiment(*overrides: str):
-    from nnlab.config import _compose, register_configs
-    from nnlab.train import setup
+    from nnlab.command_line import compose
+    from nnlab.setup import setup
 
-    register_configs()
-    return setup(_compose([*CUDA, *overrides], "nnlab.conf", "train"))
+    return setup(compose([*CUDA, *overrides]))
 
 
 def syncs_in_fit(run_dir: Path, n_train: int) -> tuple[int, int]:

@@ -136,9 +136,9 @@ def test_transfer(tmp_path, mnist_root):
     def transfer(name, pretrained):
         (tmp_path / name).mkdir()
         (tmp_path / name / "pre").symlink_to(pretrained)  # a path without "/": the sweep's folders stay flat
-        runs = sweep(tmp_path / name, "transfer", "model.init_from=pre", "trainer.epochs=15",
+        runs = sweep(tmp_path / name, "transfer", "transfer.init_from=pre", "trainer.epochs=15",
                      env={"NNLAB_DATA_DIR": str(mnist_root)})  # fmt: skip
-        return {m: acc(runs[f"model.transfer={m}"]) for m in ("none", "feature_extraction", "fine_tune")}
+        return {m: acc(runs[f"transfer.mode={m}"]) for m in ("none", "feature_extraction", "fine_tune")}
 
     lower = pretrain("pre_0-4", "[0,1,2,3,4]")
     result = transfer("sweep", lower)
@@ -148,7 +148,7 @@ def test_transfer(tmp_path, mnist_root):
     assert control["feature_extraction"] > control["none"] + 0.05 and control["fine_tune"] > control["none"] + 0.05, control
 
     source = torch.load(lower / "checkpoints" / "best.pt", weights_only=True)["model"]
-    after = {m: torch.load(next((tmp_path / "sweep").glob(f"*model.transfer={m}*")) / "checkpoints" / "last.pt", weights_only=True)
+    after = {m: torch.load(next((tmp_path / "sweep").glob(f"*transfer.mode={m}*")) / "checkpoints" / "last.pt", weights_only=True)
              for m in ("feature_extraction", "fine_tune")}  # fmt: skip
     hidden = [k for k in source if not k.startswith("head.")]
     assert all(torch.equal(after["feature_extraction"]["model"][k], source[k]) for k in hidden)  # frozen

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
-
-from nnlab.config import register_configs, validate
+from nnlab.command_line import compose
 from nnlab.data.toy import REGRESSION
 from nnlab.diagnostics import weight_layers
-from nnlab.train import setup, train_step
+from nnlab.setup import setup
+from nnlab.train import train_step
+from nnlab.validate import validate
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "nnlab" / "conf"
 SWEEP_GROUPS = {"experiment", "hparams_search"}  # whole sweeps, tested in test_experiments.py / test_sweeps.py
@@ -22,9 +22,7 @@ TOY = ["data.source.n_train=64", "data.source.n_test=32", "trainer.batch_size=16
 
 
 def compose_cfg(overrides):
-    register_configs()
-    with initialize_config_module("nnlab.conf", version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose(overrides)
 
 
 def overrides_for(group, option, mnist_root, cifar_root):

@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from conftest import REPO
-from nnlab.config import ConfigError, check_command_line, register_configs, validate
-from nnlab.config import _compose as compose
+from nnlab.command_line import check_command_line, compose
+from nnlab.errors import ConfigError
+from nnlab.validate import validate
 from nnlab.data.toy import REGRESSION
-from nnlab.train import setup, train_step
+from nnlab.setup import setup
+from nnlab.train import train_step
 
-register_configs()
 CONF = REPO / "src" / "nnlab" / "conf"
 
 
@@ -57,7 +58,7 @@ def valid_overrides(draw) -> list[str]:
 @PROPERTY
 @given(valid_overrides())
 def test_any_valid_combination_builds_and_trains_a_step(overrides):
-    cfg = compose(overrides, "nnlab.conf", "train")
+    cfg = compose(overrides)
     validate(cfg)
     exp = setup(cfg)
     x, y = exp.data.train.x[: exp.trainer.batch_size], exp.data.train.y[: exp.trainer.batch_size]
@@ -144,7 +145,7 @@ def test_any_invalid_value_is_a_one_paragraph_config_error(overrides):
 @settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(invalid_override())
 def test_an_invalid_value_in_a_sweep_is_the_same_error(overrides):
-    """A sweep's values are set on the composed config without composing each again (config._set_value):
+    """A sweep's values are set on the composed config without composing each again (command_line._set_value):
     a bad one is refused with the very message it gets on its own."""
     *needs, last = overrides
     key, _, value = last.partition("=")
@@ -156,14 +157,14 @@ def test_an_invalid_value_in_a_sweep_is_the_same_error(overrides):
 
 
 def test_a_sweep_value_set_without_composing_equals_the_composed_config():
-    from nnlab.config import _set_value
+    from nnlab.command_line import _set_value
 
-    base = compose([], "nnlab.conf", "train")
+    base = compose([])
     for override in ["trainer.seed=3", "optimizer.lr=0.5", "model.hidden=[8,8]", "regularization.clip_grad_norm=null",
                      "trainer.device=cpu", "data.source.noise=0.3", "early_stopping.patience=4"]:  # fmt: skip
         fast = _set_value(base, override, "nnlab.conf")
         assert fast is not None, override
-        composed = compose([override], "nnlab.conf", "train")
+        composed = compose([override])
         assert OmegaConf.to_container(fast, resolve=True) == OmegaConf.to_container(composed, resolve=True), override
     for override in ["activation=tanh", "+trainer.extra=1", "~regularization.l1", "hydra/launcher=joblib", "trainer.epochs=many"]:
         assert _set_value(base, override, "nnlab.conf") is None, override  # composed instead

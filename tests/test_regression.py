@@ -68,8 +68,8 @@ def test_the_network_learns_the_function(tmp_path):
 
 def test_softplus_output_is_positive_everywhere(tmp_path):
     from nnlab import checkpoint
-    from nnlab.config import load_run_config
-    from nnlab.train import setup
+    from nnlab.setup import setup
+    from nnlab.validate import load_run_config
 
     run, _ = train(tmp_path, "data=bump", "loss=mse", "loss.output=softplus", *SHORT)
     exp = setup(load_run_config(run))

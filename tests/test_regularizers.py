@@ -7,12 +7,12 @@ import torch
 from torch import nn
 
 from conftest import TINY, metrics, summary, train
-from nnlab.config import _compose as compose
-from nnlab.config import register_configs, validate
+from nnlab.command_line import compose
+from nnlab.validate import validate
 from nnlab.nn.mlp import MLP
-from nnlab.train import setup, train_step
+from nnlab.setup import setup
+from nnlab.train import train_step
 
-register_configs()
 
 
 def row_norms(w: torch.Tensor) -> torch.Tensor:
@@ -21,7 +21,7 @@ def row_norms(w: torch.Tensor) -> torch.Tensor:
 
 def test_max_norm_holds_after_every_step():
     def run(*extra):
-        cfg = compose(["optimizer=sgd", "optimizer.lr=2.0", "data.source.n_train=200", *extra], "nnlab.conf", "train")
+        cfg = compose(["optimizer=sgd", "optimizer.lr=2.0", "data.source.n_train=200", *extra])
         validate(cfg)
         exp = setup(cfg)
         weights = [m.weight for m in exp.model.modules() if isinstance(m, nn.Linear)]

@@ -109,19 +109,15 @@ def test_the_fast_gradient_norm_equals_torchs():
 
 
 def test_cpu_threads(tmp_path):
-    from nnlab import train as nnlab_train
+    from nnlab.setup import DEFAULT_THREADS, cpu_threads
 
     run, _ = train(tmp_path, *TINY)
     assert summary(run)["torch_threads"] == 1  # a toy set: one thread
     run, _ = train(tmp_path, *TINY, "trainer.threads=2", run_dir="two")
     assert summary(run)["torch_threads"] == 2  # asked for
-    before = nnlab_train.cpu_share
-    try:
-        nnlab_train.cpu_share = None
-        assert nnlab_train.cpu_threads(None, "images") == nnlab_train.DEFAULT_THREADS  # torch's default
-        assert nnlab_train.cpu_threads(None, "points") == nnlab_train.cpu_threads(None, "regression") == 1
-        nnlab_train.cpu_share = 3  # a joblib job's share of the cores
-        assert nnlab_train.cpu_threads(None, "images") == 3 and nnlab_train.cpu_threads(5, "images") == 5
-    finally:
-        nnlab_train.cpu_share = before
+    assert cpu_threads(None, "images") == DEFAULT_THREADS  # torch's default
+    assert cpu_threads(None, "points") == cpu_threads(None, "regression") == 1
+    # a joblib job's share of the cores
+    assert cpu_threads(None, "images", cpu_share=3) == 3 and cpu_threads(5, "images", cpu_share=3) == 5
+    assert cpu_threads(None, "points", cpu_share=3) == 1
     assert nnlab("train", *TINY, "trainer.threads=0", cwd=tmp_path).returncode == 2

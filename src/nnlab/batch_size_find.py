@@ -80,7 +80,7 @@ def search(exp, start: int, max_memory_mb: Optional[float], max_batch: Optional[
     return result
 
 
-def run(cfg, run_dir) -> Optional[int]:
+def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[int]:
     """The `nnlab batch-size-find` job: the search on the composed config, a table, batch_size_find.json."""
     import json
     from pathlib import Path
@@ -88,10 +88,10 @@ def run(cfg, run_dir) -> Optional[int]:
     from rich.table import Table
 
     from nnlab.console import console
-    from nnlab.train import setup
+    from nnlab.setup import setup
 
     f = cfg.batch_size_find
-    exp = setup(cfg)
+    exp = setup(cfg, cpu_share)
     bound = f.max_memory_mb
     if exp.device.type != "cuda" and bound is None:  # a quarter of this machine's memory
         bound = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4 / 2**20

@@ -40,13 +40,15 @@ def without_regularization(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def run_checks(cfg: DictConfig) -> list[CheckResult]:
+def run_checks(cfg: DictConfig, cpu_share: int | None = None) -> list[CheckResult]:
     from nnlab.diagnostics import weight_layers
     from nnlab.metrics import score
-    from nnlab.train import evaluate, setup, train_step
+    from nnlab.nn import eval_mode
+    from nnlab.setup import setup
+    from nnlab.train import evaluate, train_step
 
     c = cfg.check
-    exp = setup(without_regularization(cfg))
+    exp = setup(without_regularization(cfg), cpu_share)
     model, loss_fn, data = exp.model, exp.loss_fn, exp.data
     n = min(len(data.train), cfg.diagnostics.probe_size)
     x, y = data.train.x[:n], data.train.y[:n]
@@ -54,8 +56,7 @@ def run_checks(cfg: DictConfig) -> list[CheckResult]:
     results = []
 
     # 1. initial loss
-    model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(model):
         initial = loss_fn(model(x), y).item()
     tol = cfg.alarms.initial_loss_tolerance
     if data.kind == "regression":  # no chance level: it depends on the targets' scale
@@ -132,6 +133,6 @@ def report(results: list[CheckResult], run_dir) -> bool:
     return ok
 
 
-def run(cfg: DictConfig, run_dir) -> bool:
+def run(cfg: DictConfig, run_dir, cpu_share: int | None = None) -> bool:
     """The `nnlab check` job."""
-    return report(run_checks(cfg), run_dir)
+    return report(run_checks(cfg, cpu_share), run_dir)

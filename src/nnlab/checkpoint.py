@@ -1,23 +1,20 @@
 """Checkpoints: plain tensors and Python types only (they load with torch.load(weights_only=True)),
-written atomically so that a crash mid-write never replaces a good file with half of one."""
+written atomically so that a crash mid-write never replaces a good file with half of one; what a
+checkpoint holds to continue a run exactly (state, restore), and which checkpoint `resume=` continues.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
-from nnlab.config import ConfigError
+from nnlab.errors import ConfigError, SaveError
 
 FORMAT = "nnlab-checkpoint"
 VERSION = 1
-
-
-class SaveError(RuntimeError):
-    """A checkpoint could not be written (full disk, quota, read-only or missing folder). The file it
-    would have replaced is untouched."""
 
 
 def save(path: str | Path, state: dict[str, Any]) -> Path:
@@ -97,4 +94,95 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         raise ConfigError(f"{path} is not a readable nnlab checkpoint ({type(e).__name__}: {e}).") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(f"{path} is not an nnlab checkpoint (no '{FORMAT}' marker).")
+    return state
+
+
+def state(exp, loop, metrics: dict, monitor, diag, scaler, noise) -> dict:
+    """Everything needed to continue exactly: weights, optimizer, schedule, scaler, the loop's position
+    (train.Position), the random states, early-stopping and diagnostics state, and the config. Tensors
+    and plain types only."""
+    import random
+
+    import numpy as np
+
+    from nnlab.setup import bare
+
+    np_state = np.random.get_state()
+    rng = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "noise": noise.get_state(),
+    }
+    return {
+        "model": bare(exp.model).state_dict(),
+        "optimizer": exp.optimizer.state_dict(),
+        "scheduler": exp.scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": loop.last_epoch,
+        "step": loop.step,
+        "position": loop.state_dict(),
+        "rng": rng,
+        "monitor": monitor.state_dict(),
+        "diagnostics": diag.state_dict(),
+        "metrics": metrics,
+        "config": exp.config,
+    }
+
+
+def restore(exp, state: dict, loop, monitor, diag, scaler, shuffle, noise) -> dict:
+    """Load a checkpoint's state into the run's objects; returns the metrics of its last epoch."""
+    import random
+
+    import numpy as np
+
+    from nnlab.setup import bare
+
+    bare(exp.model).load_state_dict(state["model"])
+    exp.optimizer.load_state_dict(state["optimizer"])
+    exp.scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    monitor.load_state_dict(state["monitor"])
+    diag.load_state_dict(state["diagnostics"])
+    pos = state["position"]
+    loop.epoch, loop.batch, loop.step, loop.count = pos["epoch"], pos["batch"], pos["step"], pos["count"]
+    loop.sums = None if pos["sums"] is None else pos["sums"].to(exp.device)
+    shuffle.set_state(pos["shuffle"])
+    rng = state["rng"]
+    random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+    np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy(), *rng["numpy"][2:]))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    noise.set_state(rng["noise"])
+    return state["metrics"]
+
+
+# settings a resumed run may change: they do not alter what is computed
+MAY_CHANGE = ("trainer.epochs", "trainer.progress", "trainer.keep_checkpoints")
+
+
+def resume_state(resume: Optional[str], run_dir: Path, config: dict) -> Optional[dict]:
+    """The checkpoint to continue from: resume=auto (this run directory's last.pt, if any) or a path (a
+    run directory or a checkpoint file). Refuses a checkpoint made with a different config."""
+    from nnlab.tracking import flatten
+
+    if resume is None:
+        return None
+    path = run_dir / "checkpoints" / "last.pt" if resume == "auto" else Path(resume)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if resume == "auto" and not path.exists():
+        return None
+    state = load(path)
+    def compared(c: dict) -> dict:
+        return {k: v for k, v in flatten(c).items() if k.split(".")[0] not in ("resume", "choices") and k not in MAY_CHANGE}
+
+    mine, theirs = compared(config), compared(state["config"])
+    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    if differ:
+        shown = ", ".join(f"{k}={theirs.get(k)!r} there vs {mine.get(k)!r} here" for k in differ[:5])
+        raise ConfigError(f"{path} was made with a different config ({shown}); resume with the same overrides "
+                          f"(only {', '.join(MAY_CHANGE)} may change), or start a new run.")  # fmt: skip
     return state

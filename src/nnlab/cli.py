@@ -67,7 +67,9 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
     Commands other than train keep their run directories apart: outputs/DEFAULT_DIR/DATE_TIME."""
     import hydra
 
-    from nnlab.config import ConfigError, check_command_line, register_configs
+    from nnlab.command_line import check_command_line
+    from nnlab.config import register_configs
+    from nnlab.errors import ConfigError
     from nnlab.console import exit_with
 
     register_configs()
@@ -90,7 +92,7 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
 
 
 def _job(work):
-    """Wrap `work(cfg, run_dir, choices)` as a Hydra job: validate first; a user error is one paragraph
+    """Wrap `work(cfg, run_dir, choices, cpu_share)` as a Hydra job: validate first; a user error is one paragraph
     and exit 2; a crash is recorded in the run directory (summary.json status "failed", error.txt).
     In a sweep neither stops the other jobs: the sweeper sees the worst objective for this one."""
 
@@ -98,18 +100,17 @@ def _job(work):
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        from nnlab.checkpoint import SaveError
-        from nnlab.config import ConfigError, validate
         from nnlab.console import error, exit_with
+        from nnlab.errors import ConfigError, SaveError
         from nnlab.tracking import record_failure
+        from nnlab.validate import validate
 
         hc = HydraConfig.get()
         sweep = hc.mode == RunMode.MULTIRUN
         run_dir = hc.runtime.output_dir
-        _share_cores(hc)
         try:
             validate(cfg)
-            return work(cfg, run_dir, dict(hc.runtime.choices))
+            return work(cfg, run_dir, dict(hc.runtime.choices), _cpu_share(hc))
         except ConfigError as e:
             if not sweep:
                 exit_with(str(e))
@@ -129,7 +130,7 @@ def _job(work):
             error(f"the run failed: {type(e).__name__}: {e}. Traceback: {path}", title="failure")
             if not sweep:
                 sys.exit(1)
-        from nnlab.train import worst_objective
+        from nnlab.metrics import worst_objective
 
         return worst_objective(cfg.early_stopping.metric)
 
@@ -142,28 +143,26 @@ def _write_failure(e: OSError, run_dir: str) -> str:
             f"free some space or choose another output folder (hydra.run.dir=...), then continue with resume={run_dir}.")
 
 
-def _share_cores(hc) -> None:
-    """Parallel launchers (joblib) run n_jobs processes at once: give each its share of the cores,
-    so that they do not fight over them."""
+def _cpu_share(hc) -> int | None:
+    """Parallel launchers (joblib) run n_jobs processes at once: each job's share of the cores, so that
+    they do not fight over them (setup applies it where trainer.threads is null); None for the others."""
     import os
 
     launcher = hc.launcher
     n_jobs = launcher.get("n_jobs") if "_target_" in launcher and "joblib" in launcher._target_ else None
-    if n_jobs:
-        from nnlab import train
-
-        cores = os.cpu_count() or 1
-        train.cpu_share = max(1, cores // (cores if n_jobs < 0 else n_jobs))  # applied by setup (trainer.threads)
+    if not n_jobs:
+        return None
+    cores = os.cpu_count() or 1
+    return max(1, cores // (cores if n_jobs < 0 else n_jobs))
 
 
 @_job
-def _train_job(cfg, run_dir, choices) -> float | None:
+def _train_job(cfg, run_dir, choices, cpu_share) -> float | None:
     """One training run. Returns the objective a sweeper minimises or maximises."""
+    from nnlab.metrics import objective
     from nnlab.train import run
 
-    from nnlab.train import objective
-
-    summary = run(cfg, run_dir, choices=choices)
+    summary = run(cfg, run_dir, choices=choices, cpu_share=cpu_share)
     if summary["status"] == "interrupted":  # saved; now stop, the whole sweep too
         import signal
 
@@ -175,22 +174,22 @@ def _train_job(cfg, run_dir, choices) -> float | None:
 
 
 @_job
-def _check_job(cfg, run_dir, choices) -> None:
+def _check_job(cfg, run_dir, choices, cpu_share) -> None:
     from nnlab.check import run
 
-    if not run(cfg, run_dir):
+    if not run(cfg, run_dir, cpu_share):
         sys.exit(1)
 
 
 @_job
-def _lr_find_job(cfg, run_dir, choices) -> float | None:
+def _lr_find_job(cfg, run_dir, choices, cpu_share) -> float | None:
     from nnlab.lr_find import run
 
-    return run(cfg, run_dir)
+    return run(cfg, run_dir, cpu_share)
 
 
 @_job
-def _batch_size_find_job(cfg, run_dir, choices) -> int | None:
+def _batch_size_find_job(cfg, run_dir, choices, cpu_share) -> int | None:
     from nnlab.batch_size_find import run
 
-    return run(cfg, run_dir)
+    return run(cfg, run_dir, cpu_share)

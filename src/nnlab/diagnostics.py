@@ -1,8 +1,9 @@
 """What the network looks like inside: per-layer statistics of activations (on a fixed probe batch),
-gradients, weights and updates; histograms; the activations-per-layer figure; decision boundaries.
+gradients, weights and updates, and histograms (the figures are drawn by figures.py).
 
 Pure functions of a model and tensors, plus `Diagnostics`, which the training loop calls at its
-cadence. Each function reads the device once (one host sync for all layers).
+cadence and which raises the alarms (alarms.py). Each function reads the device once (one host sync
+for all layers).
 """
 
 from __future__ import annotations
@@ -13,21 +14,14 @@ from typing import Optional
 import torch
 from torch import nn
 
-from nnlab.metrics import score
+from nnlab.metrics import LABELS, score
+from nnlab.nn import eval_mode
 
 Tensor = torch.Tensor
 
 # Units that can die (output <= 0 for every input) and units that saturate (output at a bound).
 RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU)
 SATURATING = {nn.Sigmoid: (0.0, 1.0), nn.Tanh: (-1.0, 1.0)}
-
-# Class colours (RGB 0-255): tab10.
-PALETTE = torch.tensor(
-    [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]],
-    dtype=torch.float32,
-)  # fmt: skip
-
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The Linear/Conv layers in forward order, named layer1..layerN (the last one is the output layer)."""
@@ -68,12 +62,10 @@ def probe_activations(model: nn.Module, acts: list[tuple[str, nn.Module]], x: Te
     running statistics), as (examples, units, ...) tensors."""
     out: dict[str, Tensor] = {}
     hooks = [m.register_forward_hook(lambda _m, _i, o, name=name: out.__setitem__(name, o.detach())) for name, m in acts]
-    was_training = model.training
-    model.eval()
     try:
-        model(x)
+        with eval_mode(model):
+            model(x)
     finally:
-        model.train(was_training)
         for h in hooks:
             h.remove()
     return out
@@ -96,132 +88,6 @@ def activation_stats(outputs: dict[str, Tensor], activation: nn.Module, saturati
             margin = saturation_eps * (hi - lo)
             stats[f"saturated_frac/{name}"] = ((a < lo + margin) | (a > hi - margin)).float().mean()
     return _read(stats)
-
-
-def activations_figure(outputs: dict[str, Tensor], title: str = ""):
-    """The classic 'activations per layer' plot: one histogram per hidden layer, with mean and std."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-
-    n = max(1, len(outputs))
-    fig = Figure(figsize=(2.4 * n, 2.4), dpi=80)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.74, wspace=0.25)
-    axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
-    for ax, (name, a) in zip(axes, outputs.items()):
-        values = a.detach().double().flatten().cpu()
-        lo, hi = values.min().item(), values.max().item()
-        span = (lo, hi) if hi - lo > 1e-4 * max(1.0, abs(lo)) else (lo - 0.5, lo + 0.5)  # identical units: one spike
-        counts = torch.histc(values, bins=40, min=span[0], max=span[1])
-        edges = torch.linspace(span[0], span[1], 41)
-        ax.stairs(counts.numpy(), edges.numpy(), fill=True, color="tab:blue")
-        ax.set_title(f"{name}\nmean {values.mean():.3f} std {values.std():.3f}", fontsize=8)
-        ax.tick_params(labelsize=7)
-    fig.suptitle(title or "hidden-layer activations on the probe batch", fontsize=9)
-    return fig
-
-
-@torch.no_grad()
-def decision_boundary(model: nn.Module, predict, x: Tensor, y: Tensor, size: int = 192) -> Tensor:
-    """An RGB uint8 image (3, size, size): the predicted class over the plane in a light tint, and
-    the points in their true class's colour. x: (N, 2) as the model sees them."""
-    was_training = model.training
-    model.eval()
-    lo, hi = x.min(0).values, x.max(0).values
-    pad = (hi - lo) * 0.1 + 1e-3
-    lo, hi = lo - pad, hi + pad
-    pred = predict(model(_plane(lo, hi, size))).cpu() % len(PALETTE)
-    image = (PALETTE[pred] * 0.35 + 255 * 0.65).reshape(size, size, 3)
-    row, col = _pixels(x, lo, hi, size)
-    colour = PALETTE[y.cpu() % len(PALETTE)] * 0.8
-    for dr in (-1, 0, 1):  # 3x3 dots
-        for dc in (-1, 0, 1):
-            image[(row + dr).clamp(0, size - 1), (col + dc).clamp(0, size - 1)] = colour
-    model.train(was_training)
-    return image.round().to(torch.uint8).permute(2, 0, 1)
-
-
-def _plane(lo: Tensor, hi: Tensor, size: int) -> Tensor:
-    """The (size * size, 2) points of an image of the plane from lo to hi, row by row (rows top-down)."""
-    xs = torch.linspace(lo[0].item(), hi[0].item(), size, device=lo.device)
-    ys = torch.linspace(hi[1].item(), lo[1].item(), size, device=lo.device)
-    return torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1).reshape(-1, 2)
-
-
-def _pixels(x: Tensor, lo: Tensor, hi: Tensor, size: int) -> tuple[Tensor, Tensor]:
-    """(row, col) of 2-D points in that image, on the CPU."""
-    col = ((x[:, 0] - lo[0]) / (hi[0] - lo[0]) * (size - 1)).round().long().cpu()
-    row = ((hi[1] - x[:, 1]) / (hi[1] - lo[1]) * (size - 1)).round().long().cpu()
-    return row, col
-
-
-def curves_figure(rows: list[dict], path) -> None:
-    """Loss and accuracy (R^2 for regression) per epoch (train, val) as a PNG."""
-    from matplotlib.figure import Figure
-
-    epochs = [r for r in rows if "loss/train" in r]
-    name = "r2" if any("r2/train" in r for r in epochs) else "acc"
-    fig = Figure(figsize=(9, 3.2), dpi=100)
-    ax_loss, ax_score = fig.subplots(1, 2)
-    for split, style in (("train", "-"), ("val", "--")):
-        pts = [(r["epoch"], r[f"loss/{split}"], r[f"{name}/{split}"]) for r in epochs if f"loss/{split}" in r]
-        if pts:
-            e, loss, value = zip(*pts)
-            ax_loss.plot(e, loss, style, label=split)
-            ax_score.plot(e, value, style, label=split)
-    title = "R^2" if name == "r2" else "accuracy"
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_score.set(xlabel="epoch", ylabel=title, title=title)
-    for ax in (ax_loss, ax_score):
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-
-
-@torch.no_grad()
-def regression_fit(model: nn.Module, link, x: Tensor, y: Tensor, size: int = 192) -> Tensor:
-    """An RGB uint8 image (3, size, size) of a regression fit, as the model sees the inputs.
-    1-D inputs: the training points (grey) and the predicted curve (blue) over their range.
-    2-D inputs: the predicted surface as a blue (low) to red (high) map, with the points in the same colours."""
-    was_training = model.training
-    model.eval()
-    image = torch.full((size, size, 3), 255.0)
-    x, y = x.float(), y.float()[:, 0]
-    if x.shape[1] == 1:
-        lo, hi = x.min().item(), x.max().item()
-        grid = torch.linspace(lo, hi, size, device=x.device)[:, None]
-        curve = link(model(grid)).float()[:, 0].cpu()
-        med = y.median().item()
-        spread = 4 * 1.4826 * (y - med).abs().median().item()  # 4 robust standard deviations: outliers sit on the edge
-        y_lo, y_hi = min(curve.min().item(), med - spread), max(curve.max().item(), med + spread)
-        pad = (y_hi - y_lo) * 0.05 + 1e-6
-        y_lo, y_hi = y_lo - pad, y_hi + pad
-
-        def rows(v: Tensor) -> Tensor:
-            return ((y_hi - v) / (y_hi - y_lo) * (size - 1)).round().long().clamp(0, size - 1)
-
-        col = ((x[:, 0].cpu() - lo) / (hi - lo + 1e-12) * (size - 1)).round().long()
-        row = rows(y.cpu())
-        for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):  # 2x2 dots
-            image[(row + dr).clamp(0, size - 1), (col + dc).clamp(0, size - 1)] = torch.tensor([130.0, 130.0, 130.0])
-        r, c = rows(curve), torch.arange(size)
-        for d in (-1, 0, 1):  # a 3-pixel line
-            image[(r + d).clamp(0, size - 1), c] = torch.tensor([31.0, 119.0, 180.0])
-    else:
-        lo, hi = x.min(0).values, x.max(0).values
-        pred = link(model(_plane(lo, hi, size))).float()[:, 0].cpu()
-        v_lo, v_hi = y.quantile(0.01).item(), y.quantile(0.99).item()
-
-        def colour(v: Tensor) -> Tensor:  # blue -> white -> red
-            t = ((v - v_lo) / (v_hi - v_lo + 1e-12)).clamp(0, 1)[:, None]
-            blue, white, red = torch.tensor([59.0, 76, 192]), torch.tensor([240.0, 240, 240]), torch.tensor([180.0, 4, 38])
-            return torch.where(t < 0.5, blue + (white - blue) * 2 * t, white + (red - white) * (2 * t - 1))
-
-        image = colour(pred).reshape(size, size, 3)
-        row, col = _pixels(x, lo, hi, size)
-        image[row, col] = colour(y.cpu()) * 0.7
-    model.train(was_training)
-    return image.round().to(torch.uint8).permute(2, 0, 1)
 
 
 def first_to_last_ratio(norms: dict[str, float]) -> Optional[float]:
@@ -257,7 +123,7 @@ class Diagnostics:
         self.window: list[Tensor] = []  # per-step loss and grad norm since the last flush, on the device
         self.raised: list = []
         self.initial: float = math.nan
-        self.pretrain: list[dict] = []  # the pretraining stages, if any (see train.greedy_pretrain)
+        self.pretrain: list[dict] = []  # the pretraining stages, if any (see pretrain.greedy)
         self.snapshot: Optional[list[Tensor]] = None
         self.recent_loss = math.nan  # mean training loss of the last log window
         self.flushed = 0  # the last step whose loss and gradient norm are written
@@ -275,11 +141,8 @@ class Diagnostics:
     # -- the loop's calls
     def start(self) -> None:
         """Initial loss on the probe batch (data loss only, eval mode) and the activations at init."""
-        with torch.no_grad():
-            was_training = self.model.training
-            self.model.eval()
+        with torch.no_grad(), eval_mode(self.model):
             self.initial = self.loss_fn(self.model(self.probe_x), self.probe_y).float().item()
-            self.model.train(was_training)
         expected = {} if self.expected_initial is None else {"loss/initial_expected": self.expected_initial}
         self.tracker.scalars(0, {"loss/initial": self.initial, **expected})
         if self.expected_initial is not None and not self.pretrain:
@@ -322,7 +185,7 @@ class Diagnostics:
     def finish(self, metrics: dict[str, float], step: int) -> list[dict]:
         name = score(self.kind)
         if f"{name}/val" in metrics:
-            a, what = self.alarm_cfg, "R^2" if name == "r2" else "accuracy"
+            a, what = self.alarm_cfg, LABELS[name]
             self.raise_alarm(self.alarms_fn.fit_gap(metrics[f"{name}/train"], metrics[f"{name}/val"], a.overfit_gap, a.underfit_acc, step, what))
         return [a.as_dict() for a in self.raised]
 
@@ -377,5 +240,7 @@ class Diagnostics:
         self.raise_alarm(f.update_ratio(stats, al.update_ratio_low, al.update_ratio_high, step))
 
     def _figure(self, outputs: dict[str, Tensor], step: int, when: str, filename: str) -> None:
+        from nnlab.figures import activations_figure
+
         fig = activations_figure(outputs, f"hidden-layer activations {when}")
         self.tracker.figure("activations_per_layer", fig, step, filename)

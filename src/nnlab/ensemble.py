@@ -37,8 +37,9 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
     from hydra.utils import instantiate
 
     from nnlab import checkpoint, metrics
-    from nnlab.config import ConfigError, load_run_config
-    from nnlab.train import setup
+    from nnlab.errors import ConfigError
+    from nnlab.setup import bare, setup
+    from nnlab.validate import load_run_config
 
     first = load_run_config(runs[0])
     raw = instantiate(first.data.source, _partial_=True)()
@@ -52,7 +53,7 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
                               "like the first run: an ensemble needs members trained for the same task.")  # fmt: skip
         exp = setup(cfg)  # the member's own model, loss and preprocessing statistics
         path = checkpoint.of_run(run)
-        model = getattr(exp.model, "_orig_mod", exp.model)
+        model = bare(exp.model)
         model.load_state_dict(checkpoint.load(path, map_location=exp.device)["model"])
         model.eval()
         x = exp.data.normalize(x_test)
@@ -81,8 +82,8 @@ def _metrics(loss_fn, out, y, kind: str) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    from nnlab.config import ConfigError
     from nnlab.console import console, error
+    from nnlab.errors import ConfigError
 
     parser = argparse.ArgumentParser(prog="nnlab ensemble", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -133,9 +134,11 @@ def _table(console, root: Path, result: dict) -> None:
     how = "mean of predictions" if "r2" in keys else "mean of probabilities"
     table.add_row(f"ensemble ({how})", "", *(f"{e[k]:.4f}" for k in keys), style="bold green")
     console.print(table)
+    from nnlab import metrics
+
     score = "r2" if "r2" in keys else "acc"
     gain = e[score] - result[f"members_{score}_mean"]
-    console.print(f"ensemble vs its mean member: {'R^2' if score == 'r2' else 'accuracy'} {gain:+.4f}, loss {e['loss'] - result['members_loss_mean']:+.4f} "
+    console.print(f"ensemble vs its mean member: {metrics.LABELS[score]} {gain:+.4f}, loss {e['loss'] - result['members_loss_mean']:+.4f} "
                   f"(written to {root / 'ensemble.json'}, TensorBoard: {root / 'ensemble' / 'tb'})", soft_wrap=True)  # fmt: skip
     if not math.isfinite(e["loss"]):
         console.print("[yellow]the ensemble loss is not finite: a member diverged[/]")

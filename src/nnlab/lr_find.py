@@ -97,18 +97,18 @@ def figure(result: RangeTest, title: str):
     return fig
 
 
-def run(cfg, run_dir) -> Optional[float]:
+def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[float]:
     """The `nnlab lr-find` job: the test on the composed config, a PNG, TensorBoard, lr_find.json."""
     import json
     from pathlib import Path
 
     from nnlab.console import console
     from nnlab.tracking import Tracker
-    from nnlab.train import setup
+    from nnlab.setup import setup
 
     run_dir = Path(run_dir)
     f = cfg.lr_find
-    exp = setup(cfg)
+    exp = setup(cfg, cpu_share)
     result = range_test(exp, f.min_lr, f.max_lr, f.steps, f.smoothing, f.explode_factor)
     tracker = Tracker(run_dir)
     try:

@@ -8,7 +8,8 @@ once. The task comes from the data (`Data.kind`): "regression" for regression se
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported where tensors are summed: `nnlab report` does without it
     from torch import Tensor
@@ -26,6 +27,9 @@ def score(kind: str) -> str:
     """The one 'how good is the fit' number, higher is better: accuracy, or R^2 for regression
     (plotted beside the loss, used by the over/underfitting alarm and `nnlab check`)."""
     return "r2" if kind == "regression" else "acc"
+
+
+LABELS = {"acc": "accuracy", "r2": "R^2", "loss": "loss", "mse": "MSE", "mae": "MAE"}  # names for people
 
 
 def better(metric: str) -> int:
@@ -63,3 +67,20 @@ def finish(kind: str, total: "Tensor | list[float]", n: int) -> dict[str, float]
         ss_tot = syy[j] - sy[j] ** 2 / n
         r2.append(1 - se[j] / ss_tot if ss_tot > 1e-12 else 0.0)
     return {"mse": sum(se) / (n * d), "mae": sum(ae) / (n * d), "r2": sum(r2) / d}
+
+
+def worst_objective(metric: str) -> float:
+    """What a sweeper sees for a run that diverged or failed: the worst possible value."""
+    if metric.startswith("acc/"):
+        return 0.0
+    return -math.inf if better(metric) > 0 else math.inf  # R^2 has no lower bound
+
+
+def objective(summary: dict[str, Any], metric: str) -> float:
+    """The value a sweeper optimizes: the run's final `metric` (the early_stopping metric), or the worst
+    value where the run did not finish well."""
+    value = summary["metrics"].get(metric)
+    if summary["status"] != "ok" or value is None or not math.isfinite(value):
+        return worst_objective(metric)
+    return value
+

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-METHODS = ("none", "supervised", "autoencoder")
+from nnlab.nn import eval_mode
+
 
 
 @torch.no_grad()
@@ -94,8 +95,23 @@ def pretrain(model: nn.Module, method: str, x: torch.Tensor, y: torch.Tensor, lo
 @torch.no_grad()
 def _width(block: nn.Module, h: torch.Tensor) -> int:
     """The number of units a hidden block outputs (maxout: fewer than its linear layer's outputs)."""
-    was = block.training
-    block.eval()
-    width = block(h[:2]).shape[1]
-    block.train(was)
-    return width
+    with eval_mode(block):
+        return block(h[:2]).shape[1]
+
+
+def greedy(exp, tracker) -> list[dict]:
+    """pretrain.method (supervised | autoencoder) on the training split, before the end-to-end training;
+    each stage's loss per epoch goes to TensorBoard as pretrain/STAGE_loss."""
+    from nnlab.console import console
+    from nnlab.setup import bare
+
+    p, t, epoch = exp.pretrain, exp.trainer, [0]
+
+    def log(stage: str, losses: list[float]) -> None:
+        for value in losses:
+            epoch[0] += 1
+            tracker.scalars(epoch[0], {f"pretrain/{stage}_loss": value})
+        console.print(f"pretrain ({p.method}) {stage}: loss {losses[0]:.4f} -> {losses[-1]:.4f} in {len(losses)} epochs")
+
+    return pretrain(bare(exp.model), p.method, exp.data.train.x, exp.data.train.y, exp.loss_fn, p.epochs, t.batch_size,
+                    exp.make_optimizer, t.seed, log)  # fmt: skip

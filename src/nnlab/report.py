@@ -130,30 +130,18 @@ def write_files(table: list[dict[str, Any]], runs: list[Run], out: Path, sort_ke
 
 def curves_figure(runs: list[Run], path: Path) -> None:
     """Every run's validation (else training) loss and accuracy (R^2) per epoch, overlaid."""
-    from matplotlib.figure import Figure
+    from nnlab.figures import curves_figure as draw
+    from nnlab.figures import epoch_curve
 
-    name = "r2" if task_of(runs) == "regression" else "acc"
-    fig = Figure(figsize=(11, 4), dpi=100)
-    ax_loss, ax_acc = fig.subplots(1, 2)
+    score = metrics.score(task_of(runs))
+    curves = []
     for r in runs:
         epochs = r.epochs()
         split = "val" if any("loss/val" in e for e in epochs) else "train"
-        pts = [(e["epoch"], e[f"loss/{split}"], e[f"{name}/{split}"]) for e in epochs if f"loss/{split}" in e]
-        if not pts:
-            continue
-        x, loss, acc = zip(*pts)
-        style = "-" if r.status == "ok" else ":"
-        ax_loss.plot(x, [v if isinstance(v, (int, float)) else math.nan for v in loss], style, label=r.name)
-        ax_acc.plot(x, acc, style, label=r.name)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (validation where there is one)", yscale="log")
-    title = "R^2" if name == "r2" else "accuracy"
-    ax_acc.set(xlabel="epoch", ylabel=title, title=title)
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-    if 0 < len(ax_acc.lines) <= 16:
-        ax_acc.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
+        curve = epoch_curve(epochs, split, score, r.name, style="-" if r.status == "ok" else ":")
+        if curve is not None:
+            curves.append(curve)
+    draw(curves, path, score, loss_title="loss (validation where there is one)", log_loss=True)
 
 
 def main(argv: list[str]) -> int:

@@ -1,202 +1,33 @@
-"""Setup (the composed config -> torch objects, in one place) and the training loop (plain PyTorch).
+"""The training loop, plain PyTorch: fit() trains an Experiment (built by setup.py), validating every
+eval_every epochs, keeping `last` and `best` checkpoints and testing the best at the end; train_step() is
+one optimizer step; evaluate() measures a split. run() is the whole `nnlab train` job around them.
 
-setup() is the only code that reads the config; fit() receives torch objects and plain dataclasses.
+The loop sees torch objects and plain dataclasses, never the config.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from nnlab import checkpoint, diagnostics, transfer
+from nnlab import checkpoint, figures, pretrain
 from nnlab import metrics as task_metrics
-from nnlab.config import (AlarmsConfig, DiagnosticsConfig, EarlyStoppingConfig, PretrainConfig, RegularizationConfig,
-                          TrainerConfig)  # fmt: skip
+from nnlab.config import EarlyStoppingConfig
 from nnlab.console import TrainingProgress, summary_table
-from nnlab.data import describe
-from nnlab.data.loader import Data, Split, batch_indices, prepare, steps_per_epoch
+from nnlab.data.loader import Split, batch_indices
 from nnlab.diagnostics import Diagnostics
+from nnlab.nn import eval_mode
 from nnlab.optim import per_epoch
+from nnlab.setup import Experiment, bare, setup
 from nnlab.tracking import Tracker, environment, flatten, write_summary
-
-
-@dataclass
-class Experiment:
-    """Everything fit() needs, built from the config by setup()."""
-
-    model: nn.Module
-    loss_fn: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    data: Data
-    device: torch.device
-    trainer: TrainerConfig
-    regularization: RegularizationConfig
-    early_stopping: EarlyStoppingConfig
-    diagnostics: DiagnosticsConfig
-    alarms: AlarmsConfig
-    activation_type: type
-    steps_per_epoch: int
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    make_optimizer: Any = None  # the `optimizer` group as a function of parameters (for pretraining stages)
-    config: dict = field(default_factory=dict)  # the resolved config, saved with checkpoints
-    activities: list = field(default_factory=list)  # hidden activations of the last training forward pass
-    params: list = field(default_factory=list)  # the trainable parameters (listing them per step costs)
-    weights: list = field(default_factory=list)  # the trainable layers' weights: L1 penalty, max-norm constraint
-    notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
-
-
-DEFAULT_THREADS = torch.get_num_threads()  # torch's own default (one per core), before a run changes it
-cpu_share: Optional[int] = None  # a parallel launcher's job: its share of the cores (see cli._share_cores)
-
-
-def cpu_threads(threads: Optional[int], kind: str) -> int:
-    """trainer.threads, else 1 for the toy sets (tiny tensors: splitting an op across cores costs more
-    than it saves), else this job's share of the cores (torch's default outside parallel launchers)."""
-    if threads is not None:
-        return threads
-    return 1 if kind != "images" else (cpu_share or DEFAULT_THREADS)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int, deterministic: bool) -> list[str]:
-    """Seed python, numpy and torch (all devices); with `deterministic`, switch torch to its
-    deterministic algorithms. Returns what was changed, in words."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed)
-    except ImportError:  # pragma: no cover
-        pass
-    if not deterministic:
-        return []
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    return ["trainer.deterministic changed: torch.use_deterministic_algorithms(True); "
-            "torch.backends.cudnn.benchmark=False; torch.backends.cudnn.deterministic=True; "
-            f"CUBLAS_WORKSPACE_CONFIG={os.environ['CUBLAS_WORKSPACE_CONFIG']}"]  # fmt: skip
-
-
-def build_model(cfg: DictConfig, in_shape, num_outputs: int, activation) -> nn.Module:
-    """The `model` config as a torch module (the transfer keys are read by setup), initialized by `init`."""
-    model_cfg = OmegaConf.create({k: v for k, v in cfg.model.items() if k not in transfer.KEYS})
-    try:
-        model = instantiate(model_cfg, in_shape=in_shape, num_outputs=num_outputs, activation=activation, _convert_="all")
-    except Exception as e:  # Hydra wraps what the model raised; a user error goes on as itself
-        from nnlab.config import ConfigError
-
-        if isinstance(e.__cause__, ConfigError):
-            raise e.__cause__ from None
-        raise
-    if not getattr(model, "has_own_init", False):
-        instantiate(cfg.init)(model, activation=activation)
-    return model
-
-
-def setup(cfg: DictConfig) -> Experiment:
-    trainer: TrainerConfig = OmegaConf.to_object(cfg.trainer)
-    notes = seed_everything(trainer.seed, trainer.deterministic)
-    device = resolve_device(trainer.device)
-
-    kind, num_classes = describe(cfg.data.source)
-    torch.set_num_threads(cpu_threads(trainer.threads, kind))
-    augment = None
-    if cfg.data.augment:
-        from nnlab.data.augment import FOR_DATASET
-
-        augment = FOR_DATASET[cfg.data.source._target_.rpartition(".")[2]]
-    load = instantiate(cfg.data.source, _partial_=True)  # called here so that its errors reach the user as they are
-    data = prepare(
-        load(),
-        kind=kind,
-        num_classes=num_classes,
-        val_fraction=cfg.data.val_fraction,
-        preprocess=cfg.data.preprocess,
-        subset=cfg.data.subset,
-        augment=augment,
-        seed=trainer.seed,
-        device=device,
-    )
-
-    torch.manual_seed(trainer.seed)  # the weights do not depend on how much random data came before
-    loss_fn = instantiate(cfg.loss).to(device)
-    activation = instantiate(cfg.activation)
-    model = build_model(cfg, data.in_shape, loss_fn.num_outputs(num_classes), activation)
-    model.to(device)
-    convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if convolutional and trainer.channels_last is not False:  # null (auto) or true
-        model.to(memory_format=torch.channels_last)  # NHWC: faster convolutions, on GPUs and CPUs alike
-        for split in (data.train, data.val, data.test):
-            if split is not None:
-                split.x = split.x.contiguous(memory_format=torch.channels_last)
-    mode, reused = cfg.model.get("transfer", "none"), set()
-    if cfg.model.get("init_from") and mode != "none":
-        reused = transfer.load_matching(model, cfg.model.init_from)
-        notes.append(f"model.init_from: {len(reused)} parameter tensors reused ({mode}), the output layer new")
-    groups = transfer.parameter_groups(model, reused, mode, cfg.optimizer.lr, cfg.model.get("reused_lr_factor", 1.0))
-    make_optimizer = instantiate(cfg.optimizer)
-    optimizer = make_optimizer(groups)
-    spe = steps_per_epoch(len(data.train), trainer.batch_size)
-    scheduler = instantiate(cfg.schedule)(optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe)
-    activities: list[torch.Tensor] = []
-    if cfg.regularization.activity_l1 > 0:
-        from nnlab.diagnostics import hidden_activations
-
-        def keep(module, inputs, output):
-            if module.training:
-                activities.append(output)
-
-        for _, m in hidden_activations(model, type(activation())):
-            m.register_forward_hook(keep)
-    if trainer.compile:
-        model = torch.compile(model)
-    return Experiment(
-        model=model,
-        loss_fn=loss_fn,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        data=data,
-        device=device,
-        trainer=trainer,
-        regularization=OmegaConf.to_object(cfg.regularization),
-        early_stopping=OmegaConf.to_object(cfg.early_stopping),
-        diagnostics=OmegaConf.to_object(cfg.diagnostics),
-        alarms=OmegaConf.to_object(cfg.alarms),
-        activation_type=type(activation()),
-        steps_per_epoch=spe,
-        pretrain=OmegaConf.to_object(cfg.pretrain),
-        make_optimizer=make_optimizer,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        activities=activities,
-        params=[p for p in model.parameters() if p.requires_grad],
-        weights=[m.weight for _, m in diagnostics.weight_layers(model) if m.weight.requires_grad],
-        notes=notes,
-    )
 
 
 def autocast(device: torch.device, precision: str):
@@ -256,10 +87,13 @@ def epoch_metrics(kind: str, total: torch.Tensor | list[float], n: int) -> dict[
     return {"loss": values[0] / n, **task_metrics.finish(kind, values[1:], n)}
 
 
-@torch.no_grad()
 def evaluate(exp: Experiment, split: Split) -> dict[str, float]:
     """Mean loss and the task's metrics over a split, in batches, in eval mode (one host sync at the end)."""
-    exp.model.eval()
+    with torch.no_grad(), eval_mode(exp.model):
+        return _evaluate(exp, split)
+
+
+def _evaluate(exp: Experiment, split: Split) -> dict[str, float]:
     total: torch.Tensor | int = 0
     size = exp.trainer.eval_batch_size
     for start in range(0, len(split), size):
@@ -268,7 +102,6 @@ def evaluate(exp: Experiment, split: Split) -> dict[str, float]:
             out = exp.model(x)
             loss = exp.loss_fn(out, y).float()
         total = total + batch_sums(exp, out, y, loss)
-    exp.model.train()
     return epoch_metrics(exp.data.kind, total, len(split))
 
 
@@ -342,11 +175,11 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
     loop = Position(shuffle.get_state())
     if resume is None:
         if exp.pretrain.method != "none":  # the initial-loss and flat-loss alarms are then off: not from scratch
-            diag.pretrain = greedy_pretrain(exp, tracker)
+            diag.pretrain = pretrain.greedy(exp, tracker)
         diag.start()
-        checkpoint.save(ckpt_dir / "last.pt", _state(exp, loop, metrics, monitor, diag, scaler, noise))  # good from the start
+        checkpoint.save(ckpt_dir / "last.pt", checkpoint.state(exp, loop, metrics, monitor, diag, scaler, noise))  # good from the start
     else:
-        metrics = _restore(exp, resume, loop, monitor, diag, scaler, shuffle, noise)
+        metrics = checkpoint.restore(exp, resume, loop, monitor, diag, scaler, shuffle, noise)
     progress = TrainingProgress(t.epochs, exp.steps_per_epoch, enabled=t.progress)
     model.train()
     with progress, stop:
@@ -373,7 +206,7 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
                     if diag.flush(loop.step, epoch):
                         status = "diverged"
                         break
-                    checkpoint.save(ckpt_dir / "last.pt", _state(exp, loop, metrics, monitor, diag, scaler, noise))
+                    checkpoint.save(ckpt_dir / "last.pt", checkpoint.state(exp, loop, metrics, monitor, diag, scaler, noise))
                     if stop.signal is not None:
                         status = "interrupted"
                         break
@@ -384,7 +217,7 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
 
             metrics = _end_epoch(exp, tracker, epoch, loop, time.perf_counter() - epoch_start)
             loop.end_epoch(shuffle.get_state())
-            state = _state(exp, loop, metrics, monitor, diag, scaler, noise)
+            state = checkpoint.state(exp, loop, metrics, monitor, diag, scaler, noise)
             if monitor.metric in metrics and monitor.update(epoch, metrics):
                 state["monitor"] = monitor.state_dict()
                 checkpoint.save(ckpt_dir / "best.pt", state)
@@ -407,24 +240,6 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
         summary["signal"] = signals.Signals(stop.signal).name
         write_summary(run_dir, summary)
     return summary
-
-
-def greedy_pretrain(exp: Experiment, tracker: Tracker) -> list[dict]:
-    """pretrain.method (supervised | autoencoder) on the training split, before the end-to-end training;
-    each stage's loss per epoch goes to TensorBoard as pretrain/STAGE_loss."""
-    from nnlab.console import console
-    from nnlab.pretrain import pretrain
-
-    p, t, epoch = exp.pretrain, exp.trainer, [0]
-
-    def log(stage: str, losses: list[float]) -> None:
-        for value in losses:
-            epoch[0] += 1
-            tracker.scalars(epoch[0], {f"pretrain/{stage}_loss": value})
-        console.print(f"pretrain ({p.method}) {stage}: loss {losses[0]:.4f} -> {losses[-1]:.4f} in {len(losses)} epochs")
-
-    return pretrain(_bare(exp.model), p.method, exp.data.train.x, exp.data.train.y, exp.loss_fn, p.epochs, t.batch_size,
-                    exp.make_optimizer, t.seed, log)  # fmt: skip
 
 
 class Position:
@@ -473,68 +288,11 @@ def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, el
         exp.scheduler.step(metrics["loss/val"])
     if data.kind in ("points", "regression") and data.in_shape[0] <= 2 and (epoch % t.boundary_every == 0 or epoch == t.epochs):
         if data.kind == "points":
-            image = diagnostics.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y)
+            image = figures.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y)
             tracker.image("decision_boundary", image, step)
         else:
-            tracker.image("regression_fit", diagnostics.regression_fit(exp.model, exp.loss_fn.link, data.train.x, data.train.y), step)
+            tracker.image("regression_fit", figures.regression_fit(exp.model, exp.loss_fn.link, data.train.x, data.train.y), step)
     return metrics
-
-
-def _bare(model: nn.Module) -> nn.Module:
-    return getattr(model, "_orig_mod", model)  # unwrap torch.compile
-
-
-def _state(exp: Experiment, loop: Position, metrics, monitor: Monitor, diag: Diagnostics, scaler, noise) -> dict:
-    """Everything needed to continue exactly: weights, optimizer, schedule, scaler, position, the random
-    states, early-stopping and diagnostics state, and the config. Tensors and plain types only."""
-    import numpy as np
-
-    np_state = np.random.get_state()
-    rng = {
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "noise": noise.get_state(),
-    }
-    return {
-        "model": _bare(exp.model).state_dict(),
-        "optimizer": exp.optimizer.state_dict(),
-        "scheduler": exp.scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "epoch": loop.last_epoch,
-        "step": loop.step,
-        "position": loop.state_dict(),
-        "rng": rng,
-        "monitor": monitor.state_dict(),
-        "diagnostics": diag.state_dict(),
-        "metrics": metrics,
-        "config": exp.config,
-    }
-
-
-def _restore(exp: Experiment, state: dict, loop: Position, monitor: Monitor, diag: Diagnostics, scaler, shuffle, noise) -> dict:
-    """Load a checkpoint's state into the run's objects; returns the metrics of its last epoch."""
-    import numpy as np
-
-    _bare(exp.model).load_state_dict(state["model"])
-    exp.optimizer.load_state_dict(state["optimizer"])
-    exp.scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    monitor.load_state_dict(state["monitor"])
-    diag.load_state_dict(state["diagnostics"])
-    pos = state["position"]
-    loop.epoch, loop.batch, loop.step, loop.count = pos["epoch"], pos["batch"], pos["step"], pos["count"]
-    loop.sums = None if pos["sums"] is None else pos["sums"].to(exp.device)
-    shuffle.set_state(pos["shuffle"])
-    rng = state["rng"]
-    random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
-    np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy(), *rng["numpy"][2:]))
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    noise.set_state(rng["noise"])
-    return state["metrics"]
 
 
 def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time, status, alarms, initial_loss):
@@ -544,7 +302,7 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
     final = {k: v for k, v in last_metrics.items() if k.split("/")[0] in names}
     if status == "ok" or (status == "diverged" and best_path.exists()):
         if best_path.exists():
-            _bare(exp.model).load_state_dict(checkpoint.load(best_path, map_location=exp.device)["model"])
+            bare(exp.model).load_state_dict(checkpoint.load(best_path, map_location=exp.device)["model"])
         test = {f"{k}/test": v for k, v in evaluate(exp, exp.data.test).items()}
         final.update(test)
         tracker.scalars(step, test, epoch)
@@ -571,57 +329,13 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
     return summary
 
 
-def worst_objective(metric: str) -> float:
-    """What a sweeper sees for a run that diverged or failed: the worst possible value."""
-    if metric.startswith("acc/"):
-        return 0.0
-    return -math.inf if task_metrics.better(metric) > 0 else math.inf  # R^2 has no lower bound
-
-
-def objective(summary: dict[str, Any], metric: str) -> float:
-    """The value a sweeper optimizes: the run's final `metric` (the early_stopping metric), or the worst
-    value where the run did not finish well."""
-    value = summary["metrics"].get(metric)
-    if summary["status"] != "ok" or value is None or not math.isfinite(value):
-        return worst_objective(metric)
-    return value
-
-
-# settings a resumed run may change: they do not alter what is computed
-MAY_CHANGE = ("trainer.epochs", "trainer.progress", "trainer.keep_checkpoints")
-
-
-def resume_state(resume: Optional[str], run_dir: Path, config: dict) -> Optional[dict]:
-    """The checkpoint to continue from: resume=auto (this run directory's last.pt, if any) or a path (a
-    run directory or a checkpoint file). Refuses a checkpoint made with a different config."""
-    from nnlab.config import ConfigError
-
-    if resume is None:
-        return None
-    path = run_dir / "checkpoints" / "last.pt" if resume == "auto" else Path(resume)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
-    if resume == "auto" and not path.exists():
-        return None
-    state = checkpoint.load(path)
-    def compared(c: dict) -> dict:
-        return {k: v for k, v in flatten(c).items() if k.split(".")[0] not in ("resume", "choices") and k not in MAY_CHANGE}
-
-    mine, theirs = compared(config), compared(state["config"])
-    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-    if differ:
-        shown = ", ".join(f"{k}={theirs.get(k)!r} there vs {mine.get(k)!r} here" for k in differ[:5])
-        raise ConfigError(f"{path} was made with a different config ({shown}); resume with the same overrides "
-                          f"(only {', '.join(MAY_CHANGE)} may change), or start a new run.")  # fmt: skip
-    return state
-
-
-def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] = None) -> dict[str, Any]:
+def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] = None,
+        cpu_share: Optional[int] = None) -> dict[str, Any]:
     """The `nnlab train` job: set up, train (or continue: cfg.resume), report. Returns summary.json's content."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    exp = setup(cfg)
-    state = resume_state(cfg.resume, run_dir, exp.config)
+    exp = setup(cfg, cpu_share)
+    state = checkpoint.resume_state(cfg.resume, run_dir, exp.config)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (run_dir / "environment.json").write_text(json.dumps(environment(str(exp.device)), indent=2) + "\n")
     if exp.notes:
@@ -645,6 +359,15 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] 
         summary = fit(exp, run_dir, tracker, resume=state)
     finally:
         tracker.close()
-    diagnostics.curves_figure([json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()], run_dir / "curves.png")
+    curves_png(run_dir, exp.data.kind)
     summary_table(summary)
     return summary
+
+
+def curves_png(run_dir: Path, kind: str) -> None:
+    """RUN/curves.png: the run's train and val loss and score per epoch."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in rows if "loss/train" in r]
+    score = task_metrics.score(kind)
+    curves = [figures.epoch_curve(epochs, split, score, split, style) for split, style in (("train", "-"), ("val", "--"))]
+    figures.curves_figure([c for c in curves if c is not None], run_dir / "curves.png", score)

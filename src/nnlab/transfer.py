@@ -1,9 +1,10 @@
-"""Transfer learning: start a model from another run's weights (`model.init_from`).
+"""Transfer learning: start a model from another run's weights (the `transfer:` settings in
+conf/train.yaml: transfer.init_from, transfer.mode, transfer.reused_lr_factor).
 
 Every layer whose parameter names and shapes match is copied, except the output layer (`head`), which
-starts afresh for the new task. `model.transfer` says what happens to the copied layers:
+starts afresh for the new task. `transfer.mode` says what happens to the copied layers:
 
-    fine_tune           all layers train; the copied ones at optimizer.lr * model.reused_lr_factor
+    fine_tune           all layers train; the copied ones at optimizer.lr * transfer.reused_lr_factor
                         (discriminative rates: the new head learns fast, the reused features slowly)
     feature_extraction  the copied layers are frozen; only the new ones train
     none                ignore init_from: train from scratch (the baseline of a transfer sweep)
@@ -14,21 +15,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnlab.config import TRANSFER_KEYS as KEYS  # keys of the `model` node read here, not by the model's class
-
 
 def load_matching(model: nn.Module, source: str) -> set[str]:
     """Copy the source's tensors into `model` where name and shape match (the head excluded); return
     the names of the parameters copied."""
     from nnlab import checkpoint
-    from nnlab.config import ConfigError
+    from nnlab.errors import ConfigError
 
     path = checkpoint.of_run(source)
     theirs = checkpoint.load(path)["model"]
     own = model.state_dict()
     copied = {k for k, v in theirs.items() if k in own and not k.startswith("head.") and own[k].shape == v.shape}
     if not copied:
-        raise ConfigError(f"model.init_from={source}: no layer of {path} matches this model (names and shapes "
+        raise ConfigError(f"transfer.init_from={source}: no layer of {path} matches this model (names and shapes "
                           "differ); transfer needs the same architecture below the output layer.")  # fmt: skip
     with torch.no_grad():
         for k in copied:

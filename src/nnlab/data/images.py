@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from nnlab.config import ConfigError, unwritable
+from nnlab.errors import ConfigError, unwritable
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)

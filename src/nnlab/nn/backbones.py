@@ -25,7 +25,7 @@ class ResNet18(nn.Module):
         try:
             net = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1 if pretrained else None)
         except Exception as e:  # offline, a proxy, a damaged cache file
-            from nnlab.config import ConfigError
+            from nnlab.errors import ConfigError
 
             raise ConfigError(
                 f"model=resnet18 with model.pretrained=true needs torchvision's ImageNet weights "

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence, get_args
 
 import torch
 from torch import nn
+
+Pool = Literal["max", "avg", "none"]  # the choices of model.pool and model.padding (validate reads them)
+Padding = Literal["same", "valid"]
 
 
 class CNN(nn.Module):
@@ -20,18 +23,17 @@ class CNN(nn.Module):
         activation: Callable[[], nn.Module] = nn.ReLU,
         channels: Sequence[int] = (32, 64),
         kernel_size: int = 3,
-        pool: str = "max",
+        pool: Pool = "max",
         pool_every: int = 1,
-        padding: str = "same",
+        padding: Padding = "same",
         batch_norm: bool = False,
         dropout: float = 0.25,
         hidden: Sequence[int] = (128,),
     ):
         super().__init__()
-        if pool not in ("max", "avg", "none"):
-            raise ValueError(f"pool must be max, avg or none, not {pool!r}")
-        if padding not in ("same", "valid"):
-            raise ValueError(f"padding must be same or valid, not {padding!r}")
+        for name, value, kind in (("pool", pool, Pool), ("padding", padding, Padding)):
+            if value not in get_args(kind):
+                raise ValueError(f"{name} must be one of {', '.join(get_args(kind))}, not {value!r}")
         c_in = in_shape[0]
         blocks = []
         for i, c in enumerate(channels, 1):

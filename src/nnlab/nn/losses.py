@@ -9,6 +9,7 @@ of the output's shape (regression), through an output link: `linear` (the output
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +59,7 @@ class BCE(nn.Module):
 
 
 LINKS = {"linear": lambda out: out, "softplus": F.softplus}
+Link = Literal["linear", "softplus"]  # the choices of loss.output: the keys of LINKS (validate reads them)
 
 
 class MSE(nn.Module):
@@ -66,7 +68,7 @@ class MSE(nn.Module):
 
     regression = True  # may take float targets
 
-    def __init__(self, output: str = "linear"):
+    def __init__(self, output: Link = "linear"):
         super().__init__()
         if output not in LINKS:
             raise ValueError(f"output must be one of {', '.join(LINKS)}, not {output!r}")
@@ -100,7 +102,7 @@ class MSE(nn.Module):
 class Huber(MSE):
     """Huber loss: quadratic within `delta` of the target, linear beyond (robust to outliers)."""
 
-    def __init__(self, delta: float = 1.0, output: str = "linear"):
+    def __init__(self, delta: float = 1.0, output: Link = "linear"):
         super().__init__(output)
         self.delta = delta
 

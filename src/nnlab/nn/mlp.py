@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence, get_args
 
 from torch import nn
+
+DropoutKind = Literal["auto", "standard", "alpha"]  # the choices of model.dropout_kind (validate reads them)
 
 
 class MLP(nn.Module):
@@ -24,11 +26,11 @@ class MLP(nn.Module):
         hidden: Sequence[int] = (64, 64),
         batch_norm: bool = False,
         dropout: float = 0.0,
-        dropout_kind: str = "auto",
+        dropout_kind: DropoutKind = "auto",
     ):
         super().__init__()
-        if dropout_kind not in ("auto", "standard", "alpha"):
-            raise ValueError(f"dropout_kind must be auto, standard or alpha, not {dropout_kind!r}")
+        if dropout_kind not in get_args(DropoutKind):
+            raise ValueError(f"dropout_kind must be one of {', '.join(get_args(DropoutKind))}, not {dropout_kind!r}")
         alpha = dropout_kind == "alpha" or (dropout_kind == "auto" and isinstance(activation(), nn.SELU))
         drop = nn.AlphaDropout if alpha else nn.Dropout
         width = math.prod(in_shape)

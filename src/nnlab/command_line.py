@@ -1,0 +1,196 @@
+"""The command line, checked before Hydra runs any job, so that a sweep with one bad value never starts:
+check_command_line() composes the config of every sweep value and validate()s it, and checks the output
+folder. compose() is the one way tests and scripts build a config from overrides.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Optional
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nnlab.errors import ConfigError, unwritable
+from nnlab.validate import did_you_mean, resolve_target, validate
+
+
+_FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+                     "-cd", "--config-dir", "--experimental-rerun", "--info"}  # fmt: skip
+_NO_CHECK = {"-h", "--help", "-hh", "--hydra-help", "--info", "--shell-completion", "-sc", "--version"}
+
+
+def check_command_line(args: list[str], config_module: str = "nnlab.conf", config_name: str = "train") -> None:
+    """Compose the config for the overrides in `args` and validate() it, once for every value of every
+    sweep; raise ConfigError with a one-paragraph message for the first problem."""
+    if any(a.split("=")[0] in _NO_CHECK for a in args):
+        return
+    overrides, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a.startswith("-"):
+            skip = a in _FLAGS_WITH_VALUE
+        elif not a.startswith("hydra."):
+            overrides.append(a)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise ConfigError(f"cannot parse the command line: {_first_line(e)}") from None
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    variants = [fixed]
+    for o in parsed:
+        if o.is_sweep_override():
+            try:
+                values = list(o.sweep_string_iterator())
+            except Exception:  # glob() and intervals: left to the sweeper
+                continue
+            variants += [fixed + [f"{o.get_key_element()}={v}"] for v in values]
+    hydra_overrides = [a for a in args if a.startswith("hydra.")]
+    base = None
+    for i, variant in enumerate(variants):
+        cfg = _set_value(base, variant[-1], config_module) if base is not None else None
+        if cfg is None:
+            cfg = compose(variant + (hydra_overrides if i == 0 else []), config_module, config_name, hydra=i == 0)
+        if i == 0:
+            multirun = any(a in ("-m", "--multirun") for a in args)
+            key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+            try:
+                folder = str(OmegaConf.select(cfg, key))
+            except Exception:  # an unusual hydra setup: leave the folder to Hydra
+                folder = None
+            with open_dict(cfg):
+                del cfg["hydra"]
+            base = cfg
+        validate(cfg)
+    if folder and not any(a in ("-c", "--cfg") for a in args):
+        _check_output_folder(folder, key)
+
+
+def _set_value(base: DictConfig, override: str, config_module: str) -> Optional[DictConfig]:
+    """The config of one sweep value without composing it again: `base` (the fixed overrides' config)
+    with `key=value` set the way Hydra applies a value override after composition. None where that is not
+    the same as composing (a config group, `+`/`++`/`~`, a package) or the value does not fit: the caller
+    then composes, and Hydra's own error names the problem. A seed or rate sweep checks in milliseconds
+    per value instead of a composition each."""
+    import copy
+    from pathlib import Path
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    o = OverridesParser.create().parse_override(override)
+    key = o.key_or_group
+    groups = Path(importlib.import_module(config_module).__file__).parent
+    if o.is_add() or o.is_force_add() or o.is_delete() or o.package is not None or "/" in key or (groups / key).is_dir():
+        return None
+    cfg = copy.deepcopy(base)
+    try:
+        OmegaConf.update(cfg, key, o.value(), merge=True)
+    except Exception:
+        return None
+    return cfg
+
+
+def _check_output_folder(path: str, key: str) -> None:
+    """Refuse, before any work, an output folder (hydra.run.dir, or hydra.sweep.dir with -m) that cannot
+    be created or written. The folder itself is not created here: Hydra does that."""
+    from pathlib import Path
+
+    folder = Path(path).absolute()
+    problem = unwritable(folder)
+    if problem:
+        raise ConfigError(
+            f"the output folder {folder} cannot be created: {problem}. Choose another one with {key}=PATH "
+            "(or run from a writable working directory: runs go under ./outputs by default)."
+        )
+
+
+def compose(overrides: list[str] = (), config_module: str = "nnlab.conf", config_name: str = "train",
+            hydra: bool = False) -> DictConfig:
+    """The config `nnlab train OVERRIDES` would run (with Hydra's own node where `hydra`), not yet
+    validated; a composition error is a ConfigError with a one-paragraph message."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from nnlab.config import register_configs
+
+    register_configs()
+    overrides = list(overrides)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module, version_base="1.3"):
+            try:
+                return hydra_compose(config_name, overrides=overrides, return_hydra_config=hydra)
+            except (HydraException, OmegaConfBaseException, ValueError) as e:  # ValueError: group=true, group=3
+                raise ConfigError(_explain(e, overrides)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _explain(e: Exception, overrides: list[str]) -> str:
+    """Hydra's composition errors, rewritten as one paragraph that names the key and the valid choices."""
+    import re
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    text = f"{e}\n{e.__cause__ or ''}"
+    loader = GlobalHydra.instance().config_loader()
+    missing = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
+    if missing:
+        group, option = missing.groups()
+        options = loader.get_group_options(group)
+        return f"{group}={option}: there is no such option in the `{group}` group.{did_you_mean(option, options, group + '=')} Choose one of: {', '.join(options)}."
+    conversion = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
+    if conversion:
+        key = re.search(r"full_key: (\S+)", text) or re.search(r"override (\S+?)=", text)
+        name = key.group(1) if key else "a value"
+        return f"{name}={conversion.group(1)!r} is invalid: it must be of type {conversion.group(2)}."
+    not_optional = re.search(r"field '([\w.]+)' is not Optional", text)
+    if not_optional:
+        return f"{not_optional.group(1)}=null is invalid: it needs a value (see nnlab train --cfg job for the default)."
+    if re.search(r"Config group override must be a string or a list", text):  # activation=true, model=3
+        for o in overrides:
+            group, _, option = o.partition("=")
+            options = loader.get_group_options(group) if "=" in o and not group.startswith(("+", "~")) else []
+            if options and option not in options:
+                return f"{group}={option}: `{group}` is a config group; choose one of its options: {', '.join(options)}."
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown:
+        name = unknown.group(1)
+        parent, _, leaf = name.rpartition(".")
+        node = _node_at(loader, parent, [o for o in overrides if not o.lstrip("+~").startswith(name)])
+        known = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+        target = resolve_target(str(node.get("_target_", ""))) if isinstance(node, DictConfig) else None
+        if target is not None and leaf in inspect.signature(target).parameters:
+            value = next((o.split("=", 1)[1] for o in overrides if o.startswith(name + "=")), "VALUE")
+            return (
+                f"{name} is not set in the chosen `{parent}` config, but {node._target_} accepts it: "
+                f"add it with +{name}={value}."
+            )
+        where = f"`{parent}`" if parent else "the config"
+        return (
+            f"{name} is not a setting of {where}.{did_you_mean(leaf, known, parent + '.' if parent else '')} "
+            f"Its settings are: {', '.join(k for k in known if k != 'hydra')}."
+        )
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _node_at(loader, parent: str, overrides: list[str]):
+    """The config node at `parent` (dotted) composed with `overrides`, for 'did you mean' hints."""
+    try:
+        from hydra.types import RunMode
+
+        cfg = loader.load_configuration("train", overrides=overrides, run_mode=RunMode.RUN)
+        return OmegaConf.select(cfg, parent) if parent else cfg
+    except Exception:
+        return None

@@ -1,0 +1,38 @@
+"""The two kinds of error a user meets, each reported as one paragraph at the CLI edge (never a
+traceback): a mistake in what they asked for (ConfigError, exit 2), and a file that could not be
+written (SaveError, exit 1). Plus the one check both share: can this folder be created and written?"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+
+class ConfigError(ValueError):
+    """A user error in the configuration or its inputs: reported as one paragraph, exit code 2."""
+
+
+class SaveError(RuntimeError):
+    """A file could not be written (full disk, quota, read-only or missing folder); the file it would
+    have replaced is untouched. Reported as one paragraph, exit code 1."""
+
+
+def unwritable(folder) -> Optional[str]:
+    """Why `folder` cannot be created and written (its nearest existing ancestor is a file, or not
+    writable), or None when it can."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable" + (" (a read-only file system)" if _read_only(existing) else "")
+    return None
+
+
+def _read_only(path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

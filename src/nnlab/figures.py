@@ -1,0 +1,171 @@
+"""Every figure nnlab draws, for a run and for a report: training curves, the activations per layer,
+decision boundaries and regression fits (as RGB tensors, for TensorBoard). Matplotlib's object API (no
+pyplot: no global state, no GUI backend), imported when a figure is drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from nnlab.nn import eval_mode
+
+Tensor = torch.Tensor
+
+# Class colours (RGB 0-255): tab10.
+PALETTE = torch.tensor(
+    [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
+     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]],
+    dtype=torch.float32,
+)  # fmt: skip
+
+
+def activations_figure(outputs: dict[str, Tensor], title: str = ""):
+    """The classic 'activations per layer' plot: one histogram per hidden layer, with mean and std."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    n = max(1, len(outputs))
+    fig = Figure(figsize=(2.4 * n, 2.4), dpi=80)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.74, wspace=0.25)
+    axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
+    for ax, (name, a) in zip(axes, outputs.items()):
+        values = a.detach().double().flatten().cpu()
+        lo, hi = values.min().item(), values.max().item()
+        span = (lo, hi) if hi - lo > 1e-4 * max(1.0, abs(lo)) else (lo - 0.5, lo + 0.5)  # identical units: one spike
+        counts = torch.histc(values, bins=40, min=span[0], max=span[1])
+        edges = torch.linspace(span[0], span[1], 41)
+        ax.stairs(counts.numpy(), edges.numpy(), fill=True, color="tab:blue")
+        ax.set_title(f"{name}\nmean {values.mean():.3f} std {values.std():.3f}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title or "hidden-layer activations on the probe batch", fontsize=9)
+    return fig
+
+
+@dataclass
+class Curve:
+    """One line of a curves figure: a label, and per epoch the loss and the score (accuracy or R^2)."""
+
+    label: str
+    epochs: Sequence[int]
+    loss: Sequence[float]
+    score: Sequence[float]
+    style: str = "-"
+
+
+def epoch_curve(rows: list[dict], split: str, score: str, label: str, style: str = "-") -> Curve | None:
+    """The Curve of one split ("train", "val") from a run's metrics.jsonl rows; None when it has no point."""
+    pts = [(r["epoch"], _number(r[f"loss/{split}"]), _number(r.get(f"{score}/{split}"))) for r in rows if f"loss/{split}" in r]
+    return Curve(label, *zip(*pts), style=style) if pts else None
+
+
+def _number(v) -> float:
+    return v if isinstance(v, (int, float)) else math.nan  # NaN/Inf were written as strings
+
+
+def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str = "loss", log_loss: bool = False) -> None:
+    """Loss and score (accuracy, or R^2 for regression) per epoch, side by side, one line per Curve,
+    saved as a PNG: a run's train and val curves (curves.png), or many runs' (report.png)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4) if len(curves) > 2 else (9, 3.2), dpi=100)
+    ax_loss, ax_score = fig.subplots(1, 2)
+    for c in curves:
+        ax_loss.plot(c.epochs, c.loss, c.style, label=c.label)
+        ax_score.plot(c.epochs, c.score, c.style, label=c.label)
+    from nnlab.metrics import LABELS
+
+    title = LABELS[score]
+    ax_loss.set(xlabel="epoch", ylabel="loss", title=loss_title, yscale="log" if log_loss else "linear")
+    ax_score.set(xlabel="epoch", ylabel=title, title=title)
+    for ax in (ax_loss, ax_score):
+        ax.grid(alpha=0.3)
+    if 0 < len(curves) <= 16:
+        ax_score.legend(fontsize=7 if len(curves) > 2 else None, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+@torch.no_grad()
+def decision_boundary(model: nn.Module, predict, x: Tensor, y: Tensor, size: int = 192) -> Tensor:
+    """An RGB uint8 image (3, size, size): the predicted class over the plane in a light tint, and
+    the points in their true class's colour. x: (N, 2) as the model sees them."""
+    lo, hi = x.min(0).values, x.max(0).values
+    pad = (hi - lo) * 0.1 + 1e-3
+    lo, hi = lo - pad, hi + pad
+    with eval_mode(model):
+        pred = predict(model(_plane(lo, hi, size))).cpu() % len(PALETTE)
+    image = (PALETTE[pred] * 0.35 + 255 * 0.65).reshape(size, size, 3)
+    row, col = _pixels(x, lo, hi, size)
+    colour = PALETTE[y.cpu() % len(PALETTE)] * 0.8
+    for dr in (-1, 0, 1):  # 3x3 dots
+        for dc in (-1, 0, 1):
+            image[(row + dr).clamp(0, size - 1), (col + dc).clamp(0, size - 1)] = colour
+    return image.round().to(torch.uint8).permute(2, 0, 1)
+
+
+@torch.no_grad()
+def regression_fit(model: nn.Module, link, x: Tensor, y: Tensor, size: int = 192) -> Tensor:
+    """An RGB uint8 image (3, size, size) of a regression fit, as the model sees the inputs.
+    1-D inputs: the training points (grey) and the predicted curve (blue) over their range.
+    2-D inputs: the predicted surface as a blue (low) to red (high) map, with the points in the same colours."""
+    with eval_mode(model):
+        return _regression_fit(model, link, x, y, size)
+
+
+def _regression_fit(model: nn.Module, link, x: Tensor, y: Tensor, size: int) -> Tensor:
+    image = torch.full((size, size, 3), 255.0)
+    x, y = x.float(), y.float()[:, 0]
+    if x.shape[1] == 1:
+        lo, hi = x.min().item(), x.max().item()
+        grid = torch.linspace(lo, hi, size, device=x.device)[:, None]
+        curve = link(model(grid)).float()[:, 0].cpu()
+        med = y.median().item()
+        spread = 4 * 1.4826 * (y - med).abs().median().item()  # 4 robust standard deviations: outliers sit on the edge
+        y_lo, y_hi = min(curve.min().item(), med - spread), max(curve.max().item(), med + spread)
+        pad = (y_hi - y_lo) * 0.05 + 1e-6
+        y_lo, y_hi = y_lo - pad, y_hi + pad
+
+        def rows(v: Tensor) -> Tensor:
+            return ((y_hi - v) / (y_hi - y_lo) * (size - 1)).round().long().clamp(0, size - 1)
+
+        col = ((x[:, 0].cpu() - lo) / (hi - lo + 1e-12) * (size - 1)).round().long()
+        row = rows(y.cpu())
+        for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):  # 2x2 dots
+            image[(row + dr).clamp(0, size - 1), (col + dc).clamp(0, size - 1)] = torch.tensor([130.0, 130.0, 130.0])
+        r, c = rows(curve), torch.arange(size)
+        for d in (-1, 0, 1):  # a 3-pixel line
+            image[(r + d).clamp(0, size - 1), c] = torch.tensor([31.0, 119.0, 180.0])
+    else:
+        lo, hi = x.min(0).values, x.max(0).values
+        pred = link(model(_plane(lo, hi, size))).float()[:, 0].cpu()
+        v_lo, v_hi = y.quantile(0.01).item(), y.quantile(0.99).item()
+
+        def colour(v: Tensor) -> Tensor:  # blue -> white -> red
+            t = ((v - v_lo) / (v_hi - v_lo + 1e-12)).clamp(0, 1)[:, None]
+            blue, white, red = torch.tensor([59.0, 76, 192]), torch.tensor([240.0, 240, 240]), torch.tensor([180.0, 4, 38])
+            return torch.where(t < 0.5, blue + (white - blue) * 2 * t, white + (red - white) * (2 * t - 1))
+
+        image = colour(pred).reshape(size, size, 3)
+        row, col = _pixels(x, lo, hi, size)
+        image[row, col] = colour(y.cpu()) * 0.7
+    return image.round().to(torch.uint8).permute(2, 0, 1)
+
+
+def _plane(lo: Tensor, hi: Tensor, size: int) -> Tensor:
+    """The (size * size, 2) points of an image of the plane from lo to hi, row by row (rows top-down)."""
+    xs = torch.linspace(lo[0].item(), hi[0].item(), size, device=lo.device)
+    ys = torch.linspace(hi[1].item(), lo[1].item(), size, device=lo.device)
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1).reshape(-1, 2)
+
+
+def _pixels(x: Tensor, lo: Tensor, hi: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """(row, col) of 2-D points in that image, on the CPU."""
+    col = ((x[:, 0] - lo[0]) / (hi[0] - lo[0]) * (size - 1)).round().long().cpu()
+    row = ((hi[1] - x[:, 1]) / (hi[1] - lo[1]) * (size - 1)).round().long().cpu()
+    return row, col
+
+

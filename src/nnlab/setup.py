@@ -1,0 +1,194 @@
+"""Setup: the composed, validated config -> the run's torch objects, in one place.
+
+setup() is the only code that reads the config for a run; it returns an Experiment of torch objects and
+plain dataclasses, which the loop (train.py) and the other commands (check, lr-find, batch-size-find,
+ensemble) use. Optimizers and schedules are `_partial_` factories called here with the run-time facts.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from nnlab import transfer
+from nnlab.config import (AlarmsConfig, DiagnosticsConfig, EarlyStoppingConfig, PretrainConfig, RegularizationConfig,
+                          TrainerConfig)  # fmt: skip
+from nnlab.data import describe
+from nnlab.data.loader import Data, prepare, steps_per_epoch
+from nnlab.diagnostics import hidden_activations, weight_layers
+from nnlab.errors import ConfigError
+
+
+@dataclass
+class Experiment:
+    """Everything fit() needs, built from the config by setup()."""
+
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    data: Data
+    device: torch.device
+    trainer: TrainerConfig
+    regularization: RegularizationConfig
+    early_stopping: EarlyStoppingConfig
+    diagnostics: DiagnosticsConfig
+    alarms: AlarmsConfig
+    activation_type: type
+    steps_per_epoch: int
+    pretrain: PretrainConfig
+    make_optimizer: Any = None  # the `optimizer` group as a function of parameters (for pretraining stages)
+    config: dict = field(default_factory=dict)  # the resolved config, saved with checkpoints
+    activities: list = field(default_factory=list)  # hidden activations of the last training forward pass
+    params: list = field(default_factory=list)  # the trainable parameters (listing them per step costs)
+    weights: list = field(default_factory=list)  # the trainable layers' weights: L1 penalty, max-norm constraint
+    notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
+
+
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own default (one per core), before a run changes it
+
+
+def cpu_threads(threads: Optional[int], kind: str, cpu_share: Optional[int] = None) -> int:
+    """trainer.threads, else 1 for the toy sets (tiny tensors: splitting an op across cores costs more
+    than it saves), else this job's share of the cores (`cpu_share`, given to the jobs of a parallel
+    launcher), else torch's default."""
+    if threads is not None:
+        return threads
+    return 1 if kind != "images" else (cpu_share or DEFAULT_THREADS)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> list[str]:
+    """Seed python, numpy and torch (all devices); with `deterministic`, switch torch to its
+    deterministic algorithms. Returns what was changed, in words."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+    if not deterministic:
+        return []
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    return ["trainer.deterministic changed: torch.use_deterministic_algorithms(True); "
+            "torch.backends.cudnn.benchmark=False; torch.backends.cudnn.deterministic=True; "
+            f"CUBLAS_WORKSPACE_CONFIG={os.environ['CUBLAS_WORKSPACE_CONFIG']}"]  # fmt: skip
+
+
+def build_model(cfg: DictConfig, in_shape, num_outputs: int, activation) -> nn.Module:
+    """The `model` config as a torch module, initialized by `init`."""
+    try:
+        model = instantiate(cfg.model, in_shape=in_shape, num_outputs=num_outputs, activation=activation, _convert_="all")
+    except Exception as e:  # Hydra wraps what the model raised; a user error goes on as itself
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
+        raise
+    if not getattr(model, "has_own_init", False):
+        instantiate(cfg.init)(model, activation=activation)
+    return model
+
+
+def setup(cfg: DictConfig, cpu_share: Optional[int] = None) -> Experiment:
+    """Every torch object of a run, built from its validated config; `cpu_share`: this job's share of the
+    CPU cores where a parallel launcher runs several at once (see trainer.threads)."""
+    trainer: TrainerConfig = OmegaConf.to_object(cfg.trainer)
+    notes = seed_everything(trainer.seed, trainer.deterministic)
+    device = resolve_device(trainer.device)
+
+    kind, num_classes = describe(cfg.data.source)
+    torch.set_num_threads(cpu_threads(trainer.threads, kind, cpu_share))
+    augment = None
+    if cfg.data.augment:
+        from nnlab.data.augment import FOR_DATASET
+
+        augment = FOR_DATASET[cfg.data.source._target_.rpartition(".")[2]]
+    load = instantiate(cfg.data.source, _partial_=True)  # called here so that its errors reach the user as they are
+    data = prepare(
+        load(),
+        kind=kind,
+        num_classes=num_classes,
+        val_fraction=cfg.data.val_fraction,
+        preprocess=cfg.data.preprocess,
+        subset=cfg.data.subset,
+        augment=augment,
+        seed=trainer.seed,
+        device=device,
+    )
+
+    torch.manual_seed(trainer.seed)  # the weights do not depend on how much random data came before
+    loss_fn = instantiate(cfg.loss).to(device)
+    activation = instantiate(cfg.activation)
+    model = build_model(cfg, data.in_shape, loss_fn.num_outputs(num_classes), activation)
+    model.to(device)
+    convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if convolutional and trainer.channels_last is not False:  # null (auto) or true
+        model.to(memory_format=torch.channels_last)  # NHWC: faster convolutions, on GPUs and CPUs alike
+        for split in (data.train, data.val, data.test):
+            if split is not None:
+                split.x = split.x.contiguous(memory_format=torch.channels_last)
+    tr, reused = cfg.transfer, set()
+    if tr.init_from and tr.mode != "none":
+        reused = transfer.load_matching(model, tr.init_from)
+        notes.append(f"transfer.init_from: {len(reused)} parameter tensors reused ({tr.mode}), the output layer new")
+    groups = transfer.parameter_groups(model, reused, tr.mode, cfg.optimizer.lr, tr.reused_lr_factor)
+    make_optimizer = instantiate(cfg.optimizer)
+    optimizer = make_optimizer(groups)
+    spe = steps_per_epoch(len(data.train), trainer.batch_size)
+    scheduler = instantiate(cfg.schedule)(optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe)
+    activities: list[torch.Tensor] = []
+    if cfg.regularization.activity_l1 > 0:
+        def keep(module, inputs, output):
+            if module.training:
+                activities.append(output)
+
+        for _, m in hidden_activations(model, type(activation())):
+            m.register_forward_hook(keep)
+    if trainer.compile:
+        model = torch.compile(model)
+    return Experiment(
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        data=data,
+        device=device,
+        trainer=trainer,
+        regularization=OmegaConf.to_object(cfg.regularization),
+        early_stopping=OmegaConf.to_object(cfg.early_stopping),
+        diagnostics=OmegaConf.to_object(cfg.diagnostics),
+        alarms=OmegaConf.to_object(cfg.alarms),
+        activation_type=type(activation()),
+        steps_per_epoch=spe,
+        pretrain=OmegaConf.to_object(cfg.pretrain),
+        make_optimizer=make_optimizer,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        activities=activities,
+        params=[p for p in model.parameters() if p.requires_grad],
+        weights=[m.weight for _, m in weight_layers(model) if m.weight.requires_grad],
+        notes=notes,
+    )
+
+
+def bare(model: nn.Module) -> nn.Module:
+    return getattr(model, "_orig_mod", model)  # unwrap torch.compile
