@@ -95,29 +95,9 @@ def test_channels_last_for_conv_nets_gives_the_same_training(tmp_path, cifar_roo
     plain.load_state_dict(state)  # an NCHW model takes NHWC weights
 
 
-def test_the_fast_gradient_norm_equals_torchs():
-    """The loop's global gradient norm (no clipping pass) is clip_grad_norm_'s total norm."""
-    from nnlab.train import global_grad_norm
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
-    model(torch.randn(4, 5)).square().sum().backward()
-    params = list(model.parameters())
-    ours = global_grad_norm(params)
-    assert torch.allclose(ours, torch.nn.utils.clip_grad_norm_(params, float("inf")), rtol=1e-6)
-    assert global_grad_norm([torch.nn.Parameter(torch.zeros(2))]).item() == 0  # no gradients yet
-
-
 def test_cpu_threads(tmp_path):
-    from nnlab.setup import DEFAULT_THREADS, cpu_threads
-
     run, _ = train(tmp_path, *TINY)
     assert summary(run)["torch_threads"] == 1  # a toy set: one thread
     run, _ = train(tmp_path, *TINY, "trainer.threads=2", run_dir="two")
     assert summary(run)["torch_threads"] == 2  # asked for
-    assert cpu_threads(None, "images") == DEFAULT_THREADS  # torch's default
-    assert cpu_threads(None, "points") == cpu_threads(None, "regression") == 1
-    # a joblib job's share of the cores
-    assert cpu_threads(None, "images", cpu_share=3) == 3 and cpu_threads(5, "images", cpu_share=3) == 5
-    assert cpu_threads(None, "points", cpu_share=3) == 1
     assert nnlab("train", *TINY, "trainer.threads=0", cwd=tmp_path).returncode == 2

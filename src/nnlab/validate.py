@@ -30,7 +30,7 @@ def validate(cfg: DictConfig) -> None:
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as e:  # interpolation or missing value
-        raise ConfigError(f"the config does not resolve: {e}") from None
+        raise ConfigError(f"the config does not resolve: {_first_line(e)}") from None
     _check_known_keys(cfg)
     _check_trainer(cfg.trainer)
     _check_data(cfg.data)
