@@ -1,12 +1,15 @@
 """Faults outside the config: an output folder that cannot be written, a disk that fills up while a
-checkpoint is saved, a data root that cannot take a download; and numbered checkpoints pruned by a setting."""
+checkpoint is saved, a data root that cannot take a download, a folder in use by another run, a refused
+resume, damaged run files, a sweep told to stop at its first failure; numbered checkpoints pruned."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import resource
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -66,3 +69,99 @@ def test_keep_checkpoints_keeps_the_newest_numbered_ones(tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(load("epoch_0003.pt")["model"].values(), load("last.pt")["model"].values()))
     default, _ = train(tmp_path, *TINY, run_dir="default")
     assert sorted(p.name for p in (default / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
+    run = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=100000", f"hydra.run.dir={run}"],
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not (run / "metrics.jsonl").exists():
+            assert time.time() < deadline and first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        hydra_files = _snapshot(run / ".hydra")
+        for args in ([f"hydra.run.dir={run}"], [f"hydra.run.dir={run}", "resume=auto"]):
+            second = nnlab("train", *TINY, *args, cwd=tmp_path)
+            assert second.returncode == 2 and f"{run} is in use by another nnlab process (pid {first.pid})" in second.stderr
+            assert "Traceback" not in second.stderr
+        assert _snapshot(run / ".hydra") == hydra_files  # nothing of the first run's was touched
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_refused_or_impossible_resume_changes_nothing(tmp_path):
+    run, _ = train(tmp_path, *TINY)
+    before = _snapshot(run)
+    for args, message in (
+        (["resume=auto", f"hydra.run.dir={run}"], "has finished (status ok, 2 epochs): nothing to resume, nothing changed"),
+        ([f"resume={run}"], "has finished"),
+        ([f"resume={run}/checkpoints/last.pt"], "has finished"),
+        ([f"resume={run}", "optimizer.lr=0.5"], "was made with a different config (optimizer.lr=0.001 there vs 0.5 here)"),
+        ([f"resume={run}/config.yaml"], "not a run folder"),
+        ([f"resume={tmp_path}"], "is not an nnlab run folder"),
+        ([f"resume={tmp_path}/nowhere/last.pt"], "no such file or folder"),
+    ):
+        out = nnlab("train", *TINY, *args, cwd=tmp_path)
+        assert out.returncode == (0 if "finished" in message else 2), out.stderr
+        assert message in out.stdout + out.stderr and "Traceback" not in out.stderr
+        assert _snapshot(run) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no folder made for a bad resume
+    longer = nnlab("train", f"resume={run}", "trainer.epochs=3", cwd=tmp_path)  # its own overrides, not retyped
+    assert longer.returncode == 0, longer.stderr
+    assert summary(run)["epochs_run"] == 3 and summary(run)["status"] == "ok"
+
+
+def test_a_checkpoint_without_its_config_is_refused_and_the_run_stays_ok(tmp_path):
+    run, _ = train(tmp_path, *TINY)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    del state["config"]
+    torch.save(state, run / "checkpoints" / "last.pt")
+    out = nnlab("train", *TINY, "trainer.epochs=3", f"resume={run}", cwd=tmp_path)
+    assert out.returncode == 2 and "cannot be resumed: it does not record the config" in out.stderr
+    assert summary(run)["status"] == "ok"
+
+
+def test_an_error_before_training_leaves_no_folder_behind(tmp_path, mnist_root):
+    truncated = tmp_path / "data" / "MNIST" / "raw"
+    truncated.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (truncated / name).write_bytes((mnist_root / "MNIST" / "raw" / name).read_bytes()[:1000])
+    for args in (["data=mnist", f"data.source.root={tmp_path}/data"],  # truncated files
+                 ["data=mnist", f"data.source.root={tmp_path}/empty", "data.source.download=false"],  # missing
+                 ["data=mnist", f"data.source.root={tmp_path}/offline"]):  # a download that cannot happen here  # fmt: skip
+        out = nnlab("train", *args, "trainer.progress=false", cwd=tmp_path)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["data"], out.stderr  # no outputs/, no empty data roots
+
+
+def test_sweep_on_failure_stop_ends_the_sweep_at_the_first_failure(tmp_path):
+    common = ["-m", *TINY, "optimizer=sgd", "alarms.divergence_factor=1.5"]
+    out = nnlab("train", *common, "optimizer.lr=50,0.1", f"hydra.sweep.dir={tmp_path / 'goes_on'}", cwd=tmp_path)
+    assert out.returncode == 0 and len(list((tmp_path / "goes_on").glob("*/summary.json"))) == 2
+    out = nnlab("train", *common, "optimizer.lr=50,0.1", "sweep.on_failure=stop", f"hydra.sweep.dir={tmp_path / 'stops'}",
+                cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 1 and "the sweep stops here (sweep.on_failure=stop)" in out.stderr
+    assert [json.loads(p.read_text())["status"] for p in (tmp_path / "stops").glob("*/summary.json")] == ["diverged"]
+
+
+def test_report_on_damaged_runs_and_an_unwritable_out_is_one_paragraph(tmp_path):
+    run, _ = train(tmp_path, *TINY, run_dir="runs/a")
+    train(tmp_path, *TINY, "trainer.seed=1", run_dir="runs/b")
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 99, "loss/tr')  # torn by a full disk
+    (run / ".hydra" / "overrides.yaml").write_text("[unclosed")
+    bad = tmp_path / "runs" / "c"
+    bad.mkdir()
+    (bad / "summary.json").write_text("[1, 2]")
+    out = nnlab("report", str(tmp_path / "runs"), cwd=tmp_path)
+    assert out.returncode == 0 and "2 runs under" in out.stdout, out.stderr
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    out = nnlab("report", str(tmp_path / "runs"), "--out", f"{blocker}/report", cwd=tmp_path)
+    assert out.returncode == 2 and "--out" in out.stderr and "Traceback" not in out.stderr

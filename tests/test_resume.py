@@ -110,3 +110,31 @@ def test_sigkill_a_pretrained_regression_run_then_resume_equals_an_uninterrupted
     assert summary(run)["metrics"] == summary(ref)["metrics"] and "r2/test" in summary(run)["metrics"]
     assert summary(run)["pretrain"] == summary(ref)["pretrain"]
     assert rows_without_timing(run) == rows_without_timing(ref)
+
+
+def test_kill_9_at_random_moments_including_saves_then_resume_is_exact(tmp_path):
+    """Fault injection: a seeded sequence of SIGKILLs at random moments of one run (a checkpoint every
+    step, so that many land inside a save), a torn last metrics line as a full disk leaves one, and a
+    resume after each: the run ends with the uninterrupted run's weights and exactly its rows."""
+    import random
+
+    every_step = ["trainer.checkpoint_every=1"]
+    ref, _ = train(tmp_path, *RUN, *every_step, run_dir="ref")
+    run, rng, kills = tmp_path / "killed", random.Random(14), 0
+    for attempt in range(4):
+        proc = start(tmp_path, run, *every_step, *(["resume=auto"] if attempt else []))
+        wait_for_step(run, 1, proc)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.communicate()
+        with open(run / "metrics.jsonl", "a") as f:
+            f.write('{"step": 1000000, "loss/train_st')  # a torn append
+    out = nnlab("train", *RUN, *every_step, "resume=auto", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert kills >= 2
+    assert all(torch.equal(a, b) for a, b in zip(weights(run).values(), weights(ref).values()))
+    assert rows_without_timing(run) == rows_without_timing(ref)  # no duplicated, missing or torn row
+    assert summary(run)["metrics"] == summary(ref)["metrics"]
+    assert not list(run.rglob("*.tmp*"))  # no temporary file of an interrupted save is left

@@ -160,14 +160,60 @@ def restore(exp, state: dict, loop, monitor, diag, scaler, shuffle, noise) -> di
 
 
 # settings a resumed run may change: they do not alter what is computed
-MAY_CHANGE = ("trainer.epochs", "trainer.progress", "trainer.keep_checkpoints")
+MAY_CHANGE = ("trainer.epochs", "trainer.progress", "trainer.keep_checkpoints", "sweep.on_failure")
+
+
+def run_of(resume: str) -> Path:
+    """The run folder that `resume=PATH` continues: PATH itself, or the run whose checkpoints/ holds the
+    .pt file PATH. Anything else is refused before any file is written."""
+    path = Path(resume).expanduser()
+    if path.is_file() and path.suffix == ".pt" and path.parent.name == "checkpoints":
+        run = path.parent.parent
+    elif path.is_dir():
+        run = path
+    else:
+        raise ConfigError(f"resume={resume}: {'no such file or folder' if not path.exists() else 'not a run folder'}. "
+                          "Give a run folder (RUN, holding config.yaml and checkpoints/) or a checkpoint in its "
+                          "checkpoints/ folder (RUN/checkpoints/epoch_0003.pt), or resume=auto.")  # fmt: skip
+    if not (run / "config.yaml").is_file() or not (run / "checkpoints").is_dir():
+        raise ConfigError(f"resume={resume}: {run} is not an nnlab run folder (no config.yaml and checkpoints/ in it).")
+    return run
+
+
+def saved_overrides(run: Path) -> list[str]:
+    """The overrides a run was started with (RUN/.hydra/overrides.yaml), less resume and hydra.*."""
+    import yaml
+
+    path = run / ".hydra" / "overrides.yaml"
+    try:
+        items = yaml.safe_load(path.read_text()) if path.is_file() else []
+    except (OSError, yaml.YAMLError):
+        items = None
+    if not isinstance(items, list):
+        raise ConfigError(f"{path} is not a list of overrides; resume with the run's overrides typed out, "
+                          "or repair the file.")  # fmt: skip
+    return [str(o) for o in items if not str(o).split("=")[0].lstrip("+~").startswith(("resume", "hydra."))]
+
+
+def finished(run_dir: Path, epochs: int) -> Optional[dict]:
+    """The summary of a run in `run_dir` that has nothing left to do for `epochs`: it ended well (status
+    ok) after that many epochs, or stopped early. None when there is something to continue."""
+    import json
+
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("status") != "ok":
+        return None
+    done = summary.get("epochs_run") or 0
+    return summary if done >= epochs or summary.get("stopped_early") else None
 
 
 def resume_state(resume: Optional[str], run_dir: Path, config: dict) -> Optional[dict]:
     """The checkpoint to continue from: resume=auto (this run directory's last.pt, if any) or a path (a
-    run directory or a checkpoint file). Refuses a checkpoint made with a different config."""
-    from nnlab.tracking import flatten
-
+    run directory or a checkpoint file in its checkpoints/). Refuses a checkpoint made with a different
+    config, or one that does not say what config it was made with."""
     if resume is None:
         return None
     path = run_dir / "checkpoints" / "last.pt" if resume == "auto" else Path(resume)
@@ -176,6 +222,18 @@ def resume_state(resume: Optional[str], run_dir: Path, config: dict) -> Optional
     if resume == "auto" and not path.exists():
         return None
     state = load(path)
+    compatible(state, path, config)
+    return state
+
+
+def compatible(state: dict, path: Path, config: dict) -> None:
+    """Refuse (ConfigError) to continue `state` under `config` where they compute different things."""
+    from nnlab.tracking import flatten
+
+    if not isinstance(state.get("config"), dict) or "position" not in state:
+        raise ConfigError(f"{path} cannot be resumed: it does not record the config and loop position it was "
+                          "saved with (made by another tool, or damaged). Start a new run, or resume another checkpoint.")  # fmt: skip
+
     def compared(c: dict) -> dict:
         return {k: v for k, v in flatten(c).items() if k.split(".")[0] not in ("resume", "choices") and k not in MAY_CHANGE}
 
@@ -185,4 +243,3 @@ def resume_state(resume: Optional[str], run_dir: Path, config: dict) -> Optional
         shown = ", ".join(f"{k}={theirs.get(k)!r} there vs {mine.get(k)!r} here" for k in differ[:5])
         raise ConfigError(f"{path} was made with a different config ({shown}); resume with the same overrides "
                           f"(only {', '.join(MAY_CHANGE)} may change), or start a new run.")  # fmt: skip
-    return state

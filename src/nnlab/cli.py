@@ -40,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"nnlab {__version__}")
         return 0
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before training began (the loop itself saves and stops cleanly)
+        print("nnlab: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "train":
         return _hydra(_train_job, "nnlab train", rest)
@@ -63,73 +71,135 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> int:
-    """Hand the arguments to Hydra (composition, --help, --cfg, -m, sweepers and launchers).
-    Commands other than train keep their run directories apart: outputs/DEFAULT_DIR/DATE_TIME."""
+    """Hand the arguments to Hydra (composition, --help, --cfg, -m, sweepers and launchers), once the
+    whole command line is checked. Commands other than train keep their run directories apart:
+    outputs/DEFAULT_DIR/DATE_TIME."""
     import hydra
 
-    from nnlab.command_line import check_command_line
     from nnlab.config import register_configs
+    from nnlab.console import error, exit_with
     from nnlab.errors import ConfigError
-    from nnlab.console import exit_with
 
     register_configs()
-    resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
-    if resume not in (None, "auto", "null") and not any(a.startswith("hydra.run.dir=") for a in args):
-        from pathlib import Path
-
-        path = Path(resume)  # continue in the run's own directory
-        args = [*args, f"hydra.run.dir={path.parent.parent if path.suffix == '.pt' else path}"]
     if default_dir and not any(a.startswith("hydra.run.dir=") for a in args):
         args = [*args, f"hydra.run.dir=outputs/{default_dir}/${{now:%Y-%m-%d_%H-%M-%S}}"]
     try:
-        check_command_line(args)  # the config of every job, and the output folder
+        args, finished = _preflight(args)
     except ConfigError as e:
         exit_with(str(e))
+    if finished:
+        return 0
     flags = [a for a in args if a in ("-m", "--multirun")]  # anywhere on the line (Hydra wants them first)
     sys.argv = [prog, *flags, *(a for a in args if a not in flags)]
-    hydra.main(config_path="pkg://nnlab.conf", config_name="train", version_base="1.3")(job)()
+    try:
+        hydra.main(config_path="pkg://nnlab.conf", config_name="train", version_base="1.3")(job)()
+    except OSError as e:  # Hydra making the output folder: a name too long, a file system that refuses it
+        error(f"cannot create the output folder {e.filename or ''}: {e.strerror or e}. Choose another one with "
+              "hydra.run.dir=PATH (hydra.sweep.dir=PATH with -m).", title="cannot write")  # fmt: skip
+        return 1
     return 0
 
 
+def _preflight(args: list[str]) -> tuple[list[str], bool]:
+    """Check the command line before Hydra writes anything: every job's config, the output folder (not
+    in use by another process), and a resume (the run it names, its checkpoint against this config).
+    resume=RUN continues RUN in its own folder with its own saved overrides (the ones given here win).
+    Returns the arguments to run, and True where there is nothing to do (a finished run)."""
+    global _MADE
+    from pathlib import Path
+
+    from nnlab import checkpoint, run_folder
+    from nnlab.command_line import check_command_line
+    from nnlab.errors import ConfigError
+
+    resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
+    if resume not in (None, "auto", "null"):
+        run = checkpoint.run_of(resume)
+        given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
+        saved = [o for o in checkpoint.saved_overrides(run) if o.split("=", 1)[0].lstrip("+~") not in given]
+        args = [*saved, *args, *([] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"])]
+    cfg, folder = check_command_line(args)  # the config of every job, and the output folder
+    if cfg is None or folder is None or any(a in ("-m", "--multirun", "-c", "--cfg") for a in args):
+        return args, False
+    folder = Path(folder)
+    if run_folder.holder(folder) is not None:
+        raise ConfigError(run_folder.busy_message(folder))
+    _MADE = run_folder.first_missing(folder)
+    if resume in (None, "null"):
+        return args, False
+    path = folder / "checkpoints" / "last.pt" if resume == "auto" else Path(resume)
+    path = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    if path.exists():
+        from omegaconf import OmegaConf
+
+        checkpoint.compatible(checkpoint.load(path), path, OmegaConf.to_container(cfg, resolve=True))
+    elif resume != "auto":
+        raise ConfigError(f"resume={resume}: {path} does not exist; resume=auto starts afresh where there is no checkpoint.")
+    done = checkpoint.finished(folder, cfg.trainer.epochs)
+    if done is not None:
+        from nnlab.console import console
+        from nnlab.train import finished_message
+
+        console.print(finished_message(folder, done), soft_wrap=True)
+        return args, True
+    return args, False
+
+
+_MADE = None  # the outermost folder the pre-flight saw missing: a run that stops on a user error before training removes it
+
+
 def _job(work):
-    """Wrap `work(cfg, run_dir, choices, cpu_share)` as a Hydra job: validate first; a user error is one paragraph
-    and exit 2; a crash is recorded in the run directory (summary.json status "failed", error.txt).
-    In a sweep neither stops the other jobs: the sweeper sees the worst objective for this one."""
+    """Wrap `work(cfg, run_dir, choices, cpu_share)` as a Hydra job: validate first; a user error is one
+    paragraph and exit 2; a crash is recorded in the run directory (summary.json status "failed",
+    error.txt). In a sweep neither stops the other jobs (the sweeper sees the worst objective for this
+    one), unless sweep.on_failure=stop."""
 
     def job(cfg):
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
         from nnlab.console import error, exit_with
-        from nnlab.errors import ConfigError, SaveError
+        from nnlab.errors import ConfigError, FolderInUse, SaveError
         from nnlab.tracking import record_failure
         from nnlab.validate import validate
 
         hc = HydraConfig.get()
         sweep = hc.mode == RunMode.MULTIRUN
         run_dir = hc.runtime.output_dir
+        goes_on = "" if not sweep else f"job {hc.job.num} failed; " + (
+            "the sweep goes on" if cfg.sweep.on_failure != "stop" else "the sweep stops here (sweep.on_failure=stop)")
         try:
             validate(cfg)
             return work(cfg, run_dir, dict(hc.runtime.choices), _cpu_share(hc))
         except ConfigError as e:
             if not sweep:
+                from nnlab.run_folder import remove_made
+
+                if _MADE is not None:  # the folder is this process's: leave no half-made folder behind
+                    from pathlib import Path
+
+                    remove_made(Path(run_dir))  # (Hydra's ${now} may name it a second after the pre-flight did)
+                    remove_made(_MADE)
                 exit_with(str(e))
-            record_failure(run_dir, e)
-            error(f"{e} (job {hc.job.num} skipped; the sweep goes on)")
+            if not isinstance(e, FolderInUse):  # that folder is another process's: write nothing there
+                record_failure(run_dir, e)
+            error(f"{e} ({goes_on})")
         except (SaveError, OSError) as e:  # full disk, quota, read-only folder: say so, no traceback
             message = str(e) if isinstance(e, SaveError) else _write_failure(e, run_dir)
             try:
                 record_failure(run_dir, e)
             except OSError:
                 pass  # the disk that failed the run may fail this too; the message says it all
-            error(message + ("" if not sweep else f" (job {hc.job.num} failed; the sweep goes on)"), title="cannot write")
+            error(message + ("" if not sweep else f" ({goes_on})"), title="cannot write")
             if not sweep:
                 sys.exit(1)
         except Exception as e:  # a crash: keep what was written, say where the traceback is
             path = record_failure(run_dir, e)
-            error(f"the run failed: {type(e).__name__}: {e}. Traceback: {path}", title="failure")
+            error(f"the run failed: {type(e).__name__}: {e}. Traceback: {path}" + (f" ({goes_on})" if sweep else ""), title="failure")
             if not sweep:
                 sys.exit(1)
+        if cfg.sweep.on_failure == "stop":
+            sys.exit(1)
         from nnlab.metrics import worst_objective
 
         return worst_objective(cfg.early_stopping.metric)
@@ -163,6 +233,11 @@ def _train_job(cfg, run_dir, choices, cpu_share) -> float | None:
     from nnlab.train import run
 
     summary = run(cfg, run_dir, choices=choices, cpu_share=cpu_share)
+    if summary["status"] not in ("ok", "interrupted") and cfg.sweep.on_failure == "stop":
+        from nnlab.console import error
+
+        error(f"{run_dir} ended {summary['status']}; the sweep stops here (sweep.on_failure=stop)")
+        sys.exit(1)
     if summary["status"] == "interrupted":  # saved; now stop, the whole sweep too
         import signal
 

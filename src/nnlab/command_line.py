@@ -20,11 +20,13 @@ _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "
 _NO_CHECK = {"-h", "--help", "-hh", "--hydra-help", "--info", "--shell-completion", "-sc", "--version"}
 
 
-def check_command_line(args: list[str], config_module: str = "nnlab.conf", config_name: str = "train") -> None:
+def check_command_line(args: list[str], config_module: str = "nnlab.conf",
+                       config_name: str = "train") -> tuple[Optional[DictConfig], Optional[str]]:
     """Compose the config for the overrides in `args` and validate() it, once for every value of every
-    sweep; raise ConfigError with a one-paragraph message for the first problem."""
+    sweep; raise ConfigError with a one-paragraph message for the first problem. Returns the config of
+    the first job (without Hydra's node) and the output folder (hydra.run.dir, or hydra.sweep.dir with -m)."""
     if any(a.split("=")[0] in _NO_CHECK for a in args):
-        return
+        return None, None
     overrides, skip = [], False
     for a in args:
         if skip:
@@ -68,6 +70,7 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
         validate(cfg)
     if folder and not any(a in ("-c", "--cfg") for a in args):
         _check_output_folder(folder, key)
+    return base, folder
 
 
 def _set_value(base: DictConfig, override: str, config_module: str) -> Optional[DictConfig]:

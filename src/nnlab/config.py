@@ -22,6 +22,7 @@ PREPROCESS = ("none", "center", "standardize")  # data.preprocess
 MONITORED = tuple(f"{m}/{split}" for m in ALL_METRICS for split in ("val", "train"))  # early_stopping.metric
 PRETRAIN_METHODS = ("none", "supervised", "autoencoder")  # pretrain.method (nnlab/pretrain.py)
 TRANSFER_MODES = ("fine_tune", "feature_extraction", "none")  # transfer.mode (nnlab/transfer.py)
+ON_FAILURE = ("continue", "stop")  # sweep.on_failure
 
 
 @dataclass
@@ -134,6 +135,11 @@ class TransferConfig:
 
 
 @dataclass
+class SweepConfig:
+    on_failure: str = MISSING
+
+
+@dataclass
 class NNLabConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -146,6 +152,7 @@ class NNLabConfig:
     batch_size_find: BatchSizeFindConfig = field(default_factory=BatchSizeFindConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     resume: Optional[str] = MISSING
     model: Any = MISSING
     activation: Any = MISSING

@@ -54,7 +54,11 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
         exp = setup(cfg)  # the member's own model, loss and preprocessing statistics
         path = checkpoint.of_run(run)
         model = bare(exp.model)
-        model.load_state_dict(checkpoint.load(path, map_location=exp.device)["model"])
+        try:
+            model.load_state_dict(checkpoint.load(path, map_location=exp.device)["model"])
+        except (RuntimeError, KeyError) as e:
+            raise ConfigError(f"{path} does not fit the model of {run}/config.yaml ({_first_line(e)}): the "
+                              "checkpoint and the config are of different runs.") from None  # fmt: skip
         model.eval()
         x = exp.data.normalize(x_test)
         with torch.no_grad():
@@ -69,6 +73,10 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
         summary[f"members_{key}_mean"] = statistics.fmean(values)
         summary[f"members_{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     return summary
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _metrics(loss_fn, out, y, kind: str) -> dict[str, float]:

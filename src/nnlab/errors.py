@@ -13,21 +13,35 @@ class ConfigError(ValueError):
     """A user error in the configuration or its inputs: reported as one paragraph, exit code 2."""
 
 
+class FolderInUse(ConfigError):
+    """A run folder that another live process is writing: nothing may be written into it."""
+
+
 class SaveError(RuntimeError):
     """A file could not be written (full disk, quota, read-only or missing folder); the file it would
     have replaced is untouched. Reported as one paragraph, exit code 1."""
 
 
 def unwritable(folder) -> Optional[str]:
-    """Why `folder` cannot be created and written (its nearest existing ancestor is a file, or not
-    writable), or None when it can."""
-    existing = Path(folder).absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    """Why `folder` cannot be created and written (a name the file system refuses, its nearest existing
+    ancestor a file or not writable, a file system that takes no new folders: /proc), or None when it
+    can. Probes with a temporary folder that it removes at once: nothing is left behind."""
+    import tempfile
+
+    try:
+        existing = Path(folder).absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError as e:  # a name too long for the file system
+        return f"the file system refuses the name ({e.strerror or e})"
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable" + (" (a read-only file system)" if _read_only(existing) else "")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".nnlab-probe-", dir=existing))
+    except OSError as e:
+        return f"{existing} takes no new folders ({e.strerror or e})"
     return None
 
 

@@ -49,11 +49,9 @@ class Run:
         return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
     def epochs(self) -> list[dict]:
-        path = self.path / "metrics.jsonl"
-        if not path.exists():
-            return []
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return [r for r in rows if "loss/train" in r]
+        from nnlab.run_folder import read_rows
+
+        return [r for r in read_rows(self.path / "metrics.jsonl") if "loss/train" in r]
 
 
 def collect(root: Path) -> list[Run]:
@@ -66,13 +64,19 @@ def collect(root: Path) -> list[Run]:
         try:
             summary = json.loads(summary_path.read_text())
         except (OSError, ValueError):
+            continue  # being written, or damaged: not a run to compare
+        if not isinstance(summary, dict):
             continue
+        if not isinstance(summary.get("metrics"), dict):
+            summary["metrics"] = {}
         overrides: dict[str, str] = {}
-        hydra_overrides = run_dir / ".hydra" / "overrides.yaml"
-        if hydra_overrides.exists():
-            for item in yaml.safe_load(hydra_overrides.read_text()) or []:
-                key, _, value = str(item).partition("=")
-                overrides[key.lstrip("+~")] = value
+        try:
+            items = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            items = None  # no overrides recorded (or unreadable): the run is named by its folder
+        for item in items if isinstance(items, list) else []:
+            key, _, value = str(item).partition("=")
+            overrides[key.lstrip("+~")] = value
         runs.append(Run(run_dir, summary, overrides))
     _name(runs, root)
     return runs
@@ -164,6 +168,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not args.path.is_dir():
         error(f"{args.path} is not a directory; give a sweep or run directory, e.g. outputs/sweeps/DATE_TIME.")
+        return 2
+    from nnlab.errors import unwritable
+
+    problem = unwritable(args.out or args.path)
+    if problem:
+        error(f"the report cannot be written to {args.out or args.path}: {problem}. Choose another folder with --out DIR.")
         return 2
     runs = collect(args.path)
     if not runs:

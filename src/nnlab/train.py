@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from nnlab import checkpoint, figures, pretrain
+from nnlab import checkpoint, figures, pretrain, run_folder
 from nnlab import metrics as task_metrics
 from nnlab.config import EarlyStoppingConfig
 from nnlab.console import TrainingProgress, summary_table
@@ -331,11 +331,29 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
 
 def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] = None,
         cpu_share: Optional[int] = None) -> dict[str, Any]:
-    """The `nnlab train` job: set up, train (or continue: cfg.resume), report. Returns summary.json's content."""
+    """The `nnlab train` job: set up, train (or continue: cfg.resume), report. Returns summary.json's
+    content. The run folder is this process's alone while it runs (run_folder.Lock)."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    exp = setup(cfg, cpu_share)
-    state = checkpoint.resume_state(cfg.resume, run_dir, exp.config)
+    with run_folder.Lock(run_dir):
+        run_folder.remove_leftovers(run_dir)  # temporary files of saves that a kill interrupted
+        done = checkpoint.finished(run_dir, cfg.trainer.epochs) if cfg.resume is not None else None
+        if done is not None:
+            from nnlab.console import console
+
+            console.print(finished_message(run_dir, done), soft_wrap=True)
+            return done
+        exp = setup(cfg, cpu_share)
+        state = checkpoint.resume_state(cfg.resume, run_dir, exp.config)
+        return _run(cfg, run_dir, exp, state, choices)
+
+
+def finished_message(run_dir: Path, summary: dict) -> str:
+    n = summary.get("epochs_run")
+    return (f"{run_dir} has finished (status ok, {n} epochs{', stopped early' if summary.get('stopped_early') else ''}): "
+            f"nothing to resume, nothing changed. To train it longer: resume={run_dir} trainer.epochs={(n or 0) + 10}.")
+
+
+def _run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], choices) -> dict[str, Any]:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (run_dir / "environment.json").write_text(json.dumps(environment(str(exp.device)), indent=2) + "\n")
     if exp.notes:
@@ -345,12 +363,11 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] 
             console.print(note, soft_wrap=True)
     if choices:
         exp.config["choices"] = dict(choices)
-    if state is not None:  # drop what was logged after the checkpoint: it will be logged again
-        rows = run_dir / "metrics.jsonl"
-        if rows.exists():
-            kept = [line for line in rows.read_text().splitlines() if json.loads(line)["step"] <= state["step"]]
-            rows.write_text("".join(line + "\n" for line in kept))
-    tracker = Tracker(run_dir, purge_step=state["step"] + 1 if state is not None else None)
+    rows, fresh = run_dir / "metrics.jsonl", state is None
+    if rows.exists():  # keyed by step: what was logged after the checkpoint (and any test row) comes again
+        run_folder.keep_rows(rows, lambda r: not fresh and r["step"] <= state["step"] and not any(k.endswith("/test") for k in r))
+    purge = 0 if fresh and (run_dir / "tb").exists() else (state["step"] + 1 if state is not None else None)
+    tracker = Tracker(run_dir, purge_step=purge)
     try:
         if state is None:
             tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
@@ -366,8 +383,7 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] 
 
 def curves_png(run_dir: Path, kind: str) -> None:
     """RUN/curves.png: the run's train and val loss and score per epoch."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    epochs = [r for r in rows if "loss/train" in r]
+    epochs = [r for r in run_folder.read_rows(run_dir / "metrics.jsonl") if "loss/train" in r]
     score = task_metrics.score(kind)
     curves = [figures.epoch_curve(epochs, split, score, split, style) for split, style in (("train", "-"), ("val", "--"))]
     figures.curves_figure([c for c in curves if c is not None], run_dir / "curves.png", score)

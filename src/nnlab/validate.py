@@ -18,7 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from nnlab.config import DEVICES, MONITORED, PRECISIONS, PREPROCESS, PRETRAIN_METHODS, TRANSFER_MODES, NNLabConfig
+from nnlab.config import (DEVICES, MONITORED, ON_FAILURE, PRECISIONS, PREPROCESS, PRETRAIN_METHODS, TRANSFER_MODES,
+                          NNLabConfig)  # fmt: skip
 from nnlab.errors import ConfigError
 
 TARGET_PREFIXES = ("nnlab.", "torch.nn.", "torch.optim.")
@@ -41,6 +42,7 @@ def validate(cfg: DictConfig) -> None:
     _check_target("data.source", cfg.data.source)
     _check_numbers(cfg)
     _check_transfer(cfg.transfer)
+    _choice("sweep.on_failure", cfg.sweep.on_failure, ON_FAILURE)
     _check_combinations(cfg)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from nnlab.errors import ConfigError, unwritable
+from nnlab.run_folder import first_missing, remove_made
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
@@ -78,11 +79,12 @@ def mnist(root: str | None = None, download: bool = True, keep_classes: Optional
             _check_idx(folder / name)
     elif download:
         _writable("MNIST", base, folder, MNIST_FILES)
-    out = []
+    out, made = [], first_missing(folder)
     for train in (True, False):
         try:
             ds = MNIST(str(base), train=train, download=download and not have)
         except Exception as e:  # no network, not writable, not found
+            remove_made(made)  # the empty folders a failed download made
             raise _not_found("MNIST", folder, MNIST_FILES, e) from None
         out += [ds.data.unsqueeze(1), ds.targets.long()]
     return keep(tuple(out), keep_classes)
@@ -121,9 +123,11 @@ def cifar10(root: str | None = None, download: bool = True, keep_classes: Option
         from torchvision.datasets import CIFAR10
 
         _writable("CIFAR-10", base, folder, CIFAR10_FILES)
+        made = first_missing(folder)
         try:
             CIFAR10(str(base), train=True, download=True)
         except Exception as e:
+            remove_made(made)
             raise _not_found("CIFAR-10", folder, CIFAR10_FILES, e) from None
     missing = [f for f in CIFAR10_FILES if not (folder / f).exists()]
     if missing:
@@ -133,12 +137,34 @@ def cifar10(root: str | None = None, download: bool = True, keep_classes: Option
     return keep((x_train, y_train, x_test, y_test), keep_classes)
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """The official batches are Python 2 pickles of a dict of numpy arrays, lists and strings. Only what
+    those hold may be built: a file that names anything else (a function to call: os.system, eval, ...)
+    is refused before it runs, whatever is in the data root."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("_codecs", "encode")}  # fmt: skip
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it asks to load {module}.{name}, which no CIFAR-10 batch holds (refused unread)")
+        if name == "_reconstruct":
+            return np.ndarray.__reduce__(np.zeros(0))[0]  # numpy's own _reconstruct, wherever this numpy keeps it
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
+        return getattr(np, name)
+
+
 def _read_cifar_batches(folder: Path, names: tuple[str, ...]):
     xs, ys = [], []
     for name in names:
         try:
             with open(folder / name, "rb") as f:
-                batch = pickle.load(f, encoding="latin1")  # the official files are Python 2 pickles
+                batch = _CifarUnpickler(f, encoding="latin1").load()  # the official files are Python 2 pickles
+            if not isinstance(batch, dict):
+                raise ValueError(f"it holds a {type(batch).__name__}, not a batch dict")
             data = torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.uint8))
             xs.append(data.reshape(-1, 3, 32, 32))
             ys.append(torch.as_tensor(batch["labels"], dtype=torch.long))

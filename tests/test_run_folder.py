@@ -1,0 +1,64 @@
+"""run_folder.py: one process per run folder (a lock a kill cannot leave stale), rows that survive a torn
+append, no leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from nnlab import run_folder
+from nnlab.errors import FolderInUse
+
+
+def test_a_second_holder_is_refused_and_a_killed_holder_leaves_nothing_held(tmp_path):
+    with run_folder.Lock(tmp_path):
+        assert run_folder.holder(tmp_path) == str(os.getpid())
+        with pytest.raises(FolderInUse, match=f"in use by another nnlab process \\(pid {os.getpid()}\\)"):
+            run_folder.Lock(tmp_path).__enter__()
+    assert run_folder.holder(tmp_path) is None
+    code = f"from nnlab import run_folder; import time; run_folder.Lock({str(tmp_path)!r}).__enter__(); print('held', flush=True); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    assert run_folder.holder(tmp_path) == str(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run_folder.holder(tmp_path) is None  # the kernel dropped the kill -9'd process's lock
+    with run_folder.Lock(tmp_path):
+        pass
+
+
+def test_a_torn_last_line_is_left_out_and_rows_are_rewritten_whole(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": i, "loss/train_step": 0.5} for i in range(1, 5)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 5, "loss/tr')
+    assert run_folder.read_rows(path) == rows
+    path.write_text(path.read_text() + "\n[1, 2]\nnot json\n")  # not rows at all
+    assert run_folder.read_rows(path) == rows
+    run_folder.keep_rows(path, lambda r: r["step"] <= 2)
+    assert path.read_text() == "".join(json.dumps(r) + "\n" for r in rows[:2])
+    assert run_folder.read_rows(tmp_path / "none.jsonl") == []
+
+
+def test_leftovers_of_interrupted_saves_are_removed_and_made_folders_only_when_empty(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ".last.pt.tmp-123").write_bytes(b"half")
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"whole")
+    (tmp_path / "summary.json.tmp").write_text("{")
+    assert len(run_folder.remove_leftovers(tmp_path)) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["checkpoints", "last.pt"]
+    made = run_folder.first_missing(tmp_path / "a" / "b" / "c")
+    assert made == tmp_path / "a" and run_folder.first_missing(tmp_path) is None
+    (tmp_path / "a" / "b" / "c" / ".hydra").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "c" / ".hydra" / "config.yaml").write_text("x: 1")
+    (tmp_path / "a" / "b" / "c" / "train.log").write_text("")
+    (tmp_path / "a" / "b" / "data.bin").write_bytes(b"something of the user's")
+    run_folder.remove_made(made)
+    assert (tmp_path / "a" / "b" / "data.bin").exists()  # a real file: kept
+    (tmp_path / "a" / "b" / "data.bin").unlink()
+    run_folder.remove_made(made)
+    assert not made.exists()
