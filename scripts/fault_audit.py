@@ -69,7 +69,7 @@ def kills(n: int, seed: int, root: Path) -> tuple[int, int, list[str]]:
     import torch
 
     ref = root / "ref"
-    assert nnlab([*KILL_RUN, f"hydra.run.dir={ref}"], root).returncode == 0
+    assert nnlab(["train", *KILL_RUN, f"hydra.run.dir={ref}"], root).returncode == 0
     rng, exact, tried, failures, index = random.Random(seed), 0, 0, [], 0
     while tried < n:
         run = root / f"killed{index}"

@@ -50,6 +50,13 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler):
             objective = objective + reg.activity_l1 * sum(a.abs().sum() for a in exp.activities) / len(y)
     exp.optimizer.zero_grad(set_to_none=True)
     scaler.scale(objective).backward()
+    return out, loss, update(exp, scaler)
+
+
+def update(exp: Experiment, scaler) -> torch.Tensor:
+    """The step after the backward pass: clip, measure, step, constrain, schedule. Returns the global
+    gradient norm (before clipping), on the device. (Batched sweeps call it per member: launcher.py.)"""
+    reg = exp.regularization
     scaler.unscale_(exp.optimizer)  # clip and measure true gradients, not scaled ones
     if reg.clip_grad_value is not None:
         nn.utils.clip_grad_value_(exp.params, reg.clip_grad_value)
@@ -65,7 +72,7 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler):
                 w.copy_(torch.renorm(w, 2, 0, reg.max_norm))
     if not per_epoch(exp.scheduler):
         exp.scheduler.step()
-    return out, loss, norm
+    return norm
 
 
 def global_grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
@@ -163,83 +170,125 @@ class StopRequest:
 def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict] = None) -> dict[str, Any]:
     """Train, validate every eval_every epochs, keep `last` and `best` checkpoints, test at the end.
     With `resume` (a checkpoint's state), continue exactly where that checkpoint left off."""
-    t, data, model = exp.trainer, exp.data, exp.model
-    shuffle = torch.Generator().manual_seed(t.seed)
-    noise = torch.Generator(device=exp.device).manual_seed(t.seed)  # augmentation and input noise
-    scaler = torch.amp.GradScaler(exp.device.type, enabled=t.precision == "fp16")
-    probe = (data.train.x[: exp.diagnostics.probe_size], data.train.y[: exp.diagnostics.probe_size])
-    diag = Diagnostics(model, exp.loss_fn, exp.activation_type, probe, data.num_classes, exp.diagnostics,
-                       exp.alarms, tracker, t.log_every, exp.optimizer, data.kind)  # fmt: skip
-    monitor, status, started = Monitor(exp.early_stopping), "ok", time.perf_counter()
-    ckpt_dir, metrics, stop = run_dir / "checkpoints", {}, StopRequest()
-    loop = Position(shuffle.get_state())
-    if resume is None:
-        if exp.pretrain.method != "none":  # the initial-loss and flat-loss alarms are then off: not from scratch
-            diag.pretrain = pretrain.greedy(exp, tracker)
-        diag.start()
-        checkpoint.save(ckpt_dir / "last.pt", checkpoint.state(exp, loop, metrics, monitor, diag, scaler, noise))  # good from the start
-    else:
-        metrics = checkpoint.restore(exp, resume, loop, monitor, diag, scaler, shuffle, noise)
+    run = Training(exp, run_dir, tracker, resume)
+    t = exp.trainer
     progress = TrainingProgress(t.epochs, exp.steps_per_epoch, enabled=t.progress)
-    model.train()
-    with progress, stop:
-        for epoch in range(loop.epoch, t.epochs + 1):
-            loop.start_epoch(epoch, shuffle.get_state(), exp.device)
-            epoch_start = time.perf_counter()
-            for i, idx in enumerate(batch_indices(len(data.train), t.batch_size, shuffle, exp.device)):
-                if i < loop.batch:  # resumed mid-epoch: these batches are done
-                    continue
-                x, y = data.train.x[idx], data.train.y[idx]
-                if data.augment is not None:
-                    x = data.augment(x, noise)
-                if exp.regularization.input_noise > 0:
-                    x = x + exp.regularization.input_noise * torch.randn(x.shape, generator=noise, device=x.device)
-                loop.step += 1
-                diag.before_step(loop.step)
-                out, loss, norm = train_step(exp, x, y, scaler)
-                loop.add(batch_sums(exp, out, y, loss), len(y))
-                if diag.after_step(loop.step, epoch, loss, norm):
-                    status = "diverged"  # logs stay; `last` is the end of the previous epoch
+    with progress, run.stop:
+        for epoch in run.epochs():
+            for x, y in run.batches(epoch):
+                run.before_step()
+                out, loss, norm = train_step(exp, x, y, run.scaler)
+                if not run.after_step(epoch, out, y, loss, norm):
                     break
-                progress.batch(diag.recent_loss if loop.step % t.log_every == 0 else None)
-                if stop.signal is not None or (t.checkpoint_every and loop.step % t.checkpoint_every == 0):
-                    if diag.flush(loop.step, epoch):
-                        status = "diverged"
-                        break
-                    checkpoint.save(ckpt_dir / "last.pt", checkpoint.state(exp, loop, metrics, monitor, diag, scaler, noise))
-                    if stop.signal is not None:
-                        status = "interrupted"
-                        break
-            if status == "ok" and diag.flush(loop.step, epoch):
-                status = "diverged"
-            if status != "ok":
+                progress.batch(run.diag.recent_loss if run.loop.step % t.log_every == 0 else None)
+            if not run.end_epoch(epoch):
                 break
+            progress.epoch(epoch, run.metrics)
+    return run.finish()
 
-            metrics = _end_epoch(exp, tracker, epoch, loop, time.perf_counter() - epoch_start)
-            loop.end_epoch(shuffle.get_state())
-            state = checkpoint.state(exp, loop, metrics, monitor, diag, scaler, noise)
-            if monitor.metric in metrics and monitor.update(epoch, metrics):
-                state["monitor"] = monitor.state_dict()
-                checkpoint.save(ckpt_dir / "best.pt", state)
-            checkpoint.save(ckpt_dir / "last.pt", state)
-            checkpoint.keep_numbered(ckpt_dir / "last.pt", epoch, t.keep_checkpoints)
-            diag.end_epoch(epoch, loop.step, last_epoch=epoch == t.epochs or monitor.should_stop)
-            progress.epoch(epoch, metrics)
-            if monitor.should_stop:
-                break
 
-    alarms = diag.finish(metrics, loop.step) if status == "ok" else [a.as_dict() for a in diag.raised]
-    summary = _finish(exp, run_dir, tracker, monitor, metrics, loop.last_epoch, loop.step, time.perf_counter() - started,
-                      status, alarms, diag.initial)  # fmt: skip
-    if diag.pretrain:
-        summary["pretrain"] = {"method": exp.pretrain.method, "epochs_per_stage": exp.pretrain.epochs, "stages": diag.pretrain}
-        write_summary(run_dir, summary)
-    if stop.signal is not None:
-        import signal as signals
+class Training:
+    """One run in training: its generators, diagnostics, early stopping, position and checkpoints,
+    driven by fit() (or, for the members of a batched sweep, by launcher.py) through a few calls:
+    epochs(), batches(epoch), before_step(), after_step(...), end_epoch(epoch), finish()."""
 
-        summary["signal"] = signals.Signals(stop.signal).name
-        write_summary(run_dir, summary)
-    return summary
+    def __init__(self, exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict] = None):
+        t, data = exp.trainer, exp.data
+        self.exp, self.run_dir, self.tracker = exp, Path(run_dir), tracker
+        self.shuffle = torch.Generator().manual_seed(t.seed)
+        self.noise = torch.Generator(device=exp.device).manual_seed(t.seed)  # augmentation and input noise
+        self.scaler = torch.amp.GradScaler(exp.device.type, enabled=t.precision == "fp16")
+        probe = (data.train.x[: exp.diagnostics.probe_size], data.train.y[: exp.diagnostics.probe_size])
+        self.diag = Diagnostics(exp.model, exp.loss_fn, exp.activation_type, probe, data.num_classes, exp.diagnostics,
+                                exp.alarms, tracker, t.log_every, exp.optimizer, data.kind)  # fmt: skip
+        self.monitor, self.status, self.started = Monitor(exp.early_stopping), "ok", time.perf_counter()
+        self.ckpt_dir, self.metrics, self.stop = self.run_dir / "checkpoints", {}, StopRequest()
+        self.loop = Position(self.shuffle.get_state())
+        if resume is None:
+            if exp.pretrain.method != "none":  # the initial-loss and flat-loss alarms are then off: not from scratch
+                self.diag.pretrain = pretrain.greedy(exp, tracker)
+            self.diag.start()
+            checkpoint.save(self.ckpt_dir / "last.pt", self._state())  # good from the start
+        else:
+            self.metrics = checkpoint.restore(exp, resume, self.loop, self.monitor, self.diag, self.scaler, self.shuffle, self.noise)
+        exp.model.train()
+
+    def _state(self) -> dict:
+        return checkpoint.state(self.exp, self.loop, self.metrics, self.monitor, self.diag, self.scaler, self.noise)
+
+    def epochs(self) -> range:
+        return range(self.loop.epoch, self.exp.trainer.epochs + 1)
+
+    def batches(self, epoch: int):
+        """The epoch's training batches (x, y) as the step sees them: augmented, with input noise."""
+        exp, data, loop = self.exp, self.exp.data, self.loop
+        loop.start_epoch(epoch, self.shuffle.get_state(), exp.device)
+        self.epoch_start = time.perf_counter()
+        for i, idx in enumerate(batch_indices(len(data.train), exp.trainer.batch_size, self.shuffle, exp.device)):
+            if i < loop.batch:  # resumed mid-epoch: these batches are done
+                continue
+            x, y = data.train.x[idx], data.train.y[idx]
+            if data.augment is not None:
+                x = data.augment(x, self.noise)
+            if exp.regularization.input_noise > 0:
+                x = x + exp.regularization.input_noise * torch.randn(x.shape, generator=self.noise, device=x.device)
+            yield x, y
+
+    def before_step(self) -> None:
+        self.loop.step += 1
+        self.diag.before_step(self.loop.step)
+
+    def after_step(self, epoch: int, out, y, loss, norm) -> bool:
+        """Count and watch the step, save at the checkpoint cadence or on a signal. False: stop now."""
+        exp, loop, t = self.exp, self.loop, self.exp.trainer
+        loop.add(batch_sums(exp, out, y, loss), len(y))
+        if self.diag.after_step(loop.step, epoch, loss, norm):
+            self.status = "diverged"  # logs stay; `last` is the end of the previous epoch
+            return False
+        if self.stop.signal is not None or (t.checkpoint_every and loop.step % t.checkpoint_every == 0):
+            if self.diag.flush(loop.step, epoch):
+                self.status = "diverged"
+                return False
+            checkpoint.save(self.ckpt_dir / "last.pt", self._state())
+            if self.stop.signal is not None:
+                self.status = "interrupted"
+                return False
+        return True
+
+    def end_epoch(self, epoch: int) -> bool:
+        """Validate, log, checkpoint `last` (and `best`), histograms. False: the run stops here (it
+        diverged or was interrupted during the epoch, or early stopping says so)."""
+        if self.status == "ok" and self.diag.flush(self.loop.step, epoch):
+            self.status = "diverged"
+        if self.status != "ok":
+            return False
+        exp, loop, monitor = self.exp, self.loop, self.monitor
+        self.metrics = _end_epoch(exp, self.tracker, epoch, loop, time.perf_counter() - self.epoch_start)
+        loop.end_epoch(self.shuffle.get_state())
+        state = self._state()
+        if monitor.metric in self.metrics and monitor.update(epoch, self.metrics):
+            state["monitor"] = monitor.state_dict()
+            checkpoint.save(self.ckpt_dir / "best.pt", state)
+        checkpoint.save(self.ckpt_dir / "last.pt", state)
+        checkpoint.keep_numbered(self.ckpt_dir / "last.pt", epoch, exp.trainer.keep_checkpoints)
+        self.diag.end_epoch(epoch, loop.step, last_epoch=epoch == exp.trainer.epochs or monitor.should_stop)
+        return not monitor.should_stop
+
+    def finish(self) -> dict[str, Any]:
+        """Test the best checkpoint, the closing alarms, summary.json."""
+        exp, diag, run_dir, status = self.exp, self.diag, self.run_dir, self.status
+        alarms = diag.finish(self.metrics, self.loop.step) if status == "ok" else [a.as_dict() for a in diag.raised]
+        summary = _finish(exp, run_dir, self.tracker, self.monitor, self.metrics, self.loop.last_epoch, self.loop.step,
+                          time.perf_counter() - self.started, status, alarms, diag.initial)  # fmt: skip
+        if diag.pretrain:
+            summary["pretrain"] = {"method": exp.pretrain.method, "epochs_per_stage": exp.pretrain.epochs, "stages": diag.pretrain}
+            write_summary(run_dir, summary)
+        if self.stop.signal is not None:
+            import signal as signals
+
+            summary["signal"] = signals.Signals(self.stop.signal).name
+            write_summary(run_dir, summary)
+        return summary
 
 
 class Position:
