@@ -73,7 +73,7 @@ def kills(n: int, seed: int, root: Path) -> tuple[int, int, list[str]]:
     rng, exact, tried, failures, index = random.Random(seed), 0, 0, [], 0
     while tried < n:
         run = root / f"killed{index}"
-        index += 1
+        index, before = index + 1, tried
         for attempt in range(min(4, n - tried)):
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             args = [*KILL_RUN, f"hydra.run.dir={run}", *(["resume=auto"] if attempt else [])]
@@ -83,19 +83,21 @@ def kills(n: int, seed: int, root: Path) -> tuple[int, int, list[str]]:
             while not (run / "metrics.jsonl").exists() and proc.poll() is None and time.time() < deadline:
                 time.sleep(0.02)
             time.sleep(rng.uniform(0.0, 2.0))
-            if proc.poll() is None:
+            killed = proc.poll() is None
+            if killed:
                 proc.send_signal(signal.SIGKILL)
                 tried += 1
             proc.wait()
-            if rng.random() < 0.5:
+            if killed and rng.random() < 0.5:
                 with open(run / "metrics.jsonl", "a") as f:
                     f.write('{"step": 99999, "loss/tr')  # torn, as by a full disk
+        kills_here = tried - before
         out = nnlab(["train", *KILL_RUN, f"hydra.run.dir={run}", "resume=auto"], root)
         same_weights = out.returncode == 0 and all(torch.equal(a, b) for a, b in zip(weights(run).values(), weights(ref).values()))
         same_rows = out.returncode == 0 and rows(run) == rows(ref)
         leftovers = list(run.rglob("*.tmp*"))
         if same_weights and same_rows and not leftovers:
-            exact += attempt + 1
+            exact += kills_here
         else:
             failures.append(f"{run.name}: weights {'ok' if same_weights else 'differ'}, rows {'ok' if same_rows else 'differ'}, "
                             f"leftovers {len(leftovers)}, exit {out.returncode}")  # fmt: skip

@@ -116,7 +116,7 @@ def state(exp, loop, metrics: dict, monitor, diag, scaler, noise) -> dict:
         "noise": noise.get_state(),
     }
     return {
-        "model": bare(exp.model).state_dict(),
+        "model": {k: _own(v) for k, v in bare(exp.model).state_dict().items()},
         "optimizer": exp.optimizer.state_dict(),
         "scheduler": exp.scheduler.state_dict(),
         "scaler": scaler.state_dict(),
@@ -129,6 +129,12 @@ def state(exp, loop, metrics: dict, monitor, diag, scaler, noise) -> dict:
         "metrics": metrics,
         "config": exp.config,
     }
+
+
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """A tensor that is a view into a larger one (a member's slice of a stacked sweep) as a copy of its
+    own: torch.save would otherwise write the whole stack into this run's checkpoint."""
+    return t.clone() if t.untyped_storage().nbytes() != t.numel() * t.element_size() else t
 
 
 def restore(exp, state: dict, loop, monitor, diag, scaler, shuffle, noise) -> dict:

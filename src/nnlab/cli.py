@@ -248,6 +248,16 @@ def _train_job(cfg, run_dir, choices, cpu_share) -> float | None:
     return objective(summary, cfg.early_stopping.metric)
 
 
+def _prepare_train(cfg, run_dir, choices, cpu_share):
+    """A job of a stacked sweep, up to its first step (hydra/launcher=batched: nnlab/launcher.py)."""
+    from nnlab.launcher import prepare
+
+    return prepare(cfg, run_dir, choices, cpu_share)
+
+
+_train_job.prepare = _job(_prepare_train)  # the batched launcher prepares jobs with it, then trains them as a stack
+
+
 @_job
 def _check_job(cfg, run_dir, choices, cpu_share) -> None:
     from nnlab.check import run

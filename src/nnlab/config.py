@@ -165,4 +165,6 @@ class NNLabConfig:
 def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
+    import hydra_plugins.nnlab_launcher.batched_launcher  # noqa: F401  (hydra/launcher=batched, for compose() too)
+
     ConfigStore.instance().store(name="nnlab_schema", node=NNLabConfig)

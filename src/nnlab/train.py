@@ -403,6 +403,17 @@ def finished_message(run_dir: Path, summary: dict) -> str:
 
 
 def _run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], choices) -> dict[str, Any]:
+    tracker = open_run(cfg, run_dir, exp, state, choices)
+    try:
+        summary = fit(exp, run_dir, tracker, resume=state)
+    finally:
+        tracker.close()
+    close_run(run_dir, exp, summary)
+    return summary
+
+
+def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], choices) -> Tracker:
+    """Write the run's config and environment, keep the rows a resume continues from, open its tracker."""
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (run_dir / "environment.json").write_text(json.dumps(environment(str(exp.device)), indent=2) + "\n")
     if exp.notes:
@@ -417,17 +428,17 @@ def _run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict],
         run_folder.keep_rows(rows, lambda r: not fresh and r["step"] <= state["step"] and not any(k.endswith("/test") for k in r))
     purge = 0 if fresh and (run_dir / "tb").exists() else (state["step"] + 1 if state is not None else None)
     tracker = Tracker(run_dir, purge_step=purge)
-    try:
-        if state is None:
-            tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
-            for note in exp.notes:
-                tracker.text("notes", note)
-        summary = fit(exp, run_dir, tracker, resume=state)
-    finally:
-        tracker.close()
+    if state is None:
+        tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
+        for note in exp.notes:
+            tracker.text("notes", note)
+    return tracker
+
+
+def close_run(run_dir: Path, exp: Experiment, summary: dict, table: bool = True) -> None:
     curves_png(run_dir, exp.data.kind)
-    summary_table(summary)
-    return summary
+    if table:
+        summary_table(summary)
 
 
 def curves_png(run_dir: Path, kind: str) -> None:

@@ -1,0 +1,1 @@
+"""nnlab's Hydra plugins: the batched launcher (batched_launcher.py)."""

@@ -1,0 +1,96 @@
+"""nnlab's Hydra launcher, `hydra/launcher=batched` (the default of `nnlab train -m`): the jobs that can
+train together train as one stacked model in this process, the others one after another. The plugin
+lives here because Hydra finds launchers in the `hydra_plugins` package; the work is in nnlab/launcher.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from omegaconf import DictConfig, open_dict
+
+from nnlab.launcher import Member, _differ, _safe_key, train_together
+
+
+@dataclass
+class BatchedLauncherConf:
+    _target_: str = "hydra_plugins.nnlab_launcher.batched_launcher.BatchedLauncher"
+    max_members: int = 64  # the most jobs trained as one stack (a larger group is cut into stacks of this size)
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf, provider="nnlab")
+
+
+class BatchedLauncher(Launcher):
+    def __init__(self, max_members: int = 64) -> None:
+        super().__init__()
+        self.max_members = max_members
+        self.config: Optional[DictConfig] = None
+        self.task_function = None
+        self.hydra_context = None
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        configs = []
+        for i, overrides in enumerate(job_overrides):
+            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(sweep_config):
+                sweep_config.hydra.job.id = sweep_config.hydra.job.num = initial_job_idx + i
+            configs.append(sweep_config)
+        prepare = getattr(self.task_function, "prepare", None)
+        groups: dict[Any, list[int]] = {}
+        for i, cfg in enumerate(configs):
+            key = _safe_key(cfg) if prepare is not None else None
+            groups.setdefault(key if key is not None else ("alone", i), []).append(i)
+        stacks = []
+        for key, members in groups.items():
+            for start in range(0, len(members), self.max_members):
+                stacks.append(members[start : start + self.max_members])
+        returns: dict[int, JobReturn] = {}
+        from nnlab.console import console
+
+        for n, stack in enumerate(stacks, 1):
+            names = [" ".join(filter_overrides(job_overrides[i])) or "(defaults)" for i in stack]
+            if len(stack) == 1:
+                console.print(f"[{n}/{len(stacks)}] alone: {names[0]}", soft_wrap=True)
+                returns[stack[0]] = self._run(configs[stack[0]], self.task_function)
+                continue
+            console.print(f"[{n}/{len(stacks)}] {len(stack)} runs as one stack: {_differ(names)}", soft_wrap=True)
+            returns.update(self._stack(configs, stack, prepare, f"{n}/{len(stacks)}"))
+        return [returns[i] for i in range(len(configs))]
+
+    def _run(self, cfg: DictConfig, task) -> JobReturn:
+        ret = run_job(hydra_context=self.hydra_context, task_function=task, config=cfg,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return ret
+
+    def _stack(self, configs, stack: list[int], prepare, label: str) -> dict[int, JobReturn]:
+        """Prepare each job in its own folder (Hydra's bookkeeping, validation, setup), train the prepared
+        ones together, and give each job its own result."""
+        returns, members = {}, []
+        for i in stack:
+            ret = self._run(configs[i], prepare)
+            returns[i] = ret
+            value = ret._return_value if ret.status.name == "COMPLETED" else None
+            if isinstance(value, Member):
+                members.append((i, value))
+        if members:
+            from nnlab.metrics import objective
+
+            summaries = train_together([m for _, m in members], label)
+            for (i, m), summary in zip(members, summaries):
+                returns[i].return_value = objective(summary, m.cfg.early_stopping.metric) if summary else None
+        return returns
+
+

@@ -1,0 +1,355 @@
+"""Running a sweep's jobs: `hydra/launcher=batched`, nnlab's own Hydra launcher (the default of
+`nnlab train -m`).
+
+It takes the jobs any sweeper gives it, groups those that can train together, and trains each group as
+ONE stacked model in this process: the members' weights live side by side in [K, ...] tensors, one
+batched matrix product runs every member's forward and one backward pass every member's gradients.
+Everything else stays each member's own: its Experiment (built by setup() from its own config: data
+draw, split, initialization, optimizer and schedule with its own settings), its generators (shuffling,
+noise, dropout), diagnostics, alarms, early stopping, checkpoints and run folder. A member's layers are
+views into the stack, so its own model, optimizer and files work unchanged: a member is a run made alone,
+trained faster. The other jobs run one after another in this process, as with the basic launcher.
+
+What may differ inside a group: see GROUPABLE. A group is MLPs without batch norm, with a parameter-free
+elementwise activation (relu, tanh, sigmoid, elu, gelu, ...), plain dropout, fp32, no torch.compile,
+pretraining or transfer, no activity L1, starting fresh (a job that resumes a checkpoint runs alone).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+
+# Keys whose values may differ between the members of one group (prefixes of dotted keys): each member
+# builds its own objects from them. Every other key must be equal for jobs to train as one stack.
+GROUPABLE = (
+    "trainer.seed", "trainer.log_every", "trainer.eval_every", "trainer.boundary_every", "trainer.checkpoint_every",
+    "trainer.keep_checkpoints", "trainer.progress", "data.source.seed",
+    "optimizer.", "schedule.", "init.", "loss.label_smoothing", "loss.delta", "model.dropout",
+    "regularization.l1", "regularization.input_noise", "regularization.clip_grad_norm", "regularization.clip_grad_value",
+    "regularization.max_norm", "early_stopping.", "diagnostics.", "alarms.", "sweep.", "check.", "lr_find.",
+    "batch_size_find.", "resume",
+)  # fmt: skip
+
+
+def group_key(cfg: DictConfig) -> Optional[str]:
+    """What must be equal for jobs to train as one stack (None: this job cannot be stacked)."""
+    from nnlab.tracking import flatten
+
+    c = cfg
+    if not str(c.model._target_).endswith(".MLP") or c.model.get("batch_norm") or c.trainer.compile:
+        return None
+    if c.trainer.precision != "fp32" or c.pretrain.method != "none" or c.regularization.activity_l1 > 0:
+        return None
+    if c.transfer.init_from and c.transfer.mode != "none":
+        return None
+    if str(c.activation._target_) in ("torch.nn.PReLU", "nnlab.nn.activations.Maxout"):
+        return None  # a parameter per layer, or k pieces per unit: not elementwise
+    if c.data.augment:
+        return None
+    flat = flatten({k: OmegaConf.to_container(c[k], resolve=True) if isinstance(c[k], DictConfig) else c[k]
+                    for k in c if k != "hydra"})  # fmt: skip
+    fixed = {k: v for k, v in flat.items() if not k.startswith(GROUPABLE)}
+    return repr(sorted(fixed.items()))
+
+
+def _safe_key(cfg: DictConfig) -> Optional[str]:
+    try:
+        return group_key(cfg)
+    except Exception:  # a config that does not even compose into one: the job reports it, alone
+        return None
+
+
+def _differ(names: list[str]) -> str:
+    """What differs between the jobs' override lists, e.g. 'trainer.seed=0..15' or 'optimizer.lr=0.1,0.01'."""
+    parts = [dict(p.split("=", 1) for p in n.split() if "=" in p) for n in names]
+    keys = [k for k in dict.fromkeys(k for p in parts for k in p) if len({p.get(k) for p in parts}) > 1]
+    shown = []
+    for k in keys:
+        values = [p.get(k, "-") for p in parts]
+        ints = all(v.lstrip("-").isdigit() for v in values)
+        if ints and [int(v) for v in values] == list(range(int(values[0]), int(values[0]) + len(values))):
+            shown.append(f"{k}={values[0]}..{values[-1]}")
+        else:
+            shown.append(f"{k}={','.join(dict.fromkeys(values))}")
+    return " ".join(shown) or "identical configs"
+
+
+# ----------------------------------------------------------------------------------------------------
+# A prepared member, and the training of a stack
+
+
+@dataclass
+class Member:
+    """A job set up and ready to train (its folder locked, its files opened), waiting for its stack."""
+
+    cfg: DictConfig
+    run_dir: Path
+    exp: Any  # setup.Experiment
+    tracker: Any  # tracking.Tracker
+    lock: Any  # run_folder.Lock, held until the member is done
+    rng: Any  # the torch RNG state its run alone would have now: its dropout masks come from it
+    training: Any = None  # train.Training
+    done: bool = False
+    failed: Optional[BaseException] = None
+
+
+def prepare(cfg: DictConfig, run_dir: str | Path, choices: dict, cpu_share) -> Any:
+    """The first half of `nnlab train` for a job of a stack: everything up to the first step. A job that
+    continues a checkpoint (or has finished) runs alone, here, as with the basic launcher."""
+    import torch
+
+    from nnlab import run_folder, train
+    from nnlab.setup import setup
+
+    run_dir = Path(run_dir)
+    if cfg.resume is not None and ((run_dir / "checkpoints" / "last.pt").exists() or (run_dir / "summary.json").exists()):
+        from nnlab.metrics import objective
+
+        return objective(train.run(cfg, run_dir, choices=choices, cpu_share=cpu_share), cfg.early_stopping.metric)
+    lock = run_folder.Lock(run_dir).__enter__()
+    try:
+        run_folder.remove_leftovers(run_dir)
+        exp = setup(cfg, cpu_share)
+        rng = torch.get_rng_state()  # what its run alone would draw dropout masks from
+        return Member(cfg, run_dir, exp, train.open_run(cfg, run_dir, exp, None, choices), lock, rng)
+    except BaseException:
+        lock.__exit__()
+        raise
+
+
+def train_together(members: list[Member], label: str = "") -> list[Optional[dict]]:
+    """Train the members as one stack, each writing its own run folder; their summaries, in order (None
+    for a member that failed: its folder says why)."""
+    from nnlab.train import StopRequest, Training
+
+    stack = Stack([m.exp.model for m in members])
+    if stack.problem:
+        from nnlab.console import warning
+
+        warning(f"these runs cannot share one stack ({stack.problem}): they train one after another")
+    started, stop = time.perf_counter(), StopRequest()
+    with stop:
+        for m in members:
+            m.training = _as(m, lambda m=m: Training(m.exp, m.run_dir, m.tracker))
+            if m.training is not None:
+                m.training.stop = stop  # one signal handler for the stack: a SIGTERM saves every member
+        if stack.problem:
+            for m in members:
+                _as(m, lambda m=m: _alone(m))
+        else:
+            for epoch in members[0].training.epochs() if members[0].training else ():
+                if all(m.done for m in members):
+                    break
+                running = [m for m in members if not m.done]
+                _epoch(stack, members, epoch)
+                for m in running:
+                    if not m.done and not _as(m, lambda m=m: m.training.end_epoch(epoch)):
+                        m.done = True
+    return [_close(m, len(members), label, time.perf_counter() - started) for m in members]
+
+
+def _alone(m: Member) -> bool:
+    """Train a member on its own (its stack could not be built): the loop of fit(), on its objects."""
+    from nnlab.train import train_step
+
+    run = m.training
+    for epoch in run.epochs():
+        for x, y in run.batches(epoch):
+            run.before_step()
+            out, loss, norm = train_step(m.exp, x, y, run.scaler)
+            if not run.after_step(epoch, out, y, loss, norm):
+                break
+        if not run.end_epoch(epoch):
+            break
+    m.done = True
+    return True
+
+
+def _epoch(stack: "Stack", members: list[Member], epoch: int) -> None:
+    """One epoch of every running member, step by step: their batches side by side through the stack."""
+    import torch
+
+    from nnlab.train import update
+
+    batches = [m.training.batches(epoch) if not m.done else None for m in members]
+    while True:
+        items = [next(b, None) if b is not None and not m.done else None for m, b in zip(members, batches)]
+        if all(i is None for i in items):
+            return
+        like = next(i for i in items if i is not None)[0]
+        x = torch.stack([i[0] if i is not None else torch.zeros_like(like) for i in items])
+        for m, i in zip(members, items):
+            if i is not None:
+                m.training.before_step()
+        stack.zero_grad()
+        out = stack.forward(x, members, [i is not None for i in items])
+        objective, losses = 0, {}
+        for k, (m, i) in enumerate(zip(members, items)):
+            if i is None:
+                continue
+            losses[k] = m.exp.loss_fn(out[k], i[1])
+            objective = objective + losses[k]
+            if m.exp.regularization.l1 > 0:  # on the stack's slices: their gradient reaches the stack
+                objective = objective + m.exp.regularization.l1 * sum(w[k].abs().sum() for w in stack.weights)
+        objective.backward()
+        stack.share_grads()
+        for k, (m, i) in enumerate(zip(members, items)):
+            if i is None:
+                continue
+
+            def after(m=m, k=k, y=i[1]):
+                norm = update(m.exp, m.training.scaler)
+                return m.training.after_step(epoch, out[k].detach(), y, losses[k].detach(), norm)
+
+            if not _as(m, after):
+                m.done = True
+
+
+def _as(m: Member, work):
+    """Run a member's part with the global torch RNG as its own (checkpoints save it, dropout draws
+    from it); a failure ends that member alone (recorded in its folder), not the stack."""
+    import torch
+
+    outside = torch.get_rng_state()
+    torch.set_rng_state(m.rng)
+    try:
+        return work()
+    except Exception as e:  # noqa: BLE001  (any failure of one member: its folder says what, the others go on)
+        from nnlab.console import error
+        from nnlab.errors import SaveError
+        from nnlab.tracking import record_failure
+
+        m.done, m.failed = True, e
+        try:
+            record_failure(m.run_dir, e)
+        except OSError:
+            pass
+        what = str(e) if isinstance(e, SaveError) else f"{type(e).__name__}: {e}"
+        error(f"{m.run_dir}: {what} (this run stops; the others go on)", title="failure")
+        return None
+    finally:
+        m.rng = torch.get_rng_state()
+        torch.set_rng_state(outside)
+
+
+def _close(m: Member, size: int, label: str, wall: float) -> Optional[dict]:
+    """Test, summary.json (with how it was trained), curves; the member's folder is free again."""
+    from nnlab.console import console
+    from nnlab.tracking import write_summary
+    from nnlab.train import close_run
+
+    try:
+        summary = None
+        if m.training is not None and m.failed is None:
+            summary = _as(m, m.training.finish)
+        if summary is not None:
+            summary["batch"] = {"stack": label, "members": size, "wall_time_s": wall}
+            write_summary(m.run_dir, summary)
+        m.tracker.close()
+        if summary is not None:
+            close_run(m.run_dir, m.exp, summary, table=False)
+            score = "  ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items() if k.endswith("/test"))
+            console.print(f"  {m.run_dir.name}: {summary['status']}  {score}", soft_wrap=True)
+        return summary
+    finally:
+        m.lock.__exit__()
+
+
+class Stack:
+    """The members' MLPs as one: each Linear layer's weights and biases stacked into [K, out, in] and
+    [K, out] parameters, and the members' own parameters turned into views of their slices, so that
+    their optimizers, checkpoints and diagnostics read and write the stack. forward() runs them all."""
+
+    def __init__(self, models: list):
+        import torch
+        from torch import nn
+
+        layers = [_layers(m) for m in models]
+        signature = {None if l is None else tuple((kind, None if mod is None or kind != "linear" else tuple(mod.weight.shape))
+                                                  for kind, mod in l) for l in layers}  # fmt: skip
+        self.problem = None if len(signature) == 1 and None not in signature else "their layers differ in kind or shape"
+        if self.problem:
+            return
+        self.kinds = [kind for kind, _ in layers[0]]
+        self.layers = layers
+        self.weights, self.biases = [], []
+        for j, kind in enumerate(self.kinds):
+            if kind != "linear":
+                continue
+            w = nn.Parameter(torch.stack([l[j][1].weight.detach() for l in layers]))
+            b = nn.Parameter(torch.stack([l[j][1].bias.detach() for l in layers]))
+            for k, l in enumerate(layers):  # the member's parameter objects stay (its optimizer holds them)
+                l[j][1].weight.data, l[j][1].bias.data = w.data[k], b.data[k]
+            self.weights.append(w)
+            self.biases.append(b)
+
+    def zero_grad(self) -> None:
+        for p in (*self.weights, *self.biases):
+            p.grad = None
+
+    def forward(self, x, members: list[Member], active: list[bool]):
+        """x: [K, B, ...] -> [K, B, outputs]. Dropout per member, with its own probability and from its
+        own RNG stream, drawn as torch's CPU dropout draws it (bernoulli_(1 - p), then / (1 - p))."""
+        import torch
+
+        h, li = x.reshape(x.shape[0], x.shape[1], -1), 0
+        for j, kind in enumerate(self.kinds):
+            if kind == "linear":
+                h = torch.baddbmm(self.biases[li].unsqueeze(1), h, self.weights[li].transpose(1, 2))
+                li += 1
+            elif kind == "activation":
+                h = self.layers[0][j][1](h)
+            else:  # dropout
+                drops = [l[j][1] for l in self.layers]
+                if not any(d is not None and d.training and d.p > 0 for d in drops):
+                    continue
+                masks = []
+                for k, (m, d) in enumerate(zip(members, drops)):
+                    if d is None or not d.training or d.p == 0 or not active[k]:
+                        masks.append(torch.ones_like(h[k]))
+                        continue
+                    outside = torch.get_rng_state()
+                    torch.set_rng_state(m.rng)
+                    masks.append(torch.empty_like(h[k]).bernoulli_(1 - d.p).div_(1 - d.p))
+                    m.rng = torch.get_rng_state()
+                    torch.set_rng_state(outside)
+                h = h * torch.stack(masks)
+        return h
+
+    def share_grads(self) -> None:
+        """Each member's parameters get their slice of the stack's gradients (views: no copy)."""
+        li = 0
+        for j, kind in enumerate(self.kinds):
+            if kind != "linear":
+                continue
+            w, b = self.weights[li], self.biases[li]
+            for k, l in enumerate(self.layers):
+                l[j][1].weight.grad = None if w.grad is None else w.grad[k]
+                l[j][1].bias.grad = None if b.grad is None else b.grad[k]
+            li += 1
+
+
+def _layers(model) -> Optional[list[tuple]]:
+    """An MLP as a flat list of (kind, module): linear, activation, dropout (None where a member has no
+    dropout, so that members with and without one line up); None for anything else in it (batch norm,
+    AlphaDropout: not stacked)."""
+    from torch import nn
+
+    hidden, head = getattr(model, "hidden", None), getattr(model, "head", None)
+    if hidden is None or not isinstance(head, nn.Linear):
+        return None
+    out = []
+    for block in hidden:
+        mods = list(block)
+        if len(mods) not in (2, 3) or not isinstance(mods[0], nn.Linear) or any(p.numel() for p in mods[1].parameters()):
+            return None
+        if len(mods) == 3 and type(mods[2]) is not nn.Dropout:
+            return None
+        out += [("linear", mods[0]), ("activation", mods[1]), ("dropout", mods[2] if len(mods) == 3 else None)]
+    return [*out, ("linear", head)]
