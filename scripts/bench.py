@@ -1,7 +1,8 @@
 """How fast is nnlab next to the loops people write by hand? One run, side by side, same machine, ratios.
 
     python scripts/bench.py                      # everything (about 5 minutes on a 2-core CPU)
-    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, toy
+    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, stacks, toy
+    python scripts/bench.py --only stacks --repeats 1   # batched sweeps against one run and the basic launcher
     python scripts/bench.py --device cuda --only mlp,cnn --cnn-steps 0 --variants fp32,bf16,fp16,compile
                                                  # the MLP and CNN loops on a GPU, whole epochs, nnlab's options
     python scripts/bench.py --json bench.json    # also write the numbers
@@ -276,6 +277,33 @@ def sweep(args) -> dict:
     return out
 
 
+def stacks(args) -> dict:
+    """Batched sweeps (issue 15): whole-command wall times and peak RSS, side by side, repeats interleaved."""
+    root = REPO.parent / "shared" / "data"
+    mnist = ["data=mnist", f"data.source.root={root}", "model.hidden=[64,128,64]", "trainer.batch_size=128", "trainer.epochs=2"]
+    cases = {
+        "one run": ["hydra.run.dir={tmp}/one{i}"],
+        "16 seeds, batched": ["-m", "trainer.seed=range(16)", "hydra.sweep.dir={tmp}/b16_{i}"],
+        "16 seeds, basic": ["-m", "trainer.seed=range(16)", "hydra/launcher=basic", "hydra.sweep.dir={tmp}/s16_{i}"],
+        "64 seeds, batched": ["-m", "trainer.seed=range(64)", "hydra.sweep.dir={tmp}/b64_{i}"],
+        "initialization, 5 runs (basic)": ["-m", "experiment=initialization", "hydra/launcher=basic", "hydra.sweep.dir={tmp}/i5_{i}"],
+        "initialization x 8 seeds, batched": ["-m", "experiment=initialization", "trainer.seed=range(8)", "hydra.sweep.dir={tmp}/i40_{i}"],
+        "MNIST MLP 8 seeds, batched": ["-m", *mnist, "trainer.seed=range(8)", "hydra.sweep.dir={tmp}/m8b_{i}"],
+        "MNIST MLP 8 seeds, basic": ["-m", *mnist, "trainer.seed=range(8)", "hydra/launcher=basic", "hydra.sweep.dir={tmp}/m8s_{i}"],
+    }
+    if args.stack_cases:
+        cases = {k: v for k, v in cases.items() if any(c in k for c in args.stack_cases.split(","))}
+    out = {name: {"wall_s": [], "peak_rss_mb": 0.0} for name in cases}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            for name, overrides in cases.items():
+                wall, rss = nnlab_cli(*(o.format(tmp=tmp, i=i) for o in overrides), cwd=Path(tmp))
+                out[name]["wall_s"].append(wall)
+                out[name]["peak_rss_mb"] = max(out[name]["peak_rss_mb"], rss)
+                print(f"  {name:<36} {wall:7.1f} s  {rss:6.0f} MiB", flush=True)
+    return out
+
+
 def toy(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         walls = [nnlab_cli(f"hydra.run.dir={tmp}/run{i}", cwd=Path(tmp)) for i in range(args.repeats)]
@@ -284,7 +312,7 @@ def toy(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="mlp,cnn,startup,sweep,toy")
+    parser.add_argument("--only", default="mlp,cnn,startup,sweep,stacks,toy")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per repeat of the bare and nnlab loops")
@@ -292,6 +320,7 @@ def main() -> None:
     parser.add_argument("--variants", default="fp32", help=f"nnlab's options to time too: {','.join(VARIANTS)}")
     parser.add_argument("--repeat-tutorial", action="store_true", help="repeat the (slow) tutorial loop too")
     parser.add_argument("--json", help="write the numbers here")
+    parser.add_argument("--stack-cases", default="", help="with --only stacks: the cases whose names contain these words")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -315,6 +344,9 @@ def main() -> None:
     if "sweep" in only:
         print("sweep: 8 toy runs, sequential vs joblib ...", flush=True)
         results["sweep"] = sweep(args)
+    if "stacks" in only:
+        print("batched sweeps (whole commands) ...", flush=True)
+        results["stacks"] = stacks(args)
     if "toy" in only:
         print("the default toy run ...", flush=True)
         results["toy"] = toy(args)
@@ -359,6 +391,23 @@ def report(r: dict) -> None:
         ok = s["ratio"] <= 0.6
         print(f"| sweep: 8 toy runs | joblib {min(s['joblib_s']):.1f} s | | sequential {min(s['sequential_s']):.1f} s "
               f"| | {s['ratio']:.2f}x | <= 0.6x: {'met' if ok else 'MISSED'} | {s['joblib_peak_rss_mb']:.0f} / {s['sequential_peak_rss_mb']:.0f} |")  # fmt: skip
+    if "stacks" in r:
+        st, best = r["stacks"], {k: min(v["wall_s"]) for k, v in r["stacks"].items()}
+        one = best.get("one run")
+        targets = {"16 seeds, batched": ("one run", 1.5), "64 seeds, batched": ("one run", 3.0),
+                   "initialization x 8 seeds, batched": ("initialization, 5 runs (basic)", 2.0),
+                   "MNIST MLP 8 seeds, batched": ("MNIST MLP 8 seeds, basic", 0.5), "16 seeds, basic": None}  # fmt: skip
+        print("\n| batched sweeps | wall s | against | ratio | target | peak RSS MiB |\n|---|---|---|---|---|---|")
+        for name, wall in best.items():
+            against = targets.get(name)
+            if against and against[0] in best:
+                ratio = wall / best[against[0]]
+                print(f"| {name} | {wall:.1f} | {against[0]} | {ratio:.2f}x | <= {against[1]}x: {'met' if ratio <= against[1] else 'MISSED'} "
+                      f"| {st[name]['peak_rss_mb']:.0f} |")  # fmt: skip
+            else:
+                print(f"| {name} | {wall:.1f} | | | | {st[name]['peak_rss_mb']:.0f} |")
+        if one and "16 seeds, batched" in best and "16 seeds, basic" in best:
+            print(f"| one run vs the basic 16-seed sweep | {one:.1f} | 16 seeds, basic | {one / best['16 seeds, basic']:.2f}x | <= 0.35x | |")
     if "toy" in r:
         t = r["toy"]
         ok = min(t["wall_s"]) < 20

@@ -54,8 +54,10 @@ def nnlab(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Comple
 
 
 def rows(run: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if not k.startswith(("time/", "throughput/"))}
-            for line in (run / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    """The rows as readers see them (nnlab report, a resume): a torn last line is not a row."""
+    from nnlab.run_folder import read_rows
+
+    return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in read_rows(run / "metrics.jsonl")]
 
 
 def weights(run: Path) -> dict:
@@ -174,12 +176,12 @@ def probes(root: Path) -> tuple[int, int, list[str]]:
         def make(marker, folder):
             run = folder / "run"
             subprocess.run(["cp", "-r", str(base), str(run)], check=True)
-            torch.save({"format": "nnlab-checkpoint", "model": _Payload(marker)}, run / "checkpoints" / "last.pt")
+            for name in ("last.pt", "best.pt"):
+                torch.save({"format": "nnlab-checkpoint", "model": _Payload(marker)}, run / "checkpoints" / name)
             if where == "resume":
                 return ["train", *TINY, "trainer.epochs=3", f"resume={run}"]
             if where == "transfer":
                 return ["train", *TINY, f"transfer.init_from={run}", f"hydra.run.dir={folder / 'new'}"]
-            (run / "checkpoints" / "best.pt").unlink()
             subprocess.run(["cp", "-r", str(root / "probe_base2"), str(folder / "b")], check=True)
             return ["ensemble", str(folder)]
         return make

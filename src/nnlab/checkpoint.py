@@ -38,6 +38,20 @@ def save(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
+def same_as(path: Path, source: Path, state: dict[str, Any]) -> Path:
+    """`path` holding what `source` (just saved from `state`) holds: a hard link put in place atomically,
+    else (a file system without links) `state` saved again."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+        os.replace(tmp, path)
+        return path
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return save(path, state)
+
+
 def keep_numbered(path: Path, epoch: int, keep: int) -> None:
     """Keep a copy of checkpoint `path` as epoch_NNNN.pt beside it (a hard link where the file system
     allows one), and delete all but the `keep` newest numbered copies."""

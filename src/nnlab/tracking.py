@@ -3,6 +3,7 @@ summary.json at the end. Tags are grouped by what they measure: loss/train, acc/
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -125,6 +126,12 @@ def record_failure(run_dir: str | Path, error: BaseException) -> Path:
 def environment(device: str) -> dict[str, Any]:
     """What a run needs to be repeated, besides its config: package versions, the device, the platform,
     and the git commit of the nnlab checkout when it is one."""
+    return {**_process_environment(), "device": device}
+
+
+@functools.lru_cache(maxsize=1)
+def _process_environment() -> dict[str, Any]:
+    """The part that is the same for every run of this process (the members of a stacked sweep share it)."""
     import platform
     import subprocess
     import sys
@@ -141,5 +148,5 @@ def environment(device: str) -> dict[str, Any]:
                                 text=True, timeout=5).stdout.strip() or None  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"python": sys.version.split()[0], "packages": packages, "device": device,
-            "platform": platform.platform(), "command": sys.argv, "git_commit": commit}  # fmt: skip
+    return {"python": sys.version.split()[0], "packages": packages, "platform": platform.platform(),
+            "command": list(sys.argv), "git_commit": commit}  # fmt: skip

@@ -269,7 +269,9 @@ class Training:
         if monitor.metric in self.metrics and monitor.update(epoch, self.metrics):
             state["monitor"] = monitor.state_dict()
             checkpoint.save(self.ckpt_dir / "best.pt", state)
-        checkpoint.save(self.ckpt_dir / "last.pt", state)
+            checkpoint.same_as(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt", state)  # written once, linked
+        else:
+            checkpoint.save(self.ckpt_dir / "last.pt", state)
         checkpoint.keep_numbered(self.ckpt_dir / "last.pt", epoch, exp.trainer.keep_checkpoints)
         self.diag.end_epoch(epoch, loop.step, last_epoch=epoch == exp.trainer.epochs or monitor.should_stop)
         return not monitor.should_stop

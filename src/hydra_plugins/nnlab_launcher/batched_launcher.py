@@ -12,9 +12,10 @@ from typing import Any, Optional, Sequence
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nnlab.launcher import Member, _differ, _safe_key, train_together
+from nnlab.launcher import sweep_config as sweep_config_like
 
 
 @dataclass
@@ -41,16 +42,22 @@ class BatchedLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        configs = []
+        configs, base = [], None
         for i, overrides in enumerate(job_overrides):
-            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            sweep_config = sweep_config_like(base, list(job_overrides[0]), list(overrides)) if i else None
+            if sweep_config is None:  # composed by Hydra: the first job, and any that differs in more than values
+                sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+                base = sweep_config if i == 0 else base
+            else:
+                OmegaConf.copy_cache(from_config=self.config, to_config=sweep_config)
             with open_dict(sweep_config):
                 sweep_config.hydra.job.id = sweep_config.hydra.job.num = initial_job_idx + i
             configs.append(sweep_config)
         prepare = getattr(self.task_function, "prepare", None)
         groups: dict[Any, list[int]] = {}
+        why: dict[int, str] = {}
         for i, cfg in enumerate(configs):
-            key = _safe_key(cfg) if prepare is not None else None
+            key, why[i] = _safe_key(cfg) if prepare is not None else (None, "")
             groups.setdefault(key if key is not None else ("alone", i), []).append(i)
         stacks = []
         for key, members in groups.items():
@@ -62,7 +69,8 @@ class BatchedLauncher(Launcher):
         for n, stack in enumerate(stacks, 1):
             names = [" ".join(filter_overrides(job_overrides[i])) or "(defaults)" for i in stack]
             if len(stack) == 1:
-                console.print(f"[{n}/{len(stacks)}] alone: {names[0]}", soft_wrap=True)
+                reason = why[stack[0]] or "no other job shares its settings"
+                console.print(f"[{n}/{len(stacks)}] alone ({reason}): {names[0]}", soft_wrap=True)
                 returns[stack[0]] = self._run(configs[stack[0]], self.task_function)
                 continue
             console.print(f"[{n}/{len(stacks)}] {len(stack)} runs as one stack: {_differ(names)}", soft_wrap=True)
@@ -86,11 +94,11 @@ class BatchedLauncher(Launcher):
             if isinstance(value, Member):
                 members.append((i, value))
         if members:
-            from nnlab.metrics import objective
+            from nnlab.launcher import after_stack
 
             summaries = train_together([m for _, m in members], label)
-            for (i, m), summary in zip(members, summaries):
-                returns[i].return_value = objective(summary, m.cfg.early_stopping.metric) if summary else None
+            for (i, m), value in zip(members, after_stack([m for _, m in members], summaries)):
+                returns[i].return_value = value
         return returns
 
 
