@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import resource
+import signal
 import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from conftest import TINY, nnlab, summary, train
@@ -165,3 +167,16 @@ def test_report_on_damaged_runs_and_an_unwritable_out_is_one_paragraph(tmp_path)
     blocker.write_text("")
     out = nnlab("report", str(tmp_path / "runs"), "--out", f"{blocker}/report", cwd=tmp_path)
     assert out.returncode == 2 and "--out" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
+def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_130(tmp_path, delay):
+    """Ctrl-C while Hydra, torch and the data start up (or, later, while training: the loop saves and
+    stops): exit 130 and no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=500", f"hydra.run.dir={tmp_path / 'run'}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode in (130, -signal.SIGINT), out[-1000:] + err[-2000:]  # a shell shows both as 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
