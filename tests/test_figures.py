@@ -48,7 +48,7 @@ def test_decision_boundary_colours_the_plane_by_the_prediction_and_keeps_the_mod
     image = figures.decision_boundary(model, lambda out: out.argmax(1), x, torch.tensor([0, 1]), size=64)
     assert image.shape == (3, 64, 64) and image.dtype == torch.uint8 and model.training
     left, right = image[:, 32, 2].float(), image[:, 32, 61].float()
-    tint = figures.PALETTE * 0.35 + 255 * 0.65
+    tint = figures.palette() * 0.35 + 255 * 0.65
     assert torch.allclose(left, tint[0].round(), atol=1) and torch.allclose(right, tint[1].round(), atol=1)
 
 

@@ -32,3 +32,20 @@ def test_columns_follow_the_task():
     assert report.columns("classification")[:3] == ("acc/train", "acc/val", "acc/test")
     regression = report.columns("regression")
     assert regression[:3] == ("r2/train", "r2/val", "r2/test") and "mse/test" in regression and "acc/val" not in regression
+
+
+def test_runs_that_differ_only_in_their_seed_are_one_setting_with_a_band_and_a_verdict(tmp_path):
+    import csv
+
+    for act, accs in (("relu", [0.95, 0.96, 0.97, 0.96]), ("zeros", [0.50, 0.51, 0.49, 0.50]), ("tanh", [0.90, 0.99, 0.93, 0.97])):
+        for seed, acc in enumerate(accs):
+            _run(tmp_path, f"{act}{seed}", [f"init={act}", f"trainer.seed={seed}"], {"acc/val": acc, "acc/test": acc, "loss/val": 1 - acc})
+    sets = report.settings(report.collect(tmp_path), "acc/val")
+    assert [(s.name, len(s.runs), s.verdict) for s in sets] == [
+        ("init=relu", 4, "best"), ("init=tanh", 4, "not distinguishable with 4 seeds"), ("init=zeros", 4, "worse")]
+    assert sets[0].bands["acc/val"].mean == 0.96 and sets[0].bands["acc/val"].n == 4
+    paths = report.write_files(report.rows(report.collect(tmp_path)), report.collect(tmp_path), tmp_path, "acc/val")
+    rows = list(csv.DictReader(open(paths["settings_csv"])))
+    assert [r["setting"] for r in rows] == ["init=relu", "init=tanh", "init=zeros"] and rows[2]["verdict"] == "worse"
+    assert float(rows[0]["acc/val ci95 low"]) < 0.96 < float(rows[0]["acc/val ci95 high"])
+    assert "## Settings across seeds" in (tmp_path / "report.md").read_text()

@@ -1,31 +1,32 @@
 """Every figure nnlab draws, for a run and for a report: training curves, the activations per layer,
 decision boundaries and regression fits (as RGB tensors, for TensorBoard). Matplotlib's object API (no
-pyplot: no global state, no GUI backend), imported when a figure is drawn.
+pyplot: no global state, no GUI backend) and torch are imported when a figure is drawn, so that `nnlab
+report` draws its curves without loading torch.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
-
-import torch
-from torch import nn
+from typing import Optional, Sequence
 
 from nnlab.nn import eval_mode
 
-Tensor = torch.Tensor
-
 # Class colours (RGB 0-255): tab10.
-PALETTE = torch.tensor(
-    [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]],
-    dtype=torch.float32,
-)  # fmt: skip
+TAB10 = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+         (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))  # fmt: skip
 
 
-def activations_figure(outputs: dict[str, Tensor], title: str = ""):
+def palette():
+    """TAB10 as a float tensor (N, 3)."""
+    import torch
+
+    return torch.tensor(TAB10, dtype=torch.float32)
+
+
+def activations_figure(outputs: dict, title: str = ""):
     """The classic 'activations per layer' plot: one histogram per hidden layer, with mean and std."""
+    import torch
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     n = max(1, len(outputs))
@@ -54,12 +55,31 @@ class Curve:
     loss: Sequence[float]
     score: Sequence[float]
     style: str = "-"
+    band: Optional[tuple[Sequence[float], Sequence[float]]] = None  # one std of the loss and of the score
 
 
 def epoch_curve(rows: list[dict], split: str, score: str, label: str, style: str = "-") -> Curve | None:
     """The Curve of one split ("train", "val") from a run's metrics.jsonl rows; None when it has no point."""
     pts = [(r["epoch"], _number(r[f"loss/{split}"]), _number(r.get(f"{score}/{split}"))) for r in rows if f"loss/{split}" in r]
     return Curve(label, *zip(*pts), style=style) if pts else None
+
+
+def mean_curve(curves: list[Curve], label: str) -> Curve:
+    """The mean of several runs' curves per epoch (over the runs that reached it), with a band of one
+    standard deviation across them."""
+    import statistics
+
+    epochs = sorted({e for c in curves for e in c.epochs})
+    loss, score, loss_sd, score_sd = [], [], [], []
+    for e in epochs:
+        at = [(c.loss[c.epochs.index(e)], c.score[c.epochs.index(e)]) for c in curves if e in c.epochs]
+        ls = [v for v, _ in at if isinstance(v, (int, float)) and math.isfinite(v)]
+        ss = [v for _, v in at if isinstance(v, (int, float)) and math.isfinite(v)]
+        loss.append(statistics.fmean(ls) if ls else math.nan)
+        score.append(statistics.fmean(ss) if ss else math.nan)
+        loss_sd.append(statistics.stdev(ls) if len(ls) > 1 else 0.0)
+        score_sd.append(statistics.stdev(ss) if len(ss) > 1 else 0.0)
+    return Curve(label, tuple(epochs), tuple(loss), tuple(score), band=(tuple(loss_sd), tuple(score_sd)))
 
 
 def _number(v) -> float:
@@ -74,8 +94,12 @@ def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str
     fig = Figure(figsize=(11, 4) if len(curves) > 2 else (9, 3.2), dpi=100)
     ax_loss, ax_score = fig.subplots(1, 2)
     for c in curves:
-        ax_loss.plot(c.epochs, c.loss, c.style, label=c.label)
-        ax_score.plot(c.epochs, c.score, c.style, label=c.label)
+        (line,) = ax_loss.plot(c.epochs, c.loss, c.style, label=c.label)
+        ax_score.plot(c.epochs, c.score, c.style, label=c.label, color=line.get_color())
+        if c.band is not None:
+            for ax, mid, sd in ((ax_loss, c.loss, c.band[0]), (ax_score, c.score, c.band[1])):
+                ax.fill_between(c.epochs, [m - d for m, d in zip(mid, sd)], [m + d for m, d in zip(mid, sd)],
+                                color=line.get_color(), alpha=0.2, linewidth=0)  # fmt: skip
     from nnlab.metrics import LABELS
 
     title = LABELS[score]
@@ -89,34 +113,46 @@ def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str
     fig.savefig(path)
 
 
-@torch.no_grad()
-def decision_boundary(model: nn.Module, predict, x: Tensor, y: Tensor, size: int = 192) -> Tensor:
+def decision_boundary(model, predict, x, y, size: int = 192):
     """An RGB uint8 image (3, size, size): the predicted class over the plane in a light tint, and
     the points in their true class's colour. x: (N, 2) as the model sees them."""
+    import torch
+
+    with torch.no_grad():
+        return _decision_boundary(model, predict, x, y, size)
+
+
+def _decision_boundary(model, predict, x, y, size: int):
+    import torch
+
+    colours = palette()
     lo, hi = x.min(0).values, x.max(0).values
     pad = (hi - lo) * 0.1 + 1e-3
     lo, hi = lo - pad, hi + pad
     with eval_mode(model):
-        pred = predict(model(_plane(lo, hi, size))).cpu() % len(PALETTE)
-    image = (PALETTE[pred] * 0.35 + 255 * 0.65).reshape(size, size, 3)
+        pred = predict(model(_plane(lo, hi, size))).cpu() % len(colours)
+    image = (colours[pred] * 0.35 + 255 * 0.65).reshape(size, size, 3)
     row, col = _pixels(x, lo, hi, size)
-    colour = PALETTE[y.cpu() % len(PALETTE)] * 0.8
+    colour = colours[y.cpu() % len(colours)] * 0.8
     for dr in (-1, 0, 1):  # 3x3 dots
         for dc in (-1, 0, 1):
             image[(row + dr).clamp(0, size - 1), (col + dc).clamp(0, size - 1)] = colour
     return image.round().to(torch.uint8).permute(2, 0, 1)
 
 
-@torch.no_grad()
-def regression_fit(model: nn.Module, link, x: Tensor, y: Tensor, size: int = 192) -> Tensor:
+def regression_fit(model, link, x, y, size: int = 192):
     """An RGB uint8 image (3, size, size) of a regression fit, as the model sees the inputs.
     1-D inputs: the training points (grey) and the predicted curve (blue) over their range.
     2-D inputs: the predicted surface as a blue (low) to red (high) map, with the points in the same colours."""
-    with eval_mode(model):
+    import torch
+
+    with torch.no_grad(), eval_mode(model):
         return _regression_fit(model, link, x, y, size)
 
 
-def _regression_fit(model: nn.Module, link, x: Tensor, y: Tensor, size: int) -> Tensor:
+def _regression_fit(model, link, x, y, size: int):
+    import torch
+
     image = torch.full((size, size, 3), 255.0)
     x, y = x.float(), y.float()[:, 0]
     if x.shape[1] == 1:
@@ -129,7 +165,7 @@ def _regression_fit(model: nn.Module, link, x: Tensor, y: Tensor, size: int) -> 
         pad = (y_hi - y_lo) * 0.05 + 1e-6
         y_lo, y_hi = y_lo - pad, y_hi + pad
 
-        def rows(v: Tensor) -> Tensor:
+        def rows(v):
             return ((y_hi - v) / (y_hi - y_lo) * (size - 1)).round().long().clamp(0, size - 1)
 
         col = ((x[:, 0].cpu() - lo) / (hi - lo + 1e-12) * (size - 1)).round().long()
@@ -144,7 +180,7 @@ def _regression_fit(model: nn.Module, link, x: Tensor, y: Tensor, size: int) -> 
         pred = link(model(_plane(lo, hi, size))).float()[:, 0].cpu()
         v_lo, v_hi = y.quantile(0.01).item(), y.quantile(0.99).item()
 
-        def colour(v: Tensor) -> Tensor:  # blue -> white -> red
+        def colour(v):  # blue -> white -> red
             t = ((v - v_lo) / (v_hi - v_lo + 1e-12)).clamp(0, 1)[:, None]
             blue, white, red = torch.tensor([59.0, 76, 192]), torch.tensor([240.0, 240, 240]), torch.tensor([180.0, 4, 38])
             return torch.where(t < 0.5, blue + (white - blue) * 2 * t, white + (red - white) * (2 * t - 1))
@@ -155,14 +191,16 @@ def _regression_fit(model: nn.Module, link, x: Tensor, y: Tensor, size: int) -> 
     return image.round().to(torch.uint8).permute(2, 0, 1)
 
 
-def _plane(lo: Tensor, hi: Tensor, size: int) -> Tensor:
+def _plane(lo, hi, size: int):
     """The (size * size, 2) points of an image of the plane from lo to hi, row by row (rows top-down)."""
+    import torch
+
     xs = torch.linspace(lo[0].item(), hi[0].item(), size, device=lo.device)
     ys = torch.linspace(hi[1].item(), lo[1].item(), size, device=lo.device)
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1).reshape(-1, 2)
 
 
-def _pixels(x: Tensor, lo: Tensor, hi: Tensor, size: int) -> tuple[Tensor, Tensor]:
+def _pixels(x, lo, hi, size: int):
     """(row, col) of 2-D points in that image, on the CPU."""
     col = ((x[:, 0] - lo[0]) / (hi[0] - lo[0]) * (size - 1)).round().long().cpu()
     row = ((hi[1] - x[:, 1]) / (hi[1] - lo[1]) * (size - 1)).round().long().cpu()

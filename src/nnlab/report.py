@@ -2,7 +2,10 @@
 
 A rich table of every run (the overrides that differ between runs, final metrics, best epoch, status,
 wall time) sorted by a metric, and beside it report.csv, report.md and report.png (every run's loss and
-accuracy (R^2) curves overlaid).
+accuracy (R^2) curves overlaid). Where runs differ only in their seed, they are one setting: a second
+table gives each setting's mean, 95% confidence interval and n per metric, and a verdict against the
+best setting (compare.py); report_settings.csv holds them, report.md shows them, and report.png draws
+each setting's mean curves with a band of one standard deviation across its seeds.
 """
 
 from __future__ import annotations
@@ -91,6 +94,59 @@ def _name(runs: list[Run], root: Path) -> None:
         r.name = ",".join(parts) if parts else (str(r.path.relative_to(root)) if r.path != root else r.path.name)
 
 
+@dataclass
+class Setting:
+    """The runs of one setting (their overrides equal but for the seed), with a band per metric."""
+
+    name: str
+    runs: list[Run]
+    bands: dict[str, Any] = field(default_factory=dict)  # metric -> compare.Band (or None)
+    verdict: str = ""
+
+
+def settings(runs: list[Run], sort_key: str) -> list[Setting]:
+    """The runs grouped by setting, best first by the mean of `sort_key`, each with its verdict."""
+    from nnlab import compare
+
+    groups: dict[tuple, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(compare.setting_of(r.overrides), []).append(r)
+    keys = sorted({k for g in groups for k, _ in g})
+    differing = [k for k in keys if len({dict(g).get(k) for g in groups}) > 1]
+    names = columns(task_of(runs))
+    out = []
+    for g, members in groups.items():
+        parts = [f"{k}={dict(g)[k]}" for k in differing if k in dict(g)]
+        name = ",".join(parts) or (members[0].name if len(groups) > 1 else "all runs")
+        out.append(Setting(name, members, {m: compare.band([r.metric(m) for r in members]) for m in names}))
+    sign = -float(metrics.better(sort_key))
+    out.sort(key=lambda st: (st.bands.get(sort_key) is None, sign * (st.bands[sort_key].mean if st.bands.get(sort_key) else 0.0)))
+    values = lambda st: [v for v in (r.metric(sort_key) for r in st.runs) if v is not None]  # noqa: E731
+    best = values(out[0]) if out and out[0].bands.get(sort_key) else []
+    for i, st in enumerate(out):
+        st.verdict = compare.verdict(values(st), best, metrics.better(sort_key) > 0, is_best=i == 0 and bool(best))
+    return out
+
+
+def setting_rows(sets: list[Setting]) -> list[dict[str, Any]]:
+    out = []
+    for st in sets:
+        row: dict[str, Any] = {"setting": st.name, "runs": len(st.runs), "ok": sum(r.status == "ok" for r in st.runs)}
+        for m, b in st.bands.items():
+            row.update({f"{m} mean": b.mean if b else None, f"{m} std": b.std if b else None,
+                        f"{m} ci95 low": b.low if b and b.n > 1 else None, f"{m} ci95 high": b.high if b and b.n > 1 else None,
+                        f"{m} n": b.n if b else 0})  # fmt: skip
+        row["verdict"] = st.verdict
+        out.append(row)
+    return out
+
+
+def _band_text(b) -> str:
+    if b is None:
+        return "-"
+    return f"{b.mean:.4f}" if b.n == 1 else f"{b.mean:.4f} ± {b.half:.4f} (n={b.n})"
+
+
 def sort_runs(runs: list[Run], key: str) -> list[Run]:
     """Best first by `key` (losses and errors ascending, accuracy and R^2 descending); runs without it last."""
     sign = -float(metrics.better(key))
@@ -124,28 +180,47 @@ def write_files(table: list[dict[str, Any]], runs: list[Run], out: Path, sort_ke
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    columns = [c for c in table[0] if c != "path"]
-    lines = [f"# nnlab report (sorted by {sort_key})", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(row[c]) for c in columns) + " |" for row in table]
+    cols = [c for c in table[0] if c != "path"]
+    lines = [f"# nnlab report (sorted by {sort_key})", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(row[c]) for c in cols) + " |" for row in table]
+    sets = settings(runs, sort_key)
+    if any(len(st.runs) > 1 for st in sets):
+        srows = setting_rows(sets)
+        paths["settings_csv"] = out / "report_settings.csv"
+        with open(paths["settings_csv"], "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(srows[0]))
+            writer.writeheader()
+            writer.writerows(srows)
+        shown = [*columns(task_of(runs))[:3], "loss/val"]
+        lines += ["", f"## Settings across seeds (mean ± 95% confidence interval, n; verdict against the best by {sort_key})", "",
+                  "| setting | runs ok | " + " | ".join(shown) + " | verdict |", "|" + "---|" * (len(shown) + 3)]  # fmt: skip
+        lines += [f"| {st.name} | {sum(r.status == 'ok' for r in st.runs)}/{len(st.runs)} | "
+                  + " | ".join(_band_text(st.bands.get(c)) for c in shown) + f" | {st.verdict} |" for st in sets]  # fmt: skip
     paths["md"].write_text("\n".join(lines) + "\n")
-    curves_figure(runs, paths["png"])
+    curves_figure(runs, paths["png"], sets)
     return paths
 
 
-def curves_figure(runs: list[Run], path: Path) -> None:
-    """Every run's validation (else training) loss and accuracy (R^2) per epoch, overlaid."""
+def curves_figure(runs: list[Run], path: Path, sets: Optional[list[Setting]] = None) -> None:
+    """Every run's validation (else training) loss and accuracy (R^2) per epoch, overlaid; where seeds
+    repeat a setting, each setting's mean curve with a band of one standard deviation across its seeds."""
     from nnlab.figures import curves_figure as draw
-    from nnlab.figures import epoch_curve
+    from nnlab.figures import epoch_curve, mean_curve
 
     score = metrics.score(task_of(runs))
+    split = "val" if any("loss/val" in e for r in runs for e in r.epochs()) else "train"
     curves = []
-    for r in runs:
-        epochs = r.epochs()
-        split = "val" if any("loss/val" in e for e in epochs) else "train"
-        curve = epoch_curve(epochs, split, score, r.name, style="-" if r.status == "ok" else ":")
-        if curve is not None:
-            curves.append(curve)
-    draw(curves, path, score, loss_title="loss (validation where there is one)", log_loss=True)
+    if sets and any(len(st.runs) > 1 for st in sets):
+        for st in sets:
+            members = [c for c in (epoch_curve(r.epochs(), split, score, r.name) for r in st.runs) if c is not None]
+            if members:
+                curves.append(mean_curve(members, f"{st.name} (n={len(members)})"))
+    else:
+        for r in runs:
+            curve = epoch_curve(r.epochs(), split, score, r.name, style="-" if r.status == "ok" else ":")
+            if curve is not None:
+                curves.append(curve)
+    draw(curves, path, score, loss_title=f"loss ({'validation' if split == 'val' else 'training'})", log_loss=True)
 
 
 def main(argv: list[str]) -> int:
@@ -192,6 +267,18 @@ def main(argv: list[str]) -> int:
         style = None if row["status"] == "ok" else "red"
         grid.add_row(*[_fmt(row[c]) for c in shown], style=style)
     console.print(grid)
+    sets = settings(runs, args.sort)
+    if any(len(st.runs) > 1 for st in sets):
+        band_grid = Table(title=f"{len(sets)} settings across seeds: mean ± 95% confidence interval (n); verdict against "
+                                f"the best by {args.sort} (Welch's t-test, p < 0.05)", header_style="bold")  # fmt: skip
+        band_cols = [*names[1:3], "loss/val"]
+        for c in ("setting", "runs ok", *band_cols, "verdict"):
+            band_grid.add_column(c, overflow="fold")
+        for st in sets:
+            band_grid.add_row(st.name, f"{sum(r.status == 'ok' for r in st.runs)}/{len(st.runs)}",
+                              *(_band_text(st.bands.get(c)) for c in band_cols), st.verdict,
+                              style="bold green" if st.verdict == "best" else None)  # fmt: skip
+        console.print(band_grid)
     paths = write_files(table, runs, args.out or args.path, args.sort)
     console.print("written: " + ", ".join(str(p) for p in paths.values()), soft_wrap=True)
     return 0
