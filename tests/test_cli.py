@@ -99,6 +99,8 @@ def test_multirun_two_jobs_named_by_their_overrides(tmp_path):
     sweep = tmp_path / "sweep"
     out = nnlab("train", "-m", *TINY, "activation=relu,tanh", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
+    assert f"sweep {sweep}: 2 runs" in out.stdout and f"tensorboard --logdir {sweep}" in out.stdout  # its closing summary
+    assert "best run by acc/val:" in out.stdout and (sweep / "report.csv").exists()
     runs = sorted(p.name for p in sweep.iterdir() if (p / "summary.json").exists())
     assert len(runs) == 2 and runs[0].startswith("activation=relu") and runs[1].startswith("activation=tanh")
     for name in runs:

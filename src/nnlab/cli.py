@@ -93,6 +93,10 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
     sys.argv = [prog, *flags, *(a for a in args if a not in flags)]
     try:
         hydra.main(config_path="pkg://nnlab.conf", config_name="train", version_base="1.3")(job)()
+        if _SWEEP is not None and job is _train_job and _SWEEP.is_dir():
+            from nnlab.report import sweep_summary
+
+            sweep_summary(_SWEEP)
     except OSError as e:  # Hydra making the output folder: a name too long, a file system that refuses it
         error(f"cannot create the output folder {e.filename or ''}: {e.strerror or e}. Choose another one with "
               "hydra.run.dir=PATH (hydra.sweep.dir=PATH with -m).", title="cannot write")  # fmt: skip
@@ -119,6 +123,12 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         saved = [o for o in checkpoint.saved_overrides(run) if o.split("=", 1)[0].lstrip("+~") not in given]
         args = [*saved, *args, *([] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"])]
     cfg, folder = check_command_line(args)  # the config of every job, and the output folder
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if folder is not None and not any(a.startswith(key + "=") for a in args):
+        args = [*args, f"{key}={folder}"]  # the folder checked here is the one Hydra makes (${now} resolved once)
+    global _SWEEP
+    _SWEEP = Path(folder) if multirun and folder is not None else None
     if cfg is None or folder is None or any(a in ("-m", "--multirun", "-c", "--cfg") for a in args):
         return args, False
     folder = Path(folder)
@@ -146,6 +156,7 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
 
 
 _MADE = None  # the outermost folder the pre-flight saw missing: a run that stops on a user error before training removes it
+_SWEEP = None  # the folder of this command's sweep (-m), for its closing summary
 
 
 def _job(work):

@@ -223,6 +223,23 @@ def curves_figure(runs: list[Run], path: Path, sets: Optional[list[Setting]] = N
     draw(curves, path, score, loss_title=f"loss ({'validation' if split == 'val' else 'training'})", log_loss=True)
 
 
+def sweep_summary(path: Path) -> None:
+    """What a sweep ends with: its report (bands where seeds repeat; report.* written beside it), its best
+    run's folder, and the TensorBoard command for the whole sweep."""
+    from nnlab.console import console
+
+    runs = collect(path)
+    if not runs:
+        return
+    console.rule(f"sweep {path}: {len(runs)} runs")
+    main([str(path)])
+    key = columns(task_of(runs))[1]
+    best = next((r for r in sort_runs(runs, key) if r.metric(key) is not None and r.status == "ok"), None)
+    if best is not None:
+        console.print(f"best run by {key}: [bold]{best.path}[/] ({key} {best.metric(key):.4f})", soft_wrap=True)
+    console.print(f"  tensorboard --logdir {path}", soft_wrap=True)
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
