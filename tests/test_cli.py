@@ -105,6 +105,19 @@ def test_multirun_two_jobs_named_by_their_overrides(tmp_path):
     assert len(runs) == 2 and runs[0].startswith("activation=relu") and runs[1].startswith("activation=tanh")
     for name in runs:
         assert summary(sweep / name)["status"] == "ok"
+    shown = [hparams(sweep / name) for name in runs]  # the HParams tab: what was compared, not 100 constants
+    assert shown[0].keys() == shown[1].keys() and {shown[0]["activation"], shown[1]["activation"]} == {"relu", "tanh"}
+    assert {"data", "model", "optimizer", "init", "trainer.epochs"} <= shown[0].keys() and len(shown[0]) <= 12
+    assert not any(k.startswith(("alarms.", "hydra", "check.", "trainer.progress")) for k in shown[0])
+
+
+def hparams(run) -> dict:
+    """The HParams plugin's record of a run: its hyperparameters as TensorBoard shows them."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = events(run)
+    data = plugin_data_pb2.HParamsPluginData.FromString(acc.summary_metadata["_hparams_/session_start_info"].plugin_data.content)
+    return {k: v.string_value or v.number_value for k, v in data.session_start_info.hparams.items()}
 
 
 @pytest.mark.parametrize(

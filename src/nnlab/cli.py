@@ -160,7 +160,7 @@ _SWEEP = None  # the folder of this command's sweep (-m), for its closing summar
 
 
 def _job(work):
-    """Wrap `work(cfg, run_dir, choices, cpu_share)` as a Hydra job: validate first; a user error is one
+    """Wrap `work(cfg, run_dir, job, cpu_share)` as a Hydra job (job: its group choices and overrides): validate first; a user error is one
     paragraph and exit 2; a crash is recorded in the run directory (summary.json status "failed",
     error.txt). In a sweep neither stops the other jobs (the sweeper sees the worst objective for this
     one), unless sweep.on_failure=stop."""
@@ -181,7 +181,8 @@ def _job(work):
             "the sweep goes on" if cfg.sweep.on_failure != "stop" else "the sweep stops here (sweep.on_failure=stop)")
         try:
             validate(cfg)
-            return work(cfg, run_dir, dict(hc.runtime.choices), _cpu_share(hc))
+            job = {"choices": dict(hc.runtime.choices), "overrides": list(hc.overrides.task)}
+            return work(cfg, run_dir, job, _cpu_share(hc))
         except ConfigError as e:
             if not sweep:
                 from nnlab.run_folder import remove_made
@@ -238,12 +239,12 @@ def _cpu_share(hc) -> int | None:
 
 
 @_job
-def _train_job(cfg, run_dir, choices, cpu_share) -> float | None:
+def _train_job(cfg, run_dir, job, cpu_share) -> float | None:
     """One training run. Returns the objective a sweeper minimises or maximises."""
     from nnlab.metrics import objective
     from nnlab.train import run
 
-    summary = run(cfg, run_dir, choices=choices, cpu_share=cpu_share)
+    summary = run(cfg, run_dir, job=job, cpu_share=cpu_share)
     if summary["status"] not in ("ok", "interrupted") and cfg.sweep.on_failure == "stop":
         from nnlab.console import error
 
@@ -259,18 +260,18 @@ def _train_job(cfg, run_dir, choices, cpu_share) -> float | None:
     return objective(summary, cfg.early_stopping.metric)
 
 
-def _prepare_train(cfg, run_dir, choices, cpu_share):
+def _prepare_train(cfg, run_dir, job, cpu_share):
     """A job of a stacked sweep, up to its first step (hydra/launcher=batched: nnlab/launcher.py)."""
     from nnlab.launcher import prepare
 
-    return prepare(cfg, run_dir, choices, cpu_share)
+    return prepare(cfg, run_dir, job, cpu_share)
 
 
 _train_job.prepare = _job(_prepare_train)  # the batched launcher prepares jobs with it, then trains them as a stack
 
 
 @_job
-def _check_job(cfg, run_dir, choices, cpu_share) -> None:
+def _check_job(cfg, run_dir, job, cpu_share) -> None:
     from nnlab.check import run
 
     if not run(cfg, run_dir, cpu_share):
@@ -278,14 +279,14 @@ def _check_job(cfg, run_dir, choices, cpu_share) -> None:
 
 
 @_job
-def _lr_find_job(cfg, run_dir, choices, cpu_share) -> float | None:
+def _lr_find_job(cfg, run_dir, job, cpu_share) -> float | None:
     from nnlab.lr_find import run
 
     return run(cfg, run_dir, cpu_share)
 
 
 @_job
-def _batch_size_find_job(cfg, run_dir, choices, cpu_share) -> int | None:
+def _batch_size_find_job(cfg, run_dir, job, cpu_share) -> int | None:
     from nnlab.batch_size_find import run
 
     return run(cfg, run_dir, cpu_share)

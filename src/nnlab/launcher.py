@@ -142,7 +142,7 @@ class Member:
     failed: Optional[BaseException] = None
 
 
-def prepare(cfg: DictConfig, run_dir: str | Path, choices: dict, cpu_share) -> Any:
+def prepare(cfg: DictConfig, run_dir: str | Path, job: dict, cpu_share) -> Any:
     """The first half of `nnlab train` for a job of a stack: everything up to the first step. A job that
     continues a checkpoint (or has finished) runs alone, here, as with the basic launcher."""
     import torch
@@ -154,13 +154,13 @@ def prepare(cfg: DictConfig, run_dir: str | Path, choices: dict, cpu_share) -> A
     if cfg.resume is not None and ((run_dir / "checkpoints" / "last.pt").exists() or (run_dir / "summary.json").exists()):
         from nnlab.metrics import objective
 
-        return objective(train.run(cfg, run_dir, choices=choices, cpu_share=cpu_share), cfg.early_stopping.metric)
+        return objective(train.run(cfg, run_dir, job=job, cpu_share=cpu_share), cfg.early_stopping.metric)
     lock = run_folder.Lock(run_dir).__enter__()
     try:
         run_folder.remove_leftovers(run_dir)
         exp = setup(cfg, cpu_share)
         rng = torch.get_rng_state()  # what its run alone would draw dropout masks from
-        return Member(cfg, run_dir, exp, train.open_run(cfg, run_dir, exp, None, choices), lock, rng)
+        return Member(cfg, run_dir, exp, train.open_run(cfg, run_dir, exp, None, job), lock, rng)
     except BaseException:
         lock.__exit__()
         raise

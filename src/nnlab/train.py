@@ -357,8 +357,7 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
         test = {f"{k}/test": v for k, v in evaluate(exp, exp.data.test).items()}
         final.update(test)
         tracker.scalars(step, test, epoch)
-    hparams = flatten(exp.config)
-    tracker.hparams(hparams, {k: v for k, v in final.items() if not k.endswith("/train")})
+    tracker.hparams(hparams_of(exp.config), final)
     summary = {
         "status": status,
         "metrics": final,
@@ -380,7 +379,27 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
     return summary
 
 
-def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] = None,
+GROUPS = ("data", "model", "activation", "init", "optimizer", "schedule", "loss", "experiment")  # config groups
+NOT_HPARAMS = ("hydra.", "resume", "trainer.progress", "sweep.", "hparams_search")  # tool settings, not the experiment's
+
+
+def hparams_of(config: dict) -> dict[str, Any]:
+    """What the HParams tab shows for a run: its config group choices, then the settings given on its
+    command line (for a sweep: the swept ones, the same keys for every run), with their values as the
+    run used them. Not the whole config: its hundred constant keys would bury what was compared."""
+    flat = flatten({k: v for k, v in config.items() if k not in ("choices", "overrides")})
+    choices = config.get("choices", {})
+    out: dict[str, Any] = {g: str(choices[g]) for g in GROUPS if choices.get(g) not in (None, "None")}
+    for item in config.get("overrides", []):
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key in out or key.startswith(NOT_HPARAMS):
+            continue
+        value = flat.get(key, item.split("=", 1)[-1])
+        out[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out or {"seed": flat.get("trainer.seed", 0)}
+
+
+def run(cfg: DictConfig, run_dir: str | Path, job: Optional[dict] = None,
         cpu_share: Optional[int] = None) -> dict[str, Any]:
     """The `nnlab train` job: set up, train (or continue: cfg.resume), report. Returns summary.json's
     content. The run folder is this process's alone while it runs (run_folder.Lock)."""
@@ -395,7 +414,7 @@ def run(cfg: DictConfig, run_dir: str | Path, choices: Optional[dict[str, str]] 
             return done
         exp = setup(cfg, cpu_share)
         state = checkpoint.resume_state(cfg.resume, run_dir, exp.config)
-        return _run(cfg, run_dir, exp, state, choices)
+        return _run(cfg, run_dir, exp, state, job)
 
 
 def finished_message(run_dir: Path, summary: dict) -> str:
@@ -404,8 +423,8 @@ def finished_message(run_dir: Path, summary: dict) -> str:
             f"nothing to resume, nothing changed. To train it longer: resume={run_dir} trainer.epochs={(n or 0) + 10}.")
 
 
-def _run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], choices) -> dict[str, Any]:
-    tracker = open_run(cfg, run_dir, exp, state, choices)
+def _run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], job) -> dict[str, Any]:
+    tracker = open_run(cfg, run_dir, exp, state, job)
     try:
         summary = fit(exp, run_dir, tracker, resume=state)
     finally:
@@ -414,8 +433,9 @@ def _run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict],
     return summary
 
 
-def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], choices) -> Tracker:
-    """Write the run's config and environment, keep the rows a resume continues from, open its tracker."""
+def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], job: Optional[dict]) -> Tracker:
+    """Write the run's config and environment, keep the rows a resume continues from, open its tracker.
+    `job`: Hydra's record of it (its config group choices and its command-line overrides), if any."""
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (run_dir / "environment.json").write_text(json.dumps(environment(str(exp.device)), indent=2) + "\n")
     if exp.notes:
@@ -423,8 +443,9 @@ def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[di
 
         for note in exp.notes:
             console.print(note, soft_wrap=True)
-    if choices:
-        exp.config["choices"] = dict(choices)
+    if job:
+        exp.config["choices"] = dict(job.get("choices", {}))
+        exp.config["overrides"] = list(job.get("overrides", []))
     rows, fresh = run_dir / "metrics.jsonl", state is None
     if rows.exists():  # keyed by step: what was logged after the checkpoint (and any test row) comes again
         run_folder.keep_rows(rows, lambda r: not fresh and r["step"] <= state["step"] and not any(k.endswith("/test") for k in r))
