@@ -36,7 +36,7 @@ def test_a_runs_curves_and_a_reports_curves_are_the_same_figure(tmp_path):
     many = [figures.Curve(f"run{i}", (1, 2), (1.0, "nan"), (0.5, 0.6)) for i in range(5)]
     figures.curves_figure(many, tmp_path / "report.png", log_loss=True)
     assert imread(tmp_path / "run.png").shape[:2] == (320, 900)
-    assert imread(tmp_path / "report.png").shape[:2] == (400, 1100)
+    assert imread(tmp_path / "report.png").shape[:2] == (400, 1300)
 
 
 def test_decision_boundary_colours_the_plane_by_the_prediction_and_keeps_the_mode():

@@ -91,7 +91,10 @@ def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str
     saved as a PNG: a run's train and val curves (curves.png), or many runs' (report.png)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4) if len(curves) > 2 else (9, 3.2), dpi=100)
+    from matplotlib.ticker import MaxNLocator
+
+    legend_out = len(curves) > 2  # many lines: the legend goes beside the plots, not over them
+    fig = Figure(figsize=(13, 4) if legend_out else (9, 3.2), dpi=100)
     ax_loss, ax_score = fig.subplots(1, 2)
     for c in curves:
         (line,) = ax_loss.plot(c.epochs, c.loss, c.style, label=c.label)
@@ -107,8 +110,11 @@ def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str
     ax_score.set(xlabel="epoch", ylabel=title, title=title)
     for ax in (ax_loss, ax_score):
         ax.grid(alpha=0.3)
-    if 0 < len(curves) <= 16:
-        ax_score.legend(fontsize=7 if len(curves) > 2 else None, loc="best")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    if legend_out and len(curves) <= 24:
+        ax_score.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    elif curves and not legend_out:
+        ax_score.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path)
 
