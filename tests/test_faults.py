@@ -174,9 +174,30 @@ def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_130(tmp_path, del
     """Ctrl-C while Hydra, torch and the data start up (or, later, while training: the loop saves and
     stops): exit 130 and no traceback."""
     proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=500", f"hydra.run.dir={tmp_path / 'run'}"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    # (a test worker may ignore SIGINT, and a child inherits that; a terminal's user has it on)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode in (130, -signal.SIGINT), out[-1000:] + err[-2000:]  # a shell shows both as 130
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+def test_a_resume_that_stops_before_training_leaves_the_run_as_it_was(tmp_path):
+    """The data went missing since: the resume stops in setup, after Hydra rewrote .hydra/; it is put back."""
+    import shutil
+
+    from conftest import write_tiny_cifar10
+
+    root = write_tiny_cifar10(tmp_path / "data")
+    cifar = ["data=cifar10", f"data.source.root={root}", "data.source.download=false", "trainer.epochs=1",
+             "trainer.progress=false", "trainer.batch_size=16"]  # fmt: skip
+    run, _ = train(tmp_path, *cifar)
+    before = _snapshot(run)
+    shutil.rmtree(root)
+    out = nnlab("train", f"resume={run}", "trainer.epochs=2", cwd=tmp_path)
+    assert out.returncode == 2 and "CIFAR-10 is not in" in out.stderr, out.stderr[-2000:]
+    after = _snapshot(run)
+    kept = lambda files: {k: v for k, v in files.items() if k not in ("train.log", ".lock")}  # noqa: E731  (Hydra's log, the lock's pid)
+    assert kept(after) == kept(before)

@@ -40,11 +40,29 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"nnlab {__version__}")
         return 0
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C before training began (the loop itself saves and stops cleanly)
         print("nnlab: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        if not _INTERRUPTED:
+            raise
+        print("nnlab: interrupted", file=sys.stderr)  # Ctrl-C cut an import short: its error is that Ctrl-C
+        return 130
+
+
+_INTERRUPTED = False  # a Ctrl-C arrived: what fails after it (an import it cut short) is that Ctrl-C, not a crash
+
+
+def _interrupt(signum, frame) -> None:
+    global _INTERRUPTED
+    _INTERRUPTED = True
+    raise KeyboardInterrupt
 
 
 def _main(argv: list[str]) -> int:
@@ -137,6 +155,8 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     _MADE = run_folder.first_missing(folder)
     if resume in (None, "null"):
         return args, False
+    global _KEPT
+    _KEPT = {p: p.read_bytes() for p in (folder / ".hydra").glob("*.yaml")}  # Hydra rewrites them before the job
     path = folder / "checkpoints" / "last.pt" if resume == "auto" else Path(resume)
     path = path / "checkpoints" / "last.pt" if path.is_dir() else path
     if path.exists():
@@ -157,6 +177,7 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
 
 _MADE = None  # the outermost folder the pre-flight saw missing: a run that stops on a user error before training removes it
 _SWEEP = None  # the folder of this command's sweep (-m), for its closing summary
+_KEPT: dict = {}  # a resumed run's .hydra files as they were: put back when the resume stops before training
 
 
 def _job(work):
@@ -192,6 +213,8 @@ def _job(work):
 
                     remove_made(Path(run_dir))  # (Hydra's ${now} may name it a second after the pre-flight did)
                     remove_made(_MADE)
+                for path, content in _KEPT.items():  # a resume that stopped before training changes nothing
+                    path.write_bytes(content)
                 exit_with(str(e))
             if not isinstance(e, FolderInUse):  # that folder is another process's: write nothing there
                 record_failure(run_dir, e)
@@ -206,6 +229,8 @@ def _job(work):
             if not sweep:
                 sys.exit(1)
         except Exception as e:  # a crash: keep what was written, say where the traceback is
+            if _INTERRUPTED:  # Ctrl-C inside a C extension's import surfaces as an ImportError
+                raise KeyboardInterrupt from None
             path = record_failure(run_dir, e)
             error(f"the run failed: {type(e).__name__}: {e}. Traceback: {path}" + (f" ({goes_on})" if sweep else ""), title="failure")
             if not sweep:
