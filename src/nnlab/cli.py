@@ -43,26 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _interrupt)
+        from nnlab.console import note_interrupt
+
+        signal.signal(signal.SIGINT, note_interrupt)
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C before training began (the loop itself saves and stops cleanly)
         print("nnlab: interrupted", file=sys.stderr)
         return 130
     except Exception:
-        if not _INTERRUPTED:
+        from nnlab.console import interrupted
+
+        if not interrupted():
             raise
         print("nnlab: interrupted", file=sys.stderr)  # Ctrl-C cut an import short: its error is that Ctrl-C
         return 130
-
-
-_INTERRUPTED = False  # a Ctrl-C arrived: what fails after it (an import it cut short) is that Ctrl-C, not a crash
-
-
-def _interrupt(signum, frame) -> None:
-    global _INTERRUPTED
-    _INTERRUPTED = True
-    raise KeyboardInterrupt
 
 
 def _main(argv: list[str]) -> int:
@@ -107,6 +102,9 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
         exit_with(str(e))
     if finished:
         return 0
+    from nnlab.console import check_interrupt
+
+    check_interrupt()
     flags = [a for a in args if a in ("-m", "--multirun")]  # anywhere on the line (Hydra wants them first)
     sys.argv = [prog, *flags, *(a for a in args if a not in flags)]
     try:
@@ -229,7 +227,9 @@ def _job(work):
             if not sweep:
                 sys.exit(1)
         except Exception as e:  # a crash: keep what was written, say where the traceback is
-            if _INTERRUPTED:  # Ctrl-C inside a C extension's import surfaces as an ImportError
+            from nnlab.console import interrupted
+
+            if interrupted():  # Ctrl-C inside a C extension's import surfaces as an ImportError
                 raise KeyboardInterrupt from None
             path = record_failure(run_dir, e)
             error(f"the run failed: {type(e).__name__}: {e}. Traceback: {path}" + (f" ({goes_on})" if sweep else ""), title="failure")

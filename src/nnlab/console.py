@@ -83,6 +83,27 @@ def summary_table(summary: Mapping[str, Any]) -> None:
     console.print(f"  tensorboard --logdir {summary['run_dir']}", soft_wrap=True)
 
 
+_interrupted = False
+
+
+def note_interrupt(signum=None, frame=None) -> None:
+    """The SIGINT handler of `nnlab` before training: remember the Ctrl-C, then interrupt as Python does.
+    A library that swallows the KeyboardInterrupt (an optional import in try/except ImportError: a C
+    extension cut short raises ImportError) cannot lose it: check_interrupt() raises it again."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def interrupted() -> bool:
+    return _interrupted
+
+
+def check_interrupt() -> None:
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
 def exit_with(message: str, code: int = 2) -> None:
     error(message)
     sys.exit(code)

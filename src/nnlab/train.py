@@ -212,6 +212,9 @@ class Training:
         else:
             self.metrics = checkpoint.restore(exp, resume, self.loop, self.monitor, self.diag, self.scaler, self.shuffle, self.noise)
         exp.model.train()
+        from nnlab.console import check_interrupt
+
+        check_interrupt()  # a Ctrl-C during start-up that a library swallowed: from here on the loop saves and stops
 
     def _state(self) -> dict:
         return checkpoint.state(self.exp, self.loop, self.metrics, self.monitor, self.diag, self.scaler, self.noise)
