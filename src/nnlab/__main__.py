@@ -1,3 +1,4 @@
 from nnlab.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a worker process (figures.Painter) imports it
+    raise SystemExit(main())

@@ -138,8 +138,10 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
         saved = [o for o in checkpoint.saved_overrides(run) if o.split("=", 1)[0].lstrip("+~") not in given]
         args = [*saved, *args, *([] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"])]
-    cfg, folder = check_command_line(args)  # the config of every job, and the output folder
+    cfg, folder, sweeper = check_command_line(args)  # the config of every job, the output folder, the sweeper
     multirun = any(a in ("-m", "--multirun") for a in args)
+    if multirun and sweeper == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper" and not any(a.startswith("hydra/sweeper=") for a in args):
+        args = [*args, "hydra/sweeper=grid"]  # the same grid, less a second composition of every job (grid_sweeper.py)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     if folder is not None and not any(a.startswith(key + "=") for a in args):
         args = [*args, f"{key}={folder}"]  # the folder checked here is the one Hydra makes (${now} resolved once)

@@ -21,12 +21,13 @@ _NO_CHECK = {"-h", "--help", "-hh", "--hydra-help", "--info", "--shell-completio
 
 
 def check_command_line(args: list[str], config_module: str = "nnlab.conf",
-                       config_name: str = "train") -> tuple[Optional[DictConfig], Optional[str]]:
+                       config_name: str = "train") -> tuple[Optional[DictConfig], Optional[str], Optional[str]]:
     """Compose the config for the overrides in `args` and validate() it, once for every value of every
     sweep; raise ConfigError with a one-paragraph message for the first problem. Returns the config of
-    the first job (without Hydra's node) and the output folder (hydra.run.dir, or hydra.sweep.dir with -m)."""
+    the first job (without Hydra's node), the output folder (hydra.run.dir, or hydra.sweep.dir with -m) and
+    the sweeper's class (hydra.sweeper._target_)."""
     if any(a.split("=")[0] in _NO_CHECK for a in args):
-        return None, None
+        return None, None, None
     overrides, skip = [], False
     for a in args:
         if skip:
@@ -62,15 +63,16 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf",
             key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
             try:
                 folder = str(OmegaConf.select(cfg, key))
+                sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_")
             except Exception:  # an unusual hydra setup: leave the folder to Hydra
-                folder = None
+                folder = sweeper = None
             with open_dict(cfg):
                 del cfg["hydra"]
             base = cfg
         validate(cfg)
     if folder and not any(a in ("-c", "--cfg") for a in args):
         _check_output_folder(folder, key)
-    return base, folder
+    return base, folder, sweeper
 
 
 def _set_value(base: DictConfig, override: str, config_module: str) -> Optional[DictConfig]:

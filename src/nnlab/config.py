@@ -166,5 +166,6 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     import hydra_plugins.nnlab_launcher.batched_launcher  # noqa: F401  (hydra/launcher=batched, for compose() too)
+    import hydra_plugins.nnlab_launcher.grid_sweeper  # noqa: F401  (hydra/sweeper=grid)
 
     ConfigStore.instance().store(name="nnlab_schema", node=NNLabConfig)

@@ -242,5 +242,5 @@ class Diagnostics:
     def _figure(self, outputs: dict[str, Tensor], step: int, when: str, filename: str) -> None:
         from nnlab.figures import activations_figure
 
-        fig = activations_figure(outputs, f"hidden-layer activations {when}")
-        self.tracker.figure("activations_per_layer", fig, step, filename)
+        arrays = {name: a.detach().float().cpu().numpy() for name, a in outputs.items()}
+        self.tracker.figure("activations_per_layer", activations_figure, (arrays, f"hidden-layer activations {when}"), step, filename)

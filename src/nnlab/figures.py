@@ -25,8 +25,9 @@ def palette():
 
 
 def activations_figure(outputs: dict, title: str = ""):
-    """The classic 'activations per layer' plot: one histogram per hidden layer, with mean and std."""
-    import torch
+    """The classic 'activations per layer' plot: one histogram per hidden layer, with mean and std.
+    `outputs`: layer name -> activations (CPU tensors or arrays)."""
+    import numpy as np
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     n = max(1, len(outputs))
@@ -34,16 +35,85 @@ def activations_figure(outputs: dict, title: str = ""):
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.74, wspace=0.25)
     axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
     for ax, (name, a) in zip(axes, outputs.items()):
-        values = a.detach().double().flatten().cpu()
-        lo, hi = values.min().item(), values.max().item()
+        values = np.asarray(a, dtype=np.float64).ravel()
+        lo, hi = float(values.min()), float(values.max())
         span = (lo, hi) if hi - lo > 1e-4 * max(1.0, abs(lo)) else (lo - 0.5, lo + 0.5)  # identical units: one spike
-        counts = torch.histc(values, bins=40, min=span[0], max=span[1])
-        edges = torch.linspace(span[0], span[1], 41)
-        ax.stairs(counts.numpy(), edges.numpy(), fill=True, color="tab:blue")
-        ax.set_title(f"{name}\nmean {values.mean():.3f} std {values.std():.3f}", fontsize=8)
+        counts, edges = np.histogram(values, bins=40, range=span)
+        ax.stairs(counts, edges, fill=True, color="tab:blue")
+        ax.set_title(f"{name}\nmean {values.mean():.3f} std {values.std(ddof=1) if values.size > 1 else 0.0:.3f}", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.suptitle(title or "hidden-layer activations on the probe batch", fontsize=9)
     return fig
+
+
+def render(draw, args: tuple, png: Optional[str] = None):
+    """`draw(*args)` (a function that returns a matplotlib Figure) as an RGB array [H, W, 3], also saved
+    as the PNG file `png` if given. Runs here or in a Painter's worker."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(draw(*args))
+    canvas.draw()
+    image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    if png is not None:
+        from matplotlib.image import imsave
+
+        imsave(png, image)
+    return image
+
+
+class Painter:
+    """Draws figures in one worker process while training goes on: a batched sweep's members' figures
+    (their activations, their curves) then cost the training loop nothing. submit() returns a Drawing;
+    where the worker cannot start or dies, the drawing is done here instead."""
+
+    def __init__(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start)
+        except (OSError, ValueError):  # no processes to be had: draw here
+            self.pool = None
+
+    def submit(self, fn, *args) -> "Drawing":
+        future = None
+        if self.pool is not None:
+            try:
+                future = self.pool.submit(fn, *args)
+            except RuntimeError:  # a broken or shut-down pool
+                future = None
+        return Drawing(fn, args, future)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=False)
+
+
+@dataclass
+class Drawing:
+    """A figure being drawn: result() waits for it (or draws it here, if there is no worker for it)."""
+
+    fn: object
+    args: tuple
+    future: object = None
+
+    def result(self):
+        if self.future is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                return self.future.result()
+            except BrokenProcessPool:  # the worker died (killed, out of memory): draw it here
+                pass
+        return self.fn(*self.args)
+
+
+def _worker_start() -> None:
+    """In the painter's worker: Ctrl-C is for the training process (it saves and stops), not for this one."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass
@@ -84,6 +154,18 @@ def mean_curve(curves: list[Curve], label: str) -> Curve:
 
 def _number(v) -> float:
     return v if isinstance(v, (int, float)) else math.nan  # NaN/Inf were written as strings
+
+
+def run_curves(run_dir, kind: str) -> None:
+    """RUN/curves.png: the run's train and val loss and score per epoch."""
+    from pathlib import Path
+
+    from nnlab import metrics, run_folder
+
+    epochs = [r for r in run_folder.read_rows(Path(run_dir) / "metrics.jsonl") if "loss/train" in r]
+    score = metrics.score(kind)
+    curves = [epoch_curve(epochs, split, score, split, style) for split, style in (("train", "-"), ("val", "--"))]
+    curves_figure([c for c in curves if c is not None], Path(run_dir) / "curves.png", score)
 
 
 def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str = "loss", log_loss: bool = False) -> None:

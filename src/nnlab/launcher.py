@@ -169,8 +169,21 @@ def prepare(cfg: DictConfig, run_dir: str | Path, job: dict, cpu_share) -> Any:
 def train_together(members: list[Member], label: str = "") -> list[Optional[dict]]:
     """Train the members as one stack, each writing its own run folder; their summaries, in order (None
     for a member that failed: its folder says why)."""
+    from nnlab.figures import Painter
+
+    painter = Painter() if len(members) > 1 else None  # the members' figures drawn beside the training
+    try:
+        return _train_together(members, label, painter)
+    finally:
+        if painter is not None:
+            painter.close()
+
+
+def _train_together(members: list[Member], label: str, painter) -> list[Optional[dict]]:
     from nnlab.train import StopRequest, Training
 
+    for m in members:
+        m.tracker.painter = painter
     stack = Stack([m.exp.model for m in members])
     if stack.problem:
         from nnlab.console import warning
@@ -194,7 +207,11 @@ def train_together(members: list[Member], label: str = "") -> list[Optional[dict
                 for m in running:
                     if not m.done and not _as(m, lambda m=m: m.training.end_epoch(epoch)):
                         m.done = True
-    return [_close(m, len(members), label, time.perf_counter() - started) for m in members]
+    curves: list = []
+    summaries = [_close(m, len(members), label, time.perf_counter() - started, painter, curves) for m in members]
+    for drawing in curves:
+        drawing.result()
+    return summaries
 
 
 def _alone(m: Member) -> bool:
@@ -307,11 +324,12 @@ def _as(m: Member, work):
         torch.set_rng_state(outside)
 
 
-def _close(m: Member, size: int, label: str, wall: float) -> Optional[dict]:
-    """Test, summary.json (with how it was trained), curves; the member's folder is free again."""
+def _close(m: Member, size: int, label: str, wall: float, painter, curves: list) -> Optional[dict]:
+    """Test, summary.json (with how it was trained), curves (drawn by the painter: added to `curves`);
+    the member's folder is free again."""
     from nnlab.console import console
+    from nnlab.figures import Drawing, run_curves
     from nnlab.tracking import write_summary
-    from nnlab.train import close_run
 
     try:
         summary = None
@@ -322,7 +340,8 @@ def _close(m: Member, size: int, label: str, wall: float) -> Optional[dict]:
             write_summary(m.run_dir, summary)
         m.tracker.close()
         if summary is not None:
-            close_run(m.run_dir, m.exp, summary, table=False)
+            args = (m.run_dir, m.exp.data.kind)
+            curves.append(painter.submit(run_curves, *args) if painter is not None else Drawing(run_curves, args))
             score = "  ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items() if k.endswith("/test"))
             console.print(f"  {m.run_dir.name}: {summary['status']}  {score}", soft_wrap=True)
         return summary

@@ -115,7 +115,7 @@ def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[float]:
         for i, (lr, loss, smooth) in enumerate(zip(result.lrs, result.losses, result.smoothed)):
             tracker.scalars(i, {"lr_find/lr": lr, "lr_find/loss": loss, "lr_find/smoothed_loss": smooth})
         optimizer = cfg.optimizer._target_.rpartition(".")[2]
-        tracker.figure("lr_find", figure(result, f"learning-rate range test ({optimizer})"), 0, "lr_find.png")
+        tracker.figure("lr_find", figure, (result, f"learning-rate range test ({optimizer})"), 0, "lr_find.png")
     finally:
         tracker.close()
     (run_dir / "lr_find.json").write_text(json.dumps(result.__dict__, indent=2))

@@ -21,6 +21,8 @@ class Tracker:
         self.run_dir = Path(run_dir)
         self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self.jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
+        self.painter = None  # figures.Painter: figures drawn in a worker process (batched sweeps)
+        self.pending: list = []  # (tag, step, figures.Drawing) not yet written
 
     def scalars(self, step: int, values: Mapping[str, float], epoch: int | None = None) -> None:
         """One TensorBoard event for all of a step's values (one per value would cost as much each)."""
@@ -47,19 +49,26 @@ class Tracker:
     def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
         self.writer.add_histogram(tag, values.detach().float().flatten().cpu(), step)
 
-    def figure(self, tag: str, fig, step: int, filename: str | None = None) -> None:
-        """A matplotlib figure into TensorBoard, and as RUN/FILENAME if given (rendered once)."""
-        import numpy as np
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    def figure(self, tag: str, draw, args: tuple, step: int, filename: str | None = None) -> None:
+        """The figure `draw(*args)` (a top-level function returning a matplotlib Figure) into
+        TensorBoard, and as RUN/FILENAME if given (rendered once). With a painter (figures.Painter) it is
+        drawn in the painter's worker and written to TensorBoard when done (at the latest by close())."""
+        from nnlab.figures import render
 
-        canvas = FigureCanvasAgg(fig)
-        canvas.draw()
-        image = np.asarray(canvas.buffer_rgba())[..., :3]
+        png = str(self.run_dir / filename) if filename else None
+        if self.painter is None:
+            self._add_image(tag, render(draw, args, png), step)
+        else:
+            self.pending.append((tag, step, self.painter.submit(render, draw, args, png)))
+
+    def _add_image(self, tag: str, image, step: int) -> None:
         self.writer.add_image(tag, image, step, dataformats="HWC")
-        if filename:
-            from matplotlib.image import imsave
 
-            imsave(self.run_dir / filename, image)
+    def wait_for_figures(self) -> None:
+        """Write the figures the painter has drawn (waiting for those it is still drawing)."""
+        pending, self.pending = self.pending, []
+        for tag, step, drawing in pending:
+            self._add_image(tag, drawing.result(), step)
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)
@@ -75,6 +84,7 @@ class Tracker:
             self.writer.file_writer.add_summary(summary)
 
     def close(self) -> None:
+        self.wait_for_figures()
         self.writer.flush()
         self.writer.close()
         self.jsonl.close()

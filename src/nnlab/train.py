@@ -462,14 +462,6 @@ def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[di
 
 
 def close_run(run_dir: Path, exp: Experiment, summary: dict, table: bool = True) -> None:
-    curves_png(run_dir, exp.data.kind)
+    figures.run_curves(run_dir, exp.data.kind)
     if table:
         summary_table(summary)
-
-
-def curves_png(run_dir: Path, kind: str) -> None:
-    """RUN/curves.png: the run's train and val loss and score per epoch."""
-    epochs = [r for r in run_folder.read_rows(run_dir / "metrics.jsonl") if "loss/train" in r]
-    score = task_metrics.score(kind)
-    curves = [figures.epoch_curve(epochs, split, score, split, style) for split, style in (("train", "-"), ("val", "--"))]
-    figures.curves_figure([c for c in curves if c is not None], run_dir / "curves.png", score)
