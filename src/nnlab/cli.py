@@ -16,6 +16,7 @@ commands:
   batch-size-find  the largest batch size that fits in memory, and the rate scaled with it (linear rule)
   report           compare the runs under a folder: nnlab report PATH [--sort acc/val] [--out DIR]
   ensemble         average the predictions of the runs under a folder (e.g. seeds): nnlab ensemble PATH
+  completion       tab completion for bash/zsh: eval "$(nnlab completion bash)" (in ~/.bashrc to keep it)
 
 examples:
   nnlab train                                  toy 2-D moons, MLP, ReLU, Adam (about 10 s on a CPU)
@@ -30,16 +31,23 @@ examples:
 """
 
 
+COMMANDS = ("train", "check", "lr-find", "batch-size-find", "report", "ensemble", "completion")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
-    if argv[0] in ("-V", "--version"):
+    if argv[0] in ("-V", "--version") or (argv[0] in COMMANDS and ("--version" in argv or "-V" in argv)):
         from nnlab import __version__
 
-        print(f"nnlab {__version__}")
+        print(f"nnlab {__version__}")  # nnlab's, also after a command (Hydra would print its own)
         return 0
+    if argv[0] in ("completion", "__complete"):
+        from nnlab.completion import main as completion
+
+        return completion(argv)
     import signal
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -78,7 +86,11 @@ def _main(argv: list[str]) -> int:
         from nnlab.report import main as report
 
         return report(rest)
-    print(f"nnlab: unknown command {command!r}\n", file=sys.stderr)
+    import difflib
+
+    close = difflib.get_close_matches(command, COMMANDS, n=1)
+    hint = f" Did you mean `nnlab {close[0]}`?" if close else ""
+    print(f"nnlab: unknown command {command!r}.{hint}\n", file=sys.stderr)
     print(USAGE, end="", file=sys.stderr)
     return 2
 
@@ -93,6 +105,13 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
     from nnlab.console import error, exit_with
     from nnlab.errors import ConfigError
 
+    completion = next((a for i, a in enumerate(args) if i and args[i - 1] in ("-sc", "--shell-completion")), None)
+    if completion is not None:  # Hydra's would register the subcommand as a command of its own: nnlab's instead
+        from nnlab import completion as shell
+
+        if completion.startswith("query="):
+            return shell.main(["__complete"])
+        return shell.main(["completion", completion.partition("=")[2] or "bash"])
     register_configs()
     if default_dir and not any(a.startswith("hydra.run.dir=") for a in args):
         args = [*args, f"hydra.run.dir=outputs/{default_dir}/${{now:%Y-%m-%d_%H-%M-%S}}"]
@@ -142,6 +161,8 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     multirun = any(a in ("-m", "--multirun") for a in args)
     if multirun and sweeper == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper" and not any(a.startswith("hydra/sweeper=") for a in args):
         args = [*args, "hydra/sweeper=grid"]  # the same grid, less a second composition of every job (grid_sweeper.py)
+    if multirun and sweeper and "optuna" in sweeper:
+        _quiet_optuna()
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     if folder is not None and not any(a.startswith(key + "=") for a in args):
         args = [*args, f"{key}={folder}"]  # the folder checked here is the one Hydra makes (${now} resolved once)
@@ -173,6 +194,20 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         console.print(finished_message(folder, done), soft_wrap=True)
         return args, True
     return args, False
+
+
+def _quiet_optuna() -> None:
+    """Optuna's own INFO lines ('A new study created in memory ...', in colour) and its storage's
+    ('setup plugin alembic...') repeat what Hydra's sweeper says: warnings only."""
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    except ImportError:
+        pass
 
 
 _MADE = None  # the outermost folder the pre-flight saw missing: a run that stops on a user error before training removes it

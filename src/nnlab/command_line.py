@@ -142,6 +142,16 @@ def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+# Hydra plugins that nnlab's extras install: group/option -> (the plugin, the pip requirement)
+PLUGINS = {
+    "hydra/sweeper/optuna": ("optuna sweeper", "nnlab[sweeps]"),
+    "hydra/launcher/joblib": ("joblib launcher", "nnlab[sweeps]"),
+    "hydra/launcher/submitit_local": ("submitit launcher", "nnlab[sweeps]"),
+    "hydra/launcher/submitit_slurm": ("submitit launcher", "nnlab[sweeps]"),
+    "hydra/launcher/ray": ("Ray launcher", "nnlab[ray]"),
+}
+
+
 def _explain(e: Exception, overrides: list[str]) -> str:
     """Hydra's composition errors, rewritten as one paragraph that names the key and the valid choices."""
     import re
@@ -154,6 +164,11 @@ def _explain(e: Exception, overrides: list[str]) -> str:
     if missing:
         group, option = missing.groups()
         options = loader.get_group_options(group)
+        extra = PLUGINS.get(f"{group}/{option}")
+        if extra:  # a Hydra plugin that is not installed
+            return (f"{group}={option} needs Hydra's {extra[0]} plugin, which is not installed: "
+                    f"pip install '{extra[1]}' (in a source checkout: pip install -e '.[{extra[1].split('[')[1]}'), then run the "
+                    f"command again. Installed now: {', '.join(options)}.")  # fmt: skip
         return f"{group}={option}: there is no such option in the `{group}` group.{did_you_mean(option, options, group + '=')} Choose one of: {', '.join(options)}."
     conversion = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
     if conversion:

@@ -136,6 +136,7 @@ class Diagnostics:
 
         self.raised.append(alarm)
         warning(f"[{alarm.name}] step {alarm.step}: {alarm.message}")
+        self.tracker.log(f"warning: [{alarm.name}] step {alarm.step}: {alarm.message}")
         self.tracker.text("alarms", f"**{alarm.name}** (step {alarm.step}): {alarm.message}", alarm.step)
 
     # -- the loop's calls

@@ -36,9 +36,9 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
     import torch
     from hydra.utils import instantiate
 
-    from nnlab import checkpoint, metrics
+    from nnlab import metrics
     from nnlab.errors import ConfigError
-    from nnlab.setup import bare, setup
+    from nnlab.runs import load_run
     from nnlab.validate import load_run_config
 
     first = load_run_config(runs[0])
@@ -47,25 +47,15 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
     loss_fn, outputs, rows, kind = None, [], [], "points"
     for run in runs:
         cfg = load_run_config(run)
-        cfg.trainer.device = device
         if cfg.data.source._target_ != first.data.source._target_:
             raise ConfigError(f"{run} was trained on {cfg.data.source._target_}, not on {first.data.source._target_} "
                               "like the first run: an ensemble needs members trained for the same task.")  # fmt: skip
-        exp = setup(cfg)  # the member's own model, loss and preprocessing statistics
-        path = checkpoint.of_run(run)
-        model = bare(exp.model)
-        try:
-            model.load_state_dict(checkpoint.load(path, map_location=exp.device)["model"])
-        except (RuntimeError, KeyError) as e:
-            raise ConfigError(f"{path} does not fit the model of {run}/config.yaml ({_first_line(e)}): the "
-                              "checkpoint and the config are of different runs.") from None  # fmt: skip
-        model.eval()
-        x = exp.data.normalize(x_test)
+        member = load_run(run, device=device)  # its own model, loss and preprocessing statistics
         with torch.no_grad():
-            out = torch.cat([model(x[i : i + 4096]) for i in range(0, len(x), 4096)]).float()
-        loss_fn, kind = loss_fn or exp.loss_fn, exp.data.kind
+            out = torch.cat([member.model(x_test[i : i + 4096]) for i in range(0, len(x_test), 4096)]).float()
+        loss_fn, kind = loss_fn or member.loss_fn, member.kind
         outputs.append(out)
-        rows.append({"run": str(run), "checkpoint": path.name, **_metrics(exp.loss_fn, out, y_test, kind)})
+        rows.append({"run": str(run), "checkpoint": member.checkpoint.name, **_metrics(member.loss_fn, out, y_test, kind)})
     ensemble = _metrics(loss_fn, loss_fn.combine(outputs), y_test, kind)
     summary = {"members": rows, "ensemble": ensemble, "test_examples": len(y_test), "metrics": ["loss", *metrics.names(kind)]}
     for key in summary["metrics"]:

@@ -101,6 +101,16 @@ def sweep_config(base: Optional[DictConfig], base_overrides: list[str], override
     return cfg
 
 
+def short_dirname(name: str, num: int) -> str:
+    """A job's folder name (Hydra's override_dirname, `optimizer.lr=0.005547119471592123,...`, as optuna's
+    trials have them) with every float rounded to 4 significant digits (`optimizer.lr=0.005547`); where
+    that rounded anything, the job's number is added (`...,job=3`): no two jobs of a sweep share a folder."""
+    from nnlab.report import round_floats
+
+    out = round_floats(name)
+    return name if out == name else f"{out},job={num}"
+
+
 def _safe_key(cfg: DictConfig) -> tuple[Optional[str], str]:
     try:
         return group_key(cfg)
@@ -160,7 +170,7 @@ def prepare(cfg: DictConfig, run_dir: str | Path, job: dict, cpu_share) -> Any:
         run_folder.remove_leftovers(run_dir)
         exp = setup(cfg, cpu_share)
         rng = torch.get_rng_state()  # what its run alone would draw dropout masks from
-        return Member(cfg, run_dir, exp, train.open_run(cfg, run_dir, exp, None, job), lock, rng)
+        return Member(cfg, run_dir, exp, train.open_run(cfg, run_dir, exp, None, job, quiet=True), lock, rng)
     except BaseException:
         lock.__exit__()
         raise

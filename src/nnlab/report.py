@@ -86,12 +86,30 @@ def collect(root: Path) -> list[Run]:
 
 
 def _name(runs: list[Run], root: Path) -> None:
-    """Name each run by the overrides that differ between runs (else by its folder)."""
+    """Name each run by the overrides that differ between runs (else by its folder), floats rounded to 4
+    significant digits where that keeps the names apart."""
     keys = sorted({k for r in runs for k in r.overrides})
     differing = [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
     for r in runs:
         parts = [f"{k}={r.overrides[k]}" for k in differing if k in r.overrides]
         r.name = ",".join(parts) if parts else (str(r.path.relative_to(root)) if r.path != root else r.path.name)
+    short = [round_floats(r.name) for r in runs]
+    if len(set(short)) == len({r.name for r in runs}):
+        for r, name in zip(runs, short):
+            r.name = name
+
+
+def round_floats(text: str, digits: int = 4) -> str:
+    """`optimizer.lr=0.005547119471592123,b=2` -> `optimizer.lr=0.005547,b=2`: each `=FLOAT` value with
+    more than `digits` significant digits rounded to that many."""
+    import re
+
+    def short(m: re.Match) -> str:
+        value = m.group(0)
+        mantissa = value.split("e")[0].lstrip("-").replace(".", "").lstrip("0")
+        return f"{float(value):.{digits}g}" if len(mantissa) > digits else value
+
+    return re.sub(r"(?<=[=,])-?\d+\.\d+(?:e[-+]?\d+)?(?=[,\s]|$)", short, text)
 
 
 @dataclass

@@ -192,3 +192,13 @@ def setup(cfg: DictConfig, cpu_share: Optional[int] = None) -> Experiment:
 
 def bare(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)  # unwrap torch.compile
+
+
+def model_summary(model: nn.Module) -> dict:
+    """The model in numbers, for summary.json and TensorBoard: its class, parameter count (trainable too)
+    and each leaf layer with its own count."""
+    model = bare(model)
+    layers = [{"name": n, "type": type(m).__name__, "parameters": sum(p.numel() for p in m.parameters(recurse=False))}
+              for n, m in model.named_modules() if n and not any(True for _ in m.children())]  # fmt: skip
+    return {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad), "layers": layers}  # fmt: skip

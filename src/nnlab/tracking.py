@@ -21,6 +21,7 @@ class Tracker:
         self.run_dir = Path(run_dir)
         self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self.jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
+        self.logger = _run_log(self.run_dir)
         self.painter = None  # figures.Painter: figures drawn in a worker process (batched sweeps)
         self.pending: list = []  # (tag, step, figures.Drawing) not yet written
 
@@ -83,11 +84,33 @@ class Tracker:
         for summary in hparams_summary(clean, finite):
             self.writer.file_writer.add_summary(summary)
 
+    def log(self, text: str) -> None:
+        """A line (or lines) of what the terminal shows, into RUN/train.log with the time."""
+        self.logger.info(text)
+
     def close(self) -> None:
         self.wait_for_figures()
         self.writer.flush()
         self.writer.close()
         self.jsonl.close()
+        for handler in list(self.logger.handlers):
+            self.logger.removeHandler(handler)
+            handler.close()
+
+
+def _run_log(run_dir: Path):
+    """A Python logger whose records go to RUN/train.log only (not to the terminal, which rich draws)."""
+    import logging
+
+    logger = logging.getLogger("nnlab.run." + str(run_dir.resolve()).replace(".", "_"))
+    logger.propagate, logger.level = False, logging.INFO
+    for handler in list(logger.handlers):  # a second tracker on the same folder (a resume in this process)
+        logger.removeHandler(handler)
+        handler.close()
+    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger.addHandler(handler)
+    return logger
 
 
 def _json_number(v: Any) -> Any:

@@ -21,12 +21,12 @@ from torch import nn
 from nnlab import checkpoint, figures, pretrain, run_folder
 from nnlab import metrics as task_metrics
 from nnlab.config import EarlyStoppingConfig
-from nnlab.console import TrainingProgress, summary_table
+from nnlab.console import TrainingProgress, epoch_line, summary_table, summary_text
 from nnlab.data.loader import Split, batch_indices
 from nnlab.diagnostics import Diagnostics
 from nnlab.nn import eval_mode
 from nnlab.optim import per_epoch
-from nnlab.setup import Experiment, bare, setup
+from nnlab.setup import Experiment, bare, model_summary, setup
 from nnlab.tracking import Tracker, environment, flatten, write_summary
 
 
@@ -172,7 +172,7 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
     With `resume` (a checkpoint's state), continue exactly where that checkpoint left off."""
     run = Training(exp, run_dir, tracker, resume)
     t = exp.trainer
-    progress = TrainingProgress(t.epochs, exp.steps_per_epoch, enabled=t.progress)
+    progress = TrainingProgress(t.epochs, exp.steps_per_epoch, enabled=t.progress, done=run.loop.step)
     with progress, run.stop:
         for epoch in run.epochs():
             for x, y in run.batches(epoch):
@@ -267,6 +267,7 @@ class Training:
             return False
         exp, loop, monitor = self.exp, self.loop, self.monitor
         self.metrics = _end_epoch(exp, self.tracker, epoch, loop, time.perf_counter() - self.epoch_start)
+        self.tracker.log(epoch_line(epoch, self.metrics))
         loop.end_epoch(self.shuffle.get_state())
         state = self._state()
         if monitor.metric in self.metrics and monitor.update(epoch, self.metrics):
@@ -293,6 +294,7 @@ class Training:
 
             summary["signal"] = signals.Signals(self.stop.signal).name
             write_summary(run_dir, summary)
+        self.tracker.log(summary_text(summary))
         return summary
 
 
@@ -375,6 +377,7 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
         "device": str(exp.device),
         "torch_threads": torch.get_num_threads(),
         "seed": exp.trainer.seed,
+        "model": model_summary(exp.model),
         "run_dir": str(run_dir),
         "checkpoints": {"last": "checkpoints/last.pt", "best": "checkpoints/best.pt" if best_path.exists() else None},
     }
@@ -436,16 +439,19 @@ def _run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict],
     return summary
 
 
-def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], job: Optional[dict]) -> Tracker:
-    """Write the run's config and environment, keep the rows a resume continues from, open its tracker.
+def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], job: Optional[dict],
+             quiet: bool = False) -> Tracker:
+    """Write the run's config and environment, keep the rows a resume continues from, open its tracker;
+    say what starts (the banner: on the terminal unless `quiet`, in train.log always).
     `job`: Hydra's record of it (its config group choices and its command-line overrides), if any."""
+    from nnlab.console import console
+
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (run_dir / "environment.json").write_text(json.dumps(environment(str(exp.device)), indent=2) + "\n")
-    if exp.notes:
-        from nnlab.console import console
-
-        for note in exp.notes:
-            console.print(note, soft_wrap=True)
+    lines = [*banner(run_dir, exp, state), *exp.notes]
+    if not quiet:
+        for line in lines:
+            console.print(line, soft_wrap=True, highlight=False)
     if job:
         exp.config["choices"] = dict(job.get("choices", {}))
         exp.config["overrides"] = list(job.get("overrides", []))
@@ -454,11 +460,26 @@ def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[di
         run_folder.keep_rows(rows, lambda r: not fresh and r["step"] <= state["step"] and not any(k.endswith("/test") for k in r))
     purge = 0 if fresh and (run_dir / "tb").exists() else (state["step"] + 1 if state is not None else None)
     tracker = Tracker(run_dir, purge_step=purge)
+    tracker.log("\n".join(lines))
     if state is None:
         tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
+        m = model_summary(exp.model)
+        tracker.text("model", f"```\n{bare(exp.model)}\n```\n\n{m['parameters']:,} parameters ({m['trainable']:,} trainable)")
         for note in exp.notes:
             tracker.text("notes", note)
     return tracker
+
+
+def banner(run_dir: Path, exp: Experiment, state: Optional[dict]) -> list[str]:
+    """What starts: the run's folder, device and threads, the model's size, the data, how to watch it."""
+    d, m = exp.data, model_summary(exp.model)
+    what = "continues" if state is not None else "starts"
+    sizes = " / ".join(f"{len(s):,} {name}" for name, s in (("train", d.train), ("val", d.val), ("test", d.test)) if s is not None)
+    shape = "x".join(str(n) for n in d.in_shape)
+    return [f"run {what}: {run_dir}" + (f" (from step {state['step']})" if state is not None else ""),
+            f"  {exp.device.type} ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}), "
+            f"{m['class']} with {m['parameters']:,} parameters, data {sizes} (inputs {shape})",
+            f"  watch it: tensorboard --logdir {run_dir}"]  # fmt: skip
 
 
 def close_run(run_dir: Path, exp: Experiment, summary: dict, table: bool = True) -> None:

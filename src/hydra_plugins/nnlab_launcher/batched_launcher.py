@@ -14,7 +14,7 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nnlab.launcher import Member, _differ, _safe_key, train_together
+from nnlab.launcher import Member, _differ, _safe_key, short_dirname, train_together
 from nnlab.launcher import sweep_config as sweep_config_like
 
 
@@ -52,6 +52,8 @@ class BatchedLauncher(Launcher):
                 OmegaConf.copy_cache(from_config=self.config, to_config=sweep_config)
             with open_dict(sweep_config):
                 sweep_config.hydra.job.id = sweep_config.hydra.job.num = initial_job_idx + i
+                job = sweep_config.hydra.job  # its folder: floats rounded (optuna's trials), never shared
+                job.override_dirname = short_dirname(job.override_dirname, initial_job_idx + i)
             configs.append(sweep_config)
         prepare = getattr(self.task_function, "prepare", None)
         groups: dict[Any, list[int]] = {}
@@ -65,6 +67,7 @@ class BatchedLauncher(Launcher):
                 stacks.append(members[start : start + self.max_members])
         returns: dict[int, JobReturn] = {}
         from nnlab.console import console
+        from nnlab.report import round_floats
 
         for n, stack in enumerate(stacks, 1):
             names = [" ".join(filter_overrides(job_overrides[i])) or "(defaults)" for i in stack]
@@ -73,7 +76,7 @@ class BatchedLauncher(Launcher):
                 console.print(f"[{n}/{len(stacks)}] alone ({reason}): {names[0]}", soft_wrap=True)
                 returns[stack[0]] = self._run(configs[stack[0]], self.task_function)
                 continue
-            console.print(f"[{n}/{len(stacks)}] {len(stack)} runs as one stack: {_differ(names)}", soft_wrap=True)
+            console.print(f"[{n}/{len(stacks)}] {len(stack)} runs as one stack: {round_floats(_differ(names))}", soft_wrap=True)
             returns.update(self._stack(configs, stack, prepare, f"{n}/{len(stacks)}"))
         return [returns[i] for i in range(len(configs))]
 

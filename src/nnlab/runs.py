@@ -1,0 +1,89 @@
+"""A trained run in Python: `nnlab.load_run(path)` gives its model, ready for `model(x)` on raw inputs (the
+data set's own form: uint8 images, 2-D points), with the run's preprocessing inside, its config and its
+summary.
+
+    import nnlab
+    run = nnlab.load_run("outputs/2026-11-24/15-01-02")   # or a checkpoint file: .../checkpoints/last.pt
+    probs = run.model(x).softmax(-1)                      # x as the data set gives it
+    labels = run.predict(x)
+
+The checkpoint is read with weights_only=True (no pickled code runs) and the config is validated like every
+config nnlab reads from disk. The preprocessing statistics are those of the run's own training split, so
+the data set must be at hand (as for `nnlab ensemble`), offline from the run's data.source.root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+
+class Preprocess(nn.Module):
+    """Raw inputs as the run's model saw them in training: floats (uint8 images to [0, 1]), minus the
+    training split's mean, over its std."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.detach().clone())
+        self.register_buffer("std", std.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.mean.device)
+        x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
+        return (x - self.mean) / self.std
+
+
+@dataclass
+class Run:
+    """A loaded run: `model` (Preprocess then the trained network, in eval mode), `config` (the run's
+    resolved config), `summary` (summary.json, None for a run that has not finished), where it came from."""
+
+    model: nn.Sequential
+    config: Any  # DictConfig
+    summary: Optional[dict]
+    path: Path
+    checkpoint: Path
+    loss_fn: nn.Module
+    kind: str  # "points" | "images" | "regression"
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class indices (classification) or predicted values (regression) for raw inputs."""
+        return self.loss_fn.predict(self.model(x))
+
+
+def load_run(path: str | Path, which: str = "best", device: str = "cpu") -> Run:
+    """The run at `path` (a run directory, or a .pt file in its checkpoints/): its `best` checkpoint
+    (else `last`), or `last` with which="last"; weights only. Raises nnlab.errors.ConfigError, with one
+    paragraph, for a folder that is not a run or a checkpoint that does not fit its config."""
+    import json
+
+    from nnlab import checkpoint
+    from nnlab.errors import ConfigError
+    from nnlab.setup import bare, setup
+    from nnlab.validate import load_run_config
+
+    if which not in ("best", "last"):
+        raise ConfigError(f"which={which!r}: best or last.")
+    given = Path(path).expanduser()
+    run = given.parent.parent if given.is_file() and given.suffix == ".pt" and given.parent.name == "checkpoints" else given
+    if not (run / "config.yaml").is_file() or not (run / "checkpoints").is_dir():
+        raise ConfigError(f"{path} is not an nnlab run folder (RUN, holding config.yaml and checkpoints/) nor a "
+                          "checkpoint in one (RUN/checkpoints/last.pt).")  # fmt: skip
+    ckpt = given if given.is_file() else checkpoint.of_run(run) if which == "best" else run / "checkpoints" / "last.pt"
+    cfg = load_run_config(run)
+    cfg.trainer.device = device
+    exp = setup(cfg)  # the run's own model and loss, and its training split's statistics
+    model = bare(exp.model)
+    try:
+        model.load_state_dict(checkpoint.load(ckpt, map_location=exp.device)["model"])
+    except (RuntimeError, KeyError) as e:
+        raise ConfigError(f"{ckpt} does not fit the model of {run}/config.yaml ({str(e).strip().splitlines()[0]}).") from None
+    full = nn.Sequential(Preprocess(exp.data.mean, exp.data.std), model).to(exp.device).eval()
+    summary_path = run / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    return Run(full, cfg, summary, run, ckpt, exp.loss_fn, exp.data.kind)
