@@ -1,7 +1,7 @@
 """How fast is nnlab next to the loops people write by hand? One run, side by side, same machine, ratios.
 
     python scripts/bench.py                      # everything (about 5 minutes on a 2-core CPU)
-    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, stacks, toy
+    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, stacks, cnnstack, toy
     python scripts/bench.py --only stacks --repeats 1   # batched sweeps against one run and the basic launcher
     python scripts/bench.py --device cuda --only mlp,cnn --cnn-steps 0 --variants fp32,bf16,fp16,compile
                                                  # the MLP and CNN loops on a GPU, whole epochs, nnlab's options
@@ -304,6 +304,52 @@ def stacks(args) -> dict:
     return out
 
 
+def cnn_stack(args, k: int = 8, steps: int = 20) -> dict:
+    """Can conv nets stack (issue 15)? K classic MNIST CNNs (batch 64, Adam), one training step of all K:
+    one after another vs as one vmapped model (torch.func.functional_call over stacked parameters, one
+    Adam over the stacked tensors), seconds per step of all K, minimum of interleaved repeats."""
+    import torch
+    from torch.func import functional_call, stack_module_state, vmap
+
+    device = torch.device(args.device)
+    models = [reference_model("cnn", device) for _ in range(k)]
+    x = torch.randn(k, 64, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (k, 64), device=device)
+    opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in models]
+    params, buffers = stack_module_state(models)
+    params = {n: p.detach().requires_grad_() for n, p in params.items()}
+    stacked_opt = torch.optim.Adam(params.values(), lr=1e-3)
+    base = models[0]
+
+    def one(p, b, xb, yb):
+        return torch.nn.functional.cross_entropy(functional_call(base, (p, b), (xb,)), yb)
+
+    batched = vmap(one, randomness="different")
+
+    def sequential():
+        for m, o, xb, yb in zip(models, opts, x, y):
+            o.zero_grad()
+            torch.nn.functional.cross_entropy(m(xb), yb).backward()
+            o.step()
+
+    def stacked():
+        stacked_opt.zero_grad()
+        batched(params, buffers, x, y).sum().backward()
+        stacked_opt.step()
+
+    times: dict = {"one after another": [], "vmap stack": []}
+    for _ in range(args.repeats):
+        for name, fn in (("one after another", sequential), ("vmap stack", stacked)):
+            fn()  # warm
+            sync(args.device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            sync(args.device)
+            times[name].append((time.perf_counter() - start) / steps)
+    return {"k": k, "s_per_step": times}
+
+
 def toy(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         walls = [nnlab_cli(f"hydra.run.dir={tmp}/run{i}", cwd=Path(tmp)) for i in range(args.repeats)]
@@ -347,6 +393,9 @@ def main() -> None:
     if "stacks" in only:
         print("batched sweeps (whole commands) ...", flush=True)
         results["stacks"] = stacks(args)
+    if "cnnstack" in only:
+        print("conv nets stacked (vmap) vs one after another ...", flush=True)
+        results["cnnstack"] = cnn_stack(args)
     if "toy" in only:
         print("the default toy run ...", flush=True)
         results["toy"] = toy(args)
@@ -408,6 +457,11 @@ def report(r: dict) -> None:
                 print(f"| {name} | {wall:.1f} | | | | {st[name]['peak_rss_mb']:.0f} |")
         if one and "16 seeds, batched" in best and "16 seeds, basic" in best:
             print(f"| one run vs the basic 16-seed sweep | {one:.1f} | 16 seeds, basic | {one / best['16 seeds, basic']:.2f}x | <= 0.35x | |")
+    if "cnnstack" in r:
+        c = r["cnnstack"]
+        seq, vm = (min(c["s_per_step"][n]) for n in ("one after another", "vmap stack"))
+        print(f"\n| {c['k']} classic CNNs, one step of all (batch 64, Adam) | one after another {seq * 1e3:.0f} ms | "
+              f"vmap stack {vm * 1e3:.0f} ms | {vm / seq:.2f}x |")  # fmt: skip
     if "toy" in r:
         t = r["toy"]
         ok = min(t["wall_s"]) < 20

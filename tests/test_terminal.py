@@ -1,0 +1,192 @@
+"""What a user meets in the first ten minutes: progress at any width, the start banner, train.log, tab
+completion as bash calls it, --version, did-you-mean, the missing-extra error, float folder names, and
+`nnlab.load_run` in Python."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from conftest import TINY, nnlab, summary, train
+from nnlab.console import TrainingProgress, epoch_line
+
+EPOCH = {"loss/train": 0.4038, "acc/train": 0.8037, "loss/val": 0.4100, "acc/val": 0.8000}
+
+
+def _render(width: int) -> tuple[list[str], str]:
+    """The progress line(s) at `width` columns after 50 steps and one epoch, and what was printed above."""
+    out = Console(width=width, file=io.StringIO(), force_terminal=True, color_system=None)
+    progress = TrainingProgress(30, 38, out=out)
+    for i in range(50):
+        progress.batch(0.4123 if i % 10 == 0 else None)
+    progress.epoch(1, EPOCH)
+    lines = out.render_lines(progress.bars.get_renderable(), out.options, pad=False)
+    return ["".join(s.text for s in line).rstrip() for line in lines], out.file.getvalue()
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_progress_fits_the_terminal_with_bar_count_speed_and_time_left(width):
+    lines, printed = _render(width)
+    assert len(lines) == 1 and len(lines[0]) <= width, lines  # one line, never wrapped
+    line = lines[0]
+    assert line.startswith("epoch  2/30 ") and "━" in line  # the epoch now running and the bar
+    assert "50/1140" in line  # steps done of the whole run
+    assert "/s" in line and "0:00:" in line  # speed and the time left
+    assert ("loss 0.4123" in line) == (width >= 100)  # the live loss only where there is room
+    epoch = printed.strip().splitlines()[-1]
+    assert len(epoch) <= max(width, 60) and epoch.startswith("epoch   1")
+    if width < 90:
+        assert epoch == "epoch   1  loss 0.4038 (val 0.4100)  acc 0.8037 (val 0.8000)"
+    else:
+        assert epoch == "epoch   1  " + "  ".join(f"{k} {v:.4f}" for k, v in EPOCH.items())
+
+
+def test_epoch_line_for_regression_names_its_metrics():
+    line = epoch_line(2, {"loss/train": 0.5, "mse/train": 0.5, "r2/train": 0.9, "loss/val": 0.6, "r2/val": 0.8}, 80)
+    assert line == "epoch   2  loss 0.5000 (val 0.6000)  mse 0.5000  r2 0.9000 (val 0.8000)"
+
+
+def test_banner_train_log_and_model_summary(tmp_path):
+    run, proc = train(tmp_path, *TINY)
+    out = proc.stdout
+    assert f"run starts: {run}" in out and "cpu (1 thread)" in out and "MLP with 4,482 parameters" in out
+    assert "data 128 train / 32 val / 80 test (inputs 2)" in out and f"tensorboard --logdir {run}" in out
+    log = (run / "train.log").read_text()
+    assert log.index("run starts") < log.index("epoch   1")  # said before training, not after
+    for line in ("run starts:", "MLP with 4,482 parameters", "epoch   1  loss/train", "epoch   2  loss/train",
+                 "nnlab run: ok", "acc/test"):  # fmt: skip
+        assert line in log, log
+    model = summary(run)["model"]
+    assert model["class"] == "MLP" and model["parameters"] == model["trainable"] == 4482
+    assert [layer["parameters"] for layer in model["layers"] if layer["type"] == "Linear"] == [192, 4160, 130]
+    from conftest import events
+
+    texts = events(run).Tags()["tensors"]
+    assert "model/text_summary" in texts
+
+
+def test_alarms_reach_train_log(tmp_path):
+    run, _ = train(tmp_path, *TINY, "optimizer.lr=50", "optimizer=sgd", check=False)
+    assert summary(run)["status"] == "diverged"
+    assert "warning: [divergence]" in (run / "train.log").read_text()
+
+
+def _complete(line: str, tmp_path: Path) -> list[str]:
+    """Ask as bash does: source the installed script, set COMP_* for `line`, call the function."""
+    script = nnlab("completion", "bash", cwd=tmp_path).stdout
+    (tmp_path / "complete.sh").write_text(script)
+    bin_dir = Path(sys.executable).parent
+    shim = tmp_path / "bin" / "nnlab"  # `nnlab` on PATH, as pip installs it
+    shim.parent.mkdir(exist_ok=True)
+    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m nnlab \"$@\"\n")
+    shim.chmod(0o755)
+    words = line.split(" ")
+    probe = (f"source {tmp_path / 'complete.sh'}; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
+             f"COMP_CWORD={len(words) - 1}; COMP_LINE={line!r}; COMP_POINT=${{#COMP_LINE}}; "
+             "_nnlab_complete; printf '%s\\n' \"${COMPREPLY[@]}\"")  # fmt: skip
+    env = {**os.environ, "PATH": f"{shim.parent}:{bin_dir}:{os.environ['PATH']}"}
+    out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [w.strip() for w in out.stdout.splitlines() if w.strip()]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_tab_completion_as_bash_calls_it(tmp_path):
+    assert _complete("nnlab tr", tmp_path) == ["train"]
+    assert set(_complete("nnlab ", tmp_path)) >= {"train", "report", "ensemble", "check", "lr-find"}
+    assert {"activation=tanh", "activation=relu", "activation=elu"} <= set(_complete("nnlab train activation=", tmp_path))
+    assert _complete("nnlab train activation=ta", tmp_path) == ["activation=tanh"]
+    assert _complete("nnlab train trainer.ep", tmp_path) == ["trainer.epochs="]
+    assert "optimizer.betas." in _complete("nnlab train optimizer=adam optimizer.", tmp_path)
+    assert "init=he_normal" in _complete("nnlab check init=", tmp_path)
+    # Hydra's own install line works too, and installs nnlab's script (not a bare `train` command)
+    hydra_way = nnlab("train", "-sc", "install=bash", cwd=tmp_path).stdout
+    assert "complete -o nospace -o default -F _nnlab_complete nnlab" in hydra_way and " train\n" not in hydra_way
+
+
+def test_version_everywhere_and_did_you_mean(tmp_path):
+    from nnlab import __version__
+
+    for args in (["--version"], ["train", "--version"], ["report", "--version"], ["train", "-m", "--version"]):
+        out = nnlab(*args, cwd=tmp_path)
+        assert out.returncode == 0 and out.stdout.strip() == f"nnlab {__version__}", (args, out.stdout)
+    out = nnlab("tran", cwd=tmp_path)
+    assert out.returncode == 2 and "Did you mean `nnlab train`?" in out.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_missing_plugin_names_its_extra(tmp_path):
+    try:
+        import hydra_plugins.hydra_ray_launcher  # noqa: F401
+
+        pytest.skip("the Ray launcher is installed here")
+    except ImportError:
+        pass
+    out = nnlab("train", "-m", "trainer.seed=0,1", "hydra/launcher=ray", cwd=tmp_path)
+    assert out.returncode == 2 and "pip install 'nnlab[ray]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_optuna_trials_get_short_folder_names_and_no_log_noise(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    out = nnlab("train", "-m", "hparams_search=coarse", *TINY, "trainer.epochs=1", "hydra.sweeper.n_trials=3",
+                f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    runs = sorted(p.name for p in (tmp_path / "s").iterdir() if (p / "summary.json").exists())
+    assert len(runs) == 3
+    for name in runs:  # e.g. ...optimizer.lr=0.005547,optimizer.weight_decay=0.001955,...,job=0
+        lr = name.split("optimizer.lr=")[1].split(",")[0]
+        assert len(lr.replace("0.", "").replace("-", "").split("e")[0].lstrip("0")) <= 5 and name.endswith(tuple(f"job={i}" for i in range(3)))
+    assert len({n.split(",job=")[0] for n in runs}) == 3
+    for noise in ("setup plugin alembic", "A new study created"):
+        assert noise not in out.stdout + out.stderr
+
+
+def test_short_dirname_rounds_floats_and_keeps_names_apart():
+    from nnlab.launcher import short_dirname
+
+    assert short_dirname("optimizer.lr=0.005547119471592123,trainer.seed=3", 7) == "optimizer.lr=0.005547,trainer.seed=3,job=7"
+    assert short_dirname("optimizer.lr=0.1,trainer.seed=3", 7) == "optimizer.lr=0.1,trainer.seed=3"  # nothing rounded: as Hydra names it
+    assert short_dirname("init.gain=1.2345678e-05", 0) == "init.gain=1.235e-05,job=0"
+    # two trials whose rates round alike still get folders of their own
+    assert short_dirname("optimizer.lr=0.0055471", 1) != short_dirname("optimizer.lr=0.0055472", 2)
+
+
+def test_load_run_gives_a_model_for_raw_inputs(tmp_path):
+    import nnlab
+
+    run, _ = train(tmp_path, *TINY)
+    loaded = nnlab.load_run(run)
+    assert loaded.checkpoint.name == "best.pt" and loaded.summary["status"] == "ok" and loaded.kind == "points"
+    from nnlab.data.toy import moons
+
+    x_train, y_train, x_test, y_test = moons(n_train=160, n_test=80, seed=0)  # the run's raw test points
+    acc = (loaded.predict(x_test) == y_test).float().mean().item()
+    assert acc == pytest.approx(summary(run)["metrics"]["acc/test"], abs=1e-6)  # exactly what the run measured
+    assert loaded.model(x_test).shape == (80, 2) and not loaded.model.training
+    last = nnlab.load_run(run / "checkpoints" / "last.pt")
+    assert last.checkpoint.name == "last.pt" and torch.equal(last.model(x_test), last.model(x_test))
+    from nnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not an nnlab run folder"):
+        nnlab.load_run(tmp_path)
+
+
+def test_load_run_on_images_takes_uint8(tmp_path, mnist_root):
+    import nnlab
+    from nnlab.data.images import mnist
+
+    run, _ = train(tmp_path, "data=mnist", f"data.source.root={mnist_root}", "data.subset=512", "trainer.epochs=1",
+                   "trainer.progress=false", "model.hidden=[16]")  # fmt: skip
+    loaded = nnlab.load_run(run)
+    _, _, x_test, y_test = mnist(str(mnist_root), download=False)
+    assert x_test.dtype == torch.uint8
+    acc = (loaded.predict(x_test) == y_test).float().mean().item()
+    assert acc == pytest.approx(summary(run)["metrics"]["acc/test"], abs=1e-6)
