@@ -50,7 +50,7 @@ def events(run: Path):
     """An EventAccumulator loaded with every scalar, image and tensor of the run's TensorBoard log."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0, "images": 0, "tensors": 0, "histograms": 0})
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0, "tensors": 0, "histograms": 0})
     acc.Reload()
     return acc
 

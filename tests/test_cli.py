@@ -54,15 +54,15 @@ def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
     rows = metrics(run)
     epochs = [r for r in rows if "loss/val" in r]
     assert [r["epoch"] for r in epochs] == [1, 2]
-    steps = [r["step"] for r in rows if "loss/train_step" in r]
+    steps = [r["step"] for r in rows if "step/loss" in r]
     assert steps == list(range(1, s["steps"] + 1))  # every step's loss and global gradient norm
     layer_rows = [r for r in rows if "grad_norm/layer1" in r]
     assert layer_rows and all("update_ratio/layer1" in r and "dead_frac/layer2" in r for r in layer_rows)
 
     acc = events(run)
     tags = set(acc.Tags()["scalars"])
-    for tag in ("loss/train", "loss/val", "acc/train", "acc/val", "acc/test", "lr", "grad_norm/global",
-                "grad_norm/layer1", "grad_norm/layer3", "time/epoch_s", "throughput/examples_per_s", "loss/initial",
+    for tag in ("loss/train", "loss/val", "acc/train", "acc/val", "acc/test", "step/lr", "step/grad_norm",
+                "grad_norm/layer1", "grad_norm/layer3", "time/epoch_s", "throughput/examples_per_s", "initial/loss",
                 "act_mean/layer1", "act_std/layer2", "dead_frac/layer1", "weight_norm/layer3", "update_ratio/layer1",
                 "grad_ratio/first_to_last"):  # fmt: skip
         assert tag in tags, tag

@@ -51,7 +51,7 @@ def test_an_absurd_learning_rate_stops_the_run_as_diverged(tmp_path):
     assert "divergence" in alarm_names(run) and "diverged" in out.stdout
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # the last good one: before step 1
     assert state["step"] == 0 and all(torch.isfinite(v).all() for v in state["model"].values())
-    assert (run / "metrics.jsonl").exists() and "loss/train_step" in events(run).Tags()["scalars"]
+    assert (run / "metrics.jsonl").exists() and "step/loss" in events(run).Tags()["scalars"]
 
 
 def test_a_large_negative_bias_kills_relu_units(tmp_path):

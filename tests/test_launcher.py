@@ -19,7 +19,7 @@ SHORT = ["data.source.n_train=400", "data.source.n_test=100", "trainer.progress=
 
 
 def step_losses(run) -> list[float]:
-    return [r["loss/train_step"] for r in metrics(run) if "loss/train_step" in r]
+    return [r["step/loss"] for r in metrics(run) if "step/loss" in r]
 
 
 def same_as_alone(tmp_path, sweep, grid: dict, common: list[str], rel: float = 1e-5) -> list[dict]:

@@ -34,7 +34,7 @@ def test_a_second_holder_is_refused_and_a_killed_holder_leaves_nothing_held(tmp_
 
 def test_a_torn_last_line_is_left_out_and_rows_are_rewritten_whole(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    rows = [{"step": i, "loss/train_step": 0.5} for i in range(1, 5)]
+    rows = [{"step": i, "step/loss": 0.5} for i in range(1, 5)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 5, "loss/tr')
     assert run_folder.read_rows(path) == rows
     path.write_text(path.read_text() + "\n[1, 2]\nnot json\n")  # not rows at all

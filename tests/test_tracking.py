@@ -12,11 +12,11 @@ from nnlab.tracking import Tracker, flatten, record_failure, write_summary
 def test_rows_go_to_tensorboard_and_metrics_jsonl_alike(tmp_path):
     tracker = Tracker(tmp_path)
     tracker.scalars(3, {"loss/train": 0.5, "acc/train": 0.75}, epoch=1)
-    tracker.rows([(4, {"loss/train_step": math.nan}), (5, {"loss/train_step": math.inf})], epoch=2)
+    tracker.rows([(4, {"step/loss": math.nan}), (5, {"step/loss": math.inf})], epoch=2)
     tracker.close()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0] == {"step": 3, "epoch": 1, "loss/train": 0.5, "acc/train": 0.75}
-    assert rows[1]["loss/train_step"] == "nan" and rows[2]["loss/train_step"] == "inf"  # JSON has no NaN
+    assert rows[1]["step/loss"] == "nan" and rows[2]["step/loss"] == "inf"  # JSON has no NaN
     acc = events(tmp_path)
     assert [(e.step, e.value) for e in acc.Scalars("acc/train")] == [(3, 0.75)]
 

@@ -36,7 +36,7 @@ def test_eval_every_and_log_every(tmp_path):
     run, _ = train(tmp_path, *TINY, "trainer.epochs=4", "trainer.eval_every=2", "trainer.log_every=3")
     rows = metrics(run)
     assert [r["epoch"] for r in rows if "loss/val" in r] == [2, 4]
-    assert [r["step"] for r in rows if "lr" in r] == list(range(3, summary(run)["steps"] + 1, 3))
+    assert [r["step"] for r in rows if "step/lr" in r] == list(range(3, summary(run)["steps"] + 1, 3))
 
 
 def test_early_stopping_stops_and_keeps_the_best(tmp_path):
@@ -54,7 +54,7 @@ def test_regularizers_change_the_run(tmp_path):
         assert summary(run)["status"] == "ok"
         assert summary(run)["metrics"]["loss/train"] != summary(base)["metrics"]["loss/train"], knob
     clipped = metrics(tmp_path / "regularization.clip_grad_norm_0.01")
-    assert all(r["grad_norm/global"] > 0 for r in clipped if "grad_norm/global" in r)
+    assert all(r["step/grad_norm"] > 0 for r in clipped if "step/grad_norm" in r)
 
 
 def test_every_schedule_trains(tmp_path):
@@ -83,7 +83,7 @@ def test_channels_last_for_conv_nets_gives_the_same_training(tmp_path, cifar_roo
     nhwc, _ = train(tmp_path, *common, run_dir="nhwc")
     nchw, _ = train(tmp_path, *common, "trainer.channels_last=false", run_dir="nchw")
     a, b = metrics(nhwc), metrics(nchw)
-    assert a[0]["loss/initial"] == pytest.approx(b[0]["loss/initial"], rel=1e-5)
+    assert a[0]["initial/loss"] == pytest.approx(b[0]["initial/loss"], rel=1e-5)
     for key in ("loss/train", "loss/test"):
         assert summary(nhwc)["metrics"][key] == pytest.approx(summary(nchw)["metrics"][key], rel=1e-3)
     state = torch.load(nhwc / "checkpoints" / "last.pt", weights_only=True)["model"]

@@ -157,8 +157,11 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
         saved = [o for o in checkpoint.saved_overrides(run) if o.split("=", 1)[0].lstrip("+~") not in given]
         args = [*saved, *args, *([] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"])]
-    cfg, folder, sweeper = check_command_line(args)  # the config of every job, the output folder, the sweeper
+    cfg, folder, sweeper, name_without = check_command_line(args)  # every job's config checked; the output folder
     multirun = any(a in ("-m", "--multirun") for a in args)
+    if name_without and not any(a.startswith("hydra.job.config.override_dirname.exclude_keys=") for a in args):
+        # a sweep's folders (and TensorBoard's run names) say what differs, not what every run shares
+        args = [*args, f"hydra.job.config.override_dirname.exclude_keys=[{','.join(name_without)}]"]
     if multirun and sweeper == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper" and not any(a.startswith("hydra/sweeper=") for a in args):
         args = [*args, "hydra/sweeper=grid"]  # the same grid, less a second composition of every job (grid_sweeper.py)
     if multirun and sweeper and "optuna" in sweeper:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -20,14 +20,22 @@ _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "
 _NO_CHECK = {"-h", "--help", "-hh", "--hydra-help", "--info", "--shell-completion", "-sc", "--version"}
 
 
-def check_command_line(args: list[str], config_module: str = "nnlab.conf",
-                       config_name: str = "train") -> tuple[Optional[DictConfig], Optional[str], Optional[str]]:
+class Checked(NamedTuple):
+    """What check_command_line() found: the first job's config (without Hydra's node), the output folder
+    (hydra.run.dir, or hydra.sweep.dir with -m), the sweeper's class, and for a sweep the folder-name keys
+    that Hydra would leave out plus the command line's constant ones (None: not a sweep of several values)."""
+
+    cfg: Optional[DictConfig] = None
+    folder: Optional[str] = None
+    sweeper: Optional[str] = None
+    name_without: Optional[list[str]] = None
+
+
+def check_command_line(args: list[str], config_module: str = "nnlab.conf", config_name: str = "train") -> Checked:
     """Compose the config for the overrides in `args` and validate() it, once for every value of every
-    sweep; raise ConfigError with a one-paragraph message for the first problem. Returns the config of
-    the first job (without Hydra's node), the output folder (hydra.run.dir, or hydra.sweep.dir with -m) and
-    the sweeper's class (hydra.sweeper._target_)."""
+    sweep; raise ConfigError with a one-paragraph message for the first problem."""
     if any(a.split("=")[0] in _NO_CHECK for a in args):
-        return None, None, None
+        return Checked()
     overrides, skip = [], False
     for a in args:
         if skip:
@@ -64,15 +72,19 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf",
             try:
                 folder = str(OmegaConf.select(cfg, key))
                 sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_")
+                swept = any(o.is_sweep_override() for o in parsed) or bool(OmegaConf.select(cfg, "hydra.sweeper.params"))
+                constant = [o.key_or_group for o in parsed if not o.is_sweep_override() and not o.is_hydra_override()]
+                hydra_out = list(OmegaConf.select(cfg, "hydra.job.config.override_dirname.exclude_keys") or [])
+                name_without = [*hydra_out, *(k for k in constant if k not in hydra_out)] if swept and constant else None
             except Exception:  # an unusual hydra setup: leave the folder to Hydra
-                folder = sweeper = None
+                folder = sweeper = name_without = None
             with open_dict(cfg):
                 del cfg["hydra"]
             base = cfg
         validate(cfg)
     if folder and not any(a in ("-c", "--cfg") for a in args):
         _check_output_folder(folder, key)
-    return base, folder, sweeper
+    return Checked(base, folder, sweeper, name_without if multirun else None)
 
 
 def _set_value(base: DictConfig, override: str, config_module: str) -> Optional[DictConfig]:

@@ -144,8 +144,8 @@ class Diagnostics:
         """Initial loss on the probe batch (data loss only, eval mode) and the activations at init."""
         with torch.no_grad(), eval_mode(self.model):
             self.initial = self.loss_fn(self.model(self.probe_x), self.probe_y).float().item()
-        expected = {} if self.expected_initial is None else {"loss/initial_expected": self.expected_initial}
-        self.tracker.scalars(0, {"loss/initial": self.initial, **expected})
+        expected = {} if self.expected_initial is None else {"initial/loss_expected": self.expected_initial}
+        self.tracker.scalars(0, {"initial/loss": self.initial, **expected})
         if self.expected_initial is not None and not self.pretrain:
             self.raise_alarm(self.alarms_fn.initial_loss(self.initial, self.expected_initial, self.alarm_cfg.initial_loss_tolerance))
         if self.acts:
@@ -206,10 +206,10 @@ class Diagnostics:
             return False
         window = torch.stack(self.window).float().view(n, 2).tolist()  # the one host sync of the window
         self.window, self.flushed = [], step
-        self.tracker.rows([(step - n + 1 + i, {"loss/train_step": loss, "grad_norm/global": norm})
+        self.tracker.rows([(step - n + 1 + i, {"step/loss": loss, "step/grad_norm": norm})
                            for i, (loss, norm) in enumerate(window)], epoch)  # fmt: skip
         if step % self.log_every == 0:
-            self.tracker.scalars(step, {"lr": self.optimizer.param_groups[0]["lr"]}, epoch)
+            self.tracker.scalars(step, {"step/lr": self.optimizer.param_groups[0]["lr"]}, epoch)
         losses = [loss for loss, _ in window]
         recent = self.recent_loss = sum(losses) / n
         a = self.alarm_cfg

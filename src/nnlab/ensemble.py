@@ -6,7 +6,7 @@ sets, whose points depend on the seed, the first run's draw), each after its own
 statistics of its own training split). The ensemble's output is the loss's `combine` of the members'
 outputs (the mean of their probabilities; for regression, the mean of their predictions). Metrics: loss and
 accuracy, or loss, MSE, MAE and R^2 for regression. Written beside the runs: ensemble.json and TensorBoard
-scalars under PATH/ensemble/tb.
+scalars under PATH/ensemble.
 """
 
 from __future__ import annotations
@@ -137,6 +137,6 @@ def _table(console, root: Path, result: dict) -> None:
     score = "r2" if "r2" in keys else "acc"
     gain = e[score] - result[f"members_{score}_mean"]
     console.print(f"ensemble vs its mean member: {metrics.LABELS[score]} {gain:+.4f}, loss {e['loss'] - result['members_loss_mean']:+.4f} "
-                  f"(written to {root / 'ensemble.json'}, TensorBoard: {root / 'ensemble' / 'tb'})", soft_wrap=True)  # fmt: skip
+                  f"(written to {root / 'ensemble.json'}, TensorBoard: {root / 'ensemble'})", soft_wrap=True)  # fmt: skip
     if not math.isfinite(e["loss"]):
         console.print("[yellow]the ensemble loss is not finite: a member diverged[/]")

@@ -1,4 +1,5 @@
-"""Where a run's numbers go: TensorBoard event files (RUN/tb) and metrics.jsonl side by side, and
+"""Where a run's numbers go: TensorBoard event files (in RUN itself, so that TensorBoard names the run by
+its folder: `activation=tanh`, not `activation=tanh/tb`) and metrics.jsonl side by side, train.log, and
 summary.json at the end. Tags are grouped by what they measure: loss/train, acc/val, grad_norm/layer1."""
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ class Tracker:
         from torch.utils.tensorboard import SummaryWriter  # imported here: only training pays for it
 
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
         self.jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
-        self.logger = _run_log(self.run_dir)
+        self.logger = None  # train.log's logger, opened by the first log()
         self.painter = None  # figures.Painter: figures drawn in a worker process (batched sweeps)
         self.pending: list = []  # (tag, step, figures.Drawing) not yet written
 
@@ -71,6 +72,27 @@ class Tracker:
         for tag, step, drawing in pending:
             self._add_image(tag, drawing.result(), step)
 
+    def layout(self, score: str) -> None:
+        """TensorBoard's CUSTOM SCALARS tab, in the order a reader wants it: the learning curves first
+        (train and val overlaid: the loss, then the score), then the per-step values, then diagnostics."""
+        self.writer.add_custom_scalars({
+            "1 learning curves (per epoch)": {
+                "loss: train, val": ["Multiline", [r"^loss/(train|val)$"]],
+                f"{score}: train, val": ["Multiline", [rf"^{score}/(train|val)$"]],
+            },
+            "2 per step": {
+                "loss": ["Multiline", [r"^step/loss$"]],
+                "global gradient norm": ["Multiline", [r"^step/grad_norm$"]],
+                "learning rate": ["Multiline", [r"^step/lr$"]],
+            },
+            "3 diagnostics": {
+                "gradient norm per layer": ["Multiline", [r"^grad_norm/layer"]],
+                "update / weight ratio": ["Multiline", [r"^update_ratio/"]],
+                "dead units (rectifiers)": ["Multiline", [r"^dead_frac/"]],
+                "saturated units (sigmoid, tanh)": ["Multiline", [r"^saturated_frac/"]],
+            },
+        })  # fmt: skip
+
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)
 
@@ -86,6 +108,8 @@ class Tracker:
 
     def log(self, text: str) -> None:
         """A line (or lines) of what the terminal shows, into RUN/train.log with the time."""
+        if self.logger is None:
+            self.logger = _run_log(self.run_dir)
         self.logger.info(text)
 
     def close(self) -> None:
@@ -93,9 +117,14 @@ class Tracker:
         self.writer.flush()
         self.writer.close()
         self.jsonl.close()
-        for handler in list(self.logger.handlers):
+        for handler in list(self.logger.handlers if self.logger is not None else []):
             self.logger.removeHandler(handler)
             handler.close()
+
+
+def has_events(folder: Path) -> bool:
+    """TensorBoard event files in `folder` (a run's), from an earlier process."""
+    return any(folder.glob("events.out.tfevents.*"))
 
 
 def _run_log(run_dir: Path):

@@ -27,7 +27,7 @@ from nnlab.diagnostics import Diagnostics
 from nnlab.nn import eval_mode
 from nnlab.optim import per_epoch
 from nnlab.setup import Experiment, bare, model_summary, setup
-from nnlab.tracking import Tracker, environment, flatten, write_summary
+from nnlab.tracking import Tracker, environment, flatten, has_events, write_summary
 
 
 def autocast(device: torch.device, precision: str):
@@ -458,11 +458,12 @@ def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[di
     rows, fresh = run_dir / "metrics.jsonl", state is None
     if rows.exists():  # keyed by step: what was logged after the checkpoint (and any test row) comes again
         run_folder.keep_rows(rows, lambda r: not fresh and r["step"] <= state["step"] and not any(k.endswith("/test") for k in r))
-    purge = 0 if fresh and (run_dir / "tb").exists() else (state["step"] + 1 if state is not None else None)
+    purge = 0 if fresh and has_events(run_dir) else (state["step"] + 1 if state is not None else None)
     tracker = Tracker(run_dir, purge_step=purge)
     tracker.log("\n".join(lines))
     if state is None:
         tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
+        tracker.layout(task_metrics.score(exp.data.kind))
         m = model_summary(exp.model)
         tracker.text("model", f"```\n{bare(exp.model)}\n```\n\n{m['parameters']:,} parameters ({m['trainable']:,} trainable)")
         for note in exp.notes:
