@@ -124,8 +124,7 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
     from nnlab.console import check_interrupt
 
     check_interrupt()
-    flags = [a for a in args if a in ("-m", "--multirun")]  # anywhere on the line (Hydra wants them first)
-    sys.argv = [prog, *flags, *(a for a in args if a not in flags)]
+    sys.argv = [prog, *_options_first(args)]
     try:
         hydra.main(config_path="pkg://nnlab.conf", config_name="train", version_base="1.3")(job)()
         if _SWEEP is not None and job is _train_job and _SWEEP.is_dir():
@@ -137,6 +136,29 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
               "hydra.run.dir=PATH (hydra.sweep.dir=PATH with -m).", title="cannot write")  # fmt: skip
         return 1
     return 0
+
+
+INFO = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")  # what `--info` may name
+
+
+def _options_first(args: list[str]) -> list[str]:
+    """Hydra's options (-m, --cfg job, ...) before the overrides: argparse takes the overrides as one
+    positional list, so an option between them (`nnlab train data=mnist --cfg job`, or the settings the
+    pre-flight adds after it) would leave the rest unrecognized."""
+    from nnlab.command_line import _FLAGS_WITH_VALUE
+
+    options, overrides, last, i = [], [], [], 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("-"):
+            after = args[i + 1] if i + 1 < len(args) else ""
+            takes = after in INFO if a == "--info" else a in _FLAGS_WITH_VALUE
+            (last if a == "--info" and not takes else options).extend(args[i : i + 2] if takes else [a])
+            i += 2 if takes else 1
+        else:
+            overrides.append(a)
+            i += 1
+    return [*options, *overrides, *last]  # a bare --info last: it would take the next word as its value
 
 
 def _preflight(args: list[str]) -> tuple[list[str], bool]:
