@@ -34,9 +34,11 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
     assert out.returncode == 0
     assert "_target_: torch.nn.ELU" in out.stdout and "lr: 0.5" in out.stdout
     assert not (tmp_path / "outputs").exists()  # printing the config runs nothing
-    for line in (["activation=elu", "--cfg", "job"], ["-m", "activation=elu,relu", "--cfg", "job", "-p", "activation"]):
+    for line in (["activation=elu", "--cfg", "job"], ["activation=elu", "--cfg", "job", "-p", "activation"]):
         out = nnlab("train", *line, cwd=tmp_path)  # the option after the overrides, as people type it
         assert out.returncode == 0 and "torch.nn.ELU" in out.stdout, out.stderr
+    out = nnlab("train", "-m", "activation=elu,relu", "--cfg", "job", cwd=tmp_path)
+    assert out.returncode == 2 and "one of -m, --cfg, --info" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):

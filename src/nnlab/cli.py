@@ -112,6 +112,10 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
         if completion.startswith("query="):
             return shell.main(["__complete"])
         return shell.main(["completion", completion.partition("=")[2] or "bash"])
+    modes = {m for a in args for m, names in MODES.items() if a in names}
+    if len(modes) > 1:
+        exit_with(f"{' and '.join(sorted(modes))} cannot go together: one of -m, --cfg, --info at a time (for a "
+                  "sweep's config: nnlab train --cfg job with one value of each swept key).")  # fmt: skip
     register_configs()
     if default_dir and not any(a.startswith("hydra.run.dir=") for a in args):
         args = [*args, f"hydra.run.dir=outputs/{default_dir}/${{now:%Y-%m-%d_%H-%M-%S}}"]
@@ -138,6 +142,7 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
     return 0
 
 
+MODES = {"-m": ("-m", "--multirun"), "--cfg": ("-c", "--cfg"), "--info": ("--info",)}  # Hydra runs one of them
 INFO = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")  # what `--info` may name
 
 
