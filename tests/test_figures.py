@@ -55,3 +55,44 @@ def test_decision_boundary_colours_the_plane_by_the_prediction_and_keeps_the_mod
 def test_activations_figure_has_one_panel_per_layer():
     fig = figures.activations_figure({"layer1": torch.randn(32, 8), "layer2": torch.zeros(32, 8)})
     assert len(fig.axes) == 2 and fig.axes[1].get_title().startswith("layer2\nmean 0.000")
+
+
+def test_activations_panels_share_one_x_axis():
+    fig = figures.activations_figure({"layer1": torch.randn(64, 8) * 3, "layer2": torch.randn(64, 8) * 0.01})
+    assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()  # the collapsed layer is a spike on the same axis
+    assert fig.get_size_inches()[0] >= 6
+
+
+def test_a_sweep_on_points_draws_each_boundary_and_one_grid(tmp_path):
+    from conftest import TINY, events, nnlab
+
+    sweep = tmp_path / "s"
+    out = nnlab("train", "-m", *TINY, "activation=relu,tanh,sigmoid", "init=zeros,he_normal", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    run = sweep / "activation=tanh,init=he_normal"
+    image = imread(run / "decision_boundary.png")
+    assert image.shape[0] > 300 and image.shape[1] > 300
+    assert "decision_boundary_final" in events(run).Tags()["images"]
+    # the test points' classes tint the plane: both class colours are in the picture
+    tint = (figures.palette() * 0.35 + 255 * 0.65) / 255
+    pixels = torch.from_numpy(image[..., :3].copy()).reshape(-1, 3)
+    assert all(((pixels - t).abs().amax(1) < 0.02).any() for t in tint[:2])
+    grid = imread(sweep / "decision_boundaries.png")
+    assert grid.shape[0] > grid.shape[1]  # 3 rows (activation) x 2 columns (init)
+    assert "sweep/decision_boundaries" in events(sweep / "overview").Tags()["images"]
+    assert "sweep/report" in events(sweep / "overview").Tags()["images"]
+
+
+def test_image_runs_draw_a_confusion_matrix_and_their_mistakes(tmp_path, mnist_root):
+    from conftest import events, summary, train
+
+    run, _ = train(tmp_path, "data=mnist", f"data.source.root={mnist_root}", "data.subset=600", "trainer.epochs=1",
+                   "trainer.progress=false", "model.hidden=[16]")  # fmt: skip
+    s = summary(run)
+    matrix = torch.tensor(s["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 10_000  # the whole test set
+    assert matrix.trace().item() / 10_000 == pytest.approx(s["metrics"]["acc/test"], abs=1e-6)
+    wrong = imread(run / "misclassified.png")
+    assert wrong.shape[0] > 500 and wrong.shape[1] > 500  # a 5 x 5 grid
+    assert imread(run / "confusion_matrix.png").shape[0] > 400
+    assert {"confusion_matrix", "misclassified"} <= set(events(run).Tags()["images"])

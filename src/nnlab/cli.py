@@ -135,6 +135,9 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
             from nnlab.report import sweep_summary
 
             sweep_summary(_SWEEP)
+            from nnlab.tracking import sweep_images
+
+            sweep_images(_SWEEP)
     except OSError as e:  # Hydra making the output folder: a name too long, a file system that refuses it
         error(f"cannot create the output folder {e.filename or ''}: {e.strerror or e}. Choose another one with "
               "hydra.run.dir=PATH (hydra.sweep.dir=PATH with -m).", title="cannot write")  # fmt: skip

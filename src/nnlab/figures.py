@@ -25,15 +25,16 @@ def palette():
 
 
 def activations_figure(outputs: dict, title: str = ""):
-    """The classic 'activations per layer' plot: one histogram per hidden layer, with mean and std.
-    `outputs`: layer name -> activations (CPU tensors or arrays)."""
+    """The classic 'activations per layer' plot: one histogram per hidden layer, with mean and std, all on
+    the same x-axis (so that activations shrinking towards zero layer by layer, or piling up at a
+    saturated tanh's -1 and 1, show as such). `outputs`: layer name -> activations (CPU tensors or arrays)."""
     import numpy as np
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     n = max(1, len(outputs))
-    fig = Figure(figsize=(2.4 * n, 2.4), dpi=80)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.74, wspace=0.25)
-    axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
+    fig = Figure(figsize=(3.2 * n, 3.0), dpi=90)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.76, wspace=0.15)
+    axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]  # one x-axis: a layer that collapses shows it
     for ax, (name, a) in zip(axes, outputs.items()):
         values = np.asarray(a, dtype=np.float64).ravel()
         lo, hi = float(values.min()), float(values.max())
@@ -210,13 +211,18 @@ def decision_boundary(model, predict, x, y, size: int = 192):
         return _decision_boundary(model, predict, x, y, size)
 
 
+def plane_extent(x) -> tuple:
+    """(lo, hi): the corners of the plane a decision boundary image covers (the points, 10% margin)."""
+    lo, hi = x.min(0).values, x.max(0).values
+    pad = (hi - lo) * 0.1 + 1e-3
+    return lo - pad, hi + pad
+
+
 def _decision_boundary(model, predict, x, y, size: int):
     import torch
 
     colours = palette()
-    lo, hi = x.min(0).values, x.max(0).values
-    pad = (hi - lo) * 0.1 + 1e-3
-    lo, hi = lo - pad, hi + pad
+    lo, hi = plane_extent(x)
     with eval_mode(model):
         pred = predict(model(_plane(lo, hi, size))).cpu() % len(colours)
     image = (colours[pred] * 0.35 + 255 * 0.65).reshape(size, size, 3)
@@ -226,6 +232,88 @@ def _decision_boundary(model, predict, x, y, size: int):
         for dc in (-1, 0, 1):
             image[(row + dr).clamp(0, size - 1), (col + dc).clamp(0, size - 1)] = colour
     return image.round().to(torch.uint8).permute(2, 0, 1)
+
+
+def boundary_figure(image, extent: tuple, title: str):
+    """A decision boundary (an RGB array (H, W, 3) as decision_boundary draws it: the predicted class as a
+    tint, the training points in their class's colour) with axes in the model's input coordinates."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6, 4.4), dpi=100)
+    ax = fig.subplots()
+    ax.imshow(image, extent=extent, interpolation="nearest", aspect="auto")
+    ax.set(xlabel="x1 (standardized, as the model sees it)", ylabel="x2")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(matrix: list[list[int]], title: str, names: Optional[Sequence[str]] = None):
+    """A confusion matrix: rows the true class, columns the predicted one, each cell its count (the
+    colour: the share of its row), the diagonal the correct predictions."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    m = np.asarray(matrix, dtype=float)
+    share = m / np.maximum(m.sum(1, keepdims=True), 1)
+    n = len(m)
+    names = list(names) if names else [str(i) for i in range(n)]
+    fig = Figure(figsize=(1.2 + 0.55 * n, 1.0 + 0.5 * n), dpi=100)
+    ax = fig.subplots()
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7, color="white" if share[i, j] > 0.5 else "black")
+    ax.set(xticks=range(n), yticks=range(n), xticklabels=names, yticklabels=names, xlabel="predicted", ylabel="true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def examples_figure(images, titles: Sequence[str], title: str):
+    """A grid of images (N, H, W, C floats in [0, 1]; C = 1 is drawn in grey), each with its title."""
+    from matplotlib.figure import Figure
+
+    n = max(1, len(images))
+    cols = min(n, 5)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(1.6 * cols, 1.75 * rows + 0.4), dpi=100)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, image, name in zip(axes, images, titles):
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=1)
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def grid_figure(cells: list[tuple[str, str, str]], title: str):
+    """PNG files laid out in a grid: cells are (row label, column label, path); rows and columns in the
+    order their labels first appear."""
+    from matplotlib.figure import Figure
+    from matplotlib.image import imread
+
+    rows = list(dict.fromkeys(r for r, _, _ in cells))
+    cols = list(dict.fromkeys(c for _, c, _ in cells))
+    fig = Figure(figsize=(2.6 * len(cols) + 0.6, 2.6 * len(rows) + 0.5), dpi=100)
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+    for r, c, path in cells:
+        ax = axes[rows.index(r), cols.index(c)]
+        ax.imshow(imread(path))
+    for j, c in enumerate(cols):
+        axes[0, j].set_title(c, fontsize=8)
+    for i, r in enumerate(rows):
+        axes[i, 0].set_ylabel(r, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def regression_fit(model, link, x, y, size: int = 192):

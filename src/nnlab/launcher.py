@@ -341,6 +341,7 @@ def _close(m: Member, size: int, label: str, wall: float, painter, curves: list)
     from nnlab.console import console
     from nnlab.figures import Drawing, run_curves
     from nnlab.tracking import write_summary
+    from nnlab.train import final_figures
 
     try:
         summary = None
@@ -349,6 +350,7 @@ def _close(m: Member, size: int, label: str, wall: float, painter, curves: list)
         if summary is not None:
             summary["batch"] = {"stack": label, "members": size, "wall_time_s": wall}
             write_summary(m.run_dir, summary)
+            _as(m, lambda: final_figures(m.exp, m.run_dir, m.tracker, summary))
         m.tracker.close()
         if summary is not None:
             args = (m.run_dir, m.exp.data.kind)

@@ -216,7 +216,33 @@ def write_files(table: list[dict[str, Any]], runs: list[Run], out: Path, sort_ke
                   + " | ".join(_band_text(st.bands.get(c)) for c in shown) + f" | {st.verdict} |" for st in sets]  # fmt: skip
     paths["md"].write_text("\n".join(lines) + "\n")
     curves_figure(runs, paths["png"], sets)
+    grid = boundary_grid(sets, out / "decision_boundaries.png")
+    if grid is not None:
+        paths["boundaries"] = grid
     return paths
+
+
+def boundary_grid(sets: list[Setting], path: Path) -> Optional[Path]:
+    """One image of every setting's decision boundary (its first seed's decision_boundary.png), rows by the
+    first swept choice and columns by the others (activation x init); None where fewer than two runs
+    have one (not 2-D data)."""
+    from nnlab import compare, figures
+    from nnlab.figures import render
+
+    cells = []
+    for st in sets:
+        run = min((r for r in st.runs if (r.path / "decision_boundary.png").exists()), default=None,
+                  key=lambda r: int(r.overrides.get("trainer.seed", 0)) if str(r.overrides.get("trainer.seed", 0)).lstrip("-").isdigit() else 0)  # fmt: skip
+        if run is not None:
+            cells.append((dict(compare.setting_of(run.overrides)), run.path / "decision_boundary.png"))
+    if len(cells) < 2:
+        return None
+    keys = [k for k in dict.fromkeys(k for c, _ in cells for k in c) if len({c.get(k) for c, _ in cells}) > 1]
+    row_key, col_keys = (keys[0], keys[1:]) if keys else (None, [])
+    grid = [(f"{row_key}={c.get(row_key)}" if row_key else "", ",".join(f"{k}={c.get(k)}" for k in col_keys), str(p)) for c, p in cells]
+    grid.sort(key=lambda g: (g[0], g[1]))
+    render(figures.grid_figure, (grid, f"decision boundaries ({len(cells)} settings; the first seed of each)"), str(path))
+    return path
 
 
 def curves_figure(runs: list[Run], path: Path, sets: Optional[list[Setting]] = None) -> None:

@@ -122,6 +122,21 @@ class Tracker:
             handler.close()
 
 
+def sweep_images(sweep: Path) -> None:
+    """A sweep's overview pictures (report.png: the curves; decision_boundaries.png: every setting's
+    boundary in a grid) into TensorBoard, as the run `overview` beside the sweep's runs."""
+    from matplotlib.image import imread
+    from torch.utils.tensorboard import SummaryWriter
+
+    pictures = [p for p in (sweep / "report.png", sweep / "decision_boundaries.png") if p.is_file()]
+    if not pictures:
+        return
+    with SummaryWriter(str(sweep / "overview")) as writer:
+        for path in pictures:
+            image = imread(path)[..., :3]
+            writer.add_image(f"sweep/{path.stem}", image, 0, dataformats="HWC")
+
+
 def has_events(folder: Path) -> bool:
     """TensorBoard event files in `folder` (a run's), from an earlier process."""
     return any(folder.glob("events.out.tfevents.*"))

@@ -433,6 +433,7 @@ def _run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict],
     tracker = open_run(cfg, run_dir, exp, state, job)
     try:
         summary = fit(exp, run_dir, tracker, resume=state)
+        final_figures(exp, run_dir, tracker, summary)
     finally:
         tracker.close()
     close_run(run_dir, exp, summary)
@@ -469,6 +470,41 @@ def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[di
         for note in exp.notes:
             tracker.text("notes", note)
     return tracker
+
+
+def final_figures(exp: Experiment, run_dir: Path, tracker: Tracker, summary: dict) -> None:
+    """The closing pictures of the model the test set measured (the best checkpoint), in the run folder
+    and in TensorBoard: for 2-D points its decision boundary with axes (decision_boundary.png); for
+    images the confusion matrix on the test set (confusion_matrix.png, and in summary.json) and the first
+    25 misclassified test images with their true and predicted class (misclassified.png)."""
+    data, m = exp.data, summary["metrics"]
+    score = m.get("acc/test")
+    if score is None:
+        return
+    step, epoch = summary["steps"], summary.get("best_epoch")
+    if data.kind == "points" and data.in_shape[0] == 2:
+        image = figures.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y)
+        lo, hi = figures.plane_extent(data.train.x)
+        title = f"{run_dir.name}\nepoch {epoch}: acc/test {score:.3f}"
+        tracker.figure("decision_boundary_final", figures.boundary_figure,
+                       (image.permute(1, 2, 0).numpy(), (lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item()), title),
+                       step, "decision_boundary.png")  # fmt: skip
+    elif data.kind == "images":
+        test, size = data.test, exp.trainer.eval_batch_size
+        with torch.no_grad(), eval_mode(exp.model):
+            pred = torch.cat([exp.loss_fn.predict(exp.model(test.x[i : i + size])) for i in range(0, len(test), size)])
+        c = data.num_classes
+        matrix = torch.bincount(test.y * c + pred, minlength=c * c).reshape(c, c).cpu()
+        summary["confusion_matrix"] = matrix.tolist()
+        write_summary(run_dir, summary)
+        tracker.figure("confusion_matrix", figures.confusion_figure,
+                       (matrix.tolist(), f"test set, epoch {epoch}: acc/test {score:.3f}"), step, "confusion_matrix.png")  # fmt: skip
+        wrong = (pred != test.y).nonzero()[:25, 0]
+        images = (test.x[wrong] * data.std + data.mean).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        names = [f"true {t}, predicted {p}" for t, p in zip(test.y[wrong].tolist(), pred[wrong].tolist())]
+        tracker.figure("misclassified", figures.examples_figure,
+                       (images, names, f"misclassified test images ({int((pred != test.y).sum())} of {len(test)})"),
+                       step, "misclassified.png")  # fmt: skip
 
 
 def banner(run_dir: Path, exp: Experiment, state: Optional[dict]) -> list[str]:
