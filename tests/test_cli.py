@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -111,7 +113,7 @@ def test_multirun_two_jobs_named_by_their_overrides(tmp_path):
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
     names = EventMultiplexer().AddRunsFromDirectory(str(sweep)).Runs()  # the run names TensorBoard shows
-    assert set(names) == {"activation=relu", "activation=tanh"}  # no "/tb"
+    assert set(names) == {"activation=relu", "activation=tanh", "overview"}  # no "/tb"; the sweep's overview
     layout = events(sweep / runs[0]).Tags()["tensors"]
     assert "custom_scalars__config__" in layout
     for name in runs:
@@ -168,3 +170,44 @@ def test_works_from_any_directory_and_records_the_run(tmp_path):
     assert out.returncode == 0, out.stderr
     (run,) = list((elsewhere / "outputs" / "runs").iterdir())
     assert json.loads((run / "summary.json").read_text())["status"] == "ok"
+
+
+def test_hparams_tab_shows_the_swept_columns_first(tmp_path):
+    """Asked as TensorBoard's HPARAMS dashboard asks its server: the columns it shows (hparamsLimit) are the
+    swept settings, marked as differing, from every run (not from one run's), against final metrics."""
+    import socket
+    import time
+    import urllib.request
+
+    sweep = tmp_path / "s"
+    out = nnlab("train", "-m", *TINY, "optimizer=sgd,adam", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tb = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--port", str(port), "--host", "127.0.0.1"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        def ask(limit):
+            body = json.dumps({"experimentName": "", "hparamsLimit": limit, "includeMetrics": True}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/data/plugin/hparams/experiment", body,
+                                             {"Content-Type": "application/json"})  # fmt: skip
+            return json.loads(urllib.request.urlopen(request, timeout=10).read())
+
+        for _ in range(120):
+            try:
+                experiment = ask(2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        shown = [(h["name"], h.get("differs", False)) for h in experiment["hparamInfos"]]
+        assert shown == [("optimizer", True), ("trainer.seed", True)], shown  # what was swept, first
+        every = ask(0)["hparamInfos"]
+        assert {"data", "model", "activation", "init"} <= {h["name"] for h in every}
+        optimizer = next(h for h in every if h["name"] == "optimizer")
+        assert sorted(optimizer["domainDiscrete"]) == ["adam", "sgd"]  # both runs' values, not one run's
+        metrics = [m["name"]["tag"] for m in experiment["metricInfos"]]
+        assert {"acc/train", "acc/val", "acc/test", "loss/val"} <= set(metrics)
+    finally:
+        tb.terminate()
+        tb.wait(timeout=30)

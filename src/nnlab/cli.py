@@ -135,9 +135,9 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
             from nnlab.report import sweep_summary
 
             sweep_summary(_SWEEP)
-            from nnlab.tracking import sweep_images
+            from nnlab.tracking import sweep_overview
 
-            sweep_images(_SWEEP)
+            sweep_overview(_SWEEP)
     except OSError as e:  # Hydra making the output folder: a name too long, a file system that refuses it
         error(f"cannot create the output folder {e.filename or ''}: {e.strerror or e}. Choose another one with "
               "hydra.run.dir=PATH (hydra.sweep.dir=PATH with -m).", title="cannot write")  # fmt: skip
@@ -270,7 +270,7 @@ def _job(work):
             "the sweep goes on" if cfg.sweep.on_failure != "stop" else "the sweep stops here (sweep.on_failure=stop)")
         try:
             validate(cfg)
-            job = {"choices": dict(hc.runtime.choices), "overrides": list(hc.overrides.task)}
+            job = {"choices": dict(hc.runtime.choices), "overrides": list(hc.overrides.task), "multirun": sweep}
             return work(cfg, run_dir, job, _cpu_share(hc))
         except ConfigError as e:
             if not sweep:

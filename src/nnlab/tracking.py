@@ -96,14 +96,17 @@ class Tracker:
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)
 
-    def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+    def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float], experiment: bool = True) -> None:
         """The HPARAMS tab: this run's hyperparameters against final metrics that are also logged as
-        scalars under the same tags (so a sweep's runs line up in one table)."""
+        scalars under the same tags (so a sweep's runs line up in one table). `experiment`: also the
+        tab's column list, from this run alone; a sweep's runs leave it to sweep_overview(), which
+        writes it once from all of them."""
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
         finite = {k: v for k, v in metrics.items() if v is not None and math.isfinite(v)}
-        for summary in hparams_summary(clean, finite):
+        exp, start, end = hparams_summary(clean, finite)
+        for summary in (exp, start, end) if experiment else (start, end):
             self.writer.file_writer.add_summary(summary)
 
     def log(self, text: str) -> None:
@@ -122,19 +125,57 @@ class Tracker:
             handler.close()
 
 
-def sweep_images(sweep: Path) -> None:
-    """A sweep's overview pictures (report.png: the curves; decision_boundaries.png: every setting's
-    boundary in a grid) into TensorBoard, as the run `overview` beside the sweep's runs."""
+def sweep_overview(sweep: Path) -> None:
+    """What TensorBoard shows of a whole sweep, as the run `overview` beside the sweep's runs: its pictures
+    (report.png: the curves; decision_boundaries.png: every setting's boundary in a grid) and the HPARAMS
+    tab's columns, computed from every run (summary.json's "hparams"): the swept ones first (marked as
+    differing, so that they are the columns shown), then the constant ones, against the final metrics."""
     from matplotlib.image import imread
     from torch.utils.tensorboard import SummaryWriter
 
+    runs = []
+    for path in sorted(sweep.rglob("summary.json")):
+        try:
+            runs.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
     pictures = [p for p in (sweep / "report.png", sweep / "decision_boundaries.png") if p.is_file()]
-    if not pictures:
+    runs = [r for r in runs if isinstance(r.get("hparams"), dict)]
+    if not pictures and not runs:
         return
     with SummaryWriter(str(sweep / "overview")) as writer:
         for path in pictures:
-            image = imread(path)[..., :3]
-            writer.add_image(f"sweep/{path.stem}", image, 0, dataformats="HWC")
+            writer.add_image(f"sweep/{path.stem}", imread(path)[..., :3], 0, dataformats="HWC")
+        if runs:
+            writer.file_writer.add_summary(_experiment(runs))
+
+
+def _experiment(runs: list[dict]):
+    """The HPARAMS experiment of several runs: every hyperparameter any run has, with its values' domain
+    and whether they differ (TensorBoard shows the differing ones first), and their final metrics."""
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.plugins.hparams import api_pb2
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    names = list(dict.fromkeys(k for r in runs for k in r["hparams"]))
+    infos = []
+    for name in names:
+        values = [r["hparams"].get(name) for r in runs]
+        known = [v for v in values if v is not None]
+        differs = len({json.dumps(v) for v in values}) > 1
+        if known and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in known):
+            info = api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_FLOAT64, differs=differs)
+            info.domain_interval.min_value, info.domain_interval.max_value = min(known), max(known)
+        else:
+            info = api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_STRING, differs=differs)
+            info.domain_discrete.extend(sorted({str(v) for v in known}))
+        infos.append(info)
+    infos.sort(key=lambda i: not i.differs)  # the swept ones first, in the runs' order
+    metrics = list(dict.fromkeys(k for r in runs for k in r.get("metrics", {}) if k.split("/")[-1] in ("train", "val", "test")))
+    experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics])
+    content = HParamsPluginData(experiment=experiment, version=0).SerializeToString()  # as torch writes its own
+    meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=content))
+    return Summary(value=[Summary.Value(tag="_hparams_/experiment", metadata=meta)])
 
 
 def has_events(folder: Path) -> bool:

@@ -362,7 +362,8 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
         test = {f"{k}/test": v for k, v in evaluate(exp, exp.data.test).items()}
         final.update(test)
         tracker.scalars(step, test, epoch)
-    tracker.hparams(hparams_of(exp.config), final)
+    hparams = hparams_of(exp.config)
+    tracker.hparams(hparams, final, experiment=not exp.config.get("multirun"))  # a sweep's: sweep_overview()
     summary = {
         "status": status,
         "metrics": final,
@@ -378,6 +379,7 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
         "torch_threads": torch.get_num_threads(),
         "seed": exp.trainer.seed,
         "model": model_summary(exp.model),
+        "hparams": hparams,
         "run_dir": str(run_dir),
         "checkpoints": {"last": "checkpoints/last.pt", "best": "checkpoints/best.pt" if best_path.exists() else None},
     }
@@ -393,7 +395,7 @@ def hparams_of(config: dict) -> dict[str, Any]:
     """What the HParams tab shows for a run: its config group choices, then the settings given on its
     command line (for a sweep: the swept ones, the same keys for every run), with their values as the
     run used them. Not the whole config: its hundred constant keys would bury what was compared."""
-    flat = flatten({k: v for k, v in config.items() if k not in ("choices", "overrides")})
+    flat = flatten({k: v for k, v in config.items() if k not in ("choices", "overrides", "multirun")})
     choices = config.get("choices", {})
     out: dict[str, Any] = {g: str(choices[g]) for g in GROUPS if choices.get(g) not in (None, "None")}
     for item in config.get("overrides", []):
@@ -456,6 +458,7 @@ def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[di
     if job:
         exp.config["choices"] = dict(job.get("choices", {}))
         exp.config["overrides"] = list(job.get("overrides", []))
+        exp.config["multirun"] = bool(job.get("multirun"))
     rows, fresh = run_dir / "metrics.jsonl", state is None
     if rows.exists():  # keyed by step: what was logged after the checkpoint (and any test row) comes again
         run_folder.keep_rows(rows, lambda r: not fresh and r["step"] <= state["step"] and not any(k.endswith("/test") for k in r))
