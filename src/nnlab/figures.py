@@ -64,7 +64,7 @@ def render(draw, args: tuple, png: Optional[str] = None):
 
 
 class Painter:
-    """Draws figures in one worker process while training goes on: a batched sweep's members' figures
+    """Draws figures in two worker processes while training goes on: a batched sweep's members' figures
     (their activations, their curves) then cost the training loop nothing. submit() returns a Drawing;
     where the worker cannot start or dies, the drawing is done here instead."""
 
@@ -73,7 +73,7 @@ class Painter:
         from concurrent.futures import ProcessPoolExecutor
 
         try:
-            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start)
+            self.pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start)
         except (OSError, ValueError):  # no processes to be had: draw here
             self.pool = None
 
