@@ -286,7 +286,7 @@ def stacks(args) -> dict:
         "16 seeds, batched": ["-m", "trainer.seed=range(16)", "hydra.sweep.dir={tmp}/b16_{i}"],
         "16 seeds, basic": ["-m", "trainer.seed=range(16)", "hydra/launcher=basic", "hydra.sweep.dir={tmp}/s16_{i}"],
         "64 seeds, batched": ["-m", "trainer.seed=range(64)", "hydra.sweep.dir={tmp}/b64_{i}"],
-        "initialization, 5 runs (basic)": ["-m", "experiment=initialization", "hydra/launcher=basic", "hydra.sweep.dir={tmp}/i5_{i}"],
+        "initialization, 5 runs (basic)": ["-m", "experiment=initialization", "trainer.seed=0", "hydra/launcher=basic", "hydra.sweep.dir={tmp}/i5_{i}"],
         "initialization x 8 seeds, batched": ["-m", "experiment=initialization", "trainer.seed=range(8)", "hydra.sweep.dir={tmp}/i40_{i}"],
         "MNIST MLP 8 seeds, batched": ["-m", *mnist, "trainer.seed=range(8)", "hydra.sweep.dir={tmp}/m8b_{i}"],
         "MNIST MLP 8 seeds, basic": ["-m", *mnist, "trainer.seed=range(8)", "hydra/launcher=basic", "hydra.sweep.dir={tmp}/m8s_{i}"],

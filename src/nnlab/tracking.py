@@ -23,7 +23,7 @@ class Tracker:
         self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
         self.jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
         self.logger = None  # train.log's logger, opened by the first log()
-        self.painter = None  # figures.Painter: figures drawn in a worker process (batched sweeps)
+        self.painter = None  # figures.Painter: figures drawn in worker processes (batched sweeps)
         self.pending: list = []  # (tag, step, figures.Drawing) not yet written
 
     def scalars(self, step: int, values: Mapping[str, float], epoch: int | None = None) -> None:
