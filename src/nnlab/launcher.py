@@ -226,18 +226,10 @@ def _train_together(members: list[Member], label: str, painter) -> list[Optional
 
 
 def _alone(m: Member) -> bool:
-    """Train a member on its own (its stack could not be built): the loop of fit(), on its objects."""
-    from nnlab.train import train_step
+    """Train a member on its own (its stack could not be built): fit()'s loop, on its objects."""
+    from nnlab.train import drive
 
-    run = m.training
-    for epoch in run.epochs():
-        for x, y in run.batches(epoch):
-            run.before_step()
-            out, loss, norm = train_step(m.exp, x, y, run.scaler)
-            if not run.after_step(epoch, out, y, loss, norm):
-                break
-        if not run.end_epoch(epoch):
-            break
+    drive(m.training)
     m.done = True
     return True
 
@@ -374,7 +366,8 @@ class Stack:
         layers = [_layers(m) for m in models]
         signature = {None if l is None else tuple((kind, None if mod is None or kind != "linear" else tuple(mod.weight.shape))
                                                   for kind, mod in l) for l in layers}  # fmt: skip
-        self.problem = None if len(signature) == 1 and None not in signature else "their layers differ in kind or shape"
+        self.problem = (None if len(signature) == 1 and None not in signature
+                        else "a layer the stack does not batch, such as AlphaDropout, or layers that differ in kind or shape")
         if self.problem:
             return
         self.kinds = [kind for kind, _ in layers[0]]

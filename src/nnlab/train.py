@@ -174,17 +174,26 @@ def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict]
     t = exp.trainer
     progress = TrainingProgress(t.epochs, exp.steps_per_epoch, enabled=t.progress, done=run.loop.step)
     with progress, run.stop:
-        for epoch in run.epochs():
-            for x, y in run.batches(epoch):
-                run.before_step()
-                out, loss, norm = train_step(exp, x, y, run.scaler)
-                if not run.after_step(epoch, out, y, loss, norm):
-                    break
-                progress.batch(run.diag.recent_loss if run.loop.step % t.log_every == 0 else None)
-            if not run.end_epoch(epoch):
-                break
-            progress.epoch(epoch, run.metrics)
+        drive(run, progress)
     return run.finish()
+
+
+def drive(run: "Training", progress: Optional[TrainingProgress] = None) -> None:
+    """The loop: every epoch's steps, then its end (validation, checkpoints), until the run stops. fit()
+    drives a run with it, and so does a batched sweep for a member whose stack could not be built."""
+    exp, log_every = run.exp, run.exp.trainer.log_every
+    for epoch in run.epochs():
+        for x, y in run.batches(epoch):
+            run.before_step()
+            out, loss, norm = train_step(exp, x, y, run.scaler)
+            if not run.after_step(epoch, out, y, loss, norm):
+                break
+            if progress is not None:
+                progress.batch(run.diag.recent_loss if run.loop.step % log_every == 0 else None)
+        if not run.end_epoch(epoch):
+            break
+        if progress is not None:
+            progress.epoch(epoch, run.metrics)
 
 
 class Training:
