@@ -139,3 +139,17 @@ def test_kill_9_at_random_moments_including_saves_then_resume_is_exact(tmp_path)
     assert rows_without_timing(run) == rows_without_timing(ref)  # no duplicated, missing or torn row
     assert summary(run)["metrics"] == summary(ref)["metrics"]
     assert not list(run.rglob("*.tmp*"))  # no temporary file of an interrupted save is left
+
+
+def test_a_checkpoint_at_an_epochs_last_step_keeps_the_rows_before_it_only():
+    """checkpoint_every can save at an epoch's last step before that epoch ends: its epoch-end row (same
+    step, written after the save) must go on resume, or the resumed run writes it twice (a kill found it)."""
+    from nnlab.train import _before
+
+    mid = {"step": 50, "position": {"batch": 10}}  # saved at step 50, the epoch not ended yet
+    end = {"step": 50, "position": {"batch": 0}}  # saved by the epoch's end, after its row
+    step_row, epoch_row = {"step": 50, "step/loss": 0.3}, {"step": 50, "epoch": 5, "loss/train": 0.33}
+    later, test = {"step": 51, "step/loss": 0.2}, {"step": 50, "acc/test": 0.9}
+    assert _before(step_row, mid) and not _before(epoch_row, mid)
+    assert _before(step_row, end) and _before(epoch_row, end)
+    assert not _before(later, mid) and not _before(test, end)

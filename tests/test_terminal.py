@@ -73,6 +73,16 @@ def test_banner_train_log_and_model_summary(tmp_path):
     assert "model/text_summary" in texts
 
 
+def test_a_sweep_says_where_it_goes_first(tmp_path):
+    sweep = tmp_path / "s"
+    out = nnlab("train", "-m", *TINY, "trainer.seed=0,1", "activation=relu,tanh", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    first = out.stdout.splitlines()[0]
+    assert first == f"sweep {sweep}: 4 jobs in 2 groups; watch it: tensorboard --logdir {sweep}"
+    log = (sweep / "activation=tanh,trainer.seed=1" / "train.log").read_text()  # a stacked member's own log
+    assert "run starts" in log and "epoch   2  loss/train" in log and "nnlab run: ok" in log
+
+
 def test_alarms_reach_train_log(tmp_path):
     run, _ = train(tmp_path, *TINY, "optimizer.lr=50", "optimizer=sgd", check=False)
     assert summary(run)["status"] == "diverged"

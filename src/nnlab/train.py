@@ -470,7 +470,7 @@ def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[di
         exp.config["multirun"] = bool(job.get("multirun"))
     rows, fresh = run_dir / "metrics.jsonl", state is None
     if rows.exists():  # keyed by step: what was logged after the checkpoint (and any test row) comes again
-        run_folder.keep_rows(rows, lambda r: not fresh and r["step"] <= state["step"] and not any(k.endswith("/test") for k in r))
+        run_folder.keep_rows(rows, lambda r: not fresh and _before(r, state))
     purge = 0 if fresh and has_events(run_dir) else (state["step"] + 1 if state is not None else None)
     tracker = Tracker(run_dir, purge_step=purge)
     tracker.log("\n".join(lines))
@@ -529,6 +529,16 @@ def banner(run_dir: Path, exp: Experiment, state: Optional[dict]) -> list[str]:
             f"  {exp.device.type} ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}), "
             f"{m['class']} with {m['parameters']:,} parameters, data {sizes} (inputs {shape})",
             f"  watch it: tensorboard --logdir {run_dir}"]  # fmt: skip
+
+
+def _before(row: dict, state: dict) -> bool:
+    """Was this metrics row written before the checkpoint `state` was saved? Rows of later steps were not;
+    nor test rows; nor, where the checkpoint was taken at an epoch's last step before that epoch ended
+    (checkpoint_every), the epoch-end row of that same step: the resumed run ends that epoch again."""
+    if row["step"] > state["step"] or any(k.endswith("/test") for k in row):
+        return False
+    mid_epoch = state["position"]["batch"] > 0
+    return not (mid_epoch and row["step"] == state["step"] and "loss/train" in row)
 
 
 def close_run(run_dir: Path, exp: Experiment, summary: dict, table: bool = True) -> None:

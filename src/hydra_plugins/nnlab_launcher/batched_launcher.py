@@ -69,6 +69,9 @@ class BatchedLauncher(Launcher):
         from nnlab.console import console
         from nnlab.report import round_floats
 
+        sweep_dir = self.config.hydra.sweep.dir
+        console.print(f"sweep {sweep_dir}: {len(configs)} job{'s' if len(configs) > 1 else ''} in {len(stacks)} "
+                      f"group{'s' if len(stacks) > 1 else ''}; watch it: tensorboard --logdir {sweep_dir}", soft_wrap=True)  # fmt: skip
         for n, stack in enumerate(stacks, 1):
             names = [" ".join(filter_overrides(job_overrides[i])) or "(defaults)" for i in stack]
             if len(stack) == 1:
