@@ -118,5 +118,7 @@ def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[int]:
                       f"trainer.batch_size={cfg.trainer.batch_size}, optimizer.lr={base_lr:g}:", soft_wrap=True)  # fmt: skip
         console.print(f"  nnlab train trainer.batch_size={result.largest} optimizer.lr={lr:.3g} schedule=warmup_cosine", soft_wrap=True)
         console.print("  (large batches want a warm-up: the rule holds once the first epochs are past)")
-    Path(run_dir, "batch_size_find.json").write_text(json.dumps(out, indent=2) + "\n")
+    from nnlab.run_folder import write_file
+
+    write_file(Path(run_dir, "batch_size_find.json"), json.dumps(out, indent=2) + "\n")
     return result.largest

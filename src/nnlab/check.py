@@ -128,7 +128,9 @@ def report(results: list[CheckResult], run_dir) -> bool:
         if not r.passed:
             console.print(f"[bold red]step {r.step} failed:[/] {r.hint}", soft_wrap=True)
     ok = all(r.passed for r in results)
-    (Path(run_dir) / "check.json").write_text(json.dumps({"passed": ok, "steps": [asdict(r) for r in results]}, indent=2))
+    from nnlab.run_folder import write_file
+
+    write_file(Path(run_dir) / "check.json", json.dumps({"passed": ok, "steps": [asdict(r) for r in results]}, indent=2))
     console.print(("all checks passed" if ok else "some checks failed") + f"; details in {run_dir}/check.json", soft_wrap=True)
     return ok
 

@@ -104,8 +104,13 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         raise ConfigError(f"no checkpoint at {path}.")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise ConfigError(f"{path} is not a readable nnlab checkpoint ({type(e).__name__}: {e}).") from None
+    except Exception as e:  # torch's text runs to paragraphs (its weights_only advice): said in a few words
+        import pickle
+
+        why = ("its contents are not plain tensors and numbers: a damaged file, or one that would run code if loaded "
+               "(nnlab loads weights only)" if isinstance(e, pickle.UnpicklingError)
+               else f"{type(e).__name__}: {next((l.strip() for l in str(e).splitlines() if l.strip()), '')[:160]}")  # fmt: skip
+        raise ConfigError(f"{path} is not a readable nnlab checkpoint ({why}). Give another run or checkpoint.") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(f"{path} is not an nnlab checkpoint (no '{FORMAT}' marker).")
     return state
@@ -180,7 +185,7 @@ def restore(exp, state: dict, loop, monitor, diag, scaler, shuffle, noise) -> di
 
 
 # settings a resumed run may change: they do not alter what is computed
-MAY_CHANGE = ("trainer.epochs", "trainer.progress", "trainer.keep_checkpoints", "sweep.on_failure")
+MAY_CHANGE = ("trainer.epochs", "trainer.progress", "trainer.keep_checkpoints", "sweep.on_failure", "overwrite")
 
 
 def run_of(resume: str) -> Path:

@@ -50,22 +50,32 @@ def main(argv: list[str] | None = None) -> int:
         return completion(argv)
     import signal
 
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        from nnlab.console import note_interrupt
+    from nnlab.console import interrupted, note_interrupt
 
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, note_interrupt)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # outside the loop too: one line, no half-made folder
+        signal.signal(signal.SIGTERM, note_interrupt)
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # Ctrl-C before training began (the loop itself saves and stops cleanly)
-        print("nnlab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # a signal before training began or while closing (the loop itself saves and stops)
+        return _interrupted_exit(interrupted() or signal.SIGINT)
     except Exception:
-        from nnlab.console import interrupted
-
         if not interrupted():
             raise
-        print("nnlab: interrupted", file=sys.stderr)  # Ctrl-C cut an import short: its error is that Ctrl-C
-        return 130
+        return _interrupted_exit(interrupted())  # Ctrl-C cut an import short: its error is that Ctrl-C
+
+
+def _interrupted_exit(signum: int) -> int:
+    """One line, the shell's exit code for the signal (130, 143), and no folder this process made and left
+    holding nothing but bookkeeping; a run interrupted while closing has no summary.json and resumes."""
+    import signal
+
+    from nnlab.run_folder import remove_made
+
+    remove_made(_MADE)
+    print(f"nnlab: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+    return 128 + int(signum)
 
 
 def _main(argv: list[str]) -> int:
@@ -122,6 +132,9 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
     try:
         args, finished = _preflight(args)
     except ConfigError as e:
+        from nnlab.run_folder import remove_made
+
+        remove_made(_MADE)  # a folder the pre-flight made before the refusal: gone again
         exit_with(str(e))
     if finished:
         return 0
@@ -138,6 +151,14 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
             from nnlab.tracking import sweep_overview
 
             sweep_overview(_SWEEP)
+        from nnlab.errors import FAILED_JOBS
+
+        if _SWEEP is not None and FAILED_JOBS:
+            n = len(FAILED_JOBS)
+            error(f"{n} job{'s' if n > 1 else ''} of the sweep failed or {'were' if n > 1 else 'was'} refused "
+                  f"({'; '.join(FAILED_JOBS[:5])}{'; ...' if len(FAILED_JOBS) > 5 else ''}): each folder's error.txt says "
+                  f"why; the others' results stand. Continue with the same command and resume=auto.", title="sweep")  # fmt: skip
+            return 1
     except OSError as e:  # Hydra making the output folder: a name too long, a file system that refuses it
         error(f"cannot create the output folder {e.filename or ''}: {e.strerror or e}. Choose another one with "
               "hydra.run.dir=PATH (hydra.sweep.dir=PATH with -m).", title="cannot write")  # fmt: skip
@@ -174,7 +195,6 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     in use by another process), and a resume (the run it names, its checkpoint against this config).
     resume=RUN continues RUN in its own folder with its own saved overrides (the ones given here win).
     Returns the arguments to run, and True where there is nothing to do (a finished run)."""
-    global _MADE
     from pathlib import Path
 
     from nnlab import checkpoint, run_folder
@@ -197,16 +217,18 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     if multirun and sweeper and "optuna" in sweeper:
         _quiet_optuna()
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    if folder is not None and not any(a.startswith(key + "=") for a in args):
-        args = [*args, f"{key}={folder}"]  # the folder checked here is the one Hydra makes (${now} resolved once)
+    given = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith(key + "=")), None)
+    if cfg is not None and folder is not None and not any(a in ("-c", "--cfg") for a in args):
+        # the folder is this process's before Hydra writes a byte into it (${now} resolved once)
+        folder = str(_claim(folder, key, fresh=given is None or "${now" in given, cfg=cfg, multirun=multirun,
+                            continuing=resume not in (None, "null")))  # fmt: skip
+    if folder is not None:
+        args = [*(a for a in args if not a.startswith(key + "=")), f"{key}={folder}"]
     global _SWEEP
     _SWEEP = Path(folder) if multirun and folder is not None else None
     if cfg is None or folder is None or any(a in ("-m", "--multirun", "-c", "--cfg") for a in args):
         return args, False
     folder = Path(folder)
-    if run_folder.holder(folder) is not None:
-        raise ConfigError(run_folder.busy_message(folder))
-    _MADE = run_folder.first_missing(folder)
     if resume in (None, "null"):
         return args, False
     global _KEPT
@@ -229,6 +251,51 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     return args, False
 
 
+def _claim(folder: str, key: str, fresh: bool, cfg, multirun: bool, continuing: bool):
+    """Take the output folder for this process (run_folder.claim: created where missing, its lock held
+    until the process ends) and refuse, before Hydra writes anything, a folder that would mix or lose runs:
+    the working directory itself; one holding symbolic links; a finished or unfinished run (or, with -m,
+    an earlier sweep's runs) that this command does not continue (resume=) or replace (overwrite=true);
+    a sweep nested inside a single run. A default, time-stamped name that exists already (a command
+    started in the same second) becomes NAME_2. Refused: nothing of anyone's changes."""
+    global _MADE, _LOCK
+    from pathlib import Path
+
+    from nnlab import run_folder
+    from nnlab.errors import ConfigError
+
+    import os
+
+    path = Path(folder)
+    here, where = Path.cwd(), Path(os.path.abspath(folder))
+    inside = not str(folder).strip() or where == here or where in here.parents
+    if inside and not multirun:  # (a sweep's runs go into folders of their own: a sweep may use the working directory)
+        raise ConfigError(f"{key}={folder!r} would put the run into "
+                          f"{'the working directory' if where == here else 'a folder above the working directory'} "
+                          f"itself, among your own files. Name a folder of its own, e.g. {key}=outputs/my_run.")  # fmt: skip
+    run_folder.refuse_links(path)
+    claimed, made, lock = run_folder.claim(path, fresh_name=fresh)
+    try:
+        what = run_folder.holds_run(claimed)
+        if multirun and what is not None:
+            raise ConfigError(f"{claimed} is a single run's folder ({what}): a sweep would nest its runs inside it. "
+                              f"Choose another folder with {key}=PATH.")  # fmt: skip
+        if not continuing and not cfg.overwrite:
+            n = run_folder.runs_under(claimed) if multirun else 0
+            if what is not None or n:
+                held = what if what is not None else f"{n} run{'s' if n > 1 else ''} of an earlier sweep"
+                again = "the same command with resume=auto (finished runs are kept, the others continue)" if multirun else f"resume={claimed}"
+                raise ConfigError(f"{claimed} holds {held}: nnlab does not replace it silently. To continue it: "
+                                  f"{again}; to start again: a new folder ({key}=PATH); to replace it: overwrite=true.")  # fmt: skip
+        if cfg.overwrite and not continuing:
+            run_folder.empty(claimed)
+    except BaseException:
+        lock.__exit__()
+        raise
+    _MADE, _LOCK = made, lock
+    return claimed
+
+
 def _quiet_optuna() -> None:
     """Optuna's own INFO lines ('A new study created in memory ...', in colour) and its storage's
     ('setup plugin alembic...') repeat what Hydra's sweeper says: warnings only."""
@@ -243,7 +310,8 @@ def _quiet_optuna() -> None:
         pass
 
 
-_MADE = None  # the outermost folder the pre-flight saw missing: a run that stops on a user error before training removes it
+_MADE = None  # the outermost folder the pre-flight created under its lock: a run that stops on a user error before training removes it
+_LOCK = None  # the output folder's lock, held by this process from the pre-flight until it ends
 _SWEEP = None  # the folder of this command's sweep (-m), for its closing summary
 _KEPT: dict = {}  # a resumed run's .hydra files as they were: put back when the resume stops before training
 
@@ -259,7 +327,7 @@ def _job(work):
         from hydra.types import RunMode
 
         from nnlab.console import error, exit_with
-        from nnlab.errors import ConfigError, FolderInUse, SaveError
+        from nnlab.errors import FAILED_JOBS, ConfigError, FolderInUse, SaveError
         from nnlab.tracking import record_failure
         from nnlab.validate import validate
 
@@ -276,16 +344,14 @@ def _job(work):
             if not sweep:
                 from nnlab.run_folder import remove_made
 
-                if _MADE is not None:  # the folder is this process's: leave no half-made folder behind
-                    from pathlib import Path
-
-                    remove_made(Path(run_dir))  # (Hydra's ${now} may name it a second after the pre-flight did)
+                if _MADE is not None:  # the pre-flight made it under its lock: leave no half-made folder behind
                     remove_made(_MADE)
                 for path, content in _KEPT.items():  # a resume that stopped before training changes nothing
                     path.write_bytes(content)
                 exit_with(str(e))
             if not isinstance(e, FolderInUse):  # that folder is another process's: write nothing there
                 record_failure(run_dir, e)
+            FAILED_JOBS.append(f"{run_dir}: refused")
             error(f"{e} ({goes_on})")
         except (SaveError, OSError) as e:  # full disk, quota, read-only folder: say so, no traceback
             message = str(e) if isinstance(e, SaveError) else _write_failure(e, run_dir)
@@ -296,6 +362,7 @@ def _job(work):
             error(message + ("" if not sweep else f" ({goes_on})"), title="cannot write")
             if not sweep:
                 sys.exit(1)
+            FAILED_JOBS.append(f"{run_dir}: could not write")
         except Exception as e:  # a crash: keep what was written, say where the traceback is
             from nnlab.console import interrupted
 
@@ -305,6 +372,7 @@ def _job(work):
             error(f"the run failed: {type(e).__name__}: {e}. Traceback: {path}" + (f" ({goes_on})" if sweep else ""), title="failure")
             if not sweep:
                 sys.exit(1)
+            FAILED_JOBS.append(f"{run_dir}: failed")
         if cfg.sweep.on_failure == "stop":
             sys.exit(1)
         from nnlab.metrics import worst_objective

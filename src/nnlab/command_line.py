@@ -59,6 +59,9 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
                 values = list(o.sweep_string_iterator())
             except Exception:  # glob() and intervals: left to the sweeper
                 continue
+            if not values:
+                raise ConfigError(f"{o.input_line} gives no values: the sweep would run nothing. Check the bounds "
+                                  "(range(START,STOP) stops before STOP, e.g. range(0,3) is 0,1,2).")  # fmt: skip
             variants += [fixed + [f"{o.get_key_element()}={v}"] for v in values]
     hydra_overrides = [a for a in args if a.startswith("hydra.")]
     base = None

@@ -154,6 +154,7 @@ class NNLabConfig:
     transfer: TransferConfig = field(default_factory=TransferConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     resume: Optional[str] = MISSING
+    overwrite: bool = False
     model: Any = MISSING
     activation: Any = MISSING
     init: Any = MISSING

@@ -16,12 +16,23 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
+def printable(text: Any) -> str:
+    """Control characters (escape sequences that would retitle or recolour a terminal) written out visibly, as \\x1b."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
+def shown(text: Any) -> str:
+    """Text that came from a file or a folder name (a run's name, path, status, alarms) as the terminal may
+    show it: printable(), and rich markup ([bold], [link=...]) escaped, so it is printed as it is."""
+    return escape(printable(text))
+
+
 def error(message: str, title: str = "error") -> None:
-    err_console.print(f"[bold red]nnlab {title}:[/] {escape(message)}", soft_wrap=True)
+    err_console.print(f"[bold red]nnlab {title}:[/] {shown(message)}", soft_wrap=True)
 
 
 def warning(message: str) -> None:
-    console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
+    console.print(f"[bold yellow]warning:[/] {shown(message)}", soft_wrap=True)
 
 
 class TrainingProgress:
@@ -124,20 +135,24 @@ def summary_text(summary: Mapping[str, Any]) -> str:
     return plain.file.getvalue().rstrip()
 
 
-_interrupted = False
+_interrupted = 0  # the signal that interrupted start-up or closing (SIGINT, SIGTERM), 0: none
 
 
 def note_interrupt(signum=None, frame=None) -> None:
-    """The SIGINT handler of `nnlab` before training: remember the Ctrl-C, then interrupt as Python does.
-    A library that swallows the KeyboardInterrupt (an optional import in try/except ImportError: a C
-    extension cut short raises ImportError) cannot lose it: check_interrupt() raises it again."""
+    """The SIGINT and SIGTERM handler of `nnlab` outside the training loop (which saves and stops on
+    them itself): remember the signal, then interrupt as Python does for Ctrl-C. A library that swallows
+    the KeyboardInterrupt (an optional import in try/except ImportError: a C extension cut short raises
+    ImportError) cannot lose it: check_interrupt() raises it again."""
+    import signal
+
     global _interrupted
-    _interrupted = True
+    _interrupted = signum or signal.SIGINT
     raise KeyboardInterrupt
 
 
-def interrupted() -> bool:
-    return _interrupted
+def interrupted() -> int:
+    """The signal that interrupted this process outside the loop (0: none)."""
+    return int(_interrupted)
 
 
 def check_interrupt() -> None:

@@ -92,21 +92,38 @@ def main(argv: list[str]) -> int:
     if len(runs) < 2:
         error(f"an ensemble needs at least 2 runs with checkpoints under {args.path}; found {len(runs)}.")
         return 2
+    from nnlab.errors import unwritable
+
+    problem = unwritable(args.path)
+    if problem:
+        error(f"the ensemble's results (ensemble.json, TensorBoard's ensemble/) cannot be written to {args.path}: "
+              f"{problem}. Nothing was evaluated; copy the runs somewhere writable, or make the folder writable.")
+        return 2
     try:
         result = evaluate_members(runs, args.device)
+        _log(args.path, result)
     except ConfigError as e:
         error(str(e))
         return 2
-    _log(args.path, result)
+    except OSError as e:
+        error(f"could not write {e.filename or args.path}: {e.strerror or e}.", title="cannot write")
+        return 1
     _table(console, args.path, result)
     return 0
 
 
 def _log(root: Path, result: dict) -> None:
-    (root / "ensemble.json").write_text(json.dumps(result, indent=2) + "\n")
+    from nnlab.errors import ConfigError
+    from nnlab.run_folder import refuse_links, write_file
     from nnlab.tracking import Tracker
 
+    if (root / "ensemble").is_symlink():
+        from nnlab.run_folder import link_message
+
+        raise ConfigError(link_message(root / "ensemble"))
     (root / "ensemble").mkdir(exist_ok=True)
+    refuse_links(root / "ensemble")
+    write_file(root / "ensemble.json", json.dumps(result, indent=2) + "\n")
     tracker = Tracker(root / "ensemble")
     n = len(result["members"])
     values = {f"ensemble/{k}": v for k, v in result["ensemble"].items()}
@@ -120,12 +137,14 @@ def _log(root: Path, result: dict) -> None:
 def _table(console, root: Path, result: dict) -> None:
     from rich.table import Table
 
+    from nnlab.console import shown
+
     keys = result["metrics"]
     table = Table(title=f"ensemble of {len(result['members'])} runs, {result['test_examples']} test examples")
     for col in ("run", "checkpoint", *(f"{k}/test" for k in keys)):
         table.add_column(col, justify="left" if col in ("run", "checkpoint") else "right")
     for r in result["members"]:
-        table.add_row(str(Path(r["run"]).relative_to(root)) or ".", r["checkpoint"], *(f"{r[k]:.4f}" for k in keys))
+        table.add_row(shown(Path(r["run"]).relative_to(root)) or ".", shown(r["checkpoint"]), *(f"{r[k]:.4f}" for k in keys))
     table.add_row("members: mean ± std", "", *(f"{result[f'members_{k}_mean']:.4f} ± {result[f'members_{k}_std']:.4f}" for k in keys),
                   style="bold")  # fmt: skip
     e = result["ensemble"]
@@ -137,6 +156,6 @@ def _table(console, root: Path, result: dict) -> None:
     score = "r2" if "r2" in keys else "acc"
     gain = e[score] - result[f"members_{score}_mean"]
     console.print(f"ensemble vs its mean member: {metrics.LABELS[score]} {gain:+.4f}, loss {e['loss'] - result['members_loss_mean']:+.4f} "
-                  f"(written to {root / 'ensemble.json'}, TensorBoard: {root / 'ensemble'})", soft_wrap=True)  # fmt: skip
+                  f"(written to {shown(root / 'ensemble.json')}, TensorBoard: {shown(root / 'ensemble')})", soft_wrap=True)  # fmt: skip
     if not math.isfinite(e["loss"]):
         console.print("[yellow]the ensemble loss is not finite: a member diverged[/]")

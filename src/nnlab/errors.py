@@ -22,6 +22,11 @@ class SaveError(RuntimeError):
     have replaced is untouched. Reported as one paragraph, exit code 1."""
 
 
+# The jobs of this process's sweep that failed or were refused, each as "FOLDER: why": `nnlab train -m`
+# goes on past them (sweep.on_failure=continue) and then exits 1, saying how many.
+FAILED_JOBS: list[str] = []
+
+
 def unwritable(folder) -> Optional[str]:
     """Why `folder` cannot be created and written (a name the file system refuses, its nearest existing
     ancestor a file or not writable, a file system that takes no new folders: /proc), or None when it

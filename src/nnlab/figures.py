@@ -57,9 +57,15 @@ def render(draw, args: tuple, png: Optional[str] = None):
     canvas.draw()
     image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
     if png is not None:
+        import io
+
         from matplotlib.image import imsave
 
-        imsave(png, image)
+        from nnlab.run_folder import write_file
+
+        buffer = io.BytesIO()
+        imsave(buffer, image, format="png")
+        write_file(png, buffer.getvalue())  # replaced atomically: never through a link
     return image
 
 
@@ -131,7 +137,8 @@ class Curve:
 
 def epoch_curve(rows: list[dict], split: str, score: str, label: str, style: str = "-") -> Curve | None:
     """The Curve of one split ("train", "val") from a run's metrics.jsonl rows; None when it has no point."""
-    pts = [(r["epoch"], _number(r[f"loss/{split}"]), _number(r.get(f"{score}/{split}"))) for r in rows if f"loss/{split}" in r]
+    pts = [(r["epoch"], _number(r[f"loss/{split}"]), _number(r.get(f"{score}/{split}"))) for r in rows
+           if f"loss/{split}" in r and isinstance(r.get("epoch"), int) and not isinstance(r.get("epoch"), bool)]  # a row a file may hold without one
     return Curve(label, *zip(*pts), style=style) if pts else None
 
 
@@ -199,7 +206,18 @@ def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str
     elif curves and not legend_out:
         ax_score.legend(loc="best")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path) -> None:
+    """A matplotlib figure as a PNG file, replaced atomically (never written through a link)."""
+    import io
+
+    from nnlab.run_folder import write_file
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    write_file(path, buffer.getvalue())
 
 
 def decision_boundary(model, predict, x, y, size: int = 192):

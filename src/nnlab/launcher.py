@@ -33,7 +33,7 @@ GROUPABLE = (
     "optimizer.", "schedule.", "init.", "loss.label_smoothing", "loss.delta", "model.dropout",
     "regularization.l1", "regularization.input_noise", "regularization.clip_grad_norm", "regularization.clip_grad_value",
     "regularization.max_norm", "early_stopping.", "diagnostics.", "alarms.", "sweep.", "check.", "lr_find.",
-    "batch_size_find.", "resume",
+    "batch_size_find.", "resume", "overwrite",
 )  # fmt: skip
 
 
@@ -168,6 +168,7 @@ def prepare(cfg: DictConfig, run_dir: str | Path, job: dict, cpu_share) -> Any:
         return objective(train.run(cfg, run_dir, job=job, cpu_share=cpu_share), cfg.early_stopping.metric)
     lock = run_folder.Lock(run_dir).__enter__()
     try:
+        run_folder.check_start(run_dir, cfg.resume, cfg.overwrite)
         run_folder.remove_leftovers(run_dir)
         exp = setup(cfg, cpu_share)
         rng = torch.get_rng_state()  # what its run alone would draw dropout masks from
@@ -191,6 +192,7 @@ def train_together(members: list[Member], label: str = "") -> list[Optional[dict
 
 
 def _train_together(members: list[Member], label: str, painter) -> list[Optional[dict]]:
+    from nnlab.tracking import write_summary
     from nnlab.train import StopRequest, Training
 
     for m in members:
@@ -219,9 +221,16 @@ def _train_together(members: list[Member], label: str, painter) -> list[Optional
                     if not m.done and not _as(m, lambda m=m: m.training.end_epoch(epoch)):
                         m.done = True
     curves: list = []
-    summaries = [_close(m, len(members), label, time.perf_counter() - started, painter, curves) for m in members]
-    for drawing in curves:
-        drawing.result()
+    try:
+        summaries = [_close(m, len(members), label, time.perf_counter() - started, painter, curves) for m in members]
+        for drawing in curves:
+            drawing.result()
+        for m, summary in zip(members, summaries):  # summary.json last: a kill before it leaves the run resumable
+            if summary is not None:
+                write_summary(m.run_dir, summary)
+    finally:
+        for m in members:
+            m.lock.__exit__()
     return summaries
 
 
@@ -293,6 +302,9 @@ def after_stack(members: list[Member], summaries: list[Optional[dict]]) -> list[
         warning(f"interrupted by {stopped['signal']}: every member's checkpoint saved; continue the sweep with the "
                 "same command and resume=auto")  # fmt: skip
         sys.exit(128 + signal.Signals[stopped["signal"]].value)
+    from nnlab.errors import FAILED_JOBS
+
+    FAILED_JOBS.extend(f"{m.run_dir}: failed" for m, s in zip(members, summaries) if s is None)
     bad = [m for m, s in zip(members, summaries) if s is None or s["status"] not in ("ok",)]
     if bad and bad[0].cfg.sweep.on_failure == "stop":
         error(f"{bad[0].run_dir} did not end well; the sweep stops here (sweep.on_failure=stop)")
@@ -328,30 +340,26 @@ def _as(m: Member, work):
 
 
 def _close(m: Member, size: int, label: str, wall: float, painter, curves: list) -> Optional[dict]:
-    """Test, summary.json (with how it was trained), curves (drawn by the painter: added to `curves`);
-    the member's folder is free again."""
-    from nnlab.console import console
+    """Test, the closing figures, curves (drawn by the painter: added to `curves`); the summary (with how
+    it was trained), for the caller to write once the curves are drawn."""
+    from nnlab.console import console, shown
     from nnlab.figures import Drawing, run_curves
-    from nnlab.tracking import write_summary
     from nnlab.train import final_figures
 
-    try:
-        summary = None
-        if m.training is not None and m.failed is None:
-            summary = _as(m, m.training.finish)
-        if summary is not None:
-            summary["batch"] = {"stack": label, "members": size, "wall_time_s": wall}
-            write_summary(m.run_dir, summary)
-            _as(m, lambda: final_figures(m.exp, m.run_dir, m.tracker, summary))
-        m.tracker.close()
-        if summary is not None:
-            args = (m.run_dir, m.exp.data.kind)
-            curves.append(painter.submit(run_curves, *args) if painter is not None else Drawing(run_curves, args))
-            score = "  ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items() if k.endswith("/test"))
-            console.print(f"  {m.run_dir.name}: {summary['status']}  {score}", soft_wrap=True)
-        return summary
-    finally:
-        m.lock.__exit__()
+    summary = None
+    if m.training is not None and m.failed is None:
+        summary = _as(m, m.training.finish)
+    if summary is not None:
+        summary["batch"] = {"stack": label, "members": size, "wall_time_s": wall}
+        _as(m, lambda: final_figures(m.exp, m.run_dir, m.tracker, summary))
+        summary = None if m.failed is not None else summary  # its folder says why (summary.json: failed)
+    m.tracker.close()
+    if summary is not None:
+        args = (m.run_dir, m.exp.data.kind)
+        curves.append(painter.submit(run_curves, *args) if painter is not None else Drawing(run_curves, args))
+        score = "  ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items() if k.endswith("/test"))
+        console.print(f"  {shown(m.run_dir.name)}: {summary['status']}  {score}", soft_wrap=True)
+    return summary
 
 
 class Stack:

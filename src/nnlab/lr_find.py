@@ -118,7 +118,9 @@ def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[float]:
         tracker.figure("lr_find", figure, (result, f"learning-rate range test ({optimizer})"), 0, "lr_find.png")
     finally:
         tracker.close()
-    (run_dir / "lr_find.json").write_text(json.dumps(result.__dict__, indent=2))
+    from nnlab.run_folder import write_file
+
+    write_file(run_dir / "lr_find.json", json.dumps(result.__dict__, indent=2))
     if result.suggestion is None:
         console.print("no suggestion: the loss never fell; widen lr_find.min_lr/max_lr or raise lr_find.steps")
     else:

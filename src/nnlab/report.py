@@ -93,6 +93,10 @@ def _name(runs: list[Run], root: Path) -> None:
     for r in runs:
         parts = [f"{k}={r.overrides[k]}" for k in differing if k in r.overrides]
         r.name = ",".join(parts) if parts else (str(r.path.relative_to(root)) if r.path != root else r.path.name)
+    from nnlab.console import printable
+
+    for r in runs:  # names come from files: shown as they are, control characters written out
+        r.name = printable(r.name)
     short = [round_floats(r.name) for r in runs]
     if len(set(short)) == len({r.name for r in runs}):
         for r, name in zip(runs, short):
@@ -191,13 +195,22 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _csv(rows: list[dict[str, Any]]) -> str:
+    import io
+
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
 def write_files(table: list[dict[str, Any]], runs: list[Run], out: Path, sort_key: str) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "report.csv", "md": out / "report.md", "png": out / "report.png"}
-    with open(paths["csv"], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
+    from nnlab.run_folder import write_file
+
+    write_file(paths["csv"], _csv(table))
     cols = [c for c in table[0] if c != "path"]
     lines = [f"# nnlab report (sorted by {sort_key})", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(row[c]) for c in cols) + " |" for row in table]
@@ -205,16 +218,13 @@ def write_files(table: list[dict[str, Any]], runs: list[Run], out: Path, sort_ke
     if any(len(st.runs) > 1 for st in sets):
         srows = setting_rows(sets)
         paths["settings_csv"] = out / "report_settings.csv"
-        with open(paths["settings_csv"], "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(srows[0]))
-            writer.writeheader()
-            writer.writerows(srows)
+        write_file(paths["settings_csv"], _csv(srows))
         shown = [*columns(task_of(runs))[:3], "loss/val"]
         lines += ["", f"## Settings across seeds (mean ± 95% confidence interval, n; verdict against the best by {sort_key})", "",
                   "| setting | runs ok | " + " | ".join(shown) + " | verdict |", "|" + "---|" * (len(shown) + 3)]  # fmt: skip
         lines += [f"| {st.name} | {sum(r.status == 'ok' for r in st.runs)}/{len(st.runs)} | "
                   + " | ".join(_band_text(st.bands.get(c)) for c in shown) + f" | {st.verdict} |" for st in sets]  # fmt: skip
-    paths["md"].write_text("\n".join(lines) + "\n")
+    write_file(paths["md"], "\n".join(lines) + "\n")
     curves_figure(runs, paths["png"], sets)
     grid = boundary_grid(sets, out / "decision_boundaries.png")
     if grid is not None:
@@ -270,18 +280,18 @@ def curves_figure(runs: list[Run], path: Path, sets: Optional[list[Setting]] = N
 def sweep_summary(path: Path) -> None:
     """What a sweep ends with: its report (bands where seeds repeat; report.* written beside it), its best
     run's folder, and the TensorBoard command for the whole sweep."""
-    from nnlab.console import console
+    from nnlab.console import console, shown
 
     runs = collect(path)
     if not runs:
         return
-    console.rule(f"sweep {path}: {len(runs)} runs")
+    console.rule(f"sweep {shown(path)}: {len(runs)} runs")
     main([str(path)])
     key = columns(task_of(runs))[1]
     best = next((r for r in sort_runs(runs, key) if r.metric(key) is not None and r.status == "ok"), None)
     if best is not None:
-        console.print(f"best run by {key}: [bold]{best.path}[/] ({key} {best.metric(key):.4f})", soft_wrap=True)
-    console.print(f"  tensorboard --logdir {path}", soft_wrap=True)
+        console.print(f"best run by {key}: [bold]{shown(best.path)}[/] ({key} {best.metric(key):.4f})", soft_wrap=True)
+    console.print(f"  tensorboard --logdir {shown(path)}", soft_wrap=True)
 
 
 def main(argv: list[str]) -> int:
@@ -291,7 +301,7 @@ def main(argv: list[str]) -> int:
 
     from rich.console import Console
 
-    from nnlab.console import console, error
+    from nnlab.console import console, error, shown
 
     if not console.is_terminal:  # files and pipes: wide enough for a whole row per line
         console = Console(width=200, highlight=False)
@@ -320,13 +330,13 @@ def main(argv: list[str]) -> int:
     args.sort = args.sort or names[1]  # the score on the validation split
     runs = sort_runs(runs, args.sort)
     table = rows(runs)
-    grid = Table(title=f"{len(runs)} runs under {args.path} (sorted by {args.sort})", header_style="bold")
-    shown = ["run", "status", *names[:3], "loss/val", *(["mse/test"] if task == "regression" else []), "best_epoch", "wall_time_s", "alarms"]
-    for c in shown:
+    grid = Table(title=f"{len(runs)} runs under {shown(args.path)} (sorted by {args.sort})", header_style="bold")
+    cols = ["run", "status", *names[:3], "loss/val", *(["mse/test"] if task == "regression" else []), "best_epoch", "wall_time_s", "alarms"]
+    for c in cols:
         grid.add_column("wall (s)" if c == "wall_time_s" else c.replace("_", " "), overflow="fold", no_wrap=c != "alarms")
     for row in table:
         style = None if row["status"] == "ok" else "red"
-        grid.add_row(*[_fmt(row[c]) for c in shown], style=style)
+        grid.add_row(*[shown(_fmt(row[c])) for c in cols], style=style)
     console.print(grid)
     sets = settings(runs, args.sort)
     if any(len(st.runs) > 1 for st in sets):
@@ -336,10 +346,10 @@ def main(argv: list[str]) -> int:
         for c in ("setting", "runs ok", *band_cols, "verdict"):
             band_grid.add_column(c, overflow="fold")
         for st in sets:
-            band_grid.add_row(st.name, f"{sum(r.status == 'ok' for r in st.runs)}/{len(st.runs)}",
+            band_grid.add_row(shown(st.name), f"{sum(r.status == 'ok' for r in st.runs)}/{len(st.runs)}",
                               *(_band_text(st.bands.get(c)) for c in band_cols), st.verdict,
                               style="bold green" if st.verdict == "best" else None)  # fmt: skip
         console.print(band_grid)
     paths = write_files(table, runs, args.out or args.path, args.sort)
-    console.print("written: " + ", ".join(str(p) for p in paths.values()), soft_wrap=True)
+    console.print("written: " + ", ".join(shown(p) for p in paths.values()), soft_wrap=True)
     return 0

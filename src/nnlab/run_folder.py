@@ -1,6 +1,9 @@
 """A run folder as one process's property: a lock that a killed process cannot leave behind (an flock,
-released by the kernel with the process), rows that survive a torn append, and no leftovers (temporary
-files of interrupted saves; the half-made folder of a run that stopped on a user error before training).
+released by the kernel with the process), rows that survive a torn append, no leftovers (temporary
+files of interrupted saves; the half-made folder of a run that stopped on a user error before training),
+and no write through a symbolic link: whole files are replaced atomically (write_file: a link in the
+way is replaced, its target untouched), appends refuse a link (open_append), and a folder holding links
+is refused before anything is written (refuse_links).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from nnlab.errors import FolderInUse
+from nnlab.errors import ConfigError, FolderInUse
 
 LOCK = ".lock"
 
@@ -27,8 +30,18 @@ class Lock:
     def __enter__(self) -> "Lock":
         import fcntl
 
+        key = str(self.path.absolute())
+        if key in _CLAIMED:  # this process claimed it (the pre-flight, before Hydra made the job): the job's own
+            _CLAIMED[key][1] += 1
+            self.fd = _CLAIMED[key][0]
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            if self.path.is_symlink():
+                raise ConfigError(link_message(self.path)) from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -40,9 +53,145 @@ class Lock:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # releases the lock; the file stays (removing it would race a waiting process)
-            self.fd = None
+        if self.fd is None:
+            return
+        held = _CLAIMED.get(str(self.path.absolute()))
+        if held is not None and held[0] == self.fd:
+            held[1] -= 1
+            if held[1] > 0:
+                self.fd = None
+                return
+            del _CLAIMED[str(self.path.absolute())]
+        os.close(self.fd)  # releases the lock; the file stays (removing it would race a waiting process)
+        self.fd = None
+
+
+_CLAIMED: dict[str, list] = {}  # lock path -> [descriptor, holders]: folders claim() took for this process
+
+
+def claim(folder: str | Path, fresh_name: bool = False) -> tuple[Path, Optional[Path], "Lock"]:
+    """Take `folder` for this process before anything is written into it: create what is missing and
+    hold its lock. Returns (the folder, the outermost folder this call created (None: it existed), the
+    held Lock). With `fresh_name` (a default, time-stamped name), a folder that exists already, because
+    another command started in the same second, is not shared: `NAME_2`, `NAME_3`, ... is taken instead,
+    each created with one atomic mkdir so that two processes can never both believe a name is theirs.
+    A folder another process holds raises FolderInUse; nothing is removed or changed then."""
+    folder = Path(folder)
+    made = first_missing(folder)
+    if fresh_name:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        base, n = folder, 1
+        while True:
+            try:
+                os.mkdir(folder)
+                break
+            except FileExistsError:
+                n += 1
+                folder = base.with_name(f"{base.name}_{n}")
+        made = made if made is not None and made != base else folder
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+    lock = Lock(folder)
+    lock.__enter__()  # refused (FolderInUse): nothing is removed, the folder may be the holder's
+    _CLAIMED[str(lock.path.absolute())] = [lock.fd, 1]
+    return folder, made, lock
+
+
+def holds_run(folder: str | Path) -> Optional[str]:
+    """What of a run `folder` holds ("a finished run", "a run that did not finish"), or None where it holds
+    none (Hydra's .hydra/ and a train.log alone are not a run)."""
+    folder = Path(folder)
+    try:
+        status = json.loads((folder / "summary.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        status = None
+    if status == "ok":
+        return "a finished run"
+    if status is not None or (folder / "checkpoints").is_dir() or (folder / "metrics.jsonl").is_file():
+        return "a run that did not finish" + (f" (status {status})" if status else "")
+    return None
+
+
+def check_start(run_dir: str | Path, resume: Optional[str], overwrite: bool) -> None:
+    """Under the run folder's lock, before a job writes: no symbolic link in it, and no earlier run that
+    this job neither continues (resume) nor replaces (overwrite) (ConfigError)."""
+    refuse_links(run_dir)
+    what = holds_run(run_dir)
+    if what is not None and resume is None and not overwrite:
+        raise ConfigError(f"{run_dir} holds {what}: nnlab does not replace it silently. To continue it: resume={run_dir}; "
+                          "to start again: a new folder; to replace it: overwrite=true.")  # fmt: skip
+
+
+def runs_under(folder: str | Path) -> int:
+    """How many run folders (a summary.json or a checkpoints/ in them) lie below `folder`."""
+    folder = Path(folder)
+    runs = {p.parent for p in folder.rglob("summary.json")} | {p.parent for p in folder.rglob("checkpoints") if p.is_dir()}
+    return len({r for r in runs if r != folder})
+
+
+def empty(folder: str | Path) -> None:
+    """Remove everything in `folder` but its lock (overwrite=true: an earlier run's files are replaced)."""
+    for path in Path(folder).iterdir():
+        if path.name == LOCK:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def link_message(path: Path) -> str:
+    return (f"{path} is a symbolic link: nnlab writes nothing through links in a run or sweep folder (a crafted "
+            "folder could point them at any file). Remove the link, or choose another folder with hydra.run.dir=PATH.")
+
+
+def refuse_links(folder: str | Path) -> None:
+    """ConfigError naming the first symbolic link inside `folder` (the folder itself may be one)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for root, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            path = Path(root) / name
+            if path.is_symlink():
+                raise ConfigError(link_message(path))
+
+
+def write_file(path: str | Path, data: str | bytes) -> Path:
+    """Write a whole file atomically: a temporary file beside it, then renamed over it. A symbolic link at
+    `path` is replaced (its target is never written), and a failed write (a full disk) leaves the old file
+    and no half-written or empty one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    payload = data.encode() if isinstance(data, str) else data
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def open_append(path: str | Path):
+    """A text file opened for appending, line-buffered, never through a symbolic link (ConfigError)."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError:
+        if path.is_symlink():
+            raise ConfigError(link_message(path)) from None
+        raise
+    return os.fdopen(fd, "a", buffering=1, encoding="utf-8")
 
 
 def holder(run_dir: str | Path) -> Optional[str]:
@@ -93,15 +242,13 @@ def keep_rows(path: str | Path, keep) -> None:
     """Rewrite metrics.jsonl with the whole rows for which keep(row) is true (atomically)."""
     path = Path(path)
     rows = [r for r in read_rows(path) if keep(r)]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    write_file(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def remove_leftovers(run_dir: str | Path) -> list[Path]:
     """Temporary files of saves that a kill interrupted (checkpoints/.last.pt.tmp-PID, ...)."""
     gone = []
-    for pattern in ("checkpoints/.*.tmp-*", "*.json.tmp", "metrics.jsonl.tmp"):
+    for pattern in ("checkpoints/.*.tmp-*", ".*.tmp-*", "*.json.tmp", "metrics.jsonl.tmp"):
         for path in Path(run_dir).glob(pattern):
             path.unlink(missing_ok=True)
             gone.append(path)

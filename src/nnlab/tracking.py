@@ -21,7 +21,9 @@ class Tracker:
 
         self.run_dir = Path(run_dir)
         self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
-        self.jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
+        from nnlab.run_folder import open_append
+
+        self.jsonl = open_append(self.run_dir / "metrics.jsonl")
         self.logger = None  # train.log's logger, opened by the first log()
         self.painter = None  # figures.Painter: figures drawn in worker processes (batched sweeps)
         self.pending: list = []  # (tag, step, figures.Drawing) not yet written
@@ -122,7 +124,7 @@ class Tracker:
         self.jsonl.close()
         for handler in list(self.logger.handlers if self.logger is not None else []):
             self.logger.removeHandler(handler)
-            handler.close()
+            _close_handler(handler)
 
 
 def sweep_overview(sweep: Path) -> None:
@@ -191,11 +193,22 @@ def _run_log(run_dir: Path):
     logger.propagate, logger.level = False, logging.INFO
     for handler in list(logger.handlers):  # a second tracker on the same folder (a resume in this process)
         logger.removeHandler(handler)
-        handler.close()
-    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        _close_handler(handler)
+    from nnlab.run_folder import open_append
+
+    handler = logging.StreamHandler(open_append(run_dir / "train.log"))
     handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
     logger.addHandler(handler)
     return logger
+
+
+def _close_handler(handler) -> None:
+    """A train.log handler and the file it writes (a StreamHandler leaves its stream open)."""
+    handler.flush()
+    handler.close()
+    stream = getattr(handler, "stream", None)
+    if stream is not None:
+        stream.close()
 
 
 def _json_number(v: Any) -> Any:
@@ -205,11 +218,9 @@ def _json_number(v: Any) -> Any:
 
 
 def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> Path:
-    path = Path(run_dir) / "summary.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    from nnlab.run_folder import write_file
+
+    return write_file(Path(run_dir) / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -230,12 +241,17 @@ def record_failure(run_dir: str | Path, error: BaseException) -> Path:
     """summary.json with status "failed" (unless the run already wrote one) and the traceback in error.txt."""
     import traceback
 
+    from nnlab.run_folder import write_file
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "error.txt"
-    path.write_text("".join(traceback.format_exception(error)))
+    path = write_file(run_dir / "error.txt", "".join(traceback.format_exception(error)))
     summary = run_dir / "summary.json"
-    previous = json.loads(summary.read_text()) if summary.exists() else {}
+    try:
+        previous = json.loads(summary.read_text()) if summary.is_file() else {}
+    except (OSError, ValueError):
+        previous = {}
+    previous = previous if isinstance(previous, dict) else {}
     write_summary(run_dir, {**previous, "status": "failed", "error": f"{type(error).__name__}: {error}",
                             "run_dir": str(run_dir), "metrics": previous.get("metrics", {})})  # fmt: skip
     return path

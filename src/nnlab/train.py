@@ -290,19 +290,22 @@ class Training:
         return not monitor.should_stop
 
     def finish(self) -> dict[str, Any]:
-        """Test the best checkpoint, the closing alarms, summary.json."""
+        """Test the best checkpoint, the closing alarms: the summary, not yet written (summary.json is the
+        last file a run writes, after its figures: a kill while closing leaves it resumable, not 'finished')."""
         exp, diag, run_dir, status = self.exp, self.diag, self.run_dir, self.status
         alarms = diag.finish(self.metrics, self.loop.step) if status == "ok" else [a.as_dict() for a in diag.raised]
         summary = _finish(exp, run_dir, self.tracker, self.monitor, self.metrics, self.loop.last_epoch, self.loop.step,
                           time.perf_counter() - self.started, status, alarms, diag.initial)  # fmt: skip
         if diag.pretrain:
             summary["pretrain"] = {"method": exp.pretrain.method, "epochs_per_stage": exp.pretrain.epochs, "stages": diag.pretrain}
-            write_summary(run_dir, summary)
         if self.stop.signal is not None:
             import signal as signals
 
-            summary["signal"] = signals.Signals(self.stop.signal).name
-            write_summary(run_dir, summary)
+            name = signals.Signals(self.stop.signal).name
+            if status == "interrupted":
+                summary["signal"] = name
+            else:  # it came after the last step: the run is complete, and says so
+                self.tracker.log(f"{name} arrived after the last step: the run was complete and closes as {status}")
         self.tracker.log(summary_text(summary))
         return summary
 
@@ -392,12 +395,11 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
         "run_dir": str(run_dir),
         "checkpoints": {"last": "checkpoints/last.pt", "best": "checkpoints/best.pt" if best_path.exists() else None},
     }
-    write_summary(run_dir, summary)
     return summary
 
 
 GROUPS = ("data", "model", "activation", "init", "optimizer", "schedule", "loss", "experiment")  # config groups
-NOT_HPARAMS = ("hydra.", "resume", "trainer.progress", "sweep.", "hparams_search")  # tool settings, not the experiment's
+NOT_HPARAMS = ("hydra.", "resume", "overwrite", "trainer.progress", "sweep.", "hparams_search")  # tool settings, not the experiment's
 
 
 def hparams_of(config: dict) -> dict[str, Any]:
@@ -422,6 +424,7 @@ def run(cfg: DictConfig, run_dir: str | Path, job: Optional[dict] = None,
     content. The run folder is this process's alone while it runs (run_folder.Lock)."""
     run_dir = Path(run_dir)
     with run_folder.Lock(run_dir):
+        run_folder.check_start(run_dir, cfg.resume, cfg.overwrite)
         run_folder.remove_leftovers(run_dir)  # temporary files of saves that a kill interrupted
         done = checkpoint.finished(run_dir, cfg.trainer.epochs) if cfg.resume is not None else None
         if done is not None:
@@ -451,6 +454,14 @@ def _run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict],
     return summary
 
 
+def close_run(run_dir: Path, exp: Experiment, summary: dict, table: bool = True) -> None:
+    """The run's curves, then summary.json (the mark of a finished run, written last), the closing table."""
+    figures.run_curves(run_dir, exp.data.kind)
+    write_summary(run_dir, summary)
+    if table:
+        summary_table(summary)
+
+
 def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], job: Optional[dict],
              quiet: bool = False) -> Tracker:
     """Write the run's config and environment, keep the rows a resume continues from, open its tracker;
@@ -458,8 +469,8 @@ def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[di
     `job`: Hydra's record of it (its config group choices and its command-line overrides), if any."""
     from nnlab.console import console
 
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    (run_dir / "environment.json").write_text(json.dumps(environment(str(exp.device)), indent=2) + "\n")
+    run_folder.write_file(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    run_folder.write_file(run_dir / "environment.json", json.dumps(environment(str(exp.device)), indent=2) + "\n")
     lines = [*banner(run_dir, exp, state), *exp.notes]
     if not quiet:
         for line in lines:
@@ -508,7 +519,6 @@ def final_figures(exp: Experiment, run_dir: Path, tracker: Tracker, summary: dic
         c = data.num_classes
         matrix = torch.bincount(test.y * c + pred, minlength=c * c).reshape(c, c).cpu()
         summary["confusion_matrix"] = matrix.tolist()
-        write_summary(run_dir, summary)
         tracker.figure("confusion_matrix", figures.confusion_figure,
                        (matrix.tolist(), f"test set, epoch {epoch}: acc/test {score:.3f}"), step, "confusion_matrix.png")  # fmt: skip
         wrong = (pred != test.y).nonzero()[:25, 0]
@@ -540,8 +550,3 @@ def _before(row: dict, state: dict) -> bool:
     mid_epoch = state["position"]["batch"] > 0
     return not (mid_epoch and row["step"] == state["step"] and "loss/train" in row)
 
-
-def close_run(run_dir: Path, exp: Experiment, summary: dict, table: bool = True) -> None:
-    figures.run_curves(run_dir, exp.data.kind)
-    if table:
-        summary_table(summary)

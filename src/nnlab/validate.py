@@ -13,8 +13,9 @@ import difflib
 import importlib
 import inspect
 import math
+import os
 import typing
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
@@ -24,6 +25,18 @@ from nnlab.errors import ConfigError
 
 TARGET_PREFIXES = ("nnlab.", "torch.nn.", "torch.optim.")
 TARGET_GROUPS = ("model", "activation", "init", "optimizer", "schedule", "loss")
+# What each `_target_` may name: (module prefixes the object must be defined under, the class it must be,
+# if a class). Nothing else is ever instantiated, and no `_target_` below these nodes at all.
+ALLOWED = {
+    "model": (("nnlab.nn.",), "torch.nn.Module"),
+    "activation": (("nnlab.nn.activations", "torch.nn.modules.activation", "torch.nn.modules.linear"), "torch.nn.Module"),
+    "init": (("nnlab.nn.init",), None),
+    "optimizer": (("torch.optim.", "nnlab.optim"), "torch.optim.Optimizer"),
+    "schedule": (("nnlab.optim",), None),
+    "loss": (("nnlab.nn.losses",), "torch.nn.Module"),
+    "data.source": (("nnlab.data.",), None),
+}
+HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -33,6 +46,7 @@ def validate(cfg: DictConfig) -> None:
     except Exception as e:  # interpolation or missing value
         raise ConfigError(f"the config does not resolve: {_first_line(e)}") from None
     _check_known_keys(cfg)
+    _check_no_nested_targets(cfg)
     _check_trainer(cfg.trainer)
     _check_data(cfg.data)
     _check_regularization(cfg.regularization, cfg.early_stopping)
@@ -41,6 +55,7 @@ def validate(cfg: DictConfig) -> None:
         _check_target(group, cfg[group])
     _check_target("data.source", cfg.data.source)
     _check_numbers(cfg)
+    _check_limits(cfg)
     _check_transfer(cfg.transfer)
     _choice("sweep.on_failure", cfg.sweep.on_failure, ON_FAILURE)
     _check_combinations(cfg)
@@ -96,6 +111,28 @@ def _check_known_keys(cfg: DictConfig) -> None:
                 check(node[key], sub, f"{prefix}{key}.")
 
     check(cfg, NNLabConfig, "")
+
+
+def _check_no_nested_targets(cfg: DictConfig) -> None:
+    """Hydra's instantiation keys only where nnlab puts them (`optimizer._target_`, `optimizer._partial_`,
+    ...): a `_target_` or `_args_` anywhere else (under `optimizer.foreach`, inside a list) would make
+    instantiate() call whatever it names, so a config that holds one, typed or read from a file, is refused."""
+    allowed = {f"{g}.{k}" for g in ALLOWED for k in ("_target_", "_partial_")}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                name = f"{path}.{key}" if path else str(key)
+                if str(key) in HYDRA_KEYS and name not in allowed:
+                    raise ConfigError(f"{name} is not allowed: nnlab instantiates only the `_target_` of its groups "
+                                      f"({', '.join(ALLOWED)}), never one nested below them or elsewhere, so that no "
+                                      "config (typed, or read from a run folder) can make it call other code.")  # fmt: skip
+                walk(value, name)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
 
 
 def _fail(key: str, value: Any, why: str) -> None:
@@ -201,11 +238,15 @@ def _check_target(group: str, node: Any) -> None:
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(f"`{group}` must be a config node with a `_target_`; got {node!r}.")
     target = node._target_
-    if not str(target).startswith(TARGET_PREFIXES):
+    modules, base = ALLOWED[group]
+    if not isinstance(target, str) or not target.startswith(TARGET_PREFIXES):
         _fail(f"{group}._target_", target, f"targets must start with one of {', '.join(TARGET_PREFIXES)}")
     obj = resolve_target(target)
     if obj is None:
         _fail(f"{group}._target_", target, "no such class or function")
+    if not _allowed(obj, modules, base):
+        _fail(f"{group}._target_", target, f"a {group} must be a {'class' if base else 'function'} defined in "
+              f"{' or '.join(m.rstrip('.') for m in modules)}" + (f" (a subclass of {base})" if base else ""))
     params = inspect.signature(obj).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
@@ -231,6 +272,18 @@ def _check_target(group: str, node: Any) -> None:
             _fail(f"{group}.{key}", value, "it must be true or false")
         if key in choices:
             _choice(f"{group}.{key}", value, choices[key])
+
+
+def _allowed(obj: Any, modules: tuple[str, ...], base: Optional[str]) -> bool:
+    """Is `obj` a class (a subclass of `base`) or, where base is None, a function, defined (not merely
+    imported) in one of `modules`?"""
+    where = getattr(obj, "__module__", None) or ""
+    if not where.startswith(modules):
+        return False
+    if base is None:
+        return inspect.isfunction(obj)
+    module, _, name = base.rpartition(".")
+    return inspect.isclass(obj) and issubclass(obj, getattr(importlib.import_module(module), name))
 
 
 def _literal_choices(obj) -> dict[str, tuple]:
@@ -328,6 +381,52 @@ def _check_numbers(cfg: DictConfig) -> None:
         if widths is not None:
             if not isinstance(widths, ListConfig) or not all(isinstance(w, int) and w > 0 for w in widths):
                 _fail(f"model.{key}", widths, "it must be a list of positive integers, e.g. [64,64]")
+
+
+SEED_MAX = 2**32 - 1  # numpy's seed range (torch's is wider): every generator nnlab seeds takes it
+BYTES_PER_POINT = 128  # a toy point as generated, split and preprocessed (float64 draws, copies), generously
+BYTES_PER_PARAMETER = 16  # fp32 weights, gradients and two optimizer moments
+
+
+def _check_limits(cfg: DictConfig) -> None:
+    """What torch would fail on mid-run, refused before any folder exists: seeds out of range, data or
+    models larger than this machine's memory, optimizer settings torch's own constructor rejects."""
+    for key, value in (("trainer.seed", cfg.trainer.seed), ("data.source.seed", cfg.data.source.get("seed"))):
+        if isinstance(value, int) and not 0 <= value <= SEED_MAX:
+            _fail(key, value, f"a seed is a whole number in 0..{SEED_MAX} (the range numpy and torch both take)")
+    memory = _memory_bytes()
+    points = sum(int(cfg.data.source.get(k) or 0) for k in ("n_train", "n_test"))
+    if points * BYTES_PER_POINT > memory:
+        _fail("data.source.n_train", cfg.data.source.get("n_train"), f"{points:,} points need about "
+              f"{points * BYTES_PER_POINT / 2**30:,.0f} GiB, more than this machine's {memory / 2**30:.0f} GiB of memory")  # fmt: skip
+    widths = [w for w in (cfg.model.get("hidden") or []) if isinstance(w, int)]
+    sizes = [3 * 32 * 32, *widths, 10]  # the largest input nnlab's data sets have
+    parameters = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    if parameters * BYTES_PER_PARAMETER > memory:
+        _fail("model.hidden", list(widths), f"about {parameters:,} parameters need {parameters * BYTES_PER_PARAMETER / 2**30:,.0f} "
+              f"GiB with their gradients and optimizer state, more than this machine's {memory / 2**30:.0f} GiB")  # fmt: skip
+    _check_optimizer_builds(cfg.optimizer)
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume plenty, torch will say
+        return 2**50
+
+
+def _check_optimizer_builds(node: DictConfig) -> None:
+    """Build the optimizer on one throw-away parameter: torch's constructor checks its settings (nesterov
+    needs momentum > 0 and no dampening, betas, eps, ...), and its complaint becomes one paragraph here."""
+    import torch
+    from hydra.utils import instantiate
+
+    try:
+        instantiate(node)([torch.zeros(1, requires_grad=True)])
+    except Exception as e:  # noqa: BLE001  (whatever torch raises for a setting it rejects)
+        settings = ", ".join(f"optimizer.{k}={v}" for k, v in node.items() if not str(k).startswith("_"))
+        raise ConfigError(f"the optimizer {node._target_} cannot be built with {settings}: torch says "
+                          f"\"{_first_line(e)}\". Change the setting it names.") from None
 
 
 def _check_transfer(t: DictConfig) -> None:
