@@ -1,8 +1,10 @@
-"""The fault and security audit of issue 14, rerunnable: how many kills resume exactly, how many bad
-inputs get one paragraph and leave nothing behind, how many crafted files are refused without running.
+"""The fault and security audit of issues 14 and 21, rerunnable: how many kills resume exactly, how many
+bad inputs get one paragraph and leave nothing behind, how many crafted files are refused without running,
+how many symbolic links are never written through, how many races lose nothing.
 
-    python scripts/fault_audit.py                 # 20 kills (about 3 minutes on a 2-core CPU)
+    python scripts/fault_audit.py                 # 20 kills (about 6 minutes on a 2-core CPU)
     python scripts/fault_audit.py --kills 54      # the audit's count
+    python scripts/fault_audit.py --only links,races
 
 1. Kills: one toy run (a checkpoint every step, dropout and input noise: random streams in play) is
    killed with SIGKILL at seeded random moments, resumed after each kill (a torn metrics line appended
@@ -11,7 +13,13 @@ inputs get one paragraph and leave nothing behind, how many crafted files are re
 2. Bad inputs: each command line of BAD must exit 2 (1 for an I/O fault) with one line on stderr, no
    traceback, and no new file or folder in the working directory.
 3. Security probes: crafted files whose loading would run a payload (it writes a marker file); each must
-   be refused (non-zero exit, one paragraph) and the marker must not appear.
+   be refused (non-zero exit, one paragraph) and the marker must not appear. Configs with a `_target_`
+   nested at any depth (under a setting, in a list, Hydra's `_args_`) through every reader.
+4. Links: a run or report folder whose files are symbolic links to a file outside; every command that
+   writes there must leave that file as it was (refused with one paragraph, or the link replaced).
+5. Races and overwrites: two commands into one folder at once, commands started in the same second under
+   the default name, a finished run or sweep run again, a sweep into a running sweep's folder: every run
+   that finished stays whole, every refused command exits non-zero and changes nothing.
 Prints one line per part: held / tried, and the cases that did not hold.
 """
 
@@ -44,6 +52,12 @@ BAD = [
     ["data=mnist", "data.source.root=./no_data", "data.source.download=false"],
     ["data=mnist", "data.source.root=./offline_root"], ["data=cifar10", "data.source.root=./no_cifar"],
     ["regularization.clip_grad_norm=inf"], ["early_stopping.metric=r2/val"], ["trainer.device=cuda:99"],
+    # issue 21
+    ["hydra.run.dir="], ["hydra.run.dir=."], ["trainer.seed=18446744073709551617"], ["trainer.seed=-1"],
+    ["data.source.n_train=1000000000000"], ["model.hidden=[1000000,1000000]"], ["optimizer=nesterov", "optimizer.momentum=0"],
+    ["optimizer=adam", "optimizer.betas=[0.9,1.5]"], ["-m", "trainer.seed=range(3,1)"],
+    ["+optimizer.foreach={_target_:torch.load,f:x.pt,weights_only:false}"], ["model.hidden=[8,{_target_:builtins.eval}]"],
+    ["optimizer._target_=nnlab.setup.instantiate"], ["loss._target_=nnlab.cli.main"],
 ]  # fmt: skip
 
 
@@ -192,6 +206,29 @@ def probes(root: Path) -> tuple[int, int, list[str]]:
         (run / ".hydra" / "overrides.yaml").write_text(f"- data.source._target_=builtins.eval\n- +data.source._args_=[\"__import__('os').system('touch {marker}')\"]\n")
         return ["train", "trainer.epochs=3", f"resume={run}"]
 
+    def nested(key, value, command):
+        """A run folder whose config.yaml holds `key: value` with a torch.load(weights_only=False) of the payload
+        nested in it, read by `command` (ensemble, load_run, resume through .hydra/overrides.yaml)."""
+        def make(marker, folder):
+            payload = folder / "payload.pt"
+            torch.save(_Payload(marker), payload)
+            for name in ("probe_base", "probe_base2"):
+                subprocess.run(["cp", "-r", str(root / name), str(folder / name)], check=True)
+            run = folder / "probe_base"
+            load = {"_target_": "torch.load", "f": str(payload), "weights_only": False}
+            cfg = OmegaConf.load(run / "config.yaml")
+            OmegaConf.update(cfg, key, value(load), merge=False, force_add=True)
+            (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+            if command == "ensemble":
+                return ["ensemble", str(folder)]
+            if command == "load_run":
+                return ["__python__", f"import sys, nnlab\ntry:\n    nnlab.load_run({str(run)!r})\n"
+                                      "except nnlab.errors.ConfigError as e:\n    sys.exit(f'refused: {e}')"]
+            item = f"++{key}={json.dumps(value(load)).replace(chr(34), '')}"  # Hydra's grammar: {_target_:torch.load,...}
+            (run / ".hydra" / "overrides.yaml").write_text(yaml_list([item]))
+            return ["train", "trainer.epochs=3", f"resume={run}"]
+        return make
+
     case("CIFAR-10 data_batch_1 with a pickle payload", cifar_batch, None)
     case("CIFAR-10 test_batch that is a payload", cifar_test_batch, None)
     case("ensemble member config: data.source torch.load(weights_only=false)", member_config("torch.load"), None)
@@ -200,11 +237,16 @@ def probes(root: Path) -> tuple[int, int, list[str]]:
     case("transfer.init_from a checkpoint holding a pickled object", pickled_checkpoint("transfer"), None)
     case("ensemble of a checkpoint holding a pickled object", pickled_checkpoint("ensemble"), None)
     case("resume whose saved overrides name builtins.eval", resume_config, None)
+    for key, value in (("optimizer.foreach", lambda load: load), ("model.hidden", lambda load: [8, load]),
+                       ("loss.weights", lambda load: {"inner": [load]})):  # fmt: skip
+        for command in ("ensemble", "load_run", "resume"):
+            case(f"{command} of a config with a target nested at {key}", nested(key, value, command), None)
     for i, (name, make, _) in enumerate(cases):
         folder = root / f"probe{i}"
         folder.mkdir()
         marker = folder / "MARKER"
-        out = nnlab(make(marker, folder), folder)
+        args = make(marker, folder)
+        out = python(args[1], folder) if args[0] == "__python__" else nnlab(args, folder)
         ok = out.returncode != 0 and not marker.exists() and "Traceback" not in out.stderr
         held += ok
         if not ok:
@@ -213,17 +255,126 @@ def probes(root: Path) -> tuple[int, int, list[str]]:
     return held, len(cases), failures
 
 
+def yaml_list(items: list[str]) -> str:
+    import yaml
+
+    return yaml.safe_dump(items)
+
+
+def python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Python code in a fresh interpreter (nnlab.load_run): a refusal is an exception, exit 1."""
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def links(root: Path) -> tuple[int, int, list[str]]:
+    """A file outside, linked from every place a command writes; the file must stay as it was."""
+    base = root / "link_base"
+    assert nnlab(["train", *TINY, f"hydra.run.dir={base}"], root).returncode == 0
+    assert nnlab(["train", *TINY, "trainer.seed=1", f"hydra.run.dir={root / 'link_base2'}"], root).returncode == 0
+    cases = [("resume", "train.log"), ("resume", "metrics.jsonl"), ("resume", "curves.png"), ("resume", "summary.json"),
+             ("resume", ".hydra/hydra.yaml"), ("resume", "checkpoints/.last.pt.tmp-1"), ("resume", ".lock"),
+             ("report", "report.csv"), ("report", "report.md"), ("report", "report.png"), ("ensemble", "ensemble.json"),
+             ("ensemble", "ensemble"), ("sweep", "trainer.seed=0/train.log"), ("sweep", "trainer.seed=1")]  # fmt: skip
+    held, failures = 0, []
+    for i, (command, name) in enumerate(cases):
+        folder = root / f"link{i}"
+        folder.mkdir()
+        outside = folder / "outside"
+        outside.write_text("the user's own file\n")
+        runs = folder / "runs"
+        runs.mkdir()
+        subprocess.run(["cp", "-r", str(base), str(runs / "a")], check=True)
+        subprocess.run(["cp", "-r", str(root / "link_base2"), str(runs / "b")], check=True)
+        where = {"resume": runs / "a", "report": runs, "ensemble": runs, "sweep": folder / "sweep"}[command]
+        link = where / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.exists() and link.is_dir():
+            subprocess.run(["rm", "-r", str(link)], check=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(outside)
+        args = {"resume": ["train", "trainer.epochs=3", f"resume={runs / 'a'}"], "report": ["report", str(runs)],
+                "ensemble": ["ensemble", str(runs)],
+                "sweep": ["train", "-m", *TINY, "trainer.seed=0,1", f"hydra.sweep.dir={folder / 'sweep'}"]}[command]  # fmt: skip
+        out = nnlab(args, folder)
+        ok = outside.read_text() == "the user's own file\n" and "Traceback" not in out.stderr
+        held += ok
+        if not ok:
+            failures.append(f"{command} with {name} a link: exit {out.returncode}, outside file changed, {out.stderr.strip()[:160]}")
+    return held, len(cases), failures
+
+
+def races(root: Path) -> tuple[int, int, list[str]]:
+    """Commands that compete for a folder, or would replace a finished run."""
+    import hashlib
+
+    def snapshot(folder: Path) -> dict:
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
+                if p.is_file() and p.name != ".lock"}  # fmt: skip
+
+    def start(args, cwd):
+        return subprocess.Popen([sys.executable, "-m", "nnlab", *args], cwd=cwd, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    held, tried, failures = 0, 0, []
+
+    def check(name, ok, detail=""):
+        nonlocal held, tried
+        tried += 1
+        held += bool(ok)
+        if not ok:
+            failures.append(f"{name}: {detail}"[:240])
+
+    for i in range(3):  # two commands into one named folder, started together
+        run = root / f"race{i}"
+        procs = [start(["train", *TINY, f"hydra.run.dir={run}"], root) for _ in range(2)]
+        codes = sorted(p.wait() for p in procs)
+        status = json.loads((run / "summary.json").read_text()).get("status") if (run / "summary.json").is_file() else None
+        check("two commands into one folder", codes == [0, 2] and status == "ok", f"exits {codes}, status {status}")
+    cwd = root / "same_second"
+    cwd.mkdir()
+    procs = [start(["train", *TINY], cwd) for _ in range(4)]  # the default, time-stamped name
+    codes = [p.wait() for p in procs]
+    made = sorted((cwd / "outputs" / "runs").iterdir())
+    whole = [json.loads((r / "summary.json").read_text())["status"] == "ok" for r in made if (r / "summary.json").is_file()]
+    check("four commands in the same second, default names", codes == [0] * 4 and len(made) == 4 and all(whole) and len(whole) == 4,
+          f"exits {codes}, {len(made)} folders")  # fmt: skip
+    run = root / "race0"
+    before = snapshot(run)
+    out = nnlab(["train", *TINY, f"hydra.run.dir={run}"], root)
+    check("a finished run run again", out.returncode == 2 and snapshot(run) == before, f"exit {out.returncode}")
+    sweep = ["train", "-m", *TINY, "trainer.seed=0,1", f"hydra.sweep.dir={root / 'sweep'}"]
+    assert nnlab(sweep, root).returncode == 0
+    before = snapshot(root / "sweep")
+    out = nnlab(sweep, root)
+    check("a finished sweep run again", out.returncode == 2 and snapshot(root / "sweep") == before, f"exit {out.returncode}")
+    long = ["train", "-m", *TINY, "trainer.epochs=300", "trainer.seed=0,1", f"hydra.sweep.dir={root / 'busy'}"]
+    first = start(long, root)
+    deadline = time.time() + 120
+    while not list((root / "busy").rglob("metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.05)
+    second = nnlab([*long[:-1], f"hydra.sweep.dir={root / 'busy'}"], root)
+    first.send_signal(signal.SIGTERM)
+    first.wait()
+    check("a second sweep into a running sweep's folder", second.returncode == 2, f"exit {second.returncode}")
+    resumed = nnlab([*long, "resume=auto"], root)
+    statuses = [json.loads(p.read_text())["status"] for p in (root / "busy").rglob("summary.json")]
+    check("that sweep, interrupted and resumed", resumed.returncode == 0 and statuses == ["ok", "ok"], f"exit {resumed.returncode}, {statuses}")
+    return held, tried, failures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=14)
-    parser.add_argument("--only", default="kills,bad,probes")
+    parser.add_argument("--only", default="kills,bad,probes,links,races")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         parts = {"kills": ("kills resumed exactly (rows and weights)", lambda: kills(args.kills, args.seed, root)),
                  "bad": ("bad inputs with one paragraph and nothing left behind", lambda: bad_inputs(root)),
-                 "probes": ("security probes held", lambda: probes(root))}  # fmt: skip
+                 "probes": ("security probes held (nothing ran)", lambda: probes(root)),
+                 "links": ("symbolic links never written through", lambda: links(root)),
+                 "races": ("races and re-runs that lost nothing", lambda: races(root))}  # fmt: skip
         for key in args.only.split(","):
             title, run = parts[key]
             start = time.perf_counter()

@@ -132,6 +132,11 @@ def test_no_write_follows_a_symbolic_link_in_a_run_folder(finished, tmp_path):
     assert nnlab("ensemble", str(runs), cwd=tmp_path).returncode == 0
     for name in ("report.csv", "report.md", "ensemble.json"):
         assert (outside / name).read_text() == "mine\n" and not (runs / name).is_symlink() and (runs / name).stat().st_size > 5
+    (tmp_path / "sweep").mkdir()  # a sweep's job folder that is a link: that job refused, the others run
+    (tmp_path / "sweep" / "trainer.seed=1").symlink_to(outside)
+    out = nnlab("train", "-m", *TINY, "trainer.seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert out.returncode == 1 and "trainer.seed=1 is a symbolic link" in out.stderr, out.stderr
+    assert summary(tmp_path / "sweep" / "trainer.seed=0")["status"] == "ok" and not list(outside.glob("trainer*"))
 
 
 def test_two_commands_into_one_folder_lose_nothing(tmp_path):

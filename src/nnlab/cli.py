@@ -273,7 +273,7 @@ def _claim(folder: str, key: str, fresh: bool, cfg, multirun: bool, continuing: 
         raise ConfigError(f"{key}={folder!r} would put the run into "
                           f"{'the working directory' if where == here else 'a folder above the working directory'} "
                           f"itself, among your own files. Name a folder of its own, e.g. {key}=outputs/my_run.")  # fmt: skip
-    run_folder.refuse_links(path)
+    run_folder.refuse_links(path, sweep=multirun)
     claimed, made, lock = run_folder.claim(path, fresh_name=fresh)
     try:
         what = run_folder.holds_run(claimed)

@@ -145,15 +145,23 @@ def link_message(path: Path) -> str:
             "folder could point them at any file). Remove the link, or choose another folder with hydra.run.dir=PATH.")
 
 
-def refuse_links(folder: str | Path) -> None:
-    """ConfigError naming the first symbolic link inside `folder` (the folder itself may be one)."""
+# What a sweep writes at the top of its folder (its jobs write into folders of their own)
+SWEEP_FILES = (LOCK, "multirun.yaml", "report.csv", "report.md", "report.png", "report_settings.csv",
+               "decision_boundaries.png", "overview", "ensemble.json", "ensemble")  # fmt: skip
+
+
+def refuse_links(folder: str | Path, sweep: bool = False) -> None:
+    """ConfigError naming the first symbolic link inside `folder` (the folder itself may be one). A sweep's
+    folder may be a working directory with links of the user's own at its top (`pre -> ../pretrained`, for
+    transfer.init_from=pre): there only the names a sweep writes (SWEEP_FILES) are refused as links, and
+    every link below (in job folders) is. (A job folder that is itself a link: launcher.job_folder.)"""
     folder = Path(folder)
     if not folder.is_dir():
         return
     for root, dirs, files in os.walk(folder):
         for name in (*dirs, *files):
             path = Path(root) / name
-            if path.is_symlink():
+            if path.is_symlink() and not (sweep and Path(root) == folder and name not in SWEEP_FILES):
                 raise ConfigError(link_message(path))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -84,6 +84,18 @@ class BatchedLauncher(Launcher):
         return [returns[i] for i in range(len(configs))]
 
     def _run(self, cfg: DictConfig, task) -> JobReturn:
+        folder = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+        if folder.is_symlink():  # Hydra would write the job's .hydra/ through it: refused, the sweep goes on
+            from nnlab.console import error
+            from nnlab.errors import FAILED_JOBS
+            from nnlab.metrics import worst_objective
+            from nnlab.run_folder import link_message
+
+            error(f"{link_message(folder)} (job {cfg.hydra.job.num} refused; the sweep goes on)")
+            FAILED_JOBS.append(f"{folder}: refused")
+            ret = JobReturn(overrides=list(cfg.hydra.overrides.task), cfg=cfg, working_dir=str(folder), status=JobStatus.COMPLETED)
+            ret.return_value = worst_objective(cfg.early_stopping.metric)
+            return ret
         ret = run_job(hydra_context=self.hydra_context, task_function=task, config=cfg,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
