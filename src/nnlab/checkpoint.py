@@ -136,7 +136,7 @@ def state(exp, loop, metrics: dict, monitor, diag, scaler, noise) -> dict:
     }
     return {
         "model": {k: _own(v) for k, v in bare(exp.model).state_dict().items()},
-        "optimizer": exp.optimizer.state_dict(),
+        "optimizer": _own_optimizer(exp.optimizer.state_dict()),
         "scheduler": exp.scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "epoch": loop.last_epoch,
@@ -148,6 +148,13 @@ def state(exp, loop, metrics: dict, monitor, diag, scaler, noise) -> dict:
         "metrics": metrics,
         "config": exp.config,
     }
+
+
+def _own_optimizer(state: dict) -> dict:
+    """An optimizer's state_dict whose tensors are their own (a stack's member holds views of the stacked
+    optimizer state: optim.StackedOptimizer)."""
+    return {**state, "state": {i: {k: _own(v) if torch.is_tensor(v) else v for k, v in s.items()}
+                               for i, s in state["state"].items()}}  # fmt: skip
 
 
 def _own(t: torch.Tensor) -> torch.Tensor:

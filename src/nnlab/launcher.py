@@ -202,6 +202,10 @@ def _train_together(members: list[Member], label: str, painter) -> list[Optional
         from nnlab.console import warning
 
         warning(f"these runs cannot share one stack ({stack.problem}): they train one after another")
+    elif not stack.fuse([m.exp for m in members]):
+        from nnlab.console import warning
+
+        warning(f"the stack's members step one optimizer each ({stack.unfused}): correct, and slower")
     started, stop = time.perf_counter(), StopRequest()
     with stop:
         for m in members:
@@ -247,6 +251,7 @@ def _epoch(stack: "Stack", members: list[Member], epoch: int) -> None:
     """One epoch of every running member, step by step: their batches side by side through the stack."""
     import torch
 
+    from nnlab.optim import per_epoch
     from nnlab.train import update
 
     batches = [m.training.batches(epoch) if not m.done else None for m in members]
@@ -271,12 +276,20 @@ def _epoch(stack: "Stack", members: list[Member], epoch: int) -> None:
                 objective = objective + m.exp.regularization.l1 * sum(w[k].abs().sum() for w in stack.weights)
         objective.backward()
         stack.share_grads()
+        norms = None
+        if stack.step is not None:  # one update of every member: optim.StackedUpdate
+            norms = stack.step(torch.tensor([i is not None for i in items]))
         for k, (m, i) in enumerate(zip(members, items)):
             if i is None:
                 continue
 
             def after(m=m, k=k, y=i[1]):
-                norm = update(m.exp, m.training.scaler)
+                if norms is None:
+                    norm = update(m.exp, m.training.scaler)
+                else:
+                    norm = norms[k]
+                    if not per_epoch(m.exp.scheduler):
+                        m.exp.scheduler.step()
                 return m.training.after_step(epoch, out[k].detach(), y, losses[k].detach(), norm)
 
             if not _as(m, after):
@@ -376,6 +389,7 @@ class Stack:
                                                   for kind, mod in l) for l in layers}  # fmt: skip
         self.problem = (None if len(signature) == 1 and None not in signature
                         else "a layer the stack does not batch, such as AlphaDropout, or layers that differ in kind or shape")
+        self.step, self.unfused = None, None
         if self.problem:
             return
         self.kinds = [kind for kind, _ in layers[0]]
@@ -390,6 +404,26 @@ class Stack:
                 l[j][1].weight.data, l[j][1].bias.data = w.data[k], b.data[k]
             self.weights.append(w)
             self.biases.append(b)
+
+    def fuse(self, exps: list) -> bool:
+        """One optimizer step for the whole stack (self.step: optim.StackedUpdate over the stacked weights
+        and biases, the members' settings as [K] tensors), where the members' optimizers have a stacked
+        form and each trains exactly its own layers; else False, and self.unfused says why."""
+        from nnlab.optim import StackedUpdate, stacked_form
+
+        optimizers = [e.optimizer for e in exps]
+        self.step, self.unfused = None, stacked_form(optimizers)
+        members = [[t for j, kind in enumerate(self.kinds) if kind == "linear" for t in (l[j][1].weight, l[j][1].bias)]
+                   for l in self.layers]  # fmt: skip
+        if self.unfused is None and any({id(p) for p in o.param_groups[0]["params"]} != {id(p) for p in ps}
+                                        for o, ps in zip(optimizers, members)):  # fmt: skip
+            self.unfused = "an optimizer that trains other parameters than the stacked layers"
+        if self.unfused is not None or any(e.trainer.precision == "fp16" for e in exps):
+            return False
+        params = [t for w, b in zip(self.weights, self.biases) for t in (w, b)]
+        self.step = StackedUpdate(optimizers, params, members, list(range(0, len(params), 2)),
+                                  [e.regularization for e in exps], grads=lambda: [p.grad for p in params])  # fmt: skip
+        return True
 
     def zero_grad(self) -> None:
         for p in (*self.weights, *self.biases):

@@ -4,12 +4,15 @@ training loop steps once per optimizer step, except `plateau`, stepped once per 
 validation loss. Sizes in the configs are in epochs; they are turned into steps here.
 
 Optimizers: conf/optimizer/*.yaml name torch.optim classes directly; the one torch lacks, Yogi, is here.
+Every one of them also has a stacked form (StackedOptimizer): one update over [K, ...] parameters with each
+member's settings as [K] tensors, which StackedUpdate wraps with the clipping, the gradient norm and the
+max-norm constraint: the step after the backward pass of a stack, and of a run alone (a stack of one).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch.optim import Optimizer, lr_scheduler
@@ -123,3 +126,309 @@ def plateau(optimizer, total_steps, steps_per_epoch, factor: float = 0.1, patien
 def per_epoch(scheduler) -> bool:
     """True for schedules stepped once per epoch with the validation loss (plateau)."""
     return isinstance(scheduler, lr_scheduler.ReduceLROnPlateau)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stacked optimizers: one update for all the members of a stack (launcher.py)
+
+
+def _classes() -> tuple[type, ...]:
+    """The optimizer classes with a stacked form."""
+    o = torch.optim
+    return (o.SGD, o.Adagrad, o.RMSprop, o.Adadelta, o.Adam, o.AdamW, o.NAdam, Yogi)
+
+_SETTINGS = {  # per class: the settings read from each member's param group (those that may differ per member)
+    "SGD": ("lr", "momentum", "dampening", "weight_decay", "nesterov"),
+    "Adagrad": ("lr", "lr_decay", "weight_decay", "eps", "initial_accumulator_value"),
+    "RMSprop": ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"),
+    "Adadelta": ("lr", "rho", "eps", "weight_decay"),
+    "Adam": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
+    "AdamW": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
+    "NAdam": ("lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay"),
+    "Yogi": ("lr", "betas", "eps", "weight_decay", "initial_accumulator"),
+}
+_UNSTACKED_FLAGS = ("maximize", "foreach", "capturable", "differentiable", "fused")  # must be off (or None) to stack
+
+
+def stacked_form(optimizers: list[Optimizer]) -> Optional[str]:
+    """Why these members' optimizers cannot step as one stacked update, or None when they can: the same
+    class (one of STACKED), one param group each, and settings that change only numbers, not the algorithm,
+    where they differ (amsgrad, centered, nesterov and RMSprop's momentum on or off must agree)."""
+    name = type(optimizers[0]).__name__
+    if type(optimizers[0]) not in _classes():
+        return f"{type(optimizers[0]).__module__}.{name} has no stacked form"
+    if any(type(o) is not type(optimizers[0]) or len(o.param_groups) != 1 for o in optimizers):
+        return "the members' optimizers differ in class or have several parameter groups"
+    groups = [o.param_groups[0] for o in optimizers]
+    if any(g.get(flag) for g in groups for flag in _UNSTACKED_FLAGS):
+        return f"an optimizer setting among {', '.join(_UNSTACKED_FLAGS)} is on"
+    for switch in ("amsgrad", "centered", "nesterov", "decoupled_weight_decay"):
+        if len({bool(g.get(switch)) for g in groups}) > 1:
+            return f"{switch} differs between the members"
+    if name == "RMSprop" and len({g["momentum"] > 0 for g in groups}) > 1:
+        return "RMSprop momentum is on for some members and off for others"
+    if name in ("Adam", "AdamW") and groups[0].get("amsgrad"):
+        return "amsgrad has no stacked form"
+    return None
+
+
+class StackedOptimizer:
+    """The members' optimizers (each a torch.optim one over its own views into the stack) as one update
+    over the stacked parameters [K, ...]: every member's settings (lr, weight decay, momentum, dampening,
+    betas, eps, rho, alpha, ...) are [K] tensors broadcast against the weights, so a step loops over the
+    parameter tensors, never over the members; the arithmetic is torch's own single-tensor one, member by
+    member. The learning rates are read from the members' param groups at each step (their schedules set
+    them). The state lives in stacked tensors, and each member's optimizer holds views of its slices, so
+    its state_dict() is a torch.optim state that resumes alone. `active` ([K] bools) freezes the members
+    that have stopped: neither their weights nor their state move."""
+
+    def __init__(self, optimizers: list[Optimizer], stacked: list[torch.Tensor], members: list[list[torch.Tensor]]):
+        self.optimizers, self.params, self.members = optimizers, stacked, members  # members[k][i]: member k's view of stacked[i]
+        self.kind = type(optimizers[0]).__name__
+        groups = [o.param_groups[0] for o in optimizers]
+        device = stacked[0].device
+        self.settings: dict[str, torch.Tensor] = {}
+        for key in _SETTINGS[self.kind]:
+            if key == "betas":
+                self.settings["beta1"] = torch.tensor([g["betas"][0] for g in groups], dtype=torch.float64, device=device)
+                self.settings["beta2"] = torch.tensor([g["betas"][1] for g in groups], dtype=torch.float64, device=device)
+            elif key in groups[0] and not isinstance(groups[0][key], bool):
+                self.settings[key] = torch.tensor([float(g[key]) for g in groups], dtype=torch.float64, device=device)
+        self.flags = {k: bool(groups[0].get(k)) for k in ("nesterov", "centered", "decoupled_weight_decay")}
+        self.flags["momentum"] = self.kind in ("SGD", "RMSprop") and bool(groups[0]["momentum"] > 0)
+        self.state: list[dict[str, torch.Tensor]] = [{} for _ in stacked]
+
+    def _shape(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """[K] settings as [K, 1, ...] in the parameter's dtype, to broadcast against it."""
+        return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+    @torch.no_grad()
+    def step(self, grads: Optional[list] = None, active: Optional[torch.Tensor] = None) -> None:
+        """One update of every member: `grads` aligned with the stacked parameters (default: their .grad)."""
+        lr = torch.tensor([o.param_groups[0]["lr"] for o in self.optimizers], dtype=torch.float64, device=self.params[0].device)
+        frozen = None if active is None or bool(active.all()) else ~active
+        grads = [p.grad for p in self.params] if grads is None else grads
+        for i, p in enumerate(self.params):
+            if grads[i] is None:
+                continue
+            if not self.state[i]:
+                self._adopt(i)
+            fresh, state = not self.state[i], self.state[i]
+            kept = None if frozen is None else (p[frozen].clone(), {k: v[frozen].clone() for k, v in state.items()})
+            getattr(self, f"_{self.kind.lower()}")(p, grads[i], state, lr)
+            if kept is not None:  # stopped members: their weights and state as they were
+                p[frozen] = kept[0]
+                for k, v in kept[1].items():
+                    state[k][frozen] = v
+            if fresh and state:
+                self._share(i)
+        for o in self.optimizers:  # what torch's own step() records for its schedulers: they step after it
+            o._opt_called = True
+
+    def _adopt(self, i: int) -> None:
+        """The members' own states for parameter i (a checkpoint loaded into their optimizers), stacked."""
+        states = [o.state.get(self.members[k][i]) for k, o in enumerate(self.optimizers)]
+        if all(states) and len({tuple(s) for s in states}) == 1:
+            device = self.params[i].device
+            self.state[i] = {key: torch.stack([torch.as_tensor(s[key], device=device) for s in states]) for key in states[0]}
+            self._share(i)
+
+    def _share(self, i: int) -> None:
+        """Member k's optimizer state for its view of parameter i: views of the stacked state's slices."""
+        for k, opt in enumerate(self.optimizers):
+            opt.state[self.members[k][i]] = {name: value[k] for name, value in self.state[i].items()}
+
+    def _setting(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        return self._shape(self.settings[name], like)
+
+    def _decay(self, p, g, lr):
+        """L2 weight decay added to the gradient (torch's weight_decay), or decoupled (AdamW)."""
+        wd = self.settings.get("weight_decay")
+        if wd is None or not bool((wd != 0).any()):
+            return g
+        if self.kind == "AdamW" or self.flags["decoupled_weight_decay"]:
+            p.mul_(1 - self._shape(lr * wd, p))
+            return g
+        return g + self._setting("weight_decay", p) * p
+
+    def _count(self, state, p) -> torch.Tensor:
+        if "step" not in state:
+            state["step"] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
+        state["step"] += 1
+        return state["step"].to(torch.float64)
+
+    def _sgd(self, p, g, state, lr):
+        g = self._decay(p, g, lr)
+        if self.flags["momentum"]:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.clone()
+            else:
+                buf.mul_(self._setting("momentum", p)).add_(g * (1 - self._setting("dampening", p)))
+            g = g + self._setting("momentum", p) * buf if self.flags["nesterov"] else buf
+        p.sub_(self._shape(lr, p) * g)
+
+    def _adagrad(self, p, g, state, lr):
+        if "sum" not in state:
+            state["sum"] = torch.ones_like(p) * self._setting("initial_accumulator_value", p)
+        step = self._count(state, p)
+        g = self._decay(p, g, lr)
+        clr = lr / (1 + (step - 1) * self.settings["lr_decay"])
+        state["sum"].addcmul_(g, g, value=1)
+        std = state["sum"].sqrt().add_(self._setting("eps", p))
+        p.sub_(self._shape(clr, p) * g / std)
+
+    def _rmsprop(self, p, g, state, lr):
+        if "square_avg" not in state:
+            state["square_avg"] = torch.zeros_like(p)
+            if self.flags["momentum"]:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            if self.flags["centered"]:
+                state["grad_avg"] = torch.zeros_like(p)
+        self._count(state, p)
+        g = self._decay(p, g, lr)
+        alpha = self._setting("alpha", p)
+        square_avg = state["square_avg"]
+        square_avg.mul_(alpha).add_((1 - alpha) * g * g)
+        if self.flags["centered"]:
+            grad_avg = state["grad_avg"]
+            grad_avg.lerp_(g, 1 - alpha)
+            avg = (square_avg - grad_avg * grad_avg).sqrt_()
+        else:
+            avg = square_avg.sqrt()
+        avg = avg.add_(self._setting("eps", p))
+        if self.flags["momentum"]:
+            buf = state["momentum_buffer"]
+            buf.mul_(self._setting("momentum", p)).add_(g / avg)
+            p.sub_(self._shape(lr, p) * buf)
+        else:
+            p.sub_(self._shape(lr, p) * g / avg)
+
+    def _adadelta(self, p, g, state, lr):
+        if "square_avg" not in state:
+            state["square_avg"], state["acc_delta"] = torch.zeros_like(p), torch.zeros_like(p)
+        self._count(state, p)
+        g = self._decay(p, g, lr)
+        rho, eps = self._setting("rho", p), self._setting("eps", p)
+        state["square_avg"].mul_(rho).add_((1 - rho) * g * g)
+        std = state["square_avg"].add(eps).sqrt_()
+        delta = state["acc_delta"].add(eps).sqrt_().div_(std).mul_(g)
+        state["acc_delta"].mul_(rho).add_((1 - rho) * delta * delta)
+        p.sub_(self._shape(lr, p) * delta)
+
+    def _moments(self, p, state, fill: float | torch.Tensor = 0.0):
+        if "exp_avg" not in state:
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p) + fill
+
+    def _adam(self, p, g, state, lr):
+        self._moments(p, state)
+        step = self._count(state, p)
+        g = self._decay(p, g, lr)
+        beta1, beta2 = self.settings["beta1"], self.settings["beta2"]
+        state["exp_avg"].lerp_(g, self._shape(1 - beta1, p))
+        state["exp_avg_sq"].mul_(self._shape(beta2, p)).add_(self._shape(1 - beta2, p) * g * g)
+        step_size = lr / (1 - beta1**step)
+        denom = (state["exp_avg_sq"].sqrt() / self._shape((1 - beta2**step).sqrt(), p)).add_(self._setting("eps", p))
+        p.sub_(self._shape(step_size, p) * state["exp_avg"] / denom)
+
+    _adamw = _adam
+
+    def _nadam(self, p, g, state, lr):
+        self._moments(p, state)
+        if "mu_product" not in state:
+            state["mu_product"] = torch.ones(p.shape[0], dtype=torch.float32, device=p.device)
+        step = self._count(state, p)
+        g = self._decay(p, g, lr)
+        beta1, beta2, decay = self.settings["beta1"], self.settings["beta2"], self.settings["momentum_decay"]
+        mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * decay))
+        mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * decay))
+        state["mu_product"] *= mu.to(torch.float32)
+        product = state["mu_product"].to(torch.float64)
+        state["exp_avg"].lerp_(g, self._shape(1 - beta1, p))
+        state["exp_avg_sq"].mul_(self._shape(beta2, p)).add_(self._shape(1 - beta2, p) * g * g)
+        denom = (state["exp_avg_sq"] / self._shape(1 - beta2**step, p)).sqrt().add_(self._setting("eps", p))
+        p.sub_(self._shape(lr * (1.0 - mu) / (1.0 - product), p) * g / denom)
+        p.sub_(self._shape(lr * mu_next / (1.0 - product * mu_next), p) * state["exp_avg"] / denom)
+
+    def _yogi(self, p, g, state, lr):
+        self._moments(p, state, self._setting("initial_accumulator", p))
+        self._count(state, p)
+        g = self._decay(p, g, lr)
+        beta1, beta2 = self.settings["beta1"], self.settings["beta2"]
+        g2 = g * g
+        state["exp_avg"].mul_(self._shape(beta1, p)).add_(self._shape(1 - beta1, p) * g)
+        state["exp_avg_sq"].sub_(self._shape(1 - beta2, p) * torch.sign(state["exp_avg_sq"] - g2) * g2)
+        p.sub_(self._shape(lr, p) * state["exp_avg"] / state["exp_avg_sq"].sqrt().add_(self._setting("eps", p)))
+
+
+class StackedUpdate:
+    """The step after the backward pass, for the K members of a stack at once (a run alone is a stack of
+    one): clip each gradient element (clip_grad_value), measure each member's global gradient norm and clip
+    to it (clip_grad_norm), one StackedOptimizer step, then the max-norm constraint. Every per-member setting
+    is a [K] tensor (inf where a member has none), so nothing here loops over members. Returns the members'
+    gradient norms before clipping, [K], on the device.
+
+    `params`: the stacked tensors [K, ...]; `member_params[k]`: member k's parameter objects (its optimizer's),
+    views of the stacks; `grads()`: the stacked gradients, aligned with `params` (None for one without);
+    `weights`: the indices in `params` of the weight matrices and filters that max-norm constrains."""
+
+    def __init__(self, optimizers: list[Optimizer], params: list[torch.Tensor], member_params: list[list[torch.Tensor]],
+                 weights: list[int], regularization: list, grads):  # fmt: skip
+        self.optimizer = StackedOptimizer(optimizers, params, member_params)
+        self.params, self.weights, self.grads = params, weights, grads
+        device = params[0].device
+
+        def per_member(key: str) -> Optional[torch.Tensor]:
+            values = [getattr(r, key) for r in regularization]
+            if all(v is None for v in values):
+                return None
+            return torch.tensor([math.inf if v is None else float(v) for v in values], device=device)
+
+        self.clip_value, self.clip_norm, self.max_norm = per_member("clip_grad_value"), per_member("clip_grad_norm"), per_member("max_norm")
+
+    @staticmethod
+    def _shape(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+    @torch.no_grad()
+    def __call__(self, active: Optional[torch.Tensor] = None) -> torch.Tensor:
+        grads = self.grads()
+        present = [g for g in grads if g is not None]
+        K = self.params[0].shape[0]
+        if self.clip_value is not None:
+            for g in present:
+                torch.clamp(g, -self._shape(self.clip_value, g), self._shape(self.clip_value, g), out=g)
+        if present:  # each member's global norm: its tensors' norms (as torch's clip_grad_norm_ takes them), then their norm
+            norms = torch.stack(torch._foreach_norm([g[k] for g in present for k in range(K)])).reshape(len(present), K)
+            total = norms[0] * norms[0]
+            for row in norms[1:]:  # in order, tensor by tensor: the same sum whatever K is
+                total = total + row * row
+            norm = total.sqrt()
+        else:
+            norm = torch.zeros(K, device=self.params[0].device)
+        if self.clip_norm is not None:
+            coef = torch.clamp(self.clip_norm / (norm + 1e-6), max=1.0)
+            for g in present:
+                g.mul_(self._shape(coef, g))
+        self.optimizer.step(grads, active)
+        if self.max_norm is not None:  # each unit's incoming weights (a row; a filter) back inside the ball
+            for i in self.weights:
+                w = self.params[i]
+                rows = torch.linalg.vector_norm(w.flatten(2), dim=2).reshape(*w.shape[:2], *([1] * (w.dim() - 2)))
+                limit = self._shape(self.max_norm, rows)
+                w.mul_(torch.where(rows > limit, limit / (rows + 1e-7), torch.ones_like(rows)))
+        return norm
+
+
+def stack_of_one(optimizer: Optimizer, weights: list[torch.Tensor], regularization) -> Optional[StackedUpdate]:
+    """A run alone as a stack of one: its step after the backward pass as a StackedUpdate over [1, ...]
+    views of its parameters, so that it computes exactly what member k of any stack computes. None where
+    the optimizer has no stacked form (or several parameter groups: transfer's fine-tuning rates)."""
+    if stacked_form([optimizer]) is not None:
+        return None
+    group = optimizer.param_groups[0]["params"]
+    ids = {id(w) for w in weights}
+    return StackedUpdate([optimizer], [p.detach().unsqueeze(0) for p in group], [group],
+                         [i for i, p in enumerate(group) if id(p) in ids], [regularization],
+                         grads=lambda: [None if p.grad is None else p.grad.unsqueeze(0) for p in group])  # fmt: skip

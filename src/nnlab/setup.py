@@ -24,6 +24,7 @@ from nnlab.data import describe
 from nnlab.data.loader import Data, prepare, steps_per_epoch
 from nnlab.diagnostics import hidden_activations, weight_layers
 from nnlab.errors import ConfigError
+from nnlab.optim import stack_of_one
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Experiment:
     activities: list = field(default_factory=list)  # hidden activations of the last training forward pass
     params: list = field(default_factory=list)  # the trainable parameters (listing them per step costs)
     weights: list = field(default_factory=list)  # the trainable layers' weights: L1 penalty, max-norm constraint
+    step: Any = None  # the step after the backward pass as a stack of one (optim.StackedUpdate); None: torch's own
     notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
 
 
@@ -166,6 +168,8 @@ def setup(cfg: DictConfig, cpu_share: Optional[int] = None) -> Experiment:
             m.register_forward_hook(keep)
     if trainer.compile:
         model = torch.compile(model)
+    regularization = OmegaConf.to_object(cfg.regularization)
+    weights = [m.weight for _, m in weight_layers(model) if m.weight.requires_grad]
     return Experiment(
         model=model,
         loss_fn=loss_fn,
@@ -174,7 +178,7 @@ def setup(cfg: DictConfig, cpu_share: Optional[int] = None) -> Experiment:
         data=data,
         device=device,
         trainer=trainer,
-        regularization=OmegaConf.to_object(cfg.regularization),
+        regularization=regularization,
         early_stopping=OmegaConf.to_object(cfg.early_stopping),
         diagnostics=OmegaConf.to_object(cfg.diagnostics),
         alarms=OmegaConf.to_object(cfg.alarms),
@@ -185,7 +189,8 @@ def setup(cfg: DictConfig, cpu_share: Optional[int] = None) -> Experiment:
         config=OmegaConf.to_container(cfg, resolve=True),
         activities=activities,
         params=[p for p in model.parameters() if p.requires_grad],
-        weights=[m.weight for _, m in weight_layers(model) if m.weight.requires_grad],
+        weights=weights,
+        step=None if trainer.precision == "fp16" else stack_of_one(optimizer, weights, regularization),  # fp16: the scaler's step
         notes=notes,
     )
 

@@ -55,7 +55,14 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler):
 
 def update(exp: Experiment, scaler) -> torch.Tensor:
     """The step after the backward pass: clip, measure, step, constrain, schedule. Returns the global
-    gradient norm (before clipping), on the device. (Batched sweeps call it per member: launcher.py.)"""
+    gradient norm (before clipping), on the device. A run alone steps as a stack of one (exp.step, the
+    arithmetic of every member of a stack: optim.StackedUpdate); with fp16 scaling, several parameter
+    groups or an optimizer that has no stacked form, torch's own step."""
+    if exp.step is not None:
+        norm = exp.step()[0]
+        if not per_epoch(exp.scheduler):
+            exp.scheduler.step()
+        return norm
     reg = exp.regularization
     scaler.unscale_(exp.optimizer)  # clip and measure true gradients, not scaled ones
     if reg.clip_grad_value is not None:

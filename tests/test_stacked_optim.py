@@ -1,0 +1,106 @@
+"""Stacked optimizers (nnlab/optim.py): every optimizer of conf/optimizer/ as one update over [K, ...]
+parameters with per-member settings, against K separate torch.optim runs fed the same gradients: 200
+steps with a schedule halving the rates, a member stopped half-way, and a member's state resumed alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nnlab.optim import StackedOptimizer, Yogi, stacked_form
+
+O = torch.optim
+CASES = {  # each member with settings of its own
+    "sgd": (O.SGD, [dict(lr=0.1), dict(lr=0.05, weight_decay=0.01), dict(lr=0.2)]),
+    "momentum": (O.SGD, [dict(lr=0.05, momentum=0.9), dict(lr=0.01, momentum=0.5, dampening=0.1, weight_decay=1e-3),
+                         dict(lr=0.1, momentum=0.99)]),
+    "nesterov": (O.SGD, [dict(lr=0.05, momentum=0.9, nesterov=True), dict(lr=0.02, momentum=0.5, nesterov=True, weight_decay=0.01),
+                         dict(lr=0.1, momentum=0.7, nesterov=True)]),
+    "adagrad": (O.Adagrad, [dict(lr=0.05), dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, eps=1e-8, weight_decay=1e-3),
+                            dict(lr=0.02, eps=1e-6)]),
+    "rmsprop": (O.RMSprop, [dict(lr=1e-3), dict(lr=1e-2, alpha=0.9, eps=1e-6, weight_decay=1e-3), dict(lr=3e-3, alpha=0.5)]),
+    "rmsprop_momentum_centered": (O.RMSprop, [dict(lr=1e-3, momentum=0.9, centered=True),
+                                              dict(lr=1e-2, momentum=0.5, centered=True, alpha=0.95, weight_decay=1e-3),
+                                              dict(lr=3e-3, momentum=0.1, centered=True)]),
+    "adadelta": (O.Adadelta, [dict(lr=1.0), dict(lr=0.5, rho=0.95, eps=1e-5, weight_decay=1e-3), dict(lr=2.0, rho=0.5)]),
+    "adam": (O.Adam, [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=1e-3), dict(lr=3e-3, betas=(0.5, 0.9))]),
+    "adamw": (O.AdamW, [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1), dict(lr=3e-3, weight_decay=0.0)]),
+    "nadam": (O.NAdam, [dict(lr=2e-3), dict(lr=1e-2, betas=(0.85, 0.995), momentum_decay=0.01, weight_decay=1e-3),
+                        dict(lr=5e-3, momentum_decay=0.0)]),
+    "yogi": (Yogi, [dict(lr=1e-2), dict(lr=5e-3, betas=(0.8, 0.99), eps=1e-4, initial_accumulator=1e-3, weight_decay=1e-3),
+                    dict(lr=2e-2, betas=(0.5, 0.9))]),
+}  # fmt: skip
+SHAPES = [(5, 3), (5,), (2, 5)]
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    """Within 1e-5 relative of the larger magnitude (1e-7 absolute for values near zero)."""
+    err = (a - b).abs().max().item()
+    scale = max(a.abs().max().item(), b.abs().max().item())
+    assert err <= 1e-5 * scale + 1e-7, f"{what}: max difference {err:.3g} at scale {scale:.3g}"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_stacked_optimizer_follows_torch_optim_member_by_member(name):
+    cls, settings = CASES[name]
+    K, steps, stop_member, stop_at = len(settings), 200, 1, 120
+    g = torch.Generator().manual_seed(0)
+    start = [[torch.randn(s, generator=g) for s in SHAPES] for _ in range(K)]
+    grads = [[[torch.randn(s, generator=g) for s in SHAPES] for _ in range(K)] for _ in range(steps)]
+    # the reference: K torch.optim runs, each on its own tensors
+    ref = [[p.clone().requires_grad_() for p in start[k]] for k in range(K)]
+    ref_opt = [cls(ref[k], **settings[k]) for k in range(K)]
+    # the stack: [K, ...] tensors; each member's optimizer over its views (for its settings, rates and state)
+    stacked = [torch.stack([start[k][i] for k in range(K)]).requires_grad_() for i in range(len(SHAPES))]
+    views = [[stacked[i].detach()[k] for i in range(len(SHAPES))] for k in range(K)]
+    members = [cls([torch.nn.Parameter(v) for v in views[k]], **settings[k]) for k in range(K)]
+    member_params = [m.param_groups[0]["params"] for m in members]
+    for k in range(K):
+        for p, v in zip(member_params[k], views[k]):
+            p.data = v
+    assert stacked_form(members) is None
+    opt = StackedOptimizer(members, stacked, member_params)
+    active = torch.ones(K, dtype=torch.bool)
+    for t in range(steps):
+        if t and t % 50 == 0:  # a schedule: every member's rate halves
+            for o in (*ref_opt, *members):
+                o.param_groups[0]["lr"] *= 0.5
+        if t == stop_at:
+            active[stop_member] = False
+        for k in range(K):
+            if active[k]:
+                for p, gr in zip(ref[k], grads[t][k]):
+                    p.grad = gr.clone()
+                ref_opt[k].step()
+        for i, p in enumerate(stacked):
+            p.grad = torch.stack([grads[t][k][i] for k in range(K)])
+        opt.step(active=active)
+    for k in range(K):
+        for i in range(len(SHAPES)):
+            _close(stacked[i].detach()[k], ref[k][i].detach(), f"{name} member {k} parameter {i}")
+        theirs, ours = ref_opt[k].state_dict()["state"], members[k].state_dict()["state"]
+        assert theirs.keys() == ours.keys()
+        for i in theirs:
+            assert theirs[i].keys() == ours[i].keys(), (name, theirs[i].keys(), ours[i].keys())
+            for key in theirs[i]:
+                _close(torch.as_tensor(ours[i][key]).float(), torch.as_tensor(theirs[i][key]).float(), f"{name} state {key}")
+    # a member's state is a torch.optim state: it resumes alone, in torch's own optimizer
+    k = 0
+    alone = [stacked[i].detach()[k].clone().requires_grad_() for i in range(len(SHAPES))]
+    resumed = cls(alone, **settings[k])
+    resumed.load_state_dict(members[k].state_dict())
+    for _ in range(10):
+        gr = [torch.randn(s, generator=g) for s in SHAPES]
+        for p, q, x in zip(alone, ref[k], gr):
+            p.grad, q.grad = x.clone(), x.clone()
+        resumed.step()
+        ref_opt[k].step()
+    for p, q in zip(alone, ref[k]):
+        _close(p.detach(), q.detach(), f"{name} resumed alone")
+
+
+def test_what_has_no_stacked_form_says_why():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    assert "has no stacked form" in stacked_form([O.LBFGS(p)])
+    assert "amsgrad" in stacked_form([O.Adam(p, amsgrad=True)])
+    assert "nesterov differs" in stacked_form([O.SGD(p, lr=0.1, momentum=0.9, nesterov=True), O.SGD(p, lr=0.1, momentum=0.9)])
