@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: train test bench bench-diagnostics clean
+.PHONY: train test test-all bench bench-diagnostics clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 train: $(STAMP)  ## train with the default config; extra overrides: make train ARGS="activation=elu"
 	$(BIN)/nnlab train $(ARGS)
 
-test: $(STAMP)   ## the whole test suite
+test: $(STAMP)   ## the quick suite (no test marked slow): under 10 minutes on 2 cores
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)   ## the full suite: the quick one and the long experiment, kill and equivalence tests (CI runs this)
 	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## nnlab against the tutorial and bare loops, start-up, sweeps: make bench ARGS="--only mlp"

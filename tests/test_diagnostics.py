@@ -104,6 +104,7 @@ def test_lr_find_suggests_a_rate_inside_its_range_on_mnist(tmp_path, mnist_root)
     assert "lr_find/smoothed_loss" in events(tmp_path / "lr").Tags()["scalars"]
 
 
+@pytest.mark.slow
 def test_lr_find_works_with_any_optimizer_and_model(tmp_path):
     for opt in ("adam", "rmsprop", "momentum"):
         out = nnlab("lr-find", f"optimizer={opt}", "lr_find.steps=30", f"hydra.run.dir={tmp_path / opt}", cwd=tmp_path)

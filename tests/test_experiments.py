@@ -10,6 +10,8 @@ import pytest
 
 from conftest import nnlab
 
+pytestmark = pytest.mark.slow  # the lecture experiments, shortened: make test-all (CI) runs them
+
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "src/nnlab/conf/experiment").glob("*.yaml"))
 
 

@@ -29,6 +29,7 @@ def test_an_output_folder_that_cannot_be_created_is_refused_before_any_work(tmp_
     assert blocker.read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):
     """A file-size limit below the checkpoint's size makes the write fail part-way, as a full disk does."""
     wide = [*TINY, "model.hidden=[256,256]"]  # about 0.8 MB of weights and Adam state
@@ -99,6 +100,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
         first.wait()
 
 
+@pytest.mark.slow
 def test_a_refused_or_impossible_resume_changes_nothing(tmp_path):
     run, _ = train(tmp_path, *TINY)
     before = _snapshot(run)

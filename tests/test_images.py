@@ -3,12 +3,14 @@ on a tiny set written in the official cifar-10-batches-py format."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from conftest import events, nnlab, summary, train
 from nnlab.data import images
 
 
+@pytest.mark.slow
 def test_mnist_mlp_reaches_97_percent(tmp_path, mnist_root):
     run, _ = train(tmp_path, "data=mnist", f"data.source.root={mnist_root}", "model.hidden=[256,128]",
                    "trainer.epochs=4", "trainer.batch_size=128", "schedule=cosine", "trainer.progress=false")  # fmt: skip

@@ -51,6 +51,7 @@ def sweep_of(tmp_path, grid: dict, common: list[str], *extra: str):
     return sweep, out
 
 
+@pytest.mark.slow
 def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone(tmp_path):
     """Measured: bit for bit (0 difference) on this CPU: the stack's batched products equal the single ones."""
     grid = {"trainer.seed": ["0", "1"], "optimizer.lr": ["0.003", "30"], "model.dropout": ["0.0", "0.3"],
@@ -66,9 +67,10 @@ def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone
 
 
 @pytest.mark.parametrize("optimizer, extra", [
-    ("sgd", ["optimizer.lr=0.1,0.05"]), ("momentum", ["optimizer.momentum=0.5,0.9"]), ("nesterov", ["optimizer.lr=0.1,0.01"]),
-    ("adam", ["optimizer.betas=[0.9,0.999],[0.5,0.9]"]), ("adamw", ["optimizer.weight_decay=0.01,0.1"]),
-    ("rmsprop", ["optimizer.alpha=0.9,0.99"]), ("yogi", ["optimizer.lr=0.01,0.003"]),
+    ("sgd", ["optimizer.lr=0.1,0.05"]), pytest.param("momentum", ["optimizer.momentum=0.5,0.9"], marks=pytest.mark.slow),
+    pytest.param("nesterov", ["optimizer.lr=0.1,0.01"], marks=pytest.mark.slow), ("adam", ["optimizer.betas=[0.9,0.999],[0.5,0.9]"]),
+    pytest.param("adamw", ["optimizer.weight_decay=0.01,0.1"], marks=pytest.mark.slow),
+    pytest.param("rmsprop", ["optimizer.alpha=0.9,0.99"], marks=pytest.mark.slow), pytest.param("yogi", ["optimizer.lr=0.01,0.003"], marks=pytest.mark.slow),
 ])  # fmt: skip
 def test_every_optimizer_and_its_settings_per_member(tmp_path, optimizer, extra):
     grid = {k: v.split(",") if not v.startswith("[") else v.replace("],[", "]|[").split("|")
@@ -82,6 +84,7 @@ def test_every_optimizer_and_its_settings_per_member(tmp_path, optimizer, extra)
     same_as_alone(tmp_path, sweep, grid, [*common, *[e for e in extra if e.split("=")[0] not in grid]])
 
 
+@pytest.mark.slow
 def test_mnist_members_match_and_their_checkpoints_serve_resume_transfer_and_ensembles(tmp_path, mnist_root):
     grid = {"trainer.seed": ["0", "1", "2"]}
     common = ["data=mnist", f"data.source.root={mnist_root}", "data.subset=512", "model.hidden=[64,32]",
@@ -118,6 +121,7 @@ def test_what_cannot_stack_runs_alone_and_says_why(tmp_path):
     assert summary(tmp_path / "selu" / "trainer.seed=1")["metrics"] == summary(tmp_path / "alone")["metrics"]
 
 
+@pytest.mark.slow
 def test_a_killed_batched_sweep_resumes_to_the_uninterrupted_sweeps_numbers(tmp_path):
     common = [*SHORT, "trainer.epochs=8", "trainer.checkpoint_every=5", "model.dropout=0.2"]
     seeds = "trainer.seed=0,1,2,3"

@@ -142,6 +142,7 @@ def test_any_invalid_value_is_a_one_paragraph_config_error(overrides):
     assert message and "\n" not in message and "Traceback" not in message, message
 
 
+@pytest.mark.slow
 @settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(invalid_override())
 def test_an_invalid_value_in_a_sweep_is_the_same_error(overrides):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from conftest import nnlab, summary, train
@@ -94,6 +95,7 @@ def test_resume_refuses_another_config_and_auto_starts_fresh(tmp_path):
     assert summary(fresh)["status"] == "ok" and summary(fresh)["epochs_run"] == 1
 
 
+@pytest.mark.slow
 def test_sigkill_a_pretrained_regression_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     """The regression sums (per target, kept mid-epoch) and the pretraining stages survive a kill."""
     reg = ["data=sine", "loss=huber", "data.source.n_train=1500", "trainer.epochs=4", "trainer.progress=false",
@@ -113,6 +115,7 @@ def test_sigkill_a_pretrained_regression_run_then_resume_equals_an_uninterrupted
     assert rows_without_timing(run) == rows_without_timing(ref)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_including_saves_then_resume_is_exact(tmp_path):
     """Fault injection: a seeded sequence of SIGKILLs at random moments of one run (a checkpoint every
     step, so that many land inside a save), a torn last metrics line as a full disk leaves one, and a

@@ -166,6 +166,7 @@ def test_commands_started_in_the_same_second_get_folders_of_their_own(tmp_path):
     assert len(runs) == 3 and all(summary(r)["status"] == "ok" for r in runs)
 
 
+@pytest.mark.slow
 def test_a_finished_run_or_sweep_is_never_replaced_silently(finished, tmp_path):
     runs = _copy(finished, tmp_path, "a")
     before = (runs / "a" / "checkpoints" / "last.pt").read_bytes()

@@ -35,6 +35,7 @@ def test_fine_stage_uses_tpe(tmp_path):
     assert "TPESampler" in out.stdout + out.stderr and len(summaries(tmp_path)) == 2
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
     out = nnlab("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "activation=relu,tanh", *TINY,
                 f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)  # fmt: skip
@@ -47,6 +48,7 @@ def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
     assert all(r["torch_threads"] == max(1, cores // 2) for r in runs.values())  # the jobs share the cores
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher(tmp_path):
     out = nnlab("train", "-m", "hydra/launcher=submitit_local", "activation=relu,tanh", *TINY,
                 f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)  # fmt: skip

@@ -19,6 +19,7 @@ def test_fp16_needs_cuda(tmp_path):
     assert out.returncode == 2 and "fp16 autocast needs a CUDA device" in out.stderr
 
 
+@pytest.mark.slow
 def test_torch_compile(tmp_path):
     run, _ = train(tmp_path, *TINY, "trainer.compile=true", "trainer.epochs=1")
     state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
@@ -46,6 +47,7 @@ def test_early_stopping_stops_and_keeps_the_best(tmp_path):
     assert s["stopped_early"] and s["epochs_run"] == 3 and s["best_epoch"] == 1
 
 
+@pytest.mark.slow
 def test_regularizers_change_the_run(tmp_path):
     base, _ = train(tmp_path, *TINY, run_dir="base")
     for knob in ("regularization.l1=0.01", "regularization.input_noise=0.3", "regularization.clip_grad_value=0.01",

@@ -179,8 +179,11 @@ class StackedOptimizer:
     parameter tensors, never over the members; the arithmetic is torch's own single-tensor one, member by
     member. The learning rates are read from the members' param groups at each step (their schedules set
     them). The state lives in stacked tensors, and each member's optimizer holds views of its slices, so
-    its state_dict() is a torch.optim state that resumes alone. `active` ([K] bools) freezes the members
-    that have stopped: neither their weights nor their state move."""
+    its state_dict() is a torch.optim state that resumes alone (the step-dependent coefficients come from
+    one count per member: its tensors step together). `active` ([K] bools) freezes the members that have stopped: neither
+    their weights nor their state move."""
+
+    COUNTED = ("Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam", "Yogi")  # torch keeps a "step" in their state
 
     def __init__(self, optimizers: list[Optimizer], stacked: list[torch.Tensor], members: list[list[torch.Tensor]]):
         self.optimizers, self.params, self.members = optimizers, stacked, members  # members[k][i]: member k's view of stacked[i]
@@ -192,174 +195,184 @@ class StackedOptimizer:
             if key == "betas":
                 self.settings["beta1"] = torch.tensor([g["betas"][0] for g in groups], dtype=torch.float64, device=device)
                 self.settings["beta2"] = torch.tensor([g["betas"][1] for g in groups], dtype=torch.float64, device=device)
-            elif key in groups[0] and not isinstance(groups[0][key], bool):
+            elif key != "lr" and key in groups[0] and not isinstance(groups[0][key], bool):  # (the rates: at every step)
                 self.settings[key] = torch.tensor([float(g[key]) for g in groups], dtype=torch.float64, device=device)
         self.flags = {k: bool(groups[0].get(k)) for k in ("nesterov", "centered", "decoupled_weight_decay")}
         self.flags["momentum"] = self.kind in ("SGD", "RMSprop") and bool(groups[0]["momentum"] > 0)
+        wd = self.settings.get("weight_decay")
+        self.decay = None if wd is None or not bool((wd != 0).any()) else (
+            "decoupled" if self.kind == "AdamW" or self.flags["decoupled_weight_decay"] else "l2")  # fmt: skip
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in stacked]
+        self.count: Optional[torch.Tensor] = None  # the members' step counts [K] (float32, as torch keeps them)
+        self._constant: dict[tuple, torch.Tensor] = {}  # (name, ndim, dtype) -> a setting shaped [K, 1, ...]
+        self._now: dict[tuple, torch.Tensor] = {}  # the same for this step's coefficients
 
-    def _shape(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """[K] settings as [K, 1, ...] in the parameter's dtype, to broadcast against it."""
-        return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+    def _c(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """A setting or this step's coefficient, [K] shaped [K, 1, ...] in `like`'s dtype (made once)."""
+        key = (name, like.dim(), like.dtype)
+        cache = self._constant if name in self.settings else self._now
+        if key not in cache:
+            values = self.settings[name] if name in self.settings else self._coef[name]
+            cache[key] = values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+        return cache[key]
 
     @torch.no_grad()
     def step(self, grads: Optional[list] = None, active: Optional[torch.Tensor] = None) -> None:
         """One update of every member: `grads` aligned with the stacked parameters (default: their .grad)."""
-        lr = torch.tensor([o.param_groups[0]["lr"] for o in self.optimizers], dtype=torch.float64, device=self.params[0].device)
+        device = self.params[0].device
+        lr = torch.tensor([o.param_groups[0]["lr"] for o in self.optimizers], dtype=torch.float64, device=device)
         frozen = None if active is None or bool(active.all()) else ~active
         grads = [p.grad for p in self.params] if grads is None else grads
+        if not self.state[0] and not any(self.state):
+            self._adopt()
+        increment = 1 if frozen is None else active.to(torch.float32)
+        if self.kind in self.COUNTED:
+            if self.count is None:
+                self.count = torch.zeros(len(self.optimizers), dtype=torch.float32, device=device)
+            self.count += increment
+        self._coef, self._now = self._coefficients(lr), {}
         for i, p in enumerate(self.params):
             if grads[i] is None:
                 continue
-            if not self.state[i]:
-                self._adopt(i)
             fresh, state = not self.state[i], self.state[i]
-            kept = None if frozen is None else (p[frozen].clone(), {k: v[frozen].clone() for k, v in state.items()})
-            getattr(self, f"_{self.kind.lower()}")(p, grads[i], state, lr)
+            kept = None if frozen is None else (p[frozen].clone(), {k: v[frozen].clone() for k, v in state.items() if k != "step"})
+            g = grads[i] if self.decay != "l2" else grads[i] + self._c("weight_decay", p) * p
+            if self.decay == "decoupled":
+                p.mul_(self._c("decoupled", p))
+            getattr(self, f"_{self.kind.lower()}")(p, g, state)
+            if "step" in state:  # each tensor's own count, as torch keeps it
+                state["step"] += increment
             if kept is not None:  # stopped members: their weights and state as they were
                 p[frozen] = kept[0]
                 for k, v in kept[1].items():
                     state[k][frozen] = v
             if fresh and state:
+                if self.count is not None:
+                    state["step"] = self.count.clone()
                 self._share(i)
         for o in self.optimizers:  # what torch's own step() records for its schedulers: they step after it
             o._opt_called = True
 
-    def _adopt(self, i: int) -> None:
-        """The members' own states for parameter i (a checkpoint loaded into their optimizers), stacked."""
-        states = [o.state.get(self.members[k][i]) for k, o in enumerate(self.optimizers)]
-        if all(states) and len({tuple(s) for s in states}) == 1:
-            device = self.params[i].device
-            self.state[i] = {key: torch.stack([torch.as_tensor(s[key], device=device) for s in states]) for key in states[0]}
-            self._share(i)
+    def _coefficients(self, lr: torch.Tensor) -> dict[str, torch.Tensor]:
+        """This step's [K] coefficients (float64, from the rates and the step counts), as torch computes them."""
+        c: dict[str, torch.Tensor] = {"lr": lr}
+        s = self.settings
+        if self.decay == "decoupled":
+            c["decoupled"] = 1 - lr * s["weight_decay"]
+        step = None if self.count is None else self.count.to(torch.float64)
+        if self.kind == "Adagrad":
+            c["clr"] = lr / (1 + (step - 1) * s["lr_decay"])
+        elif self.kind in ("Adam", "AdamW"):
+            c["step_size"] = lr / (1 - s["beta1"] ** step)
+            c["bias2_sqrt"] = (1 - s["beta2"] ** step).sqrt()
+        elif self.kind == "NAdam":
+            c["mu"] = s["beta1"] * (1.0 - 0.5 * 0.96 ** (step * s["momentum_decay"]))
+            c["mu_next"] = s["beta1"] * (1.0 - 0.5 * 0.96 ** ((step + 1) * s["momentum_decay"]))
+            c["bias2"] = 1 - s["beta2"] ** step
+        for name in ("beta1", "beta2", "alpha", "rho", "dampening"):
+            if name in s:
+                c[f"1-{name}"] = 1 - s[name]
+        return c
+
+    def _adopt(self) -> None:
+        """The members' own states (a checkpoint loaded into their optimizers), stacked: the run resumes."""
+        for i in range(len(self.params)):
+            states = [o.state.get(self.members[k][i]) for k, o in enumerate(self.optimizers)]
+            if all(states) and len({tuple(s) for s in states}) == 1:
+                device = self.params[i].device
+                self.state[i] = {key: torch.stack([torch.as_tensor(s[key], device=device) for s in states]) for key in states[0]}
+                if "step" in self.state[i]:
+                    self.state[i]["step"] = self.state[i]["step"].to(torch.float32)
+                    self.count = self.state[i]["step"].clone()
+                self._share(i)
 
     def _share(self, i: int) -> None:
         """Member k's optimizer state for its view of parameter i: views of the stacked state's slices."""
         for k, opt in enumerate(self.optimizers):
             opt.state[self.members[k][i]] = {name: value[k] for name, value in self.state[i].items()}
 
-    def _setting(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        return self._shape(self.settings[name], like)
-
-    def _decay(self, p, g, lr):
-        """L2 weight decay added to the gradient (torch's weight_decay), or decoupled (AdamW)."""
-        wd = self.settings.get("weight_decay")
-        if wd is None or not bool((wd != 0).any()):
-            return g
-        if self.kind == "AdamW" or self.flags["decoupled_weight_decay"]:
-            p.mul_(1 - self._shape(lr * wd, p))
-            return g
-        return g + self._setting("weight_decay", p) * p
-
-    def _count(self, state, p) -> torch.Tensor:
-        if "step" not in state:
-            state["step"] = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
-        state["step"] += 1
-        return state["step"].to(torch.float64)
-
-    def _sgd(self, p, g, state, lr):
-        g = self._decay(p, g, lr)
+    def _sgd(self, p, g, state):
         if self.flags["momentum"]:
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = state["momentum_buffer"] = g.clone()
             else:
-                buf.mul_(self._setting("momentum", p)).add_(g * (1 - self._setting("dampening", p)))
-            g = g + self._setting("momentum", p) * buf if self.flags["nesterov"] else buf
-        p.sub_(self._shape(lr, p) * g)
+                buf.mul_(self._c("momentum", p)).add_(g * (1 - self._c("dampening", p)))
+            g = g + self._c("momentum", p) * buf if self.flags["nesterov"] else buf
+        p.sub_(self._c("lr", p) * g)
 
-    def _adagrad(self, p, g, state, lr):
+    def _adagrad(self, p, g, state):
         if "sum" not in state:
-            state["sum"] = torch.ones_like(p) * self._setting("initial_accumulator_value", p)
-        step = self._count(state, p)
-        g = self._decay(p, g, lr)
-        clr = lr / (1 + (step - 1) * self.settings["lr_decay"])
+            state["sum"] = torch.ones_like(p) * self._c("initial_accumulator_value", p)
         state["sum"].addcmul_(g, g, value=1)
-        std = state["sum"].sqrt().add_(self._setting("eps", p))
-        p.sub_(self._shape(clr, p) * g / std)
+        p.sub_(self._c("clr", p) * g / state["sum"].sqrt().add_(self._c("eps", p)))
 
-    def _rmsprop(self, p, g, state, lr):
+    def _rmsprop(self, p, g, state):
         if "square_avg" not in state:
             state["square_avg"] = torch.zeros_like(p)
             if self.flags["momentum"]:
                 state["momentum_buffer"] = torch.zeros_like(p)
             if self.flags["centered"]:
                 state["grad_avg"] = torch.zeros_like(p)
-        self._count(state, p)
-        g = self._decay(p, g, lr)
-        alpha = self._setting("alpha", p)
         square_avg = state["square_avg"]
-        square_avg.mul_(alpha).add_((1 - alpha) * g * g)
+        square_avg.mul_(self._c("alpha", p)).add_(self._c("1-alpha", p) * g * g)
         if self.flags["centered"]:
             grad_avg = state["grad_avg"]
-            grad_avg.lerp_(g, 1 - alpha)
+            grad_avg.lerp_(g, self._c("1-alpha", p))
             avg = (square_avg - grad_avg * grad_avg).sqrt_()
         else:
             avg = square_avg.sqrt()
-        avg = avg.add_(self._setting("eps", p))
+        avg = avg.add_(self._c("eps", p))
         if self.flags["momentum"]:
             buf = state["momentum_buffer"]
-            buf.mul_(self._setting("momentum", p)).add_(g / avg)
-            p.sub_(self._shape(lr, p) * buf)
+            buf.mul_(self._c("momentum", p)).add_(g / avg)
+            p.sub_(self._c("lr", p) * buf)
         else:
-            p.sub_(self._shape(lr, p) * g / avg)
+            p.sub_(self._c("lr", p) * g / avg)
 
-    def _adadelta(self, p, g, state, lr):
+    def _adadelta(self, p, g, state):
         if "square_avg" not in state:
             state["square_avg"], state["acc_delta"] = torch.zeros_like(p), torch.zeros_like(p)
-        self._count(state, p)
-        g = self._decay(p, g, lr)
-        rho, eps = self._setting("rho", p), self._setting("eps", p)
-        state["square_avg"].mul_(rho).add_((1 - rho) * g * g)
+        rho, eps = self._c("rho", p), self._c("eps", p)
+        state["square_avg"].mul_(rho).add_(self._c("1-rho", p) * g * g)
         std = state["square_avg"].add(eps).sqrt_()
         delta = state["acc_delta"].add(eps).sqrt_().div_(std).mul_(g)
-        state["acc_delta"].mul_(rho).add_((1 - rho) * delta * delta)
-        p.sub_(self._shape(lr, p) * delta)
+        state["acc_delta"].mul_(rho).add_(self._c("1-rho", p) * delta * delta)
+        p.sub_(self._c("lr", p) * delta)
 
     def _moments(self, p, state, fill: float | torch.Tensor = 0.0):
         if "exp_avg" not in state:
             state["exp_avg"] = torch.zeros_like(p)
             state["exp_avg_sq"] = torch.zeros_like(p) + fill
 
-    def _adam(self, p, g, state, lr):
+    def _adam(self, p, g, state):
         self._moments(p, state)
-        step = self._count(state, p)
-        g = self._decay(p, g, lr)
-        beta1, beta2 = self.settings["beta1"], self.settings["beta2"]
-        state["exp_avg"].lerp_(g, self._shape(1 - beta1, p))
-        state["exp_avg_sq"].mul_(self._shape(beta2, p)).add_(self._shape(1 - beta2, p) * g * g)
-        step_size = lr / (1 - beta1**step)
-        denom = (state["exp_avg_sq"].sqrt() / self._shape((1 - beta2**step).sqrt(), p)).add_(self._setting("eps", p))
-        p.sub_(self._shape(step_size, p) * state["exp_avg"] / denom)
+        state["exp_avg"].lerp_(g, self._c("1-beta1", p))
+        state["exp_avg_sq"].mul_(self._c("beta2", p)).add_(self._c("1-beta2", p) * g * g)
+        denom = (state["exp_avg_sq"].sqrt() / self._c("bias2_sqrt", p)).add_(self._c("eps", p))
+        p.sub_(self._c("step_size", p) * state["exp_avg"] / denom)
 
     _adamw = _adam
 
-    def _nadam(self, p, g, state, lr):
+    def _nadam(self, p, g, state):
         self._moments(p, state)
         if "mu_product" not in state:
             state["mu_product"] = torch.ones(p.shape[0], dtype=torch.float32, device=p.device)
-        step = self._count(state, p)
-        g = self._decay(p, g, lr)
-        beta1, beta2, decay = self.settings["beta1"], self.settings["beta2"], self.settings["momentum_decay"]
-        mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * decay))
-        mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * decay))
-        state["mu_product"] *= mu.to(torch.float32)
-        product = state["mu_product"].to(torch.float64)
-        state["exp_avg"].lerp_(g, self._shape(1 - beta1, p))
-        state["exp_avg_sq"].mul_(self._shape(beta2, p)).add_(self._shape(1 - beta2, p) * g * g)
-        denom = (state["exp_avg_sq"] / self._shape(1 - beta2**step, p)).sqrt().add_(self._setting("eps", p))
-        p.sub_(self._shape(lr * (1.0 - mu) / (1.0 - product), p) * g / denom)
-        p.sub_(self._shape(lr * mu_next / (1.0 - product * mu_next), p) * state["exp_avg"] / denom)
+        state["mu_product"] *= self._coef["mu"].to(torch.float32)
+        product, mu, mu_next = state["mu_product"].to(torch.float64), self._coef["mu"], self._coef["mu_next"]
+        state["exp_avg"].lerp_(g, self._c("1-beta1", p))
+        state["exp_avg_sq"].mul_(self._c("beta2", p)).add_(self._c("1-beta2", p) * g * g)
+        denom = (state["exp_avg_sq"] / self._c("bias2", p)).sqrt().add_(self._c("eps", p))
+        lr, shape = self._coef["lr"], (-1, *([1] * (p.dim() - 1)))
+        p.sub_((lr * (1.0 - mu) / (1.0 - product)).to(p.dtype).reshape(shape) * g / denom)
+        p.sub_((lr * mu_next / (1.0 - product * mu_next)).to(p.dtype).reshape(shape) * state["exp_avg"] / denom)
 
-    def _yogi(self, p, g, state, lr):
-        self._moments(p, state, self._setting("initial_accumulator", p))
-        self._count(state, p)
-        g = self._decay(p, g, lr)
-        beta1, beta2 = self.settings["beta1"], self.settings["beta2"]
+    def _yogi(self, p, g, state):
+        self._moments(p, state, self._c("initial_accumulator", p))
         g2 = g * g
-        state["exp_avg"].mul_(self._shape(beta1, p)).add_(self._shape(1 - beta1, p) * g)
-        state["exp_avg_sq"].sub_(self._shape(1 - beta2, p) * torch.sign(state["exp_avg_sq"] - g2) * g2)
-        p.sub_(self._shape(lr, p) * state["exp_avg"] / state["exp_avg_sq"].sqrt().add_(self._setting("eps", p)))
+        state["exp_avg"].mul_(self._c("beta1", p)).add_(self._c("1-beta1", p) * g)
+        state["exp_avg_sq"].sub_(self._c("1-beta2", p) * torch.sign(state["exp_avg_sq"] - g2) * g2)
+        p.sub_(self._c("lr", p) * state["exp_avg"] / state["exp_avg_sq"].sqrt().add_(self._c("eps", p)))
 
 
 class StackedUpdate:
