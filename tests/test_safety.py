@@ -5,7 +5,6 @@ leaves resumable."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil

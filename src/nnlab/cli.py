@@ -197,7 +197,7 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     Returns the arguments to run, and True where there is nothing to do (a finished run)."""
     from pathlib import Path
 
-    from nnlab import checkpoint, run_folder
+    from nnlab import checkpoint
     from nnlab.command_line import check_command_line
     from nnlab.errors import ConfigError
 
@@ -244,7 +244,7 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     done = checkpoint.finished(folder, cfg.trainer.epochs)
     if done is not None:
         from nnlab.console import console
-        from nnlab.train import finished_message
+        from nnlab.run_files import finished_message
 
         console.print(finished_message(folder, done), soft_wrap=True)
         return args, True
@@ -252,47 +252,12 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
 
 
 def _claim(folder: str, key: str, fresh: bool, cfg, multirun: bool, continuing: bool):
-    """Take the output folder for this process (run_folder.claim: created where missing, its lock held
-    until the process ends) and refuse, before Hydra writes anything, a folder that would mix or lose runs:
-    the working directory itself; one holding symbolic links; a finished or unfinished run (or, with -m,
-    an earlier sweep's runs) that this command does not continue (resume=) or replace (overwrite=true);
-    a sweep nested inside a single run. A default, time-stamped name that exists already (a command
-    started in the same second) becomes NAME_2. Refused: nothing of anyone's changes."""
+    """The output folder taken for this process before Hydra writes into it (run_folder.claim_output);
+    what it made and its lock are remembered for the clean-up."""
     global _MADE, _LOCK
-    from pathlib import Path
-
     from nnlab import run_folder
-    from nnlab.errors import ConfigError
 
-    import os
-
-    path = Path(folder)
-    here, where = Path.cwd(), Path(os.path.abspath(folder))
-    inside = not str(folder).strip() or where == here or where in here.parents
-    if inside and not multirun:  # (a sweep's runs go into folders of their own: a sweep may use the working directory)
-        raise ConfigError(f"{key}={folder!r} would put the run into "
-                          f"{'the working directory' if where == here else 'a folder above the working directory'} "
-                          f"itself, among your own files. Name a folder of its own, e.g. {key}=outputs/my_run.")  # fmt: skip
-    run_folder.refuse_links(path, sweep=multirun)
-    claimed, made, lock = run_folder.claim(path, fresh_name=fresh)
-    try:
-        what = run_folder.holds_run(claimed)
-        if multirun and what is not None:
-            raise ConfigError(f"{claimed} is a single run's folder ({what}): a sweep would nest its runs inside it. "
-                              f"Choose another folder with {key}=PATH.")  # fmt: skip
-        if not continuing and not cfg.overwrite:
-            n = run_folder.runs_under(claimed) if multirun else 0
-            if what is not None or n:
-                held = what if what is not None else f"{n} run{'s' if n > 1 else ''} of an earlier sweep"
-                again = "the same command with resume=auto (finished runs are kept, the others continue)" if multirun else f"resume={claimed}"
-                raise ConfigError(f"{claimed} holds {held}: nnlab does not replace it silently. To continue it: "
-                                  f"{again}; to start again: a new folder ({key}=PATH); to replace it: overwrite=true.")  # fmt: skip
-        if cfg.overwrite and not continuing:
-            run_folder.empty(claimed)
-    except BaseException:
-        lock.__exit__()
-        raise
-    _MADE, _LOCK = made, lock
+    claimed, _MADE, _LOCK = run_folder.claim_output(folder, key, fresh, cfg.overwrite, multirun, continuing)
     return claimed
 
 

@@ -11,8 +11,9 @@ from typing import NamedTuple, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nnlab.errors import ConfigError, unwritable
-from nnlab.validate import did_you_mean, resolve_target, validate
+from nnlab.errors import ConfigError, did_you_mean, unwritable
+from nnlab.targets import resolve_target
+from nnlab.validate import validate
 
 
 _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",

@@ -55,3 +55,11 @@ def _read_only(path) -> bool:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except OSError:
         return False
+
+
+def did_you_mean(word: str, choices: list[str], prefix: str = "") -> str:
+    """` Did you mean PREFIX+CLOSEST?` for a misspelt name, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" Did you mean {prefix}{close[0]}?" if close else ""

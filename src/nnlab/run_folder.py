@@ -38,7 +38,7 @@ class Lock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as e:
+        except OSError:
             if self.path.is_symlink():
                 raise ConfigError(link_message(self.path)) from None
             raise
@@ -284,3 +284,40 @@ def remove_made(folder: Optional[Path], keep_files: bool = True) -> None:
             if path.is_file() and path.stat().st_size > 0 and not ({*path.relative_to(folder).parts} & bookkeeping):
                 return
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def claim_output(folder: str, key: str, fresh: bool, overwrite: bool, multirun: bool, continuing: bool):
+    """Take a command's output folder (`key`: hydra.run.dir, or hydra.sweep.dir with -m) for this process
+    (claim(): created where missing, its lock held until the process ends) and refuse, before Hydra writes anything, a folder that would mix or lose runs:
+    the working directory itself; one holding symbolic links; a finished or unfinished run (or, with -m,
+    an earlier sweep's runs) that this command does not continue (resume=) or replace (overwrite=true);
+    a sweep nested inside a single run. A default, time-stamped name that exists already (a command
+    started in the same second) becomes NAME_2. Refused: nothing of anyone's changes. Returns (the folder,
+    the outermost folder this call created or None, the held Lock)."""
+    path = Path(folder)
+    here, where = Path.cwd(), Path(os.path.abspath(folder))
+    inside = not str(folder).strip() or where == here or where in here.parents
+    if inside and not multirun:  # (a sweep's runs go into folders of their own: a sweep may use the working directory)
+        raise ConfigError(f"{key}={folder!r} would put the run into "
+                          f"{'the working directory' if where == here else 'a folder above the working directory'} "
+                          f"itself, among your own files. Name a folder of its own, e.g. {key}=outputs/my_run.")  # fmt: skip
+    refuse_links(path, sweep=multirun)
+    claimed, made, lock = claim(path, fresh_name=fresh)
+    try:
+        what = holds_run(claimed)
+        if multirun and what is not None:
+            raise ConfigError(f"{claimed} is a single run's folder ({what}): a sweep would nest its runs inside it. "
+                              f"Choose another folder with {key}=PATH.")  # fmt: skip
+        if not continuing and not overwrite:
+            n = runs_under(claimed) if multirun else 0
+            if what is not None or n:
+                held = what if what is not None else f"{n} run{'s' if n > 1 else ''} of an earlier sweep"
+                again = "the same command with resume=auto (finished runs are kept, the others continue)" if multirun else f"resume={claimed}"
+                raise ConfigError(f"{claimed} holds {held}: nnlab does not replace it silently. To continue it: "
+                                  f"{again}; to start again: a new folder ({key}=PATH); to replace it: overwrite=true.")  # fmt: skip
+        if overwrite and not continuing:
+            empty(claimed)
+    except BaseException:
+        lock.__exit__()
+        raise
+    return claimed, made, lock

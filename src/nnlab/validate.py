@@ -1,43 +1,24 @@
 """validate(cfg): every problem of a composed config found before anything is built or loaded.
 
 The `_target_` groups (model, activation, init, optimizer, schedule, loss, data.source) are checked
-against an allowlist of modules and the signature of their target *without building anything* (keys,
-number types, Literal choices), then the numeric ranges (_RANGES) and the rules between keys. A config
+against the allowlist and the signature of their target *without building anything* (targets.py: keys,
+number types, Literal choices; no `_target_` anywhere else), then the numeric ranges (_RANGES) and the rules between keys. A config
 read from disk (a run's config.yaml, for `resume`, `nnlab ensemble`, `nnlab.load_run`) goes through the
 same checks: load_run_config().
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import inspect
 import math
 import os
-import typing
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from nnlab.config import (DEVICES, MONITORED, ON_FAILURE, PRECISIONS, PREPROCESS, PRETRAIN_METHODS, TRANSFER_MODES,
                           NNLabConfig)  # fmt: skip
-from nnlab.errors import ConfigError
-
-TARGET_PREFIXES = ("nnlab.", "torch.nn.", "torch.optim.")
-TARGET_GROUPS = ("model", "activation", "init", "optimizer", "schedule", "loss")
-# What each `_target_` may name: (module prefixes the object must be defined under, the class it must be,
-# if a class). Nothing else is ever instantiated, and no `_target_` below these nodes at all.
-ALLOWED = {
-    "model": (("nnlab.nn.",), "torch.nn.Module"),
-    "activation": (("nnlab.nn.activations", "torch.nn.modules.activation", "torch.nn.modules.linear"), "torch.nn.Module"),
-    "init": (("nnlab.nn.init",), None),
-    "optimizer": (("torch.optim.", "nnlab.optim"), "torch.optim.Optimizer"),
-    "schedule": (("nnlab.optim",), None),
-    "loss": (("nnlab.nn.losses",), "torch.nn.Module"),
-    "data.source": (("nnlab.data.",), None),
-}
-HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
-
+from nnlab.errors import ConfigError, did_you_mean
+from nnlab.targets import TARGET_GROUPS, check_no_nested_targets, check_target, resolve_target
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first problem found in a composed config."""
@@ -46,14 +27,14 @@ def validate(cfg: DictConfig) -> None:
     except Exception as e:  # interpolation or missing value
         raise ConfigError(f"the config does not resolve: {_first_line(e)}") from None
     _check_known_keys(cfg)
-    _check_no_nested_targets(cfg)
+    check_no_nested_targets(cfg)
     _check_trainer(cfg.trainer)
     _check_data(cfg.data)
     _check_regularization(cfg.regularization, cfg.early_stopping)
     _check_diagnostics(cfg)
     for group in TARGET_GROUPS:
-        _check_target(group, cfg[group])
-    _check_target("data.source", cfg.data.source)
+        check_target(group, cfg[group])
+    check_target("data.source", cfg.data.source)
     _check_numbers(cfg)
     _check_limits(cfg)
     _check_transfer(cfg.transfer)
@@ -111,28 +92,6 @@ def _check_known_keys(cfg: DictConfig) -> None:
                 check(node[key], sub, f"{prefix}{key}.")
 
     check(cfg, NNLabConfig, "")
-
-
-def _check_no_nested_targets(cfg: DictConfig) -> None:
-    """Hydra's instantiation keys only where nnlab puts them (`optimizer._target_`, `optimizer._partial_`,
-    ...): a `_target_` or `_args_` anywhere else (under `optimizer.foreach`, inside a list) would make
-    instantiate() call whatever it names, so a config that holds one, typed or read from a file, is refused."""
-    allowed = {f"{g}.{k}" for g in ALLOWED for k in ("_target_", "_partial_")}
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                name = f"{path}.{key}" if path else str(key)
-                if str(key) in HYDRA_KEYS and name not in allowed:
-                    raise ConfigError(f"{name} is not allowed: nnlab instantiates only the `_target_` of its groups "
-                                      f"({', '.join(ALLOWED)}), never one nested below them or elsewhere, so that no "
-                                      "config (typed, or read from a run folder) can make it call other code.")  # fmt: skip
-                walk(value, name)
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                walk(value, f"{path}[{i}]")
-
-    walk(OmegaConf.to_container(cfg, resolve=False), "")
 
 
 def _fail(key: str, value: Any, why: str) -> None:
@@ -224,76 +183,6 @@ def _check_diagnostics(cfg: DictConfig) -> None:
         _fail("lr_find.explode_factor", f.explode_factor, "it must be above 1")
     for key, value in cfg.batch_size_find.items():
         _positive(f"batch_size_find.{key}", value)
-
-
-def resolve_target(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return None
-
-
-def _check_target(group: str, node: Any) -> None:
-    if not isinstance(node, DictConfig) or "_target_" not in node:
-        raise ConfigError(f"`{group}` must be a config node with a `_target_`; got {node!r}.")
-    target = node._target_
-    modules, base = ALLOWED[group]
-    if not isinstance(target, str) or not target.startswith(TARGET_PREFIXES):
-        _fail(f"{group}._target_", target, f"targets must start with one of {', '.join(TARGET_PREFIXES)}")
-    obj = resolve_target(target)
-    if obj is None:
-        _fail(f"{group}._target_", target, "no such class or function")
-    if not _allowed(obj, modules, base):
-        _fail(f"{group}._target_", target, f"a {group} must be a {'class' if base else 'function'} defined in "
-              f"{' or '.join(m.rstrip('.') for m in modules)}" + (f" (a subclass of {base})" if base else ""))
-    params = inspect.signature(obj).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    choices = _literal_choices(obj)
-    for key in node:
-        if str(key).startswith("_") and str(key).endswith("_"):
-            continue
-        if key not in params:
-            valid = [n for n, p in params.items() if p.kind is not p.VAR_POSITIONAL]
-            raise ConfigError(
-                f"{group}.{key} is not a setting of {target}.{did_you_mean(str(key), valid, group + '.')} "
-                f"Its settings are: {', '.join(valid)}."
-            )
-        default = params[key].default
-        value = node[key]
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            optional = any(word in str(params[key].annotation) for word in ("Optional", "None"))
-            if value is None and not optional:
-                _fail(f"{group}.{key}", value, "it must be a number (null is not allowed here)")
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                _fail(f"{group}.{key}", value, "it must be a number")
-        if isinstance(default, bool) and not isinstance(value, bool):
-            _fail(f"{group}.{key}", value, "it must be true or false")
-        if key in choices:
-            _choice(f"{group}.{key}", value, choices[key])
-
-
-def _allowed(obj: Any, modules: tuple[str, ...], base: Optional[str]) -> bool:
-    """Is `obj` a class (a subclass of `base`) or, where base is None, a function, defined (not merely
-    imported) in one of `modules`?"""
-    where = getattr(obj, "__module__", None) or ""
-    if not where.startswith(modules):
-        return False
-    if base is None:
-        return inspect.isfunction(obj)
-    module, _, name = base.rpartition(".")
-    return inspect.isclass(obj) and issubclass(obj, getattr(importlib.import_module(module), name))
-
-
-def _literal_choices(obj) -> dict[str, tuple]:
-    """{parameter: its choices} for the parameters of a class or function annotated Literal[...]: the
-    choices are declared once, in the signature (e.g. MLP's dropout_kind), and checked here."""
-    try:
-        hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
-    except Exception:  # a signature whose annotations do not resolve here (a torch class): no choices to check
-        return {}
-    return {k: typing.get_args(h) for k, h in hints.items() if typing.get_origin(h) is typing.Literal}
 
 
 def _zero_or_positive(name: str):
@@ -415,14 +304,21 @@ def _memory_bytes() -> int:
         return 2**50
 
 
+_BUILT: set[str] = set()  # optimizer settings that built once in this process
+
+
 def _check_optimizer_builds(node: DictConfig) -> None:
     """Build the optimizer on one throw-away parameter: torch's constructor checks its settings (nesterov
     needs momentum > 0 and no dampening, betas, eps, ...), and its complaint becomes one paragraph here."""
     import torch
     from hydra.utils import instantiate
 
+    key = repr(OmegaConf.to_container(node, resolve=True))
+    if key in _BUILT:  # a sweep over seeds checks the same optimizer once, not once per job
+        return
     try:
         instantiate(node)([torch.zeros(1, requires_grad=True)])
+        _BUILT.add(key)
     except Exception as e:  # noqa: BLE001  (whatever torch raises for a setting it rejects)
         settings = ", ".join(f"optimizer.{k}={v}" for k, v in node.items() if not str(k).startswith("_"))
         raise ConfigError(f"the optimizer {node._target_} cannot be built with {settings}: torch says "
@@ -495,10 +391,3 @@ def _check_pretrain(cfg: DictConfig) -> None:
               "hidden layer (model.hidden)")  # fmt: skip
     if cfg.transfer.init_from and cfg.transfer.mode != "none":
         _fail("pretrain.method", p.method, "transfer.init_from already gives the starting weights; pretrain or transfer, not both")
-
-
-
-
-def did_you_mean(word: str, choices: list[str], prefix: str = "") -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" Did you mean {prefix}{close[0]}?" if close else ""

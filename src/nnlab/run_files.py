@@ -1,0 +1,144 @@
+"""A run's files around the training loop: what it opens with (config.yaml, environment.json, the start
+banner, the metrics rows a resume keeps, TensorBoard's texts and layout) and what it closes with (the
+closing figures, curves.png, then summary.json, written last: a run killed while closing has none and
+resumes), plus what TensorBoard's HParams tab shows of it. train.py's run() and launcher.py call these.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nnlab import figures, run_folder
+from nnlab import metrics as task_metrics
+from nnlab.console import summary_table
+from nnlab.nn import eval_mode
+from nnlab.setup import Experiment, bare, model_summary
+from nnlab.tracking import Tracker, environment, flatten, has_events, write_summary
+
+
+GROUPS = ("data", "model", "activation", "init", "optimizer", "schedule", "loss", "experiment")  # config groups
+NOT_HPARAMS = ("hydra.", "resume", "overwrite", "trainer.progress", "sweep.", "hparams_search")  # tool settings, not the experiment's
+
+
+def hparams_of(config: dict) -> dict[str, Any]:
+    """What the HParams tab shows for a run: its config group choices, then the settings given on its
+    command line (for a sweep: the swept ones, the same keys for every run), with their values as the
+    run used them. Not the whole config: its hundred constant keys would bury what was compared."""
+    flat = flatten({k: v for k, v in config.items() if k not in ("choices", "overrides", "multirun")})
+    choices = config.get("choices", {})
+    out: dict[str, Any] = {g: str(choices[g]) for g in GROUPS if choices.get(g) not in (None, "None")}
+    for item in config.get("overrides", []):
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key in out or key.startswith(NOT_HPARAMS):
+            continue
+        value = flat.get(key, item.split("=", 1)[-1])
+        out[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out or {"seed": flat.get("trainer.seed", 0)}
+
+
+def finished_message(run_dir: Path, summary: dict) -> str:
+    n = summary.get("epochs_run")
+    return (f"{run_dir} has finished (status ok, {n} epochs{', stopped early' if summary.get('stopped_early') else ''}): "
+            f"nothing to resume, nothing changed. To train it longer: resume={run_dir} trainer.epochs={(n or 0) + 10}.")
+
+
+def close_run(run_dir: Path, exp: Experiment, summary: dict, table: bool = True) -> None:
+    """The run's curves, then summary.json (the mark of a finished run, written last), the closing table."""
+    figures.run_curves(run_dir, exp.data.kind)
+    write_summary(run_dir, summary)
+    if table:
+        summary_table(summary)
+
+
+def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], job: Optional[dict],
+             quiet: bool = False) -> Tracker:
+    """Write the run's config and environment, keep the rows a resume continues from, open its tracker;
+    say what starts (the banner: on the terminal unless `quiet`, in train.log always).
+    `job`: Hydra's record of it (its config group choices and its command-line overrides), if any."""
+    from nnlab.console import console
+
+    run_folder.write_file(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    run_folder.write_file(run_dir / "environment.json", json.dumps(environment(str(exp.device)), indent=2) + "\n")
+    lines = [*banner(run_dir, exp, state), *exp.notes]
+    if not quiet:
+        for line in lines:
+            console.print(line, soft_wrap=True, highlight=False)
+    if job:
+        exp.config["choices"] = dict(job.get("choices", {}))
+        exp.config["overrides"] = list(job.get("overrides", []))
+        exp.config["multirun"] = bool(job.get("multirun"))
+    rows, fresh = run_dir / "metrics.jsonl", state is None
+    if rows.exists():  # keyed by step: what was logged after the checkpoint (and any test row) comes again
+        run_folder.keep_rows(rows, lambda r: not fresh and _before(r, state))
+    purge = 0 if fresh and has_events(run_dir) else (state["step"] + 1 if state is not None else None)
+    tracker = Tracker(run_dir, purge_step=purge)
+    tracker.log("\n".join(lines))
+    if state is None:
+        tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
+        tracker.layout(task_metrics.score(exp.data.kind))
+        m = model_summary(exp.model)
+        tracker.text("model", f"```\n{bare(exp.model)}\n```\n\n{m['parameters']:,} parameters ({m['trainable']:,} trainable)")
+        for note in exp.notes:
+            tracker.text("notes", note)
+    return tracker
+
+
+def final_figures(exp: Experiment, run_dir: Path, tracker: Tracker, summary: dict) -> None:
+    """The closing pictures of the model the test set measured (the best checkpoint), in the run folder
+    and in TensorBoard: for 2-D points its decision boundary with axes (decision_boundary.png); for
+    images the confusion matrix on the test set (confusion_matrix.png, and in summary.json) and the first
+    25 misclassified test images with their true and predicted class (misclassified.png)."""
+    data, m = exp.data, summary["metrics"]
+    score = m.get("acc/test")
+    if score is None:
+        return
+    step, epoch = summary["steps"], summary.get("best_epoch")
+    if data.kind == "points" and data.in_shape[0] == 2:
+        image = figures.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y)
+        lo, hi = figures.plane_extent(data.train.x)
+        title = f"{run_dir.name}\nepoch {epoch}: acc/test {score:.3f}"
+        tracker.figure("decision_boundary_final", figures.boundary_figure,
+                       (image.permute(1, 2, 0).numpy(), (lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item()), title),
+                       step, "decision_boundary.png")  # fmt: skip
+    elif data.kind == "images":
+        test, size = data.test, exp.trainer.eval_batch_size
+        with torch.no_grad(), eval_mode(exp.model):
+            pred = torch.cat([exp.loss_fn.predict(exp.model(test.x[i : i + size])) for i in range(0, len(test), size)])
+        c = data.num_classes
+        matrix = torch.bincount(test.y * c + pred, minlength=c * c).reshape(c, c).cpu()
+        summary["confusion_matrix"] = matrix.tolist()
+        tracker.figure("confusion_matrix", figures.confusion_figure,
+                       (matrix.tolist(), f"test set, epoch {epoch}: acc/test {score:.3f}"), step, "confusion_matrix.png")  # fmt: skip
+        wrong = (pred != test.y).nonzero()[:25, 0]
+        images = (test.x[wrong] * data.std + data.mean).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        names = [f"true {t}, predicted {p}" for t, p in zip(test.y[wrong].tolist(), pred[wrong].tolist())]
+        tracker.figure("misclassified", figures.examples_figure,
+                       (images, names, f"misclassified test images ({int((pred != test.y).sum())} of {len(test)})"),
+                       step, "misclassified.png")  # fmt: skip
+
+
+def banner(run_dir: Path, exp: Experiment, state: Optional[dict]) -> list[str]:
+    """What starts: the run's folder, device and threads, the model's size, the data, how to watch it."""
+    d, m = exp.data, model_summary(exp.model)
+    what = "continues" if state is not None else "starts"
+    sizes = " / ".join(f"{len(s):,} {name}" for name, s in (("train", d.train), ("val", d.val), ("test", d.test)) if s is not None)
+    shape = "x".join(str(n) for n in d.in_shape)
+    return [f"run {what}: {run_dir}" + (f" (from step {state['step']})" if state is not None else ""),
+            f"  {exp.device.type} ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}), "
+            f"{m['class']} with {m['parameters']:,} parameters, data {sizes} (inputs {shape})",
+            f"  watch it: tensorboard --logdir {run_dir}"]  # fmt: skip
+
+
+def _before(row: dict, state: dict) -> bool:
+    """Was this metrics row written before the checkpoint `state` was saved? Rows of later steps were not;
+    nor test rows; nor, where the checkpoint was taken at an epoch's last step before that epoch ended
+    (checkpoint_every), the epoch-end row of that same step: the resumed run ends that epoch again."""
+    if row["step"] > state["step"] or any(k.endswith("/test") for k in row):
+        return False
+    mid_epoch = state["position"]["batch"] > 0
+    return not (mid_epoch and row["step"] == state["step"] and "loss/train" in row)
