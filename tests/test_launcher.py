@@ -84,6 +84,17 @@ def test_every_optimizer_and_its_settings_per_member(tmp_path, optimizer, extra)
     same_as_alone(tmp_path, sweep, grid, [*common, *[e for e in extra if e.split("=")[0] not in grid]])
 
 
+def test_members_whose_optimizers_differ_in_class_step_their_own_and_match_their_runs_alone(tmp_path):
+    """One stack, an optimizer step per member (SGD and Adagrad cannot share one stacked update): each member
+    steps its own stack of one over its views into the stack, and equals its run alone."""
+    grid = {"optimizer": ["sgd", "adagrad"]}
+    common = [*SHORT, "trainer.epochs=2", "regularization.clip_grad_norm=1.0"]
+    sweep, out = sweep_of(tmp_path, grid, common)
+    assert "2 runs as one stack" in out.stdout and "step one optimizer each (the members' optimizers differ in class" in out.stdout
+    summaries = same_as_alone(tmp_path, sweep, grid, common)
+    assert all(s["metrics"]["loss/train"] < 0.6 for s in summaries)  # both trained (a stale step would leave them at ln 2)
+
+
 @pytest.mark.slow
 def test_mnist_members_match_and_their_checkpoints_serve_resume_transfer_and_ensembles(tmp_path, mnist_root):
     grid = {"trainer.seed": ["0", "1", "2"]}

@@ -200,6 +200,11 @@ def _train_together(members: list[Member], label: str, painter) -> list[Optional
     for m in members:
         m.tracker.painter = painter
     stack = Stack([m.exp.model for m in members])
+    if not stack.problem:  # the members' parameters are views into the stack now: their own steps follow them
+        from nnlab.optim import stack_of_one
+
+        for m in members:
+            m.exp.step = None if m.exp.step is None else stack_of_one(m.exp.optimizer, m.exp.weights, m.exp.regularization)
     if stack.problem:
         from nnlab.console import warning
 
