@@ -108,7 +108,7 @@ class BatchedLauncher(Launcher):
         for i in stack:
             ret = self._run(configs[i], prepare)
             returns[i] = ret
-            value = ret._return_value if ret.status.name == "COMPLETED" else None
+            value = ret.return_value if ret.status == JobStatus.COMPLETED else None
             if isinstance(value, Member):
                 members.append((i, value))
         if members:
