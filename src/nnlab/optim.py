@@ -132,6 +132,11 @@ def per_epoch(scheduler) -> bool:
 # Stacked optimizers: one update for all the members of a stack (launcher.py)
 
 
+def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """[K] per-member values shaped [K, 1, ...] in `like`'s dtype, to broadcast against a stacked tensor."""
+    return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
 def _classes() -> tuple[type, ...]:
     """The optimizer classes with a stacked form."""
     o = torch.optim
@@ -152,7 +157,7 @@ _UNSTACKED_FLAGS = ("maximize", "foreach", "capturable", "differentiable", "fuse
 
 def stacked_form(optimizers: list[Optimizer]) -> Optional[str]:
     """Why these members' optimizers cannot step as one stacked update, or None when they can: the same
-    class (one of STACKED), one param group each, and settings that change only numbers, not the algorithm,
+    class (one of _classes()), one param group each, and settings that change only numbers, not the algorithm,
     where they differ (amsgrad, centered, nesterov and RMSprop's momentum on or off must agree)."""
     name = type(optimizers[0]).__name__
     if type(optimizers[0]) not in _classes():
@@ -206,14 +211,14 @@ class StackedOptimizer:
         self.count: Optional[torch.Tensor] = None  # the members' step counts [K] (float32, as torch keeps them)
         self._constant: dict[tuple, torch.Tensor] = {}  # (name, ndim, dtype) -> a setting shaped [K, 1, ...]
         self._now: dict[tuple, torch.Tensor] = {}  # the same for this step's coefficients
+        self._started = False  # the first step adopts the members' own states (a loaded checkpoint's)
 
     def _c(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """A setting or this step's coefficient, [K] shaped [K, 1, ...] in `like`'s dtype (made once)."""
         key = (name, like.dim(), like.dtype)
         cache = self._constant if name in self.settings else self._now
         if key not in cache:
-            values = self.settings[name] if name in self.settings else self._coef[name]
-            cache[key] = values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+            cache[key] = _per_member(self.settings[name] if name in self.settings else self._coef[name], like)
         return cache[key]
 
     @torch.no_grad()
@@ -223,8 +228,9 @@ class StackedOptimizer:
         lr = torch.tensor([o.param_groups[0]["lr"] for o in self.optimizers], dtype=torch.float64, device=device)
         frozen = None if active is None or bool(active.all()) else ~active
         grads = [p.grad for p in self.params] if grads is None else grads
-        if not self.state[0] and not any(self.state):
+        if not self._started:
             self._adopt()
+            self._started = True
         increment = 1 if frozen is None else active.to(torch.float32)
         if self.kind in self.COUNTED:
             if self.count is None:
@@ -363,9 +369,9 @@ class StackedOptimizer:
         state["exp_avg"].lerp_(g, self._c("1-beta1", p))
         state["exp_avg_sq"].mul_(self._c("beta2", p)).add_(self._c("1-beta2", p) * g * g)
         denom = (state["exp_avg_sq"] / self._c("bias2", p)).sqrt().add_(self._c("eps", p))
-        lr, shape = self._coef["lr"], (-1, *([1] * (p.dim() - 1)))
-        p.sub_((lr * (1.0 - mu) / (1.0 - product)).to(p.dtype).reshape(shape) * g / denom)
-        p.sub_((lr * mu_next / (1.0 - product * mu_next)).to(p.dtype).reshape(shape) * state["exp_avg"] / denom)
+        lr = self._coef["lr"]
+        p.sub_(_per_member(lr * (1.0 - mu) / (1.0 - product), p) * g / denom)
+        p.sub_(_per_member(lr * mu_next / (1.0 - product * mu_next), p) * state["exp_avg"] / denom)
 
     def _yogi(self, p, g, state):
         self._moments(p, state, self._c("initial_accumulator", p))
@@ -400,10 +406,6 @@ class StackedUpdate:
 
         self.clip_value, self.clip_norm, self.max_norm = per_member("clip_grad_value"), per_member("clip_grad_norm"), per_member("max_norm")
 
-    @staticmethod
-    def _shape(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
-
     @torch.no_grad()
     def __call__(self, active: Optional[torch.Tensor] = None) -> torch.Tensor:
         grads = self.grads()
@@ -411,7 +413,7 @@ class StackedUpdate:
         K = self.params[0].shape[0]
         if self.clip_value is not None:
             for g in present:
-                torch.clamp(g, -self._shape(self.clip_value, g), self._shape(self.clip_value, g), out=g)
+                torch.clamp(g, -_per_member(self.clip_value, g), _per_member(self.clip_value, g), out=g)
         if present:  # each member's global norm: its tensors' norms (as torch's clip_grad_norm_ takes them), then their norm
             norms = torch.stack(torch._foreach_norm([g[k] for g in present for k in range(K)])).reshape(len(present), K)
             total = norms[0] * norms[0]
@@ -423,13 +425,13 @@ class StackedUpdate:
         if self.clip_norm is not None:
             coef = torch.clamp(self.clip_norm / (norm + 1e-6), max=1.0)
             for g in present:
-                g.mul_(self._shape(coef, g))
+                g.mul_(_per_member(coef, g))
         self.optimizer.step(grads, active)
         if self.max_norm is not None:  # each unit's incoming weights (a row; a filter) back inside the ball
             for i in self.weights:
                 w = self.params[i]
                 rows = torch.linalg.vector_norm(w.flatten(2), dim=2).reshape(*w.shape[:2], *([1] * (w.dim() - 2)))
-                limit = self._shape(self.max_norm, rows)
+                limit = _per_member(self.max_norm, rows)
                 w.mul_(torch.where(rows > limit, limit / (rows + 1e-7), torch.ones_like(rows)))
         return norm
 
