@@ -138,20 +138,16 @@ VARIANTS = {"fp32": [], "bf16": ["trainer.precision=bf16"], "fp16": ["trainer.pr
 
 
 def nnlab_loop(kind: str, device: str, epochs: int, max_steps: int | None, variant: str = "fp32") -> list[float]:
-    """nnlab's own training loop (fit) with the default logging and diagnostics; the seconds of each
-    epoch's training pass as nnlab logs them (time/epoch_s; validation is timed apart)."""
-    from nnlab.tracking import Tracker
-    from nnlab.setup import setup
-    from nnlab.train import fit
+    """nnlab's own training loop (train.train) with the default logging and diagnostics; the seconds of
+    each epoch's training pass as nnlab logs them (time/epoch_s; validation is timed apart)."""
+    from nnlab.run_files import prepare
+    from nnlab.train import train
 
     extra = [f"data.subset={max_steps * 64}"] if max_steps else []
     cfg = compose(["data=mnist", *(MLP if kind == "mlp" else CNN), f"trainer.epochs={epochs}",
                    f"trainer.device={device}", "trainer.progress=false", *VARIANTS[variant], *extra])  # fmt: skip
-    exp = setup(cfg)
     with tempfile.TemporaryDirectory() as tmp:
-        tracker = Tracker(tmp)
-        fit(exp, Path(tmp), tracker)
-        tracker.close()
+        train([prepare(cfg, tmp, quiet=True)])
         rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     return [r["time/epoch_s"] for r in rows if "time/epoch_s" in r]
 

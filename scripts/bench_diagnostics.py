@@ -30,18 +30,15 @@ def overrides_for(data: str, epochs: int) -> list[str]:
 
 def timed_run(overrides: list[str]) -> float:
     from nnlab.command_line import compose
-    from nnlab.setup import setup
-    from nnlab.tracking import Tracker
-    from nnlab.train import fit
+    from nnlab.run_files import prepare
+    from nnlab.train import train
 
     cfg = compose(overrides)
-    exp = setup(cfg)
     with tempfile.TemporaryDirectory() as tmp:
-        tracker = Tracker(tmp)
+        member = prepare(cfg, tmp, quiet=True)
         start = time.perf_counter()
-        fit(exp, Path(tmp), tracker)
+        train([member])  # the loop and the run's closing (test, figures)
         elapsed = time.perf_counter() - start
-        tracker.close()
     return elapsed
 
 

@@ -26,23 +26,23 @@ def experiment(*overrides: str):
 
 
 def syncs_in_fit(run_dir: Path, n_train: int) -> tuple[int, int]:
-    """(host-device synchronisations torch reported during one epoch of `fit`, optimizer steps taken)."""
-    from nnlab.tracking import Tracker
-    from nnlab.train import fit
+    """(host-device synchronisations torch reported during one epoch of the loop (train.train, closing
+    included), optimizer steps taken)."""
+    from nnlab.command_line import compose
+    from nnlab.run_files import prepare
+    from nnlab.train import train
 
-    exp = experiment(f"data.source.n_train={n_train}", "data.source.n_test=64", "trainer.epochs=1",
-                     "trainer.batch_size=16", "trainer.log_every=50", "diagnostics.every=50")  # fmt: skip
-    run_dir.mkdir()
-    tracker = Tracker(run_dir)
+    cfg = compose([*CUDA, f"data.source.n_train={n_train}", "data.source.n_test=64", "trainer.epochs=1",
+                   "trainer.batch_size=16", "trainer.log_every=50", "diagnostics.every=50"])  # fmt: skip
+    member = prepare(cfg, run_dir, quiet=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            fit(exp, run_dir, tracker)
+            train([member])
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    tracker.close()
-    return sum("synchroniz" in str(w.message) for w in caught), exp.steps_per_epoch
+    return sum("synchroniz" in str(w.message) for w in caught), member.exp.steps_per_epoch
 
 
 def test_data_and_model_live_on_the_gpu():

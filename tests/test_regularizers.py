@@ -9,6 +9,7 @@ from torch import nn
 from conftest import TINY, metrics, summary, train
 from nnlab.command_line import compose
 from nnlab.validate import validate
+from nnlab.nn.dropout import Dropout
 from nnlab.nn.mlp import MLP
 from nnlab.setup import setup
 from nnlab.train import train_step
@@ -60,9 +61,21 @@ def test_activity_l1_makes_hidden_activations_sparser(tmp_path):
 
 
 def test_alpha_dropout_goes_with_selu():
-    def drops(act, kind="auto"):
-        return {type(m) for m in MLP((2,), 2, activation=act, hidden=[8, 8], dropout=0.1, dropout_kind=kind).modules()
-                if isinstance(m, (nn.Dropout, nn.AlphaDropout))}  # fmt: skip
+    def drops(act, kind="auto"):  # alpha (AlphaDropout) or standard, per Dropout layer
+        return {m.alpha for m in MLP((2,), 2, activation=act, hidden=[8, 8], dropout=0.1, dropout_kind=kind).modules()
+                if isinstance(m, Dropout)}  # fmt: skip
 
-    assert drops(nn.SELU) == {nn.AlphaDropout} and drops(nn.ReLU) == {nn.Dropout}
-    assert drops(nn.ReLU, "alpha") == {nn.AlphaDropout} and drops(nn.SELU, "standard") == {nn.Dropout}
+    assert drops(nn.SELU) == {True} and drops(nn.ReLU) == {False}
+    assert drops(nn.ReLU, "alpha") == {True} and drops(nn.SELU, "standard") == {False}
+
+
+def test_dropout_draws_as_torch_does():
+    """nnlab's Dropout (own generator) computes torch's dropout and alpha dropout from the same draws."""
+    x = torch.randn(64, 32)
+    for alpha, ref in ((False, nn.Dropout(0.3)), (True, nn.AlphaDropout(0.3))):
+        torch.manual_seed(5)
+        expected = ref(x)
+        mine = Dropout(0.3, alpha=alpha)
+        mine.generator = torch.Generator().manual_seed(5)
+        assert torch.allclose(mine(x), expected, atol=1e-6)
+        assert torch.equal(mine.eval()(x), x)

@@ -6,7 +6,8 @@ import json
 import math
 
 from conftest import events
-from nnlab.tracking import Tracker, flatten, record_failure, write_summary
+from nnlab.config import flatten
+from nnlab.tracking import Tracker, record_failure, write_summary
 
 
 def test_rows_go_to_tensorboard_and_metrics_jsonl_alike(tmp_path):

@@ -124,7 +124,7 @@ def state(exp, loop, metrics: dict, monitor, diag, scaler, noise) -> dict:
 
     import numpy as np
 
-    from nnlab.setup import bare
+    from nnlab.nn import bare
 
     np_state = np.random.get_state()
     rng = {
@@ -169,7 +169,7 @@ def restore(exp, state: dict, loop, monitor, diag, scaler, shuffle, noise) -> di
 
     import numpy as np
 
-    from nnlab.setup import bare
+    from nnlab.nn import bare
 
     bare(exp.model).load_state_dict(state["model"])
     exp.optimizer.load_state_dict(state["optimizer"])
@@ -260,7 +260,7 @@ def resume_state(resume: Optional[str], run_dir: Path, config: dict) -> Optional
 
 def compatible(state: dict, path: Path, config: dict) -> None:
     """Refuse (ConfigError) to continue `state` under `config` where they compute different things."""
-    from nnlab.tracking import flatten
+    from nnlab.config import flatten
 
     if not isinstance(state.get("config"), dict) or "position" not in state:
         raise ConfigError(f"{path} cannot be resumed: it does not record the config and loop position it was "

@@ -81,7 +81,7 @@ def _interrupted_exit(signum: int) -> int:
 def _main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "train":
-        return _hydra(_train_job, "nnlab train", rest)
+        return _hydra(train_job, "nnlab train", rest)
     if command == "check":
         return _hydra(_check_job, "nnlab check", rest, default_dir="check")
     if command == "lr-find":
@@ -144,7 +144,7 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
     sys.argv = [prog, *_options_first(args)]
     try:
         hydra.main(config_path="pkg://nnlab.conf", config_name="train", version_base="1.3")(job)()
-        if _SWEEP is not None and job is _train_job and _SWEEP.is_dir():
+        if _SWEEP is not None and job is train_job and _SWEEP.is_dir():
             from nnlab.report import sweep_summary
 
             sweep_summary(_SWEEP)
@@ -366,8 +366,7 @@ def _cpu_share(hc) -> int | None:
     return max(1, cores // (cores if n_jobs < 0 else n_jobs))
 
 
-@_job
-def _train_job(cfg, run_dir, job, cpu_share) -> float | None:
+def _train(cfg, run_dir, job, cpu_share) -> float | None:
     """One training run. Returns the objective a sweeper minimises or maximises."""
     from nnlab.metrics import objective
     from nnlab.train import run
@@ -388,14 +387,22 @@ def _train_job(cfg, run_dir, job, cpu_share) -> float | None:
     return objective(summary, cfg.early_stopping.metric)
 
 
-def _prepare_train(cfg, run_dir, job, cpu_share):
-    """A job of a stacked sweep, up to its first step (hydra/launcher=batched: nnlab/launcher.py)."""
-    from nnlab.launcher import prepare
+def _member(cfg, run_dir, job, cpu_share):
+    """A training job of a stacked sweep up to its first step: a run_files.Member, which the batched
+    launcher trains with the others of its stack (train.train). A job that continues a checkpoint, or has
+    finished, trains alone here, as with the basic launcher: its objective."""
+    from pathlib import Path
 
-    return prepare(cfg, run_dir, job, cpu_share)
+    from nnlab.run_files import prepare
+
+    run_dir = Path(run_dir)
+    if cfg.resume is not None and ((run_dir / "checkpoints" / "last.pt").exists() or (run_dir / "summary.json").exists()):
+        return _train(cfg, run_dir, job, cpu_share)
+    return prepare(cfg, run_dir, job, cpu_share, quiet=True)
 
 
-_train_job.prepare = _job(_prepare_train)  # the batched launcher prepares jobs with it, then trains them as a stack
+train_job = _job(_train)  # `nnlab train`
+member_job = _job(_member)  # a job of a stack (hydra/launcher=batched trains the members together)
 
 
 @_job

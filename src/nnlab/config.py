@@ -9,7 +9,7 @@ nodes, checked by validate() against the signature of their target.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from omegaconf import MISSING
 
@@ -164,9 +164,22 @@ class NNLabConfig:
 
 
 def register_configs() -> None:
+    """nnlab's schema (Hydra finds the launcher and sweeper, hydra/launcher=batched and hydra/sweeper=grid,
+    itself: hydra_plugins/nnlab_launcher, imported by its plugin scan)."""
     from hydra.core.config_store import ConfigStore
 
-    import hydra_plugins.nnlab_launcher.batched_launcher  # noqa: F401  (hydra/launcher=batched, for compose() too)
-    import hydra_plugins.nnlab_launcher.grid_sweeper  # noqa: F401  (hydra/sweeper=grid)
-
     ConfigStore.instance().store(name="nnlab_schema", node=NNLabConfig)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optimizer": {"lr": 0.1}} -> {"optimizer.lr": 0.1}; lists become strings."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        elif value is None or isinstance(value, (list, tuple)):
+            out[name] = str(value)
+        else:
+            out[name] = value
+    return out

@@ -46,13 +46,19 @@ def prediction(kind: str, loss_fn, out: Tensor) -> Tensor:
 def sums(kind: str, pred: Tensor, y: Tensor) -> Tensor:
     """Running sums for one batch: [correct] for classification; per target dimension, the sums of
     squared errors, absolute errors, targets and squared targets for regression (enough for R^2)."""
+    return stack_sums(kind, pred.unsqueeze(0), y.unsqueeze(0))[0]
+
+
+def stack_sums(kind: str, pred: Tensor, y: Tensor) -> Tensor:
+    """sums() of K members' batches at once (pred and y: [K, B, ...]), one row each."""
     import torch
 
     if kind != "regression":
-        return (pred == y).sum().float().unsqueeze(0)
-    pred, y = pred.float().reshape(len(y), -1), y.float().reshape(len(y), -1)
+        return (pred == y).sum(1).float().unsqueeze(1)
+    K, B = y.shape[:2]
+    pred, y = pred.float().reshape(K, B, -1), y.float().reshape(K, B, -1)
     err = pred - y
-    return torch.cat([err.square().sum(0), err.abs().sum(0), y.sum(0), y.square().sum(0)])
+    return torch.cat([err.square().sum(1), err.abs().sum(1), y.sum(1), y.square().sum(1)], 1)
 
 
 def finish(kind: str, total: "Tensor | list[float]", n: int) -> dict[str, float]:

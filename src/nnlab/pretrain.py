@@ -103,7 +103,7 @@ def greedy(exp, tracker) -> list[dict]:
     """pretrain.method (supervised | autoencoder) on the training split, before the end-to-end training;
     each stage's loss per epoch goes to TensorBoard as pretrain/STAGE_loss."""
     from nnlab.console import console
-    from nnlab.setup import bare
+    from nnlab.nn import bare
 
     p, t, epoch = exp.pretrain, exp.trainer, [0]
 

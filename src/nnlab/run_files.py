@@ -1,24 +1,26 @@
 """A run's files around the training loop: what it opens with (config.yaml, environment.json, the start
 banner, the metrics rows a resume keeps, TensorBoard's texts and layout) and what it closes with (the
 closing figures, curves.png, then summary.json, written last: a run killed while closing has none and
-resumes), plus what TensorBoard's HParams tab shows of it. train.py's run() and launcher.py call these.
+resumes), plus what TensorBoard's HParams tab shows of it. prepare() makes a Member: a run up to its first
+step, which the training loop (train.py) trains, alone or in a stack.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nnlab import figures, run_folder
+from nnlab import checkpoint, figures, run_folder
 from nnlab import metrics as task_metrics
-from nnlab.console import summary_table
-from nnlab.nn import eval_mode
-from nnlab.setup import Experiment, bare, model_summary
-from nnlab.tracking import Tracker, environment, flatten, has_events, write_summary
+from nnlab.nn import bare, eval_mode
+from nnlab.setup import Experiment, model_summary, setup
+from nnlab.config import flatten
+from nnlab.tracking import Tracker, environment, has_events
 
 
 GROUPS = ("data", "model", "activation", "init", "optimizer", "schedule", "loss", "experiment")  # config groups
@@ -41,18 +43,99 @@ def hparams_of(config: dict) -> dict[str, Any]:
     return out or {"seed": flat.get("trainer.seed", 0)}
 
 
+@dataclass
+class Member:
+    """A run set up and ready to train: its folder locked (until the loop is done with it), its files
+    opened; `state`: the checkpoint it continues, if any. The loop fills in the rest."""
+
+    cfg: DictConfig
+    run_dir: Path
+    exp: Experiment
+    tracker: Tracker
+    lock: run_folder.Lock
+    state: Optional[dict] = None
+    training: Any = None  # train.Training, once the loop starts it
+    done: bool = False
+    failed: Optional[BaseException] = None
+
+
+def prepare(cfg: DictConfig, run_dir: str | Path, job: Optional[dict] = None, cpu_share: Optional[int] = None,
+            quiet: bool = False) -> Member | dict:
+    """A run up to its first step: lock and check its folder, set it up (continuing cfg.resume's
+    checkpoint), open its files. A resumed run that has finished: its summary, nothing changed."""
+    run_dir = Path(run_dir)
+    lock = run_folder.Lock(run_dir).__enter__()
+    try:
+        run_folder.check_start(run_dir, cfg.resume, cfg.overwrite)
+        run_folder.remove_leftovers(run_dir)  # temporary files of saves that a kill interrupted
+        done = checkpoint.finished(run_dir, cfg.trainer.epochs) if cfg.resume is not None else None
+        if done is not None:
+            from nnlab.console import console
+
+            console.print(finished_message(run_dir, done), soft_wrap=True)
+            lock.__exit__()
+            return done
+        exp = setup(cfg, cpu_share)
+        state = checkpoint.resume_state(cfg.resume, run_dir, exp.config)
+        return Member(cfg, run_dir, exp, open_run(cfg, run_dir, exp, state, job, quiet=quiet), lock, state)
+    except BaseException:
+        lock.__exit__()
+        raise
+
+
+def guard(m: Member, alone: bool, work):
+    """A member's part of the work. Alone, what fails raises; in a stack it ends that member only
+    (recorded in its folder), not the stack."""
+    if alone:
+        return work()
+    try:
+        return work()
+    except Exception as e:  # noqa: BLE001  (any failure of one member: its folder says what, the others go on)
+        from nnlab.console import error
+        from nnlab.errors import SaveError
+        from nnlab.tracking import record_failure
+
+        m.done, m.failed = True, e
+        try:
+            record_failure(m.run_dir, e)
+        except OSError:
+            pass
+        what = str(e) if isinstance(e, SaveError) else f"{type(e).__name__}: {e}"
+        error(f"{m.run_dir}: {what} (this run stops; the others go on)", title="failure")
+        return None
+
+
+def close(m: Member, alone: bool, label: str, size: int, wall: float) -> Optional[dict]:
+    """Test, the closing figures; the summary (with how it was trained), for the caller to write once
+    the curves are drawn. None for a member that failed."""
+    summary = None
+    try:
+        if m.training is not None and m.failed is None:
+            summary = guard(m, alone, m.training.finish)
+        if summary is not None:
+            if not alone:
+                summary["batch"] = {"stack": label, "members": size, "wall_time_s": wall}
+            guard(m, alone, lambda: final_figures(m.exp, m.run_dir, m.tracker, summary))
+    finally:
+        m.tracker.close()
+    return None if m.failed is not None else summary
+
+
+def said(m: Member, summary: dict, alone: bool) -> None:
+    """The closing table of a run alone; one line for a member of a stack."""
+    from nnlab.console import console, shown, summary_table
+
+    if alone:
+        summary_table(summary)
+        return
+    score = "  ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items() if k.endswith("/test"))
+    console.print(f"  {shown(m.run_dir.name)}: {summary['status']}  {score}", soft_wrap=True)
+
+
 def finished_message(run_dir: Path, summary: dict) -> str:
     n = summary.get("epochs_run")
     return (f"{run_dir} has finished (status ok, {n} epochs{', stopped early' if summary.get('stopped_early') else ''}): "
             f"nothing to resume, nothing changed. To train it longer: resume={run_dir} trainer.epochs={(n or 0) + 10}.")
-
-
-def close_run(run_dir: Path, exp: Experiment, summary: dict, table: bool = True) -> None:
-    """The run's curves, then summary.json (the mark of a finished run, written last), the closing table."""
-    figures.run_curves(run_dir, exp.data.kind)
-    write_summary(run_dir, summary)
-    if table:
-        summary_table(summary)
 
 
 def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], job: Optional[dict],

@@ -64,7 +64,8 @@ def load_run(path: str | Path, which: str = "best", device: str = "cpu") -> Run:
 
     from nnlab import checkpoint
     from nnlab.errors import ConfigError
-    from nnlab.setup import bare, setup
+    from nnlab.nn import bare
+    from nnlab.setup import setup
     from nnlab.validate import load_run_config
 
     if which not in ("best", "last"):

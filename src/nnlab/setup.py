@@ -24,6 +24,7 @@ from nnlab.data import describe
 from nnlab.data.loader import Data, prepare, steps_per_epoch
 from nnlab.diagnostics import hidden_activations, weight_layers
 from nnlab.errors import ConfigError
+from nnlab.nn import bare
 from nnlab.optim import stack_of_one
 
 
@@ -193,10 +194,6 @@ def setup(cfg: DictConfig, cpu_share: Optional[int] = None) -> Experiment:
         step=None if trainer.precision == "fp16" else stack_of_one(optimizer, weights, regularization),  # fp16: the scaler's step
         notes=notes,
     )
-
-
-def bare(model: nn.Module) -> nn.Module:
-    return getattr(model, "_orig_mod", model)  # unwrap torch.compile
 
 
 def model_summary(model: nn.Module) -> dict:

@@ -118,6 +118,8 @@ class Tracker:
         self.logger.info(text)
 
     def close(self) -> None:
+        if self.jsonl.closed:  # closed already
+            return
         self.wait_for_figures()
         self.writer.flush()
         self.writer.close()
@@ -221,20 +223,6 @@ def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> Path:
     from nnlab.run_folder import write_file
 
     return write_file(Path(run_dir) / "summary.json", json.dumps(summary, indent=2) + "\n")
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"optimizer": {"lr": 0.1}} -> {"optimizer.lr": 0.1}; lists become strings."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name + "."))
-        elif value is None or isinstance(value, (list, tuple)):
-            out[name] = str(value)
-        else:
-            out[name] = value
-    return out
 
 
 def record_failure(run_dir: str | Path, error: BaseException) -> Path:

@@ -1,6 +1,8 @@
-"""The training loop, plain PyTorch: fit() trains an Experiment (built by setup.py), validating every
-eval_every epochs, keeping `last` and `best` checkpoints and testing the best at the end; train_step() is
-one optimizer step; evaluate() measures a split. run() is the whole `nnlab train` job around them.
+"""The training loop, plain PyTorch, for K >= 1 runs at once: train() drives the members (run_files.Member:
+a run set up by setup.py, its files open) through their epochs, validating every eval_every epochs,
+keeping `last` and `best` checkpoints and testing the best at the end. A run alone is a stack of one; a
+sweep's group of runs that train together (launcher.py) is a stack of K, one model (nn/stack.py). step()
+is one optimizer step of every member; evaluate() measures a split. run() is the whole `nnlab train` job.
 
 The loop sees torch objects and plain dataclasses, never the config.
 """
@@ -15,19 +17,20 @@ from typing import Any, Optional
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
 
-from nnlab import checkpoint, figures, pretrain, run_folder
+from nnlab import checkpoint, figures, pretrain
 from nnlab import metrics as task_metrics
 from nnlab.config import EarlyStoppingConfig
-from nnlab.console import TrainingProgress, epoch_line, summary_text
+from nnlab.console import TrainingProgress, epoch_line, summary_text, warning
 from nnlab.data.loader import Split, batch_indices
 from nnlab.diagnostics import Diagnostics
-from nnlab.nn import eval_mode
+from nnlab.nn import bare, eval_mode
+from nnlab.nn.dropout import use_generator
+from nnlab.nn.stack import Solo, Stack
 from nnlab.optim import per_epoch
-from nnlab.run_files import close_run, final_figures, finished_message, hparams_of, open_run
-from nnlab.setup import Experiment, bare, model_summary, setup
-from nnlab.tracking import Tracker
+from nnlab.run_files import Member, close, guard, hparams_of, prepare, said
+from nnlab.setup import Experiment, model_summary
+from nnlab.tracking import Tracker, write_summary
 
 
 def autocast(device: torch.device, precision: str):
@@ -36,63 +39,58 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler):
-    """One optimizer step. Returns (outputs, data loss, global gradient norm), all still on the device.
-    The data loss is what is logged and watched; the L1 penalty only joins it for the gradient."""
-    reg = exp.regularization
-    exp.activities.clear()
-    with autocast(exp.device, exp.trainer.precision):
-        out = exp.model(x)
-        loss = objective = exp.loss_fn(out, y)
-        if reg.l1 > 0:
-            objective = objective + reg.l1 * sum(w.abs().sum() for w in exp.weights)
-        if reg.activity_l1 > 0:  # hidden activations, collected by forward hooks (see setup)
-            objective = objective + reg.activity_l1 * sum(a.abs().sum() for a in exp.activities) / len(y)
-    exp.optimizer.zero_grad(set_to_none=True)
-    scaler.scale(objective).backward()
-    return out, loss, update(exp, scaler)
-
-
-def update(exp: Experiment, scaler) -> torch.Tensor:
-    """The step after the backward pass: clip, measure, step, constrain, schedule. Returns the global
-    gradient norm (before clipping), on the device. A run alone steps as a stack of one (exp.step, the
-    arithmetic of every member of a stack: optim.StackedUpdate); with fp16 scaling, several parameter
-    groups or an optimizer that has no stacked form, torch's own step."""
-    if exp.step is not None:
-        norm = exp.step()[0]
-        if not per_epoch(exp.scheduler):
+def step(engine, exps: list[Experiment], items: list) -> tuple:
+    """One optimizer step of every member that has a batch (items[k]: (x, y), or None for a member that
+    has stopped): forward, each member's loss, backward, one update, the per-step schedules. The members'
+    losses are summed, so each member's gradient is its own loss's. Returns (outputs [K, B, ...], data
+    losses {k: loss}, gradient norms before clipping [K]), all still on the device. The data loss is what
+    is logged and watched; the L1 penalties only join it for the gradient."""
+    active = [i is not None for i in items]
+    engine.zero_grad()
+    with autocast(exps[0].device, exps[0].trainer.precision):
+        out = engine.forward([i[0] if i is not None else None for i in items], active)
+        losses, objective = {}, 0
+        for k, (exp, i) in enumerate(zip(exps, items)):
+            if i is None:
+                continue
+            reg = exp.regularization
+            losses[k] = exp.loss_fn(out[k], i[1])
+            objective = objective + losses[k]
+            if reg.l1 > 0:
+                objective = objective + reg.l1 * engine.penalty(k)
+            if reg.activity_l1 > 0:  # hidden activations, collected by forward hooks (see setup)
+                objective = objective + reg.activity_l1 * sum(a.abs().sum() for a in exp.activities) / len(i[1])
+    engine.backward(objective)
+    norms = engine.step(active)
+    for exp, a in zip(exps, active):
+        if a and not per_epoch(exp.scheduler):
             exp.scheduler.step()
-        return norm
-    reg = exp.regularization
-    scaler.unscale_(exp.optimizer)  # clip and measure true gradients, not scaled ones
-    if reg.clip_grad_value is not None:
-        nn.utils.clip_grad_value_(exp.params, reg.clip_grad_value)
-    if reg.clip_grad_norm is not None:
-        norm = nn.utils.clip_grad_norm_(exp.params, reg.clip_grad_norm)  # returns the norm before clipping
-    else:
-        norm = global_grad_norm(exp.params)
-    scaler.step(exp.optimizer)
-    scaler.update()
-    if reg.max_norm is not None:  # each unit's incoming weight vector (a row; a filter) back inside the ball
-        with torch.no_grad():
-            for w in exp.weights:
-                w.copy_(torch.renorm(w, 2, 0, reg.max_norm))
-    if not per_epoch(exp.scheduler):
-        exp.scheduler.step()
-    return norm
+    return out, losses, norms
 
 
-def global_grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
-    """The L2 norm of all gradients together, left on the device (clip_grad_norm_ without the clipping)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
+def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler):
+    """step() for a run alone: (outputs, data loss, global gradient norm)."""
+    out, losses, norms = step(Solo(exp, scaler), [exp], [(x, y)])
+    return out[0], losses[0], norms[0]
 
 
-def batch_sums(exp: Experiment, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
-    """[loss * n, the task's metric sums (nnlab/metrics.py)] for one batch, left on the device."""
-    kind = exp.data.kind
-    pred = task_metrics.prediction(kind, exp.loss_fn, out)
-    return torch.cat([(loss.detach().float() * len(y)).reshape(1), task_metrics.sums(kind, pred, y)])
+def batch_sums(kind: str, loss_fn, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+    """[loss * n, the task's metric sums (nnlab/metrics.py)] of K members' batches at once (outputs
+    [K, B, ...], targets [K, B, ...], data losses [K]): [K, 1 + sums], left on the device."""
+    K, B = y.shape[:2]
+    pred = task_metrics.prediction(kind, loss_fn, out.reshape(K * B, *out.shape[2:]))
+    pred = pred.reshape(K, B, *pred.shape[1:])
+    return torch.cat([(loss.detach().float() * B).reshape(K, 1), task_metrics.stack_sums(kind, pred, y)], 1)
+
+
+def _sums(exps: list[Experiment], out: torch.Tensor, items: list, losses: dict) -> torch.Tensor:
+    """batch_sums of the members' step (rows of members that did not step are zeros)."""
+    with torch.no_grad():
+        like = next(i[1] for i in items if i is not None)
+        y = torch.stack([i[1] if i is not None else torch.zeros_like(like) for i in items])
+        zero = torch.zeros((), device=like.device)
+        loss = torch.stack([losses[k].detach().float() if k in losses else zero for k in range(len(items))])
+        return batch_sums(exps[0].data.kind, exps[0].loss_fn, out.detach(), y, loss)
 
 
 def epoch_metrics(kind: str, total: torch.Tensor | list[float], n: int) -> dict[str, float]:
@@ -115,7 +113,7 @@ def _evaluate(exp: Experiment, split: Split) -> dict[str, float]:
         with autocast(exp.device, exp.trainer.precision):
             out = exp.model(x)
             loss = exp.loss_fn(out, y).float()
-        total = total + batch_sums(exp, out, y, loss)
+        total = total + batch_sums(exp.data.kind, exp.loss_fn, out.unsqueeze(0), y.unsqueeze(0), loss.reshape(1))[0]
     return epoch_metrics(exp.data.kind, total, len(split))
 
 
@@ -174,51 +172,104 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-def fit(exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict] = None) -> dict[str, Any]:
-    """Train, validate every eval_every epochs, keep `last` and `best` checkpoints, test at the end.
-    With `resume` (a checkpoint's state), continue exactly where that checkpoint left off."""
-    run = Training(exp, run_dir, tracker, resume)
-    t = exp.trainer
-    progress = TrainingProgress(t.epochs, exp.steps_per_epoch, enabled=t.progress, done=run.loop.step)
-    with progress, run.stop:
-        drive(run, progress)
-    return run.finish()
+def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
+    """Train K >= 1 members (run_files.prepare) as one stack where they can (nn/stack.py), each writing its
+    own run folder; their summaries, in order. A run alone (K = 1) raises what fails; in a stack of K > 1 a
+    failure ends that member alone (its folder says why; its summary is None) and the others go on."""
+    from nnlab.figures import Painter
+
+    alone = len(members) == 1
+    painter = Painter() if not alone else None  # the members' figures drawn beside the training
+    started = time.perf_counter()
+    try:
+        with StopRequest() as stop:  # one handler for the stack: a SIGTERM saves every member
+            for m in members:
+                m.training = guard(m, alone, lambda m=m: Training(m.exp, m.run_dir, m.tracker, m.state, stop))
+            for engine, group in _engines([m for m in members if m.training is not None]):
+                t = group[0].exp.trainer
+                progress = TrainingProgress(t.epochs, group[0].exp.steps_per_epoch, enabled=t.progress and alone,
+                                            done=group[0].training.loop.step)  # fmt: skip
+                with progress:
+                    _drive(engine, group, progress, alone)
+        summaries = [close(m, alone, label, len(members), time.perf_counter() - started) for m in members]
+        curves = [painter.submit(figures.run_curves, m.run_dir, m.exp.data.kind) if painter is not None
+                  else figures.Drawing(figures.run_curves, (m.run_dir, m.exp.data.kind)) for m, s in zip(members, summaries) if s]  # fmt: skip
+        for drawing in curves:
+            drawing.result()
+        for m, summary in zip(members, summaries):  # summary.json last: a kill before it leaves the run resumable
+            if summary is not None:
+                write_summary(m.run_dir, summary)
+                said(m, summary, alone)
+        return summaries
+    finally:
+        if painter is not None:
+            painter.close()
+        for m in members:
+            m.tracker.close()  # (closed already where it closed well)
+            m.lock.__exit__()
 
 
-def drive(run: "Training", progress: Optional[TrainingProgress] = None) -> None:
-    """The loop: every epoch's steps, then its end (validation, checkpoints), until the run stops. fit()
-    drives a run with it, and so does a batched sweep for a member whose stack could not be built."""
-    exp, log_every = run.exp, run.exp.trainer.log_every
-    for epoch in run.epochs():
-        for x, y in run.batches(epoch):
-            run.before_step()
-            out, loss, norm = train_step(exp, x, y, run.scaler)
-            if not run.after_step(epoch, out, y, loss, norm):
+def _engines(members: list[Member]) -> list[tuple[Any, list[Member]]]:
+    """What the loop drives: the members as one Stack, or each as a Solo (a run alone; a model the stack
+    does not batch)."""
+    if len(members) <= 1:
+        return [(Solo(m.exp, m.training.scaler), [m]) for m in members]
+    stack = Stack([m.exp for m in members], [m.training.scaler for m in members])
+    if stack.why:
+        warning(f"these runs cannot share one stack ({stack.why}): they train one after another")
+        return [(Solo(m.exp, m.training.scaler), [m]) for m in members]
+    if stack.unfused:
+        warning(f"the stack's members step one optimizer each ({stack.unfused}): correct, and slower")
+    return [(stack, members)]
+
+
+def _drive(engine, members: list[Member], progress: TrainingProgress, alone: bool) -> None:
+    """Every epoch's steps of every member still running, then each one's epoch end (validation,
+    checkpoints), until all have stopped."""
+    exps, log_every = [m.exp for m in members], members[0].exp.trainer.log_every
+    for epoch in range(min(m.training.loop.epoch for m in members), exps[0].trainer.epochs + 1):
+        running = [m for m in members if not m.done]
+        if not running:
+            return
+        batches = [m.training.batches(epoch) for m in members]
+        while True:
+            items = [next(b, None) if not m.done else None for m, b in zip(members, batches)]
+            if all(i is None for i in items):
                 break
-            if progress is not None:
-                progress.batch(run.diag.recent_loss if run.loop.step % log_every == 0 else None)
-        if not run.end_epoch(epoch):
-            break
-        if progress is not None:
-            progress.epoch(epoch, run.metrics)
+            for m, i in zip(members, items):
+                if i is not None:
+                    m.training.before_step()
+            out, losses, norms = step(engine, exps, items)
+            sums = _sums(exps, out, items, losses)  # every member's loss and metric sums, in one go
+            for k, (m, i) in enumerate(zip(members, items)):
+                if i is not None and not guard(m, alone, lambda m=m, k=k, n=len(i[1]):
+                                               m.training.after_step(epoch, sums[k], n, losses[k].detach(), norms[k])):  # fmt: skip
+                    m.done = True
+            first = members[0].training
+            progress.batch(first.diag.recent_loss if first.loop.step % log_every == 0 else None)
+        for m in running:
+            if not m.done and not guard(m, alone, lambda m=m: m.training.end_epoch(epoch)):
+                m.done = True
+        progress.epoch(epoch, members[0].training.metrics)
 
 
 class Training:
-    """One run in training: its generators, diagnostics, early stopping, position and checkpoints,
-    driven by fit() (or, for the members of a batched sweep, by launcher.py) through a few calls:
-    epochs(), batches(epoch), before_step(), after_step(...), end_epoch(epoch), finish()."""
+    """One member in training: its generators, diagnostics, early stopping, position and checkpoints,
+    driven by train() through a few calls: batches(epoch), before_step(), after_step(...),
+    end_epoch(epoch), finish(). `stop`: the loop's StopRequest (a signal saves and stops)."""
 
-    def __init__(self, exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict] = None):
+    def __init__(self, exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict], stop: "StopRequest"):
         t, data = exp.trainer, exp.data
         self.exp, self.run_dir, self.tracker = exp, Path(run_dir), tracker
         self.shuffle = torch.Generator().manual_seed(t.seed)
-        self.noise = torch.Generator(device=exp.device).manual_seed(t.seed)  # augmentation and input noise
+        self.noise = torch.Generator(device=exp.device).manual_seed(t.seed)  # augmentation, input noise, dropout
+        use_generator(exp.model, self.noise)  # its dropout masks do not depend on what else the process draws
         self.scaler = torch.amp.GradScaler(exp.device.type, enabled=t.precision == "fp16")
         probe = (data.train.x[: exp.diagnostics.probe_size], data.train.y[: exp.diagnostics.probe_size])
         self.diag = Diagnostics(exp.model, exp.loss_fn, exp.activation_type, probe, data.num_classes, exp.diagnostics,
                                 exp.alarms, tracker, t.log_every, exp.optimizer, data.kind)  # fmt: skip
         self.monitor, self.status, self.started = Monitor(exp.early_stopping), "ok", time.perf_counter()
-        self.ckpt_dir, self.metrics, self.stop = self.run_dir / "checkpoints", {}, StopRequest()
+        self.ckpt_dir, self.metrics, self.stop = self.run_dir / "checkpoints", {}, stop
         self.loop = Position(self.shuffle.get_state())
         if resume is None:
             if exp.pretrain.method != "none":  # the initial-loss and flat-loss alarms are then off: not from scratch
@@ -234,9 +285,6 @@ class Training:
 
     def _state(self) -> dict:
         return checkpoint.state(self.exp, self.loop, self.metrics, self.monitor, self.diag, self.scaler, self.noise)
-
-    def epochs(self) -> range:
-        return range(self.loop.epoch, self.exp.trainer.epochs + 1)
 
     def batches(self, epoch: int):
         """The epoch's training batches (x, y) as the step sees them: augmented, with input noise."""
@@ -257,10 +305,11 @@ class Training:
         self.loop.step += 1
         self.diag.before_step(self.loop.step)
 
-    def after_step(self, epoch: int, out, y, loss, norm) -> bool:
-        """Count and watch the step, save at the checkpoint cadence or on a signal. False: stop now."""
-        exp, loop, t = self.exp, self.loop, self.exp.trainer
-        loop.add(batch_sums(exp, out, y, loss), len(y))
+    def after_step(self, epoch: int, sums: torch.Tensor, n: int, loss, norm) -> bool:
+        """Count (sums: the step's batch_sums row) and watch the step, save at the checkpoint cadence or
+        on a signal. False: stop now."""
+        loop, t = self.loop, self.exp.trainer
+        loop.add(sums, n)
         if self.diag.after_step(loop.step, epoch, loss, norm):
             self.status = "diverged"  # logs stay; `last` is the end of the previous epoch
             return False
@@ -405,31 +454,8 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
     return summary
 
 
-def run(cfg: DictConfig, run_dir: str | Path, job: Optional[dict] = None,
-        cpu_share: Optional[int] = None) -> dict[str, Any]:
+def run(cfg: DictConfig, run_dir: str | Path, job: Optional[dict] = None, cpu_share: Optional[int] = None) -> dict[str, Any]:
     """The `nnlab train` job: set up, train (or continue: cfg.resume), report. Returns summary.json's
     content. The run folder is this process's alone while it runs (run_folder.Lock)."""
-    run_dir = Path(run_dir)
-    with run_folder.Lock(run_dir):
-        run_folder.check_start(run_dir, cfg.resume, cfg.overwrite)
-        run_folder.remove_leftovers(run_dir)  # temporary files of saves that a kill interrupted
-        done = checkpoint.finished(run_dir, cfg.trainer.epochs) if cfg.resume is not None else None
-        if done is not None:
-            from nnlab.console import console
-
-            console.print(finished_message(run_dir, done), soft_wrap=True)
-            return done
-        exp = setup(cfg, cpu_share)
-        state = checkpoint.resume_state(cfg.resume, run_dir, exp.config)
-        return _run(cfg, run_dir, exp, state, job)
-
-
-def _run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[dict], job) -> dict[str, Any]:
-    tracker = open_run(cfg, run_dir, exp, state, job)
-    try:
-        summary = fit(exp, run_dir, tracker, resume=state)
-        final_figures(exp, run_dir, tracker, summary)
-    finally:
-        tracker.close()
-    close_run(run_dir, exp, summary)
-    return summary
+    member = prepare(cfg, run_dir, job, cpu_share)
+    return member if isinstance(member, dict) else train([member])[0]

@@ -1,9 +1,9 @@
 """nnlab's Hydra launcher, `hydra/launcher=batched` (the default of `nnlab train -m`): the jobs that can
 train together train as one stacked model in this process, the others one after another. The plugin
-lives here because Hydra finds launchers in the `hydra_plugins` package; the work is in nnlab/launcher.py.
+lives here because Hydra finds launchers in the `hydra_plugins` package; the grouping is nnlab/launcher.py,
+the training nnlab's one loop (train.train), reached through the CLI's public jobs (cli.member_job).
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nnlab.launcher import Member, _differ, _safe_key, short_dirname, train_together
+from nnlab.launcher import after_stack, differ, safe_key, short_dirname
 from nnlab.launcher import sweep_config as sweep_config_like
 
 
@@ -55,11 +55,13 @@ class BatchedLauncher(Launcher):
                 job = sweep_config.hydra.job  # its folder: floats rounded (optuna's trials), never shared
                 job.override_dirname = short_dirname(job.override_dirname, initial_job_idx + i)
             configs.append(sweep_config)
-        prepare = getattr(self.task_function, "prepare", None)
+        from nnlab.cli import member_job, train_job
+
+        prepare = member_job if self.task_function is train_job else None  # only training jobs stack
         groups: dict[Any, list[int]] = {}
         why: dict[int, str] = {}
         for i, cfg in enumerate(configs):
-            key, why[i] = _safe_key(cfg) if prepare is not None else (None, "")
+            key, why[i] = safe_key(cfg) if prepare is not None else (None, "")
             groups.setdefault(key if key is not None else ("alone", i), []).append(i)
         stacks = []
         for key, members in groups.items():
@@ -79,7 +81,7 @@ class BatchedLauncher(Launcher):
                 console.print(f"\\[{n}/{len(stacks)}] alone ({reason}): {shown(names[0])}", soft_wrap=True)
                 returns[stack[0]] = self._run(configs[stack[0]], self.task_function)
                 continue
-            console.print(f"\\[{n}/{len(stacks)}] {len(stack)} runs as one stack: {shown(round_floats(_differ(names)))}", soft_wrap=True)
+            console.print(f"\\[{n}/{len(stacks)}] {len(stack)} runs as one stack: {shown(round_floats(differ(names)))}", soft_wrap=True)
             returns.update(self._stack(configs, stack, prepare, f"{n}/{len(stacks)}"))
         return [returns[i] for i in range(len(configs))]
 
@@ -109,12 +111,12 @@ class BatchedLauncher(Launcher):
             ret = self._run(configs[i], prepare)
             returns[i] = ret
             value = ret.return_value if ret.status == JobStatus.COMPLETED else None
-            if isinstance(value, Member):
+            if value is not None and not isinstance(value, (int, float)):  # a run_files.Member, ready to train
                 members.append((i, value))
         if members:
-            from nnlab.launcher import after_stack
+            from nnlab.train import train
 
-            summaries = train_together([m for _, m in members], label)
+            summaries = train([m for _, m in members], label)
             for (i, m), value in zip(members, after_stack([m for _, m in members], summaries)):
                 returns[i].return_value = value
         return returns

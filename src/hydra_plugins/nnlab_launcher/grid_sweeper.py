@@ -7,7 +7,6 @@ the second composition is skipped. With any other launcher (`hydra/launcher=basi
 Hydra's sweeper unchanged. `hydra/sweeper=basic` is Hydra's own.
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence

@@ -13,3 +13,8 @@ def eval_mode(model):
         yield model
     finally:
         model.train(was_training)
+
+
+def bare(model):
+    """The module itself where torch.compile wrapped it."""
+    return getattr(model, "_orig_mod", model)

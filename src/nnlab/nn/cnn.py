@@ -7,6 +7,8 @@ from typing import Callable, Literal, Sequence, get_args
 import torch
 from torch import nn
 
+from nnlab.nn.dropout import Dropout
+
 Pool = Literal["max", "avg", "none"]  # the choices of model.pool and model.padding (validate reads them)
 Padding = Literal["same", "valid"]
 
@@ -54,10 +56,10 @@ class CNN(nn.Module):
         for h in hidden:
             act = activation()
             pre = h * getattr(act, "pieces", 1)
-            dense += [nn.Dropout(dropout)] if dropout > 0 else []
+            dense += [Dropout(dropout)] if dropout > 0 else []
             dense += [nn.Linear(width, pre), act]
             width = h
-        dense += [nn.Dropout(dropout)] if dropout > 0 else []
+        dense += [Dropout(dropout)] if dropout > 0 else []
         self.hidden = nn.Sequential(*dense)
         self.head = nn.Linear(width, num_outputs)
 

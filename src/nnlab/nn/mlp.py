@@ -7,6 +7,8 @@ from typing import Callable, Literal, Sequence, get_args
 
 from torch import nn
 
+from nnlab.nn.dropout import Dropout
+
 DropoutKind = Literal["auto", "standard", "alpha"]  # the choices of model.dropout_kind (validate reads them)
 
 
@@ -32,7 +34,6 @@ class MLP(nn.Module):
         if dropout_kind not in get_args(DropoutKind):
             raise ValueError(f"dropout_kind must be one of {', '.join(get_args(DropoutKind))}, not {dropout_kind!r}")
         alpha = dropout_kind == "alpha" or (dropout_kind == "auto" and isinstance(activation(), nn.SELU))
-        drop = nn.AlphaDropout if alpha else nn.Dropout
         width = math.prod(in_shape)
         blocks = []
         for h in hidden:
@@ -43,7 +44,7 @@ class MLP(nn.Module):
                 layers.append(nn.BatchNorm1d(pre))
             layers.append(act)
             if dropout > 0:
-                layers.append(drop(dropout))
+                layers.append(Dropout(dropout, alpha=alpha))
             blocks.append(nn.Sequential(*layers))
             width = h
         self.flatten = nn.Flatten()
