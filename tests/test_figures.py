@@ -96,3 +96,29 @@ def test_image_runs_draw_a_confusion_matrix_and_their_mistakes(tmp_path, mnist_r
     assert wrong.shape[0] > 500 and wrong.shape[1] > 500  # a 5 x 5 grid
     assert imread(run / "confusion_matrix.png").shape[0] > 400
     assert {"confusion_matrix", "misclassified"} <= set(events(run).Tags()["images"])
+
+
+def test_a_stacks_runs_draw_the_figures_asked_for_and_report_draws_the_rest(tmp_path):
+    """sweep.run_figures: final (default: the final model's figures, which the sweep's grid uses), all (as a
+    run alone), none; `nnlab report RUN --figures` draws a run's figures afterwards."""
+    from conftest import TINY, events, nnlab
+
+    pngs = {}
+    for choice in ("final", "all", "none"):
+        sweep = tmp_path / choice
+        out = nnlab("train", "-m", *TINY, "trainer.epochs=1", "trainer.seed=0,1", f"sweep.run_figures={choice}",
+                    f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 0 and "2 runs as one stack" in out.stdout, out.stderr[-2000:]
+        pngs[choice] = {p.name for p in (sweep / "trainer.seed=1").glob("*.png")}
+    assert pngs["final"] == {"decision_boundary.png"}
+    assert pngs["all"] == {"decision_boundary.png", "curves.png", "activations_init.png", "activations_final.png"}
+    assert pngs["none"] == set()
+    assert "activations_per_layer" in events(tmp_path / "all" / "trainer.seed=1").Tags()["images"]
+    assert "activations_per_layer" not in events(tmp_path / "final" / "trainer.seed=1").Tags()["images"]
+    run = tmp_path / "none" / "trainer.seed=1"
+    out = nnlab("report", str(run), "--figures", cwd=tmp_path)
+    assert out.returncode == 0 and "figures of" in out.stdout, out.stderr[-2000:]
+    assert {p.name for p in run.glob("*.png")} >= {"decision_boundary.png", "curves.png", "activations_final.png"}
+    assert imread(run / "decision_boundary.png").shape[0] > 300
+    bad = nnlab("train", "-m", *TINY, "trainer.seed=0,1", "sweep.run_figures=some", f"hydra.sweep.dir={tmp_path / 'bad'}", cwd=tmp_path)
+    assert bad.returncode == 2 and "sweep.run_figures" in bad.stdout + bad.stderr

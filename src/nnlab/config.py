@@ -23,6 +23,7 @@ MONITORED = tuple(f"{m}/{split}" for m in ALL_METRICS for split in ("val", "trai
 PRETRAIN_METHODS = ("none", "supervised", "autoencoder")  # pretrain.method (nnlab/pretrain.py)
 TRANSFER_MODES = ("fine_tune", "feature_extraction", "none")  # transfer.mode (nnlab/transfer.py)
 ON_FAILURE = ("continue", "stop")  # sweep.on_failure
+RUN_FIGURES = ("final", "all", "none")  # sweep.run_figures
 
 
 @dataclass
@@ -137,6 +138,7 @@ class TransferConfig:
 @dataclass
 class SweepConfig:
     on_failure: str = MISSING
+    run_figures: str = "final"  # a default here too: configs written before it existed still load
 
 
 @dataclass

@@ -241,7 +241,12 @@ class Diagnostics:
         self.raise_alarm(f.update_ratio(stats, al.update_ratio_low, al.update_ratio_high, step))
 
     def _figure(self, outputs: dict[str, Tensor], step: int, when: str, filename: str) -> None:
-        from nnlab.figures import activations_figure
+        activations_figure(self.tracker, outputs, step, when, filename)
 
-        arrays = {name: a.detach().float().cpu().numpy() for name, a in outputs.items()}
-        self.tracker.figure("activations_per_layer", activations_figure, (arrays, f"hidden-layer activations {when}"), step, filename)
+
+def activations_figure(tracker, outputs: dict[str, Tensor], step: int, when: str, filename: str) -> None:
+    """The hidden layers' activations on the probe batch as one figure (RUN/FILENAME and TensorBoard)."""
+    from nnlab import figures
+
+    arrays = {name: a.detach().float().cpu().numpy() for name, a in outputs.items()}
+    tracker.figure("activations_per_layer", figures.activations_figure, (arrays, f"hidden-layer activations {when}"), step, filename)

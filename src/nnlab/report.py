@@ -294,6 +294,21 @@ def sweep_summary(path: Path) -> None:
     console.print(f"  tensorboard --logdir {shown(path)}", soft_wrap=True)
 
 
+def _draw(runs: list) -> None:
+    """Each finished run's own figures (run_files.draw_figures), one line per run."""
+    from nnlab.console import console, error, shown
+    from nnlab.errors import ConfigError
+    from nnlab.run_files import draw_figures
+
+    for run in runs:
+        try:
+            written = draw_figures(run.path)
+        except ConfigError as e:
+            error(f"{e} (its figures are not drawn; the report goes on)")
+            continue
+        console.print(f"figures of {shown(run.path)}: {', '.join(written) or 'none'}", soft_wrap=True)
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
@@ -311,6 +326,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sort", default=None, choices=SORTABLE,
                         help="metric to sort by (default: acc/val; r2/val for regression runs)")
     parser.add_argument("--out", type=Path, default=None, help="where report.csv/.md/.png go (default: PATH)")
+    parser.add_argument("--figures", action="store_true",
+                        help="also draw each run's own figures (curves, decision boundary or confusion matrix, activations) "
+                             "into its folder: the runs of a stacked sweep draw only some (sweep.run_figures)")  # fmt: skip
     args = parser.parse_args(argv)
     if not args.path.is_dir():
         error(f"{args.path} is not a directory; give a sweep or run directory, e.g. outputs/sweeps/DATE_TIME.")
@@ -325,6 +343,8 @@ def main(argv: list[str]) -> int:
     if not runs:
         error(f"no runs under {args.path}: a run directory holds a summary.json.")
         return 2
+    if args.figures:
+        _draw(runs)
     task = task_of(runs)
     names = columns(task)
     args.sort = args.sort or names[1]  # the score on the validation split

@@ -205,6 +205,45 @@ def final_figures(exp: Experiment, run_dir: Path, tracker: Tracker, summary: dic
                        step, "misclassified.png")  # fmt: skip
 
 
+class _Files:
+    """Where figures drawn after the run go: its folder only (TensorBoard's events are the run's record)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def figure(self, tag: str, draw, args: tuple, step: int, filename: Optional[str] = None) -> None:
+        if filename:
+            figures.render(draw, args, str(self.run_dir / filename))
+
+
+def draw_figures(run_dir: str | Path) -> list[str]:
+    """A finished run's own figures, drawn now (a stack's runs skip some: sweep.run_figures): curves.png,
+    then from its best checkpoint decision_boundary.png (2-D points) or confusion_matrix.png and
+    misclassified.png (images), and activations_final.png. Returns the files written."""
+    from nnlab.diagnostics import activations_figure, hidden_activations, probe_activations
+    from nnlab.errors import ConfigError
+    from nnlab.validate import load_run_config
+
+    run_dir = Path(run_dir)
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"{run_dir} holds no readable summary.json: only a finished run's figures can be drawn.") from None
+    cfg = load_run_config(run_dir)
+    cfg.trainer.device = "cpu"  # a figure needs no GPU
+    exp = setup(cfg)
+    bare(exp.model).load_state_dict(checkpoint.load(checkpoint.of_run(run_dir), map_location=exp.device)["model"])
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*.png")}
+    figures.run_curves(run_dir, exp.data.kind)
+    final_figures(exp, run_dir, _Files(run_dir), summary)
+    acts = hidden_activations(exp.model, exp.activation_type)
+    if acts:
+        probe = exp.data.train.x[: exp.diagnostics.probe_size]
+        when = f"after {summary.get('epochs_run')} epochs (the best checkpoint)"
+        activations_figure(_Files(run_dir), probe_activations(exp.model, acts, probe), 0, when, "activations_final.png")
+    return sorted(p.name for p in run_dir.glob("*.png") if before.get(p.name) != p.stat().st_mtime_ns)
+
+
 def banner(run_dir: Path, exp: Experiment, state: Optional[dict]) -> list[str]:
     """What starts: the run's folder, device and threads, the model's size, the data, how to watch it."""
     d, m = exp.data, model_summary(exp.model)

@@ -26,6 +26,7 @@ class Tracker:
         self.jsonl = open_append(self.run_dir / "metrics.jsonl")
         self.logger = None  # train.log's logger, opened by the first log()
         self.painter = None  # figures.Painter: figures drawn in worker processes (batched sweeps)
+        self.skip: frozenset = frozenset()  # figure tags not drawn (a stack's runs: sweep.run_figures)
         self.pending: list = []  # (tag, step, figures.Drawing) not yet written
 
     def scalars(self, step: int, values: Mapping[str, float], epoch: int | None = None) -> None:
@@ -59,6 +60,8 @@ class Tracker:
         drawn in the painter's worker and written to TensorBoard when done (at the latest by close())."""
         from nnlab.figures import render
 
+        if tag in self.skip:
+            return
         png = str(self.run_dir / filename) if filename else None
         if self.painter is None:
             self._add_image(tag, render(draw, args, png), step)

@@ -176,10 +176,9 @@ def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
     """Train K >= 1 members (run_files.prepare) as one stack where they can (nn/stack.py), each writing its
     own run folder; their summaries, in order. A run alone (K = 1) raises what fails; in a stack of K > 1 a
     failure ends that member alone (its folder says why; its summary is None) and the others go on."""
-    from nnlab.figures import Painter
-
     alone = len(members) == 1
-    painter = Painter() if not alone else None  # the members' figures drawn beside the training
+    drawn = "all" if alone else members[0].cfg.sweep.run_figures  # a stack's runs: only the figures asked for
+    painter = _painter(members, drawn)
     started = time.perf_counter()
     try:
         with StopRequest() as stop:  # one handler for the stack: a SIGTERM saves every member
@@ -193,7 +192,8 @@ def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
                     _drive(engine, group, progress, alone)
         summaries = [close(m, alone, label, len(members), time.perf_counter() - started) for m in members]
         curves = [painter.submit(figures.run_curves, m.run_dir, m.exp.data.kind) if painter is not None
-                  else figures.Drawing(figures.run_curves, (m.run_dir, m.exp.data.kind)) for m, s in zip(members, summaries) if s]  # fmt: skip
+                  else figures.Drawing(figures.run_curves, (m.run_dir, m.exp.data.kind))
+                  for m, s in zip(members, summaries) if s and drawn == "all"]  # fmt: skip
         for drawing in curves:
             drawing.result()
         for m, summary in zip(members, summaries):  # summary.json last: a kill before it leaves the run resumable
@@ -207,6 +207,24 @@ def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
         for m in members:
             m.tracker.close()  # (closed already where it closed well)
             m.lock.__exit__()
+
+
+def _painter(members: list[Member], drawn: str):
+    """Where a stack's figures are drawn: beside the training, in worker processes (figures.Painter),
+    where its runs draw them all; the tags they skip (sweep.run_figures)."""
+    if len(members) == 1:
+        return None
+    for m in members:
+        m.tracker.skip = frozenset() if drawn == "all" else FINAL_FIGURES if drawn == "none" else frozenset({"activations_per_layer"})
+    if drawn != "all":
+        return None
+    painter = figures.Painter()
+    for m in members:
+        m.tracker.painter = painter
+    return painter
+
+
+FINAL_FIGURES = frozenset({"activations_per_layer", "decision_boundary_final", "confusion_matrix", "misclassified"})
 
 
 def _engines(members: list[Member]) -> list[tuple[Any, list[Member]]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from nnlab.config import (DEVICES, MONITORED, ON_FAILURE, PRECISIONS, PREPROCESS, PRETRAIN_METHODS, TRANSFER_MODES,
+from nnlab.config import (DEVICES, MONITORED, ON_FAILURE, PRECISIONS, RUN_FIGURES, PREPROCESS, PRETRAIN_METHODS, TRANSFER_MODES,
                           NNLabConfig)  # fmt: skip
 from nnlab.errors import ConfigError, did_you_mean
 from nnlab.targets import TARGET_GROUPS, check_no_nested_targets, check_target, resolve_target
@@ -39,6 +39,7 @@ def validate(cfg: DictConfig) -> None:
     _check_limits(cfg)
     _check_transfer(cfg.transfer)
     _choice("sweep.on_failure", cfg.sweep.on_failure, ON_FAILURE)
+    _choice("sweep.run_figures", cfg.sweep.run_figures, RUN_FIGURES)
     _check_combinations(cfg)
 
 
