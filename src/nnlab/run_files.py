@@ -106,18 +106,16 @@ def guard(m: Member, alone: bool, work):
 
 
 def close(m: Member, alone: bool, label: str, size: int, wall: float) -> Optional[dict]:
-    """Test, the closing figures; the summary (with how it was trained), for the caller to write once
-    the curves are drawn. None for a member that failed."""
+    """Test, the closing figures (their drawing may go on in the painter: the tracker's close() waits for
+    it); the summary (with how it was trained), for the caller to write once the curves are drawn. None
+    for a member that failed."""
     summary = None
-    try:
-        if m.training is not None and m.failed is None:
-            summary = guard(m, alone, m.training.finish)
-        if summary is not None:
-            if not alone:
-                summary["batch"] = {"stack": label, "members": size, "wall_time_s": wall}
-            guard(m, alone, lambda: final_figures(m.exp, m.run_dir, m.tracker, summary))
-    finally:
-        m.tracker.close()
+    if m.training is not None and m.failed is None:
+        summary = guard(m, alone, m.training.finish)
+    if summary is not None:
+        if not alone:
+            summary["batch"] = {"stack": label, "members": size, "wall_time_s": wall}
+        guard(m, alone, lambda: final_figures(m.exp, m.run_dir, m.tracker, summary))
     return None if m.failed is not None else summary
 
 

@@ -191,6 +191,8 @@ def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
                 with progress:
                     _drive(engine, group, progress, alone)
         summaries = [close(m, alone, label, len(members), time.perf_counter() - started) for m in members]
+        for m in members:
+            m.tracker.close()  # its figures drawn (by the painter, for a stack, while the others closed)
         curves = [painter.submit(figures.run_curves, m.run_dir, m.exp.data.kind) if painter is not None
                   else figures.Drawing(figures.run_curves, (m.run_dir, m.exp.data.kind))
                   for m, s in zip(members, summaries) if s and drawn == "all"]  # fmt: skip
@@ -210,8 +212,9 @@ def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
 
 
 def _painter(members: list[Member], drawn: str):
-    """Where a stack's figures are drawn: beside the training, in worker processes (figures.Painter),
-    where its runs draw them all; the tags they skip (sweep.run_figures)."""
+    """Where a stack's figures are drawn: where its runs draw them all, beside the training, in worker
+    processes (figures.Painter: they start in ~1 s, worth it for ~4 figures a run, not for one); the tags
+    its runs skip (sweep.run_figures)."""
     if len(members) == 1:
         return None
     for m in members:
@@ -430,7 +433,7 @@ def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, el
         exp.scheduler.step(metrics["loss/val"])
     if data.kind in ("points", "regression") and data.in_shape[0] <= 2 and (epoch % t.boundary_every == 0 or epoch == t.epochs):
         if data.kind == "points":
-            image = figures.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y)
+            image = figures.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y, every=2)
             tracker.image("decision_boundary", image, step)
         else:
             tracker.image("regression_fit", figures.regression_fit(exp.model, exp.loss_fn.link, data.train.x, data.train.y), step)
