@@ -10,9 +10,9 @@ own settings), its generators (shuffling, noise, dropout), diagnostics, alarms, 
 checkpoints and run folder: a member is a run made alone, trained faster. The other jobs run one after
 another in this process, as with the basic launcher.
 
-What may differ inside a group: see GROUPABLE. A group is MLPs without batch norm, with a parameter-free
-elementwise activation (relu, tanh, sigmoid, elu, selu, gelu, ...), dropout, fp32, no torch.compile,
-pretraining or transfer, no activity L1, starting fresh (a job that resumes a checkpoint runs alone).
+What may differ inside a group: see GROUPABLE. A group is MLPs (batch norm, any activation: PReLU's
+slopes and maxout's pieces too, dropout, activity L1), fp32, no torch.compile, pretraining, transfer or
+augmentation, starting fresh (a job that resumes a checkpoint runs alone).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ GROUPABLE = (
     "trainer.seed", "trainer.log_every", "trainer.eval_every", "trainer.boundary_every", "trainer.checkpoint_every",
     "trainer.keep_checkpoints", "trainer.progress", "data.source.seed",
     "optimizer.", "schedule.", "init.", "loss.label_smoothing", "loss.delta", "model.dropout",
-    "regularization.l1", "regularization.input_noise", "regularization.clip_grad_norm", "regularization.clip_grad_value",
+    "regularization.l1", "regularization.activity_l1", "regularization.input_noise", "regularization.clip_grad_norm", "regularization.clip_grad_value",
     "regularization.max_norm", "early_stopping.", "diagnostics.", "alarms.", "sweep.", "check.", "lr_find.",
     "batch_size_find.", "resume", "overwrite",
 )  # fmt: skip
@@ -41,13 +41,10 @@ def group_key(cfg: DictConfig) -> tuple[Optional[str], str]:
     c = cfg
     why = ("a conv net (on a CPU a vmapped stack of 8 classic CNNs steps 1.9x slower than the 8 one after "
            "another: scripts/bench.py --only cnnstack)" if not str(c.model._target_).endswith(".MLP")
-           else "batch norm" if c.model.get("batch_norm")
            else "torch.compile" if c.trainer.compile
            else f"precision {c.trainer.precision}" if c.trainer.precision != "fp32"
            else "pretraining" if c.pretrain.method != "none"
-           else "activity L1 (per-layer hooks)" if c.regularization.activity_l1 > 0
            else "transfer learning" if c.transfer.init_from and c.transfer.mode != "none"
-           else "an activation with parameters or pieces" if str(c.activation._target_) in ("torch.nn.PReLU", "nnlab.nn.activations.Maxout")
            else "augmentation" if c.data.augment
            else "sweep.on_failure=stop: jobs in order, the first failure ends the sweep" if c.sweep.on_failure == "stop"
            else None)  # fmt: skip
