@@ -10,7 +10,8 @@ from nnlab.command_line import compose
 from nnlab.config import EarlyStoppingConfig
 from nnlab.setup import setup
 from nnlab.nn.stack import global_grad_norm
-from nnlab.train import Monitor, evaluate, train_step
+from nnlab.loop_state import Monitor
+from nnlab.train import evaluate, train_step
 
 TOY = ["data.source.n_train=64", "data.source.n_test=32", "trainer.device=cpu"]
 

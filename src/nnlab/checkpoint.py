@@ -118,7 +118,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
 
 def state(exp, loop, metrics: dict, monitor, diag, scaler, noise) -> dict:
     """Everything needed to continue exactly: weights, optimizer, schedule, scaler, the loop's position
-    (train.Position), the random states, early-stopping and diagnostics state, and the config. Tensors
+    (loop_state.Position), the random states, early-stopping and diagnostics state, and the config. Tensors
     and plain types only."""
     import random
 

@@ -31,7 +31,7 @@ examples:
 """
 
 
-COMMANDS = ("train", "check", "lr-find", "batch-size-find", "report", "ensemble", "completion")
+from nnlab.completion import COMMANDS  # noqa: E402  (the subcommands: the shell completes them too)
 
 
 def main(argv: list[str] | None = None) -> int:

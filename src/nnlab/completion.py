@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from nnlab.cli import COMMANDS
+COMMANDS = ("train", "check", "lr-find", "batch-size-find", "report", "ensemble", "completion")  # nnlab's subcommands
 
 CONFIG_COMMANDS = ("train", "check", "lr-find", "batch-size-find")  # Hydra commands: nnlab's config
 

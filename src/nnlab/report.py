@@ -309,17 +309,8 @@ def _draw(runs: list) -> None:
         console.print(f"figures of {shown(run.path)}: {', '.join(written) or 'none'}", soft_wrap=True)
 
 
-def main(argv: list[str]) -> int:
+def _parser():
     import argparse
-
-    from rich.table import Table
-
-    from rich.console import Console
-
-    from nnlab.console import console, error, shown
-
-    if not console.is_terminal:  # files and pipes: wide enough for a whole row per line
-        console = Console(width=200, highlight=False)
 
     parser = argparse.ArgumentParser(prog="nnlab report", description="Compare the runs under a folder (a sweep, or any folder of runs).")
     parser.add_argument("path", type=Path, help="a sweep directory, a run directory, or any folder of runs")
@@ -329,6 +320,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--figures", action="store_true",
                         help="also draw each run's own figures (curves, decision boundary or confusion matrix, activations) "
                              "into its folder: the runs of a stacked sweep draw only some (sweep.run_figures)")  # fmt: skip
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    from rich.table import Table
+
+    from rich.console import Console
+
+    from nnlab.console import console, error, shown
+
+    if not console.is_terminal:  # files and pipes: wide enough for a whole row per line
+        console = Console(width=200, highlight=False)
+
+    parser = _parser()
     args = parser.parse_args(argv)
     if not args.path.is_dir():
         error(f"{args.path} is not a directory; give a sweep or run directory, e.g. outputs/sweeps/DATE_TIME.")
