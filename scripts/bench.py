@@ -301,9 +301,11 @@ def stacks(args) -> dict:
 
 
 def cnn_stack(args, k: int = 8, steps: int = 20) -> dict:
-    """Can conv nets stack (issue 15)? K classic MNIST CNNs (batch 64, Adam), one training step of all K:
-    one after another vs as one vmapped model (torch.func.functional_call over stacked parameters, one
-    Adam over the stacked tensors), seconds per step of all K, minimum of interleaved repeats."""
+    """Can conv nets stack (issues 15, 22)? K classic MNIST CNNs (batch 64, Adam), one training step of all
+    K: one after another; as one vmapped model (torch.func.functional_call over stacked parameters, one
+    Adam over the stacked tensors); as one grouped-convolution model (the members' batches side by side as
+    channels, every convolution with groups=K, the dense layers as batched products, one Adam): seconds per
+    step of all K, minimum of interleaved repeats."""
     import torch
     from torch.func import functional_call, stack_module_state, vmap
 
@@ -322,6 +324,15 @@ def cnn_stack(args, k: int = 8, steps: int = 20) -> dict:
 
     batched = vmap(one, randomness="different")
 
+    grouped_params, grouped = _grouped_cnn(models)
+    grouped_opt = torch.optim.Adam(grouped_params, lr=1e-3)
+
+    def grouped_step():
+        grouped_opt.zero_grad()
+        out = grouped(x)  # [K, B, 10]
+        torch.nn.functional.cross_entropy(out.reshape(-1, 10), y.reshape(-1), reduction="none").view(k, -1).mean(1).sum().backward()
+        grouped_opt.step()
+
     def sequential():
         for m, o, xb, yb in zip(models, opts, x, y):
             o.zero_grad()
@@ -333,9 +344,9 @@ def cnn_stack(args, k: int = 8, steps: int = 20) -> dict:
         batched(params, buffers, x, y).sum().backward()
         stacked_opt.step()
 
-    times: dict = {"one after another": [], "vmap stack": []}
+    times: dict = {"one after another": [], "vmap stack": [], "grouped conv stack": []}
     for _ in range(args.repeats):
-        for name, fn in (("one after another", sequential), ("vmap stack", stacked)):
+        for name, fn in (("one after another", sequential), ("vmap stack", stacked), ("grouped conv stack", grouped_step)):
             fn()  # warm
             sync(args.device)
             start = time.perf_counter()
@@ -344,6 +355,50 @@ def cnn_stack(args, k: int = 8, steps: int = 20) -> dict:
             sync(args.device)
             times[name].append((time.perf_counter() - start) / steps)
     return {"k": k, "s_per_step": times}
+
+
+def _grouped_cnn(models):
+    """K same-shape CNNs as one model: [K, B, C, H, W] in, [K, B, outputs] out. Convolutions with groups=K
+    over the members' channels side by side ([B, K*C, H, W]); pooling, activations and dropout as they are;
+    after the flatten, each Linear as one batched product over [K, out, in] weights."""
+    import torch
+    from torch import nn
+
+    k = len(models)
+    leaves = [[m for m in model.modules() if not list(m.children())] for model in models]
+    params, plan = [], []
+    for layers in zip(*leaves):
+        first = layers[0]
+        if isinstance(first, nn.Conv2d):
+            w = torch.cat([l.weight.detach() for l in layers]).requires_grad_()
+            b = torch.cat([l.bias.detach() for l in layers]).requires_grad_()
+            params += [w, b]
+            plan.append(("conv", first, w, b))
+        elif isinstance(first, nn.Linear):
+            w = torch.stack([l.weight.detach() for l in layers]).requires_grad_()
+            b = torch.stack([l.bias.detach() for l in layers]).requires_grad_()
+            params += [w, b]
+            plan.append(("linear", first, w, b))
+        elif isinstance(first, nn.Flatten):
+            plan.append(("flatten", first, None, None))
+        else:
+            plan.append(("apply", first, None, None))
+
+    def forward(x):
+        _, batch = x.shape[:2]
+        h = x.transpose(0, 1).reshape(batch, -1, *x.shape[3:])
+        for kind, mod, w, b in plan:
+            if kind == "conv":
+                h = torch.nn.functional.conv2d(h, w, b, mod.stride, mod.padding, mod.dilation, groups=k)
+            elif kind == "flatten":
+                h = h.reshape(batch, k, -1).transpose(0, 1)
+            elif kind == "linear":
+                h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            else:
+                h = mod(h)
+        return h
+
+    return params, forward
 
 
 def toy(args) -> dict:
@@ -390,7 +445,7 @@ def main() -> None:
         print("batched sweeps (whole commands) ...", flush=True)
         results["stacks"] = stacks(args)
     if "cnnstack" in only:
-        print("conv nets stacked (vmap) vs one after another ...", flush=True)
+        print("conv nets stacked (vmap, grouped convolutions) vs one after another ...", flush=True)
         results["cnnstack"] = cnn_stack(args)
     if "toy" in only:
         print("the default toy run ...", flush=True)
@@ -455,9 +510,9 @@ def report(r: dict) -> None:
             print(f"| one run vs the basic 16-seed sweep | {one:.1f} | 16 seeds, basic | {one / best['16 seeds, basic']:.2f}x | <= 0.35x | |")
     if "cnnstack" in r:
         c = r["cnnstack"]
-        seq, vm = (min(c["s_per_step"][n]) for n in ("one after another", "vmap stack"))
+        seq, vm, gr = (min(c["s_per_step"][n]) for n in ("one after another", "vmap stack", "grouped conv stack"))
         print(f"\n| {c['k']} classic CNNs, one step of all (batch 64, Adam) | one after another {seq * 1e3:.0f} ms | "
-              f"vmap stack {vm * 1e3:.0f} ms | {vm / seq:.2f}x |")  # fmt: skip
+              f"vmap stack {vm * 1e3:.0f} ms ({vm / seq:.2f}x) | grouped conv stack {gr * 1e3:.0f} ms ({gr / seq:.2f}x) |")  # fmt: skip
     if "toy" in r:
         t = r["toy"]
         ok = min(t["wall_s"]) < 20

@@ -16,7 +16,7 @@ import torch
 from rich.console import Console
 
 from conftest import TINY, nnlab, summary, train
-from nnlab.console import TrainingProgress, epoch_line
+from nnlab.console import TrainingProgress, epoch_line, stack_info
 
 EPOCH = {"loss/train": 0.4038, "acc/train": 0.8037, "loss/val": 0.4100, "acc/val": 0.8000}
 
@@ -47,6 +47,30 @@ def test_progress_fits_the_terminal_with_bar_count_speed_and_time_left(width):
         assert epoch == "epoch   1  loss 0.4038 (val 0.4100)  acc 0.8037 (val 0.8000)"
     else:
         assert epoch == "epoch   1  " + "  ".join(f"{k} {v:.4f}" for k, v in EPOCH.items())
+
+
+@pytest.mark.parametrize("width", [60, 100])
+def test_a_stacks_progress_line_names_the_stack_and_its_members_where_there_is_room(width):
+    out = Console(width=width, file=io.StringIO(), force_terminal=True, color_system=None)
+    progress = TrainingProgress(30, 38, out=out, stack="stack 2/5")
+    for _ in range(50):
+        progress.batch(None)
+    progress.epoch(1, {}, stack_info(14, 2, "acc/val", [0.91, 0.97, 0.93]))
+    lines = out.render_lines(progress.bars.get_renderable(), out.options, pad=False)
+    line = "".join(s.text for s in lines[0]).rstrip()
+    assert len(lines) == 1 and len(line) <= width and line.startswith("stack 2/5 epoch  2/30")
+    assert ("14 running, 2 stopped  acc/val 0.9700..0.9100" in line) == (width >= 100), line
+    assert out.file.getvalue().count("epoch   1") == 0  # no epoch line of one member: the stack's line says it
+    assert stack_info(3, 0, "loss/val", [0.2, 0.1, float("nan")]) == "3 running  loss/val 0.1000..0.2000"
+
+
+def test_a_stacks_alarms_are_said_once_grouped_by_setting(tmp_path):
+    sweep = tmp_path / "s"
+    out = nnlab("train", "-m", *TINY, "trainer.epochs=3", "init=zeros,he_normal", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert out.returncode == 0 and "4 runs as one stack" in out.stdout, out.stderr[-2000:]
+    assert "warning: [" not in out.stdout  # not one line per run and alarm
+    assert "alarms (the full text: each run's train.log" in out.stdout and "underfitting: init=zeros x2" in out.stdout
+    assert "warning: [underfitting]" in (sweep / "init=zeros,trainer.seed=1" / "train.log").read_text()
 
 
 def test_epoch_line_for_regression_names_its_metrics():

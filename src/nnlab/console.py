@@ -38,13 +38,18 @@ def warning(message: str) -> None:
 class TrainingProgress:
     """One line while training that fits any terminal from 60 columns: the epoch, a bar over the whole run,
     the steps done of all, the speed and the time left (and the live loss where there is room); each
-    epoch's metrics on a line of their own, kept above it."""
+    epoch's metrics on a line of their own, kept above it. A stack of runs (`stack`: e.g. "stack 2/5")
+    has that label first and, where there is room, its members running and stopped and the best and
+    worst of their current metric instead of the epoch lines."""
 
-    def __init__(self, epochs: int, steps_per_epoch: int, enabled: bool = True, done: int = 0, out: Console | None = None):
-        self.enabled, self.epochs = enabled, epochs
+    def __init__(self, epochs: int, steps_per_epoch: int, enabled: bool = True, done: int = 0, out: Console | None = None,
+                 stack: str | None = None):  # fmt: skip
+        self.enabled, self.epochs, self.stack = enabled, epochs, stack
         self.out = out or console
         columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(bar_width=None), MofNCompleteColumn(),
                    _Speed(self.out.width >= 80), TimeRemainingColumn()]  # fmt: skip
+        if stack is not None:
+            columns.insert(0, TextColumn(escape(stack)))
         if self.out.width >= 100:
             columns.append(TextColumn("{task.fields[info]}"))
         self.bars = Progress(*columns, console=self.out, expand=True, disable=not enabled or not self.out.is_terminal)
@@ -66,11 +71,24 @@ class TrainingProgress:
         else:
             self.bars.update(self.task, advance=1, info=f"loss {loss:.4f}")
 
-    def epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+    def epoch(self, epoch: int, metrics: Mapping[str, float], info: str | None = None) -> None:
+        """An epoch ended: its line (a run alone), or `info` on the bar (a stack: stack_info())."""
         nxt = min(epoch + 1, self.epochs)
-        self.bars.update(self.task, epoch=f"{nxt:>{len(str(self.epochs))}}/{self.epochs}")
-        if self.enabled:
+        self.bars.update(self.task, epoch=f"{nxt:>{len(str(self.epochs))}}/{self.epochs}", **({"info": info} if info else {}))
+        if self.enabled and self.stack is None:
             self.out.print(epoch_line(epoch, metrics, self.out.width), soft_wrap=True, highlight=False)
+
+
+def stack_info(running: int, stopped: int, metric: str, values: list[float]) -> str:
+    """`14 running, 2 stopped  loss/val 0.0912..0.2301` (best..worst of the members' current values)."""
+    from nnlab.metrics import better
+
+    text = f"{running} running" + (f", {stopped} stopped" if stopped else "")
+    values = [v for v in values if v == v]
+    if values:
+        best, worst = (max(values), min(values)) if better(metric) > 0 else (min(values), max(values))
+        text += f"  {metric} {best:.4f}..{worst:.4f}"
+    return text
 
 
 class _Speed(ProgressColumn):

@@ -127,6 +127,7 @@ class Diagnostics:
         self.snapshot: Optional[list[Tensor]] = None
         self.recent_loss = math.nan  # mean training loss of the last log window
         self.flushed = 0  # the last step whose loss and gradient norm are written
+        self.quiet = False  # True in a stack: its alarms are said grouped by setting at its end, not one by one
 
     # -- alarms
     def raise_alarm(self, alarm) -> None:
@@ -135,7 +136,8 @@ class Diagnostics:
         from nnlab.console import warning
 
         self.raised.append(alarm)
-        warning(f"[{alarm.name}] step {alarm.step}: {alarm.message}")
+        if not self.quiet:
+            warning(f"[{alarm.name}] step {alarm.step}: {alarm.message}")
         self.tracker.log(f"warning: [{alarm.name}] step {alarm.step}: {alarm.message}")
         self.tracker.text("alarms", f"**{alarm.name}** (step {alarm.step}): {alarm.message}", alarm.step)
 

@@ -113,5 +113,5 @@ def greedy(exp, tracker) -> list[dict]:
             tracker.scalars(epoch[0], {f"pretrain/{stage}_loss": value})
         console.print(f"pretrain ({p.method}) {stage}: loss {losses[0]:.4f} -> {losses[-1]:.4f} in {len(losses)} epochs")
 
-    return pretrain(bare(exp.model), p.method, exp.data.train.x, exp.data.train.y, exp.loss_fn, p.epochs, t.batch_size,
+    return pretrain(bare(exp.model), p.method, exp.data.train.x[:], exp.data.train.y, exp.loss_fn, p.epochs, t.batch_size,
                     exp.make_optimizer, t.seed, log)  # fmt: skip

@@ -130,6 +130,27 @@ def said(m: Member, summary: dict, alone: bool) -> None:
     console.print(f"  {shown(m.run_dir.name)}: {summary['status']}  {score}", soft_wrap=True)
 
 
+def alarms_said(members: list[Member], summaries: list[Optional[dict]]) -> None:
+    """A stack's alarms, one line each, with the settings (less the seed) of the runs that raised it:
+    `flat_loss: init=zeros x5, init=normal_small x5`; the full text is in each run's train.log and
+    TensorBoard."""
+    from collections import Counter
+
+    from nnlab.console import console, shown
+
+    given = [dict(o.split("=", 1) for o in m.exp.config.get("overrides", []) if "=" in o) for m in members]
+    differ = [k for k in dict.fromkeys(k for g in given for k in g) if k != "trainer.seed" and len({g.get(k) for g in given}) > 1]
+    raised: dict[str, Counter] = {}
+    for m, g, summary in zip(members, given, summaries):
+        setting = ",".join(f"{k}={g.get(k, '-')}" for k in differ) or "all runs"
+        for alarm in (summary or {}).get("alarms", []):
+            raised.setdefault(alarm["name"], Counter())[setting] += 1
+    if raised:
+        console.print("alarms (the full text: each run's train.log and TensorBoard's TEXT tab):", highlight=False)
+    for name, settings in raised.items():
+        console.print(f"  {name}: " + ", ".join(f"{shown(s)} x{n}" for s, n in settings.items()), soft_wrap=True, highlight=False)
+
+
 def finished_message(run_dir: Path, summary: dict) -> str:
     n = summary.get("epochs_run")
     return (f"{run_dir} has finished (status ok, {n} epochs{', stopped early' if summary.get('stopped_early') else ''}): "

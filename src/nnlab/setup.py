@@ -21,7 +21,7 @@ from nnlab import transfer
 from nnlab.config import (AlarmsConfig, DiagnosticsConfig, EarlyStoppingConfig, PretrainConfig, RegularizationConfig,
                           TrainerConfig)  # fmt: skip
 from nnlab.data import describe
-from nnlab.data.loader import Data, prepare, steps_per_epoch
+from nnlab.data.loader import Data, Images, prepare, steps_per_epoch
 from nnlab.diagnostics import hidden_activations, weight_layers
 from nnlab.errors import ConfigError
 from nnlab.nn import bare
@@ -99,6 +99,22 @@ def seed_everything(seed: int, deterministic: bool) -> list[str]:
             f"CUBLAS_WORKSPACE_CONFIG={os.environ['CUBLAS_WORKSPACE_CONFIG']}"]  # fmt: skip
 
 
+_LOADED: dict[str, tuple] = {}  # the image set loaded last: the runs of a stack share its tensors
+
+
+def load_source(source: DictConfig, kind: str) -> tuple:
+    """The `data.source` config's raw tensors (x_train, y_train, x_test, y_test); an image set is read
+    once per process for the runs that ask for the same one (their splits index it: loader.Images)."""
+    key = repr(OmegaConf.to_container(source, resolve=True))
+    if kind == "images" and key in _LOADED:
+        return _LOADED[key]
+    raw = instantiate(source, _partial_=True)()  # called here so that its errors reach the user as they are
+    if kind == "images":
+        _LOADED.clear()
+        _LOADED[key] = raw
+    return raw
+
+
 def build_model(cfg: DictConfig, in_shape, num_outputs: int, activation) -> nn.Module:
     """The `model` config as a torch module, initialized by `init`."""
     try:
@@ -126,9 +142,8 @@ def setup(cfg: DictConfig, cpu_share: Optional[int] = None) -> Experiment:
         from nnlab.data.augment import FOR_DATASET
 
         augment = FOR_DATASET[cfg.data.source._target_.rpartition(".")[2]]
-    load = instantiate(cfg.data.source, _partial_=True)  # called here so that its errors reach the user as they are
     data = prepare(
-        load(),
+        load_source(cfg.data.source, kind),
         kind=kind,
         num_classes=num_classes,
         val_fraction=cfg.data.val_fraction,
@@ -148,7 +163,11 @@ def setup(cfg: DictConfig, cpu_share: Optional[int] = None) -> Experiment:
     if convolutional and trainer.channels_last is not False:  # null (auto) or true
         model.to(memory_format=torch.channels_last)  # NHWC: faster convolutions, on GPUs and CPUs alike
         for split in (data.train, data.val, data.test):
-            if split is not None:
+            if split is None:
+                continue
+            if isinstance(split.x, Images):
+                split.x.channels_last = True  # its batches come out NHWC
+            else:
                 split.x = split.x.contiguous(memory_format=torch.channels_last)
     tr, reused = cfg.transfer, set()
     if tr.init_from and tr.mode != "none":

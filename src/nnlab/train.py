@@ -9,8 +9,9 @@ The loop sees torch objects and plain dataclasses, never the config.
 
 from __future__ import annotations
 
+import math
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,7 +20,7 @@ from omegaconf import DictConfig
 
 from nnlab import checkpoint, figures, pretrain
 from nnlab import metrics as task_metrics
-from nnlab.console import TrainingProgress, epoch_line, summary_text, warning
+from nnlab.console import TrainingProgress, epoch_line, stack_info, summary_text, warning
 from nnlab.data.loader import Split, batch_indices
 from nnlab.loop_state import Monitor, Position, StopRequest
 from nnlab.diagnostics import Diagnostics
@@ -27,7 +28,7 @@ from nnlab.nn import bare, eval_mode
 from nnlab.nn.dropout import use_generator
 from nnlab.nn.stack import Solo, Stack
 from nnlab.optim import per_epoch
-from nnlab.run_files import Member, close, guard, hparams_of, prepare, said
+from nnlab.run_files import Member, alarms_said, close, guard, hparams_of, prepare, said
 from nnlab.setup import Experiment, model_summary
 from nnlab.tracking import Tracker, write_summary
 
@@ -116,6 +117,29 @@ def _evaluate(exp: Experiment, split: Split) -> dict[str, float]:
     return epoch_metrics(exp.data.kind, total, len(split))
 
 
+def validate(engine, members: list[Member], epoch: int) -> dict[int, dict]:
+    """The validation metrics of the members still running whose validation is due this epoch
+    ({k: {"loss": ..., "acc": ...}}): a stack's in one stacked pass (stack.forward in eval mode)."""
+    splits = [m.exp.data.val if not m.done and m.exp.data.val is not None
+              and (epoch % m.exp.trainer.eval_every == 0 or epoch == m.exp.trainer.epochs) else None for m in members]  # fmt: skip
+    due = [k for k, s in enumerate(splits) if s is not None]
+    if not due:
+        return {}
+    if isinstance(engine, Solo):
+        return {0: evaluate(members[0].exp, splits[0])}
+    exps, total = [m.exp for m in members], 0
+    n, size = len(splits[due[0]]), exps[0].trainer.eval_batch_size
+    with torch.no_grad(), ExitStack() as modes:
+        for e in exps:
+            modes.enter_context(eval_mode(e.model))
+        for start in range(0, n, size):
+            items = [(s.x[start : start + size], s.y[start : start + size]) if s is not None else None for s in splits]
+            out = engine.forward([i[0] if i is not None else None for i in items], [i is not None for i in items])
+            losses = {k: exps[k].loss_fn(out[k], items[k][1]).float() for k in due}
+            total = total + _sums(exps, out, items, losses)
+    return {k: epoch_metrics(exps[0].data.kind, total[k], n) for k in due}
+
+
 def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
     """Train K >= 1 members (run_files.prepare) as one stack where they can (nn/stack.py), each writing its
     own run folder; their summaries, in order. A run alone (K = 1) raises what fails; in a stack of K > 1 a
@@ -127,14 +151,15 @@ def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
     try:
         with StopRequest() as stop:  # one handler for the stack: a SIGTERM saves every member
             for m in members:
-                m.training = guard(m, alone, lambda m=m: Training(m.exp, m.run_dir, m.tracker, m.state, stop))
+                m.training = guard(m, alone, lambda m=m: Training(m.exp, m.run_dir, m.tracker, m.state, stop, quiet=not alone))
             for engine, group in _engines([m for m in members if m.training is not None]):
                 t = group[0].exp.trainer
-                progress = TrainingProgress(t.epochs, group[0].exp.steps_per_epoch, enabled=t.progress and alone,
-                                            done=group[0].training.loop.step)  # fmt: skip
+                progress = TrainingProgress(t.epochs, group[0].exp.steps_per_epoch, enabled=t.progress,
+                                            done=group[0].training.loop.step, stack=None if alone else f"stack {label}")  # fmt: skip
                 with progress:
                     _drive(engine, group, progress, alone)
-        summaries = [close(m, alone, label, len(members), time.perf_counter() - started) for m in members]
+        wall = time.perf_counter() - started  # the stack's training time, the same for every member
+        summaries = [close(m, alone, label, len(members), wall) for m in members]
         for m in members:
             m.tracker.close()  # its figures drawn (by the painter, for a stack, while the others closed)
         curves = [painter.submit(figures.run_curves, m.run_dir, m.exp.data.kind) if painter is not None
@@ -146,6 +171,8 @@ def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
             if summary is not None:
                 write_summary(m.run_dir, summary)
                 said(m, summary, alone)
+        if not alone:
+            alarms_said(members, summaries)
         return summaries
     finally:
         if painter is not None:
@@ -210,20 +237,29 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
                 if i is not None and not guard(m, alone, lambda m=m, k=k, n=len(i[1]):
                                                m.training.after_step(epoch, sums[k], n, losses[k].detach(), norms[k])):  # fmt: skip
                     m.done = True
-            first = members[0].training
-            progress.batch(first.diag.recent_loss if first.loop.step % log_every == 0 else None)
-        for m in running:
-            if not m.done and not guard(m, alone, lambda m=m: m.training.end_epoch(epoch)):
+            first = members[0].training  # a run alone: its live loss (a stack's line: its members, at epoch ends)
+            progress.batch(first.diag.recent_loss if alone and first.loop.step % log_every == 0 else None)
+        val = validate(engine, members, epoch)  # every member due, in one pass
+        for k, m in enumerate(members):
+            if m in running and not m.done and not guard(m, alone, lambda m=m, k=k: m.training.end_epoch(epoch, val.get(k))):
                 m.done = True
-        progress.epoch(epoch, members[0].training.metrics)
+        if alone:
+            progress.epoch(epoch, members[0].training.metrics)
+        else:
+            metric = members[0].exp.early_stopping.metric
+            running = [m for m in members if not m.done]
+            progress.epoch(epoch, {}, stack_info(len(running), len(members) - len(running), metric,
+                                                 [m.training.metrics.get(metric, math.nan) for m in running]))  # fmt: skip
 
 
 class Training:
     """One member in training: its generators, diagnostics, early stopping, position and checkpoints,
     driven by train() through a few calls: batches(epoch), before_step(), after_step(...),
-    end_epoch(epoch), finish(). `stop`: the loop's StopRequest (a signal saves and stops)."""
+    end_epoch(epoch), finish(). `stop`: the loop's StopRequest (a signal saves and stops); `quiet`: its
+    alarms go to its files only."""
 
-    def __init__(self, exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict], stop: "StopRequest"):
+    def __init__(self, exp: Experiment, run_dir: Path, tracker: Tracker, resume: Optional[dict], stop: StopRequest,
+                 quiet: bool = False):  # fmt: skip
         t, data = exp.trainer, exp.data
         self.exp, self.run_dir, self.tracker = exp, Path(run_dir), tracker
         self.shuffle = torch.Generator().manual_seed(t.seed)
@@ -233,6 +269,7 @@ class Training:
         probe = (data.train.x[: exp.diagnostics.probe_size], data.train.y[: exp.diagnostics.probe_size])
         self.diag = Diagnostics(exp.model, exp.loss_fn, exp.activation_type, probe, data.num_classes, exp.diagnostics,
                                 exp.alarms, tracker, t.log_every, exp.optimizer, data.kind)  # fmt: skip
+        self.diag.quiet = quiet  # a stack's alarms are said at its end, grouped by setting (run_files.alarms_said)
         self.monitor, self.status, self.started = Monitor(exp.early_stopping), "ok", time.perf_counter()
         self.ckpt_dir, self.metrics, self.stop = self.run_dir / "checkpoints", {}, stop
         self.loop = Position(self.shuffle.get_state())
@@ -288,15 +325,16 @@ class Training:
                 return False
         return True
 
-    def end_epoch(self, epoch: int) -> bool:
-        """Validate, log, checkpoint `last` (and `best`), histograms. False: the run stops here (it
-        diverged or was interrupted during the epoch, or early stopping says so)."""
+    def end_epoch(self, epoch: int, val: Optional[dict] = None) -> bool:
+        """Log (with `val`, the validation metrics where due: validate()), checkpoint `last` (and `best`),
+        histograms. False: the run stops here (it diverged or was interrupted during the epoch, or early
+        stopping says so)."""
         if self.status == "ok" and self.diag.flush(self.loop.step, epoch):
             self.status = "diverged"
         if self.status != "ok":
             return False
         exp, loop, monitor = self.exp, self.loop, self.monitor
-        self.metrics = _end_epoch(exp, self.tracker, epoch, loop, time.perf_counter() - self.epoch_start)
+        self.metrics = _end_epoch(exp, self.tracker, epoch, loop, time.perf_counter() - self.epoch_start, val)
         self.tracker.log(epoch_line(epoch, self.metrics))
         loop.end_epoch(self.shuffle.get_state())
         state = self._state()
@@ -331,12 +369,11 @@ class Training:
         return summary
 
 
-def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, elapsed: float) -> dict:
-    """The epoch's metrics (validation at its cadence), logged; the plateau schedule; the decision boundary."""
+def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, elapsed: float, val: Optional[dict]) -> dict:
+    """The epoch's metrics (with the validation's, where due), logged; the plateau schedule; the decision boundary."""
     t, data, step, count = exp.trainer, exp.data, loop.step, loop.count
     metrics = {f"{k}/train": v for k, v in epoch_metrics(data.kind, loop.sums, count).items()}
-    if data.val is not None and (epoch % t.eval_every == 0 or epoch == t.epochs):
-        metrics.update({f"{k}/val": v for k, v in evaluate(exp, data.val).items()})
+    metrics.update({f"{k}/val": v for k, v in (val or {}).items()})
     metrics.update({"time/epoch_s": elapsed, "throughput/examples_per_s": count / elapsed})
     tracker.scalars(step, metrics, epoch)
     if per_epoch(exp.scheduler) and "loss/val" in metrics:

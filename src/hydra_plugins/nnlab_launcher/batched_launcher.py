@@ -74,14 +74,18 @@ class BatchedLauncher(Launcher):
         sweep_dir = self.config.hydra.sweep.dir
         console.print(f"sweep {shown(sweep_dir)}: {len(configs)} job{'s' if len(configs) > 1 else ''} in {len(stacks)} "
                       f"group{'s' if len(stacks) > 1 else ''}; watch it: tensorboard --logdir {sweep_dir}", soft_wrap=True)  # fmt: skip
+        done = 0
         for n, stack in enumerate(stacks, 1):
             names = [" ".join(filter_overrides(job_overrides[i])) or "(defaults)" for i in stack]
+            where = f"  (runs {done + 1}-{done + len(stack)} of {len(configs)})" if len(stacks) > 1 else ""
+            done += len(stack)
             if len(stack) == 1:
                 reason = why[stack[0]] or "no other job shares its settings"
                 console.print(f"\\[{n}/{len(stacks)}] alone ({reason}): {shown(names[0])}", soft_wrap=True)
                 returns[stack[0]] = self._run(configs[stack[0]], self.task_function)
                 continue
-            console.print(f"\\[{n}/{len(stacks)}] {len(stack)} runs as one stack: {shown(round_floats(differ(names)))}", soft_wrap=True)
+            console.print(f"\\[{n}/{len(stacks)}] {len(stack)} runs as one stack: {shown(round_floats(differ(names)))}{where}",
+                          soft_wrap=True)  # fmt: skip
             returns.update(self._stack(configs, stack, prepare, f"{n}/{len(stacks)}"))
         return [returns[i] for i in range(len(configs))]
 

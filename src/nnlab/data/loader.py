@@ -1,5 +1,7 @@
 """Turn raw tensors into the run's data: validation split, subset, preprocessing (statistics from the
-training split only), all moved once to the training device; batches are index tensors."""
+training split only), all moved once to the training device; batches are index tensors. Images stay
+uint8, in one tensor per process and device that every run of a stack shares (Images: normalized as a
+batch is read); toy sets are float tensors of their own."""
 
 from __future__ import annotations
 
@@ -11,9 +13,40 @@ import torch
 Tensor = torch.Tensor
 
 
+class Images:
+    """A split's images as rows of the data set's uint8 tensor (shared: the runs of a stack that load the
+    same files hold one copy, not one each), read as floats normalized with the run's statistics: x[i],
+    for a slice or an index tensor (a batch, an evaluation chunk, the probe), computes what a normalized
+    float copy would hold there, element for element."""
+
+    def __init__(self, raw: Tensor, index: Optional[Tensor], mean: Tensor, std: Tensor):
+        self.raw, self.index, self.mean, self.std = raw, index, mean, std
+        self.channels_last = False  # conv nets: batches in NHWC memory layout (setup)
+
+    def __getitem__(self, i) -> Tensor:
+        rows = self.raw[i] if self.index is None else self.raw[self.index[i]]
+        x = rows.float().div_(255).sub_(self.mean).div_(self.std)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def __len__(self) -> int:
+        return len(self.raw) if self.index is None else len(self.index)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self), *self.raw.shape[1:]))
+
+    @property
+    def device(self) -> torch.device:
+        return self.raw.device
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.raw.is_cuda
+
+
 @dataclass
 class Split:
-    x: Tensor
+    x: "Tensor | Images"  # examples: x[i] for a slice or an index tensor
     y: Tensor
 
     def __len__(self) -> int:
@@ -57,26 +90,45 @@ def prepare(
     perm = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(seed))
     n_val = int(round(val_fraction * len(y_train)))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
-
-    train = Split(_to_float(x_train[train_idx]), y_train[train_idx])  # index first: copies of the uint8 data
-    val = Split(_to_float(x_train[val_idx]), y_train[val_idx]) if n_val else None
-    mean, std = statistics(train.x, preprocess)
     if subset is not None:
-        train = Split(train.x[:subset].clone(), train.y[:subset])
+        kept_idx = train_idx[:subset]
+    if x_train.dtype == torch.uint8:  # images: the shared uint8 tensors and each split's rows
+        mean, std = statistics(_to_float(x_train[train_idx]), preprocess)  # (a float copy for this moment only)
+        mean, std = mean.to(device), std.to(device)
+        raw_train, raw_test = on_device(x_train, device), on_device(x_test, device)
 
-    def ready(s: Split) -> Split:  # normalized in place, then moved once to the device
-        return Split(s.x.sub_(mean).div_(std).to(device).contiguous(), s.y.to(device))
+        def images(index: Optional[Tensor], raw=raw_train) -> Tensor | Images:
+            return Images(raw, None if index is None else index.to(device), mean, std)
 
-    return Data(
-        train=ready(train),
-        val=ready(val) if val is not None else None,
-        test=ready(Split(_to_float(x_test), y_test)),
-        num_classes=num_classes,
-        kind=kind,
-        mean=mean.to(device),
-        std=std.to(device),
-        augment=augment,
-    )
+        train = Split(images(kept_idx if subset is not None else train_idx), y_train[train_idx][:subset].to(device))
+        val = Split(images(val_idx), y_train[val_idx].to(device)) if n_val else None
+        test = Split(images(None, raw_test), y_test.to(device))
+    else:
+        train = Split(_to_float(x_train[train_idx]), y_train[train_idx])  # index first: copies of the data
+        val = Split(_to_float(x_train[val_idx]), y_train[val_idx]) if n_val else None
+        mean, std = statistics(train.x, preprocess)
+        if subset is not None:
+            train = Split(train.x[:subset].clone(), train.y[:subset])
+
+        def ready(s: Split) -> Split:  # normalized in place, then moved once to the device
+            return Split(s.x.sub_(mean).div_(std).to(device).contiguous(), s.y.to(device))
+
+        train, val, test = ready(train), ready(val) if val is not None else None, ready(Split(_to_float(x_test), y_test))
+        mean, std = mean.to(device), std.to(device)
+    return Data(train=train, val=val, test=test, num_classes=num_classes, kind=kind, mean=mean, std=std, augment=augment)
+
+
+_ON_DEVICE: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}
+
+
+def on_device(x: Tensor, device) -> Tensor:
+    """`x` on `device`, moved once per process: the runs of a stack that load the same data set (one
+    tensor: setup keeps it) share one copy there too."""
+    key = (id(x), str(torch.device(device)))
+    if key not in _ON_DEVICE or _ON_DEVICE[key][0] is not x:
+        _ON_DEVICE.clear()  # one data set at a time: a sweep's next stack may load another
+        _ON_DEVICE[key] = (x, x.to(device))
+    return _ON_DEVICE[key][1]
 
 
 def _to_float(x: Tensor) -> Tensor:
