@@ -39,8 +39,8 @@ def group_key(cfg: DictConfig) -> tuple[Optional[str], str]:
     from nnlab.config import flatten
 
     c = cfg
-    why = ("a conv net (on a CPU a vmapped stack of 8 classic CNNs steps 1.9x slower than the 8 one after "
-           "another: scripts/bench.py --only cnnstack)" if not str(c.model._target_).endswith(".MLP")
+    why = ("a conv net (on a CPU a stack of 8 classic CNNs steps 1.9x slower than the 8 one after another, as "
+           "vmapped or grouped convolutions: scripts/bench.py --only cnnstack)" if not str(c.model._target_).endswith(".MLP")
            else "torch.compile" if c.trainer.compile
            else f"precision {c.trainer.precision}" if c.trainer.precision != "fp32"
            else "pretraining" if c.pretrain.method != "none"

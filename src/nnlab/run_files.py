@@ -43,7 +43,7 @@ def hparams_of(config: dict) -> dict[str, Any]:
     return out or {"seed": flat.get("trainer.seed", 0)}
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a field-by-field comparison of configs would cost the loop dearly
 class Member:
     """A run set up and ready to train: its folder locked (until the loop is done with it), its files
     opened; `state`: the checkpoint it continues, if any. The loop fills in the rest."""
