@@ -86,3 +86,19 @@ def test_random_affine_keeps_shape_and_mass_roughly():
     out = augment.random_affine(x, g)
     assert out.shape == x.shape and not torch.equal(out, x)
     assert torch.allclose(out.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=0.3)
+
+
+def test_a_stacks_shared_images_read_as_a_run_alones_float_copy():
+    """prepare(shared=True) (a stack's run: rows of one uint8 tensor, normalized as read) gives, batch by
+    batch, exactly what a run alone's normalized float copy holds; two runs share the one tensor."""
+    g = torch.Generator().manual_seed(0)
+    raw = (torch.randint(0, 256, (300, 3, 8, 8), dtype=torch.uint8, generator=g), torch.randint(0, 10, (300,), generator=g),
+           torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8, generator=g), torch.randint(0, 10, (50,), generator=g))
+    common = dict(kind="images", num_classes=10, val_fraction=0.2, preprocess="standardize", subset=200, seed=3)
+    alone, member, other = prepare(raw, **common), prepare(raw, **common, shared=True), prepare(raw, **{**common, "seed": 4}, shared=True)
+    idx = torch.tensor([5, 0, 199, 17])
+    for a, m in ((alone.train, member.train), (alone.val, member.val), (alone.test, member.test)):
+        assert len(a) == len(m) and a.x.shape == m.x.shape and torch.equal(a.y, m.y)
+        assert torch.equal(a.x[idx % len(a)], m.x[idx % len(m)]) and torch.equal(a.x[2:9], m.x[2:9])
+    assert member.train.x.raw is other.train.x.raw and member.in_shape == alone.in_shape == (3, 8, 8)
+    assert not torch.equal(member.mean, other.mean)  # each its own statistics, from its own split

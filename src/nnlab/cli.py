@@ -398,7 +398,7 @@ def _member(cfg, run_dir, job, cpu_share):
     run_dir = Path(run_dir)
     if cfg.resume is not None and ((run_dir / "checkpoints" / "last.pt").exists() or (run_dir / "summary.json").exists()):
         return _train(cfg, run_dir, job, cpu_share)
-    return prepare(cfg, run_dir, job, cpu_share, quiet=True)
+    return prepare(cfg, run_dir, job, cpu_share, quiet=True, shared=True)
 
 
 train_job = _job(_train)  # `nnlab train`

@@ -60,9 +60,10 @@ class Member:
 
 
 def prepare(cfg: DictConfig, run_dir: str | Path, job: Optional[dict] = None, cpu_share: Optional[int] = None,
-            quiet: bool = False) -> Member | dict:
+            quiet: bool = False, shared: bool = False) -> Member | dict:
     """A run up to its first step: lock and check its folder, set it up (continuing cfg.resume's
-    checkpoint), open its files. A resumed run that has finished: its summary, nothing changed."""
+    checkpoint), open its files. A resumed run that has finished: its summary, nothing changed.
+    `quiet`, `shared`: a member of a stack (no banner; its image set shared with the others)."""
     run_dir = Path(run_dir)
     lock = run_folder.Lock(run_dir).__enter__()
     try:
@@ -75,7 +76,7 @@ def prepare(cfg: DictConfig, run_dir: str | Path, job: Optional[dict] = None, cp
             console.print(finished_message(run_dir, done), soft_wrap=True)
             lock.__exit__()
             return done
-        exp = setup(cfg, cpu_share)
+        exp = setup(cfg, cpu_share, shared)
         state = checkpoint.resume_state(cfg.resume, run_dir, exp.config)
         return Member(cfg, run_dir, exp, open_run(cfg, run_dir, exp, state, job, quiet=quiet), lock, state)
     except BaseException:

@@ -128,9 +128,10 @@ def build_model(cfg: DictConfig, in_shape, num_outputs: int, activation) -> nn.M
     return model
 
 
-def setup(cfg: DictConfig, cpu_share: Optional[int] = None) -> Experiment:
+def setup(cfg: DictConfig, cpu_share: Optional[int] = None, shared: bool = False) -> Experiment:
     """Every torch object of a run, built from its validated config; `cpu_share`: this job's share of the
-    CPU cores where a parallel launcher runs several at once (see trainer.threads)."""
+    CPU cores where a parallel launcher runs several at once (see trainer.threads); `shared`: a run of a
+    stack, whose image set it shares with the others (loader.Images)."""
     trainer: TrainerConfig = OmegaConf.to_object(cfg.trainer)
     notes = seed_everything(trainer.seed, trainer.deterministic)
     device = resolve_device(trainer.device)
@@ -152,6 +153,7 @@ def setup(cfg: DictConfig, cpu_share: Optional[int] = None) -> Experiment:
         augment=augment,
         seed=trainer.seed,
         device=device,
+        shared=shared,
     )
 
     torch.manual_seed(trainer.seed)  # the weights do not depend on how much random data came before

@@ -1,7 +1,7 @@
 """Turn raw tensors into the run's data: validation split, subset, preprocessing (statistics from the
-training split only), all moved once to the training device; batches are index tensors. Images stay
-uint8, in one tensor per process and device that every run of a stack shares (Images: normalized as a
-batch is read); toy sets are float tensors of their own."""
+training split only), all moved once to the training device; batches are index tensors. A stack's
+runs keep image sets uint8, in one tensor per process and device that they share (Images: normalized as
+a batch is read); a run alone, and every toy set, keeps a normalized float copy of its own."""
 
 from __future__ import annotations
 
@@ -85,14 +85,17 @@ def prepare(
     augment: Optional[Callable] = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    shared: bool = False,
 ) -> Data:
+    """`shared`: a run of a stack: image sets as Images (rows of the one uint8 tensor the stack shares,
+    normalized as read: the same numbers as the float copy a run alone keeps, which reads faster)."""
     x_train, y_train, x_test, y_test = raw
     perm = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(seed))
     n_val = int(round(val_fraction * len(y_train)))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     if subset is not None:
         kept_idx = train_idx[:subset]
-    if x_train.dtype == torch.uint8:  # images: the shared uint8 tensors and each split's rows
+    if shared and x_train.dtype == torch.uint8:  # images in a stack: the shared uint8 tensors and each split's rows
         mean, std = statistics(_to_float(x_train[train_idx]), preprocess)  # (a float copy for this moment only)
         mean, std = mean.to(device), std.to(device)
         raw_train, raw_test = on_device(x_train, device), on_device(x_test, device)
