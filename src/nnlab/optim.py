@@ -415,7 +415,7 @@ class StackedUpdate:
             for g in present:
                 torch.clamp(g, -_per_member(self.clip_value, g), _per_member(self.clip_value, g), out=g)
         if present:  # each member's global norm: its tensors' norms (as torch's clip_grad_norm_ takes them), then their norm
-            norms = torch.stack([torch.linalg.vector_norm(g.reshape(K, -1), dim=1) for g in present])
+            norms = torch.stack(torch._foreach_norm([g[k] for g in present for k in range(K)])).reshape(len(present), K)
             total = norms[0] * norms[0]
             for row in norms[1:]:  # in order, tensor by tensor: the same sum whatever K is
                 total = total + row * row

@@ -302,6 +302,7 @@ class Training:
             if exp.regularization.input_noise > 0:
                 x = x + exp.regularization.input_noise * torch.randn(x.shape, generator=self.noise, device=x.device)
             yield x, y
+        self.epoch_time = time.perf_counter() - self.epoch_start  # the training pass (validation comes after)
 
     def before_step(self) -> None:
         self.loop.step += 1
@@ -334,7 +335,7 @@ class Training:
         if self.status != "ok":
             return False
         exp, loop, monitor = self.exp, self.loop, self.monitor
-        self.metrics = _end_epoch(exp, self.tracker, epoch, loop, time.perf_counter() - self.epoch_start, val)
+        self.metrics = _end_epoch(exp, self.tracker, epoch, loop, self.epoch_time, val)
         self.tracker.log(epoch_line(epoch, self.metrics))
         loop.end_epoch(self.shuffle.get_state())
         state = self._state()
