@@ -18,6 +18,7 @@ def test_compose_gives_the_config_nnlab_train_runs():
 
 @pytest.mark.parametrize("overrides, message", [
     (["activation=rellu"], "Did you mean activation=relu?"),
+    (["activation=Relu"], "Did you mean activation=relu?"),  # the case, not the closest spelling (elu)
     (["trainer.epoch=3"], "Did you mean trainer.epochs?"),
     (["trainer.epochs=abc"], "trainer.epochs='abc' is invalid: it must be of type Integer"),
     (["model=3"], "`model` is a config group; choose one of its options"),

@@ -122,3 +122,11 @@ def test_a_stacks_runs_draw_the_figures_asked_for_and_report_draws_the_rest(tmp_
     assert imread(run / "decision_boundary.png").shape[0] > 300
     bad = nnlab("train", "-m", *TINY, "trainer.seed=0,1", "sweep.run_figures=some", f"hydra.sweep.dir={tmp_path / 'bad'}", cwd=tmp_path)
     assert bad.returncode == 2 and "sweep.run_figures" in bad.stdout + bad.stderr
+
+
+def test_a_one_epoch_curve_shows_its_point_on_a_whole_epoch_axis(tmp_path):
+    one = [figures.Curve("train", [1], [0.5], [0.8]), figures.Curve("val", [1], [0.6], [0.7], "--")]
+    fig = figures.curves_figure(one, tmp_path / "one.png")
+    assert imread(tmp_path / "one.png").shape[:2] == (320, 900)
+    for ax in fig.axes:  # a marker per point, the axis spanning the epoch (not 0.945..1.050 around an empty frame)
+        assert ax.get_xlim() == (0.5, 1.5) and all(line.get_marker() == "o" for line in ax.get_lines())

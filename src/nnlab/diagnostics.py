@@ -183,7 +183,7 @@ class Diagnostics:
             for name, a in outputs.items():
                 self.tracker.histogram(f"activations/{name}", a, step)
             if last_epoch and outputs:
-                self._figure(outputs, step, f"after {epoch} epochs", "activations_final.png")
+                self._figure(outputs, step, f"after {epoch} epoch{'s' if epoch != 1 else ''}", "activations_final.png")
 
     def finish(self, metrics: dict[str, float], step: int) -> list[dict]:
         name = score(self.kind)

@@ -61,5 +61,6 @@ def did_you_mean(word: str, choices: list[str], prefix: str = "") -> str:
     """` Did you mean PREFIX+CLOSEST?` for a misspelt name, or nothing."""
     import difflib
 
-    close = difflib.get_close_matches(word, choices, n=1)
+    same_but_case = [c for c in choices if c.lower() == word.lower()]  # `Relu` means relu, not elu
+    close = same_but_case or difflib.get_close_matches(word, choices, n=1)
     return f" Did you mean {prefix}{close[0]}?" if close else ""

@@ -176,9 +176,10 @@ def run_curves(run_dir, kind: str) -> None:
     curves_figure([c for c in curves if c is not None], Path(run_dir) / "curves.png", score)
 
 
-def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str = "loss", log_loss: bool = False) -> None:
+def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str = "loss", log_loss: bool = False):
     """Loss and score (accuracy, or R^2 for regression) per epoch, side by side, one line per Curve,
-    saved as a PNG: a run's train and val curves (curves.png), or many runs' (report.png)."""
+    saved as a PNG: a run's train and val curves (curves.png), or many runs' (report.png). Returns the
+    matplotlib Figure."""
     from matplotlib.figure import Figure
 
     from matplotlib.ticker import MaxNLocator
@@ -187,8 +188,9 @@ def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str
     fig = Figure(figsize=(13, 4) if legend_out else (9, 3.2), dpi=100)
     ax_loss, ax_score = fig.subplots(1, 2)
     for c in curves:
-        (line,) = ax_loss.plot(c.epochs, c.loss, c.style, label=c.label)
-        ax_score.plot(c.epochs, c.score, c.style, label=c.label, color=line.get_color())
+        dots = {"marker": "o"} if len(c.epochs) <= 3 else {}  # a run of 1-3 epochs: its points, not an empty frame
+        (line,) = ax_loss.plot(c.epochs, c.loss, c.style, label=c.label, **dots)
+        ax_score.plot(c.epochs, c.score, c.style, label=c.label, color=line.get_color(), **dots)
         if c.band is not None:
             for ax, mid, sd in ((ax_loss, c.loss, c.band[0]), (ax_score, c.score, c.band[1])):
                 ax.fill_between(c.epochs, [m - d for m, d in zip(mid, sd)], [m + d for m, d in zip(mid, sd)],
@@ -198,15 +200,19 @@ def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str
     title = LABELS[score]
     ax_loss.set(xlabel="epoch", ylabel="loss", title=loss_title, yscale="log" if log_loss else "linear")
     ax_score.set(xlabel="epoch", ylabel=title, title=title)
+    last = max((max(c.epochs) for c in curves if len(c.epochs)), default=1)
     for ax in (ax_loss, ax_score):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        if last <= 3:  # one to three epochs: the axis spans them, with a margin, not 0.945..1.050
+            ax.set_xlim(0.5, last + 0.5)
     if legend_out and len(curves) <= 24:
         ax_score.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     elif curves and not legend_out:
         ax_score.legend(loc="best")
     fig.tight_layout()
     save_figure(fig, path)
+    return fig
 
 
 def save_figure(fig, path) -> None:

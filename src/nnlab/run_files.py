@@ -259,7 +259,8 @@ def draw_figures(run_dir: str | Path) -> list[str]:
     acts = hidden_activations(exp.model, exp.activation_type)
     if acts:
         probe = exp.data.train.x[: exp.diagnostics.probe_size]
-        when = f"after {summary.get('epochs_run')} epochs (the best checkpoint)"
+        n = summary.get("epochs_run")
+        when = f"after {n} epoch{'s' if n != 1 else ''} (the best checkpoint)"
         activations_figure(_Files(run_dir), probe_activations(exp.model, acts, probe), 0, when, "activations_final.png")
     return sorted(p.name for p in run_dir.glob("*.png") if before.get(p.name) != p.stat().st_mtime_ns)
 
