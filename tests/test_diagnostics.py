@@ -110,6 +110,7 @@ def test_lr_find_works_with_any_optimizer_and_model(tmp_path):
         out = nnlab("lr-find", f"optimizer={opt}", "lr_find.steps=30", f"hydra.run.dir={tmp_path / opt}", cwd=tmp_path)
         assert out.returncode == 0, out.stderr
         assert "suggested learning rate" in out.stdout
+        assert f"train with it: nnlab train optimizer={opt} optimizer.lr=" in out.stdout  # a command to paste
 
 
 def test_steepest_descent_finds_the_steepest_point():

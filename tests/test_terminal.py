@@ -88,6 +88,8 @@ def test_banner_train_log_and_model_summary(tmp_path):
     for line in ("run starts:", "MLP with 4,482 parameters", "epoch   1  loss/train", "epoch   2  loss/train",
                  "nnlab run: ok", "acc/test"):  # fmt: skip
         assert line in log, log
+    best = summary(run)["best_epoch"]  # the closing table says where each number comes from
+    assert f"best checkpoint (epoch {best})" in log and "epoch 2" in log.split("nnlab run: ok")[1]
     model = summary(run)["model"]
     assert model["class"] == "MLP" and model["parameters"] == model["trainable"] == 4482
     assert [layer["parameters"] for layer in model["layers"] if layer["type"] == "Linear"] == [192, 4160, 130]
@@ -205,6 +207,8 @@ def test_load_run_gives_a_model_for_raw_inputs(tmp_path):
     acc = (loaded.predict(x_test) == y_test).float().mean().item()
     assert acc == pytest.approx(summary(run)["metrics"]["acc/test"], abs=1e-6)  # exactly what the run measured
     assert loaded.model(x_test).shape == (80, 2) and not loaded.model.training
+    shown = repr(loaded)  # one line, not the model and config
+    assert shown.startswith(f"Run('{run}', checkpoint='best.pt', kind='points', status='ok', ") and "acc/test=" in shown and len(shown) < 200
     last = nnlab.load_run(run / "checkpoints" / "last.pt")
     assert last.checkpoint.name == "last.pt" and torch.equal(last.model(x_test), last.model(x_test))
     from nnlab.errors import ConfigError

@@ -417,7 +417,7 @@ def _check_job(cfg, run_dir, job, cpu_share) -> None:
 def _lr_find_job(cfg, run_dir, job, cpu_share) -> float | None:
     from nnlab.lr_find import run
 
-    return run(cfg, run_dir, cpu_share)
+    return run(cfg, run_dir, cpu_share, tuple(job["overrides"]))
 
 
 @_job

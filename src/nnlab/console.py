@@ -134,8 +134,11 @@ def _table(summary: Mapping[str, Any], console: Console) -> None:
     table = Table(title=f"nnlab run: {summary['status']}", show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, value in summary["metrics"].items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    table.add_column("measured on")
+    last, best = summary.get("epochs_run"), summary.get("best_epoch")
+    for key, value in summary["metrics"].items():  # train/val: the last epoch's; test: the best checkpoint's
+        where = (f"best checkpoint (epoch {best})" if best is not None else "last epoch") if key.endswith("/test") else f"epoch {last}"
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value), where)
     table.add_row("best epoch", str(summary.get("best_epoch")))
     table.add_row("epochs run", str(summary["epochs_run"]))
     table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")

@@ -97,10 +97,14 @@ def figure(result: RangeTest, title: str):
     return fig
 
 
-def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[float]:
+def run(cfg, run_dir, cpu_share: Optional[int] = None, overrides: tuple = ()) -> Optional[float]:
     """The `nnlab lr-find` job: the test on the composed config, a PNG, TensorBoard, lr_find.json."""
     import json
     from pathlib import Path
+
+    import shlex
+
+    from rich.markup import escape
 
     from nnlab.console import console
     from nnlab.tracking import Tracker
@@ -125,6 +129,9 @@ def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[float]:
         console.print("no suggestion: the loss never fell; widen lr_find.min_lr/max_lr or raise lr_find.steps")
     else:
         console.print(f"suggested learning rate: [bold]{result.suggestion:.2e}[/] (steepest descent of the smoothed loss)")
+        kept = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(("lr_find.", "hydra.", "optimizer.lr"))]
+        console.print("train with it: " + escape(shlex.join(["nnlab", "train", *kept, f"optimizer.lr={result.suggestion:.2e}"])),
+                      soft_wrap=True, highlight=False)  # fmt: skip
     if result.exploded_at is not None:
         console.print(f"the loss exploded at lr {result.exploded_at:.2e}; the test stopped there")
     console.print(f"curve: {run_dir / 'lr_find.png'}  (TensorBoard: lr_find/*)", soft_wrap=True)

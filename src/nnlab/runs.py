@@ -50,6 +50,13 @@ class Run:
     loss_fn: nn.Module
     kind: str  # "points" | "images" | "regression"
 
+    def __repr__(self) -> str:
+        """One line: where it is from and how it ended (the model and config are attributes, not printed)."""
+        s = self.summary or {}
+        scores = ", ".join(f"{k}={v:.4f}" for k, v in s.get("metrics", {}).items() if k.endswith("/test"))
+        return (f"Run({str(self.path)!r}, checkpoint={self.checkpoint.name!r}, kind={self.kind!r}, "
+                f"status={s.get('status', 'unfinished')!r}" + (f", {scores}" if scores else "") + ")")  # fmt: skip
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class indices (classification) or predicted values (regression) for raw inputs."""
