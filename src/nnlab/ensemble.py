@@ -57,7 +57,8 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
         outputs.append(out)
         rows.append({"run": str(run), "checkpoint": member.checkpoint.name, **_metrics(member.loss_fn, out, y_test, kind)})
     ensemble = _metrics(loss_fn, loss_fn.combine(outputs), y_test, kind)
-    summary = {"members": rows, "ensemble": ensemble, "test_examples": len(y_test), "metrics": ["loss", *metrics.names(kind)]}
+    summary = {"members": rows, "ensemble": ensemble, "test_examples": len(y_test), "metrics": ["loss", *metrics.names(kind)],
+               "test_set_of": str(runs[0])}  # fmt: skip
     for key in summary["metrics"]:
         values = [r[key] for r in rows]
         summary[f"members_{key}_mean"] = statistics.fmean(values)
@@ -157,5 +158,14 @@ def _table(console, root: Path, result: dict) -> None:
     gain = e[score] - result[f"members_{score}_mean"]
     console.print(f"ensemble vs its mean member: {metrics.LABELS[score]} {gain:+.4f}, loss {e['loss'] - result['members_loss_mean']:+.4f} "
                   f"(written to {shown(root / 'ensemble.json')}, TensorBoard: {shown(root / 'ensemble')})", soft_wrap=True)  # fmt: skip
+    if "test_set_of" in result:
+        console.print(f"every member scored on the test set of {shown(result['test_set_of'])} (its data.source: the same "
+                      "examples for all)", soft_wrap=True, highlight=False)  # fmt: skip
+    best = max(r[score] for r in result["members"])
+    weak = [r for r in result["members"] if r[score] < best - 0.1]  # far behind the best: the average carries them
+    if weak:
+        names = ", ".join(shown(Path(r["run"]).relative_to(root)) or "." for r in weak)
+        console.print(f"[yellow]weak members[/] ({metrics.LABELS[score]} more than 0.1 below the best member's {best:.4f}): "
+                      f"{names}; the ensemble averages them in with the others: leave them out to compare", soft_wrap=True)  # fmt: skip
     if not math.isfinite(e["loss"]):
         console.print("[yellow]the ensemble loss is not finite: a member diverged[/]")
