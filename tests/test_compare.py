@@ -34,3 +34,7 @@ def test_bands_and_verdicts():
     assert compare.verdict([0.5], best, True, is_best=False) == "not distinguishable with 1 seed"
     assert compare.verdict([0.9, 0.9], [0.3, 0.3], False, is_best=False) == "worse"  # a loss: higher is worse
     assert compare.setting_of({"trainer.seed": "3", "activation": "relu"}) == (("activation", "relu"),)
+    runs = [{"trainer.seed": "0", "init": "zeros", "trainer.epochs": "3"}, {"trainer.seed": "1", "init": "he_normal", "trainer.epochs": "3"},
+            {"data.source.seed": "2", "init": "zeros", "trainer.epochs": "3"}]  # fmt: skip
+    assert compare.setting_names(runs) == ["init=zeros", "init=he_normal", "init=zeros"]  # what differs, seeds aside
+    assert compare.setting_names(runs[:1]) == [""]

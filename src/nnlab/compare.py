@@ -49,6 +49,14 @@ def setting_of(overrides: dict[str, str]) -> tuple:
     return tuple(sorted((k, v) for k, v in overrides.items() if k not in SEED_KEYS))
 
 
+def setting_names(overrides: list[dict[str, str]]) -> list[str]:
+    """Each run's setting named by the overrides in which the settings differ (`init=zeros`), "" where
+    none does."""
+    settings = [dict(setting_of(o)) for o in overrides]
+    differing = [k for k in sorted({k for s in settings for k in s}) if len({s.get(k) for s in settings}) > 1]
+    return [",".join(f"{k}={s[k]}" for k in differing if k in s) for s in settings]
+
+
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided p-value of Welch's t-test that the means of a and b are equal (1.0 where it cannot
     tell: fewer than two values on a side; 0.0 for two different constants)."""

@@ -133,13 +133,10 @@ def settings(runs: list[Run], sort_key: str) -> list[Setting]:
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
         groups.setdefault(compare.setting_of(r.overrides), []).append(r)
-    keys = sorted({k for g in groups for k, _ in g})
-    differing = [k for k in keys if len({dict(g).get(k) for g in groups}) > 1]
     names = columns(task_of(runs))
     out = []
-    for g, members in groups.items():
-        parts = [f"{k}={dict(g)[k]}" for k in differing if k in dict(g)]
-        name = ",".join(parts) or (members[0].name if len(groups) > 1 else "all runs")
+    for own, (g, members) in zip(compare.setting_names([dict(g) for g in groups]), groups.items()):
+        name = own or (members[0].name if len(groups) > 1 else "all runs")
         out.append(Setting(name, members, {m: compare.band([r.metric(m) for r in members]) for m in names}))
     sign = -float(metrics.better(sort_key))
     out.sort(key=lambda st: (st.bands.get(sort_key) is None, sign * (st.bands[sort_key].mean if st.bands.get(sort_key) else 0.0)))

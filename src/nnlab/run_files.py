@@ -137,15 +137,14 @@ def alarms_said(members: list[Member], summaries: list[Optional[dict]]) -> None:
     TensorBoard."""
     from collections import Counter
 
+    from nnlab.compare import setting_names
     from nnlab.console import console, shown
 
     given = [dict(o.split("=", 1) for o in m.exp.config.get("overrides", []) if "=" in o) for m in members]
-    differ = [k for k in dict.fromkeys(k for g in given for k in g) if k != "trainer.seed" and len({g.get(k) for g in given}) > 1]
     raised: dict[str, Counter] = {}
-    for m, g, summary in zip(members, given, summaries):
-        setting = ",".join(f"{k}={g.get(k, '-')}" for k in differ) or "all runs"
+    for setting, summary in zip(setting_names(given), summaries):
         for alarm in (summary or {}).get("alarms", []):
-            raised.setdefault(alarm["name"], Counter())[setting] += 1
+            raised.setdefault(alarm["name"], Counter())[setting or "all runs"] += 1
     if raised:
         console.print("alarms (the full text: each run's train.log and TensorBoard's TEXT tab):", highlight=False)
     for name, settings in raised.items():
@@ -242,17 +241,14 @@ def draw_figures(run_dir: str | Path) -> list[str]:
     misclassified.png (images), and activations_final.png. Returns the files written."""
     from nnlab.diagnostics import activations_figure, hidden_activations, probe_activations
     from nnlab.errors import ConfigError
-    from nnlab.validate import load_run_config
+    from nnlab.runs import load_experiment
 
     run_dir = Path(run_dir)
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         raise ConfigError(f"{run_dir} holds no readable summary.json: only a finished run's figures can be drawn.") from None
-    cfg = load_run_config(run_dir)
-    cfg.trainer.device = "cpu"  # a figure needs no GPU
-    exp = setup(cfg)
-    bare(exp.model).load_state_dict(checkpoint.load(checkpoint.of_run(run_dir), map_location=exp.device)["model"])
+    _, _, _, exp = load_experiment(run_dir)  # its best checkpoint, on the CPU: a figure needs no GPU
     before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*.png")}
     figures.run_curves(run_dir, exp.data.kind)
     final_figures(exp, run_dir, _Files(run_dir), summary)

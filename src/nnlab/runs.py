@@ -21,6 +21,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from nnlab.nn import bare
+
 
 class Preprocess(nn.Module):
     """Raw inputs as the run's model saw them in training: floats (uint8 images to [0, 1]), minus the
@@ -69,9 +71,18 @@ def load_run(path: str | Path, which: str = "best", device: str = "cpu") -> Run:
     paragraph, for a folder that is not a run or a checkpoint that does not fit its config."""
     import json
 
+    run, ckpt, cfg, exp = load_experiment(path, which, device)
+    full = nn.Sequential(Preprocess(exp.data.mean, exp.data.std), bare(exp.model)).to(exp.device).eval()
+    summary_path = run / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    return Run(full, cfg, summary, run, ckpt, exp.loss_fn, exp.data.kind)
+
+
+def load_experiment(path: str | Path, which: str = "best", device: str = "cpu") -> tuple:
+    """(run folder, checkpoint, config, setup.Experiment with the checkpoint's weights) of the run at
+    `path`, as load_run() reads it (the same errors)."""
     from nnlab import checkpoint
     from nnlab.errors import ConfigError
-    from nnlab.nn import bare
     from nnlab.setup import setup
     from nnlab.validate import load_run_config
 
@@ -86,12 +97,8 @@ def load_run(path: str | Path, which: str = "best", device: str = "cpu") -> Run:
     cfg = load_run_config(run)
     cfg.trainer.device = device
     exp = setup(cfg)  # the run's own model and loss, and its training split's statistics
-    model = bare(exp.model)
     try:
-        model.load_state_dict(checkpoint.load(ckpt, map_location=exp.device)["model"])
+        bare(exp.model).load_state_dict(checkpoint.load(ckpt, map_location=exp.device)["model"])
     except (RuntimeError, KeyError) as e:
         raise ConfigError(f"{ckpt} does not fit the model of {run}/config.yaml ({str(e).strip().splitlines()[0]}).") from None
-    full = nn.Sequential(Preprocess(exp.data.mean, exp.data.std), model).to(exp.device).eval()
-    summary_path = run / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-    return Run(full, cfg, summary, run, ckpt, exp.loss_fn, exp.data.kind)
+    return run, ckpt, cfg, exp

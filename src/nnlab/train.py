@@ -101,43 +101,34 @@ def epoch_metrics(kind: str, total: torch.Tensor | list[float], n: int) -> dict[
 
 def evaluate(exp: Experiment, split: Split) -> dict[str, float]:
     """Mean loss and the task's metrics over a split, in batches, in eval mode (one host sync at the end)."""
-    with torch.no_grad(), eval_mode(exp.model):
-        return _evaluate(exp, split)
-
-
-def _evaluate(exp: Experiment, split: Split) -> dict[str, float]:
-    total: torch.Tensor | int = 0
-    size = exp.trainer.eval_batch_size
-    for start in range(0, len(split), size):
-        x, y = split.x[start : start + size], split.y[start : start + size]
-        with autocast(exp.device, exp.trainer.precision):
-            out = exp.model(x)
-            loss = exp.loss_fn(out, y).float()
-        total = total + batch_sums(exp.data.kind, exp.loss_fn, out.unsqueeze(0), y.unsqueeze(0), loss.reshape(1))[0]
-    return epoch_metrics(exp.data.kind, total, len(split))
+    return _evaluate(Solo(exp, None), [exp], [split])[0]
 
 
 def validate(engine, members: list[Member], epoch: int) -> dict[int, dict]:
     """The validation metrics of the members still running whose validation is due this epoch
-    ({k: {"loss": ..., "acc": ...}}): a stack's in one stacked pass (stack.forward in eval mode)."""
+    ({k: {"loss": ..., "acc": ...}}): a stack's in one stacked pass."""
     splits = [m.exp.data.val if not m.done and m.exp.data.val is not None
               and (epoch % m.exp.trainer.eval_every == 0 or epoch == m.exp.trainer.epochs) else None for m in members]  # fmt: skip
+    return {k: v for k, v in enumerate(_evaluate(engine, [m.exp for m in members], splits)) if v is not None}
+
+
+def _evaluate(engine, exps: list[Experiment], splits: list[Optional[Split]]) -> list[Optional[dict]]:
+    """evaluate() of K members at once, each on its own split (None: not this one), through the engine's
+    forward in eval mode (dropout off, batch norm on its running statistics)."""
     due = [k for k, s in enumerate(splits) if s is not None]
     if not due:
-        return {}
-    if isinstance(engine, Solo):
-        return {0: evaluate(members[0].exp, splits[0])}
-    exps, total = [m.exp for m in members], 0
-    n, size = len(splits[due[0]]), exps[0].trainer.eval_batch_size
+        return [None] * len(splits)
+    total, n, size = 0, len(splits[due[0]]), exps[0].trainer.eval_batch_size
     with torch.no_grad(), ExitStack() as modes:
         for e in exps:
             modes.enter_context(eval_mode(e.model))
         for start in range(0, n, size):
             items = [(s.x[start : start + size], s.y[start : start + size]) if s is not None else None for s in splits]
-            out = engine.forward([i[0] if i is not None else None for i in items], [i is not None for i in items])
-            losses = {k: exps[k].loss_fn(out[k], items[k][1]).float() for k in due}
-            total = total + _sums(exps, out, items, losses)
-    return {k: epoch_metrics(exps[0].data.kind, total[k], n) for k in due}
+            with autocast(exps[0].device, exps[0].trainer.precision):
+                out = engine.forward([i[0] if i is not None else None for i in items], [i is not None for i in items])
+                losses = {k: exps[k].loss_fn(out[k], items[k][1]).float() for k in due}
+            total = total + _sums(exps, out, items, losses)  # one host sync, at the end
+    return [epoch_metrics(exps[0].data.kind, total[k], n) if s is not None else None for k, s in enumerate(splits)]
 
 
 def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
@@ -189,7 +180,7 @@ def _painter(members: list[Member], drawn: str):
     if len(members) == 1:
         return None
     for m in members:
-        m.tracker.skip = frozenset() if drawn == "all" else FINAL_FIGURES if drawn == "none" else frozenset({"activations_per_layer"})
+        m.tracker.skip = SKIPPED[drawn]
     if drawn != "all":
         return None
     painter = figures.Painter()
@@ -198,7 +189,8 @@ def _painter(members: list[Member], drawn: str):
     return painter
 
 
-FINAL_FIGURES = frozenset({"activations_per_layer", "decision_boundary_final", "confusion_matrix", "misclassified"})
+RUN_FIGURES = frozenset({"activations_per_layer", "decision_boundary_final", "confusion_matrix", "misclassified"})
+SKIPPED = {"all": frozenset(), "final": frozenset({"activations_per_layer"}), "none": RUN_FIGURES}  # by sweep.run_figures
 
 
 def _engines(members: list[Member]) -> list[tuple[Any, list[Member]]]:
@@ -241,7 +233,7 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
             progress.batch(first.diag.recent_loss if alone and first.loop.step % log_every == 0 else None)
         val = validate(engine, members, epoch)  # every member due, in one pass
         for k, m in enumerate(members):
-            if m in running and not m.done and not guard(m, alone, lambda m=m, k=k: m.training.end_epoch(epoch, val.get(k))):
+            if not m.done and not guard(m, alone, lambda m=m, k=k: m.training.end_epoch(epoch, val.get(k))):
                 m.done = True
         if alone:
             progress.epoch(epoch, members[0].training.metrics)

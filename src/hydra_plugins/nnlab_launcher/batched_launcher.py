@@ -110,12 +110,14 @@ class BatchedLauncher(Launcher):
     def _stack(self, configs, stack: list[int], prepare, label: str) -> dict[int, JobReturn]:
         """Prepare each job in its own folder (Hydra's bookkeeping, validation, setup), train the prepared
         ones together, and give each job its own result."""
+        from nnlab.run_files import Member
+
         returns, members = {}, []
         for i in stack:
             ret = self._run(configs[i], prepare)
             returns[i] = ret
             value = ret.return_value if ret.status == JobStatus.COMPLETED else None
-            if value is not None and not isinstance(value, (int, float)):  # a run_files.Member, ready to train
+            if isinstance(value, Member):  # ready to train (else: its objective, it trained alone)
                 members.append((i, value))
         if members:
             from nnlab.train import train

@@ -93,8 +93,6 @@ def prepare(
     perm = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(seed))
     n_val = int(round(val_fraction * len(y_train)))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
-    if subset is not None:
-        kept_idx = train_idx[:subset]
     if shared and x_train.dtype == torch.uint8:  # images in a stack: the shared uint8 tensors and each split's rows
         mean, std = statistics(_to_float(x_train[train_idx]), preprocess)  # (a float copy for this moment only)
         mean, std = mean.to(device), std.to(device)
@@ -103,7 +101,7 @@ def prepare(
         def images(index: Optional[Tensor], raw=raw_train) -> Tensor | Images:
             return Images(raw, None if index is None else index.to(device), mean, std)
 
-        train = Split(images(kept_idx if subset is not None else train_idx), y_train[train_idx][:subset].to(device))
+        train = Split(images(train_idx[:subset]), y_train[train_idx[:subset]].to(device))  # the first `subset`
         val = Split(images(val_idx), y_train[val_idx].to(device)) if n_val else None
         test = Split(images(None, raw_test), y_test.to(device))
     else:

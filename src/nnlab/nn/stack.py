@@ -25,7 +25,7 @@ class Solo:
     optimizer has a stacked form: optim.StackedUpdate; torch's own with fp16 scaling)."""
 
     def __init__(self, exp, scaler):
-        self.exp, self.scaler, self.why = exp, scaler, None
+        self.exp, self.scaler = exp, scaler
 
     def zero_grad(self) -> None:
         self.exp.optimizer.zero_grad(set_to_none=True)
@@ -96,8 +96,7 @@ class Stack:
         self.params: list[nn.Parameter] = []  # the stacked parameters, [K, ...] each
         self.members: list[list] = [[] for _ in exps]  # members[k][i]: member k's parameter object for params[i]
         self.stacked: dict[int, dict] = {}  # layer index -> its stacked tensors, by name
-        self.weights: list[nn.Parameter] = []  # the Linear weights (L1 penalty; max-norm: indices in params)
-        self.linear_weights: list[int] = []
+        self.linear_weights: list[int] = []  # indices in params of the Linear weights (L1 penalty, max-norm)
         for j, kind in enumerate(self.kinds):
             mods = [l[j][1] for l in layers]
             names = {"linear": ("weight", "bias"), "batchnorm": ("weight", "bias"), "prelu": ("weight",)}.get(kind, ())
@@ -105,14 +104,13 @@ class Stack:
                 self.linear_weights.append(len(self.params))
             for name in names:
                 self.stacked.setdefault(j, {})[name] = self._stack_parameter(mods, name)
-            if kind == "linear":
-                self.weights.append(self.stacked[j]["weight"])
             if kind == "batchnorm":  # running statistics: the members' buffers become views of [K, C] ones
                 for name in ("running_mean", "running_var", "num_batches_tracked"):
                     stacked = torch.stack([getattr(m, name) for m in mods])
                     for k, m in enumerate(mods):
                         setattr(m, name, stacked[k])
                     self.stacked[j][name] = stacked
+        self.weights = [self.params[i] for i in self.linear_weights]
         for e in exps:  # a member's own step follows its parameters into the stack
             e.step = None if e.step is None else stack_of_one(e.optimizer, e.weights, e.regularization)
         self.activities: list[torch.Tensor] = []  # hidden activations [K, B, ...] of the last forward (activity L1)
