@@ -177,7 +177,7 @@ def test_report_on_damaged_runs_and_an_unwritable_out_is_one_paragraph(tmp_path)
 def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_130(tmp_path, delay):
     """Ctrl-C while Hydra, torch and the data start up (or, later, while training: the loop saves and
     stops): exit 130 and no traceback."""
-    proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=500", f"hydra.run.dir={tmp_path / 'run'}"],
+    proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=100000", f"hydra.run.dir={tmp_path / 'run'}"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     # (a test worker may ignore SIGINT, and a child inherits that; a terminal's user has it on)

@@ -141,17 +141,18 @@ def test_no_write_follows_a_symbolic_link_in_a_run_folder(finished, tmp_path):
 def test_two_commands_into_one_folder_lose_nothing(tmp_path):
     """The second is refused while the first trains; the first's run is whole."""
     run = tmp_path / "run"
-    long = [*TINY, "trainer.epochs=200", "data.source.n_train=400"]
+    long = [*TINY, "trainer.epochs=100000"]  # still training when the signal comes
     first = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *long, f"hydra.run.dir={run}"], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 120
-    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    rows = run / "metrics.jsonl"
+    while not (rows.exists() and rows.read_text().strip()) and time.time() < deadline:  # training, not starting:
+        time.sleep(0.05)  # a signal while it starts leaves no half-made run (test_faults), not a checkpoint
     second = nnlab("train", *TINY, f"hydra.run.dir={run}", cwd=tmp_path)
     assert second.returncode == 2 and "in use by another nnlab process" in second.stderr, second.stderr
     first.send_signal(signal.SIGTERM)
-    first.communicate(timeout=120)
-    assert first.returncode == 128 + signal.SIGTERM
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM, out + err
     assert summary(run)["status"] == "interrupted" and (run / "checkpoints" / "last.pt").is_file()
 
 
@@ -256,7 +257,7 @@ def test_a_kill_while_closing_leaves_a_run_that_resumes_to_a_complete_folder(fin
 
 
 def test_sigterm_during_start_up_is_one_line_and_leaves_nothing(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=500"], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=100000"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 120
     while not (tmp_path / "outputs" / "runs").is_dir() and time.time() < deadline:
