@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from conftest import metrics, nnlab, summary, train
+from conftest import events, metrics, nnlab, summary, train
 
 SHORT = ["data.source.n_train=400", "data.source.n_test=100", "trainer.progress=false", "trainer.log_every=1"]
 
@@ -39,8 +39,16 @@ def same_as_alone(tmp_path, sweep, grid: dict, common: list[str], rel: float = 1
         assert [x["name"] for x in sa["alarms"]] == [x["name"] for x in sb["alarms"]], overrides
         assert sa["metrics"].keys() == sb["metrics"].keys()
         assert all(abs(sa["metrics"][k] - sb["metrics"][k]) <= 1e-5 * max(1, abs(sa["metrics"][k])) for k in sa["metrics"]), overrides
+        assert boundaries(alone) == boundaries(member), overrides  # the stack's planes: one pass, the same pictures
         summaries.append(sb)
     return summaries
+
+
+def boundaries(run) -> list[tuple[int, bytes]]:
+    """The decision-boundary images a run logged to TensorBoard during training: (step, PNG)."""
+    acc = events(run)
+    logged = "decision_boundary" in acc.Tags()["images"]
+    return [(e.step, e.encoded_image_string) for e in acc.Images("decision_boundary")] if logged else []
 
 
 def sweep_of(tmp_path, grid: dict, common: list[str], *extra: str):
@@ -64,6 +72,7 @@ def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone
     assert statuses.count("diverged") == 8 and statuses.count("ok") == 8  # lr=30 diverges alone, the others go on
     assert any(s["stopped_early"] for s in summaries) and not all(s["stopped_early"] for s in summaries if s["status"] == "ok")
     assert all(s["batch"]["members"] == 16 for s in summaries)
+    assert len(boundaries(sweep / "0")) == 2  # epochs 5 and 6 (the last), drawn in the stack's one pass
 
 
 @pytest.mark.parametrize("optimizer, extra", [

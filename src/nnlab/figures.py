@@ -245,13 +245,25 @@ def plane_extent(x) -> tuple:
 
 
 def _decision_boundary(model, predict, x, y, size: int, every: int = 1):
+    points = boundary_plane(x, size, every)
+    with eval_mode(model):
+        return paint_boundary(predict(model(points)), x, y, size, every)
+
+
+def boundary_plane(x, size: int = 192, every: int = 1):
+    """The plane's points a decision boundary image asks the model about (one every `every` pixels)."""
+    lo, hi = plane_extent(x)
+    return _plane(lo, hi, -(-size // every))
+
+
+def paint_boundary(pred, x, y, size: int = 192, every: int = 1):
+    """decision_boundary's image from the model's predicted classes over boundary_plane(x, size, every)."""
     import torch
 
     colours = palette()
     lo, hi = plane_extent(x)
     coarse = -(-size // every)
-    with eval_mode(model):
-        pred = predict(model(_plane(lo, hi, coarse))).cpu() % len(colours)
+    pred = pred.cpu() % len(colours)
     if every > 1:
         pred = pred.reshape(coarse, coarse).repeat_interleave(every, 0).repeat_interleave(every, 1)[:size, :size].reshape(-1)
     image = (colours[pred] * 0.35 + 255 * 0.65).reshape(size, size, 3)

@@ -131,6 +131,24 @@ def _evaluate(engine, exps: list[Experiment], splits: list[Optional[Split]]) -> 
     return [epoch_metrics(exps[0].data.kind, total[k], n) if s is not None else None for k, s in enumerate(splits)]
 
 
+def boundaries(engine, members: list[Member], epoch: int) -> dict[int, torch.Tensor]:
+    """The decision-boundary images due this epoch (2-D points, every trainer.boundary_every epochs and the
+    last): every due member's plane through the engine's forward in one pass, as TensorBoard shows them."""
+    exps = [m.exp for m in members]
+    due = [not m.done and e.data.kind == "points" and e.data.in_shape[0] <= 2
+           and (epoch % e.trainer.boundary_every == 0 or epoch == e.trainer.epochs) for m, e in zip(members, exps)]  # fmt: skip
+    if not any(due):
+        return {}
+    planes = [figures.boundary_plane(e.data.train.x, every=2) if d else None for e, d in zip(exps, due)]
+    with torch.no_grad(), ExitStack() as modes:
+        for e in exps:
+            modes.enter_context(eval_mode(e.model))
+        with autocast(exps[0].device, exps[0].trainer.precision):
+            out = engine.forward(planes, due)
+    return {k: figures.paint_boundary(e.loss_fn.predict(out[k]), e.data.train.x, e.data.train.y, every=2)
+            for k, (e, d) in enumerate(zip(exps, due)) if d}  # fmt: skip
+
+
 def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
     """Train K >= 1 members (run_files.prepare) as one stack where they can (nn/stack.py), each writing its
     own run folder; their summaries, in order. A run alone (K = 1) raises what fails; in a stack of K > 1 a
@@ -231,9 +249,9 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
                     m.done = True
             first = members[0].training  # a run alone: its live loss (a stack's line: its members, at epoch ends)
             progress.batch(first.diag.recent_loss if alone and first.loop.step % log_every == 0 else None)
-        val = validate(engine, members, epoch)  # every member due, in one pass
+        val, images = validate(engine, members, epoch), boundaries(engine, members, epoch)  # every member due, in one pass
         for k, m in enumerate(members):
-            if not m.done and not guard(m, alone, lambda m=m, k=k: m.training.end_epoch(epoch, val.get(k))):
+            if not m.done and not guard(m, alone, lambda m=m, k=k: m.training.end_epoch(epoch, val.get(k), images.get(k))):
                 m.done = True
         if alone:
             progress.epoch(epoch, members[0].training.metrics)
@@ -318,9 +336,9 @@ class Training:
                 return False
         return True
 
-    def end_epoch(self, epoch: int, val: Optional[dict] = None) -> bool:
-        """Log (with `val`, the validation metrics where due: validate()), checkpoint `last` (and `best`),
-        histograms. False: the run stops here (it diverged or was interrupted during the epoch, or early
+    def end_epoch(self, epoch: int, val: Optional[dict] = None, boundary: Optional[torch.Tensor] = None) -> bool:
+        """Log (with `val`, the validation metrics where due: validate(); `boundary`, the decision boundary's
+        image where due: boundaries()), checkpoint `last` (and `best`), histograms. False: the run stops here (it diverged or was interrupted during the epoch, or early
         stopping says so)."""
         if self.status == "ok" and self.diag.flush(self.loop.step, epoch):
             self.status = "diverged"
@@ -328,6 +346,8 @@ class Training:
             return False
         exp, loop, monitor = self.exp, self.loop, self.monitor
         self.metrics = _end_epoch(exp, self.tracker, epoch, loop, self.epoch_time, val)
+        if boundary is not None:
+            self.tracker.image("decision_boundary", boundary, loop.step)
         self.tracker.log(epoch_line(epoch, self.metrics))
         loop.end_epoch(self.shuffle.get_state())
         state = self._state()
@@ -363,7 +383,7 @@ class Training:
 
 
 def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, elapsed: float, val: Optional[dict]) -> dict:
-    """The epoch's metrics (with the validation's, where due), logged; the plateau schedule; the decision boundary."""
+    """The epoch's metrics (with the validation's, where due), logged; the plateau schedule; a regression's fit."""
     t, data, step, count = exp.trainer, exp.data, loop.step, loop.count
     metrics = {f"{k}/train": v for k, v in epoch_metrics(data.kind, loop.sums, count).items()}
     metrics.update({f"{k}/val": v for k, v in (val or {}).items()})
@@ -371,12 +391,8 @@ def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, el
     tracker.scalars(step, metrics, epoch)
     if per_epoch(exp.scheduler) and "loss/val" in metrics:
         exp.scheduler.step(metrics["loss/val"])
-    if data.kind in ("points", "regression") and data.in_shape[0] <= 2 and (epoch % t.boundary_every == 0 or epoch == t.epochs):
-        if data.kind == "points":
-            image = figures.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y, every=2)
-            tracker.image("decision_boundary", image, step)
-        else:
-            tracker.image("regression_fit", figures.regression_fit(exp.model, exp.loss_fn.link, data.train.x, data.train.y), step)
+    if data.kind == "regression" and data.in_shape[0] <= 2 and (epoch % t.boundary_every == 0 or epoch == t.epochs):
+        tracker.image("regression_fit", figures.regression_fit(exp.model, exp.loss_fn.link, data.train.x, data.train.y), step)
     return metrics
 
 
