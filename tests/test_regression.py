@@ -57,7 +57,7 @@ def test_a_regression_run_logs_mse_mae_r2_instead_of_accuracy(tmp_path):
     assert "regression_fit" in ev.Tags()["images"] and "decision_boundary" not in ev.Tags()["images"]
     assert (run / "curves.png").stat().st_size > 0
     report = nnlab("report", str(run), cwd=tmp_path)
-    assert report.returncode == 0 and "r2/val" in report.stdout and "sorted by r2/val" in report.stdout
+    assert report.returncode == 0 and "r2/val" in report.stdout and "best first by r2/val" in report.stdout
 
 
 def test_the_network_learns_the_function(tmp_path):

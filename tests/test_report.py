@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from nnlab import report
 
 
-def _run(root: Path, name: str, overrides: list[str], metrics: dict, status: str = "ok") -> None:
+def _run(root: Path, name: str, overrides: list[str], metrics: dict, status: str = "ok", alarms=(), **more) -> None:
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    (run / "summary.json").write_text(json.dumps({"status": status, "metrics": metrics}))
+    (run / "summary.json").write_text(json.dumps({"status": status, "metrics": metrics, "alarms": [{"name": a} for a in alarms], **more}))
 
 
 def test_runs_are_named_by_what_differs_and_sorted_best_first(tmp_path):
@@ -49,3 +51,34 @@ def test_runs_that_differ_only_in_their_seed_are_one_setting_with_a_band_and_a_v
     assert [r["setting"] for r in rows] == ["init=relu", "init=tanh", "init=zeros"] and rows[2]["verdict"] == "worse"
     assert float(rows[0]["acc/val ci95 low"]) < 0.96 < float(rows[0]["acc/val ci95 high"])
     assert "## Settings across seeds" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 120, 200])
+def test_tables_never_cut_a_number_at_any_width(tmp_path, width):
+    """Every value shown whole; a column that does not fit is left out and named; runs named by what differs."""
+    from conftest import nnlab
+
+    accs = {"he_normal": [0.9512, 0.9633, 0.9701], "zeros": [0.5012, 0.4977, 0.5033], "normal_small": [0.9111, 0.9822, 0.9305]}
+    for init, values in accs.items():
+        for seed, acc in enumerate(values):
+            _run(tmp_path, f"{init}{seed}", [f"init={init}", f"trainer.seed={seed}", "optimizer=sgd"],
+                 {"acc/train": acc, "acc/val": acc, "acc/test": acc - 0.0101, "loss/val": 1.2345 - acc}, alarms=["flat_loss"],
+                 batch={"stack": "1/1", "members": 9, "wall_time_s": 18.0})  # fmt: skip
+    out = nnlab("report", str(tmp_path), cwd=tmp_path, env={"COLUMNS": str(width)})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert all(len(line) <= width for line in lines if not line.startswith("written:")), out.stdout
+    assert out.stdout.index("3 settings, best first by acc/val") < out.stdout.index("9 runs under")  # a seed sweep: settings first
+    for init, values in accs.items():
+        for seed, acc in enumerate(values):
+            assert f"{init} s{seed}" in out.stdout and f"{acc:.4f}" in out.stdout  # the sort key's column stays
+    assert "named by what differs: init; s: trainer.seed" in out.stdout
+    assert [line.split()[1:3] for line in lines if line.startswith("│ ") and "±" in line] == [
+        ["he_normal", "│"], ["normal_small", "│"], ["zeros", "│"]] or width < 80  # fmt: skip
+    shown_or_said = ("acc/test", "loss/val", "acc/train", "best epoch", "wall (s)", "alarms", "verdict")
+    said = " ".join(out.stdout[out.stdout.find("left out at") : out.stdout.find("written:")].split()) if "left out" in out.stdout else ""
+    for header in shown_or_said:
+        assert any(header in line for line in lines if line.startswith("┃")) or header in said, (header, out.stdout)
+    if width >= 120:
+        assert "left out" not in out.stdout and " 2.0 " in out.stdout  # wall: each run's share of the stack's 18 s
+        assert "tied" in out.stdout and "worse" in out.stdout

@@ -92,7 +92,7 @@ def test_a_diverged_and_a_failed_job_do_not_stop_the_sweep(tmp_path, cifar_root)
 
     report = nnlab("report", str(sweep), "--sort", "acc/val", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    lines = [line for line in report.stdout.splitlines() if "optimizer.lr=" in line]
+    lines = [line for line in report.stdout.splitlines() if "lr=" in line and line.startswith("│")]
     assert len(lines) == 4 and " ok " in lines[0]  # the finished run first
     assert sum(" diverged " in line for line in lines) == 1 and sum(" failed " in line for line in lines) == 2
 
@@ -103,7 +103,8 @@ def test_report_on_a_sweep_writes_csv_markdown_and_png(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     report = nnlab("report", str(sweep), "--sort", "loss/train", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    assert "2 runs under" in report.stdout and "activation=relu" in report.stdout and "activation=sigmoid" in report.stdout
+    assert "2 runs under" in report.stdout and "│ relu " in report.stdout and "│ sigmoid " in report.stdout
+    assert "named by what differs: activation" in report.stdout
     rows = list(csv.DictReader(open(sweep / "report.csv")))
     assert [r["run"] for r in rows][0] == "activation=relu"  # sorted by training loss, lowest first
     for r in rows:

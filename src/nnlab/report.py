@@ -160,10 +160,13 @@ def setting_rows(sets: list[Setting]) -> list[dict[str, Any]]:
     return out
 
 
-def _band_text(b) -> str:
+def _band_text(b, n_ok: Optional[int] = None) -> str:
+    """`0.8333 ± 0.1095 (n=3)`; in the terminal's table, whose "runs ok" says n, without it where they agree."""
     if b is None:
         return "-"
-    return f"{b.mean:.4f}" if b.n == 1 else f"{b.mean:.4f} ± {b.half:.4f} (n={b.n})"
+    if b.n == 1:
+        return f"{b.mean:.4f}"
+    return f"{b.mean:.4f} ± {b.half:.4f}" + ("" if b.n == n_ok else f" (n={b.n})")
 
 
 def sort_runs(runs: list[Run], key: str) -> list[Run]:
@@ -306,6 +309,78 @@ def _draw(runs: list) -> None:
         console.print(f"figures of {shown(run.path)}: {', '.join(written) or 'none'}", soft_wrap=True)
 
 
+VERDICTS = {"best": "best", "worse": "worse", "no finished run": "none"}  # any other: "tied"
+
+
+def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
+    """The settings table (first, for a sweep of seeds) and the runs table, fitted to the terminal's width
+    (tables.fit: numbers whole, the least important columns left out and named), with their legends."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from nnlab import tables
+    from nnlab.console import shown
+
+    names, notes, left_out = columns(task_of(runs)), [], []
+    short, legend = tables.short_names([r.overrides for r in runs])
+    label = dict(zip(map(id, runs), short)) if short else {id(r): r.name for r in runs}
+    sets = settings(runs, sort)
+    banded = any(len(st.runs) > 1 for st in sets)
+    shown_cols = list(dict.fromkeys([sort, *names[1:3], "loss/val", names[0], *(["mse/test"] if "r2/val" in names else [])]))
+    if banded:
+        band_cols = list(dict.fromkeys([sort, *names[1:3], "loss/val"]))
+        cells = lambda st, c: _band_text(st.bands.get(c), sum(r.status == "ok" for r in st.runs))  # noqa: E731
+        cols = [tables.Column("setting", [shown(_setting_label(st, label)) for st in sets], keep=9, folds=True),
+                tables.Column("verdict", [VERDICTS.get(st.verdict, "tied") for st in sets], keep=9),
+                *(tables.Column(c, [cells(st, c) for st in sets], keep=8 - i, justify="right") for i, c in enumerate(band_cols)),
+                tables.Column("runs ok", [f"{sum(r.status == 'ok' for r in st.runs)}/{len(st.runs)}" for st in sets], keep=4)]  # fmt: skip
+        grid, dropped = tables.fit(cols, console.width, ["bold green" if st.verdict == "best" else None for st in sets])
+        console.print(f"[bold]{len(sets)} settings, best first by {sort}[/]")
+        console.print(grid)
+        notes.append("mean ± 95% confidence interval across seeds; verdict against the best setting (Welch's t-test, "
+                      "p < 0.05): worse, or tied (not distinguishable with these seeds: more may tell them apart)")  # fmt: skip
+        left_out += [f"from the settings {', '.join(dropped)}"] if dropped else []
+    stacks = {json.dumps(r.summary.get("batch", {}).get("stack")): r.summary["batch"] for r in runs if r.summary.get("batch")}
+    cols = [tables.Column("run", [shown(label[id(r)]) for r in runs], keep=9, folds=True),
+            *(tables.Column(c, [_fmt(r.metric(c)) for r in runs], keep=(9 if c == sort else 8 - i), justify="right")
+              for i, c in enumerate(shown_cols)),
+            tables.Column("status", [shown(r.status) for r in runs], keep=7 if any(r.status != "ok" for r in runs) else 1),
+            tables.Column("best epoch", [_fmt(r.summary.get("best_epoch")) for r in runs], keep=3, justify="right"),
+            tables.Column("wall (s)", [_wall(r) for r in runs], keep=2, justify="right"),
+            tables.Column("alarms", [shown(",".join(a["name"] for a in r.summary.get("alarms", []))) for r in runs], keep=3)]  # fmt: skip
+    grid, dropped = tables.fit(cols, console.width, [None if r.status == "ok" else "red" for r in runs])
+    console.print(f"[bold]{where}, best first by {sort}[/]")
+    console.print(grid)
+    left_out += [f"from the runs {', '.join(dropped)}"] if dropped else []
+    if legend:
+        notes.append(f"named by what differs: {legend}")
+    if stacks and "wall (s)" not in dropped:
+        notes.append("wall (s) of a stacked run: its share of its stack's time ("
+                     + "; ".join(f"{b['members']} runs in {_seconds(b['wall_time_s'])} s" for b in stacks.values()) + ")")
+    if left_out:
+        notes.append(f"left out at {console.width} columns: {'; '.join(left_out)} (every column: report.csv)")
+    for note in notes:  # wrapped lines indented under their first
+        console.print(Padding(Text(note), (0, 0, 0, 2), expand=False), highlight=False)
+
+
+def _setting_label(st: Setting, label: dict) -> str:
+    """A setting by its runs' short names less their seeds (`he_normal` for `he_normal s0`...)."""
+    first = label[id(st.runs[0])].split(" ")
+    kept = [p for p in first if not (p[:1] in "sd" and p[1:].lstrip("-").isdigit())]
+    return " ".join(kept) or st.name
+
+
+def _wall(r: Run) -> str:
+    batch, own = r.summary.get("batch"), r.summary.get("wall_time_s")
+    if batch and batch.get("members"):
+        return _seconds(batch["wall_time_s"] / batch["members"])
+    return "-" if own is None else _seconds(own)
+
+
+def _seconds(t: float) -> str:
+    return f"{t:.1f}" if t >= 1 else f"{t:.2f}"
+
+
 def _parser():
     import argparse
 
@@ -321,13 +396,13 @@ def _parser():
 
 
 def main(argv: list[str]) -> int:
-    from rich.table import Table
+    import os
 
     from rich.console import Console
 
     from nnlab.console import console, error, shown
 
-    if not console.is_terminal:  # files and pipes: wide enough for a whole row per line
+    if not console.is_terminal and not os.environ.get("COLUMNS"):  # files and pipes: a whole row per line
         console = Console(width=200, highlight=False)
 
     parser = _parser()
@@ -347,31 +422,10 @@ def main(argv: list[str]) -> int:
         return 2
     if args.figures:
         _draw(runs)
-    task = task_of(runs)
-    names = columns(task)
-    args.sort = args.sort or names[1]  # the score on the validation split
+    args.sort = args.sort or columns(task_of(runs))[1]  # the score on the validation split
     runs = sort_runs(runs, args.sort)
     table = rows(runs)
-    grid = Table(title=f"{len(runs)} runs under {shown(args.path)} (sorted by {args.sort})", header_style="bold")
-    cols = ["run", "status", *names[:3], "loss/val", *(["mse/test"] if task == "regression" else []), "best_epoch", "wall_time_s", "alarms"]
-    for c in cols:
-        grid.add_column("wall (s)" if c == "wall_time_s" else c.replace("_", " "), overflow="fold", no_wrap=c != "alarms")
-    for row in table:
-        style = None if row["status"] == "ok" else "red"
-        grid.add_row(*[shown(_fmt(row[c])) for c in cols], style=style)
-    console.print(grid)
-    sets = settings(runs, args.sort)
-    if any(len(st.runs) > 1 for st in sets):
-        band_grid = Table(title=f"{len(sets)} settings across seeds: mean ± 95% confidence interval (n); verdict against "
-                                f"the best by {args.sort} (Welch's t-test, p < 0.05)", header_style="bold")  # fmt: skip
-        band_cols = [*names[1:3], "loss/val"]
-        for c in ("setting", "runs ok", *band_cols, "verdict"):
-            band_grid.add_column(c, overflow="fold")
-        for st in sets:
-            band_grid.add_row(shown(st.name), f"{sum(r.status == 'ok' for r in st.runs)}/{len(st.runs)}",
-                              *(_band_text(st.bands.get(c)) for c in band_cols), st.verdict,
-                              style="bold green" if st.verdict == "best" else None)  # fmt: skip
-        console.print(band_grid)
+    print_tables(console, runs, args.sort, f"{len(runs)} runs under {shown(args.path)}")
     paths = write_files(table, runs, args.out or args.path, args.sort)
     console.print("written: " + ", ".join(shown(p) for p in paths.values()), soft_wrap=True)
     return 0
