@@ -130,3 +130,21 @@ def test_a_one_epoch_curve_shows_its_point_on_a_whole_epoch_axis(tmp_path):
     assert imread(tmp_path / "one.png").shape[:2] == (320, 900)
     for ax in fig.axes:  # a marker per point, the axis spanning the epoch (not 0.945..1.050 around an empty frame)
         assert ax.get_xlim() == (0.5, 1.5) and all(line.get_marker() == "o" for line in ax.get_lines())
+
+
+def test_a_grid_wraps_four_to_a_row_keeps_the_sweeps_order_and_text_of_9_points(tmp_path):
+    from matplotlib.image import imsave
+
+    paths = []
+    for i in range(5):
+        paths.append(str(tmp_path / f"{i}.png"))
+        imsave(paths[-1], torch.rand(40, 40, 3).numpy())
+    names = ["zeros", "normal_small", "normal_large", "xavier_uniform", "he_normal"]  # as the sweep lists them
+    fig = figures.grid_figure([(f"init={n}", "", p) for n, p in zip(names, paths)], "decision boundaries: 5 settings " * 6)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in shown] == [f"init={n}" for n in names]  # in order, each titled
+    assert fig.get_size_inches()[0] > fig.get_size_inches()[1]  # 2 rows of at most 4, not one tall column
+    texts = [t for ax in fig.axes for t in (ax.title, ax.yaxis.label) if t.get_text()] + [fig._suptitle]
+    assert min(t.get_fontsize() for t in texts) >= 9 and "\n" in fig._suptitle.get_text()  # a long title wraps
+    table = figures.grid_figure([(f"activation={a}", f"init={i}", paths[0]) for a in ("relu", "tanh") for i in ("zeros", "he")], "t")
+    assert [ax.get_title() for ax in table.axes[:2]] == ["init=zeros", "init=he"] and table.axes[0].get_ylabel() == "activation=relu"

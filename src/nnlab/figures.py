@@ -330,29 +330,47 @@ def examples_figure(images, titles: Sequence[str], title: str):
     return fig
 
 
-def grid_figure(cells: list[tuple[str, str, str]], title: str):
-    """PNG files laid out in a grid: cells are (row label, column label, path); rows and columns in the
-    order their labels first appear."""
+def grid_figure(cells: list[tuple[str, str, str]], title: str, per_row: int = 4):
+    """PNG files laid out in a grid: cells are (row label, column label, path), rows and columns in the
+    order their labels first appear. Where that is no table of at most `per_row` columns, every one of the
+    rows and columns filled (one swept key; three), the cells wrap `per_row` to a row, each titled by its
+    labels. Text of 9 pt and more; the title wrapped to the figure's width."""
+    import textwrap
+
     from matplotlib.figure import Figure
     from matplotlib.image import imread
 
     rows = list(dict.fromkeys(r for r, _, _ in cells))
     cols = list(dict.fromkeys(c for _, c, _ in cells))
-    fig = Figure(figsize=(2.6 * len(cols) + 0.6, 2.6 * len(rows) + 0.5), dpi=100)
-    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    table = len(cols) <= per_row and len(rows) * len(cols) == len(cells) and len(rows) > 1 and len(cols) > 1
+    if table:
+        place = {(r, c): (rows.index(r), cols.index(c)) for r, c, _ in cells}
+        n_rows, n_cols = len(rows), len(cols)
+    else:
+        n_cols = min(per_row, len(cells))
+        n_rows = -(-len(cells) // n_cols)
+        place = {(r, c): divmod(i, n_cols) for i, (r, c, _) in enumerate(cells)}
+    width = 2.9 * n_cols + (0.5 if table else 0.2)
+    lines = textwrap.wrap(title, max(20, int(width * 72 / (11 * 0.55))))
+    fig = Figure(figsize=(width, 3.0 * n_rows + 0.25 + 0.25 * len(lines)), dpi=100)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
         for side in ax.spines.values():
             side.set_visible(False)
+    wrap = lambda text: "\n".join(textwrap.wrap(text, 30))  # noqa: E731  (a label as wide as its cell)
     for r, c, path in cells:
-        ax = axes[rows.index(r), cols.index(c)]
-        ax.imshow(imread(path))
-    for j, c in enumerate(cols):
-        axes[0, j].set_title(c, fontsize=8)
-    for i, r in enumerate(rows):
-        axes[i, 0].set_ylabel(r, fontsize=8)
-    fig.suptitle(title, fontsize=10)
+        i, j = place[(r, c)]
+        axes[i, j].imshow(imread(path))
+        if not table:
+            axes[i, j].set_title(wrap(", ".join(x for x in (r, c) if x)), fontsize=9)
+    if table:
+        for j, c in enumerate(cols):
+            axes[0, j].set_title(wrap(c), fontsize=9)
+        for i, r in enumerate(rows):
+            axes[i, 0].set_ylabel(wrap(r), fontsize=9)
+    fig.suptitle("\n".join(lines), fontsize=11)
     fig.tight_layout()
     return fig
 

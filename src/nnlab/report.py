@@ -42,6 +42,7 @@ class Run:
     summary: dict[str, Any]
     overrides: dict[str, str] = field(default_factory=dict)
     name: str = ""
+    num: int = 0  # its job number in its sweep (Hydra's hydra.job.num): the order the sweep lists it in
 
     @property
     def status(self) -> str:
@@ -80,9 +81,20 @@ def collect(root: Path) -> list[Run]:
         for item in items if isinstance(items, list) else []:
             key, _, value = str(item).partition("=")
             overrides[key.lstrip("+~")] = value
-        runs.append(Run(run_dir, summary, overrides))
+        runs.append(Run(run_dir, summary, overrides, num=_job_num(run_dir, len(runs))))
     _name(runs, root)
     return runs
+
+
+def _job_num(run_dir: Path, default: int) -> int:
+    """The run's job number in its sweep, read from its .hydra/hydra.yaml (`default` where there is none)."""
+    import re
+
+    try:
+        found = re.search(r"^    num: (\d+)$", (run_dir / ".hydra" / "hydra.yaml").read_text(), re.M)
+    except (OSError, UnicodeDecodeError):
+        found = None
+    return int(found.group(1)) if found else default
 
 
 def _name(runs: list[Run], root: Path) -> None:
@@ -233,16 +245,20 @@ def write_files(table: list[dict[str, Any]], runs: list[Run], out: Path, sort_ke
 
 
 def boundary_grid(sets: list[Setting], path: Path) -> Optional[Path]:
-    """One image of every setting's decision boundary (its first seed's decision_boundary.png), rows by the
-    first swept choice and columns by the others (activation x init); None where fewer than two runs
-    have one (not 2-D data)."""
+    """One image of every setting's decision boundary (that of its lowest seed), in the order the sweep
+    lists the settings: rows by the first swept choice and columns by the other (activation x init) where
+    that makes a table of at most 4 columns, else the settings wrapped 4 to a row; None where fewer than
+    two runs have one (not 2-D data)."""
     from nnlab import compare, figures
     from nnlab.figures import render
 
+    def seed(r: Run) -> int:
+        value = str(r.overrides.get("trainer.seed", 0))
+        return int(value) if value.lstrip("-").isdigit() else 0
+
     cells = []
-    for st in sets:
-        run = min((r for r in st.runs if (r.path / "decision_boundary.png").exists()), default=None,
-                  key=lambda r: int(r.overrides.get("trainer.seed", 0)) if str(r.overrides.get("trainer.seed", 0)).lstrip("-").isdigit() else 0)  # fmt: skip
+    for st in sorted(sets, key=lambda st: min(r.num for r in st.runs)):
+        run = min((r for r in st.runs if (r.path / "decision_boundary.png").exists()), default=None, key=seed)
         if run is not None:
             cells.append((dict(compare.setting_of(run.overrides)), run.path / "decision_boundary.png"))
     if len(cells) < 2:
@@ -250,8 +266,7 @@ def boundary_grid(sets: list[Setting], path: Path) -> Optional[Path]:
     keys = [k for k in dict.fromkeys(k for c, _ in cells for k in c) if len({c.get(k) for c, _ in cells}) > 1]
     row_key, col_keys = (keys[0], keys[1:]) if keys else (None, [])
     grid = [(f"{row_key}={c.get(row_key)}" if row_key else "", ",".join(f"{k}={c.get(k)}" for k in col_keys), str(p)) for c, p in cells]
-    grid.sort(key=lambda g: (g[0], g[1]))
-    render(figures.grid_figure, (grid, f"decision boundaries ({len(cells)} settings; the first seed of each)"), str(path))
+    render(figures.grid_figure, (grid, f"decision boundaries: {len(cells)} settings, the lowest seed of each"), str(path))
     return path
 
 
@@ -265,12 +280,12 @@ def curves_figure(runs: list[Run], path: Path, sets: Optional[list[Setting]] = N
     split = "val" if any("loss/val" in e for r in runs for e in r.epochs()) else "train"
     curves = []
     if sets and any(len(st.runs) > 1 for st in sets):
-        for st in sets:
+        for st in sorted(sets, key=lambda st: min(r.num for r in st.runs)):  # in the order the sweep lists them
             members = [c for c in (epoch_curve(r.epochs(), split, score, r.name) for r in st.runs) if c is not None]
             if members:
                 curves.append(mean_curve(members, f"{st.name} (n={len(members)})"))
     else:
-        for r in runs:
+        for r in sorted(runs, key=lambda r: r.num):
             curve = epoch_curve(r.epochs(), split, score, r.name, style="-" if r.status == "ok" else ":")
             if curve is not None:
                 curves.append(curve)
