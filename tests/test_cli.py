@@ -208,6 +208,16 @@ def test_hparams_tab_shows_the_swept_columns_first(tmp_path):
         assert sorted(optimizer["domainDiscrete"]) == ["adam", "sgd"]  # both runs' values, not one run's
         metrics = [m["name"]["tag"] for m in experiment["metricInfos"]]
         assert {"acc/train", "acc/val", "acc/test", "loss/val"} <= set(metrics)
+        assert metrics[:3] == ["acc/test", "acc/val", "loss/val"]  # what a comparison reads, first
+        seed = next(h for h in every if h["name"] == "trainer.seed")
+        assert seed["domainDiscrete"] == ["0", "1"]  # integers shown as 0 and 1, not 0.0000
+        runs = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=10).read())
+        assert {"mean/optimizer=sgd", "mean/optimizer=adam"} <= set(runs), runs  # a line per setting
     finally:
         tb.terminate()
         tb.wait(timeout=30)
+    for opt in ("sgd", "adam"):  # the mean of its seeds' epoch metrics, at each epoch's step
+        seeds = [events(sweep / f"optimizer={opt},trainer.seed={i}").Scalars("loss/val") for i in (0, 1)]
+        mean = events(sweep / "mean" / f"optimizer={opt}").Scalars("loss/val")
+        assert [e.step for e in mean] == [e.step for e in seeds[0]] and len(mean) == 2
+        assert [e.value for e in mean] == pytest.approx([(a.value + b.value) / 2 for a, b in zip(*seeds)], rel=1e-6)

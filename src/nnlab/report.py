@@ -293,8 +293,9 @@ def curves_figure(runs: list[Run], path: Path, sets: Optional[list[Setting]] = N
 
 
 def sweep_summary(path: Path) -> None:
-    """What a sweep ends with: its report (bands where seeds repeat; report.* written beside it), its best
-    run's folder, and the TensorBoard command for the whole sweep."""
+    """What a sweep ends with: its report (bands where seeds repeat; report.* written beside it; each
+    setting's mean curves as a TensorBoard run, mean/SETTING), its best run's folder, and the TensorBoard
+    command for the whole sweep."""
     from nnlab.console import console, shown
 
     runs = collect(path)
@@ -302,7 +303,10 @@ def sweep_summary(path: Path) -> None:
         return
     console.rule(f"sweep {shown(path)}: {len(runs)} runs")
     main([str(path)])
+    from nnlab.tracking import setting_means
+
     key = columns(task_of(runs))[1]
+    setting_means(path, [(st.name, [r.epochs() for r in st.runs]) for st in settings(runs, key) if len(st.runs) > 1])
     best = next((r for r in sort_runs(runs, key) if r.metric(key) is not None and r.status == "ok"), None)
     if best is not None:
         console.print(f"best run by {key}: [bold]{shown(best.path)}[/] ({key} {best.metric(key):.4f})", soft_wrap=True)

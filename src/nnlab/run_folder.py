@@ -147,7 +147,7 @@ def link_message(path: Path) -> str:
 
 # What a sweep writes at the top of its folder (its jobs write into folders of their own)
 SWEEP_FILES = (LOCK, "multirun.yaml", "report.csv", "report.md", "report.png", "report_settings.csv",
-               "decision_boundaries.png", "overview", "ensemble.json", "ensemble")  # fmt: skip
+               "decision_boundaries.png", "overview", "mean", "ensemble.json", "ensemble")  # fmt: skip
 
 
 def refuse_links(folder: str | Path, sweep: bool = False) -> None:

@@ -108,8 +108,8 @@ class Tracker:
         writes it once from all of them."""
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
-        finite = {k: v for k, v in metrics.items() if v is not None and math.isfinite(v)}
+        clean = {k: str(v) if _integer(v) else v if isinstance(v, (float, str, bool)) else str(v) for k, v in hparams.items()}
+        finite = {k: metrics[k] for k in metric_order(metrics) if metrics[k] is not None and math.isfinite(metrics[k])}
         exp, start, end = hparams_summary(clean, finite)
         for summary in (exp, start, end) if experiment else (start, end):
             self.writer.file_writer.add_summary(summary)
@@ -157,6 +157,43 @@ def sweep_overview(sweep: Path) -> None:
             writer.file_writer.add_summary(_experiment(runs))
 
 
+def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> None:
+    """Each setting of a seed sweep (its name, and each of its runs' epoch rows from metrics.jsonl) as a
+    TensorBoard run of its own, `mean/<setting>` (`mean/init=he_normal`): per epoch, at that epoch's step,
+    the mean over its seeds of every epoch metric (loss/train, acc/val, ...), under the runs' own tags:
+    SCALARS then shows a line per setting among its seeds' lines (filter the runs with `mean/` to see only
+    them). Written anew each time (a resumed sweep: no doubled points)."""
+    import shutil
+    import statistics
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from nnlab.errors import ConfigError
+    from nnlab.metrics import ALL
+    from nnlab.run_folder import link_message
+
+    means = sweep / "mean"
+    if means.is_symlink():
+        raise ConfigError(link_message(means))
+    if means.is_dir():
+        shutil.rmtree(means)  # only ours: event files this function wrote
+    for name, runs in settings:
+        by_epoch: dict[int, dict[str, list]] = {}
+        for rows in runs:
+            for row in rows:
+                at = by_epoch.setdefault(row["epoch"], {"step": []})
+                at["step"].append(row.get("step", row["epoch"]))
+                for tag, value in row.items():
+                    if tag.split("/")[0] in ALL and tag.endswith(("/train", "/val")) and isinstance(value, (int, float)) \
+                            and math.isfinite(value):  # fmt: skip
+                        at.setdefault(tag, []).append(value)
+        with SummaryWriter(str(means / name.replace("/", "_"))) as writer:
+            for epoch, at in sorted(by_epoch.items()):
+                step = min(at.pop("step"))
+                for tag, values in at.items():
+                    writer.add_scalar(tag, statistics.fmean(values), step)
+
+
 def _experiment(runs: list[dict]):
     """The HPARAMS experiment of several runs: every hyperparameter any run has, with its values' domain
     and whether they differ (TensorBoard shows the differing ones first), and their final metrics."""
@@ -170,7 +207,10 @@ def _experiment(runs: list[dict]):
         values = [r["hparams"].get(name) for r in runs]
         known = [v for v in values if v is not None]
         differs = len({json.dumps(v) for v in values}) > 1
-        if known and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in known):
+        if known and all(isinstance(v, int) and not isinstance(v, bool) for v in known):  # shown as 3, not 3.0000
+            info = api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_STRING, differs=differs)
+            info.domain_discrete.extend(str(v) for v in sorted(set(known)))
+        elif known and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in known):
             info = api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_FLOAT64, differs=differs)
             info.domain_interval.min_value, info.domain_interval.max_value = min(known), max(known)
         else:
@@ -178,11 +218,24 @@ def _experiment(runs: list[dict]):
             info.domain_discrete.extend(sorted({str(v) for v in known}))
         infos.append(info)
     infos.sort(key=lambda i: not i.differs)  # the swept ones first, in the runs' order
-    metrics = list(dict.fromkeys(k for r in runs for k in r.get("metrics", {}) if k.split("/")[-1] in ("train", "val", "test")))
+    metrics = metric_order(k for r in runs for k in r.get("metrics", {}) if k.split("/")[-1] in ("train", "val", "test"))
     experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics])
     content = HParamsPluginData(experiment=experiment, version=0).SerializeToString()  # as torch writes its own
     meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=content))
     return Summary(value=[Summary.Value(tag="_hparams_/experiment", metadata=meta)])
+
+
+def _integer(value: Any) -> bool:
+    """An integer hyperparameter (a seed, a batch size): TensorBoard shows it as text, `3`, not `3.0000`."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def metric_order(names) -> list[str]:
+    """The HPARAMS tab's metric columns: the test and validation score and the validation loss first (what a
+    comparison reads), then the others as they came."""
+    names = list(dict.fromkeys(names))
+    first = [m for m in ("acc/test", "r2/test", "acc/val", "r2/val", "loss/val", "loss/test") if m in names]
+    return [*first, *(m for m in names if m not in first)]
 
 
 def has_events(folder: Path) -> bool:
