@@ -221,3 +221,12 @@ def test_hparams_tab_shows_the_swept_columns_first(tmp_path):
         mean = events(sweep / "mean" / f"optimizer={opt}").Scalars("loss/val")
         assert [e.step for e in mean] == [e.step for e in seeds[0]] and len(mean) == 2
         assert [e.value for e in mean] == pytest.approx([(a.value + b.value) / 2 for a, b in zip(*seeds)], rel=1e-6)
+
+
+def test_other_libraries_chatter_stays_out_of_train_log(tmp_path):
+    """matplotlib's first start (a fresh font cache) logs `generated new fontManager` at INFO: not nnlab's to show."""
+    run = tmp_path / "run"
+    out = nnlab("train", *TINY, f"hydra.run.dir={run}", cwd=tmp_path, env={"MPLCONFIGDIR": str(tmp_path / "mpl")})
+    assert out.returncode == 0 and (tmp_path / "mpl").is_dir(), out.stderr  # the cache was built in this run
+    assert "fontManager" not in (run / "train.log").read_text() + out.stdout + out.stderr
+    assert "run starts:" in (run / "train.log").read_text()

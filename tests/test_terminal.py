@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -228,3 +229,19 @@ def test_load_run_on_images_takes_uint8(tmp_path, mnist_root):
     assert x_test.dtype == torch.uint8
     acc = (loaded.predict(x_test) == y_test).float().mean().item()
     assert acc == pytest.approx(summary(run)["metrics"]["acc/test"], abs=1e-6)
+
+
+def test_an_error_paragraph_wraps_between_words_in_a_terminal_and_is_one_line_in_a_pipe(monkeypatch):
+    import nnlab.console as terminal
+
+    message = "the checkpoint /tmp/some/where/checkpoints/last.pt was written by another model; choose resume=auto instead"
+    for tty, width in ((True, 60), (False, 60)):
+        out = Console(file=io.StringIO(), force_terminal=tty, width=width, highlight=False, no_color=True)
+        monkeypatch.setattr(terminal, "err_console", out)
+        terminal.error(message)
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", out.file.getvalue()).rstrip("\n").split("\n")  # (bold: an escape code)
+        if tty:
+            assert len(lines) > 1 and all(len(line) <= width for line in lines)
+            assert " ".join(line.strip() for line in lines) == f"nnlab error: {message}"  # no word cut in two
+        else:
+            assert lines == [f"nnlab error: {message}"]

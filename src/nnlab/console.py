@@ -28,11 +28,12 @@ def shown(text: Any) -> str:
 
 
 def error(message: str, title: str = "error") -> None:
-    err_console.print(f"[bold red]nnlab {title}:[/] {shown(message)}", soft_wrap=True)
+    """One paragraph on stderr: wrapped between words in a terminal, one line into a file or pipe."""
+    err_console.print(f"[bold red]nnlab {title}:[/] {shown(message)}", soft_wrap=not err_console.is_terminal)
 
 
 def warning(message: str) -> None:
-    console.print(f"[bold yellow]warning:[/] {shown(message)}", soft_wrap=True)
+    console.print(f"[bold yellow]warning:[/] {shown(message)}", soft_wrap=not console.is_terminal)
 
 
 class TrainingProgress:
