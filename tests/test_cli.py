@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -170,6 +171,10 @@ def test_works_from_any_directory_and_records_the_run(tmp_path):
     assert out.returncode == 0, out.stderr
     (run,) = list((elsewhere / "outputs" / "runs").iterdir())
     assert json.loads((run / "summary.json").read_text())["status"] == "ok"
+    # named by what it sets, after the time (TensorBoard's run name), and resumed by its path as printed
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_" + re.escape(",".join(TINY[:2]) + ",trainer.epochs=1"), run.name), run.name
+    out = nnlab("train", f"resume={run}", "trainer.epochs=2", cwd=elsewhere)
+    assert out.returncode == 0 and json.loads((run / "summary.json").read_text())["epochs_run"] == 2, out.stderr
 
 
 def test_hparams_tab_shows_the_swept_columns_first(tmp_path):

@@ -207,6 +207,7 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
         saved = [o for o in checkpoint.saved_overrides(run) if o.split("=", 1)[0].lstrip("+~") not in given]
         args = [*saved, *args, *([] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"])]
+    args = [_quoted_path(a) for a in args]
     cfg, folder, sweeper, name_without = check_command_line(args)  # every job's config checked; the output folder
     multirun = any(a in ("-m", "--multirun") for a in args)
     if name_without and not any(a.startswith("hydra.job.config.override_dirname.exclude_keys=") for a in args):
@@ -218,12 +219,16 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         _quiet_optuna()
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith(key + "=")), None)
+    if given is None and not multirun and folder is not None:
+        from nnlab.run_folder import named_after
+
+        folder = "_".join(filter(None, (folder, named_after(args))))  # a run alone: named by what it sets, after the time
     if cfg is not None and folder is not None and not any(a in ("-c", "--cfg") for a in args):
         # the folder is this process's before Hydra writes a byte into it (${now} resolved once)
         folder = str(_claim(folder, key, fresh=given is None or "${now" in given, cfg=cfg, multirun=multirun,
                             continuing=resume not in (None, "null")))  # fmt: skip
     if folder is not None:
-        args = [*(a for a in args if not a.startswith(key + "=")), f"{key}={folder}"]
+        args = [*(a for a in args if not a.startswith(key + "=")), _quoted_path(f"{key}={folder}")]
     global _SWEEP
     _SWEEP = Path(folder) if multirun and folder is not None else None
     if cfg is None or folder is None or any(a in ("-m", "--multirun", "-c", "--cfg") for a in args):
@@ -249,6 +254,18 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         console.print(finished_message(folder, done), soft_wrap=True)
         return args, True
     return args, False
+
+
+PATH_KEYS = ("resume", "hydra.run.dir", "hydra.sweep.dir", "transfer.init_from", "data.source.root")
+
+
+def _quoted_path(arg: str) -> str:
+    """`resume=outputs/s/init=zeros,trainer.seed=0` as Hydra's override grammar reads a path: quoted, where
+    a folder's name holds `=` or `,` (a sweep's runs, a run alone named by its settings) and it is not yet."""
+    key, sep, value = arg.partition("=")
+    if key.lstrip("+~") not in PATH_KEYS or not sep or value[:1] in ("'", '"') or "'" in value:
+        return arg
+    return f"{key}='{value}'" if any(c in value for c in "=,[]{}() ") else arg
 
 
 def _claim(folder: str, key: str, fresh: bool, cfg, multirun: bool, continuing: bool):

@@ -286,6 +286,20 @@ def remove_made(folder: Optional[Path], keep_files: bool = True) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+UNNAMED = ("trainer.progress", "resume", "overwrite")  # settings that do not make a run what it is
+
+
+def named_after(args: list[str], longest: int = 120) -> str:
+    """What a single run sets on the command line, for its default folder's name after the time
+    (`2026-11-28_15-06-46_activation=tanh,optimizer=sgd`): its overrides but Hydra's own and UNNAMED,
+    `/` written `_`, cut to `longest` characters; "" where it sets nothing."""
+    parts = [a.lstrip("+~") for a in args if "=" in a and not a.startswith("-")]
+    parts = [p.replace("/", "_").replace("'", "").replace('"', "").replace("\\", "").replace("$", "") for p in parts
+             if not p.startswith("hydra") and p.split("=", 1)[0] not in UNNAMED]  # fmt: skip
+    name = ",".join(f"{k}={v}" for k, v in dict(p.split("=", 1) for p in parts).items())  # a key given twice: the last
+    return name if len(name) <= longest else name[: longest - 3] + "..."
+
+
 def claim_output(folder: str, key: str, fresh: bool, overwrite: bool, multirun: bool, continuing: bool):
     """Take a command's output folder (`key`: hydra.run.dir, or hydra.sweep.dir with -m) for this process
     (claim(): created where missing, its lock held until the process ends) and refuse, before Hydra writes anything, a folder that would mix or lose runs:
