@@ -140,3 +140,19 @@ def test_update_ratio_and_first_to_last_ratio():
     ratio = diagnostics.update_ratios([("layer1", layer)], before)["update_ratio/layer1"]
     assert ratio == pytest.approx(1e-3, rel=1e-2)
     assert diagnostics.first_to_last_ratio({"grad_norm/layer1": 1e-4, "grad_norm/layer2": 1.0}) == pytest.approx(1e-4)
+
+
+def test_the_lr_find_figure_keeps_every_line_on_the_chart_and_marks_the_divergence():
+    from nnlab.lr_find import RangeTest, figure
+
+    lrs = [10 ** (-5 + 6 * i / 99) for i in range(100)]
+    losses = [2.0 - 1.5 * min(i, 60) / 60 + (0 if i < 70 else 3 ** (i - 70)) for i in range(100)]
+    losses[80] = float("nan")
+    smoothed = [min(v, 1e30) if math.isfinite(v) else math.nan for v in losses]
+    fig = figure(RangeTest(lrs, losses, smoothed, suggestion=1e-3), "t")
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    for line in ax.get_lines():
+        ys = [y for y in line.get_ydata() if math.isfinite(y)]
+        assert all(low <= y <= high for y in ys) or len(set(line.get_xdata())) == 1  # (vertical markers span it)
+    assert any("diverging from" in t.get_text() for t in ax.get_legend().get_texts())

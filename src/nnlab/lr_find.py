@@ -79,20 +79,28 @@ class _Fixed:
 
 
 def figure(result: RangeTest, title: str):
+    """The loss against the rate on a log axis, up to where the smoothed loss passes 4x its minimum (the
+    range test's divergence, marked by a dotted line): the falling part fills the chart, nothing runs off it."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 3.6), dpi=100)
     ax = fig.subplots()
-    ax.plot(result.lrs, result.losses, color="tab:blue", alpha=0.3, label="loss")
-    ax.plot(result.lrs, result.smoothed, color="tab:blue", label="smoothed loss")
+    finite = [s for s in result.smoothed if math.isfinite(s)]
+    top = min(max(finite), 4 * min(finite)) * 1.1 if finite else math.inf
+    cut = next((i for i, s in enumerate(result.smoothed) if not s <= top), len(result.lrs))  # (NaN: beyond too)
+    lrs = result.lrs[:cut]
+    ax.plot(lrs, [min(v, top) if math.isfinite(v) else top for v in result.losses[:cut]], color="tab:blue", alpha=0.3, label="loss")
+    ax.plot(lrs, result.smoothed[:cut], color="tab:blue", label="smoothed loss")
+    if cut < len(result.lrs):
+        ax.axvline(result.lrs[cut], color="grey", ls=":", label=f"diverging from {result.lrs[cut]:.1e}")
     if result.suggestion is not None:
         ax.axvline(result.suggestion, color="tab:red", ls="--", label=f"suggested {result.suggestion:.2e}")
-    finite = [s for s in result.smoothed if math.isfinite(s)]
     if finite:
-        ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.1)
+        ax.set_ylim(min(finite) * 0.9, top)
     ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="training loss", title=title)
+    ax.set_xlim(result.lrs[0], result.lrs[-1])
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
