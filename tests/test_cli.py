@@ -76,6 +76,8 @@ def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
         assert tag in tags, tag
     logged = [e.value for e in acc.Scalars("loss/val")]
     assert logged == pytest.approx([r["loss/val"] for r in epochs], rel=1e-6)
+    assert [e.step for e in acc.Scalars("loss/val")] == [r["epoch"] for r in epochs] == [1, 2]  # against the epoch
+    assert acc.Scalars("step/loss")[-1].step == epochs[-1]["step"] > 2  # per-step values against the step
     assert acc.Scalars("acc/test")[-1].value == pytest.approx(s["metrics"]["acc/test"], rel=1e-6)
     images = acc.Images("decision_boundary")
     assert len(images) == 2 and images[0].width == 192

@@ -33,14 +33,20 @@ class Tracker:
         """One TensorBoard event for all of a step's values (one per value would cost as much each)."""
         self.rows([(step, values)], epoch)
 
-    def rows(self, rows: list[tuple[int, Mapping[str, float]]], epoch: int | None = None) -> None:
-        """Several steps' values at once (a log window): an event per step, one write to metrics.jsonl."""
+    def epoch_scalars(self, epoch: int, step: int, values: Mapping[str, float]) -> None:
+        """An epoch's values (loss/train, acc/val, ...): in TensorBoard against the epoch, as Keras logs them
+        (the terminal's epoch 1..N, not the step); in metrics.jsonl with both."""
+        self.rows([(step, values)], epoch, by_epoch=True)
+
+    def rows(self, rows: list[tuple[int, Mapping[str, float]]], epoch: int | None = None, by_epoch: bool = False) -> None:
+        """Several steps' values at once (a log window): an event per step (`by_epoch`: at the epoch), one
+        write to metrics.jsonl."""
         from tensorboard.compat.proto.summary_pb2 import Summary
 
         now, lines = time.time(), []
         for step, values in rows:
             summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])
-            self.writer.file_writer.add_summary(summary, step, now)
+            self.writer.file_writer.add_summary(summary, epoch if by_epoch else step, now)
             row = {"step": step, **({"epoch": epoch} if epoch is not None else {}), **values}
             try:
                 lines.append(json.dumps(row, allow_nan=False))
@@ -159,7 +165,7 @@ def sweep_overview(sweep: Path) -> None:
 
 def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> None:
     """Each setting of a seed sweep (its name, and each of its runs' epoch rows from metrics.jsonl) as a
-    TensorBoard run of its own, `mean/<setting>` (`mean/init=he_normal`): per epoch, at that epoch's step,
+    TensorBoard run of its own, `mean/<setting>` (`mean/init=he_normal`): per epoch, against the epoch,
     the mean over its seeds of every epoch metric (loss/train, acc/val, ...), under the runs' own tags:
     SCALARS then shows a line per setting among its seeds' lines (filter the runs with `mean/` to see only
     them). Written anew each time (a resumed sweep: no doubled points)."""
@@ -181,17 +187,15 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
         by_epoch: dict[int, dict[str, list]] = {}
         for rows in runs:
             for row in rows:
-                at = by_epoch.setdefault(row["epoch"], {"step": []})
-                at["step"].append(row.get("step", row["epoch"]))
+                at = by_epoch.setdefault(row["epoch"], {})
                 for tag, value in row.items():
                     if tag.split("/")[0] in ALL and tag.endswith(("/train", "/val")) and isinstance(value, (int, float)) \
                             and math.isfinite(value):  # fmt: skip
                         at.setdefault(tag, []).append(value)
         with SummaryWriter(str(means / name.replace("/", "_"))) as writer:
             for epoch, at in sorted(by_epoch.items()):
-                step = min(at.pop("step"))
                 for tag, values in at.items():
-                    writer.add_scalar(tag, statistics.fmean(values), step)
+                    writer.add_scalar(tag, statistics.fmean(values), epoch)
 
 
 def _experiment(runs: list[dict]):

@@ -388,7 +388,7 @@ def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, el
     metrics = {f"{k}/train": v for k, v in epoch_metrics(data.kind, loop.sums, count).items()}
     metrics.update({f"{k}/val": v for k, v in (val or {}).items()})
     metrics.update({"time/epoch_s": elapsed, "throughput/examples_per_s": count / elapsed})
-    tracker.scalars(step, metrics, epoch)
+    tracker.epoch_scalars(epoch, step, metrics)
     if per_epoch(exp.scheduler) and "loss/val" in metrics:
         exp.scheduler.step(metrics["loss/val"])
     if data.kind == "regression" and data.in_shape[0] <= 2 and (epoch % t.boundary_every == 0 or epoch == t.epochs):
@@ -406,7 +406,7 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
             bare(exp.model).load_state_dict(checkpoint.load(best_path, map_location=exp.device)["model"])
         test = {f"{k}/test": v for k, v in evaluate(exp, exp.data.test).items()}
         final.update(test)
-        tracker.scalars(step, test, epoch)
+        tracker.epoch_scalars(epoch, step, test)
     hparams = hparams_of(exp.config)
     tracker.hparams(hparams, final, experiment=not exp.config.get("multirun"))  # a sweep's: sweep_overview()
     summary = {
