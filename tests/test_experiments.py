@@ -31,7 +31,7 @@ def sweep(tmp_path: Path, experiment: str, *overrides: str, env: dict | None = N
 
 def test_every_experiment_has_a_test():
     tested = {name[len("test_") :] for name in globals() if name.startswith("test_") and name[5:] in EXPERIMENTS}
-    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 13
+    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 15
 
 
 def acc(run):
@@ -191,3 +191,38 @@ def test_pretraining(tmp_path, mnist_root):
     assert acc(none) < 0.2 and "vanishing_gradients" in alarms(none)
     assert acc(sup) > 0.85 and acc(ae) > acc(none) + 0.3
     assert [s["stage"] for s in ae["pretrain"]["stages"]][-1] == "head"
+
+
+def _keras_protocol(run: dict, config: dict) -> None:
+    """All 60,000 training images, no validation split, the last epoch's model tested, Glorot gain 1, x / 255."""
+    assert run["monitor"] == "last" and run["best_epoch"] == run["epochs_run"] and run["status"] == "ok"
+    assert not any(k.endswith("/val") for k in run["metrics"])
+    assert config["data"]["val_fraction"] == 0.0 and config["data"]["preprocess"] == "none" and config["init"]["gain"] == 1.0
+    assert config["trainer"]["batch_size"] == 128 and config["early_stopping"]["metric"] == "last"
+
+
+def test_keras_mnist_mlp(tmp_path, mnist_root):
+    """Keras's mnist_mlp (published 98.40%): shortened to 2 epochs on 6,000 images here (the README has the full run)."""
+    import yaml
+
+    runs = sweep(tmp_path, "keras_mnist_mlp", "data.subset=6000", "trainer.epochs=2", env={"NNLAB_DATA_DIR": str(mnist_root)})
+    (run,) = runs.values()
+    config = yaml.safe_load((Path(run["run_dir"]) / "config.yaml").read_text())
+    _keras_protocol(run, config)
+    assert config["model"]["hidden"] == [512, 512] and config["model"]["dropout"] == 0.2 and run["epochs_run"] == 2
+    assert config["optimizer"]["_target_"] == "torch.optim.RMSprop" and config["optimizer"]["alpha"] == 0.9
+    assert config["optimizer"]["eps"] == 1e-7 and config["optimizer"]["lr"] == 0.001
+    assert acc(run) > 0.9
+
+
+def test_keras_mnist_cnn(tmp_path, mnist_root):
+    """Keras's mnist_cnn (published 99.25%): shortened to 1 epoch on 3,000 images here."""
+    import yaml
+
+    runs = sweep(tmp_path, "keras_mnist_cnn", "data.subset=3000", "trainer.epochs=1", env={"NNLAB_DATA_DIR": str(mnist_root)})
+    (run,) = runs.values()
+    config = yaml.safe_load((Path(run["run_dir"]) / "config.yaml").read_text())
+    _keras_protocol(run, config)
+    assert config["model"]["dropout"] == 0.25 and config["model"]["dense_dropout"] == 0.5 and config["model"]["padding"] == "valid"
+    assert config["optimizer"]["_target_"] == "torch.optim.Adadelta" and config["optimizer"]["rho"] == 0.95
+    assert acc(run) > 0.8

@@ -47,6 +47,31 @@ def test_early_stopping_stops_and_keeps_the_best(tmp_path):
     assert s["stopped_early"] and s["epochs_run"] == 3 and s["best_epoch"] == 1
 
 
+def test_the_whole_training_set_with_the_last_epoch_tested_and_what_needs_a_validation_split_refused(tmp_path):
+    """data.val_fraction=0 with early_stopping.metric=last: all training data, the last epoch's model is `best`."""
+    run, out = train(tmp_path, *TINY, "trainer.epochs=3", "data.val_fraction=0", "early_stopping.metric=last")
+    s = summary(run)
+    assert s["monitor"] == "last" and s["best_epoch"] == s["epochs_run"] == 3 and not s["stopped_early"]
+    assert not any(k.endswith("/val") for k in s["metrics"]) and "data 160 train / 80 test" in out.stdout  # no val
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])  # the model tested: the last
+    assert "last epoch" in out.stdout  # the closing table says what acc/test measured
+    for args, words in ((["data.val_fraction=0"], "early_stopping.metric=last"),
+                        (["early_stopping.metric=last", "early_stopping.patience=3"], "watches no metric"),
+                        (["data.val_fraction=0", "early_stopping.metric=last", "schedule=plateau"], "validation loss")):  # fmt: skip
+        refused = nnlab("train", *TINY, *args, cwd=tmp_path)
+        assert refused.returncode == 2 and words in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+def test_the_cnn_has_a_dropout_rate_after_its_convolutions_and_one_after_its_dense_layers():
+    from nnlab.nn.cnn import CNN
+
+    rates = lambda m: [d.p for d in m.modules() if type(d).__name__ == "Dropout"]  # noqa: E731
+    assert rates(CNN((1, 28, 28), 10, padding="valid", pool_every=2, dropout=0.25, dense_dropout=0.5)) == [0.25, 0.5]
+    assert rates(CNN((1, 28, 28), 10, dropout=0.25, hidden=(64, 32))) == [0.25, 0.25, 0.25]  # null: the same
+
+
 @pytest.mark.slow
 def test_regularizers_change_the_run(tmp_path):
     base, _ = train(tmp_path, *TINY, run_dir="base")

@@ -219,10 +219,6 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         _quiet_optuna()
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith(key + "=")), None)
-    if given is None and not multirun and folder is not None:
-        from nnlab.run_folder import named_after
-
-        folder = "_".join(filter(None, (folder, named_after(args))))  # a run alone: named by what it sets, after the time
     if cfg is not None and folder is not None and not any(a in ("-c", "--cfg") for a in args):
         # the folder is this process's before Hydra writes a byte into it (${now} resolved once)
         folder = str(_claim(folder, key, fresh=given is None or "${now" in given, cfg=cfg, multirun=multirun,

@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nnlab.errors import ConfigError, did_you_mean, unwritable
+from nnlab.run_folder import named_after
 from nnlab.targets import resolve_target
 from nnlab.validate import validate
 
@@ -75,6 +76,8 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
             key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
             try:
                 folder = str(OmegaConf.select(cfg, key))
+                if not multirun and not any(a.startswith("hydra.run.dir=") for a in args):  # a run alone, by default:
+                    folder = "_".join(filter(None, (folder, named_after(args))))  # named by what it sets, after the time
                 sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_")
                 swept = any(o.is_sweep_override() for o in parsed) or bool(OmegaConf.select(cfg, "hydra.sweeper.params"))
                 constant = [o.key_or_group for o in parsed if not o.is_sweep_override() and not o.is_hydra_override()]

@@ -19,7 +19,9 @@ from nnlab.metrics import ALL as ALL_METRICS
 DEVICES = ("auto", "cpu", "cuda", "mps")  # trainer.device (also cuda:N)
 PRECISIONS = ("fp32", "bf16", "fp16")  # trainer.precision
 PREPROCESS = ("none", "center", "standardize")  # data.preprocess
-MONITORED = tuple(f"{m}/{split}" for m in ALL_METRICS for split in ("val", "train"))  # early_stopping.metric
+# early_stopping.metric: what picks the `best` checkpoint (and stops early); `last`: the last epoch, no early
+# stopping (training on the whole training set, data.val_fraction=0, as the published Keras runs report)
+MONITORED = (*(f"{m}/{split}" for m in ALL_METRICS for split in ("val", "train")), "last")
 PRETRAIN_METHODS = ("none", "supervised", "autoencoder")  # pretrain.method (nnlab/pretrain.py)
 TRANSFER_MODES = ("fine_tune", "feature_extraction", "none")  # transfer.mode (nnlab/transfer.py)
 ON_FAILURE = ("continue", "stop")  # sweep.on_failure

@@ -137,8 +137,9 @@ def _table(summary: Mapping[str, Any], console: Console) -> None:
     table.add_column("value", justify="right")
     table.add_column("measured on")
     last, best = summary.get("epochs_run"), summary.get("best_epoch")
+    tested = "last epoch" if best is None or summary.get("monitor") == "last" else f"best checkpoint (epoch {best})"
     for key, value in summary["metrics"].items():  # train/val: the last epoch's; test: the best checkpoint's
-        where = (f"best checkpoint (epoch {best})" if best is not None else "last epoch") if key.endswith("/test") else f"epoch {last}"
+        where = tested if key.endswith("/test") else f"epoch {last}"
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value), where)
     table.add_row("best epoch", str(summary.get("best_epoch")))
     table.add_row("epochs run", str(summary["epochs_run"]))

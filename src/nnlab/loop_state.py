@@ -18,11 +18,18 @@ class Monitor:
 
     def __init__(self, cfg: EarlyStoppingConfig):
         self.metric, self.patience, self.min_delta = cfg.metric, cfg.patience, cfg.min_delta
-        self.sign = -task_metrics.better(self.metric)  # losses and errors go down, accuracy and R^2 up
+        self.sign = 0 if self.metric == "last" else -task_metrics.better(self.metric)  # losses go down, accuracy up
         self.best, self.best_epoch, self.bad_epochs = math.inf, None, 0
 
+    def watches(self, metrics: dict[str, float]) -> bool:
+        """Whether this epoch's metrics say anything to the monitor (`last`: every epoch does)."""
+        return self.metric == "last" or self.metric in metrics
+
     def update(self, epoch: int, metrics: dict[str, float]) -> bool:
-        """Record an epoch; True when it is the best so far."""
+        """Record an epoch; True when it is the best so far (`last`: always)."""
+        if self.metric == "last":
+            self.best_epoch = epoch
+            return True
         value = self.sign * metrics[self.metric]
         if value < self.best - self.min_delta:
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0

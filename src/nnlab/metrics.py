@@ -83,8 +83,9 @@ def worst_objective(metric: str) -> float:
 
 
 def objective(summary: dict[str, Any], metric: str) -> float:
-    """The value a sweeper optimizes: the run's final `metric` (the early_stopping metric), or the worst
-    value where the run did not finish well."""
+    """The value a sweeper optimizes: the run's final `metric` (the early_stopping metric; `last`: the
+    training loss), or the worst value where the run did not finish well."""
+    metric = "loss/train" if metric == "last" else metric
     value = summary["metrics"].get(metric)
     if summary["status"] != "ok" or value is None or not math.isfinite(value):
         return worst_objective(metric)

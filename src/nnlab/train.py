@@ -256,7 +256,7 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
         if alone:
             progress.epoch(epoch, members[0].training.metrics)
         else:
-            metric = members[0].exp.early_stopping.metric
+            metric = members[0].exp.early_stopping.metric.replace("last", "loss/train")  # (last: no metric of its own)
             running = [m for m in members if not m.done]
             progress.epoch(epoch, {}, stack_info(len(running), len(members) - len(running), metric,
                                                  [m.training.metrics.get(metric, math.nan) for m in running]))  # fmt: skip
@@ -351,7 +351,7 @@ class Training:
         self.tracker.log(epoch_line(epoch, self.metrics))
         loop.end_epoch(self.shuffle.get_state())
         state = self._state()
-        if monitor.metric in self.metrics and monitor.update(epoch, self.metrics):
+        if monitor.watches(self.metrics) and monitor.update(epoch, self.metrics):
             state["monitor"] = monitor.state_dict()
             checkpoint.save(self.ckpt_dir / "best.pt", state)
             checkpoint.same_as(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt", state)  # written once, linked

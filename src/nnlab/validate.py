@@ -204,6 +204,7 @@ _RANGES = {
     "weight_decay": _zero_or_positive("weight decay"),
     "momentum": _unit_rule("momentum"),
     "dropout": _unit_rule("a dropout probability"),
+    "dense_dropout": _unit_rule("a dropout probability"),
     "gamma": (lambda v: 0 < v <= 1, "the decay factor must be in (0, 1]"),
     "factor": (lambda v: 0 < v < 1, "the factor must be in (0, 1)"),
     "n_train": (lambda v: v >= 2, "at least 2 points are needed"),
@@ -356,7 +357,7 @@ def _check_combinations(cfg: DictConfig) -> None:
         _fail("loss.output", cfg.loss.output, "an output link is for regression targets (data=sine, ripple, bump); "
               "classification reads the outputs as scores")  # fmt: skip
     metric = cfg.early_stopping.metric.split("/")[0]
-    if metric != "loss" and metric not in metrics.names(kind):
+    if metric not in ("loss", "last") and metric not in metrics.names(kind):
         task = "regression" if kind == "regression" else "classification"
         _fail("early_stopping.metric", cfg.early_stopping.metric, f"{task} logs loss, {', '.join(metrics.names(kind))}; "
               f"e.g. loss/val or {metrics.score(kind)}/val")  # fmt: skip
@@ -374,11 +375,12 @@ def _check_combinations(cfg: DictConfig) -> None:
     if cfg.schedule._target_.endswith(".plateau") and cfg.data.val_fraction == 0:
         _fail("schedule", "plateau", "it follows the validation loss, so data.val_fraction must be > 0")
     if cfg.early_stopping.metric.endswith("/val") and cfg.data.val_fraction == 0:
-        _fail(
-            "early_stopping.metric",
-            cfg.early_stopping.metric,
-            "there is no validation split (data.val_fraction=0); monitor loss/train or hold out data",
-        )
+        _fail("early_stopping.metric", cfg.early_stopping.metric, "there is no validation split (data.val_fraction=0) to "
+              "watch; train on the whole training set with early_stopping.metric=last (the last epoch's model is the one "
+              "tested, as the published Keras runs report), monitor loss/train, or hold out data")  # fmt: skip
+    if cfg.early_stopping.metric == "last" and cfg.early_stopping.patience is not None:
+        _fail("early_stopping.patience", cfg.early_stopping.patience, "early_stopping.metric=last watches no metric, "
+              "so nothing can stop the run early; set early_stopping.patience=null, or watch a metric (e.g. loss/val)")  # fmt: skip
 
 
 def _check_pretrain(cfg: DictConfig) -> None:

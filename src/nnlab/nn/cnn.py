@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence, get_args
+from typing import Callable, Literal, Optional, Sequence, get_args
 
 import torch
 from torch import nn
@@ -16,7 +16,9 @@ Padding = Literal["same", "valid"]
 class CNN(nn.Module):
     """[Conv(k) -> (BatchNorm) -> activation] per channel entry, a 2x2 pool after every `pool_every`
     of them, then Flatten -> Dropout -> [Linear -> activation -> Dropout] per hidden width -> Linear head.
-    `padding`: "same" keeps the image size through a convolution, "valid" shrinks it by k - 1."""
+    `padding`: "same" keeps the image size through a convolution, "valid" shrinks it by k - 1. `dropout`:
+    the rate after the convolutions; `dense_dropout`: after each dense layer (None: the same; Keras's
+    mnist_cnn has 0.25 and 0.5)."""
 
     def __init__(
         self,
@@ -31,6 +33,7 @@ class CNN(nn.Module):
         batch_norm: bool = False,
         dropout: float = 0.25,
         hidden: Sequence[int] = (128,),
+        dense_dropout: Optional[float] = None,
     ):
         super().__init__()
         for name, value, kind in (("pool", pool, Pool), ("padding", padding, Padding)):
@@ -52,14 +55,14 @@ class CNN(nn.Module):
         self.features = nn.Sequential(*blocks)
         with torch.no_grad():  # the flattened size for this input shape
             width = self.features(torch.zeros(1, *in_shape)).numel()
-        dense = [nn.Flatten()]
+        dense, rate = [nn.Flatten()], dropout
         for h in hidden:
             act = activation()
             pre = h * getattr(act, "pieces", 1)
-            dense += [Dropout(dropout)] if dropout > 0 else []
+            dense += [Dropout(rate)] if rate > 0 else []
             dense += [nn.Linear(width, pre), act]
-            width = h
-        dense += [Dropout(dropout)] if dropout > 0 else []
+            width, rate = h, dropout if dense_dropout is None else dense_dropout
+        dense += [Dropout(rate)] if rate > 0 else []
         self.hidden = nn.Sequential(*dense)
         self.head = nn.Linear(width, num_outputs)
 

@@ -33,7 +33,7 @@ def nonlinearity(activation) -> tuple[str, Optional[float]]:
     }.get(name, ("relu", None))  # ReLU and its smooth cousins (ELU, GELU, SiLU, Softplus, Maxout)
 
 
-def gain(activation) -> float:
+def activation_gain(activation) -> float:
     name, param = nonlinearity(activation)
     if name == "selu":  # self-normalizing nets need Var(w) = 1/fan_in (torch's own advice), so gain 1, not torch's 3/4
         return 1.0
@@ -68,12 +68,17 @@ def normal_large(model, activation=None, bias: Optional[float] = 0.0, std: float
     return _apply(model, lambda w, act: nn.init.normal_(w, 0.0, std), activation, bias)
 
 
-def xavier_uniform(model, activation=nn.ReLU, bias: Optional[float] = 0.0):
-    return _apply(model, lambda w, act: nn.init.xavier_uniform_(w, gain(act)), activation, bias)
+def xavier_uniform(model, activation=nn.ReLU, bias: Optional[float] = 0.0, gain: Optional[float] = None):
+    """Glorot uniform with the activation's gain (`gain`: one gain for every layer; 1.0 is Keras's glorot_uniform)."""
+    return _apply(model, lambda w, act: nn.init.xavier_uniform_(w, _gain(gain, act)), activation, bias)
 
 
-def xavier_normal(model, activation=nn.ReLU, bias: Optional[float] = 0.0):
-    return _apply(model, lambda w, act: nn.init.xavier_normal_(w, gain(act)), activation, bias)
+def xavier_normal(model, activation=nn.ReLU, bias: Optional[float] = 0.0, gain: Optional[float] = None):
+    return _apply(model, lambda w, act: nn.init.xavier_normal_(w, _gain(gain, act)), activation, bias)
+
+
+def _gain(fixed: Optional[float], act) -> float:
+    return activation_gain(act) if fixed is None else fixed
 
 
 def _kaiming(fn):
@@ -102,4 +107,4 @@ def lecun_normal(model, activation=None, bias: Optional[float] = 0.0):
 
 
 def orthogonal(model, activation=nn.ReLU, bias: Optional[float] = 0.0):
-    return _apply(model, lambda w, act: nn.init.orthogonal_(w, gain(act)), activation, bias)
+    return _apply(model, lambda w, act: nn.init.orthogonal_(w, activation_gain(act)), activation, bias)
