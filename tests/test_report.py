@@ -82,3 +82,12 @@ def test_tables_never_cut_a_number_at_any_width(tmp_path, width):
     if width >= 120:
         assert "left out" not in out.stdout and " 2.0 " in out.stdout  # wall: each run's share of the stack's 18 s
         assert "tied" in out.stdout and "worse" in out.stdout
+
+
+def test_runs_without_a_validation_split_sort_by_the_training_score(tmp_path):
+    _run(tmp_path, "a", ["trainer.seed=0"], {"acc/train": 0.9, "acc/test": 0.8})
+    _run(tmp_path, "b", ["trainer.seed=1"], {"acc/train": 0.95, "acc/test": 0.85})
+    runs = report.collect(tmp_path)
+    assert report.default_sort(runs) == "acc/train"
+    _run(tmp_path, "c", ["trainer.seed=2"], {"acc/train": 0.5, "acc/val": 0.5})
+    assert report.default_sort(report.collect(tmp_path)) == "acc/val"

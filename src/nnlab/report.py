@@ -181,6 +181,12 @@ def _band_text(b, n_ok: Optional[int] = None) -> str:
     return f"{b.mean:.4f} ± {b.half:.4f}" + ("" if b.n == n_ok else f" (n={b.n})")
 
 
+def default_sort(runs: list[Run]) -> str:
+    """The score on the validation split; runs trained without one (data.val_fraction=0): on the training set."""
+    names = columns(task_of(runs))
+    return next((k for k in (names[1], names[0]) if any(r.metric(k) is not None for r in runs)), names[1])
+
+
 def sort_runs(runs: list[Run], key: str) -> list[Run]:
     """Best first by `key` (losses and errors ascending, accuracy and R^2 descending); runs without it last."""
     sign = -float(metrics.better(key))
@@ -305,7 +311,7 @@ def sweep_summary(path: Path) -> None:
     main([str(path)])
     from nnlab.tracking import setting_means
 
-    key = columns(task_of(runs))[1]
+    key = default_sort(runs)
     setting_means(path, [(st.name, [r.epochs() for r in st.runs]) for st in settings(runs, key) if len(st.runs) > 1])
     best = next((r for r in sort_runs(runs, key) if r.metric(key) is not None and r.status == "ok"), None)
     if best is not None:
@@ -349,7 +355,7 @@ def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
     if banded:
         band_cols = list(dict.fromkeys([sort, *names[1:3], "loss/val"]))
         cells = lambda st, c: _band_text(st.bands.get(c), sum(r.status == "ok" for r in st.runs))  # noqa: E731
-        cols = [tables.Column("setting", [shown(_setting_label(st, label)) for st in sets], keep=9, folds=True),
+        cols = [tables.Column("setting", [shown(tables.without_seed(label[id(st.runs[0])]) or st.name) for st in sets], keep=9, folds=True),
                 tables.Column("verdict", [VERDICTS.get(st.verdict, "tied") for st in sets], keep=9),
                 *(tables.Column(c, [cells(st, c) for st in sets], keep=8 - i, justify="right") for i, c in enumerate(band_cols)),
                 tables.Column("runs ok", [f"{sum(r.status == 'ok' for r in st.runs)}/{len(st.runs)}" for st in sets], keep=4)]  # fmt: skip
@@ -365,7 +371,7 @@ def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
               for i, c in enumerate(shown_cols)),
             tables.Column("status", [shown(r.status) for r in runs], keep=7 if any(r.status != "ok" for r in runs) else 1),
             tables.Column("best epoch", [_fmt(r.summary.get("best_epoch")) for r in runs], keep=3, justify="right"),
-            tables.Column("wall (s)", [_wall(r) for r in runs], keep=2, justify="right"),
+            tables.Column("wall (s)", [tables.wall(r.summary) for r in runs], keep=2, justify="right"),
             tables.Column("alarms", [shown(",".join(a["name"] for a in r.summary.get("alarms", []))) for r in runs], keep=3)]  # fmt: skip
     grid, dropped = tables.fit(cols, console.width, [None if r.status == "ok" else "red" for r in runs])
     console.print(f"[bold]{where}, best first by {sort}[/]")
@@ -375,29 +381,11 @@ def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
         notes.append(f"named by what differs: {legend}")
     if stacks and "wall (s)" not in dropped:
         notes.append("wall (s) of a stacked run: its share of its stack's time ("
-                     + "; ".join(f"{b['members']} runs in {_seconds(b['wall_time_s'])} s" for b in stacks.values()) + ")")
+                     + "; ".join(f"{b['members']} runs in {tables.seconds(b['wall_time_s'])} s" for b in stacks.values()) + ")")
     if left_out:
         notes.append(f"left out at {console.width} columns: {'; '.join(left_out)} (every column: report.csv)")
     for note in notes:  # wrapped lines indented under their first
         console.print(Padding(Text(note), (0, 0, 0, 2), expand=False), highlight=False)
-
-
-def _setting_label(st: Setting, label: dict) -> str:
-    """A setting by its runs' short names less their seeds (`he_normal` for `he_normal s0`...)."""
-    first = label[id(st.runs[0])].split(" ")
-    kept = [p for p in first if not (p[:1] in "sd" and p[1:].lstrip("-").isdigit())]
-    return " ".join(kept) or st.name
-
-
-def _wall(r: Run) -> str:
-    batch, own = r.summary.get("batch"), r.summary.get("wall_time_s")
-    if batch and batch.get("members"):
-        return _seconds(batch["wall_time_s"] / batch["members"])
-    return "-" if own is None else _seconds(own)
-
-
-def _seconds(t: float) -> str:
-    return f"{t:.1f}" if t >= 1 else f"{t:.2f}"
 
 
 def _parser():
@@ -406,7 +394,7 @@ def _parser():
     parser = argparse.ArgumentParser(prog="nnlab report", description="Compare the runs under a folder (a sweep, or any folder of runs).")
     parser.add_argument("path", type=Path, help="a sweep directory, a run directory, or any folder of runs")
     parser.add_argument("--sort", default=None, choices=SORTABLE,
-                        help="metric to sort by (default: acc/val; r2/val for regression runs)")
+                        help="metric to sort by (default: acc/val, r2/val for regression runs; acc/train where no run has a validation split)")
     parser.add_argument("--out", type=Path, default=None, help="where report.csv/.md/.png go (default: PATH)")
     parser.add_argument("--figures", action="store_true",
                         help="also draw each run's own figures (curves, decision boundary or confusion matrix, activations) "
@@ -441,7 +429,7 @@ def main(argv: list[str]) -> int:
         return 2
     if args.figures:
         _draw(runs)
-    args.sort = args.sort or columns(task_of(runs))[1]  # the score on the validation split
+    args.sort = args.sort or default_sort(runs)
     runs = sort_runs(runs, args.sort)
     table = rows(runs)
     print_tables(console, runs, args.sort, f"{len(runs)} runs under {shown(args.path)}")

@@ -70,3 +70,20 @@ def short_names(overrides: list[dict[str, str]]) -> tuple[list[str], str]:
     legend = ", ".join(k for k in rest if "." not in k)
     legend += "".join(f"; s: {k}" if k == "trainer.seed" else f"; d: {k}" for k in seeds)
     return names, legend.lstrip("; ")
+
+
+def without_seed(short: str) -> str:
+    """A short name less its seeds (`he_normal` for `he_normal s0`): its setting's."""
+    return " ".join(p for p in short.split(" ") if not (p[:1] in "sd" and p[1:].lstrip("-").isdigit()))
+
+
+def wall(summary: dict) -> str:
+    """A run's wall time; a stacked run's: its share of its stack's (the stack's own is said once)."""
+    batch, own = summary.get("batch"), summary.get("wall_time_s")
+    if batch and batch.get("members"):
+        return seconds(batch["wall_time_s"] / batch["members"])
+    return "-" if own is None else seconds(own)
+
+
+def seconds(t: float) -> str:
+    return f"{t:.1f}" if t >= 1 else f"{t:.2f}"
