@@ -72,7 +72,7 @@ def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone
     assert statuses.count("diverged") == 8 and statuses.count("ok") == 8  # lr=30 diverges alone, the others go on
     assert any(s["stopped_early"] for s in summaries) and not all(s["stopped_early"] for s in summaries if s["status"] == "ok")
     assert all(s["batch"]["members"] == 16 for s in summaries)
-    assert len(boundaries(sweep / "0")) == 2  # epochs 5 and 6 (the last), drawn in the stack's one pass
+    assert summary(sweep / "1")["epochs_run"] == 6 and len(boundaries(sweep / "1")) == 2  # epochs 5 and 6, in one pass
 
 
 @pytest.mark.parametrize("optimizer, extra", [

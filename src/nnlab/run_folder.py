@@ -274,14 +274,16 @@ def first_missing(path: str | Path) -> Optional[Path]:
 
 
 def remove_made(folder: Optional[Path], keep_files: bool = True) -> None:
-    """Remove `folder` (made by this process: see first_missing) after an error found before training;
-    with keep_files, only while it holds nothing but folders, Hydra's bookkeeping and empty files."""
+    """Remove `folder` (made by this process: see first_missing) after an error found before training (or a
+    signal before its first step); with keep_files, only while it holds nothing but folders, bookkeeping
+    (Hydra's, the start's files, TensorBoard's start texts: no step was logged yet) and empty files."""
     if folder is None or not folder.is_dir():
         return
     if keep_files:
         bookkeeping = {".hydra", "train.log", "config.yaml", "environment.json", LOCK}
         for path in folder.rglob("*"):
-            if path.is_file() and path.stat().st_size > 0 and not ({*path.relative_to(folder).parts} & bookkeeping):
+            if path.is_file() and path.stat().st_size > 0 and not ({*path.relative_to(folder).parts} & bookkeeping) \
+                    and not path.name.startswith("events.out.tfevents."):  # fmt: skip
                 return
     shutil.rmtree(folder, ignore_errors=True)
 
