@@ -40,8 +40,17 @@ def same_as_alone(tmp_path, sweep, grid: dict, common: list[str], rel: float = 1
         assert sa["metrics"].keys() == sb["metrics"].keys()
         assert all(abs(sa["metrics"][k] - sb["metrics"][k]) <= 1e-5 * max(1, abs(sa["metrics"][k])) for k in sa["metrics"]), overrides
         assert boundaries(alone) == boundaries(member), overrides  # the stack's planes: one pass, the same pictures
+        la, lb = layer_rows(alone), layer_rows(member)  # the per-layer statistics, measured for the stack in one pass
+        assert la.keys() == lb.keys() and all(la[t].keys() == lb[t].keys() for t in la), overrides
+        assert all(abs(la[t][k] - lb[t][k]) <= 1e-4 * abs(la[t][k]) + 1e-6 for t in la for k in la[t]), overrides
         summaries.append(sb)
     return summaries
+
+
+def layer_rows(run) -> dict[int, dict]:
+    """The per-layer statistics rows of a run's metrics.jsonl, by step."""
+    return {r["step"]: {k: v for k, v in r.items() if "/layer" in k or k.startswith("grad_ratio")}
+            for r in metrics(run) if "weight_norm/layer1" in r}  # fmt: skip
 
 
 def boundaries(run) -> list[tuple[int, bytes]]:
@@ -73,6 +82,7 @@ def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone
     assert any(s["stopped_early"] for s in summaries) and not all(s["stopped_early"] for s in summaries if s["status"] == "ok")
     assert all(s["batch"]["members"] == 16 for s in summaries)
     assert summary(sweep / "1")["epochs_run"] == 6 and len(boundaries(sweep / "1")) == 2  # epochs 5 and 6, in one pass
+    assert list(layer_rows(sweep / "1")) == [50] and "dead_frac/layer2" in layer_rows(sweep / "1")[50]  # diagnostics.every
 
 
 @pytest.mark.parametrize("optimizer, extra", [

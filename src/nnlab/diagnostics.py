@@ -9,6 +9,7 @@ for all layers).
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from typing import Optional
 
 import torch
@@ -90,6 +91,50 @@ def activation_stats(outputs: dict[str, Tensor], activation: nn.Module, saturati
     return _read(stats)
 
 
+def stack_measure(stack, diags: list["Diagnostics"], running: list[bool]) -> dict[int, tuple[dict, dict]]:
+    """Diagnostics.measure() of every member k of a stack (nn/stack.py) whose statistics are due after
+    this step, at once: the norms from the stacked weights (read from the device once), every member's
+    probe batch through the stacked forward; {} where the members measure their own (layers or probe
+    batches that do not line up)."""
+    due = [k for k, (d, r) in enumerate(zip(diags, running)) if r and d.snapshot is not None]
+    weights = [stack.params[i] for i in stack.linear_weights]
+    probes = [d.probe_x if k in due else None for k, d in enumerate(diags)]
+    if not due or any(len(diags[k].layers) != len(weights) for k in due) or len({p.shape for p in probes if p is not None}) > 1:
+        return {}
+    before = [torch.stack([diags[k].snapshot[j] for k in due]) for j in range(len(weights))]
+    with torch.no_grad(), ExitStack() as modes:
+        for d in diags:
+            modes.enter_context(eval_mode(d.model))
+        stack.forward(probes, [p is not None for p in probes], capture=True)
+    hidden = stack.activities if all(len(diags[k].acts) == len(stack.activities) for k in due) else None
+    return _stacked_stats(weights, before, hidden, diags, due)
+
+
+def _stacked_stats(weights: list[Tensor], before: list[Tensor], hidden: Optional[list[Tensor]], diags: list,
+                   due: list[int]) -> dict[int, tuple[dict, dict]]:  # fmt: skip
+    """weights[j]: the stack's [K, ...] weights of layer j (with their .grad); before[j]: the due members'
+    weights before the step; hidden[j]: every member's hidden activations on its probe batch [K, P, ...]
+    (None: each member runs its own probe)."""
+    idx = torch.tensor(due, device=weights[0].device)
+    rows = []
+    for w, b in zip(weights, before):
+        now, was = w.detach()[idx].flatten(1), b.flatten(1)
+        grad = w.grad[idx].flatten(1).norm(dim=1) if w.grad is not None else torch.full((len(due),), math.nan, device=now.device)
+        rows += [grad.float(), now.norm(dim=1).float(), ((now - was).norm(dim=1) / was.norm(dim=1)).float()]
+    table = torch.stack(rows).tolist()  # the one host sync of the norms
+    out = {}
+    for i, k in enumerate(due):
+        d = diags[k]
+        names = [n for n, _ in d.layers]
+        norms = {f"grad_norm/{n}": table[3 * j][i] for j, n in enumerate(names) if weights[j].grad is not None}
+        norms.update({f"weight_norm/{n}": table[3 * j + 1][i] for j, n in enumerate(names)})
+        norms.update({f"update_ratio/{n}": table[3 * j + 2][i] for j, n in enumerate(names) if math.isfinite(table[3 * j + 2][i])})
+        acts = ({name: hidden[j][k] for j, (name, _) in enumerate(d.acts)} if hidden is not None
+                else probe_activations(d.model, d.acts, d.probe_x) if d.acts else {})  # fmt: skip
+        out[k] = (norms, activation_stats(acts, d.activation, d.cfg.saturation_eps))
+    return out
+
+
 def first_to_last_ratio(norms: dict[str, float]) -> Optional[float]:
     """grad_norm of the first layer over that of the last: << 1 vanishing, >> 1 exploding."""
     values = [v for k, v in norms.items() if k.startswith("grad_norm/layer")]
@@ -163,13 +208,15 @@ class Diagnostics:
         if self.stats_due(step):
             self.snapshot = [m.weight.detach().clone() for _, m in self.layers]
 
-    def after_step(self, step: int, epoch: int, loss: Tensor, grad_norm: Tensor) -> bool:
+    def after_step(self, step: int, epoch: int, loss: Tensor, grad_norm: Tensor, measured: Optional[tuple] = None) -> bool:
+        """`measured`: this step's per-layer statistics where the stack measured them for all its members
+        (stacked_layer_stats); else, when due, this member measures its own."""
         self.window += (loss.detach().float(), grad_norm.detach().float())
         diverged = False
         if step % self.log_every == 0:
             diverged = self.flush(step, epoch)
         if self.snapshot is not None:
-            self._layer_stats(step, epoch)
+            self._layer_stats(step, epoch, measured)
         return diverged
 
     def end_epoch(self, epoch: int, step: int, last_epoch: bool) -> None:
@@ -226,15 +273,21 @@ class Diagnostics:
             self.raise_alarm(self.alarms_fn.flat_loss(self.initial, recent, a.flat_min_drop, step))
         return False
 
-    def _layer_stats(self, step: int, epoch: int) -> None:
-        a, al = self.cfg, self.alarm_cfg
-        stats = {**grad_norms(self.layers), **weight_norms(self.layers), **update_ratios(self.layers, self.snapshot)}
-        self.snapshot = None
+    def measure(self) -> tuple[dict[str, float], dict[str, float]]:
+        """This step's per-layer statistics of this model alone: (gradient and weight norms and update
+        ratios, activation statistics on the probe batch)."""
+        norms = {**grad_norms(self.layers), **weight_norms(self.layers), **update_ratios(self.layers, self.snapshot)}
+        acts = probe_activations(self.model, self.acts, self.probe_x) if self.acts else {}
+        return norms, activation_stats(acts, self.activation, self.cfg.saturation_eps)
+
+    def _layer_stats(self, step: int, epoch: int, measured: Optional[tuple] = None) -> None:
+        al = self.alarm_cfg
+        norms, acts = measured if measured is not None else self.measure()
+        stats, self.snapshot = dict(norms), None
         ratio = first_to_last_ratio(stats)
         if ratio is not None:
             stats["grad_ratio/first_to_last"] = ratio
-        if self.acts:
-            stats.update(activation_stats(probe_activations(self.model, self.acts, self.probe_x), self.activation, a.saturation_eps))
+        stats.update(acts)
         self.tracker.scalars(step, stats, epoch)
         f = self.alarms_fn
         self.raise_alarm(f.gradient_flow(ratio, al.grad_ratio_low, al.grad_ratio_high, step))

@@ -23,7 +23,7 @@ from nnlab import metrics as task_metrics
 from nnlab.console import TrainingProgress, epoch_line, stack_info, summary_text, warning
 from nnlab.data.loader import Split, batch_indices
 from nnlab.loop_state import Monitor, Position, StopRequest
-from nnlab.diagnostics import Diagnostics
+from nnlab.diagnostics import Diagnostics, stack_measure
 from nnlab.nn import bare, eval_mode
 from nnlab.nn.dropout import use_generator
 from nnlab.nn.stack import Solo, Stack
@@ -243,9 +243,12 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
                     m.training.before_step()
             out, losses, norms = step(engine, exps, items)
             sums = _sums(exps, out, items, losses)  # every member's loss and metric sums, in one go
+            measured = stack_measure(engine, [m.training.diag for m in members], [not m.done for m in members]) \
+                if isinstance(engine, Stack) else {}  # a stack's per-layer statistics where due, in one pass  # fmt: skip
             for k, (m, i) in enumerate(zip(members, items)):
                 if i is not None and not guard(m, alone, lambda m=m, k=k, n=len(i[1]):
-                                               m.training.after_step(epoch, sums[k], n, losses[k].detach(), norms[k])):  # fmt: skip
+                                               m.training.after_step(epoch, sums[k], n, losses[k].detach(), norms[k],
+                                                                     measured.get(k))):  # fmt: skip
                     m.done = True
             first = members[0].training  # a run alone: its live loss (a stack's line: its members, at epoch ends)
             progress.batch(first.diag.recent_loss if alone and first.loop.step % log_every == 0 else None)
@@ -318,12 +321,13 @@ class Training:
         self.loop.step += 1
         self.diag.before_step(self.loop.step)
 
-    def after_step(self, epoch: int, sums: torch.Tensor, n: int, loss, norm) -> bool:
-        """Count (sums: the step's batch_sums row) and watch the step, save at the checkpoint cadence or
-        on a signal. False: stop now."""
+    def after_step(self, epoch: int, sums: torch.Tensor, n: int, loss, norm, measured: Optional[tuple] = None) -> bool:
+        """Count (sums: the step's batch_sums row) and watch the step (`measured`: its per-layer statistics,
+        where its stack measured them: diagnostics.stack_measure()), save at the checkpoint cadence or on a signal. False:
+        stop now."""
         loop, t = self.loop, self.exp.trainer
         loop.add(sums, n)
-        if self.diag.after_step(loop.step, epoch, loss, norm):
+        if self.diag.after_step(loop.step, epoch, loss, norm, measured):
             self.status = "diverged"  # logs stay; `last` is the end of the previous epoch
             return False
         if self.stop.signal is not None or (t.checkpoint_every and loop.step % t.checkpoint_every == 0):

@@ -147,9 +147,10 @@ class Stack:
         for p in self.params:
             p.grad = None
 
-    def forward(self, xs: list, active: list[bool]) -> torch.Tensor:
+    def forward(self, xs: list, active: list[bool], capture: bool = False) -> torch.Tensor:
         """xs[k]: member k's batch (None for a member that does not step) -> [K, B, outputs]. Dropout per
-        member, with its own probability and from its own generator, as its run alone draws it."""
+        member, with its own probability and from its own generator, as its run alone draws it. The hidden
+        activations [K, B, F] stay in self.activities for activity L1 while training, and with `capture`."""
         like = next(x for x in xs if x is not None)
         x = torch.stack([x if x is not None else torch.zeros_like(like) for x in xs])
         h = x.reshape(x.shape[0], x.shape[1], -1)
@@ -166,7 +167,7 @@ class Stack:
                 h = _apply(first, h)
             elif kind == "dropout":
                 h = self._dropout(h, [l[j][1] for l in self.layers], active)
-            if kind in ("activation", "prelu") and self.keep_activities and first.training:
+            if kind in ("activation", "prelu") and (capture or (self.keep_activities and first.training)):
                 self.activities.append(h)
         return h
 
