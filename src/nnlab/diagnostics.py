@@ -210,7 +210,7 @@ class Diagnostics:
 
     def after_step(self, step: int, epoch: int, loss: Tensor, grad_norm: Tensor, measured: Optional[tuple] = None) -> bool:
         """`measured`: this step's per-layer statistics where the stack measured them for all its members
-        (stacked_layer_stats); else, when due, this member measures its own."""
+        (stack_measure); else, when due, this member measures its own."""
         self.window += (loss.detach().float(), grad_norm.detach().float())
         diverged = False
         if step % self.log_every == 0:
