@@ -22,7 +22,7 @@ def sweep(tmp_path: Path, experiment: str, *overrides: str, env: dict | None = N
                 f"hydra.sweep.dir={tmp_path}", cwd=tmp_path, timeout=900, env=env)  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     runs = {}
-    for summary in tmp_path.glob("*/summary.json"):
+    for summary in [*tmp_path.glob("*/summary.json"), *tmp_path.glob("summary.json")]:  # (one job, nothing swept: the sweep folder)
         fixed = {f"experiment={experiment}", f"trainer.seed={seeds}", *overrides}  # what every run shares
         key = ",".join(part for part in summary.parent.name.split(",") if part not in fixed)
         runs[key] = json.loads(summary.read_text())
