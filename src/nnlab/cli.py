@@ -257,11 +257,12 @@ PATH_KEYS = ("resume", "hydra.run.dir", "hydra.sweep.dir", "transfer.init_from",
 
 def _quoted_path(arg: str) -> str:
     """`resume=outputs/s/init=zeros,trainer.seed=0` as Hydra's override grammar reads a path: quoted, where
-    a folder's name holds `=` or `,` (a sweep's runs, a run alone named by its settings) and it is not yet."""
+    a folder's name holds `=` (a sweep's runs, a run alone named by its settings: no value of Hydra's
+    grammar holds one) and it is not yet; `root=/a,/b` stays a sweep over two paths."""
     key, sep, value = arg.partition("=")
     if key.lstrip("+~") not in PATH_KEYS or not sep or value[:1] in ("'", '"') or "'" in value:
         return arg
-    return f"{key}='{value}'" if any(c in value for c in "=,[]{}() ") else arg
+    return f"{key}='{value}'" if "=" in value else arg
 
 
 def _claim(folder: str, key: str, fresh: bool, cfg, multirun: bool, continuing: bool):
