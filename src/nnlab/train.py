@@ -131,6 +131,15 @@ def _evaluate(engine, exps: list[Experiment], splits: list[Optional[Split]]) -> 
     return [epoch_metrics(exps[0].data.kind, total[k], n) if s is not None else None for k, s in enumerate(splits)]
 
 
+def test(engine, members: list[Member], alone: bool) -> None:
+    """Each tested member's test metrics (Training.tested: its best checkpoint's weights), a stack's in one
+    stacked pass (a member's model is a view of the stack: loading its best loads its slice); finish()
+    reports them."""
+    splits = [m.exp.data.test if not m.failed and guard(m, alone, m.training.load_tested) else None for m in members]
+    for m, metrics in zip(members, _evaluate(engine, [m.exp for m in members], splits)):
+        m.training.test = None if metrics is None else {f"{k}/test": v for k, v in metrics.items()}
+
+
 def boundaries(engine, members: list[Member], epoch: int) -> dict[int, torch.Tensor]:
     """The decision-boundary images due this epoch (2-D points, every trainer.boundary_every epochs and the
     last): every due member's plane through the engine's forward in one pass, as TensorBoard shows them."""
@@ -167,6 +176,7 @@ def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
                                             done=group[0].training.loop.step, stack=None if alone else f"stack {label}")  # fmt: skip
                 with progress:
                     _drive(engine, group, progress, alone)
+                test(engine, group, alone)
         wall = time.perf_counter() - started  # the stack's training time, the same for every member
         summaries = [close(m, alone, label, len(members), wall) for m in members]
         for m in members:
@@ -285,6 +295,7 @@ class Training:
         self.diag.quiet = quiet  # a stack's alarms are said at its end, grouped by setting (run_files.alarms_said)
         self.monitor, self.status, self.started = Monitor(exp.early_stopping), "ok", time.perf_counter()
         self.ckpt_dir, self.metrics, self.stop = self.run_dir / "checkpoints", {}, stop
+        self.test: Optional[dict] = None  # the test metrics of the weights load_tested() loads (train.test())
         self.loop = Position(self.shuffle.get_state())
         if resume is None:
             if exp.pretrain.method != "none":  # the initial-loss and flat-loss alarms are then off: not from scratch
@@ -365,13 +376,23 @@ class Training:
         self.diag.end_epoch(epoch, loop.step, last_epoch=epoch == exp.trainer.epochs or monitor.should_stop)
         return not monitor.should_stop
 
+    def load_tested(self) -> bool:
+        """Load the weights the test measures: the best checkpoint, where there is one. False where the run
+        is not tested (interrupted; diverged before any epoch was kept)."""
+        best = self.ckpt_dir / "best.pt"
+        if not (self.status == "ok" or (self.status == "diverged" and best.exists())):
+            return False
+        if best.exists():
+            bare(self.exp.model).load_state_dict(checkpoint.load(best, map_location=self.exp.device)["model"])
+        return True
+
     def finish(self) -> dict[str, Any]:
         """Test the best checkpoint, the closing alarms: the summary, not yet written (summary.json is the
         last file a run writes, after its figures: a kill while closing leaves it resumable, not 'finished')."""
         exp, diag, run_dir, status = self.exp, self.diag, self.run_dir, self.status
         alarms = diag.finish(self.metrics, self.loop.step) if status == "ok" else [a.as_dict() for a in diag.raised]
         summary = _finish(exp, run_dir, self.tracker, self.monitor, self.metrics, self.loop.last_epoch, self.loop.step,
-                          time.perf_counter() - self.started, status, alarms, diag.initial)  # fmt: skip
+                          time.perf_counter() - self.started, status, alarms, diag.initial, self.test)  # fmt: skip
         if diag.pretrain:
             summary["pretrain"] = {"method": exp.pretrain.method, "epochs_per_stage": exp.pretrain.epochs, "stages": diag.pretrain}
         if self.stop.signal is not None:
@@ -400,15 +421,13 @@ def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, el
     return metrics
 
 
-def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time, status, alarms, initial_loss):
-    """Test the best checkpoint (model selection on the monitored metric), log, write summary.json."""
+def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time, status, alarms, initial_loss, test):
+    """The summary: the last epoch's metrics and `test` (the best checkpoint's: model selection on the
+    monitored metric; None: not tested), logged."""
     best_path = run_dir / "checkpoints" / "best.pt"
     names = ("loss", *task_metrics.names(exp.data.kind))
     final = {k: v for k, v in last_metrics.items() if k.split("/")[0] in names}
-    if status == "ok" or (status == "diverged" and best_path.exists()):
-        if best_path.exists():
-            bare(exp.model).load_state_dict(checkpoint.load(best_path, map_location=exp.device)["model"])
-        test = {f"{k}/test": v for k, v in evaluate(exp, exp.data.test).items()}
+    if test is not None:
         final.update(test)
         tracker.epoch_scalars(epoch, step, test)
     hparams = hparams_of(exp.config)
