@@ -110,6 +110,25 @@ def stack_measure(stack, diags: list["Diagnostics"], running: list[bool]) -> dic
     return _stacked_stats(weights, before, hidden, diags, due)
 
 
+def stack_boundaries(engine, exps: list, running: list[bool], epoch: int) -> dict:
+    """The decision-boundary images TensorBoard shows during training (2-D points, every
+    trainer.boundary_every epochs and the last), of every running member k of a stack (or a run alone: a
+    Solo; nn/stack.py) at once: their planes through the engine's forward in one pass."""
+    from nnlab.figures import boundary_plane, paint_boundary
+
+    due = [r and e.data.kind == "points" and e.data.in_shape[0] <= 2
+           and (epoch % e.trainer.boundary_every == 0 or epoch == e.trainer.epochs) for e, r in zip(exps, running)]  # fmt: skip
+    if not any(due):
+        return {}
+    planes = [boundary_plane(e.data.train.x, every=2) if d else None for e, d in zip(exps, due)]
+    with torch.no_grad(), ExitStack() as modes:
+        for e in exps:
+            modes.enter_context(eval_mode(e.model))
+        out = engine.forward(planes, due)
+    return {k: paint_boundary(e.loss_fn.predict(out[k]), e.data.train.x, e.data.train.y, every=2)
+            for k, (e, d) in enumerate(zip(exps, due)) if d}  # fmt: skip
+
+
 def _stacked_stats(weights: list[Tensor], before: list[Tensor], hidden: Optional[list[Tensor]], diags: list,
                    due: list[int]) -> dict[int, tuple[dict, dict]]:  # fmt: skip
     """weights[j]: the stack's [K, ...] weights of layer j (with their .grad); before[j]: the due members'

@@ -23,7 +23,7 @@ from nnlab import metrics as task_metrics
 from nnlab.console import TrainingProgress, epoch_line, stack_info, summary_text, warning
 from nnlab.data.loader import Split, batch_indices
 from nnlab.loop_state import Monitor, Position, StopRequest
-from nnlab.diagnostics import Diagnostics, stack_measure
+from nnlab.diagnostics import Diagnostics, stack_boundaries, stack_measure
 from nnlab.nn import bare, eval_mode
 from nnlab.nn.dropout import use_generator
 from nnlab.nn.stack import Solo, Stack
@@ -140,24 +140,6 @@ def test(engine, members: list[Member], alone: bool) -> None:
         m.training.test = None if metrics is None else {f"{k}/test": v for k, v in metrics.items()}
 
 
-def boundaries(engine, members: list[Member], epoch: int) -> dict[int, torch.Tensor]:
-    """The decision-boundary images due this epoch (2-D points, every trainer.boundary_every epochs and the
-    last): every due member's plane through the engine's forward in one pass, as TensorBoard shows them."""
-    exps = [m.exp for m in members]
-    due = [not m.done and e.data.kind == "points" and e.data.in_shape[0] <= 2
-           and (epoch % e.trainer.boundary_every == 0 or epoch == e.trainer.epochs) for m, e in zip(members, exps)]  # fmt: skip
-    if not any(due):
-        return {}
-    planes = [figures.boundary_plane(e.data.train.x, every=2) if d else None for e, d in zip(exps, due)]
-    with torch.no_grad(), ExitStack() as modes:
-        for e in exps:
-            modes.enter_context(eval_mode(e.model))
-        with autocast(exps[0].device, exps[0].trainer.precision):
-            out = engine.forward(planes, due)
-    return {k: figures.paint_boundary(e.loss_fn.predict(out[k]), e.data.train.x, e.data.train.y, every=2)
-            for k, (e, d) in enumerate(zip(exps, due)) if d}  # fmt: skip
-
-
 def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
     """Train K >= 1 members (run_files.prepare) as one stack where they can (nn/stack.py), each writing its
     own run folder; their summaries, in order. A run alone (K = 1) raises what fails; in a stack of K > 1 a
@@ -262,7 +244,8 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
                     m.done = True
             first = members[0].training  # a run alone: its live loss (a stack's line: its members, at epoch ends)
             progress.batch(first.diag.recent_loss if alone and first.loop.step % log_every == 0 else None)
-        val, images = validate(engine, members, epoch), boundaries(engine, members, epoch)  # every member due, in one pass
+        val = validate(engine, members, epoch)  # every member due, in one pass; and their decision boundaries:
+        images = stack_boundaries(engine, [m.exp for m in members], [not m.done for m in members], epoch)
         for k, m in enumerate(members):
             if not m.done and not guard(m, alone, lambda m=m, k=k: m.training.end_epoch(epoch, val.get(k), images.get(k))):
                 m.done = True
@@ -353,7 +336,7 @@ class Training:
 
     def end_epoch(self, epoch: int, val: Optional[dict] = None, boundary: Optional[torch.Tensor] = None) -> bool:
         """Log (with `val`, the validation metrics where due: validate(); `boundary`, the decision boundary's
-        image where due: boundaries()), checkpoint `last` (and `best`), histograms. False: the run stops here (it diverged or was interrupted during the epoch, or early
+        image where due: diagnostics.stack_boundaries()), checkpoint `last` (and `best`), histograms. False: the run stops here (it diverged or was interrupted during the epoch, or early
         stopping says so)."""
         if self.status == "ok" and self.diag.flush(self.loop.step, epoch):
             self.status = "diverged"
