@@ -77,15 +77,22 @@ def finish(kind: str, total: "Tensor | list[float]", n: int) -> dict[str, float]
 
 def worst_objective(metric: str) -> float:
     """What a sweeper sees for a run that diverged or failed: the worst possible value."""
+    metric = followed(metric)
     if metric.startswith("acc/"):
         return 0.0
     return -math.inf if better(metric) > 0 else math.inf  # R^2 has no lower bound
 
 
+def followed(metric: str) -> str:
+    """The metric that stands for an early_stopping.metric: itself; for `last` (no metric watched), the
+    training loss (what a sweeper optimizes and a stack's progress line shows)."""
+    return "loss/train" if metric == "last" else metric
+
+
 def objective(summary: dict[str, Any], metric: str) -> float:
     """The value a sweeper optimizes: the run's final `metric` (the early_stopping metric; `last`: the
     training loss), or the worst value where the run did not finish well."""
-    metric = "loss/train" if metric == "last" else metric
+    metric = followed(metric)
     value = summary["metrics"].get(metric)
     if summary["status"] != "ok" or value is None or not math.isfinite(value):
         return worst_objective(metric)

@@ -211,7 +211,7 @@ def _experiment(runs: list[dict]):
         values = [r["hparams"].get(name) for r in runs]
         known = [v for v in values if v is not None]
         differs = len({json.dumps(v) for v in values}) > 1
-        if known and all(isinstance(v, int) and not isinstance(v, bool) for v in known):  # shown as 3, not 3.0000
+        if known and all(map(_integer, known)):  # shown as 3, not 3.0000
             info = api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_STRING, differs=differs)
             info.domain_discrete.extend(str(v) for v in sorted(set(known)))
         elif known and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in known):

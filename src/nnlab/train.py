@@ -132,7 +132,7 @@ def _evaluate(engine, exps: list[Experiment], splits: list[Optional[Split]]) -> 
 
 
 def test(engine, members: list[Member], alone: bool) -> None:
-    """Each tested member's test metrics (Training.tested: its best checkpoint's weights), a stack's in one
+    """Each tested member's test metrics (Training.load_tested: its best checkpoint's weights), a stack's in one
     stacked pass (a member's model is a view of the stack: loading its best loads its slice); finish()
     reports them."""
     splits = [m.exp.data.test if not m.failed and guard(m, alone, m.training.load_tested) else None for m in members]
@@ -252,7 +252,7 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
         if alone:
             progress.epoch(epoch, members[0].training.metrics)
         else:
-            metric = members[0].exp.early_stopping.metric.replace("last", "loss/train")  # (last: no metric of its own)
+            metric = task_metrics.followed(members[0].exp.early_stopping.metric)
             running = [m for m in members if not m.done]
             progress.epoch(epoch, {}, stack_info(len(running), len(members) - len(running), metric,
                                                  [m.training.metrics.get(metric, math.nan) for m in running]))  # fmt: skip
