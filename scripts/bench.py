@@ -1,7 +1,7 @@
 """How fast is nnlab next to the loops people write by hand? One run, side by side, same machine, ratios.
 
     python scripts/bench.py                      # everything (about 5 minutes on a 2-core CPU)
-    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, stacks, cnnstack, toy
+    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, stacks, cnnstack, executors, doctor, toy
     python scripts/bench.py --only stacks --repeats 1   # batched sweeps against one run and the basic launcher
     python scripts/bench.py --device cuda --only mlp,cnn --cnn-steps 0 --variants fp32,bf16,fp16,compile
                                                  # the MLP and CNN loops on a GPU, whole epochs, nnlab's options
@@ -16,6 +16,9 @@
    and minus that of the least PyTorch script that makes the same run (BARE_SCRIPT).
 4. Sweep throughput: 8 default toy runs through the joblib launcher (2 jobs) vs the same 8 one after another.
 5. `make train`'s run (`nnlab train`, the defaults) end to end.
+6. `nnlab doctor init=zeros` against `nnlab train init=zeros` (--only doctor).
+7. A 48-run seed sweep as 2 submitit_local tasks of 24 stacked runs against Hydra's submitit_local launcher
+   (--only executors).
 Every case runs in its own process; peak memory is that process's maximum resident set (and the peak
 CUDA memory on a GPU). Each case is repeated (--repeats) and the minimum is reported (the median too).
 
@@ -401,10 +404,50 @@ def _grouped_cnn(models):
     return params, forward
 
 
+def doctor(args) -> dict:
+    """`nnlab doctor init=zeros` (a diagnosis run, then the config and 4 fixes x 5 seeds) against the run alone
+    (`nnlab train init=zeros`), whole commands, interleaved (issue 24: <= 4x)."""
+    out = {"one_run_s": [], "doctor_s": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            out["one_run_s"].append(nnlab_cli("init=zeros", f"hydra.run.dir={tmp}/one{i}", cwd=Path(tmp))[0])
+            cmd = [sys.executable, "-m", "nnlab", "doctor", "init=zeros", "trainer.progress=false", f"hydra.sweep.dir={tmp}/doc{i}"]
+            out["doctor_s"].append(child(cmd, cwd=Path(tmp))[0])
+            print(f"  one run {out['one_run_s'][-1]:.1f} s, doctor {out['doctor_s'][-1]:.1f} s", flush=True)
+    out["ratio"] = statistics.median(d / o for d, o in zip(out["doctor_s"], out["one_run_s"]))
+    return out
+
+
+def executors(args) -> dict:
+    """A 48-run seed sweep as 2 submitit_local tasks of 24 stacked runs (hydra.launcher.executor) against
+    Hydra's own submitit_local launcher (one process a run), whole commands, interleaved (issue 25: <= 0.5x)."""
+    seeds = ["-m", "trainer.seed=range(48)"]
+    cases = {"executor=submitit_local, 2 tasks": [*seeds, "hydra.launcher.executor=submitit_local", "hydra.launcher.max_members=24"],
+             "hydra/launcher=submitit_local": [*seeds, "hydra/launcher=submitit_local"]}  # fmt: skip
+    out = {name: [] for name in cases}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            for n, (name, overrides) in enumerate(cases.items()):
+                out[name].append(nnlab_cli(*overrides, f"hydra.sweep.dir={tmp}/e{n}_{i}", cwd=Path(tmp))[0])
+                print(f"  {name:<36} {out[name][-1]:7.1f} s", flush=True)
+    return out
+
+
 def toy(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         walls = [nnlab_cli(f"hydra.run.dir={tmp}/run{i}", cwd=Path(tmp)) for i in range(args.repeats)]
     return {"wall_s": [w for w, _ in walls], "peak_rss_mb": max(r for _, r in walls)}
+
+
+CASES = {  # --only NAME: (what it says while it runs, the case)
+    "startup": ("start-up", startup),
+    "sweep": ("sweep: 8 toy runs, sequential vs joblib", sweep),
+    "stacks": ("batched sweeps (whole commands)", stacks),
+    "cnnstack": ("conv nets stacked (vmap, grouped convolutions) vs one after another", cnn_stack),
+    "executors": ("48 seeds through submitit_local: stacks as tasks vs one process a run", executors),
+    "doctor": ("nnlab doctor init=zeros against the run alone", doctor),
+    "toy": ("the default toy run", toy),
+}
 
 
 def main() -> None:
@@ -435,21 +478,10 @@ def main() -> None:
         if kind in only:
             print(f"{kind.upper()} loops (seconds per epoch{'' if kind == 'mlp' else f', first {args.cnn_steps} steps'}):")
             results[kind] = loops(kind, args)
-    if "startup" in only:
-        print("start-up ...", flush=True)
-        results["startup"] = startup(args)
-    if "sweep" in only:
-        print("sweep: 8 toy runs, sequential vs joblib ...", flush=True)
-        results["sweep"] = sweep(args)
-    if "stacks" in only:
-        print("batched sweeps (whole commands) ...", flush=True)
-        results["stacks"] = stacks(args)
-    if "cnnstack" in only:
-        print("conv nets stacked (vmap, grouped convolutions) vs one after another ...", flush=True)
-        results["cnnstack"] = cnn_stack(args)
-    if "toy" in only:
-        print("the default toy run ...", flush=True)
-        results["toy"] = toy(args)
+    for name, (title, case) in CASES.items():
+        if name in only:
+            print(f"{title} ...", flush=True)
+            results[name] = case(args)
     report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -513,6 +545,15 @@ def report(r: dict) -> None:
         seq, vm, gr = (min(c["s_per_step"][n]) for n in ("one after another", "vmap stack", "grouped conv stack"))
         print(f"\n| {c['k']} classic CNNs, one step of all (batch 64, Adam) | one after another {seq * 1e3:.0f} ms | "
               f"vmap stack {vm * 1e3:.0f} ms ({vm / seq:.2f}x) | grouped conv stack {gr * 1e3:.0f} ms ({gr / seq:.2f}x) |")  # fmt: skip
+    if "executors" in r:
+        e = {k: min(v) for k, v in r["executors"].items()}
+        ours, theirs = e["executor=submitit_local, 2 tasks"], e["hydra/launcher=submitit_local"]
+        print(f"| 48 seeds, executor=submitit_local (2 tasks of 24) | {ours:.1f} s | | hydra/launcher=submitit_local "
+              f"{theirs:.1f} s | | {ours / theirs:.2f}x | <= 0.5x: {'met' if ours / theirs <= 0.5 else 'MISSED'} | |")  # fmt: skip
+    if "doctor" in r:
+        d = r["doctor"]
+        print(f"| nnlab doctor init=zeros (diagnosis, then 5 settings x 5 seeds) | {min(d['doctor_s']):.1f} s | | one run "
+              f"{min(d['one_run_s']):.1f} s | | {d['ratio']:.2f}x (median of pairs) | <= 4x: {'met' if d['ratio'] <= 4 else 'MISSED'} | |")  # fmt: skip
     if "toy" in r:
         t = r["toy"]
         ok = min(t["wall_s"]) < 20

@@ -36,6 +36,19 @@ def test_fine_stage_uses_tpe(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_sweep_over_a_list_of_settings_runs_each_with_every_seed(tmp_path):
+    settings = "hydra.sweeper.settings=[['init=zeros','optimizer.lr=0.001'],['init=he_normal','optimizer.lr=0.01']]"
+    out = nnlab("train", "-m", settings, "trainer.seed=0,1", "init=xavier_normal", *TINY, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert sorted(summaries(tmp_path)) == [f"init={i},optimizer.lr={lr},trainer.seed={s}"  # a setting's value replaces the line's
+                                           for i, lr in (("he_normal", "0.01"), ("zeros", "0.001")) for s in (0, 1)]  # fmt: skip
+    config = yaml.safe_load((tmp_path / "init=he_normal,optimizer.lr=0.01,trainer.seed=1" / ".hydra" / "config.yaml").read_text())
+    assert config["optimizer"]["lr"] == 0.01 and config["init"]["_target_"].endswith("he_normal") and config["trainer"]["seed"] == 1
+    assert "4 runs as one stack" in out.stdout
+    bad = nnlab("train", "-m", "hydra.sweeper.settings=[['init=zeros'],['optimizer.lr=-1']]", *TINY, f"hydra.sweep.dir={tmp_path / 'bad'}", cwd=tmp_path)
+    assert bad.returncode == 2 and "optimizer.lr" in bad.stderr and not (tmp_path / "bad").exists()  # checked before any run
+
+
 def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
     out = nnlab("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "activation=relu,tanh", *TINY,
                 f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)  # fmt: skip

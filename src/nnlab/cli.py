@@ -14,6 +14,8 @@ commands:
                    subset, gradient flow (exit code 1 when one fails)
   lr-find          learning-rate range test: loss against an exponentially growing rate, a suggested rate
   batch-size-find  the largest batch size that fits in memory, and the rate scaled with it (linear rule)
+  doctor           a run's alarms, their fixes trained over seeds against the config as it is: which
+                   fix helps (nnlab doctor [OVERRIDES] | nnlab doctor RUN_FOLDER)
   report           compare the runs under a folder: nnlab report PATH [--sort acc/val] [--out DIR]
   ensemble         average the predictions of the runs under a folder (e.g. seeds): nnlab ensemble PATH
   completion       tab completion for bash/zsh: eval "$(nnlab completion bash)" (in ~/.bashrc to keep it)
@@ -26,6 +28,7 @@ examples:
   nnlab train --help                           every config group and option
   nnlab check model.hidden=[4]                 does this config train at all?
   nnlab lr-find data=mnist optimizer=sgd       which learning rate?
+  nnlab doctor init=zeros                      what is wrong, and which fix helps (a band over 5 seeds each)
   nnlab train -m experiment=activations        a lecture experiment, then: nnlab report outputs/sweeps/DATE_TIME
   tensorboard --logdir outputs                 watch the runs
 """
@@ -78,16 +81,22 @@ def _interrupted_exit(signum: int) -> int:
     return 128 + int(signum)
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str], brief: bool = False) -> int:
+    """A command; `brief`: a sweep's closing report is written to its files, not printed (nnlab doctor
+    prints its own)."""
     command, rest = argv[0], argv[1:]
     if command == "train":
-        return _hydra(train_job, "nnlab train", rest)
+        return _hydra(train_job, "nnlab train", rest, brief=brief)
     if command == "check":
         return _hydra(_check_job, "nnlab check", rest, default_dir="check")
     if command == "lr-find":
         return _hydra(_lr_find_job, "nnlab lr-find", rest, default_dir="lr_find")
     if command == "batch-size-find":
         return _hydra(_batch_size_find_job, "nnlab batch-size-find", rest, default_dir="batch_size_find")
+    if command == "doctor":
+        from nnlab.doctor import main as doctor
+
+        return doctor(rest, lambda args, brief=False: _main(["train", *args], brief))
     if command == "ensemble":
         from nnlab.ensemble import main as ensemble
 
@@ -105,7 +114,7 @@ def _main(argv: list[str]) -> int:
     return 2
 
 
-def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> int:
+def _hydra(job, prog: str, args: list[str], default_dir: str | None = None, brief: bool = False) -> int:
     """Hand the arguments to Hydra (composition, --help, --cfg, -m, sweepers and launchers), once the
     whole command line is checked. Commands other than train keep their run directories apart:
     outputs/DEFAULT_DIR/DATE_TIME."""
@@ -147,7 +156,7 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None) -> i
         if _SWEEP is not None and job is train_job and _SWEEP.is_dir():
             from nnlab.report import sweep_summary
 
-            sweep_summary(_SWEEP)
+            sweep_summary(_SWEEP, brief)
             from nnlab.tracking import sweep_overview
 
             sweep_overview(_SWEEP)
@@ -208,6 +217,8 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         saved = [o for o in checkpoint.saved_overrides(run) if o.split("=", 1)[0].lstrip("+~") not in given]
         args = [*saved, *args, *([] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"])]
     args = [_quoted_path(a) for a in args]
+    if any(a.startswith("hydra.sweeper.settings=") for a in args) and not any(a.startswith("hydra/sweeper=") for a in args):
+        args = ["hydra/sweeper=grid", *args]  # a list of settings is nnlab's grid sweeper's (grid_sweeper.py)
     cfg, folder, sweeper, name_without = check_command_line(args)  # every job's config checked; the output folder
     multirun = any(a in ("-m", "--multirun") for a in args)
     if name_without and not any(a.startswith("hydra.job.config.override_dirname.exclude_keys=") for a in args):

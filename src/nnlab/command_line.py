@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nnlab.errors import ConfigError, did_you_mean, unwritable
+from nnlab.launcher import executor_problem
 from nnlab.run_folder import named_after
 from nnlab.targets import resolve_target
 from nnlab.validate import validate
@@ -38,19 +39,11 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
     sweep; raise ConfigError with a one-paragraph message for the first problem."""
     if any(a.split("=")[0] in _NO_CHECK for a in args):
         return Checked()
-    overrides, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-        elif a.startswith("-"):
-            skip = a in _FLAGS_WITH_VALUE
-        elif not a.startswith("hydra."):
-            overrides.append(a)
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = OverridesParser.create().parse_overrides(_config_overrides(args))
     except HydraException as e:
         raise ConfigError(f"cannot parse the command line: {_first_line(e)}") from None
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
@@ -79,12 +72,15 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
                 if not multirun and not any(a.startswith("hydra.run.dir=") for a in args):  # a run alone, by default:
                     folder = "_".join(filter(None, (folder, named_after(args))))  # named by what it sets, after the time
                 sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_")
-                swept = any(o.is_sweep_override() for o in parsed) or bool(OmegaConf.select(cfg, "hydra.sweeper.params"))
-                constant = [o.key_or_group for o in parsed if not o.is_sweep_override() and not o.is_hydra_override()]
+                set_keys = _settings(cfg, fixed, variants)
+                swept = any(o.is_sweep_override() for o in parsed) or bool(set_keys or OmegaConf.select(cfg, "hydra.sweeper.params"))
+                constant = [o.key_or_group for o in parsed if not (o.is_sweep_override() or o.is_hydra_override() or o.key_or_group in set_keys)]
                 hydra_out = list(OmegaConf.select(cfg, "hydra.job.config.override_dirname.exclude_keys") or [])
                 name_without = [*hydra_out, *(k for k in constant if k not in hydra_out)] if swept and constant else None
             except Exception:  # an unusual hydra setup: leave the folder to Hydra
                 folder = sweeper = name_without = None
+            if multirun and executor_problem(cfg.hydra):
+                raise ConfigError(executor_problem(cfg.hydra))
             with open_dict(cfg):
                 del cfg["hydra"]
             base = cfg
@@ -92,6 +88,28 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
     if folder and not any(a in ("-c", "--cfg") for a in args):
         _check_output_folder(folder, key)
     return Checked(base, folder, sweeper, name_without if multirun else None)
+
+
+def _config_overrides(args: list[str]) -> list[str]:
+    """The command line's overrides of the config: not Hydra's own (hydra.*), not its flags and their values."""
+    overrides, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a.startswith("-"):
+            skip = a in _FLAGS_WITH_VALUE
+        elif not a.startswith("hydra."):
+            overrides.append(a)
+    return overrides
+
+
+def _settings(cfg: DictConfig, fixed: list[str], variants: list[list[str]]) -> set[str]:
+    """hydra.sweeper.settings (grid_sweeper.py): each setting's config checked too (added to `variants`,
+    a setting's overrides replacing the command line's for the same key); returns the keys they set."""
+    settings = [list(s) for s in OmegaConf.select(cfg, "hydra.sweeper.settings") or []]
+    keys = {o.split("=", 1)[0].lstrip("+~") for s in settings for o in s}
+    variants += [[*(o for o in fixed if o.split("=", 1)[0].lstrip("+~") not in keys), *s] for s in settings]
+    return keys
 
 
 def _set_value(base: DictConfig, override: str, config_module: str) -> Optional[DictConfig]:

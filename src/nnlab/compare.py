@@ -84,6 +84,16 @@ def verdict(values: Sequence[float], best: Sequence[float], higher_is_better: bo
     return f"not distinguishable with {n} seed{'s' if n != 1 else ''}"
 
 
+def against(values: Sequence[float], base: Sequence[float], higher_is_better: bool) -> str:
+    """A setting against a reference (`nnlab doctor`: a fix against the config as it is): "better" or
+    "worse" (p < 0.05, the mean on that side), else "not distinguishable with n seeds"."""
+    n = min(len(values), len(base))
+    if values and base and welch_p(values, base) < LEVEL:
+        higher = statistics.fmean(values) > statistics.fmean(base)
+        return "better" if higher == higher_is_better else "worse"
+    return f"not distinguishable with {n} seed{'s' if n != 1 else ''}"
+
+
 def t_quantile(p: float, df: float) -> float:
     """The p-quantile (p > 0.5) of Student's t distribution with df degrees of freedom, by bisection."""
     lo, hi = 0.0, 1e3

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 
-COMMANDS = ("train", "check", "lr-find", "batch-size-find", "report", "ensemble", "completion")  # nnlab's subcommands
+COMMANDS = ("train", "check", "lr-find", "batch-size-find", "doctor", "report", "ensemble", "completion")  # nnlab's subcommands
 
-CONFIG_COMMANDS = ("train", "check", "lr-find", "batch-size-find")  # Hydra commands: nnlab's config
+CONFIG_COMMANDS = ("train", "check", "lr-find", "batch-size-find", "doctor")  # Hydra commands: nnlab's config
 
 SCRIPT = r"""# nnlab tab completion (bash; zsh: autoload -U bashcompinit && bashcompinit first)
 _nnlab_complete()

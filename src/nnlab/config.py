@@ -118,6 +118,12 @@ class LRFindConfig:
 
 
 @dataclass
+class DoctorConfig:
+    seeds: int = 5  # defaults here too: configs written before it existed still load
+    candidates: int = 4
+
+
+@dataclass
 class BatchSizeFindConfig:
     start: Optional[int] = MISSING
     max_memory_mb: Optional[float] = MISSING
@@ -153,6 +159,7 @@ class NNLabConfig:
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
     lr_find: LRFindConfig = field(default_factory=LRFindConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
     batch_size_find: BatchSizeFindConfig = field(default_factory=BatchSizeFindConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)

@@ -34,6 +34,28 @@ GROUPABLE = (
 )  # fmt: skip
 
 
+EXECUTORS = {"local": None, "submitit_local": ("submitit", "nnlab[sweeps]"), "submitit_slurm": ("submitit", "nnlab[sweeps]"),
+             "ray": ("ray", "nnlab[ray]")}  # hydra.launcher.executor: where a group trains (the package it needs)
+
+
+def executor_problem(hydra: DictConfig) -> Optional[str]:
+    """What is wrong with the batched launcher's executor setting (None: nothing, or another launcher)."""
+    launcher = hydra.get("launcher") or {}
+    if not str(launcher.get("_target_", "")).endswith("BatchedLauncher") or "executor" not in launcher:
+        return None
+    executor = launcher.executor
+    if executor not in EXECUTORS:
+        return (f"hydra.launcher.executor={executor} is not one of {', '.join(EXECUTORS)}: where each group of a sweep "
+                "trains (local: this process; the others send each group as one task).")  # fmt: skip
+    import importlib.util
+
+    need = EXECUTORS[executor]
+    if need and importlib.util.find_spec(need[0]) is None:
+        return (f"hydra.launcher.executor={executor} needs the {need[0]} package, which is not installed: "
+                f"pip install '{need[1]}', then run the command again.")  # fmt: skip
+    return None
+
+
 def group_key(cfg: DictConfig) -> tuple[Optional[str], str]:
     """What must be equal for jobs to train as one stack, or (None, why this job trains alone)."""
     from nnlab.config import flatten

@@ -298,21 +298,26 @@ def curves_figure(runs: list[Run], path: Path, sets: Optional[list[Setting]] = N
     draw(curves, path, score, loss_title=f"loss ({'validation' if split == 'val' else 'training'})", log_loss=True)
 
 
-def sweep_summary(path: Path) -> None:
+def sweep_summary(path: Path, brief: bool = False) -> None:
     """What a sweep ends with: its report (bands where seeds repeat; report.* written beside it; each
     setting's mean curves as a TensorBoard run, mean/SETTING), its best run's folder, and the TensorBoard
-    command for the whole sweep."""
+    command for the whole sweep. `brief`: the files only (nnlab doctor prints its own answer)."""
     from nnlab.console import console, shown
 
     runs = collect(path)
     if not runs:
         return
-    console.rule(f"sweep {shown(path)}: {len(runs)} runs")
-    main([str(path)])
+    key = default_sort(runs)
+    if brief:
+        write_files(rows(sort_runs(runs, key)), sort_runs(runs, key), path, key)
+    else:
+        console.rule(f"sweep {shown(path)}: {len(runs)} runs")
+        main([str(path)])
     from nnlab.tracking import setting_means
 
-    key = default_sort(runs)
     setting_means(path, [(st.name, [r.epochs() for r in st.runs]) for st in settings(runs, key) if len(st.runs) > 1])
+    if brief:
+        return
     best = next((r for r in sort_runs(runs, key) if r.metric(key) is not None and r.status == "ok"), None)
     if best is not None:
         console.print(f"best run by {key}: [bold]{shown(best.path)}[/] ({key} {best.metric(key):.4f})", soft_wrap=True)

@@ -182,6 +182,9 @@ def _check_diagnostics(cfg: DictConfig) -> None:
         _fail("lr_find.smoothing", f.smoothing, "it must be in [0, 1)")
     if f.explode_factor <= 1:
         _fail("lr_find.explode_factor", f.explode_factor, "it must be above 1")
+    if cfg.doctor.seeds < 2:
+        _fail("doctor.seeds", cfg.doctor.seeds, "a band and a t-test need at least 2 seeds a setting")
+    _positive("doctor.candidates", cfg.doctor.candidates)
     for key, value in cfg.batch_size_find.items():
         _positive(f"batch_size_find.{key}", value)
 

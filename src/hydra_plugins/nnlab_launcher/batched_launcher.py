@@ -1,20 +1,25 @@
 """nnlab's Hydra launcher, `hydra/launcher=batched` (the default of `nnlab train -m`): the jobs that can
-train together train as one stacked model in this process, the others one after another. The plugin
-lives here because Hydra finds launchers in the `hydra_plugins` package; the grouping is nnlab/launcher.py,
-the training nnlab's one loop (train.train), reached through the CLI's public jobs (cli.member_job).
+train together train as one stacked model, the others alone. The plugin lives here because Hydra finds
+launchers in the `hydra_plugins` package; the grouping is nnlab/launcher.py, the training nnlab's one loop
+(train.train), reached through the CLI's public jobs (cli.member_job).
+
+Where the groups train is `hydra.launcher.executor` (executors.py): `local` (this process, one group after
+another), or each group as ONE task of `submitit_local`, `submitit_slurm` or `ray`, which builds and trains
+its stack on the worker and writes every member's run folder there (executors.run_group on either side).
 """
 
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nnlab.launcher import after_stack, differ, safe_key, short_dirname
+from hydra_plugins.nnlab_launcher.executors import run_group
+from nnlab.launcher import differ, safe_key, short_dirname
 from nnlab.launcher import sweep_config as sweep_config_like
 
 
@@ -22,15 +27,19 @@ from nnlab.launcher import sweep_config as sweep_config_like
 class BatchedLauncherConf:
     _target_: str = "hydra_plugins.nnlab_launcher.batched_launcher.BatchedLauncher"
     max_members: int = 64  # the most jobs trained as one stack (a larger group is cut into stacks of this size)
+    executor: str = "local"  # local | submitit_local | submitit_slurm | ray: where each group trains, as one task
+    submitit: Dict[str, Any] = field(default_factory=dict)  # submitit's parameters (timeout_min, slurm_partition, gpus_per_node, ...)
+    ray: Dict[str, Any] = field(default_factory=dict)  # address (ray.init), num_cpus, num_gpus, resources (each task)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf, provider="nnlab")
 
 
 class BatchedLauncher(Launcher):
-    def __init__(self, max_members: int = 64) -> None:
+    def __init__(self, max_members: int = 64, executor: str = "local", submitit=None, ray=None) -> None:
         super().__init__()
-        self.max_members = max_members
+        self.max_members, self.executor = max_members, executor
+        self.params = {"submitit": _plain(submitit), "ray": _plain(ray)}
         self.config: Optional[DictConfig] = None
         self.task_function = None
         self.hydra_context = None
@@ -42,12 +51,12 @@ class BatchedLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        configs, base = [], None
+        configs, bases = [], []  # bases: the jobs composed by Hydra, newest first (their overrides, their config)
         for i, overrides in enumerate(job_overrides):
-            sweep_config = sweep_config_like(base, list(job_overrides[0]), list(overrides)) if i else None
-            if sweep_config is None:  # composed by Hydra: the first job, and any that differs in more than values
+            sweep_config = next(filter(None, (sweep_config_like(cfg, before, list(overrides)) for before, cfg in bases)), None)
+            if sweep_config is None:  # composed by Hydra: the first job, and any that differs from those in more than values
                 sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-                base = sweep_config if i == 0 else base
+                bases[:] = [(list(overrides), sweep_config), *bases[:7]]
             else:
                 OmegaConf.copy_cache(from_config=self.config, to_config=sweep_config)
             with open_dict(sweep_config):
@@ -74,6 +83,11 @@ class BatchedLauncher(Launcher):
         sweep_dir = self.config.hydra.sweep.dir
         console.print(f"sweep {shown(sweep_dir)}: {len(configs)} job{'s' if len(configs) > 1 else ''} in {len(stacks)} "
                       f"group{'s' if len(stacks) > 1 else ''}; watch it: tensorboard --logdir {sweep_dir}", soft_wrap=True)  # fmt: skip
+        if self.executor != "local" and prepare is not None:  # training jobs; other commands' sweeps stay here
+            from hydra_plugins.nnlab_launcher.executors import send
+
+            returns = send(self.executor, self.params, [[configs[i] for i in st] for st in stacks], self.hydra_context, sweep_dir)
+            return [returns[str(Path(str(c.hydra.sweep.dir)) / str(c.hydra.sweep.subdir))] for c in configs]
         done = 0
         for n, stack in enumerate(stacks, 1):
             names = [" ".join(filter_overrides(job_overrides[i])) or "(defaults)" for i in stack]
@@ -82,49 +96,13 @@ class BatchedLauncher(Launcher):
             if len(stack) == 1:
                 reason = why[stack[0]] or "no other job shares its settings"
                 console.print(f"\\[{n}/{len(stacks)}] alone ({reason}): {shown(names[0])}", soft_wrap=True)
-                returns[stack[0]] = self._run(configs[stack[0]], self.task_function)
-                continue
-            console.print(f"\\[{n}/{len(stacks)}] {len(stack)} runs as one stack: {shown(round_floats(differ(names)))}{where}",
-                          soft_wrap=True)  # fmt: skip
-            returns.update(self._stack(configs, stack, prepare, f"{n}/{len(stacks)}"))
+            else:
+                console.print(f"\\[{n}/{len(stacks)}] {len(stack)} runs as one stack: {shown(round_floats(differ(names)))}{where}",
+                              soft_wrap=True)  # fmt: skip
+            group = run_group(self.hydra_context, [configs[i] for i in stack], f"{n}/{len(stacks)}", self.task_function)
+            returns.update(zip(stack, group))
         return [returns[i] for i in range(len(configs))]
 
-    def _run(self, cfg: DictConfig, task) -> JobReturn:
-        folder = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-        if folder.is_symlink():  # Hydra would write the job's .hydra/ through it: refused, the sweep goes on
-            from nnlab.console import error
-            from nnlab.errors import FAILED_JOBS
-            from nnlab.metrics import worst_objective
-            from nnlab.run_folder import link_message
 
-            error(f"{link_message(folder)} (job {cfg.hydra.job.num} refused; the sweep goes on)")
-            FAILED_JOBS.append(f"{folder}: refused")
-            ret = JobReturn(overrides=list(cfg.hydra.overrides.task), cfg=cfg, working_dir=str(folder), status=JobStatus.COMPLETED)
-            ret.return_value = worst_objective(cfg.early_stopping.metric)
-            return ret
-        ret = run_job(hydra_context=self.hydra_context, task_function=task, config=cfg,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        return ret
-
-    def _stack(self, configs, stack: list[int], prepare, label: str) -> dict[int, JobReturn]:
-        """Prepare each job in its own folder (Hydra's bookkeeping, validation, setup), train the prepared
-        ones together, and give each job its own result."""
-        from nnlab.run_files import Member
-
-        returns, members = {}, []
-        for i in stack:
-            ret = self._run(configs[i], prepare)
-            returns[i] = ret
-            value = ret.return_value if ret.status == JobStatus.COMPLETED else None
-            if isinstance(value, Member):  # ready to train (else: its objective, it trained alone)
-                members.append((i, value))
-        if members:
-            from nnlab.train import train
-
-            summaries = train([m for _, m in members], label)
-            for (i, m), value in zip(members, after_stack([m for _, m in members], summaries)):
-                returns[i].return_value = value
-        return returns
-
-
+def _plain(value) -> dict:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else dict(value or {})

@@ -5,11 +5,15 @@ composes (~0.3 s a job: 5 s of a 16-seed sweep); nnlab's pre-flight has already 
 every swept key, and the batched launcher composes every job before it runs any, so with that launcher
 the second composition is skipped. With any other launcher (`hydra/launcher=basic`, joblib, ...) it is
 Hydra's sweeper unchanged. `hydra/sweeper=basic` is Hydra's own.
+
+`hydra.sweeper.settings` (a list of override lists) sweeps settings that are not a grid: every setting
+with every combination of the swept keys, a setting's overrides replacing the command line's for the same
+key (`nnlab doctor` sweeps the config as it is and each candidate fix over its seeds this way).
 """
 
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import List, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
@@ -18,14 +22,31 @@ from hydra.core.config_store import ConfigStore
 @dataclass
 class GridSweeperConf(BasicSweeperConf):
     _target_: str = "hydra_plugins.nnlab_launcher.grid_sweeper.GridSweeper"
+    settings: Optional[List[List[str]]] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf, provider="nnlab")
 
 
 class GridSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int], params=None, settings=None) -> None:
+        super().__init__(max_batch_size, params)
+        self.settings = [list(s) for s in settings] if settings else None
+
+    def split_arguments(self, overrides, max_batch_size):
+        batches = BasicSweeper.split_arguments(overrides, max_batch_size)
+        if not self.settings:
+            return batches
+        jobs = [job for batch in batches for job in batch]
+        return [[[*(o for o in job if _key(o) not in {_key(s) for s in setting}), *setting]
+                 for setting in self.settings for job in jobs]]
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         from hydra_plugins.nnlab_launcher.batched_launcher import BatchedLauncher
 
         if not isinstance(self.launcher, BatchedLauncher):
             super().validate_batch_is_legal(batch)
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")

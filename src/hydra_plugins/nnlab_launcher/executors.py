@@ -1,0 +1,200 @@
+"""Where the batched launcher's groups train when `hydra.launcher.executor` is not `local`: each group (a
+stack, or a job that trains alone) is ONE task of submitit (`submitit_local`, `submitit_slurm`: one element
+of a job array) or Ray (`ray`: one remote call), which builds and trains its stack on the worker and writes
+every member's run folder there (run_group: what the local executor runs in the launcher's process).
+
+A task carries plain data: its members' composed configs (each naming its folder and job number), Hydra's
+context and global state (as Hydra's own submitit launcher ships them); never open files or torch objects.
+Its result is each member's JobReturn (the sweeper's objective). A task that dies (a preempted node, an
+out-of-memory kill, `scancel`) loses only its group: its members are reported failed with the reason,
+and the same command with `resume=auto` trains exactly the missing and interrupted ones. Preempted or timed
+out under submitit, a task requeues itself with `resume=auto` (its members continue from their
+checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from omegaconf import DictConfig, open_dict
+
+CLUSTERS = {"submitit_local": "local", "submitit_slurm": "slurm"}
+RAY_TASK = ("num_cpus", "num_gpus", "resources", "memory")  # hydra.launcher.ray.* that each remote call asks for
+
+
+class GroupTask:
+    """One group as a unit of work: called on the worker."""
+
+    def __init__(self, configs: list[DictConfig], label: str, hydra_context, singleton_state) -> None:
+        self.configs, self.label, self.hydra_context, self.singleton_state = configs, label, hydra_context, singleton_state
+
+    def __call__(self) -> list[JobReturn]:
+        Singleton.set_state(self.singleton_state)
+        setup_globals()
+        return run_group(self.hydra_context, self.configs, self.label)
+
+    def resumed(self) -> "GroupTask":
+        """The same task, its members continuing their checkpoints (resume=auto)."""
+        configs = [cfg.copy() for cfg in self.configs]
+        for cfg in configs:
+            with open_dict(cfg):
+                cfg.resume = "auto"
+        return GroupTask(configs, self.label, self.hydra_context, self.singleton_state)
+
+
+class _Call:
+    """What submitit runs: a task; preempted or timed out, submitit asks checkpoint() what to requeue."""
+
+    def __call__(self, task: GroupTask) -> list[JobReturn]:
+        return task()
+
+    def checkpoint(self, task: GroupTask):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, task.resumed())
+
+
+def folder_of(cfg: DictConfig) -> str:
+    return str(Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir))
+
+
+def send(executor: str, params: dict, groups: list[list[DictConfig]], hydra_context, sweep_dir) -> dict[str, JobReturn]:
+    """Every group as one task of `executor`; each member's JobReturn, by its folder, once all are back."""
+    from nnlab.console import console, shown
+
+    tasks = [GroupTask(g, f"{n}/{len(groups)}", hydra_context, Singleton.get_state()) for n, g in enumerate(groups, 1)]
+    sizes = [len(g) for g in groups]
+    where = {"ray": "Ray"}.get(executor, f"submitit ({CLUSTERS[executor]}; logs: {shown(Path(str(sweep_dir)) / '.submitit')})")
+    console.print(f"sending {len(tasks)} task{'s' if len(tasks) > 1 else ''} to {where}: "
+                  f"{sum(sizes)} runs, {_counts(sizes)}", soft_wrap=True)  # fmt: skip
+    waits = _ray(params["ray"], tasks) if executor == "ray" else _submitit(CLUSTERS[executor], params["submitit"], tasks, sweep_dir)
+    returns: dict[str, JobReturn] = {}
+    for n, (task, wait) in enumerate(zip(tasks, waits), 1):
+        try:
+            got = dict(zip(map(folder_of, task.configs), wait()))
+            lost = ""
+        except Exception as e:  # the task died: its members are lost, the others stand
+            got, lost = {}, _first_line(e)
+        console.print(f"\\[task {n}/{len(tasks)}] {len(task.configs)} run{'s' if len(task.configs) > 1 else ''}"
+                      + (f": the task died ({lost})" if lost else ""), soft_wrap=True)  # fmt: skip
+        for cfg in task.configs:
+            returns[folder_of(cfg)] = _result(cfg, got.get(folder_of(cfg)), lost)
+    return returns
+
+
+def _counts(sizes: list[int]) -> str:
+    """`3 tasks of 4 runs` / `runs per task: 16, 16, 1`."""
+    if len(set(sizes)) == 1:
+        return f"{sizes[0]} per task" if len(sizes) > 1 else "one task"
+    return "runs per task: " + ", ".join(map(str, sizes))
+
+
+def _result(cfg: DictConfig, ret, lost: str) -> JobReturn:
+    """A member's JobReturn as the sweeper sees it, and its line: its status and test scores (its
+    summary.json), or why it has none (FAILED_JOBS: the sweep exits 1 and says resume=auto)."""
+    from nnlab.console import console, shown
+    from nnlab.errors import FAILED_JOBS
+    from nnlab.metrics import worst_objective
+
+    folder = folder_of(cfg)
+    try:
+        summary = json.loads((Path(folder) / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = None
+    status = summary.get("status", "unknown") if isinstance(summary, dict) else ("lost: " + lost if lost else "no summary")
+    if not isinstance(summary, dict) or status == "failed":
+        FAILED_JOBS.append(f"{folder}: {status}")
+    scores = "  ".join(f"{k} {v:.4f}" for k, v in (summary or {}).get("metrics", {}).items() if k.endswith("/test"))
+    console.print(f"  {shown(Path(folder).name)}: {shown(status)}  {scores}".rstrip(), soft_wrap=True)
+    if ret is None:
+        ret = JobReturn(overrides=list(cfg.hydra.overrides.task), cfg=cfg, working_dir=folder, status=JobStatus.COMPLETED)
+        ret.return_value = worst_objective(cfg.early_stopping.metric)
+    return ret
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
+def _submitit(cluster: str, params: dict, tasks: list[GroupTask], sweep_dir) -> list[Callable[[], list]]:
+    """One job array, an element a task; `params` go to submitit's update_parameters (timeout_min,
+    gpus_per_node, cpus_per_task, mem_gb, slurm_partition, slurm_array_parallelism, ...)."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=Path(str(sweep_dir)) / ".submitit", cluster=cluster)
+    executor.update_parameters(**{"name": "nnlab", "timeout_min": 24 * 60, **params})
+    jobs = executor.map_array(_Call(), tasks)
+    return [job.result for job in jobs]
+
+
+def _call_task(task: GroupTask) -> list[JobReturn]:
+    return task()
+
+
+def _ray(params: dict, tasks: list[GroupTask]) -> list[Callable[[], list]]:
+    """One remote call a task, each asking for hydra.launcher.ray's num_cpus (1), num_gpus, resources,
+    memory; ray.init(address=...) where an address is given, else a local instance whose session files go
+    to a temporary folder (not ~)."""
+    import tempfile
+
+    import ray
+
+    if not ray.is_initialized():
+        address = params.get("address")
+        ray.init(address=address, include_dashboard=False,
+                 **({} if address else {"_temp_dir": tempfile.mkdtemp(prefix="nnlab-ray-")}))  # fmt: skip
+    remote = ray.remote(_call_task).options(**{"num_cpus": 1, **{k: params[k] for k in RAY_TASK if k in params}})
+    refs = [remote.remote(t) for t in tasks]
+    return [lambda ref=ref: ray.get(ref) for ref in refs]
+
+
+def run_group(hydra_context, configs: list[DictConfig], label: str, task=None) -> list[JobReturn]:
+    """Run one group in this process (the launcher's, or a worker's): a job alone through Hydra's run_job
+    (`task`: the command's job, `nnlab train`'s by default); a stack's jobs each prepared in its own folder
+    (Hydra's bookkeeping, validation, setup), then trained together, each with its own result. The
+    JobReturns in the configs' order."""
+    from nnlab.cli import member_job, train_job
+    from nnlab.launcher import after_stack
+
+    if len(configs) == 1:
+        return [_run(hydra_context, configs[0], task or train_job)]
+    from nnlab.run_files import Member
+
+    returns, members = [], []
+    for i, cfg in enumerate(configs):
+        ret = _run(hydra_context, cfg, member_job)
+        returns.append(ret)
+        value = ret.return_value if ret.status == JobStatus.COMPLETED else None
+        if isinstance(value, Member):  # ready to train (else: its objective, it trained alone)
+            members.append((i, value))
+    if members:
+        from nnlab.train import train
+
+        summaries = train([m for _, m in members], label)
+        for (i, m), value in zip(members, after_stack([m for _, m in members], summaries)):
+            returns[i].return_value = value
+    return returns
+
+
+def _run(hydra_context, cfg: DictConfig, task) -> JobReturn:
+    folder = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+    if folder.is_symlink():  # Hydra would write the job's .hydra/ through it: refused, the sweep goes on
+        from nnlab.console import error
+        from nnlab.errors import FAILED_JOBS
+        from nnlab.metrics import worst_objective
+        from nnlab.run_folder import link_message
+
+        error(f"{link_message(folder)} (job {cfg.hydra.job.num} refused; the sweep goes on)")
+        FAILED_JOBS.append(f"{folder}: refused")
+        ret = JobReturn(overrides=list(cfg.hydra.overrides.task), cfg=cfg, working_dir=str(folder), status=JobStatus.COMPLETED)
+        ret.return_value = worst_objective(cfg.early_stopping.metric)
+        return ret
+    ret = run_job(hydra_context=hydra_context, task_function=task, config=cfg,
+                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
+    configure_log(cfg.hydra.hydra_logging, cfg.hydra.verbose)
+    return ret
