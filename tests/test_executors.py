@@ -73,6 +73,31 @@ def test_a_killed_task_loses_only_its_stack_and_resume_auto_trains_what_is_missi
         assert s["status"] == "ok" and s["epochs_run"] == 3000 and epochs == list(range(1, 3001))  # continued, each epoch once
 
 
+@pytest.mark.slow
+def test_a_preempted_task_requeues_itself_and_its_stack_continues_from_its_checkpoints(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["train", "-m", "trainer.seed=0,1", "trainer.epochs=1500", "data.source.n_train=64", "data.source.n_test=40",
+            "trainer.progress=false", "hydra.launcher.executor=submitit_local", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "nnlab", *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = [sweep / f"trainer.seed={s}" for s in (0, 1)]
+    deadline = time.time() + 240
+    while time.time() < deadline and not all((r / "checkpoints" / "last.pt").exists() for r in runs):
+        time.sleep(0.5)
+    time.sleep(1.0)
+    task = subprocess.run(["pgrep", "-f", f"submitit.core._submit {sweep / '.submitit'}"], capture_output=True, text=True).stdout.split()
+    assert len(task) == 1, task
+    os.kill(int(task[0]), signal.SIGUSR2)  # what SLURM sends before preempting a job, or at its time limit
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*_log.err"))
+    assert "this job is preempted" in logs
+    for r in runs:
+        assert "run continues" in (r / "train.log").read_text()  # the requeued task went on from the checkpoint
+        s = summary(r)
+        epochs = [json.loads(line)["epoch"] for line in (r / "metrics.jsonl").read_text().splitlines() if "loss/train" in line]
+        assert s["status"] == "ok" and s["epochs_run"] == 1500 and epochs == list(range(1, 1501))  # continued, each epoch once
+
+
 def test_an_unknown_executor_or_a_missing_package_is_one_paragraph(tmp_path):
     out = nnlab("train", "-m", "trainer.seed=0,1", *TINY, "hydra.launcher.executor=slurm", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
     assert out.returncode == 2 and "not one of local, submitit_local, submitit_slurm, ray" in out.stderr and "Traceback" not in out.stderr
