@@ -80,7 +80,13 @@ def main(argv: list[str], train: Callable[..., int]) -> int:
     if run is None:
         console.print(f"[bold]nnlab doctor[/]: one run of {_budget(cfg)} to see what alarms it raises", soft_wrap=True)
         run = folder / "diagnosis"
-        if train([*base, f"hydra.run.dir={_quoted(run)}"]) != 0 or not (run / "summary.json").is_file():
+        try:
+            code = train([*base, f"hydra.run.dir={_quoted(run)}"])
+        except SystemExit:  # refused before training (its paragraph is said): no folder left holding nothing
+            if not any(folder.iterdir()):
+                folder.rmdir()
+            raise
+        if code != 0 or not (run / "summary.json").is_file():
             error(f"the config does not train: {run} says why (its error.txt or train.log). The doctor treats a "
                   "run's alarms, not a config that cannot run: nnlab check with the same overrides tests it step by step.",
                   title="doctor")  # fmt: skip
