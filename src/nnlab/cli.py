@@ -207,7 +207,7 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     from pathlib import Path
 
     from nnlab import checkpoint
-    from nnlab.command_line import check_command_line
+    from nnlab.command_line import check_command_line, grid_sweeper, quoted_path
     from nnlab.errors import ConfigError
 
     resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
@@ -216,16 +216,13 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
         saved = [o for o in checkpoint.saved_overrides(run) if o.split("=", 1)[0].lstrip("+~") not in given]
         args = [*saved, *args, *([] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"])]
-    args = [_quoted_path(a) for a in args]
-    if any(a.startswith("hydra.sweeper.settings=") for a in args) and not any(a.startswith("hydra/sweeper=") for a in args):
-        args = ["hydra/sweeper=grid", *args]  # a list of settings is nnlab's grid sweeper's (grid_sweeper.py)
+    args = grid_sweeper([quoted_path(a) for a in args], None)
     cfg, folder, sweeper, name_without = check_command_line(args)  # every job's config checked; the output folder
     multirun = any(a in ("-m", "--multirun") for a in args)
     if name_without and not any(a.startswith("hydra.job.config.override_dirname.exclude_keys=") for a in args):
         # a sweep's folders (and TensorBoard's run names) say what differs, not what every run shares
         args = [*args, f"hydra.job.config.override_dirname.exclude_keys=[{','.join(name_without)}]"]
-    if multirun and sweeper == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper" and not any(a.startswith("hydra/sweeper=") for a in args):
-        args = [*args, "hydra/sweeper=grid"]  # the same grid, less a second composition of every job (grid_sweeper.py)
+    args = grid_sweeper(args, sweeper if multirun else "")
     if multirun and sweeper and "optuna" in sweeper:
         _quiet_optuna()
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -235,7 +232,7 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         folder = str(_claim(folder, key, fresh=given is None or "${now" in given, cfg=cfg, multirun=multirun,
                             continuing=resume not in (None, "null")))  # fmt: skip
     if folder is not None:
-        args = [*(a for a in args if not a.startswith(key + "=")), _quoted_path(f"{key}={folder}")]
+        args = [*(a for a in args if not a.startswith(key + "=")), quoted_path(f"{key}={folder}")]
     global _SWEEP
     _SWEEP = Path(folder) if multirun and folder is not None else None
     if cfg is None or folder is None or any(a in ("-m", "--multirun", "-c", "--cfg") for a in args):
@@ -261,19 +258,6 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         console.print(finished_message(folder, done), soft_wrap=True)
         return args, True
     return args, False
-
-
-PATH_KEYS = ("resume", "hydra.run.dir", "hydra.sweep.dir", "transfer.init_from", "data.source.root")
-
-
-def _quoted_path(arg: str) -> str:
-    """`resume=outputs/s/init=zeros,trainer.seed=0` as Hydra's override grammar reads a path: quoted, where
-    a folder's name holds `=` (a sweep's runs, a run alone named by its settings: no value of Hydra's
-    grammar holds one) and it is not yet; `root=/a,/b` stays a sweep over two paths."""
-    key, sep, value = arg.partition("=")
-    if key.lstrip("+~") not in PATH_KEYS or not sep or value[:1] in ("'", '"') or "'" in value:
-        return arg
-    return f"{key}='{value}'" if "=" in value else arg
 
 
 def _claim(folder: str, key: str, fresh: bool, cfg, multirun: bool, continuing: bool):

@@ -251,3 +251,27 @@ def _node_at(loader, parent: str, overrides: list[str]):
         return OmegaConf.select(cfg, parent) if parent else cfg
     except Exception:
         return None
+
+
+def grid_sweeper(args: list[str], sweeper: str | None) -> list[str]:
+    """nnlab's grid sweeper (grid_sweeper.py) where no sweeper is chosen: for a list of settings
+    (`hydra.sweeper.settings`, before the check: `sweeper` None), and for a grid once the check found Hydra's
+    basic sweeper (the same grid, less a second composition of every job)."""
+    if any(a.startswith("hydra/sweeper=") for a in args):
+        return args
+    if sweeper is None:
+        return ["hydra/sweeper=grid", *args] if any(a.startswith("hydra.sweeper.settings=") for a in args) else args
+    return [*args, "hydra/sweeper=grid"] if sweeper == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper" else args
+
+
+PATH_KEYS = ("resume", "hydra.run.dir", "hydra.sweep.dir", "transfer.init_from", "data.source.root")
+
+
+def quoted_path(arg: str) -> str:
+    """`resume=outputs/s/init=zeros,trainer.seed=0` as Hydra's override grammar reads a path: quoted, where
+    a folder's name holds `=` (a sweep's runs, a run alone named by its settings: no value of Hydra's
+    grammar holds one) and it is not yet; `root=/a,/b` stays a sweep over two paths."""
+    key, sep, value = arg.partition("=")
+    if key.lstrip("+~") not in PATH_KEYS or not sep or value[:1] in ("'", '"') or "'" in value:
+        return arg
+    return f"{key}='{value}'" if "=" in value else arg

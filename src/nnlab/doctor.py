@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from nnlab.command_line import quoted_path
 
 # The most fundamental first: a run that diverges or whose gradients vanish says little about the rest.
 ORDER = ("divergence", "exploding_gradients", "vanishing_gradients", "initial_loss", "saturation", "flat_loss",
@@ -81,7 +84,7 @@ def main(argv: list[str], train: Callable[..., int]) -> int:
         console.print(f"[bold]nnlab doctor[/]: one run of {_budget(cfg)} to see what alarms it raises", soft_wrap=True)
         run = folder / "diagnosis"
         try:
-            code = train([*base, f"hydra.run.dir={_quoted(run)}"])
+            code = train([*base, quoted_path(f"hydra.run.dir={run}")])
         except SystemExit:  # refused before training (its paragraph is said): no folder left holding nothing
             if not any(folder.iterdir()):
                 folder.rmdir()
@@ -111,7 +114,7 @@ def main(argv: list[str], train: Callable[..., int]) -> int:
 def treat(candidates: list[Candidate], base: list[str], cfg, choices: dict, folder: Path, train) -> int:
     """Train the config as it is and every candidate over the seeds as one sweep; say the answer."""
     from nnlab import metrics
-    from nnlab.console import console
+    from nnlab.console import console, shown
 
     settings = _settings(candidates, cfg, choices)
     seeds = [cfg.trainer.seed + i for i in range(cfg.doctor.seeds)]
@@ -122,7 +125,7 @@ def treat(candidates: list[Candidate], base: list[str], cfg, choices: dict, fold
     keys |= {"trainer.seed", *map(_key, TRIAL)}
     code = train(["-m", *(a for a in base if _key(a) not in keys), *TRIAL, "hydra.sweeper.params=null",
                   f"hydra.sweeper.settings={_literal(settings)}", f"trainer.seed={','.join(map(str, seeds))}",
-                  f"hydra.sweep.dir={_quoted(sweep)}"], brief=True)  # fmt: skip
+                  quoted_path(f"hydra.sweep.dir={sweep}")], brief=True)  # fmt: skip
     if not sweep.is_dir():  # refused before any run (its paragraph is said)
         return code or 1
     current, metric = Candidate((), []), metrics.followed(cfg.early_stopping.metric)
@@ -133,7 +136,7 @@ def treat(candidates: list[Candidate], base: list[str], cfg, choices: dict, fold
     console.print(f"[bold]the doctor's answer[/] ({len(seeds)} seeds a setting)")
     show(table, notes)
     (folder / "doctor.md").write_text(markdown(table, notes))
-    console.print(f"everything under {folder}: nnlab report {_quoted(sweep)}; tensorboard --logdir {_quoted(folder)}",
+    console.print(f"everything under {shown(folder)}: nnlab report {shlex.quote(str(sweep))}; tensorboard --logdir {shlex.quote(str(folder))}",
                   soft_wrap=True, highlight=False)  # fmt: skip
     return 0
 
@@ -310,11 +313,6 @@ def _settings(candidates: list[Candidate], cfg, choices: dict) -> list[list[str]
 def _literal(settings: list[list[str]]) -> str:
     """hydra.sweeper.settings' value in Hydra's grammar: [['init=zeros','optimizer.lr=0.001'],[...]]."""
     return "[" + ",".join("[" + ",".join(f"'{o}'" for o in s) + "]" for s in settings) + "]"
-
-
-def _quoted(path: Path) -> str:
-    text = str(path)
-    return f"'{text}'" if "=" in text or "," in text else text
 
 
 def _measure(sweep: Path, rows: list[Candidate], settings: list[list[str]], metric: str) -> str:
