@@ -20,11 +20,13 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from nnlab.command_line import quoted_path
+from nnlab.run_folder import write_file
 
 # The most fundamental first: a run that diverges or whose gradients vanish says little about the rest.
 ORDER = ("divergence", "exploding_gradients", "vanishing_gradients", "initial_loss", "saturation", "flat_loss",
@@ -86,8 +88,8 @@ def main(argv: list[str], train: Callable[..., int]) -> int:
         try:
             code = train([*base, quoted_path(f"hydra.run.dir={run}")])
         except SystemExit:  # refused before training (its paragraph is said): no folder left holding nothing
-            if not any(folder.iterdir()):
-                folder.rmdir()
+            if not any(p.name != ".lock" for p in folder.iterdir()):
+                shutil.rmtree(folder)
             raise
         if code != 0 or not (run / "summary.json").is_file():
             error(f"the config does not train: {run} says why (its error.txt or train.log). The doctor treats a "
@@ -135,7 +137,7 @@ def treat(candidates: list[Candidate], base: list[str], cfg, choices: dict, fold
     table, notes = answer([current, *candidates], metric, test, len(seeds), base)
     console.print(f"[bold]the doctor's answer[/] ({len(seeds)} seeds a setting)")
     show(table, notes)
-    (folder / "doctor.md").write_text(markdown(table, notes))
+    write_file(folder / "doctor.md", markdown(table, notes))
     console.print(f"everything under {shown(folder)}: nnlab report {shlex.quote(str(sweep))}; tensorboard --logdir {shlex.quote(str(folder))}",
                   soft_wrap=True, highlight=False)  # fmt: skip
     return 0
@@ -170,21 +172,19 @@ def _saved(run: Path) -> list[str]:
 
 
 def _folder(given: list[str]) -> Path:
-    """hydra.sweep.dir=PATH, else outputs/doctor/DATE_TIME: a new folder (a second doctor in the same
-    second gets _2)."""
+    """hydra.sweep.dir=PATH, else outputs/doctor/DATE_TIME: a new folder, held by this process (a second
+    doctor in the same second gets _2; run_folder.claim)."""
     import time
 
+    from nnlab import run_folder
     from nnlab.errors import ConfigError
 
     named = next((a.split("=", 1)[1].strip("'\"") for a in given if a.startswith("hydra.sweep.dir=")), None)
     folder = Path(named or f"outputs/doctor/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
-    if named and folder.exists() and any(folder.iterdir()):
-        raise ConfigError(f"hydra.sweep.dir={named} already holds files: the doctor writes a new folder. Name another one.")
-    base, n = folder, 2
-    while not named and folder.exists():
-        folder, n = Path(f"{base}_{n}"), n + 1
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    if named and (folder.is_symlink() or (folder.exists() and any(folder.iterdir()))):
+        raise ConfigError(f"hydra.sweep.dir={named} already holds files (or is a link): the doctor writes a new folder. "
+                          "Name another one.")  # fmt: skip
+    return run_folder.claim(folder, fresh_name=named is None)[0]
 
 
 def _config(base: list[str]):
