@@ -139,7 +139,8 @@ def _call_task(task: GroupTask) -> list[JobReturn]:
 def _ray(params: dict, tasks: list[GroupTask]) -> list[Callable[[], list]]:
     """One remote call a task, each asking for hydra.launcher.ray's num_cpus (1), num_gpus, resources,
     memory; ray.init(address=...) where an address is given, else a local instance whose session files go
-    to a temporary folder (not ~)."""
+    to a temporary folder (not ~). Each task is sent with resume=auto: a fresh member starts afresh, and
+    where Ray retries a task whose worker died, its members continue from their checkpoints."""
     import tempfile
 
     import ray
@@ -149,7 +150,7 @@ def _ray(params: dict, tasks: list[GroupTask]) -> list[Callable[[], list]]:
         ray.init(address=address, include_dashboard=False,
                  **({} if address else {"_temp_dir": tempfile.mkdtemp(prefix="nnlab-ray-")}))  # fmt: skip
     remote = ray.remote(_call_task).options(**{"num_cpus": 1, **{k: params[k] for k in RAY_TASK if k in params}})
-    refs = [remote.remote(t) for t in tasks]
+    refs = [remote.remote(t.resumed()) for t in tasks]  # Ray retries a task whose worker died: it continues its members
     return [lambda ref=ref: ray.get(ref) for ref in refs]
 
 
