@@ -40,7 +40,7 @@ CONSEQUENCE_OF = {"underfitting": ("divergence", "flat_loss", "vanishing_gradien
 # figures and TensorBoard scalars stay)
 TRIAL = ("diagnostics.histograms_every=0",)
 
-USAGE = """usage: nnlab doctor [OVERRIDES...]      diagnose this config with one run, then test the fixes
+USAGE = """usage: nnlab doctor [OVERRIDES...]             diagnose this config with one run, then test the fixes
        nnlab doctor RUN_FOLDER [OVERRIDES...]  the alarms of a finished run, then test the fixes
 
 For every alarm the run raised, the doctor trains the fixes it suggests and the config as it is over
