@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         if not interrupted():
             raise
         return _interrupted_exit(interrupted())  # Ctrl-C cut an import short: its error is that Ctrl-C
+    finally:
+        _release()
 
 
 def _interrupted_exit(signum: int) -> int:
@@ -266,6 +268,8 @@ def _claim(folder: str, key: str, fresh: bool, cfg, multirun: bool, continuing: 
     global _MADE, _LOCK
     from nnlab import run_folder
 
+    _release()  # an earlier command's in this process (nnlab doctor runs two)
+
     claimed, _MADE, _LOCK = run_folder.claim_output(folder, key, fresh, cfg.overwrite, multirun, continuing)
     return claimed
 
@@ -282,6 +286,14 @@ def _quiet_optuna() -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     except ImportError:
         pass
+
+
+def _release() -> None:
+    """Let go of the output folder's lock (its .lock goes with it)."""
+    global _LOCK
+    if _LOCK is not None:
+        _LOCK.__exit__()
+        _LOCK = None
 
 
 _MADE = None  # the outermost folder the pre-flight created under its lock: a run that stops on a user error before training removes it

@@ -68,7 +68,7 @@ class Candidate:
 def main(argv: list[str], train: Callable[..., int]) -> int:
     """`train(args, brief=False)` runs `nnlab train ARGS` in this process (the CLI's, handed in) and
     returns its exit code."""
-    from nnlab.console import console, error, exit_with
+    from nnlab.console import exit_with
     from nnlab.errors import ConfigError
 
     if any(a in ("-h", "--help") for a in argv):
@@ -79,9 +79,19 @@ def main(argv: list[str], train: Callable[..., int]) -> int:
         base = [*_saved(run), *given] if run else list(given)
         base = [a for a in base if not a.startswith(("hydra.", "resume=", "overwrite="))]
         cfg, choices = _config(base)
-        folder = _folder(given)
+        folder, lock = _folder(given)
     except ConfigError as e:
         exit_with(str(e))
+    try:
+        return _diagnose(run, base, cfg, choices, folder, train)
+    finally:
+        lock.__exit__()  # the folder's .lock goes with it
+
+
+def _diagnose(run: Optional[Path], base: list[str], cfg, choices: dict, folder: Path, train) -> int:
+    """The run's alarms (a diagnosis run of its own where no run folder is given), their candidates, the trial."""
+    from nnlab.console import console, error
+
     if run is None:
         console.print(f"[bold]nnlab doctor[/]: one run of {_budget(cfg)} to see what alarms it raises", soft_wrap=True)
         run = folder / "diagnosis"
@@ -171,7 +181,7 @@ def _saved(run: Path) -> list[str]:
     return saved_overrides(run)
 
 
-def _folder(given: list[str]) -> Path:
+def _folder(given: list[str]):
     """hydra.sweep.dir=PATH, else outputs/doctor/DATE_TIME: a new folder, held by this process (a second
     doctor in the same second gets _2; run_folder.claim)."""
     import time
@@ -184,7 +194,8 @@ def _folder(given: list[str]) -> Path:
     if named and (folder.is_symlink() or (folder.exists() and any(folder.iterdir()))):
         raise ConfigError(f"hydra.sweep.dir={named} already holds files (or is a link): the doctor writes a new folder. "
                           "Name another one.")  # fmt: skip
-    return run_folder.claim(folder, fresh_name=named is None)[0]
+    folder, _, lock = run_folder.claim(folder, fresh_name=named is None)
+    return folder, lock
 
 
 def _config(base: list[str]):

@@ -21,7 +21,10 @@ LOCK = ".lock"
 
 class Lock:
     """Hold RUN/.lock while a process writes into RUN. A second process is refused with a clear error;
-    a process killed with -9 leaves nothing held (the kernel drops an flock with its last descriptor)."""
+    a process killed with -9 leaves nothing held (the kernel drops an flock with its last descriptor). The
+    last holder removes the file as it lets go (while still holding it), so a finished run keeps no .lock;
+    a process that locked the removed file in that moment sees it is no longer the folder's and takes the
+    new one."""
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK
@@ -36,17 +39,23 @@ class Lock:
             self.fd = _CLAIMED[key][0]
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError:
-            if self.path.is_symlink():
-                raise ConfigError(link_message(self.path)) from None
-            raise
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise FolderInUse(busy_message(self.path.parent)) from None
+        for _ in range(100):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError:
+                if self.path.is_symlink():
+                    raise ConfigError(link_message(self.path)) from None
+                raise
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise FolderInUse(busy_message(self.path.parent)) from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # its last holder removed it as it let go: the folder's lock is a new file
+        else:
+            raise FolderInUse(busy_message(self.path.parent))
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
@@ -62,8 +71,19 @@ class Lock:
                 self.fd = None
                 return
             del _CLAIMED[str(self.path.absolute())]
-        os.close(self.fd)  # releases the lock; the file stays (removing it would race a waiting process)
+        try:
+            os.unlink(self.path)  # still held: a process that opened it meanwhile sees it gone (_same_file)
+        except OSError:
+            pass
+        os.close(self.fd)  # releases the lock
         self.fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
+    except FileNotFoundError:
+        return False
 
 
 _CLAIMED: dict[str, list] = {}  # lock path -> [descriptor, holders]: folders claim() took for this process
