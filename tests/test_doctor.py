@@ -71,6 +71,7 @@ def test_zero_init_flat_loss_is_cured_by_he_normal_and_the_answer_is_a_sweep_lik
     assert "the doctor's answer" in out.stdout and "better" in out.stdout and f"nnlab report {folder / 'sweep'}" in out.stdout
     assert (folder / "sweep" / "report.csv").exists() and (folder / "sweep" / "decision_boundaries.png").exists()
     assert (folder / "sweep" / "mean").is_dir()
+    assert not list(folder.rglob(".lock"))  # no folder of it keeps a lock file once done
     # the underfitting it also raised follows from the flat loss: its fixes are not tried
     assert "the fixes of underfitting: it follows from flat_loss" in out.stdout
     assert "model.hidden=[128,128]" not in rows

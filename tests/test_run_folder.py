@@ -32,6 +32,19 @@ def test_a_second_holder_is_refused_and_a_killed_holder_leaves_nothing_held(tmp_
         pass
 
 
+def test_the_last_holder_removes_the_lock_file_and_a_removed_file_is_never_taken_for_the_folders(tmp_path):
+    with run_folder.Lock(tmp_path):
+        assert (tmp_path / ".lock").is_file()
+        stale = os.open(tmp_path / ".lock", os.O_RDWR)  # a process that opened the file before its holder let go
+    assert not (tmp_path / ".lock").exists()  # a finished run keeps no .lock
+    assert not run_folder._same_file(stale, tmp_path / ".lock")  # locking it would hold nothing: it is gone
+    with run_folder.Lock(tmp_path):  # the folder's lock is a new file, taken normally
+        assert run_folder._same_file(os.open(tmp_path / ".lock", os.O_RDONLY), tmp_path / ".lock")
+        with pytest.raises(FolderInUse):
+            run_folder.Lock(tmp_path).__enter__()
+    os.close(stale)
+
+
 def test_a_torn_last_line_is_left_out_and_rows_are_rewritten_whole(tmp_path):
     path = tmp_path / "metrics.jsonl"
     rows = [{"step": i, "step/loss": 0.5} for i in range(1, 5)]
