@@ -209,14 +209,14 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     from pathlib import Path
 
     from nnlab import checkpoint
-    from nnlab.command_line import check_command_line, grid_sweeper, quoted_path
+    from nnlab.command_line import check_command_line, grid_sweeper, override_key, quoted_path
     from nnlab.errors import ConfigError
 
     resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
     if resume not in (None, "auto", "null"):
         run = checkpoint.run_of(resume)
-        given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
-        saved = [o for o in checkpoint.saved_overrides(run) if o.split("=", 1)[0].lstrip("+~") not in given]
+        given = {override_key(a) for a in args if "=" in a}
+        saved = [o for o in checkpoint.saved_overrides(run) if override_key(o) not in given]
         args = [*saved, *args, *([] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"])]
     args = grid_sweeper([quoted_path(a) for a in args], None)
     cfg, folder, sweeper, name_without = check_command_line(args)  # every job's config checked; the output folder

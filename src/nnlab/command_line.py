@@ -103,12 +103,17 @@ def _config_overrides(args: list[str]) -> list[str]:
     return overrides
 
 
+def override_key(override: str) -> str:
+    """The key an override sets: `optimizer.lr` for `optimizer.lr=0.1`, `+trainer.foo=1`, `~init.bias`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def _settings(cfg: DictConfig, fixed: list[str], variants: list[list[str]]) -> set[str]:
     """hydra.sweeper.settings (grid_sweeper.py): each setting's config checked too (added to `variants`,
     a setting's overrides replacing the command line's for the same key); returns the keys they set."""
     settings = [list(s) for s in OmegaConf.select(cfg, "hydra.sweeper.settings") or []]
-    keys = {o.split("=", 1)[0].lstrip("+~") for s in settings for o in s}
-    variants += [[*(o for o in fixed if o.split("=", 1)[0].lstrip("+~") not in keys), *s] for s in settings]
+    keys = {override_key(o) for s in settings for o in s}
+    variants += [[*(o for o in fixed if override_key(o) not in keys), *s] for s in settings]
     return keys
 
 
@@ -272,6 +277,6 @@ def quoted_path(arg: str) -> str:
     a folder's name holds `=` (a sweep's runs, a run alone named by its settings: no value of Hydra's
     grammar holds one) and it is not yet; `root=/a,/b` stays a sweep over two paths."""
     key, sep, value = arg.partition("=")
-    if key.lstrip("+~") not in PATH_KEYS or not sep or value[:1] in ("'", '"') or "'" in value:
+    if override_key(key) not in PATH_KEYS or not sep or value[:1] in ("'", '"') or "'" in value:
         return arg
     return f"{key}='{value}'" if "=" in value else arg

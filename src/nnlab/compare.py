@@ -75,22 +75,22 @@ def verdict(values: Sequence[float], best: Sequence[float], higher_is_better: bo
     """"best", "worse" (p < 0.05 and the mean on the worse side), or "not distinguishable with n seeds"."""
     if is_best:
         return "best"
-    n = min(len(values), len(best))
     if not values:
         return "no finished run"
-    worse_mean = statistics.fmean(values) < statistics.fmean(best) if higher_is_better else statistics.fmean(values) > statistics.fmean(best)
-    if worse_mean and welch_p(values, best) < LEVEL:
-        return "worse"
-    return f"not distinguishable with {n} seed{'s' if n != 1 else ''}"
+    said = against(values, best, higher_is_better)
+    return said if said != "better" else _tied(min(len(values), len(best)))
 
 
 def against(values: Sequence[float], base: Sequence[float], higher_is_better: bool) -> str:
     """A setting against a reference (`nnlab doctor`: a fix against the config as it is): "better" or
     "worse" (p < 0.05, the mean on that side), else "not distinguishable with n seeds"."""
-    n = min(len(values), len(base))
     if values and base and welch_p(values, base) < LEVEL:
         higher = statistics.fmean(values) > statistics.fmean(base)
         return "better" if higher == higher_is_better else "worse"
+    return _tied(min(len(values), len(base)))
+
+
+def _tied(n: int) -> str:
     return f"not distinguishable with {n} seed{'s' if n != 1 else ''}"
 
 

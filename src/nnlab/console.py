@@ -158,6 +158,12 @@ def summary_text(summary: Mapping[str, Any]) -> str:
     return plain.file.getvalue().rstrip()
 
 
+def result_line(name: str, status: str, metrics: Mapping[str, float]) -> str:
+    """A stack member's closing line: `  NAME: STATUS  loss/test 0.1234  acc/test 0.9750`."""
+    score = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("/test"))
+    return f"  {shown(name)}: {shown(status)}  {score}".rstrip()
+
+
 _interrupted = 0  # the signal that interrupted start-up or closing (SIGINT, SIGTERM), 0: none
 
 

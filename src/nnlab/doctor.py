@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from nnlab.command_line import quoted_path
+from nnlab.command_line import override_key, quoted_path
 from nnlab.run_folder import write_file
 
 # The most fundamental first: a run that diverges or whose gradients vanish says little about the rest.
@@ -68,6 +68,7 @@ class Candidate:
 def main(argv: list[str], train: Callable[..., int]) -> int:
     """`train(args, brief=False)` runs `nnlab train ARGS` in this process (the CLI's, handed in) and
     returns its exit code."""
+    from nnlab.checkpoint import saved_overrides
     from nnlab.console import exit_with
     from nnlab.errors import ConfigError
 
@@ -76,7 +77,7 @@ def main(argv: list[str], train: Callable[..., int]) -> int:
         return 0
     try:
         run, given = _run_folder(argv)
-        base = [*_saved(run), *given] if run else list(given)
+        base = [*saved_overrides(run), *given] if run else list(given)
         base = [a for a in base if not a.startswith(("hydra.", "resume=", "overwrite="))]
         cfg, choices = _config(base)
         folder, lock = _folder(given)
@@ -133,9 +134,9 @@ def treat(candidates: list[Candidate], base: list[str], cfg, choices: dict, fold
     console.print(f"[bold]testing {len(candidates)} fix{'es' if len(candidates) > 1 else ''}[/] against the config as it is, "
                   f"{len(seeds)} seeds each: {len(settings) * len(seeds)} runs of {_budget(cfg)}", soft_wrap=True)  # fmt: skip
     sweep = folder / "sweep"
-    keys = {_key(o) for s in settings for o in s}
-    keys |= {"trainer.seed", *map(_key, TRIAL)}
-    code = train(["-m", *(a for a in base if _key(a) not in keys), *TRIAL, "hydra.sweeper.params=null",
+    keys = {override_key(o) for s in settings for o in s}
+    keys |= {"trainer.seed", *map(override_key, TRIAL)}
+    code = train(["-m", *(a for a in base if override_key(a) not in keys), *TRIAL, "hydra.sweeper.params=null",
                   f"hydra.sweeper.settings={_literal(settings)}", f"trainer.seed={','.join(map(str, seeds))}",
                   quoted_path(f"hydra.sweep.dir={sweep}")], brief=True)  # fmt: skip
     if not sweep.is_dir():  # refused before any run (its paragraph is said)
@@ -175,12 +176,6 @@ def _run_folder(argv: list[str]) -> tuple[Optional[Path], list[str]]:
     return path, list(argv[1:])
 
 
-def _saved(run: Path) -> list[str]:
-    from nnlab.checkpoint import saved_overrides
-
-    return saved_overrides(run)
-
-
 def _folder(given: list[str]):
     """hydra.sweep.dir=PATH, else outputs/doctor/DATE_TIME: a new folder, held by this process (a second
     doctor in the same second gets _2; run_folder.claim)."""
@@ -218,9 +213,9 @@ def candidates_for(raised: list[dict], cfg, choices: dict, limit: int) -> tuple[
     fundamental alarm first), each once, none that the config already has; at most `limit`. Also what was
     left out and why."""
     names = {a["name"] for a in raised}
-    notes = [f"the fixes of {a['name']}: it follows from {', '.join(sorted(names & set(CONSEQUENCE_OF[a['name']])))}"
-             for a in raised if names & set(CONSEQUENCE_OF.get(a["name"], ()))]  # fmt: skip
-    raised = [a for a in raised if not names & set(CONSEQUENCE_OF.get(a["name"], ()))]
+    causes = {a["name"]: sorted(names & set(CONSEQUENCE_OF.get(a["name"], ()))) for a in raised}
+    notes = [f"the fixes of {name}: it follows from {', '.join(found)}" for name, found in causes.items() if found]
+    raised = [a for a in raised if not causes[a["name"]]]
     ranked = sorted(raised, key=lambda a: ORDER.index(a["name"]) if a["name"] in ORDER else len(ORDER))
     queues = [[tuple(f) for f in a.get("fixes") or ()] for a in ranked]
     out: dict[tuple, Candidate] = {}
@@ -234,7 +229,7 @@ def candidates_for(raised: list[dict], cfg, choices: dict, limit: int) -> tuple[
             except ValueError as e:
                 notes.append(f"{' with '.join(fix)} ({alarm['name']}): {e}")
                 continue
-            if all(_current(_key(o), cfg, choices) == o.split("=", 1)[1] for o in overrides):
+            if all(_current(override_key(o), cfg, choices) == o.split("=", 1)[1] for o in overrides):
                 notes.append(f"{' '.join(overrides)} ({alarm['name']}): the config has it already")
                 continue
             if overrides in out:
@@ -285,10 +280,6 @@ def _current(key: str, cfg, choices: dict) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def _buildable(base: list[str], candidates: list[Candidate], choices: dict) -> tuple[list[Candidate], list[str]]:
     """The candidates whose config composes and validates; the others, each with its one paragraph."""
     from nnlab.command_line import compose
@@ -297,9 +288,9 @@ def _buildable(base: list[str], candidates: list[Candidate], choices: dict) -> t
 
     good, bad = [], []
     for c in candidates:
-        keys = {_key(o) for o in c.overrides}
+        keys = {override_key(o) for o in c.overrides}
         try:
-            validate(compose([*(a for a in base if _key(a) not in keys), *c.overrides]))
+            validate(compose([*(a for a in base if override_key(a) not in keys), *c.overrides]))
             good.append(c)
         except ConfigError as e:
             bad.append(f"{c.name} ({', '.join(c.alarms)}): {e}")
@@ -310,13 +301,13 @@ def _settings(candidates: list[Candidate], cfg, choices: dict) -> list[list[str]
     """The sweep's settings: the config as it is, then each candidate, every one naming its value of each
     key any candidate sets (so that runs are named by what differs). A key under a config group that a
     candidate changes (init.bias under init) comes from the new option."""
-    keys = list(dict.fromkeys(_key(o) for c in candidates for o in c.overrides))
+    keys = list(dict.fromkeys(override_key(o) for c in candidates for o in c.overrides))
     current = [f"{k}={_current(k, cfg, choices)}" for k in keys]
     out = [current]
     for c in candidates:
-        own = {_key(o) for o in c.overrides}
+        own = {override_key(o) for o in c.overrides}
         groups = [k for k in own if k in choices]
-        rest = [o for o in current if _key(o) not in own and not any(_key(o).startswith(g + ".") for g in groups)]
+        rest = [o for o in current if override_key(o) not in own and not any(override_key(o).startswith(g + ".") for g in groups)]
         out.append([*rest, *c.overrides])
     return out
 
@@ -334,7 +325,7 @@ def _measure(sweep: Path, rows: list[Candidate], settings: list[list[str]], metr
 
     runs = collect(sweep) if sweep.is_dir() else []
     test = f"{metrics.score(task_of(runs))}/test"
-    wanted = [{_key(o): o.split("=", 1)[1] for o in s} for s in settings]
+    wanted = [{override_key(o): o.split("=", 1)[1] for o in s} for s in settings]
     for run in runs:
         row = next((r for r, w in zip(rows, wanted) if all(run.overrides.get(k) == v for k, v in w.items())), None)
         if row is None:
@@ -380,9 +371,9 @@ def answer(rows: list[Candidate], metric: str, test: str, seeds: int, base: list
     sign = 1 if metrics.better(metric) > 0 else -1
     if better:
         best = max(better, key=lambda r: sign * sum(r.values) / len(r.values))
-        keys = {_key(o) for o in best.overrides}
+        keys = {override_key(o) for o in best.overrides}
         notes.append(f"best fix ({', '.join(dict.fromkeys(best.alarms))}): "
-                     + " ".join(["nnlab train", *(a for a in base if _key(a) not in keys), *best.overrides]))
+                     + " ".join(["nnlab train", *(a for a in base if override_key(a) not in keys), *best.overrides]))
     elif all(r.verdict == "worse" for r in rows[1:]):
         notes.append("no fix is better than the config as it is: every one is worse")
     else:

@@ -309,7 +309,8 @@ def sweep_summary(path: Path, brief: bool = False) -> None:
         return
     key = default_sort(runs)
     if brief:
-        write_files(rows(sort_runs(runs, key)), sort_runs(runs, key), path, key)
+        ordered = sort_runs(runs, key)
+        write_files(rows(ordered), ordered, path, key)
     else:
         console.rule(f"sweep {shown(path)}: {len(runs)} runs")
         main([str(path)])

@@ -122,13 +122,12 @@ def close(m: Member, alone: bool, label: str, size: int, wall: float) -> Optiona
 
 def said(m: Member, summary: dict, alone: bool) -> None:
     """The closing table of a run alone; one line for a member of a stack."""
-    from nnlab.console import console, shown, summary_table
+    from nnlab.console import console, result_line, summary_table
 
     if alone:
         summary_table(summary)
         return
-    score = "  ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items() if k.endswith("/test"))
-    console.print(f"  {shown(m.run_dir.name)}: {summary['status']}  {score}", soft_wrap=True)
+    console.print(result_line(m.run_dir.name, summary["status"], summary["metrics"]), soft_wrap=True)
 
 
 def alarms_said(members: list[Member], summaries: list[Optional[dict]]) -> None:

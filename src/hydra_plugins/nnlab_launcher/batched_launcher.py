@@ -84,10 +84,10 @@ class BatchedLauncher(Launcher):
         console.print(f"sweep {shown(sweep_dir)}: {len(configs)} job{'s' if len(configs) > 1 else ''} in {len(stacks)} "
                       f"group{'s' if len(stacks) > 1 else ''}; watch it: tensorboard --logdir {sweep_dir}", soft_wrap=True)  # fmt: skip
         if self.executor != "local" and prepare is not None:  # training jobs; other commands' sweeps stay here
-            from hydra_plugins.nnlab_launcher.executors import send
+            from hydra_plugins.nnlab_launcher.executors import folder_of, send
 
             returns = send(self.executor, self.params, [[configs[i] for i in st] for st in stacks], self.hydra_context, sweep_dir)
-            return [returns[str(Path(str(c.hydra.sweep.dir)) / str(c.hydra.sweep.subdir))] for c in configs]
+            return [returns[folder_of(c)] for c in configs]
         done = 0
         for n, stack in enumerate(stacks, 1):
             names = [" ".join(filter_overrides(job_overrides[i])) or "(defaults)" for i in stack]

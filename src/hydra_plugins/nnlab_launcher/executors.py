@@ -59,6 +59,7 @@ class _Call:
 
 
 def folder_of(cfg: DictConfig) -> str:
+    """A sweep job's run folder (Hydra's hydra.sweep.dir/hydra.sweep.subdir)."""
     return str(Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir))
 
 
@@ -96,7 +97,7 @@ def _counts(sizes: list[int]) -> str:
 def _result(cfg: DictConfig, ret, lost: str) -> JobReturn:
     """A member's JobReturn as the sweeper sees it, and its line: its status and test scores (its
     summary.json), or why it has none (FAILED_JOBS: the sweep exits 1 and says resume=auto)."""
-    from nnlab.console import console, shown
+    from nnlab.console import console, result_line
     from nnlab.errors import FAILED_JOBS
     from nnlab.metrics import worst_objective
 
@@ -108,8 +109,7 @@ def _result(cfg: DictConfig, ret, lost: str) -> JobReturn:
     status = summary.get("status", "unknown") if isinstance(summary, dict) else ("lost: " + lost if lost else "no summary")
     if not isinstance(summary, dict) or status == "failed":
         FAILED_JOBS.append(f"{folder}: {status}")
-    scores = "  ".join(f"{k} {v:.4f}" for k, v in (summary or {}).get("metrics", {}).items() if k.endswith("/test"))
-    console.print(f"  {shown(Path(folder).name)}: {shown(status)}  {scores}".rstrip(), soft_wrap=True)
+    console.print(result_line(Path(folder).name, status, (summary or {}).get("metrics", {})), soft_wrap=True)
     if ret is None:
         ret = JobReturn(overrides=list(cfg.hydra.overrides.task), cfg=cfg, working_dir=folder, status=JobStatus.COMPLETED)
         ret.return_value = worst_objective(cfg.early_stopping.metric)
@@ -183,7 +183,7 @@ def run_group(hydra_context, configs: list[DictConfig], label: str, task=None) -
 
 
 def _run(hydra_context, cfg: DictConfig, task) -> JobReturn:
-    folder = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+    folder = Path(folder_of(cfg))
     if folder.is_symlink():  # Hydra would write the job's .hydra/ through it: refused, the sweep goes on
         from nnlab.console import error
         from nnlab.errors import FAILED_JOBS

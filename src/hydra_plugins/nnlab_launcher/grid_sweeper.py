@@ -37,8 +37,10 @@ class GridSweeper(BasicSweeper):
         batches = BasicSweeper.split_arguments(overrides, max_batch_size)
         if not self.settings:
             return batches
+        from nnlab.command_line import override_key
+
         jobs = [job for batch in batches for job in batch]
-        return [[[*(o for o in job if _key(o) not in {_key(s) for s in setting}), *setting]
+        return [[[*(o for o in job if override_key(o) not in {override_key(s) for s in setting}), *setting]
                  for setting in self.settings for job in jobs]]
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
@@ -46,7 +48,3 @@ class GridSweeper(BasicSweeper):
 
         if not isinstance(self.launcher, BatchedLauncher):
             super().validate_batch_is_legal(batch)
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
