@@ -33,18 +33,18 @@ def test_gradient_flow():
 
 
 def test_dead_units_and_saturation_name_the_worst_layer():
-    stats = {"dead_frac/layer1": 0.1, "dead_frac/layer2": 0.8, "saturated_frac/layer1": 0.1}
+    stats = {"stats/dead_frac/layer1": 0.1, "stats/dead_frac/layer2": 0.8, "stats/saturated_frac/layer1": 0.1}
     a = alarms.dead_units(stats, 0.5, 7)
     assert a.name == "dead_units" and "layer2" in a.message and "80%" in a.message
     assert alarms.saturation(stats, 0.25, 7) is None
-    assert alarms.saturation({"saturated_frac/layer3": 0.6}, 0.25, 7).name == "saturation"
+    assert alarms.saturation({"stats/saturated_frac/layer3": 0.6}, 0.25, 7).name == "saturation"
     assert alarms.dead_units({}, 0.5, 7) is None
 
 
 def test_update_ratio_uses_the_typical_layer():
-    assert alarms.update_ratio({"update_ratio/layer1": 1e-3, "update_ratio/layer2": 3e-3}, 1e-5, 0.1, 1) is None
-    assert "too low" in alarms.update_ratio({"update_ratio/layer1": 1e-7}, 1e-5, 0.1, 1).message
-    assert "too high" in alarms.update_ratio({"update_ratio/layer1": 0.5}, 1e-5, 0.1, 1).message
+    assert alarms.update_ratio({"stats/update_ratio/layer1": 1e-3, "stats/update_ratio/layer2": 3e-3}, 1e-5, 0.1, 1) is None
+    assert "too low" in alarms.update_ratio({"stats/update_ratio/layer1": 1e-7}, 1e-5, 0.1, 1).message
+    assert "too high" in alarms.update_ratio({"stats/update_ratio/layer1": 0.5}, 1e-5, 0.1, 1).message
 
 
 def test_fit_gap():

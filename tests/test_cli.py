@@ -64,16 +64,18 @@ def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
     assert [r["epoch"] for r in epochs] == [1, 2]
     steps = [r["step"] for r in rows if "step/loss" in r]
     assert steps == list(range(1, s["steps"] + 1))  # every step's loss and global gradient norm
-    layer_rows = [r for r in rows if "grad_norm/layer1" in r]
-    assert layer_rows and all("update_ratio/layer1" in r and "dead_frac/layer2" in r for r in layer_rows)
+    layer_rows = [r for r in rows if "stats/grad_norm/layer1" in r]
+    assert layer_rows and all("stats/update_ratio/layer1" in r and "stats/dead_frac/layer2" in r for r in layer_rows)
 
     acc = events(run)
     tags = set(acc.Tags()["scalars"])
     for tag in ("loss/train", "loss/val", "acc/train", "acc/val", "acc/test", "step/lr", "step/grad_norm",
-                "grad_norm/layer1", "grad_norm/layer3", "time/epoch_s", "throughput/examples_per_s", "initial/loss",
-                "act_mean/layer1", "act_std/layer2", "dead_frac/layer1", "weight_norm/layer3", "update_ratio/layer1",
-                "grad_ratio/first_to_last"):  # fmt: skip
+                "stats/grad_norm/layer1", "stats/grad_norm/layer3", "time/epoch_s", "throughput/examples_per_s", "start/loss",
+                "stats/act_mean/layer1", "stats/act_std/layer2", "stats/dead_frac/layer1", "stats/weight_norm/layer3", "stats/update_ratio/layer1",
+                "stats/grad_ratio/first_to_last"):  # fmt: skip
         assert tag in tags, tag
+    groups = sorted({t.split("/")[0] for t in tags})  # TensorBoard orders its tag groups by name
+    assert groups[:2] == ["acc", "loss"], groups  # the learning curves before any diagnostic
     logged = [e.value for e in acc.Scalars("loss/val")]
     assert logged == pytest.approx([r["loss/val"] for r in epochs], rel=1e-6)
     assert [e.step for e in acc.Scalars("loss/val")] == [r["epoch"] for r in epochs] == [1, 2]  # against the epoch
@@ -82,7 +84,7 @@ def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
     images = acc.Images("decision_boundary")
     assert len(images) == 2 and images[0].width == 192
     assert "_hparams_/session_start_info" in acc.summary_metadata  # the HPARAMS tab
-    assert {"weights/layer1", "grads/layer3", "activations/layer2"} <= set(acc.Tags()["histograms"])
+    assert {"stats/weights/layer1", "stats/grads/layer3", "stats/activations/layer2"} <= set(acc.Tags()["histograms"])
     assert len(acc.Images("activations_per_layer")) == 2  # at init and at the end
     for png in ("curves.png", "activations_init.png", "activations_final.png"):
         assert (run / png).stat().st_size > 1000

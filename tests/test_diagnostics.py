@@ -38,9 +38,9 @@ def test_deep_sigmoid_gradients_vanish_where_relu_he_ones_do_not(tmp_path):
     deep = ["model.hidden=[32,32,32,32,32,32]", "trainer.epochs=2", "optimizer=sgd"]
     sig, _ = train(tmp_path, *FAST, *deep, "activation=sigmoid", "init=xavier_normal", run_dir="sigmoid")
     relu, _ = train(tmp_path, *FAST, *deep, "activation=relu", "init=he_normal", run_dir="relu")
-    sig_ratio, relu_ratio = layer_stat(sig, "grad_ratio/first_to_last"), layer_stat(relu, "grad_ratio/first_to_last")
+    sig_ratio, relu_ratio = layer_stat(sig, "stats/grad_ratio/first_to_last"), layer_stat(relu, "stats/grad_ratio/first_to_last")
     assert max(sig_ratio) < 0.01 < 0.1 < min(relu_ratio)
-    assert layer_stat(sig, "grad_norm/layer1")[0] < 0.01 * layer_stat(relu, "grad_norm/layer1")[0]
+    assert layer_stat(sig, "stats/grad_norm/layer1")[0] < 0.01 * layer_stat(relu, "stats/grad_norm/layer1")[0]
     assert "vanishing_gradients" in alarm_names(sig) and "vanishing_gradients" not in alarm_names(relu)
 
 
@@ -56,10 +56,10 @@ def test_an_absurd_learning_rate_stops_the_run_as_diverged(tmp_path):
 
 def test_a_large_negative_bias_kills_relu_units(tmp_path):
     run, _ = train(tmp_path, *FAST, "init.bias=-3", "trainer.epochs=2")
-    assert max(layer_stat(run, "dead_frac/layer2")) > 0.9
+    assert max(layer_stat(run, "stats/dead_frac/layer2")) > 0.9
     assert "dead_units" in alarm_names(run)
     healthy, _ = train(tmp_path, *FAST, "init.bias=0.01", "trainer.epochs=2", run_dir="healthy")
-    assert max(layer_stat(healthy, "dead_frac/layer2")) < 0.5 and "dead_units" not in alarm_names(healthy)
+    assert max(layer_stat(healthy, "stats/dead_frac/layer2")) < 0.5 and "dead_units" not in alarm_names(healthy)
 
 
 def test_large_init_saturates_sigmoids_and_misses_the_initial_loss(tmp_path):
@@ -123,13 +123,13 @@ def test_steepest_descent_finds_the_steepest_point():
 def test_activation_stats_dead_and_saturated_fractions():
     relu_out = torch.tensor([[0.0, 1.0, 0.0, 2.0], [0.0, 0.5, 0.0, 0.0]])  # units 0 and 2 never fire
     stats = diagnostics.activation_stats({"layer1": relu_out}, nn.ReLU())
-    assert stats["dead_frac/layer1"] == 0.5 and "saturated_frac/layer1" not in stats
+    assert stats["stats/dead_frac/layer1"] == 0.5 and "stats/saturated_frac/layer1" not in stats
     sig_out = torch.tensor([[0.001, 0.5], [0.999, 0.3]])
     stats = diagnostics.activation_stats({"layer1": sig_out}, nn.Sigmoid(), saturation_eps=0.02)
-    assert stats["saturated_frac/layer1"] == 0.5 and "dead_frac/layer1" not in stats
+    assert stats["stats/saturated_frac/layer1"] == 0.5 and "stats/dead_frac/layer1" not in stats
     conv = torch.zeros(3, 4, 5, 5)
     conv[:, 1, 2, 2] = 1.0  # one channel fires at one position: alive
-    assert diagnostics.activation_stats({"c": conv}, nn.ReLU())["dead_frac/c"] == 0.75
+    assert diagnostics.activation_stats({"c": conv}, nn.ReLU())["stats/dead_frac/c"] == 0.75
 
 
 def test_update_ratio_and_first_to_last_ratio():
@@ -137,9 +137,9 @@ def test_update_ratio_and_first_to_last_ratio():
     before = [layer.weight.detach().clone()]
     with torch.no_grad():
         layer.weight.mul_(1.001)
-    ratio = diagnostics.update_ratios([("layer1", layer)], before)["update_ratio/layer1"]
+    ratio = diagnostics.update_ratios([("layer1", layer)], before)["stats/update_ratio/layer1"]
     assert ratio == pytest.approx(1e-3, rel=1e-2)
-    assert diagnostics.first_to_last_ratio({"grad_norm/layer1": 1e-4, "grad_norm/layer2": 1.0}) == pytest.approx(1e-4)
+    assert diagnostics.first_to_last_ratio({"stats/grad_norm/layer1": 1e-4, "stats/grad_norm/layer2": 1.0}) == pytest.approx(1e-4)
 
 
 def test_the_lr_find_figure_keeps_every_line_on_the_chart_and_marks_the_divergence():

@@ -142,7 +142,7 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
 def test_candidates_come_one_from_each_alarm_in_turn_resolved_and_bounded():
     cfg = compose(["init=zeros", "optimizer.lr=0.002"], hydra=True)
     choices = dict(cfg.hydra.runtime.choices)
-    raised = [alarms.dead_units({"dead_frac/layer1": 1.0}, 0.9, 50).as_dict(),
+    raised = [alarms.dead_units({"stats/dead_frac/layer1": 1.0}, 0.9, 50).as_dict(),
               alarms.flat_loss(0.69, 0.69, 0.05, 200).as_dict(),
               {"name": "old_alarm", "step": 1, "message": "a run from before the fixes were data"}]  # fmt: skip
     got, notes = doctor.candidates_for(raised, cfg, choices, limit=3)
@@ -166,8 +166,8 @@ def test_a_candidate_that_cannot_be_built_is_said_and_the_others_go_on():
 
 ALARMS = [alarms.initial_loss(3.0, 0.69, 0.5), alarms.divergence(float("nan"), 0.7, 3.0, 4), alarms.flat_loss(0.7, 0.7, 0.05, 200),
           alarms.gradient_flow(1e-4, 0.01, 100, 3), alarms.gradient_flow(1e4, 0.01, 100, 3),
-          alarms.dead_units({"dead_frac/l": 1.0}, 0.9, 1), alarms.saturation({"saturated_frac/l": 1.0}, 0.9, 1),
-          alarms.update_ratio({"update_ratio/l": 1e-7}, 1e-5, 0.1, 1), alarms.update_ratio({"update_ratio/l": 0.5}, 1e-5, 0.1, 1),
+          alarms.dead_units({"stats/dead_frac/l": 1.0}, 0.9, 1), alarms.saturation({"stats/saturated_frac/l": 1.0}, 0.9, 1),
+          alarms.update_ratio({"stats/update_ratio/l": 1e-7}, 1e-5, 0.1, 1), alarms.update_ratio({"stats/update_ratio/l": 0.5}, 1e-5, 0.1, 1),
           alarms.fit_gap(0.5, 0.5, 0.1, 0.6, 1), alarms.fit_gap(1.0, 0.7, 0.1, 0.6, 1)]  # fmt: skip
 
 

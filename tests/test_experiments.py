@@ -136,9 +136,9 @@ def test_self_normalizing(tmp_path):
     for name in ("selu", "relu", "tanh"):
         run = next(tmp_path.glob(f"activation={name}*"))
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        first[name] = next(r for r in rows if "act_std/layer12" in r)  # at initialization (step 0)
-    assert 0.7 < first["selu"]["act_std/layer12"] < 1.4 and abs(first["selu"]["act_mean/layer12"]) < 0.3
-    assert first["relu"]["act_std/layer12"] < 0.2 and first["tanh"]["act_std/layer12"] < 0.5
+        first[name] = next(r for r in rows if "stats/act_std/layer12" in r)  # at initialization (step 0)
+    assert 0.7 < first["selu"]["stats/act_std/layer12"] < 1.4 and abs(first["selu"]["stats/act_mean/layer12"]) < 0.3
+    assert first["relu"]["stats/act_std/layer12"] < 0.2 and first["tanh"]["stats/act_std/layer12"] < 0.5
     assert acc(runs["activation=selu"]) > 0.8
 
 

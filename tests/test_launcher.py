@@ -50,7 +50,7 @@ def same_as_alone(tmp_path, sweep, grid: dict, common: list[str], rel: float = 1
 def layer_rows(run) -> dict[int, dict]:
     """The per-layer statistics rows of a run's metrics.jsonl, by step."""
     return {r["step"]: {k: v for k, v in r.items() if "/layer" in k or k.startswith("grad_ratio")}
-            for r in metrics(run) if "weight_norm/layer1" in r}  # fmt: skip
+            for r in metrics(run) if "stats/weight_norm/layer1" in r}  # fmt: skip
 
 
 def boundaries(run) -> list[tuple[int, bytes]]:
@@ -82,7 +82,7 @@ def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone
     assert any(s["stopped_early"] for s in summaries) and not all(s["stopped_early"] for s in summaries if s["status"] == "ok")
     assert all(s["batch"]["members"] == 16 for s in summaries)
     assert summary(sweep / "1")["epochs_run"] == 6 and len(boundaries(sweep / "1")) == 2  # epochs 5 and 6, in one pass
-    assert list(layer_rows(sweep / "1")) == [50] and "dead_frac/layer2" in layer_rows(sweep / "1")[50]  # diagnostics.every
+    assert list(layer_rows(sweep / "1")) == [50] and "stats/dead_frac/layer2" in layer_rows(sweep / "1")[50]  # diagnostics.every
 
 
 @pytest.mark.parametrize("optimizer, extra", [

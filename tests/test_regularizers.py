@@ -48,9 +48,9 @@ def test_max_norm_from_the_command_line(tmp_path):
 
 def test_activity_l1_makes_hidden_activations_sparser(tmp_path):
     def final_activity(run):
-        rows = [r for r in metrics(run) if "act_mean/layer1" in r]
+        rows = [r for r in metrics(run) if "stats/act_mean/layer1" in r]
         last = rows[-1]
-        return sum(v for k, v in last.items() if k.startswith("act_mean/")), last["step"]
+        return sum(v for k, v in last.items() if k.startswith("stats/act_mean/")), last["step"]
 
     common = [*TINY, "trainer.epochs=30", "diagnostics.every=20"]
     plain, _ = train(tmp_path, *common, run_dir="plain")

@@ -110,7 +110,7 @@ def test_channels_last_for_conv_nets_gives_the_same_training(tmp_path, cifar_roo
     nhwc, _ = train(tmp_path, *common, run_dir="nhwc")
     nchw, _ = train(tmp_path, *common, "trainer.channels_last=false", run_dir="nchw")
     a, b = metrics(nhwc), metrics(nchw)
-    assert a[0]["initial/loss"] == pytest.approx(b[0]["initial/loss"], rel=1e-5)
+    assert a[0]["start/loss"] == pytest.approx(b[0]["start/loss"], rel=1e-5)
     for key in ("loss/train", "loss/test"):
         assert summary(nhwc)["metrics"][key] == pytest.approx(summary(nchw)["metrics"][key], rel=1e-3)
     state = torch.load(nhwc / "checkpoints" / "last.pt", weights_only=True)["model"]

@@ -90,7 +90,7 @@ def gradient_flow(ratio: Optional[float], low: float, high: float, step: int) ->
 
 
 def dead_units(stats: dict[str, float], threshold: float, step: int) -> Optional[Alarm]:
-    worst = _worst_above(stats, "dead_frac/", threshold)
+    worst = _worst_above(stats, "stats/dead_frac/", threshold)
     if worst is None:
         return None
     layer, frac = worst
@@ -100,7 +100,7 @@ def dead_units(stats: dict[str, float], threshold: float, step: int) -> Optional
 
 
 def saturation(stats: dict[str, float], threshold: float, step: int) -> Optional[Alarm]:
-    worst = _worst_above(stats, "saturated_frac/", threshold)
+    worst = _worst_above(stats, "stats/saturated_frac/", threshold)
     if worst is None:
         return None
     layer, frac = worst
@@ -110,7 +110,7 @@ def saturation(stats: dict[str, float], threshold: float, step: int) -> Optional
 
 
 def update_ratio(stats: dict[str, float], low: float, high: float, step: int) -> Optional[Alarm]:
-    values = {k: v for k, v in stats.items() if k.startswith("update_ratio/") and math.isfinite(v)}
+    values = {k: v for k, v in stats.items() if k.startswith("stats/update_ratio/") and math.isfinite(v)}
     if not values:
         return None
     mean_log = sum(math.log10(max(v, 1e-30)) for v in values.values()) / len(values)

@@ -44,16 +44,16 @@ def _read(values: dict[str, Tensor]) -> dict[str, float]:
 
 def grad_norms(layers: list[tuple[str, nn.Module]]) -> dict[str, float]:
     """L2 norm of each layer's weight gradient."""
-    return _read({f"grad_norm/{n}": m.weight.grad.norm() for n, m in layers if m.weight.grad is not None})
+    return _read({f"stats/grad_norm/{n}": m.weight.grad.norm() for n, m in layers if m.weight.grad is not None})
 
 
 def weight_norms(layers: list[tuple[str, nn.Module]]) -> dict[str, float]:
-    return _read({f"weight_norm/{n}": m.weight.norm() for n, m in layers})
+    return _read({f"stats/weight_norm/{n}": m.weight.norm() for n, m in layers})
 
 
 def update_ratios(layers: list[tuple[str, nn.Module]], before: list[Tensor]) -> dict[str, float]:
     """||W_after - W_before|| / ||W_before|| of one optimizer step, per layer (the notes want ~1e-3)."""
-    ratios = {f"update_ratio/{n}": (m.weight - w0).norm() / w0.norm() for (n, m), w0 in zip(layers, before)}
+    ratios = {f"stats/update_ratio/{n}": (m.weight - w0).norm() / w0.norm() for (n, m), w0 in zip(layers, before)}
     return {k: v for k, v in _read(ratios).items() if math.isfinite(v)}  # undefined for all-zero weights
 
 
@@ -79,15 +79,15 @@ def activation_stats(outputs: dict[str, Tensor], activation: nn.Module, saturati
     bounds = SATURATING.get(type(activation))
     for name, a in outputs.items():
         a = a.float()
-        stats[f"act_mean/{name}"] = a.mean()
-        stats[f"act_std/{name}"] = a.std()
+        stats[f"stats/act_mean/{name}"] = a.mean()
+        stats[f"stats/act_std/{name}"] = a.std()
         if isinstance(activation, RECTIFIERS):
             per_unit = a.transpose(0, 1).reshape(a.shape[1], -1)
-            stats[f"dead_frac/{name}"] = (per_unit <= 0).all(1).float().mean()
+            stats[f"stats/dead_frac/{name}"] = (per_unit <= 0).all(1).float().mean()
         if bounds is not None:
             lo, hi = bounds
             margin = saturation_eps * (hi - lo)
-            stats[f"saturated_frac/{name}"] = ((a < lo + margin) | (a > hi - margin)).float().mean()
+            stats[f"stats/saturated_frac/{name}"] = ((a < lo + margin) | (a > hi - margin)).float().mean()
     return _read(stats)
 
 
@@ -145,9 +145,9 @@ def _stacked_stats(weights: list[Tensor], before: list[Tensor], hidden: Optional
     for i, k in enumerate(due):
         d = diags[k]
         names = [n for n, _ in d.layers]
-        norms = {f"grad_norm/{n}": table[3 * j][i] for j, n in enumerate(names) if weights[j].grad is not None}
-        norms.update({f"weight_norm/{n}": table[3 * j + 1][i] for j, n in enumerate(names)})
-        norms.update({f"update_ratio/{n}": table[3 * j + 2][i] for j, n in enumerate(names) if math.isfinite(table[3 * j + 2][i])})
+        norms = {f"stats/grad_norm/{n}": table[3 * j][i] for j, n in enumerate(names) if weights[j].grad is not None}
+        norms.update({f"stats/weight_norm/{n}": table[3 * j + 1][i] for j, n in enumerate(names)})
+        norms.update({f"stats/update_ratio/{n}": table[3 * j + 2][i] for j, n in enumerate(names) if math.isfinite(table[3 * j + 2][i])})
         acts = ({name: hidden[j][k] for j, (name, _) in enumerate(d.acts)} if hidden is not None
                 else probe_activations(d.model, d.acts, d.probe_x) if d.acts else {})  # fmt: skip
         out[k] = (norms, activation_stats(acts, d.activation, d.cfg.saturation_eps))
@@ -156,7 +156,7 @@ def _stacked_stats(weights: list[Tensor], before: list[Tensor], hidden: Optional
 
 def first_to_last_ratio(norms: dict[str, float]) -> Optional[float]:
     """grad_norm of the first layer over that of the last: << 1 vanishing, >> 1 exploding."""
-    values = [v for k, v in norms.items() if k.startswith("grad_norm/layer")]
+    values = [v for k, v in norms.items() if k.startswith("stats/grad_norm/layer")]
     if len(values) < 2 or values[-1] <= 0:
         return None
     return values[0] / values[-1]
@@ -210,8 +210,8 @@ class Diagnostics:
         """Initial loss on the probe batch (data loss only, eval mode) and the activations at init."""
         with torch.no_grad(), eval_mode(self.model):
             self.initial = self.loss_fn(self.model(self.probe_x), self.probe_y).float().item()
-        expected = {} if self.expected_initial is None else {"initial/loss_expected": self.expected_initial}
-        self.tracker.scalars(0, {"initial/loss": self.initial, **expected})
+        expected = {} if self.expected_initial is None else {"start/loss_expected": self.expected_initial}
+        self.tracker.scalars(0, {"start/loss": self.initial, **expected})
         if self.expected_initial is not None and not self.pretrain:
             self.raise_alarm(self.alarms_fn.initial_loss(self.initial, self.expected_initial, self.alarm_cfg.initial_loss_tolerance))
         if self.acts:
@@ -243,11 +243,11 @@ class Diagnostics:
         if every and (epoch % every == 0 or last_epoch):
             outputs = probe_activations(self.model, self.acts, self.probe_x) if self.acts else {}
             for name, m in self.layers:
-                self.tracker.histogram(f"weights/{name}", m.weight, step)
+                self.tracker.histogram(f"stats/weights/{name}", m.weight, step)
                 if m.weight.grad is not None:
-                    self.tracker.histogram(f"grads/{name}", m.weight.grad, step)
+                    self.tracker.histogram(f"stats/grads/{name}", m.weight.grad, step)
             for name, a in outputs.items():
-                self.tracker.histogram(f"activations/{name}", a, step)
+                self.tracker.histogram(f"stats/activations/{name}", a, step)
             if last_epoch and outputs:
                 self._figure(outputs, step, f"after {epoch} epoch{'s' if epoch != 1 else ''}", "activations_final.png")
 
@@ -305,7 +305,7 @@ class Diagnostics:
         stats, self.snapshot = dict(norms), None
         ratio = first_to_last_ratio(stats)
         if ratio is not None:
-            stats["grad_ratio/first_to_last"] = ratio
+            stats["stats/grad_ratio/first_to_last"] = ratio
         stats.update(acts)
         self.tracker.scalars(step, stats, epoch)
         f = self.alarms_fn

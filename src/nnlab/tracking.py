@@ -1,6 +1,8 @@
 """Where a run's numbers go: TensorBoard event files (in RUN itself, so that TensorBoard names the run by
 its folder: `activation=tanh`, not `activation=tanh/tb`) and metrics.jsonl side by side, train.log, and
-summary.json at the end. Tags are grouped by what they measure: loss/train, acc/val, grad_norm/layer1."""
+summary.json at the end. Tags are grouped by what they measure: loss/train, acc/val; the per-layer
+diagnostics under stats/ (stats/grad_norm/layer1), so that TensorBoard, which orders groups by name, shows the
+learning curves first."""
 
 from __future__ import annotations
 
@@ -97,10 +99,10 @@ class Tracker:
                 "learning rate": ["Multiline", [r"^step/lr$"]],
             },
             "3 diagnostics": {
-                "gradient norm per layer": ["Multiline", [r"^grad_norm/layer"]],
-                "update / weight ratio": ["Multiline", [r"^update_ratio/"]],
-                "dead units (rectifiers)": ["Multiline", [r"^dead_frac/"]],
-                "saturated units (sigmoid, tanh)": ["Multiline", [r"^saturated_frac/"]],
+                "gradient norm per layer": ["Multiline", [r"^stats/grad_norm/layer"]],
+                "update / weight ratio": ["Multiline", [r"^stats/update_ratio/"]],
+                "dead units (rectifiers)": ["Multiline", [r"^stats/dead_frac/"]],
+                "saturated units (sigmoid, tanh)": ["Multiline", [r"^stats/saturated_frac/"]],
             },
         })  # fmt: skip
 
