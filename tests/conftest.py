@@ -3,11 +3,15 @@ roots (real MNIST from ../shared/data where present, a tiny CIFAR-10 written in 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +57,35 @@ def events(run: Path):
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0, "tensors": 0, "histograms": 0})
     acc.Reload()
     return acc
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir: Path):
+    """A real TensorBoard server on `logdir` (a free port on 127.0.0.1), up and answering; yields its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tb = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{url}/data/runs", timeout=10)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        tb.terminate()
+        tb.wait(timeout=30)
+
+
+def hparams_experiment(url: str, limit: int) -> dict:
+    """What TensorBoard's HPARAMS dashboard asks its server: the experiment (its columns: hparamsLimit)."""
+    body = json.dumps({"experimentName": "", "hparamsLimit": limit, "includeMetrics": True}).encode()
+    request = urllib.request.Request(f"{url}/data/plugin/hparams/experiment", body, {"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request, timeout=30).read())
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
+import time
+import urllib.request
 
 import pytest
 import torch
 
-from conftest import TINY, events, metrics, nnlab, summary, train
+from conftest import TINY, events, hparams_experiment, metrics, nnlab, summary, tensorboard_server, train
 
 
 def test_help_and_version(tmp_path):
@@ -173,7 +173,7 @@ def test_works_from_any_directory_and_records_the_run(tmp_path):
     elsewhere.mkdir(parents=True)
     out = nnlab("train", *TINY, "trainer.epochs=1", cwd=elsewhere)
     assert out.returncode == 0, out.stderr
-    (run,) = list((elsewhere / "outputs" / "runs").iterdir())
+    (run,) = [p for p in (elsewhere / "outputs" / "runs").iterdir() if p.name != "overview"]  # beside it: their HParams overview
     assert json.loads((run / "summary.json").read_text())["status"] == "ok"
     # named by what it sets, after the time (TensorBoard's run name), and resumed by its path as printed
     assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_" + re.escape(",".join(TINY[:2]) + ",trainer.epochs=1"), run.name), run.name
@@ -184,34 +184,14 @@ def test_works_from_any_directory_and_records_the_run(tmp_path):
 def test_hparams_tab_shows_the_swept_columns_first(tmp_path):
     """Asked as TensorBoard's HPARAMS dashboard asks its server: the columns it shows (hparamsLimit) are the
     swept settings, marked as differing, from every run (not from one run's), against final metrics."""
-    import socket
-    import time
-    import urllib.request
-
     sweep = tmp_path / "s"
     out = nnlab("train", "-m", *TINY, "optimizer=sgd,adam", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    tb = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--port", str(port), "--host", "127.0.0.1"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        def ask(limit):
-            body = json.dumps({"experimentName": "", "hparamsLimit": limit, "includeMetrics": True}).encode()
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/data/plugin/hparams/experiment", body,
-                                             {"Content-Type": "application/json"})  # fmt: skip
-            return json.loads(urllib.request.urlopen(request, timeout=10).read())
-
-        for _ in range(120):
-            try:
-                experiment = ask(2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with tensorboard_server(sweep) as url:
+        experiment = hparams_experiment(url, 2)
         shown = [(h["name"], h.get("differs", False)) for h in experiment["hparamInfos"]]
         assert shown == [("optimizer", True), ("trainer.seed", True)], shown  # what was swept, first
-        every = ask(0)["hparamInfos"]
+        every = hparams_experiment(url, 0)["hparamInfos"]
         assert {"data", "model", "activation", "init"} <= {h["name"] for h in every}
         optimizer = next(h for h in every if h["name"] == "optimizer")
         assert sorted(optimizer["domainDiscrete"]) == ["adam", "sgd"]  # both runs' values, not one run's
@@ -220,16 +200,40 @@ def test_hparams_tab_shows_the_swept_columns_first(tmp_path):
         assert metrics[:3] == ["acc/test", "acc/val", "loss/val"]  # what a comparison reads, first
         seed = next(h for h in every if h["name"] == "trainer.seed")
         assert seed["domainDiscrete"] == ["0", "1"]  # integers shown as 0 and 1, not 0.0000
-        runs = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=10).read())
+        runs = json.loads(urllib.request.urlopen(f"{url}/data/runs", timeout=10).read())
         assert {"mean/optimizer=sgd", "mean/optimizer=adam"} <= set(runs), runs  # a line per setting
-    finally:
-        tb.terminate()
-        tb.wait(timeout=30)
     for opt in ("sgd", "adam"):  # the mean of its seeds' epoch metrics, at each epoch's step
         seeds = [events(sweep / f"optimizer={opt},trainer.seed={i}").Scalars("loss/val") for i in (0, 1)]
         mean = events(sweep / "mean" / f"optimizer={opt}").Scalars("loss/val")
         assert [e.step for e in mean] == [e.step for e in seeds[0]] and len(mean) == 2
         assert [e.value for e in mean] == pytest.approx([(a.value + b.value) / 2 for a, b in zip(*seeds)], rel=1e-6)
+
+
+def test_hparams_tab_of_runs_alone_shows_what_differs(tmp_path):
+    """`tensorboard --logdir outputs/runs`: runs started one by one are one HPARAMS table whose first columns
+    are what differs between them (one experiment for the folder, refreshed as each run ends: TensorBoard
+    takes the first of several, so the runs write none of their own), and a continued run stays in it."""
+    for optimizer in ("sgd", "adam"):
+        out = nnlab("train", *TINY, f"optimizer={optimizer}", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        time.sleep(1.1)  # another second: another folder name
+    root = tmp_path / "outputs" / "runs"
+    runs = sorted(p for p in root.iterdir() if (p / "summary.json").exists())
+    assert len(runs) == 2 and (root / "overview").is_dir()
+    assert not any("_hparams_/experiment" in events(run).summary_metadata for run in runs)  # the folder's, once
+    assert "_hparams_/experiment" in events(root / "overview").summary_metadata
+    out = nnlab("train", f"resume={runs[0]}", "trainer.epochs=3", cwd=tmp_path)  # continued in place
+    assert out.returncode == 0, out.stderr
+    assert len(list((root / "overview").glob("events.out.tfevents.*"))) == 1  # replaced, not added to
+    assert not list(root.rglob(".lock"))
+    with tensorboard_server(root) as url:
+        shown = [(h["name"], h.get("differs", False)) for h in hparams_experiment(url, 1)["hparamInfos"]]
+        assert shown == [("optimizer", True)], shown
+        everything = {h["name"]: h for h in hparams_experiment(url, 0)["hparamInfos"]}
+        assert sorted(everything["optimizer"]["domainDiscrete"]) == ["adam", "sgd"]
+        assert everything["trainer.epochs"]["differs"]  # 3 and 2 since the resume
+        metrics = [m["name"]["tag"] for m in hparams_experiment(url, 1)["metricInfos"]]
+        assert metrics[:3] == ["acc/test", "acc/val", "loss/val"] and not any(m.startswith("stats/") for m in metrics)
 
 
 def test_other_libraries_chatter_stays_out_of_train_log(tmp_path):

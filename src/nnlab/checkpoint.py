@@ -267,7 +267,7 @@ def compatible(state: dict, path: Path, config: dict) -> None:
                           "saved with (made by another tool, or damaged). Start a new run, or resume another checkpoint.")  # fmt: skip
 
     def compared(c: dict) -> dict:
-        return {k: v for k, v in flatten(c).items() if k.split(".")[0] not in ("resume", "choices", "overrides", "multirun") and k not in MAY_CHANGE}
+        return {k: v for k, v in flatten(c).items() if k.split(".")[0] not in ("resume", "choices", "overrides", "overview", "multirun") and k not in MAY_CHANGE}
 
     mine, theirs = compared(config), compared(state["config"])
     differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))

@@ -159,9 +159,13 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None, brie
             from nnlab.report import sweep_summary
 
             sweep_summary(_SWEEP, brief)
-            from nnlab.tracking import sweep_overview
+            from nnlab.tracking import overview
 
-            sweep_overview(_SWEEP)
+            overview(_SWEEP)
+        if _RUNS is not None and job is train_job:
+            from nnlab.tracking import overview
+
+            overview(_RUNS, sweep=False)
         from nnlab.errors import FAILED_JOBS
 
         if _SWEEP is not None and FAILED_JOBS:
@@ -235,8 +239,10 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
                             continuing=resume not in (None, "null")))  # fmt: skip
     if folder is not None:
         args = [*(a for a in args if not a.startswith(key + "=")), quoted_path(f"{key}={folder}")]
-    global _SWEEP
+    global _SWEEP, _RUNS
     _SWEEP = Path(folder) if multirun and folder is not None else None
+    runs = Path(folder).parent if folder is not None and not multirun else None  # a run alone named by its time, or continued there
+    _RUNS = runs if runs is not None and (given is None or "${now" in given or (runs / "overview").is_dir()) else None
     if cfg is None or folder is None or any(a in ("-m", "--multirun", "-c", "--cfg") for a in args):
         return args, False
     folder = Path(folder)
@@ -299,6 +305,7 @@ def _release() -> None:
 _MADE = None  # the outermost folder the pre-flight created under its lock: a run that stops on a user error before training removes it
 _LOCK = None  # the output folder's lock, held by this process from the pre-flight until it ends
 _SWEEP = None  # the folder of this command's sweep (-m), for its closing summary
+_RUNS = None  # the folder of runs alone this run is in (outputs/runs): its HParams overview
 _KEPT: dict = {}  # a resumed run's .hydra files as they were: put back when the resume stops before training
 
 
@@ -324,7 +331,7 @@ def _job(work):
             "the sweep goes on" if cfg.sweep.on_failure != "stop" else "the sweep stops here (sweep.on_failure=stop)")
         try:
             validate(cfg)
-            job = {"choices": dict(hc.runtime.choices), "overrides": list(hc.overrides.task), "multirun": sweep}
+            job = {"choices": dict(hc.runtime.choices), "overrides": list(hc.overrides.task), "overview": sweep or _RUNS is not None}
             return work(cfg, run_dir, job, _cpu_share(hc))
         except ConfigError as e:
             if not sweep:

@@ -31,7 +31,7 @@ def hparams_of(config: dict) -> dict[str, Any]:
     """What the HParams tab shows for a run: its config group choices, then the settings given on its
     command line (for a sweep: the swept ones, the same keys for every run), with their values as the
     run used them. Not the whole config: its hundred constant keys would bury what was compared."""
-    flat = flatten({k: v for k, v in config.items() if k not in ("choices", "overrides", "multirun")})
+    flat = flatten({k: v for k, v in config.items() if k not in ("choices", "overrides", "overview")})
     choices = config.get("choices", {})
     out: dict[str, Any] = {g: str(choices[g]) for g in GROUPS if choices.get(g) not in (None, "None")}
     for item in config.get("overrides", []):
@@ -172,7 +172,7 @@ def open_run(cfg: DictConfig, run_dir: Path, exp: Experiment, state: Optional[di
     if job:
         exp.config["choices"] = dict(job.get("choices", {}))
         exp.config["overrides"] = list(job.get("overrides", []))
-        exp.config["multirun"] = bool(job.get("multirun"))
+        exp.config["overview"] = bool(job.get("overview"))
     rows, fresh = run_dir / "metrics.jsonl", state is None
     if rows.exists():  # keyed by step: what was logged after the checkpoint (and any test row) comes again
         run_folder.keep_rows(rows, lambda r: not fresh and _before(r, state))

@@ -112,8 +112,8 @@ class Tracker:
     def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float], experiment: bool = True) -> None:
         """The HPARAMS tab: this run's hyperparameters against final metrics that are also logged as
         scalars under the same tags (so a sweep's runs line up in one table). `experiment`: also the
-        tab's column list, from this run alone; a sweep's runs leave it to sweep_overview(), which
-        writes it once from all of them."""
+        tab's column list, from this run alone; a run in a sweep or in outputs/runs leaves it to
+        overview(), which writes it once from all of them."""
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
         clean = {k: str(v) if _integer(v) else v if isinstance(v, (float, str, bool)) else str(v) for k, v in hparams.items()}
@@ -140,29 +140,52 @@ class Tracker:
             _close_handler(handler)
 
 
-def sweep_overview(sweep: Path) -> None:
-    """What TensorBoard shows of a whole sweep, as the run `overview` beside the sweep's runs: its pictures
-    (report.png: the curves; decision_boundaries.png: every setting's boundary in a grid) and the HPARAMS
-    tab's columns, computed from every run (summary.json's "hparams"): the swept ones first (marked as
-    differing, so that they are the columns shown), then the constant ones, against the final metrics."""
+def overview(folder: Path, sweep: bool = True) -> None:
+    """What TensorBoard shows of a folder of runs as a whole, as the run `overview` beside them: the HPARAMS
+    tab's columns computed from every run (summary.json's "hparams"): the differing ones first (marked so,
+    the columns shown), then the constant ones, against the final metrics; a sweep's pictures too
+    (report.png: the curves; decision_boundaries.png: every setting's boundary in a grid). `sweep` False:
+    the folder of runs alone named by their time (outputs/runs), refreshed as each ends. TensorBoard takes
+    the first experiment it finds of several, so the runs in such a folder write none of their own, and
+    this one's earlier events are replaced, not added to (under its lock: two runs ending at once)."""
     from matplotlib.image import imread
     from torch.utils.tensorboard import SummaryWriter
 
+    from nnlab.errors import ConfigError, FolderInUse
+    from nnlab.run_folder import Lock, link_message
+
     runs = []
-    for path in sorted(sweep.rglob("summary.json")):
+    for path in sorted(folder.rglob("summary.json") if sweep else folder.glob("*/summary.json")):
         try:
             runs.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue
-    pictures = [p for p in (sweep / "report.png", sweep / "decision_boundaries.png") if p.is_file()]
+    pictures = [p for p in (folder / "report.png", folder / "decision_boundaries.png") if sweep and p.is_file()]
     runs = [r for r in runs if isinstance(r.get("hparams"), dict)]
+    target = folder / "overview"
     if not pictures and not runs:
         return
-    with SummaryWriter(str(sweep / "overview")) as writer:
-        for path in pictures:
-            writer.add_image(f"sweep/{path.stem}", imread(path)[..., :3], 0, dataformats="HWC")
-        if runs:
-            writer.file_writer.add_summary(_experiment(runs))
+    if target.is_symlink():
+        raise ConfigError(link_message(target))
+    for _ in range(100):
+        try:
+            lock = Lock(target).__enter__()
+            break
+        except FolderInUse:  # another run writing it this moment
+            time.sleep(0.05)
+    else:
+        return
+    try:
+        earlier = list(target.glob("events.out.tfevents.*"))
+        with SummaryWriter(str(target)) as writer:
+            for path in pictures:
+                writer.add_image(f"sweep/{path.stem}", imread(path)[..., :3], 0, dataformats="HWC")
+            if runs:
+                writer.file_writer.add_summary(_experiment(runs))
+        for path in earlier:
+            path.unlink(missing_ok=True)
+    finally:
+        lock.__exit__()
 
 
 def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> None:

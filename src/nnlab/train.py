@@ -414,7 +414,7 @@ def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time
         final.update(test)
         tracker.epoch_scalars(epoch, step, test)
     hparams = hparams_of(exp.config)
-    tracker.hparams(hparams, final, experiment=not exp.config.get("multirun"))  # a sweep's: sweep_overview()
+    tracker.hparams(hparams, final, experiment=not exp.config.get("overview"))  # a sweep's, outputs/runs': tracking.overview()
     summary = {
         "status": status,
         "metrics": final,
