@@ -9,6 +9,9 @@ import urllib.request
 
 import pytest
 import torch
+from tensorboard.plugins.custom_scalar import layout_pb2
+
+from nnlab.compare import band
 
 from conftest import TINY, events, hparams_experiment, metrics, nnlab, summary, tensorboard_server, train
 
@@ -207,6 +210,14 @@ def test_hparams_tab_shows_the_swept_columns_first(tmp_path):
         mean = events(sweep / "mean" / f"optimizer={opt}").Scalars("loss/val")
         assert [e.step for e in mean] == [e.step for e in seeds[0]] and len(mean) == 2
         assert [e.value for e in mean] == pytest.approx([(a.value + b.value) / 2 for a, b in zip(*seeds)], rel=1e-6)
+        acc = events(sweep / "mean" / f"optimizer={opt}")  # the seeds' 95% band, drawn in CUSTOM SCALARS' first category
+        bands = [band([a.value, b.value]) for a, b in zip(*seeds)]
+        assert [e.value for e in acc.Scalars("seeds/loss/val/low")] == pytest.approx([b.low for b in bands], rel=1e-5)
+        assert [e.value for e in acc.Scalars("seeds/loss/val/high")] == pytest.approx([b.high for b in bands], rel=1e-5)
+        layout = layout_pb2.Layout.FromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+        (category,) = layout.category
+        margin = next(c.margin for c in category.chart if c.title.startswith("loss/val"))
+        assert category.title == "1 learning curves (per epoch)" and margin.series[0].lower == "seeds/loss/val/low"
 
 
 def test_hparams_tab_of_runs_alone_shows_what_differs(tmp_path):

@@ -16,6 +16,9 @@ from typing import Any, Mapping
 import torch
 
 
+LEARNING_CURVES = "1 learning curves (per epoch)"  # CUSTOM SCALARS' first category; a seed sweep's bands join it
+
+
 class Tracker:
     def __init__(self, run_dir: str | Path, purge_step: int | None = None):
         """purge_step: a resumed run hides the events an earlier process wrote from this step on."""
@@ -89,7 +92,7 @@ class Tracker:
         """TensorBoard's CUSTOM SCALARS tab, in the order a reader wants it: the learning curves first
         (train and val overlaid: the loss, then the score), then the per-step values, then diagnostics."""
         self.writer.add_custom_scalars({
-            "1 learning curves (per epoch)": {
+            LEARNING_CURVES: {
                 "loss: train, val": ["Multiline", [r"^loss/(train|val)$"]],
                 f"{score}: train, val": ["Multiline", [rf"^{score}/(train|val)$"]],
             },
@@ -193,9 +196,13 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
     TensorBoard run of its own, `mean/<setting>` (`mean/init=he_normal`): per epoch, against the epoch,
     the mean over its seeds of every epoch metric (loss/train, acc/val, ...), under the runs' own tags:
     SCALARS then shows a line per setting among its seeds' lines (filter the runs with `mean/` to see only
-    them). Written anew each time (a resumed sweep: no doubled points)."""
+    them). Beside each, the edges of its seeds' 95% confidence band (seeds/loss/val/low, .../high), and a
+    chart per metric in CUSTOM SCALARS' first category that draws them: a shaded band per setting, not a
+    line per seed. Written anew
+    each time (a resumed sweep: no doubled points)."""
     import shutil
-    import statistics
+
+    from nnlab.compare import band
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -220,7 +227,14 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
         with SummaryWriter(str(means / name.replace("/", "_"))) as writer:
             for epoch, at in sorted(by_epoch.items()):
                 for tag, values in at.items():
-                    writer.add_scalar(tag, statistics.fmean(values), epoch)
+                    b = band(values)
+                    writer.add_scalar(tag, b.mean, epoch)
+                    if b.n > 1:
+                        writer.add_scalar(f"seeds/{tag}/low", b.low, epoch)
+                        writer.add_scalar(f"seeds/{tag}/high", b.high, epoch)
+            tags = sorted({t for at in by_epoch.values() for t in at}, key=lambda t: (t.split("/")[0] != "loss", t))
+            writer.add_custom_scalars({LEARNING_CURVES: {f"{t}: mean, 95% CI of the seeds": ["Margin", [t, f"seeds/{t}/low", f"seeds/{t}/high"]]
+                                               for t in tags}})  # fmt: skip
 
 
 def _experiment(runs: list[dict]):
