@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: train test test-all bench bench-diagnostics clean
+.PHONY: train test test-all bench bench-diagnostics screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ bench: $(STAMP)  ## nnlab against the tutorial and bare loops, start-up, sweeps:
 
 bench-diagnostics: $(STAMP)  ## what the default diagnostics cost
 	$(BIN)/python scripts/bench_diagnostics.py $(ARGS)
+
+screenshots: $(STAMP)  ## the README's TensorBoard pictures (docs/), from a fresh sweep in headless Chromium
+	$(BIN)/python scripts/screenshots.py $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache

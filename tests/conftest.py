@@ -3,14 +3,11 @@ roots (real MNIST from ../shared/data where present, a tiny CIFAR-10 written in 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))  # the tests use scripts/screenshots.py's TensorBoard server and browser
 # real MNIST for the tests: $NNLAB_TEST_DATA (a folder holding MNIST/raw), else ../shared/data beside the repository
 SHARED_DATA = Path(os.environ.get("NNLAB_TEST_DATA", REPO.parent / "shared" / "data"))
 
@@ -57,28 +55,6 @@ def events(run: Path):
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0, "tensors": 0, "histograms": 0})
     acc.Reload()
     return acc
-
-
-@contextlib.contextmanager
-def tensorboard_server(logdir: Path):
-    """A real TensorBoard server on `logdir` (a free port on 127.0.0.1), up and answering; yields its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    tb = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{url}/data/runs", timeout=10)
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield url
-    finally:
-        tb.terminate()
-        tb.wait(timeout=30)
 
 
 def hparams_experiment(url: str, limit: int) -> dict:

@@ -145,8 +145,8 @@ class Tracker:
 
 def overview(folder: Path, sweep: bool = True) -> None:
     """What TensorBoard shows of a folder of runs as a whole, as the run `overview` beside them: the HPARAMS
-    tab's columns computed from every run (summary.json's "hparams"): the differing ones first (marked so,
-    the columns shown), then the constant ones, against the final metrics; a sweep's pictures too
+    tab's columns computed from every run (summary.json's "hparams"): the settings that differ between them,
+    against the final metrics; a sweep's pictures too
     (report.png: the curves; decision_boundaries.png: every setting's boundary in a grid). `sweep` False:
     the folder of runs alone named by their time (outputs/runs), refreshed as each ends. TensorBoard takes
     the first experiment it finds of several, so the runs in such a folder write none of their own, and
@@ -238,8 +238,8 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
 
 
 def _experiment(runs: list[dict]):
-    """The HPARAMS experiment of several runs: every hyperparameter any run has, with its values' domain
-    and whether they differ (TensorBoard shows the differing ones first), and their final metrics."""
+    """The HPARAMS experiment of several runs: the hyperparameters whose values differ between them (all of
+    them where none does), each with its values' domain, and their final metrics."""
     from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
     from tensorboard.plugins.hparams import api_pb2
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
@@ -260,7 +260,8 @@ def _experiment(runs: list[dict]):
             info = api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_STRING, differs=differs)
             info.domain_discrete.extend(sorted({str(v) for v in known}))
         infos.append(info)
-    infos.sort(key=lambda i: not i.differs)  # the swept ones first, in the runs' order
+    if any(i.differs for i in infos):  # the dashboard shows its first five columns: only what differs
+        infos = [i for i in infos if i.differs]  # (what all runs share is in each run's config text)
     metrics = metric_order(k for r in runs for k in r.get("metrics", {}) if k.split("/")[-1] in ("train", "val", "test"))
     experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics])
     content = HParamsPluginData(experiment=experiment, version=0).SerializeToString()  # as torch writes its own
