@@ -155,28 +155,33 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None, brie
     sys.argv = [prog, *_options_first(args)]
     try:
         hydra.main(config_path="pkg://nnlab.conf", config_name="train", version_base="1.3")(job)()
-        if _SWEEP is not None and job is train_job and _SWEEP.is_dir():
-            from nnlab.report import sweep_summary
-
-            sweep_summary(_SWEEP, brief)
-            from nnlab.tracking import overview
-
-            overview(_SWEEP)
-        if _RUNS is not None and job is train_job:
-            from nnlab.tracking import overview
-
-            overview(_RUNS, sweep=False)
-        from nnlab.errors import FAILED_JOBS
-
-        if _SWEEP is not None and FAILED_JOBS:
-            n = len(FAILED_JOBS)
-            error(f"{n} job{'s' if n > 1 else ''} of the sweep failed or {'were' if n > 1 else 'was'} refused "
-                  f"({'; '.join(FAILED_JOBS[:5])}{'; ...' if len(FAILED_JOBS) > 5 else ''}): each folder's error.txt says "
-                  f"why; the others' results stand. Continue with the same command and resume=auto.", title="sweep")  # fmt: skip
-            return 1
+        return _closing(job is train_job, brief)
     except OSError as e:  # Hydra making the output folder: a name too long, a file system that refuses it
         error(f"cannot create the output folder {e.filename or ''}: {e.strerror or e}. Choose another one with "
               "hydra.run.dir=PATH (hydra.sweep.dir=PATH with -m).", title="cannot write")  # fmt: skip
+        return 1
+    return 0
+
+
+def _closing(trained: bool, brief: bool) -> int:
+    """What a command ends with beside its runs: for `nnlab train`, a sweep's summary and overview, or the
+    overview of the folder of runs alone it ran in; a sweep's failed jobs said (exit 1)."""
+    from nnlab.console import error
+    from nnlab.errors import FAILED_JOBS
+    from nnlab.tracking import overview
+
+    if trained and _SWEEP is not None and _SWEEP.is_dir():
+        from nnlab.report import sweep_summary
+
+        sweep_summary(_SWEEP, brief)
+        overview(_SWEEP)
+    if trained and _RUNS is not None:
+        overview(_RUNS, sweep=False)
+    if _SWEEP is not None and FAILED_JOBS:
+        n = len(FAILED_JOBS)
+        error(f"{n} job{'s' if n > 1 else ''} of the sweep failed or {'were' if n > 1 else 'was'} refused "
+              f"({'; '.join(FAILED_JOBS[:5])}{'; ...' if len(FAILED_JOBS) > 5 else ''}): each folder's error.txt says "
+              f"why; the others' results stand. Continue with the same command and resume=auto.", title="sweep")  # fmt: skip
         return 1
     return 0
 
@@ -213,7 +218,7 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     from pathlib import Path
 
     from nnlab import checkpoint
-    from nnlab.command_line import check_command_line, grid_sweeper, override_key, quoted_path
+    from nnlab.command_line import check_command_line, grid_sweeper, override_key, quiet_optuna, quoted_path
     from nnlab.errors import ConfigError
 
     resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
@@ -229,20 +234,19 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         # a sweep's folders (and TensorBoard's run names) say what differs, not what every run shares
         args = [*args, f"hydra.job.config.override_dirname.exclude_keys=[{','.join(name_without)}]"]
     args = grid_sweeper(args, sweeper if multirun else "")
-    if multirun and sweeper and "optuna" in sweeper:
-        _quiet_optuna()
+    quiet_optuna(sweeper if multirun else None)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith(key + "=")), None)
+    fresh = given is None or "${now" in given  # a default, time-stamped name
     if cfg is not None and folder is not None and not any(a in ("-c", "--cfg") for a in args):
         # the folder is this process's before Hydra writes a byte into it (${now} resolved once)
-        folder = str(_claim(folder, key, fresh=given is None or "${now" in given, cfg=cfg, multirun=multirun,
-                            continuing=resume not in (None, "null")))  # fmt: skip
+        folder = str(_claim(folder, key, fresh=fresh, cfg=cfg, multirun=multirun, continuing=resume not in (None, "null")))
     if folder is not None:
         args = [*(a for a in args if not a.startswith(key + "=")), quoted_path(f"{key}={folder}")]
     global _SWEEP, _RUNS
     _SWEEP = Path(folder) if multirun and folder is not None else None
-    runs = Path(folder).parent if folder is not None and not multirun else None  # a run alone named by its time, or continued there
-    _RUNS = runs if runs is not None and (given is None or "${now" in given or (runs / "overview").is_dir()) else None
+    alone = folder is not None and not multirun and (fresh or (Path(folder).parent / "overview").is_dir())
+    _RUNS = Path(folder).parent if alone else None  # a run alone named by its time (or continued there): outputs/runs
     if cfg is None or folder is None or any(a in ("-m", "--multirun", "-c", "--cfg") for a in args):
         return args, False
     folder = Path(folder)
@@ -278,20 +282,6 @@ def _claim(folder: str, key: str, fresh: bool, cfg, multirun: bool, continuing: 
 
     claimed, _MADE, _LOCK = run_folder.claim_output(folder, key, fresh, cfg.overwrite, multirun, continuing)
     return claimed
-
-
-def _quiet_optuna() -> None:
-    """Optuna's own INFO lines ('A new study created in memory ...', in colour) and its storage's
-    ('setup plugin alembic...') repeat what Hydra's sweeper says: warnings only."""
-    import logging
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    except ImportError:
-        pass
 
 
 def _release() -> None:

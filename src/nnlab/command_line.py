@@ -280,3 +280,19 @@ def quoted_path(arg: str) -> str:
     if override_key(key) not in PATH_KEYS or not sep or value[:1] in ("'", '"') or "'" in value:
         return arg
     return f"{key}='{value}'" if "=" in value else arg
+
+
+def quiet_optuna(sweeper: str | None) -> None:
+    """Optuna's own INFO lines ('A new study created in memory ...', in colour) and its storage's
+    ('setup plugin alembic...') repeat what Hydra's sweeper says: warnings only, where a sweep uses it."""
+    if not sweeper or "optuna" not in sweeper:
+        return
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    except ImportError:
+        pass

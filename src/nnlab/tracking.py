@@ -146,11 +146,11 @@ class Tracker:
 def overview(folder: Path, sweep: bool = True) -> None:
     """What TensorBoard shows of a folder of runs as a whole, as the run `overview` beside them: the HPARAMS
     tab's columns computed from every run (summary.json's "hparams"): the settings that differ between them,
-    against the final metrics; a sweep's pictures too
-    (report.png: the curves; decision_boundaries.png: every setting's boundary in a grid). `sweep` False:
-    the folder of runs alone named by their time (outputs/runs), refreshed as each ends. TensorBoard takes
-    the first experiment it finds of several, so the runs in such a folder write none of their own, and
-    this one's earlier events are replaced, not added to (under its lock: two runs ending at once)."""
+    against the final metrics; a sweep's pictures too (report.png: the curves; decision_boundaries.png:
+    every setting's boundary in a grid). `sweep` False: the folder of runs alone named by their time
+    (outputs/runs), refreshed as each ends. TensorBoard takes the first experiment it finds of several, so
+    the runs in such a folder write none of their own, and this one's earlier events are replaced, not
+    added to (under its lock: two runs ending at once)."""
     from matplotlib.image import imread
     from torch.utils.tensorboard import SummaryWriter
 
@@ -198,14 +198,12 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
     SCALARS then shows a line per setting among its seeds' lines (filter the runs with `mean/` to see only
     them). Beside each, the edges of its seeds' 95% confidence band (seeds/loss/val/low, .../high), and a
     chart per metric in CUSTOM SCALARS' first category that draws them: a shaded band per setting, not a
-    line per seed. Written anew
-    each time (a resumed sweep: no doubled points)."""
+    line per seed. Written anew each time (a resumed sweep: no doubled points)."""
     import shutil
-
-    from nnlab.compare import band
 
     from torch.utils.tensorboard import SummaryWriter
 
+    from nnlab.compare import band
     from nnlab.errors import ConfigError
     from nnlab.metrics import ALL
     from nnlab.run_folder import link_message
