@@ -76,12 +76,18 @@ def can_look() -> bool:
         return Path(p.chromium.executable_path).is_file()
 
 
-def _wait_for(page, selector: str, seconds: float = 60) -> None:
-    """Until `selector` (Playwright's CSS: through shadow roots) shows text: the dashboards load lazily."""
-    deadline = time.time() + seconds
-    while time.time() < deadline and not any(t.strip() for t in page.locator(selector).all_inner_texts()):
+def _settled(page, selector: str, least: int, seconds: float = 60) -> list[str]:
+    """The texts of `selector` (Playwright's CSS: through shadow roots) once at least `least` show and they
+    have not changed for a second and a half: the dashboards load lazily, group by group."""
+    deadline, last, since = time.time() + seconds, None, time.time()
+    while time.time() < deadline:
+        texts = [t.strip() for t in page.locator(selector).all_inner_texts()]
+        if texts != last:
+            last, since = texts, time.time()
+        elif sum(map(bool, texts)) >= least and time.time() - since > 1.5:
+            break
         time.sleep(0.25)
-    time.sleep(1.0)  # the charts draw after their cards appear
+    return last or []
 
 
 def look(logdir: Path, out: Optional[Path] = None, width: int = 1400, height: int = 1000) -> dict:
@@ -97,13 +103,13 @@ def look(logdir: Path, out: Optional[Path] = None, width: int = 1400, height: in
             page = browser.new_page(viewport={"width": width, "height": height})
             for tab, filename in TABS.items():
                 page.goto(f"{url}/#{tab}")
-                selector = {"timeseries": "span.group-title", "custom_scalars": "span.category-name",
-                            "hparams": "vaadin-grid-cell-content"}[tab]  # fmt: skip
-                _wait_for(page, selector)
+                # what each shows, and how many of it at least (past TIME SERIES' "Pinned", HPARAMS' "Trial ID")
+                selector, least = {"timeseries": ("span.group-title", 3), "custom_scalars": ("span.category-name", 1),
+                                   "hparams": ("vaadin-grid-cell-content", 4)}[tab]  # fmt: skip
+                texts = _settled(page, selector, least)
                 if out is not None:
                     out.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(out / filename))
-                texts = [t.strip() for t in page.locator(selector).all_inner_texts()]
                 if tab == "timeseries":
                     seen["groups"] = [t for t in texts if t and t != "Pinned"]
                 elif tab == "custom_scalars":
