@@ -221,6 +221,7 @@ def test_hparams_tab_shows_the_swept_columns_first(tmp_path):
         assert category.title == "1 learning curves (per epoch)" and margin.series[0].lower == "seeds/loss/val/low"
 
 
+@pytest.mark.slow
 def test_hparams_tab_of_runs_alone_shows_what_differs(tmp_path):
     """`tensorboard --logdir outputs/runs`: runs started one by one are one HPARAMS table whose first columns
     are what differs between them (one experiment for the folder, refreshed as each run ends: TensorBoard
