@@ -168,14 +168,16 @@ def _closing(trained: bool, brief: bool) -> int:
     overview of the folder of runs alone it ran in; a sweep's failed jobs said (exit 1)."""
     from nnlab.console import error
     from nnlab.errors import FAILED_JOBS
-    from nnlab.tracking import overview
 
     if trained and _SWEEP is not None and _SWEEP.is_dir():
         from nnlab.report import sweep_summary
+        from nnlab.tracking import overview
 
         sweep_summary(_SWEEP, brief)
         overview(_SWEEP)
-    if trained and _RUNS is not None:
+    if trained and _RUNS is not None and _RUNS.is_dir():
+        from nnlab.tracking import overview
+
         overview(_RUNS, sweep=False)
     if _SWEEP is not None and FAILED_JOBS:
         n = len(FAILED_JOBS)
@@ -238,15 +240,15 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith(key + "=")), None)
     fresh = given is None or "${now" in given  # a default, time-stamped name
+    global _SWEEP, _RUNS
     if cfg is not None and folder is not None and not any(a in ("-c", "--cfg") for a in args):
         # the folder is this process's before Hydra writes a byte into it (${now} resolved once)
         folder = str(_claim(folder, key, fresh=fresh, cfg=cfg, multirun=multirun, continuing=resume not in (None, "null")))
+        alone = not multirun and (fresh or (Path(folder).parent / "overview").is_dir())  # in outputs/runs, or continued there
+        _RUNS = Path(folder).parent if alone else None
     if folder is not None:
         args = [*(a for a in args if not a.startswith(key + "=")), quoted_path(f"{key}={folder}")]
-    global _SWEEP, _RUNS
     _SWEEP = Path(folder) if multirun and folder is not None else None
-    alone = folder is not None and not multirun and (fresh or (Path(folder).parent / "overview").is_dir())
-    _RUNS = Path(folder).parent if alone else None  # a run alone named by its time (or continued there): outputs/runs
     if cfg is None or folder is None or any(a in ("-m", "--multirun", "-c", "--cfg") for a in args):
         return args, False
     folder = Path(folder)
@@ -295,7 +297,7 @@ def _release() -> None:
 _MADE = None  # the outermost folder the pre-flight created under its lock: a run that stops on a user error before training removes it
 _LOCK = None  # the output folder's lock, held by this process from the pre-flight until it ends
 _SWEEP = None  # the folder of this command's sweep (-m), for its closing summary
-_RUNS = None  # the folder of runs alone this run is in (outputs/runs): its HParams overview
+_RUNS = None  # the folder of runs alone a run named by its time is in (outputs/runs): its HParams overview
 _KEPT: dict = {}  # a resumed run's .hydra files as they were: put back when the resume stops before training
 
 
