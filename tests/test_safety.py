@@ -138,6 +138,18 @@ def test_no_write_follows_a_symbolic_link_in_a_run_folder(finished, tmp_path):
     assert summary(tmp_path / "sweep" / "trainer.seed=0")["status"] == "ok" and not list(outside.glob("trainer*"))
 
 
+def test_runs_alone_overview_is_not_written_through_a_link(tmp_path):
+    """outputs/runs/overview (the runs' HParams column list) as a link: one paragraph, the run itself kept."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "outputs" / "runs").mkdir(parents=True)
+    (tmp_path / "outputs" / "runs" / "overview").symlink_to(outside)
+    out = nnlab("train", *TINY, cwd=tmp_path)
+    assert out.returncode == 2 and "overview is a symbolic link" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    (run,) = [p for p in (tmp_path / "outputs" / "runs").iterdir() if p.name != "overview"]
+    assert summary(run)["status"] == "ok" and not list(outside.iterdir())
+
+
 def test_two_commands_into_one_folder_lose_nothing(tmp_path):
     """The second is refused while the first trains; the first's run is whole."""
     run = tmp_path / "run"

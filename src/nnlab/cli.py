@@ -166,19 +166,22 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None, brie
 def _closing(trained: bool, brief: bool) -> int:
     """What a command ends with beside its runs: for `nnlab train`, a sweep's summary and overview, or the
     overview of the folder of runs alone it ran in; a sweep's failed jobs said (exit 1)."""
-    from nnlab.console import error
-    from nnlab.errors import FAILED_JOBS
+    from nnlab.console import error, exit_with
+    from nnlab.errors import FAILED_JOBS, ConfigError
 
-    if trained and _SWEEP is not None and _SWEEP.is_dir():
-        from nnlab.report import sweep_summary
-        from nnlab.tracking import overview
+    try:
+        if trained and _SWEEP is not None and _SWEEP.is_dir():
+            from nnlab.report import sweep_summary
+            from nnlab.tracking import overview
 
-        sweep_summary(_SWEEP, brief)
-        overview(_SWEEP)
-    if trained and _RUNS is not None and _RUNS.is_dir():
-        from nnlab.tracking import overview
+            sweep_summary(_SWEEP, brief)
+            overview(_SWEEP)
+        if trained and _RUNS is not None and _RUNS.is_dir():
+            from nnlab.tracking import overview
 
-        overview(_RUNS, sweep=False)
+            overview(_RUNS, sweep=False)
+    except ConfigError as e:  # a link where the overview goes: refused, the runs' own results stand
+        exit_with(str(e))
     if _SWEEP is not None and FAILED_JOBS:
         n = len(FAILED_JOBS)
         error(f"{n} job{'s' if n > 1 else ''} of the sweep failed or {'were' if n > 1 else 'was'} refused "
