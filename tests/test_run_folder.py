@@ -75,3 +75,18 @@ def test_leftovers_of_interrupted_saves_are_removed_and_made_folders_only_when_e
     (tmp_path / "a" / "b" / "data.bin").unlink()
     run_folder.remove_made(made)
     assert not made.exists()
+
+
+def test_a_lock_that_waits_takes_the_folder_when_its_holder_lets_go(tmp_path):
+    """Lock(wait=S) tries again for S seconds (the runs' shared overview: two runs ending at once), then is refused."""
+    import threading
+    import time
+
+    held = run_folder.Lock(tmp_path).__enter__()
+    with pytest.raises(FolderInUse):
+        run_folder.Lock(tmp_path, wait=0.2).__enter__()  # still held after 0.2 s: refused
+    threading.Timer(0.3, held.__exit__).start()
+    started = time.monotonic()
+    with run_folder.Lock(tmp_path, wait=10.0):  # taken once the holder lets go, not refused at once
+        assert 0.25 < time.monotonic() - started < 5
+    assert not (tmp_path / run_folder.LOCK).exists()

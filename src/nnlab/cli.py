@@ -169,17 +169,16 @@ def _closing(trained: bool, brief: bool) -> int:
     from nnlab.console import error, exit_with
     from nnlab.errors import FAILED_JOBS, ConfigError
 
+    folder = _SWEEP if _SWEEP is not None else _RUNS  # one of them: a sweep, or a run alone named by its time
     try:
-        if trained and _SWEEP is not None and _SWEEP.is_dir():
-            from nnlab.report import sweep_summary
+        if trained and folder is not None and folder.is_dir():
             from nnlab.tracking import overview
 
-            sweep_summary(_SWEEP, brief)
-            overview(_SWEEP)
-        if trained and _RUNS is not None and _RUNS.is_dir():
-            from nnlab.tracking import overview
+            if folder == _SWEEP:
+                from nnlab.report import sweep_summary
 
-            overview(_RUNS, sweep=False)
+                sweep_summary(_SWEEP, brief)
+            overview(folder, sweep=folder == _SWEEP)
     except ConfigError as e:  # a link where the overview goes: refused, the runs' own results stand
         exit_with(str(e))
     if _SWEEP is not None and FAILED_JOBS:

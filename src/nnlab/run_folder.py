@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -26,19 +27,20 @@ class Lock:
     a process that locked the removed file in that moment sees it is no longer the folder's and takes the
     new one."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, wait: float = 0.0):
+        """wait: seconds to keep trying while another process holds it (0: refused at once)."""
         self.path = Path(run_dir) / LOCK
+        self.wait = wait
         self.fd: Optional[int] = None
 
     def __enter__(self) -> "Lock":
-        import fcntl
-
         key = str(self.path.absolute())
         if key in _CLAIMED:  # this process claimed it (the pre-flight, before Hydra made the job): the job's own
             _CLAIMED[key][1] += 1
             self.fd = _CLAIMED[key][0]
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.wait
         for _ in range(100):
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -47,7 +49,7 @@ class Lock:
                     raise ConfigError(link_message(self.path)) from None
                 raise
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock_until(fd, deadline)
             except BlockingIOError:
                 os.close(fd)
                 raise FolderInUse(busy_message(self.path.parent)) from None
@@ -77,6 +79,20 @@ class Lock:
             pass
         os.close(self.fd)  # releases the lock
         self.fd = None
+
+
+def _flock_until(fd: int, deadline: float) -> None:
+    """An exclusive flock on `fd`, tried again until `deadline` (time.monotonic()); BlockingIOError after it."""
+    import fcntl
+
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -170,25 +170,18 @@ def overview(folder: Path, sweep: bool = True) -> None:
         return
     if target.is_symlink():
         raise ConfigError(link_message(target))
-    for _ in range(100):
-        try:
-            lock = Lock(target).__enter__()
-            break
-        except FolderInUse:  # another run writing it this moment
-            time.sleep(0.05)
-    else:
-        return
     try:
-        earlier = list(target.glob("events.out.tfevents.*"))
-        with SummaryWriter(str(target)) as writer:
-            for path in pictures:
-                writer.add_image(f"sweep/{path.stem}", imread(path)[..., :3], 0, dataformats="HWC")
-            if runs:
-                writer.file_writer.add_summary(_experiment(runs))
-        for path in earlier:
-            path.unlink(missing_ok=True)
-    finally:
-        lock.__exit__()
+        with Lock(target, wait=5.0):  # another run ending this moment writes it first
+            earlier = list(target.glob("events.out.tfevents.*"))
+            with SummaryWriter(str(target)) as writer:
+                for path in pictures:
+                    writer.add_image(f"sweep/{path.stem}", imread(path)[..., :3], 0, dataformats="HWC")
+                if runs:
+                    writer.file_writer.add_summary(_experiment(runs))
+            for path in earlier:
+                path.unlink(missing_ok=True)
+    except FolderInUse:  # still held after 5 s: the holder's overview stands
+        return
 
 
 def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> None:
