@@ -136,6 +136,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--logdir", type=Path, help="a sweep or runs folder to look at (default: a fresh sweep: " + " ".join(SWEEP) + ")")
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="where the screenshots go (default: docs/)")
     args = parser.parse_args(argv)
+    if args.logdir is not None and not any(args.logdir.rglob("events.out.tfevents.*")):
+        print(f"--logdir {args.logdir}: no TensorBoard events there (a sweep's or runs' folder, e.g. outputs/runs)", file=sys.stderr)
+        return 2
     if not can_look():
         print("no browser: pip install playwright, and Debian's chromium (or: playwright install chromium)", file=sys.stderr)
         return 2
