@@ -282,3 +282,30 @@ def test_sigterm_during_start_up_is_one_line_and_leaves_nothing(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-2000:]
     runs = [p for p in (tmp_path / "outputs" / "runs").iterdir() if p.name != "overview"] if (tmp_path / "outputs").exists() else []
     assert not runs or summary(runs[0])["status"] == "interrupted"  # nothing left, or a run saved and marked
+
+
+SWALLOWED = """
+import signal, sys
+import nnlab.run_files as run_files
+from nnlab.console import note_interrupt
+from nnlab.cli import main
+
+def setup(*args, **kwargs):  # a SIGTERM in start-up that a library caught (try: import ... except ...)
+    exp = real(*args, **kwargs)
+    try:
+        note_interrupt(signal.SIGTERM)
+    except KeyboardInterrupt:
+        pass
+    return exp
+
+real, run_files.setup = run_files.setup, setup
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_start_up_signal_a_library_swallowed_stops_before_the_first_checkpoint(tmp_path):
+    """The race CI met: a signal caught by a library in start-up is raised again before the run writes its
+    first checkpoint, so the folder the command made goes with it (not a folder with last.pt and no summary)."""
+    out = subprocess.run([sys.executable, "-c", SWALLOWED, "train", *TINY], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 128 + signal.SIGTERM and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "interrupted (SIGTERM)" in out.stderr and not (tmp_path / "outputs").exists()

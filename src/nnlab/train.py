@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from nnlab import checkpoint, figures, pretrain
 from nnlab import metrics as task_metrics
-from nnlab.console import TrainingProgress, epoch_line, stack_info, summary_text, warning
+from nnlab.console import TrainingProgress, check_interrupt, epoch_line, stack_info, summary_text, warning
 from nnlab.data.loader import Split, batch_indices
 from nnlab.loop_state import Monitor, Position, StopRequest
 from nnlab.diagnostics import Diagnostics, stack_boundaries, stack_measure
@@ -150,6 +150,7 @@ def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
     started = time.perf_counter()
     try:
         with StopRequest() as stop:  # one handler for the stack: a SIGTERM saves every member
+            check_interrupt()  # a signal in start-up that a library swallowed: stop before a checkpoint is written
             for m in members:
                 m.training = guard(m, alone, lambda m=m: Training(m.exp, m.run_dir, m.tracker, m.state, stop, quiet=not alone))
             for engine, group in _engines([m for m in members if m.training is not None]):
@@ -288,9 +289,6 @@ class Training:
         else:
             self.metrics = checkpoint.restore(exp, resume, self.loop, self.monitor, self.diag, self.scaler, self.shuffle, self.noise)
         exp.model.train()
-        from nnlab.console import check_interrupt
-
-        check_interrupt()  # a Ctrl-C during start-up that a library swallowed: from here on the loop saves and stops
 
     def _state(self) -> dict:
         return checkpoint.state(self.exp, self.loop, self.metrics, self.monitor, self.diag, self.scaler, self.noise)
