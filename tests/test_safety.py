@@ -150,6 +150,17 @@ def test_runs_alone_overview_is_not_written_through_a_link(tmp_path):
     assert summary(run)["status"] == "ok" and not list(outside.iterdir())
 
 
+def test_an_ensemble_folder_that_is_a_link_is_refused(finished, tmp_path):
+    """runs/ensemble (its TensorBoard run) as a link: one paragraph and exit 2, nothing written where it points."""
+    runs = _copy(finished, tmp_path, "a", "b")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (runs / "ensemble").symlink_to(outside)
+    out = nnlab("ensemble", str(runs), cwd=tmp_path)
+    assert out.returncode == 2 and "ensemble is a symbolic link" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not list(outside.iterdir())
+
+
 def test_two_commands_into_one_folder_lose_nothing(tmp_path):
     """The second is refused while the first trains; the first's run is whole."""
     run = tmp_path / "run"

@@ -114,14 +114,10 @@ def main(argv: list[str]) -> int:
 
 
 def _log(root: Path, result: dict) -> None:
-    from nnlab.errors import ConfigError
-    from nnlab.run_folder import refuse_links, write_file
+    from nnlab.run_folder import refuse_link, refuse_links, write_file
     from nnlab.tracking import Tracker
 
-    if (root / "ensemble").is_symlink():
-        from nnlab.run_folder import link_message
-
-        raise ConfigError(link_message(root / "ensemble"))
+    refuse_link(root / "ensemble")
     (root / "ensemble").mkdir(exist_ok=True)
     refuse_links(root / "ensemble")
     write_file(root / "ensemble.json", json.dumps(result, indent=2) + "\n")

@@ -181,6 +181,13 @@ def link_message(path: Path) -> str:
             "folder could point them at any file). Remove the link, or choose another folder with hydra.run.dir=PATH.")
 
 
+def refuse_link(path: str | Path) -> None:
+    """ConfigError where `path` itself is a symbolic link: a folder nnlab makes or replaces beside the runs
+    (a sweep's mean/, a folder's overview/, ensemble/), which a link would send anywhere."""
+    if Path(path).is_symlink():
+        raise ConfigError(link_message(Path(path)))
+
+
 # What a sweep writes at the top of its folder (its jobs write into folders of their own)
 SWEEP_FILES = (LOCK, "multirun.yaml", "report.csv", "report.md", "report.png", "report_settings.csv",
                "decision_boundaries.png", "overview", "mean", "ensemble.json", "ensemble")  # fmt: skip

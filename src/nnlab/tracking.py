@@ -154,8 +154,8 @@ def overview(folder: Path, sweep: bool = True) -> None:
     from matplotlib.image import imread
     from torch.utils.tensorboard import SummaryWriter
 
-    from nnlab.errors import ConfigError, FolderInUse
-    from nnlab.run_folder import Lock, link_message
+    from nnlab.errors import FolderInUse
+    from nnlab.run_folder import Lock, refuse_link
 
     runs = []
     for path in sorted(folder.rglob("summary.json") if sweep else folder.glob("*/summary.json")):
@@ -168,8 +168,7 @@ def overview(folder: Path, sweep: bool = True) -> None:
     target = folder / "overview"
     if not pictures and not runs:
         return
-    if target.is_symlink():
-        raise ConfigError(link_message(target))
+    refuse_link(target)
     try:
         with Lock(target, wait=5.0):  # another run ending this moment writes it first
             earlier = list(target.glob("events.out.tfevents.*"))
@@ -197,13 +196,11 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
     from torch.utils.tensorboard import SummaryWriter
 
     from nnlab.compare import band
-    from nnlab.errors import ConfigError
     from nnlab.metrics import ALL
-    from nnlab.run_folder import link_message
+    from nnlab.run_folder import refuse_link
 
     means = sweep / "mean"
-    if means.is_symlink():
-        raise ConfigError(link_message(means))
+    refuse_link(means)
     if means.is_dir():
         shutil.rmtree(means)  # only ours: event files this function wrote
     for name, runs in settings:
