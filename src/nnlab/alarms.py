@@ -109,13 +109,16 @@ def saturation(stats: dict[str, float], threshold: float, step: int) -> Optional
                   ("data.preprocess=standardize",), ("init=xavier_normal",), ("activation=relu",))
 
 
-def update_ratio(stats: dict[str, float], low: float, high: float, step: int) -> Optional[Alarm]:
+def update_ratio(stats: dict[str, float], low: float, high: float, step: int, lr_scale: float = 1.0) -> Optional[Alarm]:
+    """A typical update/weight ratio far from ~1e-3. `lr_scale`: the schedule's rate now over the optimizer's
+    rate; where a schedule has brought it below a tenth (a warm-up's start, a decay's or a cycle's end: small
+    steps by design), a low ratio says nothing about optimizer.lr, and nothing is raised."""
     values = {k: v for k, v in stats.items() if k.startswith("stats/update_ratio/") and math.isfinite(v)}
     if not values:
         return None
     mean_log = sum(math.log10(max(v, 1e-30)) for v in values.values()) / len(values)
     typical = 10**mean_log
-    if low <= typical <= high:
+    if low <= typical <= high or (typical < low and lr_scale < 0.1):
         return None
     power = min(4, max(-4, round(math.log10(1e-3 / typical))))  # the rate x10**power brings the ratio to ~1e-3
     powers = [power, power - (1 if power > 0 else -1)] if abs(power) >= 2 else [power or (1 if typical < low else -1)]

@@ -80,6 +80,47 @@ def search(exp, start: int, max_memory_mb: Optional[float], max_batch: Optional[
     return result
 
 
+def trial(cfg, batch: int, lr: float, cpu_share: Optional[int] = None, min_steps: int = 30, max_steps: int = 200) -> tuple[bool, float, float]:
+    """Whether the suggested command trains: a few epochs (at least `min_steps`, at most `max_steps` steps) at
+    this batch size and rate under its one-epoch warm-up and cosine decay, from the config's own start. It
+    trains where every loss is finite, none passes 3x the first, and the last ten average below the first
+    ten. Returns (it trains, the first ten steps' mean loss, the last ten's)."""
+    import copy
+    import math
+
+    from omegaconf import OmegaConf, open_dict
+
+    from nnlab.setup import setup
+    from nnlab.train import train_step
+
+    c = copy.deepcopy(cfg)
+    with open_dict(c):
+        c.trainer.batch_size, c.optimizer.lr = batch, lr
+        c.schedule = OmegaConf.create({"_target_": "nnlab.optim.warmup_cosine", "_partial_": True, "warmup_epochs": 1, "min_lr": 0.0})
+        c.alarms.enabled, c.diagnostics.every = False, 0
+    probe = setup(c, cpu_share)
+    per_epoch = max(1, probe.steps_per_epoch)
+    with open_dict(c):
+        c.trainer.epochs = max(3, math.ceil(min_steps / per_epoch))
+    exp = setup(c, cpu_share)
+    steps = min(max_steps, c.trainer.epochs * per_epoch)
+    scaler = torch.amp.GradScaler(exp.device.type, enabled=exp.trainer.precision == "fp16")
+    g = torch.Generator().manual_seed(c.trainer.seed)
+    x, y = exp.data.train.x, exp.data.train.y
+    exp.model.train()
+    losses = []
+    for _ in range(steps):
+        idx = torch.randperm(len(x), generator=g)[:batch].to(x.device)
+        loss = float(train_step(exp, x[idx], y[idx], scaler)[1].detach())
+        exp.scheduler.step()
+        losses.append(loss)
+        if not math.isfinite(loss) or loss > 3 * losses[0]:
+            return False, losses[0], loss
+    k = min(10, max(1, len(losses) // 3))
+    first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+    return last < first, first, last
+
+
 def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[int]:
     """The `nnlab batch-size-find` job: the search on the composed config, a table, batch_size_find.json."""
     import json
@@ -110,14 +151,29 @@ def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[int]:
     if result.largest is None:
         console.print(f"even batch size {start} does not fit: lower batch_size_find.start or raise the bound")
     else:
-        lr = base_lr * result.largest / cfg.trainer.batch_size
-        out["suggested_lr"] = lr
+        linear = base_lr * result.largest / cfg.trainer.batch_size
         why = {"memory": "the next doubling does not fit", "data": "the whole training set fits in one batch",
                "max_batch": "batch_size_find.max_batch"}[result.stopped_by]  # fmt: skip
-        console.print(f"largest batch size: [bold]{result.largest}[/] ({why}); with the linear scaling rule from "
-                      f"trainer.batch_size={cfg.trainer.batch_size}, optimizer.lr={base_lr:g}:", soft_wrap=True)  # fmt: skip
-        console.print(f"  nnlab train trainer.batch_size={result.largest} optimizer.lr={lr:.3g} schedule=warmup_cosine", soft_wrap=True)
-        console.print("  (large batches want a warm-up: the rule holds once the first epochs are past)")
+        console.print(f"largest batch size: [bold]{result.largest}[/] ({why}); the linear scaling rule from "
+                      f"trainer.batch_size={cfg.trainer.batch_size}, optimizer.lr={base_lr:g} gives optimizer.lr={linear:.3g}.",
+                      soft_wrap=True)  # fmt: skip
+        lr, tried = linear, []
+        for _ in range(8):  # the rule is an upper bound: halve the rate until a short trial trains
+            trains, first, last = trial(cfg, result.largest, lr, cpu_share)
+            tried.append({"lr": lr, "trains": trains, "first_loss": first, "last_loss": last})
+            if trains or lr <= base_lr:
+                break
+            lr = max(base_lr, lr / 2)
+        out["tried"] = tried
+        if tried[-1]["trains"]:
+            out["suggested_lr"] = lr
+            checked = f"checked: {len(tried)} short trial{'s' if len(tried) > 1 else ''}, the last trains (loss {first:.3g} -> {last:.3g})"
+            halved = "" if lr == linear else f"; the rule's {linear:.3g} diverged or stalled, so the rate was halved"
+            console.print(f"  nnlab train trainer.batch_size={result.largest} optimizer.lr={lr:.3g} schedule=warmup_cosine", soft_wrap=True)
+            console.print(f"  ({checked}{halved}; large batches want the warm-up)", soft_wrap=True)
+        else:
+            console.print(f"  no rate from {linear:.3g} down to {lr:.3g} trained in a short trial at batch size {result.largest}: "
+                          "keep trainer.batch_size or try another optimizer (nnlab lr-find at that batch size).", soft_wrap=True)  # fmt: skip
     from nnlab.run_folder import write_file
 
     write_file(Path(run_dir, "batch_size_find.json"), json.dumps(out, indent=2) + "\n")

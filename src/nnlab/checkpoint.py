@@ -163,6 +163,34 @@ def _own(t: torch.Tensor) -> torch.Tensor:
     return t.clone() if t.untyped_storage().nbytes() != t.numel() * t.element_size() else t
 
 
+def check_fits(exp, state: dict, path: Path) -> None:
+    """Refuse (ConfigError), before a resume writes anything, a checkpoint whose contents do not fit this
+    run: the model's tensors by name and shape, and the loop position, optimizer and generator states by
+    type (a damaged or edited file would otherwise fail half-way through the resume)."""
+    from nnlab.nn import bare
+
+    def problem() -> Optional[str]:
+        mine, theirs = bare(exp.model).state_dict(), state.get("model")
+        if not isinstance(theirs, dict) or set(theirs) != set(mine):
+            return "its model's layers are not this model's"
+        shapes = [k for k, v in mine.items() if not torch.is_tensor(theirs[k]) or theirs[k].shape != v.shape]
+        if shapes:
+            return f"{shapes[0]} is {tuple(getattr(state['model'][shapes[0]], 'shape', ()))} there, {tuple(mine[shapes[0]].shape)} here"
+        pos = state.get("position")
+        whole = isinstance(pos, dict) and all(isinstance(pos.get(k), int) and not isinstance(pos.get(k), bool) and pos[k] >= 0
+                                              for k in ("epoch", "batch", "step", "count"))  # fmt: skip
+        if not whole or pos["epoch"] < 1 or not torch.is_tensor(pos.get("shuffle")) or not (pos.get("sums") is None or torch.is_tensor(pos["sums"])):
+            return "its loop position is not one nnlab writes"
+        if not isinstance(state.get("optimizer"), dict) or not isinstance(state.get("rng"), dict) or not isinstance(state.get("monitor"), dict):
+            return "its optimizer, monitor or generator states are missing"
+        return None
+
+    why = problem()
+    if why:
+        raise ConfigError(f"{path} cannot be resumed: {why} (a damaged or edited checkpoint). The run is left as it "
+                          "was; resume another checkpoint of it (checkpoints/epoch_NNNN.pt, best.pt) or start a new run.")  # fmt: skip
+
+
 def restore(exp, state: dict, loop, monitor, diag, scaler, shuffle, noise) -> dict:
     """Load a checkpoint's state into the run's objects; returns the metrics of its last epoch."""
     import random
@@ -212,50 +240,32 @@ def run_of(resume: str) -> Path:
     return run
 
 
-def saved_overrides(run: Path) -> list[str]:
-    """The overrides a run was started with (RUN/.hydra/overrides.yaml), less resume and hydra.*."""
-    import yaml
-
-    path = run / ".hydra" / "overrides.yaml"
-    try:
-        items = yaml.safe_load(path.read_text()) if path.is_file() else []
-    except (OSError, yaml.YAMLError):
-        items = None
-    if not isinstance(items, list):
-        raise ConfigError(f"{path} is not a list of overrides; resume with the run's overrides typed out, "
-                          "or repair the file.")  # fmt: skip
-    return [str(o) for o in items if not str(o).split("=")[0].lstrip("+~").startswith(("resume", "hydra."))]
-
-
 def finished(run_dir: Path, epochs: int) -> Optional[dict]:
     """The summary of a run in `run_dir` that has nothing left to do for `epochs`: it ended well (status
     ok) after that many epochs, or stopped early. None when there is something to continue."""
-    import json
+    from nnlab.run_folder import read_summary
 
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(summary, dict) or summary.get("status") != "ok":
+    summary = read_summary(run_dir)
+    if summary is None or summary["status"] != "ok":
         return None
     done = summary.get("epochs_run") or 0
     return summary if done >= epochs or summary.get("stopped_early") else None
 
 
-def resume_state(resume: Optional[str], run_dir: Path, config: dict) -> Optional[dict]:
-    """The checkpoint to continue from: resume=auto (this run directory's last.pt, if any) or a path (a
-    run directory or a checkpoint file in its checkpoints/). Refuses a checkpoint made with a different
-    config, or one that does not say what config it was made with."""
+def resume_state(resume: Optional[str], run_dir: Path, config: dict) -> tuple[Optional[dict], Optional[Path]]:
+    """The checkpoint to continue from, and its path: resume=auto (this run directory's last.pt, if any) or
+    a path (a run directory or a checkpoint file in its checkpoints/); (None, None): a fresh start. Refuses a
+    checkpoint made with a different config, or one that does not say what config it was made with."""
     if resume is None:
-        return None
+        return None, None
     path = run_dir / "checkpoints" / "last.pt" if resume == "auto" else Path(resume)
     if path.is_dir():
         path = path / "checkpoints" / "last.pt"
     if resume == "auto" and not path.exists():
-        return None
+        return None, None
     state = load(path)
     compatible(state, path, config)
-    return state
+    return state, path
 
 
 def compatible(state: dict, path: Path, config: dict) -> None:

@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, note_interrupt)
     try:
         return _main(argv)
+    except BrokenPipeError:  # the reader went away (nnlab train --help | head -1): quietly, as the shell's own tools
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt:  # a signal before training began or while closing (the loop itself saves and stops)
         return _interrupted_exit(interrupted() or signal.SIGINT)
     except Exception:
@@ -133,6 +138,9 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None, brie
         if completion.startswith("query="):
             return shell.main(["__complete"])
         return shell.main(["completion", completion.partition("=")[2] or "bash"])
+    if prog != "nnlab train" and any(a in ("-h", "--help") for a in args):
+        print(_command_help(prog), end="")
+        return 0
     modes = {m for a in args for m, names in MODES.items() if a in names}
     if len(modes) > 1:
         exit_with(f"{' and '.join(sorted(modes))} cannot go together: one of -m, --cfg, --info at a time (for a "
@@ -156,11 +164,27 @@ def _hydra(job, prog: str, args: list[str], default_dir: str | None = None, brie
     try:
         hydra.main(config_path="pkg://nnlab.conf", config_name="train", version_base="1.3")(job)()
         return _closing(job is train_job, brief)
+    except BrokenPipeError:
+        raise  # the reader of the output went away (nnlab train --help | head -1): main's
     except OSError as e:  # Hydra making the output folder: a name too long, a file system that refuses it
         error(f"cannot create the output folder {e.filename or ''}: {e.strerror or e}. Choose another one with "
               "hydra.run.dir=PATH (hydra.sweep.dir=PATH with -m).", title="cannot write")  # fmt: skip
         return 1
     return 0
+
+
+def _command_help(prog: str) -> str:
+    """`nnlab check --help` and the other commands': what the command does (its module's docstring, read
+    without importing torch), how to call it; the settings are nnlab train's."""
+    import ast
+    import importlib.util
+
+    module = {"nnlab check": "nnlab.check", "nnlab lr-find": "nnlab.lr_find", "nnlab batch-size-find": "nnlab.batch_size_find"}[prog]
+    with open(importlib.util.find_spec(module).origin, encoding="utf-8") as f:
+        doc = ast.get_docstring(ast.parse(f.read())) or ""
+    return (f"usage: {prog} [GROUP=OPTION ...] [KEY=VALUE ...] [-m] [--cfg job]\n\n{doc.replace('`', '')}\n\n"
+            f"The config groups and settings are those of nnlab train (nnlab train --help lists them all); the "
+            f"folder: outputs/{module.split('.')[1]}/DATE_TIME unless hydra.run.dir=PATH.\n")
 
 
 def _closing(trained: bool, brief: bool) -> int:
@@ -226,10 +250,12 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
     from nnlab.errors import ConfigError
 
     resume = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
-    if resume not in (None, "auto", "null"):
-        run = checkpoint.run_of(resume)
+    run = checkpoint.run_of(resume) if resume not in (None, "auto", "null") else _run_to_continue(args) if resume == "auto" else None
+    if run is not None:  # its own settings, from its saved config (saved_config: the run folder is data), then the given ones
+        from nnlab.saved_config import run_overrides
+
         given = {override_key(a) for a in args if "=" in a}
-        saved = [o for o in checkpoint.saved_overrides(run) if override_key(o) not in given]
+        saved = [o for o in run_overrides(run) if override_key(o) not in given]
         args = [*saved, *args, *([] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"])]
     args = grid_sweeper([quoted_path(a) for a in args], None)
     cfg, folder, sweeper, name_without = check_command_line(args)  # every job's config checked; the output folder
@@ -274,6 +300,18 @@ def _preflight(args: list[str]) -> tuple[list[str], bool]:
         console.print(finished_message(folder, done), soft_wrap=True)
         return args, True
     return args, False
+
+
+def _run_to_continue(args: list[str]):
+    """The run that `resume=auto` continues where it is a run alone: its hydra.run.dir, once that holds a
+    run with a checkpoint (else None: a fresh start, or a sweep's jobs, which continue their own)."""
+    from pathlib import Path
+
+    if any(a in MODES["-m"] for a in args):
+        return None
+    given = next((a.split("=", 1)[1].strip("'\"") for a in reversed(args) if a.startswith("hydra.run.dir=")), None)
+    run = Path(given) if given else None
+    return run if run is not None and (run / "config.yaml").is_file() and (run / "checkpoints" / "last.pt").is_file() else None
 
 
 def _claim(folder: str, key: str, fresh: bool, cfg, multirun: bool, continuing: bool):

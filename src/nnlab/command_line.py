@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
+from pathlib import Path
 from typing import NamedTuple, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nnlab.errors import ConfigError, did_you_mean, unwritable
-from nnlab.launcher import executor_problem
+from nnlab.launcher import launch_problem
 from nnlab.run_folder import named_after
 from nnlab.targets import resolve_target
 from nnlab.validate import validate
@@ -37,6 +39,7 @@ class Checked(NamedTuple):
 def check_command_line(args: list[str], config_module: str = "nnlab.conf", config_name: str = "train") -> Checked:
     """Compose the config for the overrides in `args` and validate() it, once for every value of every
     sweep; raise ConfigError with a one-paragraph message for the first problem."""
+    refuse_unsafe(args)
     if any(a.split("=")[0] in _NO_CHECK for a in args):
         return Checked()
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -79,8 +82,8 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
                 name_without = [*hydra_out, *(k for k in constant if k not in hydra_out)] if swept and constant else None
             except Exception:  # an unusual hydra setup: leave the folder to Hydra
                 folder = sweeper = name_without = None
-            if multirun and executor_problem(cfg.hydra):
-                raise ConfigError(executor_problem(cfg.hydra))
+            if multirun and launch_problem(cfg.hydra):
+                raise ConfigError(launch_problem(cfg.hydra))
             with open_dict(cfg):
                 del cfg["hydra"]
             base = cfg
@@ -90,15 +93,112 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
     return Checked(base, folder, sweeper, name_without if multirun else None)
 
 
-def _config_overrides(args: list[str]) -> list[str]:
-    """The command line's overrides of the config: not Hydra's own (hydra.*), not its flags and their values."""
+# Flags of Hydra's that load configs or code from elsewhere: never nnlab's (its configs are its own tree)
+_REFUSED_FLAGS = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "--experimental-rerun"}
+# Hydra's own settings a command may change (as `hydra.KEY=VALUE`); any other (hydra.callbacks, hydra.searchpath,
+# hydra.output_subdir, the logging handlers' files and classes, a `_target_`) could load code or write elsewhere
+HYDRA_SETTINGS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.launcher.", "hydra.sweeper.",
+                  "hydra.job.config.override_dirname.", "hydra.job.chdir", "hydra.verbose",
+                  "hydra.job_logging.root.level", "hydra.hydra_logging.root.level")  # fmt: skip
+HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper", "hydra/sweeper/sampler", "hydra/job_logging", "hydra/hydra_logging")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+
+
+def group_options(config_module: str = "nnlab.conf") -> dict[str, list[str]]:
+    """nnlab's config groups and their options: the folders of conf/ and the names of their YAML files."""
+    root = Path(importlib.import_module(config_module).__file__).parent
+    return {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in sorted(root.iterdir()) if g.is_dir() and not g.name.startswith("_")}
+
+
+def refuse_unsafe(args: list[str]) -> None:
+    """The command line's one rule for what may load code or reach outside nnlab's config tree: Hydra's
+    flags that name other config folders or pickles are refused, as is any `hydra.*` setting but
+    HYDRA_SETTINGS (no `_target_` in them), and every config group's option is a name of its group, never a
+    path (`experiment=../../x`): in a sweep's values and its `hydra.sweeper.settings` and `params` too.
+    ConfigError (one paragraph) for the first one found."""
+    for a in args:
+        flag = a.split("=", 1)[0]
+        if flag in _REFUSED_FLAGS:
+            raise ConfigError(f"{flag} is not available in nnlab: its configs are its own tree (conf/), and a config "
+                              "folder or a pickled rerun from elsewhere could run any code. Choose options by name "
+                              "(nnlab train --help lists them) and change values with KEY=VALUE.")  # fmt: skip
+    for a in _config_overrides(args, hydra=True):
+        key, _, value = a.partition("=")
+        key = key.lstrip("+~")
+        if "@" in key:
+            raise ConfigError(f"{a}: a package (`@`) moves a config to another place in the tree, which nnlab's "
+                              "configs never need. Name the group's option alone: GROUP=OPTION.")  # fmt: skip
+        if key.startswith("hydra"):
+            _refuse_hydra(a, key, value)
+        else:
+            _names_only(a)
+
+
+def _refuse_hydra(arg: str, key: str, value: str) -> None:
+    from nnlab.targets import HYDRA_KEYS
+
+    if key.startswith("hydra/"):
+        if key not in HYDRA_GROUPS:
+            raise ConfigError(f"{arg}: {key} is not one of Hydra's groups that nnlab uses ({', '.join(HYDRA_GROUPS)}).")
+        _names_only(arg, group=key)
+        return
+    as_key = re.search(r"(?:^|[{,\s])(" + "|".join(HYDRA_KEYS) + r")\s*:", value)  # {_target_: ...} in a value
+    if not key.startswith(HYDRA_SETTINGS) or any(k in key.split(".") for k in HYDRA_KEYS) or as_key:
+        raise ConfigError(f"{arg}: nnlab lets a command change only these of Hydra's settings: "
+                          f"{', '.join(s.rstrip('.') + ('.*' if s.endswith('.') else '') for s in HYDRA_SETTINGS)} "
+                          "(and none of them to a `_target_`). Others (hydra.callbacks, hydra.searchpath, the logging "
+                          "handlers, the output subfolder) could load code or write outside the output folder.")  # fmt: skip
+    if key == "hydra.sweep.subdir" and (value.startswith("/") or ".." in value.replace("\\", "/").split("/")):
+        raise ConfigError(f"{arg}: a job's folder stays inside its sweep's (hydra.sweep.dir): a relative name without `..`.")
+    if key.startswith(("hydra.sweeper.settings", "hydra.sweeper.params")):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        try:
+            parsed = OverridesParser.create().parse_override(arg.lstrip("+~"))
+            inner = parsed.value()
+        except Exception:
+            return  # a bad value: the composition says what is wrong with it
+        if key.startswith("hydra.sweeper.settings"):
+            lines = [str(o) for s in (inner if isinstance(inner, list) else [inner]) for o in (s if isinstance(s, list) else [s])]
+        elif isinstance(inner, dict):  # hydra.sweeper.params={experiment:'choice(a,b)'}
+            lines = [f"{k}={v}" for k, v in inner.items()]
+        else:  # hydra.sweeper.params.experiment=choice(a,b)
+            lines = [f"{key.removeprefix('hydra.sweeper.params.')}={value}"]
+        refuse_unsafe(lines)
+
+
+def _names_only(arg: str, group: str | None = None) -> None:
+    """`arg` (GROUP=OPTION, or a sweep over options) names options, not paths, where its key is a group."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    key = arg.partition("=")[0].lstrip("+~")
+    if group is None and key not in group_options() and "/" not in key:
+        return
+    if group is None and "/" in key:
+        raise ConfigError(f"{arg}: {key} is not a config group of nnlab's (groups are the folders of conf/: "
+                          f"{', '.join(group_options())}), and options are names, not paths.")  # fmt: skip
+    try:
+        o = OverridesParser.create().parse_override(arg)
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+    except Exception:
+        values = [arg.partition("=")[2]]
+    for v in values:
+        if v is not None and not (isinstance(v, str) and _NAME.match(v) and ".." not in v):
+            options = group_options().get(key)
+            raise ConfigError(f"{arg}: an option of `{key}` is a name{' (' + ', '.join(options) + ')' if options else ''}, "
+                              f"never a path: {v!r} would load a config from outside nnlab's tree.")  # fmt: skip
+
+
+def _config_overrides(args: list[str], hydra: bool = False) -> list[str]:
+    """The command line's overrides of the config: not its flags and their values, nor (unless `hydra`)
+    Hydra's own settings (hydra.*)."""
     overrides, skip = [], False
     for a in args:
         if skip:
             skip = False
         elif a.startswith("-"):
             skip = a in _FLAGS_WITH_VALUE
-        elif not a.startswith("hydra."):
+        elif hydra or not a.startswith("hydra."):
             overrides.append(a)
     return overrides
 
@@ -169,6 +269,7 @@ def compose(overrides: list[str] = (), config_module: str = "nnlab.conf", config
 
     register_configs()
     overrides = list(overrides)
+    refuse_unsafe(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module, version_base="1.3"):

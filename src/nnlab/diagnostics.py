@@ -312,7 +312,9 @@ class Diagnostics:
         self.raise_alarm(f.gradient_flow(ratio, al.grad_ratio_low, al.grad_ratio_high, step))
         self.raise_alarm(f.dead_units(stats, al.dead_fraction, step))
         self.raise_alarm(f.saturation(stats, al.saturated_fraction, step))
-        self.raise_alarm(f.update_ratio(stats, al.update_ratio_low, al.update_ratio_high, step))
+        group = self.optimizer.param_groups[0]
+        lr_scale = group["lr"] / group["initial_lr"] if group.get("initial_lr") else 1.0  # where the schedule is
+        self.raise_alarm(f.update_ratio(stats, al.update_ratio_low, al.update_ratio_high, step, lr_scale))
 
     def _figure(self, outputs: dict[str, Tensor], step: int, when: str, filename: str) -> None:
         activations_figure(self.tracker, outputs, step, when, filename)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from nnlab.command_line import override_key, quoted_path
-from nnlab.run_folder import write_file
+from nnlab.run_folder import read_summary, write_file
 
 # The most fundamental first: a run that diverges or whose gradients vanish says little about the rest.
 ORDER = ("divergence", "exploding_gradients", "vanishing_gradients", "initial_loss", "saturation", "flat_loss",
@@ -68,8 +68,8 @@ class Candidate:
 def main(argv: list[str], train: Callable[..., int]) -> int:
     """`train(args, brief=False)` runs `nnlab train ARGS` in this process (the CLI's, handed in) and
     returns its exit code."""
-    from nnlab.checkpoint import saved_overrides
     from nnlab.console import exit_with
+    from nnlab.saved_config import run_overrides
     from nnlab.errors import ConfigError
 
     if any(a in ("-h", "--help") for a in argv):
@@ -77,7 +77,7 @@ def main(argv: list[str], train: Callable[..., int]) -> int:
         return 0
     try:
         run, given = _run_folder(argv)
-        base = [*saved_overrides(run), *given] if run else list(given)
+        base = [*run_overrides(run), *given] if run else list(given)
         base = [a for a in base if not a.startswith(("hydra.", "resume=", "overwrite="))]
         cfg, choices = _config(base)
         folder, lock = _folder(given)
@@ -91,7 +91,7 @@ def main(argv: list[str], train: Callable[..., int]) -> int:
 
 def _diagnose(run: Optional[Path], base: list[str], cfg, choices: dict, folder: Path, train) -> int:
     """The run's alarms (a diagnosis run of its own where no run folder is given), their candidates, the trial."""
-    from nnlab.console import console, error
+    from nnlab.console import console, error, shown
 
     if run is None:
         console.print(f"[bold]nnlab doctor[/]: one run of {_budget(cfg)} to see what alarms it raises", soft_wrap=True)
@@ -107,18 +107,24 @@ def _diagnose(run: Optional[Path], base: list[str], cfg, choices: dict, folder: 
                   "run's alarms, not a config that cannot run: nnlab check with the same overrides tests it step by step.",
                   title="doctor")  # fmt: skip
             return 1
-    summary = json.loads((run / "summary.json").read_text())
-    raised = [a for a in summary.get("alarms", []) if isinstance(a, dict)]
+    summary = read_summary(run)
+    if summary is None or summary["status"] not in ("ok", "diverged"):
+        what = "no readable summary.json" if summary is None else f"status {shown(summary['status'])}"
+        error(f"{shown(run)} has {what}: the doctor treats the alarms of a run that trained (status ok or diverged). "
+              f"Its error.txt or train.log says what stopped it; nnlab check with its overrides tests the config step by step.",
+              title="doctor")  # fmt: skip
+        return 1
+    raised = summary["alarms"]
     if not raised:
-        console.print(f"no alarm in {run} (status {summary.get('status')}): nothing to treat.", soft_wrap=True)
+        console.print(f"no alarm in {shown(run)} (status {summary['status']}): nothing to treat.", soft_wrap=True)
         return 0
-    console.print(f"alarms of {run}: {', '.join(a['name'] for a in raised)}", soft_wrap=True)
+    console.print(f"alarms of {shown(run)}: {', '.join(shown(a['name']) for a in raised)}", soft_wrap=True)
     candidates, refused = candidates_for(raised, cfg, choices, cfg.doctor.candidates)
     good, unbuilt = _buildable(base, candidates, choices)
     for text in [*(f"left out: {t}" for t in refused), *(f"cannot be built: {t}" for t in unbuilt)]:
         console.print(f"  {text}", soft_wrap=True, highlight=False)
     if not good:
-        error(f"none of the fixes of {', '.join(a['name'] for a in raised)} can be tried on this config (see above).",
+        error(f"none of the fixes of {', '.join(shown(a['name']) for a in raised)} can be tried on this config (see above).",
               title="doctor")  # fmt: skip
         return 1
     return treat(good, base, cfg, choices, folder, train)
@@ -166,7 +172,7 @@ def _run_folder(argv: list[str]) -> tuple[Optional[Path], list[str]]:
     if flags:
         raise ConfigError(f"nnlab doctor takes overrides (KEY=VALUE) or a run folder, not {flags[0]}: it runs one run "
                           "and then its own sweep (see nnlab doctor --help).")  # fmt: skip
-    if not argv or "=" in argv[0]:
+    if not argv or ("=" in argv[0] and not Path(argv[0]).is_dir()):  # a run's folder may hold `=` in its name
         return None, list(argv)
     path = Path(argv[0])
     if not (path / "summary.json").is_file():

@@ -38,9 +38,19 @@ EXECUTORS = {"local": None, "submitit_local": ("submitit", "nnlab[sweeps]"), "su
              "ray": ("ray", "nnlab[ray]")}  # hydra.launcher.executor: where a group trains (the package it needs)
 
 
-def executor_problem(hydra: DictConfig) -> Optional[str]:
-    """What is wrong with the batched launcher's executor setting (None: nothing, or another launcher)."""
-    launcher = hydra.get("launcher") or {}
+def launch_problem(hydra: DictConfig) -> Optional[str]:
+    """What is wrong with a sweep's launcher or sweeper settings (None: nothing): counts that must be
+    whole and positive (the batched launcher's max_members, joblib's and optuna's n_jobs, optuna's
+    n_trials), and the batched launcher's executor."""
+    launcher, sweeper = hydra.get("launcher") or {}, hydra.get("sweeper") or {}
+    counts = [("hydra.launcher.max_members", launcher.get("max_members"), False),
+              ("hydra.launcher.n_jobs", launcher.get("n_jobs"), True),
+              ("hydra.sweeper.n_trials", sweeper.get("n_trials"), False),
+              ("hydra.sweeper.n_jobs", sweeper.get("n_jobs"), True)]  # fmt: skip
+    for key, value, all_cores in counts:
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or (all_cores and value == -1))):
+            return (f"{key}={value!r} is invalid: it must be a whole number of 1 or more"
+                    f"{' (or -1: one per core)' if all_cores else ''}.")  # fmt: skip
     if not str(launcher.get("_target_", "")).endswith("BatchedLauncher") or "executor" not in launcher:
         return None
     executor = launcher.executor

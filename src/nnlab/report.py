@@ -62,17 +62,14 @@ def collect(root: Path) -> list[Run]:
     """Every run directory (one with a summary.json) under root, root itself included."""
     import yaml
 
+    from nnlab.run_folder import read_summary
+
     runs = []
     for summary_path in sorted(root.rglob("summary.json")):
         run_dir = summary_path.parent
-        try:
-            summary = json.loads(summary_path.read_text())
-        except (OSError, ValueError):
+        summary = read_summary(run_dir)
+        if summary is None:
             continue  # being written, or damaged: not a run to compare
-        if not isinstance(summary, dict):
-            continue
-        if not isinstance(summary.get("metrics"), dict):
-            summary["metrics"] = {}
         overrides: dict[str, str] = {}
         try:
             items = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())

@@ -77,7 +77,9 @@ def prepare(cfg: DictConfig, run_dir: str | Path, job: Optional[dict] = None, cp
             lock.__exit__()
             return done
         exp = setup(cfg, cpu_share, shared)
-        state = checkpoint.resume_state(cfg.resume, run_dir, exp.config)
+        state, path = checkpoint.resume_state(cfg.resume, run_dir, exp.config)
+        if state is not None:
+            checkpoint.check_fits(exp, state, path)
         return Member(cfg, run_dir, exp, open_run(cfg, run_dir, exp, state, job, quiet=quiet), lock, state)
     except BaseException:
         lock.__exit__()
@@ -243,10 +245,9 @@ def draw_figures(run_dir: str | Path) -> list[str]:
     from nnlab.runs import load_experiment
 
     run_dir = Path(run_dir)
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        raise ConfigError(f"{run_dir} holds no readable summary.json: only a finished run's figures can be drawn.") from None
+    summary = run_folder.read_summary(run_dir)
+    if summary is None:
+        raise ConfigError(f"{run_dir} holds no readable summary.json: only a finished run's figures can be drawn.")
     _, _, _, exp = load_experiment(run_dir)  # its best checkpoint, on the CPU: a figure needs no GPU
     before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*.png")}
     figures.run_curves(run_dir, exp.data.kind)

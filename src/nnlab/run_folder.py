@@ -137,10 +137,7 @@ def holds_run(folder: str | Path) -> Optional[str]:
     """What of a run `folder` holds ("a finished run", "a run that did not finish"), or None where it holds
     none (Hydra's .hydra/ and a train.log alone are not a run)."""
     folder = Path(folder)
-    try:
-        status = json.loads((folder / "summary.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        status = None
+    status = (read_summary(folder) or {}).get("status")
     if status == "ok":
         return "a finished run"
     if status is not None or (folder / "checkpoints").is_dir() or (folder / "metrics.jsonl").is_file():
@@ -165,15 +162,52 @@ def runs_under(folder: str | Path) -> int:
     return len({r for r in runs if r != folder})
 
 
-def empty(folder: str | Path) -> None:
-    """Remove everything in `folder` but its lock (overwrite=true: an earlier run's files are replaced)."""
-    for path in Path(folder).iterdir():
-        if path.name == LOCK:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+# What nnlab (and Hydra for it) writes into a run folder: the only names overwrite=true removes there
+RUN_FILES = (".hydra", "checkpoints", "config.yaml", "environment.json", "metrics.jsonl", "summary.json", "train.log",
+             "error.txt", "events.out.tfevents.*", ".*.tmp-*", "curves.png", "decision_boundary.png",
+             "confusion_matrix.png", "misclassified.png", "activations_init.png", "activations_final.png",
+             "check.json", "lr_find.json", "lr_find.png", "batch_size_find.json")  # fmt: skip
+
+
+def replace_runs(folder: str | Path, sweep: bool) -> list[Path]:
+    """overwrite=true, nnlab's one deletion rule: remove what it can prove it made and nothing else. In a run
+    folder, the files a run writes (RUN_FILES); in a sweep's, the files a sweep writes at its top
+    (SWEEP_FILES) and, in every run below it (holds_run), its RUN_FILES, then the folders that leaves
+    empty. A file of anyone else's, beside the runs or inside one, stays where it is. Returns what went."""
+    folder = Path(folder)
+    runs = [folder] if not sweep else sorted({p.parent for p in folder.rglob("*") if p.name in ("summary.json", "checkpoints")
+                                              and holds_run(p.parent) and not _linked_below(folder, p.parent)}, reverse=True)  # fmt: skip
+    gone = []
+    for names, where in ([(SWEEP_FILES, folder)] if sweep else []) + [(RUN_FILES, r) for r in runs]:
+        for name in names:
+            for path in where.glob(name):
+                if path.name == LOCK:
+                    continue
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+                gone.append(path)
+    for run in runs:  # a sweep's job folders that held nothing else (and their parents below the sweep's folder)
+        while run != folder and run.is_dir() and not any(run.iterdir()):
+            run.rmdir()
+            run = run.parent
+    return gone
+
+
+def _linked_below(top: Path, path: Path) -> bool:
+    """Whether `path` is reached through a symbolic link below `top` (a user's link: never followed to delete)."""
+    return any(p.is_symlink() for p in [path, *path.parents] if p != top and top in p.parents)
+
+
+def never_output(folder: str | Path) -> Optional[str]:
+    """Why `folder` may never be a run's or a sweep's output folder (the working directory, a folder above
+    it, the home folder, `/`), else None."""
+    where, here = Path(os.path.abspath(folder)), Path.cwd()
+    if where == here:
+        return "the working directory itself"
+    if where in here.parents:
+        return "a folder above the working directory"
+    if where == Path.home().absolute() or where == Path(where.anchor):
+        return "the home folder" if where == Path.home().absolute() else "the root of the file system"
+    return None
 
 
 def link_message(path: Path) -> str:
@@ -190,7 +224,7 @@ def refuse_link(path: str | Path) -> None:
 
 # What a sweep writes at the top of its folder (its jobs write into folders of their own)
 SWEEP_FILES = (LOCK, "multirun.yaml", "report.csv", "report.md", "report.png", "report_settings.csv",
-               "decision_boundaries.png", "overview", "mean", "ensemble.json", "ensemble")  # fmt: skip
+               "decision_boundaries.png", "overview", "mean", "ensemble.json", "ensemble", ".submitit", "doctor.md")  # fmt: skip
 
 
 def refuse_links(folder: str | Path, sweep: bool = False) -> None:
@@ -234,9 +268,12 @@ def write_file(path: str | Path, data: str | bytes) -> Path:
 
 
 def open_append(path: str | Path):
-    """A text file opened for appending, line-buffered, never through a symbolic link (ConfigError)."""
+    """A text file opened for appending, line-buffered, never through a symbolic link (ConfigError), nor
+    into a file with other names (a hard link: it is replaced by a copy of its own first)."""
     path = Path(path)
     try:
+        if not path.is_symlink() and path.is_file() and path.stat().st_nlink > 1:  # a hard link: its other names keep the old bytes
+            write_file(path, path.read_bytes())
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError:
         if path.is_symlink():
@@ -282,11 +319,45 @@ def read_rows(path: str | Path) -> list[dict]:
     for line in path.read_text(errors="replace").split("\n")[:-1]:  # the part after the last newline is torn
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(row, dict) and isinstance(row.get("step"), int):
             rows.append(row)
     return rows
+
+
+def read_summary(folder: str | Path) -> Optional[dict]:
+    """FOLDER/summary.json as every reader takes it (one trust boundary): None where it is missing, torn, not
+    JSON, nested past reason or not an object; else the object with the fields nnlab reads typed as nnlab
+    writes them: `status` a string, `metrics` numbers by name, `alarms` objects with a string `name`, the
+    counts whole numbers or None, `hparams` plain values. A field of another type is dropped (or emptied),
+    never passed on to crash a reader; strings keep their text (the terminal shows them through console.shown)."""
+    try:
+        summary = json.loads(Path(folder, "summary.json").read_text(errors="replace"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(summary, dict):
+        return None
+    number = (int, float)
+    summary["status"] = summary["status"] if isinstance(summary.get("status"), str) else None
+    metrics = summary.get("metrics")
+    summary["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, number) and not isinstance(v, bool)} \
+        if isinstance(metrics, dict) else {}  # fmt: skip
+    alarms = summary.get("alarms")
+    summary["alarms"] = [a for a in alarms if isinstance(a, dict) and isinstance(a.get("name"), str)] if isinstance(alarms, list) else []
+    for key in ("epochs_run", "steps", "best_epoch", "seed"):
+        if not (isinstance(summary.get(key), int) and not isinstance(summary.get(key), bool)):
+            summary[key] = None
+    for key in ("hparams", "model", "checkpoints"):
+        if key in summary and not isinstance(summary[key], dict):
+            summary[key] = {}
+    hparams = summary.get("hparams") or {}
+    summary["hparams"] = {k: v for k, v in hparams.items() if v is None or isinstance(v, (str, int, float, bool))}
+    if not isinstance(summary.get("stopped_early"), bool):
+        summary["stopped_early"] = False
+    if not isinstance(summary.get("wall_time_s"), number):
+        summary["wall_time_s"] = None
+    return summary
 
 
 def keep_rows(path: str | Path, keep) -> None:
@@ -354,12 +425,11 @@ def claim_output(folder: str, key: str, fresh: bool, overwrite: bool, multirun: 
     started in the same second) becomes NAME_2. Refused: nothing of anyone's changes. Returns (the folder,
     the outermost folder this call created or None, the held Lock)."""
     path = Path(folder)
-    here, where = Path.cwd(), Path(os.path.abspath(folder))
-    inside = not str(folder).strip() or where == here or where in here.parents
-    if inside and not multirun:  # (a sweep's runs go into folders of their own: a sweep may use the working directory)
-        raise ConfigError(f"{key}={folder!r} would put the run into "
-                          f"{'the working directory' if where == here else 'a folder above the working directory'} "
-                          f"itself, among your own files. Name a folder of its own, e.g. {key}=outputs/my_run.")  # fmt: skip
+    why = never_output(folder if str(folder).strip() else ".")
+    if why:
+        raise ConfigError(f"{key}={folder!r} would put the {'sweep' if multirun else 'run'} into {why}, among your "
+                          f"own files: nnlab never writes (nor, with overwrite=true, deletes) there. Name a folder of "
+                          f"its own, e.g. {key}=outputs/my_{'sweep' if multirun else 'run'}.")  # fmt: skip
     refuse_links(path, sweep=multirun)
     claimed, made, lock = claim(path, fresh_name=fresh)
     try:
@@ -367,6 +437,10 @@ def claim_output(folder: str, key: str, fresh: bool, overwrite: bool, multirun: 
         if multirun and what is not None:
             raise ConfigError(f"{claimed} is a single run's folder ({what}): a sweep would nest its runs inside it. "
                               f"Choose another folder with {key}=PATH.")  # fmt: skip
+        if not multirun and (claimed / "multirun.yaml").is_file():
+            raise ConfigError(f"{claimed} is a sweep's folder: a run there would sit among its jobs and the sweep could "
+                              f"not be continued. Choose another folder with {key}=PATH (a job of the sweep continues "
+                              f"with resume=JOB_FOLDER).")  # fmt: skip
         if not continuing and not overwrite:
             n = runs_under(claimed) if multirun else 0
             if what is not None or n:
@@ -375,7 +449,7 @@ def claim_output(folder: str, key: str, fresh: bool, overwrite: bool, multirun: 
                 raise ConfigError(f"{claimed} holds {held}: nnlab does not replace it silently. To continue it: "
                                   f"{again}; to start again: a new folder ({key}=PATH); to replace it: overwrite=true.")  # fmt: skip
         if overwrite and not continuing:
-            empty(claimed)
+            replace_runs(claimed, sweep=multirun)
     except BaseException:
         lock.__exit__()
         raise

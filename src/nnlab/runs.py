@@ -33,10 +33,31 @@ class Preprocess(nn.Module):
         self.register_buffer("mean", mean.detach().clone())
         self.register_buffer("std", std.detach().clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.mean.device)
+    def forward(self, x) -> torch.Tensor:
+        x = as_batch(torch.as_tensor(x), self.mean).to(self.mean.device)
         x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
         return (x - self.mean) / self.std
+
+
+def as_batch(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Raw inputs in the shapes people hold them, as the batch the model takes (`like`: the training
+    statistics, [1, C, 1, 1] for images, [1, F] for points): MNIST's (N, 28, 28) or one (28, 28) image gains its
+    channel, channels-last (N, H, W, C) images are turned channels-first, one image (C, H, W) or one point (F,)
+    becomes a batch of one, and N values of a one-feature set (N,) a column."""
+    if like.dim() == 4:
+        c = like.shape[1]
+        if x.dim() == 2 and c == 1:
+            return x[None, None]
+        if x.dim() == 3:
+            if x.shape[0] == c and (c != 1 or x.shape[1] == x.shape[2]) and x.shape[-1] != c:
+                return x[None]  # one image, channels first
+            return x.unsqueeze(1) if c == 1 else x.permute(2, 0, 1)[None] if x.shape[-1] == c else x
+        if x.dim() == 4 and x.shape[1] != c and x.shape[-1] == c:
+            return x.permute(0, 3, 1, 2)
+        return x
+    if x.dim() == 1:
+        return x[:, None] if like.shape[-1] == 1 else x[None]
+    return x
 
 
 @dataclass
@@ -60,21 +81,24 @@ class Run:
                 f"status={s.get('status', 'unfinished')!r}" + (f", {scores}" if scores else "") + ")")  # fmt: skip
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Class indices (classification) or predicted values (regression) for raw inputs."""
-        return self.loss_fn.predict(self.model(x))
+    def predict(self, x) -> torch.Tensor:
+        """Class indices (classification) or predicted values (regression: one per example where the set has
+        one target, else [N, targets]) for raw inputs (a tensor or a numpy array, in the shapes as_batch takes)."""
+        out = self.model(x)
+        if self.kind == "regression":
+            return out.squeeze(-1) if out.shape[-1] == 1 else out
+        return self.loss_fn.predict(out)
 
 
 def load_run(path: str | Path, which: str = "best", device: str = "cpu") -> Run:
     """The run at `path` (a run directory, or a .pt file in its checkpoints/): its `best` checkpoint
     (else `last`), or `last` with which="last"; weights only. Raises nnlab.errors.ConfigError, with one
     paragraph, for a folder that is not a run or a checkpoint that does not fit its config."""
-    import json
+    from nnlab.run_folder import read_summary
 
     run, ckpt, cfg, exp = load_experiment(path, which, device)
     full = nn.Sequential(Preprocess(exp.data.mean, exp.data.std), bare(exp.model)).to(exp.device).eval()
-    summary_path = run / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    summary = read_summary(run)
     return Run(full, cfg, summary, run, ckpt, exp.loss_fn, exp.data.kind)
 
 

@@ -155,14 +155,13 @@ def overview(folder: Path, sweep: bool = True) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     from nnlab.errors import FolderInUse
-    from nnlab.run_folder import Lock, refuse_link
+    from nnlab.run_folder import Lock, read_summary, refuse_link
 
     runs = []
     for path in sorted(folder.rglob("summary.json") if sweep else folder.glob("*/summary.json")):
-        try:
-            runs.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
+        summary = read_summary(path.parent)
+        if summary is not None:
+            runs.append(summary)
     pictures = [p for p in (folder / "report.png", folder / "decision_boundaries.png") if sweep and p.is_file()]
     runs = [r for r in runs if isinstance(r.get("hparams"), dict)]
     target = folder / "overview"
@@ -322,12 +321,9 @@ def record_failure(run_dir: str | Path, error: BaseException) -> Path:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = write_file(run_dir / "error.txt", "".join(traceback.format_exception(error)))
-    summary = run_dir / "summary.json"
-    try:
-        previous = json.loads(summary.read_text()) if summary.is_file() else {}
-    except (OSError, ValueError):
-        previous = {}
-    previous = previous if isinstance(previous, dict) else {}
+    from nnlab.run_folder import read_summary
+
+    previous = read_summary(run_dir) or {}
     write_summary(run_dir, {**previous, "status": "failed", "error": f"{type(error).__name__}: {error}",
                             "run_dir": str(run_dir), "metrics": previous.get("metrics", {})})  # fmt: skip
     return path

@@ -250,8 +250,9 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
         for k, m in enumerate(members):
             if not m.done and not guard(m, alone, lambda m=m, k=k: m.training.end_epoch(epoch, val.get(k), images.get(k))):
                 m.done = True
-        if alone:
-            progress.epoch(epoch, members[0].training.metrics)
+        if alone:  # its line only where the epoch ended (not one cut short by a signal or a divergence)
+            if members[0].training.ended == epoch:
+                progress.epoch(epoch, members[0].training.metrics)
         else:
             metric = task_metrics.followed(members[0].exp.early_stopping.metric)
             running = [m for m in members if not m.done]
@@ -280,6 +281,7 @@ class Training:
         self.monitor, self.status, self.started = Monitor(exp.early_stopping), "ok", time.perf_counter()
         self.ckpt_dir, self.metrics, self.stop = self.run_dir / "checkpoints", {}, stop
         self.test: Optional[dict] = None  # the test metrics of the weights load_tested() loads (train.test())
+        self.ended = 0  # the last epoch whose end this process logged (its line on the terminal)
         self.loop = Position(self.shuffle.get_state())
         if resume is None:
             if exp.pretrain.method != "none":  # the initial-loss and flat-loss alarms are then off: not from scratch
@@ -342,6 +344,7 @@ class Training:
             return False
         exp, loop, monitor = self.exp, self.loop, self.monitor
         self.metrics = _end_epoch(exp, self.tracker, epoch, loop, self.epoch_time, val)
+        self.ended = epoch
         if boundary is not None:
             self.tracker.image("decision_boundary", boundary, loop.step)
         self.tracker.log(epoch_line(epoch, self.metrics))
@@ -372,7 +375,8 @@ class Training:
         last file a run writes, after its figures: a kill while closing leaves it resumable, not 'finished')."""
         exp, diag, run_dir, status = self.exp, self.diag, self.run_dir, self.status
         alarms = diag.finish(self.metrics, self.loop.step) if status == "ok" else [a.as_dict() for a in diag.raised]
-        summary = _finish(exp, run_dir, self.tracker, self.monitor, self.metrics, self.loop.last_epoch, self.loop.step,
+        epochs = self.loop.epoch - 1 if status == "interrupted" else self.loop.last_epoch  # interrupted: the epochs it finished
+        summary = _finish(exp, run_dir, self.tracker, self.monitor, self.metrics, epochs, self.loop.step,
                           time.perf_counter() - self.started, status, alarms, diag.initial, self.test)  # fmt: skip
         if diag.pretrain:
             summary["pretrain"] = {"method": exp.pretrain.method, "epochs_per_stage": exp.pretrain.epochs, "stages": diag.pretrain}

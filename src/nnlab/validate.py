@@ -118,6 +118,9 @@ def _check_trainer(t: DictConfig) -> None:
     _positive("trainer.checkpoint_every", t.checkpoint_every, allow_zero=True)
     _positive("trainer.keep_checkpoints", t.keep_checkpoints, allow_zero=True)
     _positive("trainer.threads", t.threads)
+    most = max(256, 4 * (os.cpu_count() or 1))
+    if t.threads is not None and t.threads > most:  # torch starts them all at once: thousands crash the process
+        _fail("trainer.threads", t.threads, f"at most {most} (this machine has {os.cpu_count()} cores; null picks for you)")
     device = t.device.split(":")[0]
     if device not in DEVICES:
         _fail("trainer.device", t.device, f"choose one of {', '.join(DEVICES)} (or cuda:N)")
@@ -201,48 +204,54 @@ def _unit_rule(name: str):
     return (lambda v: 0 <= v < 1, f"{name} must be in [0, 1)")
 
 
-# Range rules for common keys of the free-form groups: (group, key) -> (check, message)
+# Range rules of the free-form groups' settings, by the group whose target owns them: (check, message).
+# ELU's `alpha` is not RMSprop's `alpha`, so a rule applies only where its group says.
 _RANGES = {
-    "lr": _positive_rule("the learning rate"),
-    "weight_decay": _zero_or_positive("weight decay"),
-    "momentum": _unit_rule("momentum"),
-    "dropout": _unit_rule("a dropout probability"),
-    "dense_dropout": _unit_rule("a dropout probability"),
-    "gamma": (lambda v: 0 < v <= 1, "the decay factor must be in (0, 1]"),
-    "factor": (lambda v: 0 < v < 1, "the factor must be in (0, 1)"),
-    "n_train": (lambda v: v >= 2, "at least 2 points are needed"),
-    "n_test": (lambda v: v >= 1, "at least 1 test point is needed"),
-    "noise": _zero_or_positive("noise"),
-    "classes": (lambda v: v >= 2, "at least 2 classes are needed"),
-    "k": (lambda v: v >= 2, "maxout needs at least 2 pieces"),
-    "kernel_size": (lambda v: v >= 1, "the kernel size must be positive"),
-    "pool_every": (lambda v: v >= 1, "pool_every must be at least 1"),
-    "label_smoothing": _unit_rule("label smoothing"),
-    # optimizers
-    "eps": _positive_rule("eps"),
-    "rho": _unit_rule("rho (the average's decay)"),
-    "alpha": _unit_rule("alpha (the average's decay)"),
-    "dampening": (lambda v: 0 <= v <= 1, "dampening must be in [0, 1]"),
-    "lr_decay": _zero_or_positive("lr_decay"),
-    "initial_accumulator_value": _zero_or_positive("the initial accumulator"),
-    "initial_accumulator": _zero_or_positive("the initial accumulator"),
-    "momentum_decay": _zero_or_positive("momentum_decay"),
-    # schedules (sizes in epochs)
-    "min_lr": _zero_or_positive("min_lr"),
-    "step_epochs": (lambda v: v >= 1, "step_epochs must be at least 1"),
-    "warmup_epochs": _zero_or_positive("warmup_epochs"),
-    "max_lr_factor": _positive_rule("max_lr_factor"),
-    "base_lr_factor": _positive_rule("base_lr_factor"),
-    "half_cycle_epochs": _positive_rule("half_cycle_epochs"),
-    "pct_start": (lambda v: 0 < v < 1, "pct_start must be in (0, 1)"),
-    "patience": _zero_or_positive("patience"),
-    "threshold": _zero_or_positive("threshold"),
-    # losses, init, data
-    "delta": _positive_rule("the Huber delta"),
-    "outliers": _unit_rule("the fraction of outliers"),
-    "outlier_scale": _zero_or_positive("outlier_scale"),
-    "std": _positive_rule("a standard deviation"),
-    "scale": _positive_rule("scale"),
+    "model": {
+        "dropout": _unit_rule("a dropout probability"),
+        "dense_dropout": _unit_rule("a dropout probability"),
+        "kernel_size": (lambda v: v >= 1, "the kernel size must be positive"),
+        "pool_every": (lambda v: v >= 1, "pool_every must be at least 1"),
+    },
+    "activation": {"k": (lambda v: v >= 2, "maxout needs at least 2 pieces")},
+    "optimizer": {
+        "lr": _positive_rule("the learning rate"),
+        "weight_decay": _zero_or_positive("weight decay"),
+        "momentum": _unit_rule("momentum"),
+        "eps": _positive_rule("eps"),
+        "rho": _unit_rule("rho (the average's decay)"),
+        "alpha": _unit_rule("alpha (the average's decay)"),
+        "dampening": (lambda v: 0 <= v <= 1, "dampening must be in [0, 1]"),
+        "lr_decay": _zero_or_positive("lr_decay"),
+        "initial_accumulator_value": _zero_or_positive("the initial accumulator"),
+        "initial_accumulator": _zero_or_positive("the initial accumulator"),
+        "momentum_decay": _zero_or_positive("momentum_decay"),
+    },
+    "schedule": {  # sizes in epochs
+        "gamma": (lambda v: 0 < v <= 1, "the decay factor must be in (0, 1]"),
+        "factor": (lambda v: 0 < v < 1, "the factor must be in (0, 1)"),
+        "min_lr": _zero_or_positive("min_lr"),
+        "step_epochs": (lambda v: v >= 1, "step_epochs must be at least 1"),
+        "warmup_epochs": _zero_or_positive("warmup_epochs"),
+        "max_lr_factor": _positive_rule("max_lr_factor"),
+        "base_lr_factor": _positive_rule("base_lr_factor"),
+        "half_cycle_epochs": _positive_rule("half_cycle_epochs"),
+        "pct_start": (lambda v: 0 < v < 1, "pct_start must be in (0, 1)"),
+        "patience": _zero_or_positive("patience"),
+        "threshold": _zero_or_positive("threshold"),
+    },
+    "loss": {"delta": _positive_rule("the Huber delta"), "label_smoothing": _unit_rule("label smoothing")},
+    "init": {"std": _positive_rule("a standard deviation"), "scale": _positive_rule("scale")},
+    "data.source": {
+        "n_train": (lambda v: v >= 2, "at least 2 points are needed"),
+        "n_test": (lambda v: v >= 1, "at least 1 test point is needed"),
+        "noise": _zero_or_positive("noise"),
+        "classes": (lambda v: v >= 2, "at least 2 classes are needed"),
+        "factor": (lambda v: 0 < v < 1, "the factor must be in (0, 1)"),
+        "outliers": _unit_rule("the fraction of outliers"),
+        "outlier_scale": _zero_or_positive("outlier_scale"),
+        "scale": _positive_rule("scale"),
+    },
 }
 
 
@@ -254,8 +263,8 @@ def _check_numbers(cfg: DictConfig) -> None:
                 continue
             if not math.isfinite(value):
                 _fail(f"{group}.{key}", value, "it must be a finite number")
-            if key in _RANGES:
-                ok, why = _RANGES[key]
+            if key in _RANGES.get(group, {}):
+                ok, why = _RANGES[group][key]
                 if not ok(value):
                     _fail(f"{group}.{key}", value, why)
     for key, value in (("optimizer.betas", cfg.optimizer.get("betas")), ("schedule.milestones", cfg.schedule.get("milestones"))):
@@ -346,6 +355,9 @@ def _check_combinations(cfg: DictConfig) -> None:
     from nnlab import metrics
 
     kind, classes = describe(cfg.data.source)
+    if cfg.trainer.batch_size == 1 and (cfg.model.get("batch_norm") or cfg.model._target_.endswith(".ResNet18")):
+        raise ConfigError("trainer.batch_size=1 (online learning) cannot go with batch norm, which normalizes each unit "
+                          "over the batch: a batch of one has no spread. Use model.batch_norm=false, or a batch of 2 or more.")  # fmt: skip
     if kind in ("points", "regression") and cfg.model._target_.endswith((".CNN", ".ResNet18")):
         raise ConfigError(
             f"model=cnn needs image data, but the data are {'2-D points' if kind == 'points' else 'a regression set'} "

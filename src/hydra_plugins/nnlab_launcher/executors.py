@@ -69,7 +69,7 @@ def send(executor: str, params: dict, groups: list[list[DictConfig]], hydra_cont
 
     tasks = [GroupTask(g, f"{n}/{len(groups)}", hydra_context, Singleton.get_state()) for n, g in enumerate(groups, 1)]
     sizes = [len(g) for g in groups]
-    where = {"ray": "Ray"}.get(executor, f"submitit ({CLUSTERS[executor]}; logs: {shown(Path(str(sweep_dir)) / '.submitit')})")
+    where = "Ray" if executor == "ray" else f"submitit ({CLUSTERS[executor]}; logs: {shown(Path(str(sweep_dir)) / '.submitit')})"
     console.print(f"sending {len(tasks)} task{'s' if len(tasks) > 1 else ''} to {where}: "
                   f"{sum(sizes)} runs, {_counts(sizes)}", soft_wrap=True)  # fmt: skip
     waits = _ray(params["ray"], tasks) if executor == "ray" else _submitit(CLUSTERS[executor], params["submitit"], tasks, sweep_dir)
@@ -100,13 +100,11 @@ def _result(cfg: DictConfig, ret, lost: str) -> JobReturn:
     from nnlab.console import console, result_line
     from nnlab.errors import FAILED_JOBS
     from nnlab.metrics import worst_objective
+    from nnlab.run_folder import read_summary
 
     folder = folder_of(cfg)
-    try:
-        summary = json.loads((Path(folder) / "summary.json").read_text())
-    except (OSError, ValueError):
-        summary = None
-    status = summary.get("status", "unknown") if isinstance(summary, dict) else ("lost: " + lost if lost else "no summary")
+    summary = read_summary(folder)
+    status = (summary["status"] or "unknown") if summary is not None else ("lost: " + lost if lost else "no summary")
     if not isinstance(summary, dict) or status == "failed":
         FAILED_JOBS.append(f"{folder}: {status}")
     console.print(result_line(Path(folder).name, status, (summary or {}).get("metrics", {})), soft_wrap=True)

@@ -87,7 +87,20 @@ def mnist(root: str | None = None, download: bool = True, keep_classes: Optional
             remove_made(made)  # the empty folders a failed download made
             raise _not_found("MNIST", folder, MNIST_FILES, e) from None
         out += [ds.data.unsqueeze(1), ds.targets.long()]
-    return keep(tuple(out), keep_classes)
+    return keep(whole("MNIST", folder, tuple(out)), keep_classes)
+
+
+def whole(name: str, folder: Path, data: tuple, classes: int = 10) -> tuple:
+    """The data set as read, once each split has as many labels as images and every label is a class
+    (0..classes-1): a data file that disagrees with itself is refused (ConfigError), never trained on in part."""
+    for split, (x, y) in (("training", data[:2]), ("test", data[2:])):
+        problem = (f"{len(x)} images but {len(y)} labels" if len(x) != len(y) else "no images" if len(x) == 0
+                   else f"a label {int(y[(y < 0) | (y >= classes)][0])} outside 0..{classes - 1}" if ((y < 0) | (y >= classes)).any()
+                   else None)  # fmt: skip
+        if problem:
+            raise ConfigError(f"the {name} {split} files in {folder} hold {problem}: damaged or not {name}'s. Replace them "
+                              f"with intact copies (or delete them so that they are downloaded again).")  # fmt: skip
+    return data
 
 
 def _check_idx(path: Path) -> None:
@@ -134,7 +147,7 @@ def cifar10(root: str | None = None, download: bool = True, keep_classes: Option
         raise _not_found("CIFAR-10", folder, CIFAR10_FILES, f"missing {', '.join(missing)}; download=false")
     x_train, y_train = _read_cifar_batches(folder, CIFAR10_FILES[:-1])
     x_test, y_test = _read_cifar_batches(folder, CIFAR10_FILES[-1:])
-    return keep((x_train, y_train, x_test, y_test), keep_classes)
+    return keep(whole("CIFAR-10", folder, (x_train, y_train, x_test, y_test)), keep_classes)
 
 
 class _CifarUnpickler(pickle.Unpickler):

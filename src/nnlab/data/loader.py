@@ -151,12 +151,12 @@ def statistics(x: Tensor, preprocess: str) -> tuple[Tensor, Tensor]:
 
 
 def batch_indices(n: int, batch_size: int, g: torch.Generator, device: torch.device) -> Iterator[Tensor]:
-    """A fresh permutation each call, cut into batches (a last batch of one example is dropped:
-    batch norm cannot train on it)."""
+    """A fresh permutation each call, cut into batches (a last batch of one example after larger ones is
+    dropped: batch norm cannot train on it; batch_size=1, online learning, keeps every example)."""
     perm = torch.randperm(n, generator=g).to(device, non_blocking=True)
     for start in range(0, n, batch_size):
         idx = perm[start : start + batch_size]
-        if len(idx) > 1 or n == 1:
+        if len(idx) > 1 or batch_size == 1 or n == 1:
             yield idx
 
 
