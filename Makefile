@@ -1,5 +1,7 @@
-# `make train` and `make test` set up .venv on first use (pip, editable, with dev extras).
+# `make train` and `make test` set up .venv on first use (pip, editable, with dev extras; EXTRAS=dev,ray adds Ray,
+# as CI does).
 PYTHON ?= python3
+EXTRAS ?= dev
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -8,7 +10,7 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 train: $(STAMP)  ## train with the default config; extra overrides: make train ARGS="activation=elu"

@@ -17,7 +17,11 @@ how many symbolic links are never written through, how many races lose nothing.
    nested at any depth (under a setting, in a list, Hydra's `_args_`) through every reader.
 4. Links: a run or report folder whose files are symbolic links to a file outside; every command that
    writes there must leave that file as it was (refused with one paragraph, or the link replaced).
-5. Races and overwrites: two commands into one folder at once, commands started in the same second under
+5. Loaders (issue 32): every way to load a config or code from elsewhere, typed or written into a run
+   folder (.hydra/overrides.yaml, a checkpoint's recorded choices): nothing runs, typed ones exit 2.
+6. Deletions (issue 32): the working directory, the folder above it and home as output folders, overwrite
+   on a sweep or a folder with no run, a run into a sweep's folder: no file of the user's goes.
+7. Races and overwrites: two commands into one folder at once, commands started in the same second under
    the default name, a finished run or sweep run again, a sweep into a running sweep's folder: every run
    that finished stays whole, every refused command exits non-zero and changes nothing.
 Prints one line per part: held / tried, and the cases that did not hold.
@@ -58,6 +62,12 @@ BAD = [
     ["optimizer=adam", "optimizer.betas=[0.9,1.5]"], ["-m", "trainer.seed=range(3,1)"],
     ["+optimizer.foreach={_target_:torch.load,f:x.pt,weights_only:false}"], ["model.hidden=[8,{_target_:builtins.eval}]"],
     ["optimizer._target_=nnlab.setup.instantiate"], ["loss._target_=nnlab.cli.main"],
+    # issue 32
+    ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=0"], ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=-3"],
+    ["trainer.threads=100000"], ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=0"],
+    ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=-1"], ["-m", "hparams_search=coarse", "hydra.sweeper.n_jobs=0"],
+    ["trainer.batch_size=1", "model.batch_norm=true"], ["hydra.run.dir=~"], ["-m", "trainer.seed=0,1", "hydra.sweep.dir=."],
+    ["-m", "trainer.seed=0,1", "hydra.sweep.dir=..", "overwrite=true"], ["hydra.sweep.subdir=../x", "-m", "trainer.seed=0,1"],
 ]  # fmt: skip
 
 
@@ -69,7 +79,7 @@ def nnlab(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Comple
 
 def rows(run: Path) -> list[dict]:
     """The rows as readers see them (nnlab report, a resume): a torn last line is not a row."""
-    from nnlab.run_folder import read_rows
+    from nnlab.records import read_rows
 
     return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in read_rows(run / "metrics.jsonl")]
 
@@ -274,7 +284,8 @@ def links(root: Path) -> tuple[int, int, list[str]]:
     cases = [("resume", "train.log"), ("resume", "metrics.jsonl"), ("resume", "curves.png"), ("resume", "summary.json"),
              ("resume", ".hydra/hydra.yaml"), ("resume", "checkpoints/.last.pt.tmp-1"), ("resume", ".lock"),
              ("report", "report.csv"), ("report", "report.md"), ("report", "report.png"), ("ensemble", "ensemble.json"),
-             ("ensemble", "ensemble"), ("sweep", "trainer.seed=0/train.log"), ("sweep", "trainer.seed=1")]  # fmt: skip
+             ("ensemble", "ensemble"), ("sweep", "trainer.seed=0/train.log"), ("sweep", "trainer.seed=1"),
+             ("sweep", ".submitit"), ("resume", "hard:train.log"), ("resume", "hard:metrics.jsonl")]  # fmt: skip
     held, failures = 0, []
     for i, (command, name) in enumerate(cases):
         folder = root / f"link{i}"
@@ -290,17 +301,121 @@ def links(root: Path) -> tuple[int, int, list[str]]:
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.exists() and link.is_dir():
             subprocess.run(["rm", "-r", str(link)], check=True)
-        link.unlink(missing_ok=True)
-        link.symlink_to(outside)
+        if name.startswith("hard:"):  # a hard link: the file has a second name outside
+            link = where / name[5:]
+            outside.unlink()
+            os.link(link, outside)
+            outside_text = outside.read_text()
+        else:
+            link.unlink(missing_ok=True)
+            link.symlink_to(outside)
+            outside_text = "the user's own file\n"
         args = {"resume": ["train", "trainer.epochs=3", f"resume={runs / 'a'}"], "report": ["report", str(runs)],
                 "ensemble": ["ensemble", str(runs)],
                 "sweep": ["train", "-m", *TINY, "trainer.seed=0,1", f"hydra.sweep.dir={folder / 'sweep'}"]}[command]  # fmt: skip
         out = nnlab(args, folder)
-        ok = outside.read_text() == "the user's own file\n" and "Traceback" not in out.stderr
+        ok = outside.read_text() == outside_text and "Traceback" not in out.stderr
         held += ok
         if not ok:
             failures.append(f"{command} with {name} a link: exit {out.returncode}, outside file changed, {out.stderr.strip()[:160]}")
     return held, len(cases), failures
+
+
+def loaders(root: Path) -> tuple[int, int, list[str]]:
+    """Every way to make nnlab load a config or code from elsewhere (issue 32): typed on the command line,
+    written into a run folder's .hydra/overrides.yaml or its checkpoint's recorded choices, then resumed and
+    diagnosed. Each must run nothing (the marker never appears) and, typed, be refused in one paragraph."""
+    import torch
+
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    marker = elsewhere / "MARKER"
+    (elsewhere / "evil.yaml").write_text(f"# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: builtins.open\n"
+                                         f"      file: {marker}\n      mode: w\n")  # fmt: skip
+    climb = "../" * 12 + str(elsewhere).lstrip("/")
+    typed = [[f"experiment={climb}/evil"], [f"activation=relu,{climb}/evil"], [f"--config-dir={elsewhere}", "--config-name=evil"],
+             [f"--config-path={elsewhere}"], [f"--experimental-rerun={elsewhere}/x.pickle"],
+             ["+hydra.callbacks.x._target_=builtins.open", f"+hydra.callbacks.x.file={marker}"],
+             [f"hydra.searchpath=[file://{elsewhere}]"], [f"hydra.output_subdir={elsewhere}"],
+             [f"hydra.job_logging.handlers.file.filename={marker}"], [f"hydra.sweeper.settings=[['experiment={climb}/evil']]"],
+             [f"hydra.sweeper.params.experiment=choice(activations,{climb}/evil)"], ["experiment@_global_=activations"],
+             ["hydra/launcher=../../x"], ["hydra.launcher._target_=builtins.open"]]  # fmt: skip
+    held, failures, tried = 0, [], 0
+    for i, args in enumerate(typed):
+        cwd = root / f"loader{i}"
+        cwd.mkdir()
+        out = nnlab(["train", "-m", *TINY, *args], cwd)
+        ok = out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and not marker.exists() and not any(cwd.iterdir())
+        held, tried = held + ok, tried + 1
+        if not ok:
+            failures.append(f"typed {' '.join(args)[:70]}: exit {out.returncode}, marker {marker.exists()}")
+    base = root / "loader_run"
+    assert nnlab(["train", *TINY, f"hydra.run.dir={base}"], root).returncode == 0
+    (base / ".hydra" / "overrides.yaml").write_text(
+        f"- --experimental-rerun={elsewhere}/x.pickle\n- --config-dir={elsewhere}\n- --config-name=evil\n"
+        f"- +hydra.callbacks.x._target_=builtins.open\n- +hydra.callbacks.x.file={marker}\n- experiment={climb}/evil\n")
+    for args in (["train", f"resume={base}", "trainer.epochs=3"], ["doctor", str(base)], ["train", f"hydra.run.dir={base}", "resume=auto", "trainer.epochs=4"]):
+        out = nnlab(args, root)
+        ok = out.returncode == 0 and not marker.exists()
+        held, tried = held + ok, tried + 1
+        if not ok:
+            failures.append(f"a crafted overrides.yaml through {args[0]} {args[1][:20]}: exit {out.returncode}, marker {marker.exists()}")
+    state = torch.load(base / "checkpoints" / "last.pt", weights_only=True)
+    state["config"]["choices"]["experiment"] = f"{climb}/evil"
+    torch.save(state, base / "checkpoints" / "last.pt")
+    out = nnlab(["train", f"resume={base}", "trainer.epochs=5"], root)
+    ok = out.returncode == 2 and not marker.exists()
+    held, tried = held + ok, tried + 1
+    if not ok:
+        failures.append(f"a crafted choice in a checkpoint: exit {out.returncode}, marker {marker.exists()}")
+    return held, tried, failures
+
+
+def deletions(root: Path) -> tuple[int, int, list[str]]:
+    """overwrite=true and the output folder against a user's files (issue 32): the working directory, the
+    folder above it and the home folder as output folders (run and sweep), overwrite on a sweep folder and
+    on a folder holding no run, a run into a sweep's folder. Every file of the user's must stay."""
+    held, failures, tried = 0, [], 0
+    home = root / "home"
+    work = home / "work"
+    (work / "src").mkdir(parents=True)
+    mine = {work / "mythesis.txt": "years", work / "src" / "main.py": "code", home / "notes.txt": "mine"}
+    for path, text in mine.items():
+        path.write_text(text)
+    env_home = {**os.environ, "HOME": str(home)}
+    for where in (".", "..", "~"):
+        for mode in (["-m", "trainer.seed=0,1"], []):
+            key = "hydra.sweep.dir" if mode else "hydra.run.dir"
+            out = subprocess.run([sys.executable, "-m", "nnlab", "train", *mode, *TINY, f"{key}={where}", "overwrite=true"],
+                                 cwd=work, env=env_home, capture_output=True, text=True, timeout=300)  # fmt: skip
+            ok = out.returncode == 2 and all(p.read_text() == t for p, t in mine.items())
+            held, tried = held + ok, tried + 1
+            if not ok:
+                failures.append(f"{key}={where} overwrite=true: exit {out.returncode}")
+    sweep = root / "del_sweep"
+    args = ["train", "-m", *TINY, "trainer.seed=0,1", f"hydra.sweep.dir={sweep}"]
+    nnlab(args, root)
+    (sweep / "thesis.txt").write_text("mine")
+    out = nnlab([*args, "overwrite=true"], root)
+    ok = out.returncode == 0 and (sweep / "thesis.txt").read_text() == "mine"
+    held, tried = held + ok, tried + 1
+    if not ok:
+        failures.append(f"overwrite=true on a sweep folder with a user's file: exit {out.returncode}")
+    plain = root / "plain"
+    plain.mkdir()
+    (plain / "data.csv").write_text("1,2\n")
+    out = nnlab(["train", *TINY, f"hydra.run.dir={plain}", "overwrite=true"], root)
+    ok = out.returncode == 0 and (plain / "data.csv").read_text() == "1,2\n"
+    held, tried = held + ok, tried + 1
+    if not ok:
+        failures.append(f"overwrite=true on a folder holding no run: exit {out.returncode}")
+    out = nnlab(["train", *TINY, f"hydra.run.dir={sweep}", "overwrite=true"], root)
+    resumed = nnlab([*args, "resume=auto"], root)
+    ok = out.returncode == 2 and resumed.returncode == 0
+    held, tried = held + ok, tried + 1
+    if not ok:
+        failures.append(f"a run into a sweep's folder: exit {out.returncode}, the sweep's resume {resumed.returncode}")
+    return held, tried, failures
 
 
 def races(root: Path) -> tuple[int, int, list[str]]:
@@ -366,12 +481,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=14)
-    parser.add_argument("--only", default="kills,bad,probes,links,races")
+    parser.add_argument("--only", default="kills,bad,loaders,deletions,probes,links,races")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         parts = {"kills": ("kills resumed exactly (rows and weights)", lambda: kills(args.kills, args.seed, root)),
                  "bad": ("bad inputs with one paragraph and nothing left behind", lambda: bad_inputs(root)),
+                 "loaders": ("configs and code from elsewhere: nothing loaded or run", lambda: loaders(root)),
+                 "deletions": ("a user's files against the output folder and overwrite=true: all kept", lambda: deletions(root)),
                  "probes": ("security probes held (nothing ran)", lambda: probes(root)),
                  "links": ("symbolic links never written through", lambda: links(root)),
                  "races": ("races and re-runs that lost nothing", lambda: races(root))}  # fmt: skip

@@ -107,8 +107,9 @@ def test_an_unknown_executor_or_a_missing_package_is_one_paragraph(tmp_path):
         assert out.returncode == 2 and "pip install 'nnlab[ray]'" in out.stderr
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")
-def test_ray_executor_on_a_local_ray_instance(tmp_path):
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None and not os.environ.get("CI"), reason="the ray extra is not installed")
+def test_ray_executor_on_a_local_ray_instance(tmp_path):  # CI installs the extra (.ci/run): there it runs, never skips
     sweep = tmp_path / "sweep"
     out = nnlab("train", "-m", "activation=relu,tanh", "trainer.seed=0,1", *TINY, "hydra.launcher.executor=ray",
                 f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"HOME": str(tmp_path / "home")})  # fmt: skip

@@ -1,6 +1,6 @@
 """Issue 32's guarantees, each held in one place and tested as a class, not case by case: the command
 line's one rule for what may load code (command_line.refuse_unsafe), the run folder as data
-(saved_config.run_overrides, run_folder.read_summary), the one deletion rule (run_folder.replace_runs,
+(saved_config.run_overrides, records.read_summary), the one deletion rule (run_folder.replace_runs,
 never_output), no write through links, and the faults that only combinations of features showed."""
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def _unsafe(elsewhere: Path) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(18))
 def test_no_command_line_loads_code_or_configs_from_elsewhere(tmp_path, index):
     elsewhere = tmp_path / "elsewhere"
@@ -88,6 +89,7 @@ def test_every_group_option_is_a_name_and_names_pass(tmp_path):
 
 # -- 1: a run folder is data --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_resume_and_doctor_read_the_saved_config_never_the_overrides_file(finished, tmp_path):
     """`.hydra/overrides.yaml` is Hydra's provenance: flags, hydra.* keys and group paths written into it
     run nothing and change nothing; the run continues with the settings of its saved config."""
@@ -111,6 +113,7 @@ def test_resume_and_doctor_read_the_saved_config_never_the_overrides_file(finish
     assert out.returncode == 0 and "nothing to treat" in out.stdout and not (elsewhere / MARKER).exists()
 
 
+@pytest.mark.slow
 def test_a_checkpoints_recorded_choices_are_names_of_the_tree(finished, tmp_path):
     run = _copy(finished, tmp_path)
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
@@ -122,6 +125,7 @@ def test_a_checkpoints_recorded_choices_are_names_of_the_tree(finished, tmp_path
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
 def test_the_rendered_overrides_compose_the_saved_config_exactly(finished):
     from omegaconf import OmegaConf
 
@@ -141,6 +145,7 @@ def test_the_rendered_overrides_compose_the_saved_config_exactly(finished):
 
 # -- 3: one deletion rule --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", [".", "..", "~", "/"])
 def test_the_working_directory_and_above_are_never_an_output_folder(tmp_path, where):
     work = tmp_path / "a" / "work"
@@ -184,6 +189,7 @@ def test_overwrite_replaces_nnlabs_runs_and_nothing_else(finished, tmp_path):
 
 # -- 4: nothing written through a link --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_submitit_link_in_a_sweep_folder_is_refused(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -194,6 +200,7 @@ def test_a_submitit_link_in_a_sweep_folder_is_refused(tmp_path):
     assert out.returncode == 2 and "symbolic link" in out.stderr and not os.listdir(outside)
 
 
+@pytest.mark.slow
 def test_a_hard_linked_log_is_replaced_not_appended_to(finished, tmp_path):
     run = _copy(finished, tmp_path)
     outside = tmp_path / "outside.log"
@@ -219,6 +226,7 @@ def test_bad_counts_are_one_paragraph_before_any_work(tmp_path, args):
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_does_not_fit_is_refused_and_changes_nothing(finished, tmp_path):
     for damage in ("shape", "position"):
         run = _copy(finished, tmp_path, damage)
@@ -236,6 +244,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused_and_changes_nothing(finished,
         assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
 def test_readers_take_any_summary(finished, tmp_path):
     """report, doctor and load_run over summaries of every wrong shape: read_summary is their one reader."""
     import nnlab as lib
@@ -256,6 +265,7 @@ def test_readers_take_any_summary(finished, tmp_path):
         lib.load_run(tmp_path / f"r{i}")  # loads: the summary is only its record
 
 
+@pytest.mark.slow
 def test_mnist_files_that_disagree_with_themselves_are_refused(mnist_root, tmp_path):
     import struct
 
@@ -281,6 +291,7 @@ def test_online_learning_batch_size_one(tmp_path):
     assert any("loss/train" in r for r in rows)
 
 
+@pytest.mark.slow
 def test_load_run_predicts_regression_values_and_takes_numpy_and_raw_image_shapes(tmp_path, mnist_root):
     import nnlab as lib
 
@@ -302,6 +313,7 @@ def test_load_run_predicts_regression_values_and_takes_numpy_and_raw_image_shape
     assert torch.equal(model.predict(images[0, 0]), expected[:1])  # one (28, 28) image
 
 
+@pytest.mark.slow
 def test_resume_auto_continues_with_the_runs_own_settings(tmp_path):
     run = tmp_path / "long"
     out = nnlab("train", *TINY, "trainer.epochs=4", "optimizer=sgd", "optimizer.lr=0.05", f"hydra.run.dir={run}", cwd=tmp_path)
@@ -351,6 +363,7 @@ def test_the_update_ratio_alarm_leaves_a_schedules_small_rates_alone():
     assert update_ratio({"stats/update_ratio/l": 1.0}, 1e-5, 0.1, 100, lr_scale=0.01) is not None  # too high is always said
 
 
+@pytest.mark.slow
 def test_doctor_refuses_a_run_that_did_not_train(finished, tmp_path):
     run = _copy(finished, tmp_path, "a=b")
     state = summary(run)
@@ -373,3 +386,52 @@ def test_batch_size_find_suggests_a_rate_that_trains(tmp_path):
                 "trainer.seed=0,1,2", "hydra.sweep.dir=s", "trainer.progress=false", cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0
     assert all(summary(p)["status"] == "ok" for p in (tmp_path / "s").glob("trainer.seed=*"))
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_paragraph_and_leaves_no_lock(tmp_path):
+    """A file-size limit (as a full disk) fails TensorBoard's writer thread and the run's next write: one
+    line each, no traceback, exit 1, the folder resumable and not locked."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, 100 * 1024))
+
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=30", f"hydra.run.dir={run}"],
+                          cwd=tmp_path, capture_output=True, text=True, preexec_fn=limit, timeout=300)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    _no_traceback(proc)
+    assert "cannot write" in proc.stderr and not (run / ".lock").exists()
+    assert nnlab("train", f"resume={run}", cwd=tmp_path).returncode == 0 and summary(run)["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_epoch_says_only_the_epochs_that_ended(tmp_path):
+    """SIGINT in the middle of an epoch: no line for the cut epoch, and the closing table and summary count
+    the epochs metrics.jsonl holds."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", "data.source.n_train=20000", "trainer.epochs=50",
+                             f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("epoch   2"):
+            break
+    time.sleep(0.4)  # into epoch 3 (an epoch takes ~1 s here)
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=120)
+    lines += rest.splitlines()
+    assert proc.returncode == 130, err
+    printed = [int(line.split()[1]) for line in lines if line.startswith("epoch ") and len(line.split()) > 2 and line.split()[1].isdigit()]
+    ended = [r["epoch"] for r in (json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()) if "loss/val" in r]
+    assert printed == ended == list(range(1, len(ended) + 1)), (printed, ended)
+    assert summary(run)["epochs_run"] == len(ended) and summary(run)["status"] == "interrupted"

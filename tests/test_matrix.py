@@ -18,7 +18,7 @@ from nnlab.command_line import check_command_line, group_options
 from nnlab.data.toy import REGRESSION
 from nnlab.errors import ConfigError
 
-SMALL = ["trainer.epochs=1", "trainer.progress=false", "model.hidden=[8]", "diagnostics.histograms_every=0"]
+SMALL = ["trainer.epochs=1", "trainer.progress=false", "model.hidden=[8]", "diagnostics.histograms_every=0", "sweep.run_figures=none"]
 KINDS = {
     "points": ["data=moons", "data.source.n_train=80", "data.source.n_test=40", *SMALL],
     "regression": ["data=sine", "loss=mse", "data.source.n_train=80", "data.source.n_test=40", *SMALL],
@@ -85,7 +85,7 @@ def test_every_option_trains_and_predicts(tmp_path, group, kind):
     base = [a for a in KINDS[kind] if not (group == "data" and a.startswith(("data.source.n_", "data=")))
             and not (group == "loss" and a.startswith("loss=")) and not (group == "model" and a.startswith(("model.hidden", "model.channels")))]  # fmt: skip
     if group == "data" and kind == "images":
-        base = [a for a in base if not a.startswith("data.source")]
+        base = [a for a in base if not a.startswith("data.source")] + [f"data.source.root={SHARED_DATA}", "data.source.download=false"]
     out = nnlab("train", "-m", *base, f"{group}={','.join(fits)}", "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=600)
     assert "Traceback" not in out.stderr, out.stderr[-3000:]
     assert out.returncode == 0, out.stderr[-3000:]
@@ -97,8 +97,9 @@ def test_every_option_trains_and_predicts(tmp_path, group, kind):
         if s["status"] != "ok":
             continue
         model = lib.load_run(run)
-        x = {"points": np.zeros((3, 2), np.float32), "regression": np.linspace(-1, 1, 3, dtype=np.float32),
-             "images": np.zeros((3, 28, 28), np.uint8)}[model.kind]  # fmt: skip
+        features = model.model[0].mean.shape[-1]  # the inputs' width (points and regression sets)
+        x = {"points": np.zeros((3, features), np.float32), "images": np.zeros((3, 28, 28), np.uint8),
+             "regression": np.linspace(-1, 1, 3, dtype=np.float32) if features == 1 else np.zeros((3, features), np.float32)}[model.kind]  # fmt: skip
         predicted = model.predict(x)
         assert predicted.shape[0] == 3 and torch.isfinite(predicted.float()).all()
         if model.kind != "regression":

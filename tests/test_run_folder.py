@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from nnlab import run_folder
+from nnlab import records, run_folder
 from nnlab.errors import FolderInUse
 
 
@@ -49,12 +49,12 @@ def test_a_torn_last_line_is_left_out_and_rows_are_rewritten_whole(tmp_path):
     path = tmp_path / "metrics.jsonl"
     rows = [{"step": i, "step/loss": 0.5} for i in range(1, 5)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 5, "loss/tr')
-    assert run_folder.read_rows(path) == rows
+    assert records.read_rows(path) == rows
     path.write_text(path.read_text() + "\n[1, 2]\nnot json\n")  # not rows at all
-    assert run_folder.read_rows(path) == rows
+    assert records.read_rows(path) == rows
     run_folder.keep_rows(path, lambda r: r["step"] <= 2)
     assert path.read_text() == "".join(json.dumps(r) + "\n" for r in rows[:2])
-    assert run_folder.read_rows(tmp_path / "none.jsonl") == []
+    assert records.read_rows(tmp_path / "none.jsonl") == []
 
 
 def test_leftovers_of_interrupted_saves_are_removed_and_made_folders_only_when_empty(tmp_path):

@@ -48,7 +48,10 @@ def run_checks(cfg: DictConfig, cpu_share: int | None = None) -> list[CheckResul
     from nnlab.train import evaluate, train_step
 
     c = cfg.check
-    exp = setup(without_regularization(cfg), cpu_share)
+    checked = without_regularization(cfg)
+    with open_dict(checked):  # the steps at optimizer.lr itself: a schedule sized to trainer.epochs would run out
+        checked.schedule = {"_target_": "nnlab.optim.constant", "_partial_": True}  # (onecycle's total steps) or warm up from 0
+    exp = setup(checked, cpu_share)
     model, loss_fn, data = exp.model, exp.loss_fn, exp.data
     n = min(len(data.train), cfg.diagnostics.probe_size)
     x, y = data.train.x[:n], data.train.y[:n]

@@ -243,7 +243,7 @@ def run_of(resume: str) -> Path:
 def finished(run_dir: Path, epochs: int) -> Optional[dict]:
     """The summary of a run in `run_dir` that has nothing left to do for `epochs`: it ended well (status
     ok) after that many epochs, or stopped early. None when there is something to continue."""
-    from nnlab.run_folder import read_summary
+    from nnlab.records import read_summary
 
     summary = read_summary(run_dir)
     if summary is None or summary["status"] != "ok":

@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, note_interrupt)
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # outside the loop too: one line, no half-made folder
         signal.signal(signal.SIGTERM, note_interrupt)
+    import threading
+
+    threading.excepthook = _thread_failed
     try:
         return _main(argv)
     except BrokenPipeError:  # the reader went away (nnlab train --help | head -1): quietly, as the shell's own tools
@@ -74,6 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted_exit(interrupted())  # Ctrl-C cut an import short: its error is that Ctrl-C
     finally:
         _release()
+
+
+def _thread_failed(args) -> None:
+    """A library's background thread that fails (TensorBoard's event writer on a full disk): one line, not
+    its traceback; the command's own error (the same disk failing the run's next write) says the rest."""
+    from nnlab.console import err_console, shown
+
+    if args.exc_type is SystemExit:
+        return
+    name = "TensorBoard's event writer" if "AsyncWriter" in type(args.thread).__name__ else f"thread {getattr(args.thread, 'name', '?')}"
+    what = f"{args.exc_type.__name__}: {getattr(args.exc_value, 'strerror', None) or args.exc_value}"
+    err_console.print(f"nnlab: {shown(name)} stopped ({shown(what)}); the run's TensorBoard log may lack its last records.",
+                      soft_wrap=True, highlight=False)  # fmt: skip
 
 
 def _interrupted_exit(signum: int) -> int:
@@ -205,6 +221,10 @@ def _closing(trained: bool, brief: bool) -> int:
             overview(folder, sweep=folder == _SWEEP)
     except ConfigError as e:  # a link where the overview goes: refused, the runs' own results stand
         exit_with(str(e))
+    if _SWEEP is not None and FAILED_JOBS and not trained:  # nnlab check -m: configs that did not pass
+        error(f"{len(FAILED_JOBS)} of the sweep's configs did not pass: {'; '.join(FAILED_JOBS[:5])}"
+              f"{'; ...' if len(FAILED_JOBS) > 5 else ''} (each folder's check.json says which step and why).", title="check")  # fmt: skip
+        return 1
     if _SWEEP is not None and FAILED_JOBS:
         n = len(FAILED_JOBS)
         error(f"{n} job{'s' if n > 1 else ''} of the sweep failed or {'were' if n > 1 else 'was'} refused "
@@ -363,7 +383,7 @@ def _job(work):
             "the sweep goes on" if cfg.sweep.on_failure != "stop" else "the sweep stops here (sweep.on_failure=stop)")
         try:
             validate(cfg)
-            job = {"choices": dict(hc.runtime.choices), "overrides": list(hc.overrides.task), "overview": sweep or _RUNS is not None}
+            job = {"choices": dict(hc.runtime.choices), "overrides": list(hc.overrides.task), "overview": sweep or _RUNS is not None, "sweep": sweep}
             return work(cfg, run_dir, job, _cpu_share(hc))
         except ConfigError as e:
             if not sweep:
@@ -467,10 +487,16 @@ member_job = _job(_member)  # a job of a stack (hydra/launcher=batched trains th
 
 @_job
 def _check_job(cfg, run_dir, job, cpu_share) -> None:
+    """A failed check is exit 1; in a sweep (nnlab check -m) the other configs are still checked, and the
+    sweep ends with exit 1 naming the ones that failed."""
     from nnlab.check import run
 
     if not run(cfg, run_dir, cpu_share):
-        sys.exit(1)
+        if not job["sweep"]:
+            sys.exit(1)
+        from nnlab.errors import FAILED_JOBS
+
+        FAILED_JOBS.append(f"{run_dir}: a check failed")
 
 
 @_job

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -50,17 +51,29 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
     except HydraException as e:
         raise ConfigError(f"cannot parse the command line: {_first_line(e)}") from None
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    variants = [fixed]
+    swept: dict[str, list] = {}  # each swept key's values (glob() and intervals: left to the sweeper)
     for o in parsed:
         if o.is_sweep_override():
             try:
                 values = list(o.sweep_string_iterator())
-            except Exception:  # glob() and intervals: left to the sweeper
+            except Exception:
                 continue
             if not values:
                 raise ConfigError(f"{o.input_line} gives no values: the sweep would run nothing. Check the bounds "
                                   "(range(START,STOP) stops before STOP, e.g. range(0,3) is 0,1,2).")  # fmt: skip
-            variants += [fixed + [f"{o.get_key_element()}={v}"] for v in values]
+            swept[o.get_key_element()] = values
+            outside = next((v for v in values if not os.path.normpath(os.path.join("SWEEP", f"{o.key_or_group}={v}")).startswith("SWEEP/")), None)
+            if outside is not None:  # a job's folder is named by what it sets: a path climbing out would put it elsewhere
+                raise ConfigError(f"{o.key_or_group}={outside}: a sweep's job folder is named by its settings, and this "
+                                  "value's `..` would put it outside the sweep's folder. Give the path without `..` "
+                                  "(an absolute one).")  # fmt: skip
+    # every value of each swept key, beside the first value of every other one (a sweep over loss= and data=
+    # is never checked with the default loss); the swept key last, so that _set_value can set it alone
+    firsts = [f"{k}={v[0]}" for k, v in swept.items()]
+    variants = [fixed + firsts]
+    for key, values in swept.items():
+        others = [f for f in firsts if not f.startswith(key + "=")]
+        variants += [fixed + others + [f"{key}={v}"] for v in values]
     hydra_overrides = [a for a in args if a.startswith("hydra.")]
     base = None
     for i, variant in enumerate(variants):

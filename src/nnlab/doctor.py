@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from nnlab.command_line import override_key, quoted_path
-from nnlab.run_folder import read_summary, write_file
+from nnlab.records import read_summary
+from nnlab.run_folder import write_file
 
 # The most fundamental first: a run that diverges or whose gradients vanish says little about the rest.
 ORDER = ("divergence", "exploding_gradients", "vanishing_gradients", "initial_loss", "saturation", "flat_loss",

@@ -168,9 +168,9 @@ def run_curves(run_dir, kind: str) -> None:
     """RUN/curves.png: the run's train and val loss and score per epoch."""
     from pathlib import Path
 
-    from nnlab import metrics, run_folder
+    from nnlab import metrics, records
 
-    epochs = [r for r in run_folder.read_rows(Path(run_dir) / "metrics.jsonl") if "loss/train" in r]
+    epochs = [r for r in records.read_rows(Path(run_dir) / "metrics.jsonl") if "loss/train" in r]
     score = metrics.score(kind)
     curves = [epoch_curve(epochs, split, score, split, style) for split, style in (("train", "-"), ("val", "--"))]
     curves_figure([c for c in curves if c is not None], Path(run_dir) / "curves.png", score)

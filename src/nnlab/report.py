@@ -53,7 +53,7 @@ class Run:
         return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
     def epochs(self) -> list[dict]:
-        from nnlab.run_folder import read_rows
+        from nnlab.records import read_rows
 
         return [r for r in read_rows(self.path / "metrics.jsonl") if "loss/train" in r]
 
@@ -62,7 +62,7 @@ def collect(root: Path) -> list[Run]:
     """Every run directory (one with a summary.json) under root, root itself included."""
     import yaml
 
-    from nnlab.run_folder import read_summary
+    from nnlab.records import read_summary
 
     runs = []
     for summary_path in sorted(root.rglob("summary.json")):

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nnlab import checkpoint, figures, run_folder
+from nnlab import checkpoint, figures, records, run_folder
 from nnlab import metrics as task_metrics
 from nnlab.nn import bare, eval_mode
 from nnlab.setup import Experiment, model_summary, setup
@@ -245,7 +245,7 @@ def draw_figures(run_dir: str | Path) -> list[str]:
     from nnlab.runs import load_experiment
 
     run_dir = Path(run_dir)
-    summary = run_folder.read_summary(run_dir)
+    summary = records.read_summary(run_dir)
     if summary is None:
         raise ConfigError(f"{run_dir} holds no readable summary.json: only a finished run's figures can be drawn.")
     _, _, _, exp = load_experiment(run_dir)  # its best checkpoint, on the CPU: a figure needs no GPU

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from nnlab.errors import ConfigError, FolderInUse
+from nnlab.records import read_rows, read_summary
 
 LOCK = ".lock"
 
@@ -205,9 +206,13 @@ def never_output(folder: str | Path) -> Optional[str]:
         return "the working directory itself"
     if where in here.parents:
         return "a folder above the working directory"
-    if where == Path.home().absolute() or where == Path(where.anchor):
-        return "the home folder" if where == Path.home().absolute() else "the root of the file system"
-    return None
+    if where == Path(where.anchor):
+        return "the root of the file system"
+    try:
+        home = Path.home().absolute()
+    except RuntimeError:  # no HOME and no user entry
+        return None
+    return "the home folder" if where == home else None
 
 
 def link_message(path: Path) -> str:
@@ -231,7 +236,7 @@ def refuse_links(folder: str | Path, sweep: bool = False) -> None:
     """ConfigError naming the first symbolic link inside `folder` (the folder itself may be one). A sweep's
     folder may be a working directory with links of the user's own at its top (`pre -> ../pretrained`, for
     transfer.init_from=pre): there only the names a sweep writes (SWEEP_FILES) are refused as links, and
-    every link below (in job folders) is. (A job folder that is itself a link: launcher.job_folder.)"""
+    every link below (in job folders) is. (A job folder climbing out of the sweep: command_line refuses its value.)"""
     folder = Path(folder)
     if not folder.is_dir():
         return
@@ -307,57 +312,6 @@ def busy_message(run_dir: Path) -> str:
     pid = holder(run_dir)
     return (f"{run_dir} is in use by another nnlab process{f' (pid {pid})' if pid else ''}: two runs in one folder "
             "would mix their rows and files. Wait for it to finish, or choose another folder with hydra.run.dir=PATH.")
-
-
-def read_rows(path: str | Path) -> list[dict]:
-    """The rows of a metrics.jsonl; a last line torn by a crash or a full disk (no newline, or not JSON)
-    is left out, as is any line that is not a JSON object."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(errors="replace").split("\n")[:-1]:  # the part after the last newline is torn
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
-            rows.append(row)
-    return rows
-
-
-def read_summary(folder: str | Path) -> Optional[dict]:
-    """FOLDER/summary.json as every reader takes it (one trust boundary): None where it is missing, torn, not
-    JSON, nested past reason or not an object; else the object with the fields nnlab reads typed as nnlab
-    writes them: `status` a string, `metrics` numbers by name, `alarms` objects with a string `name`, the
-    counts whole numbers or None, `hparams` plain values. A field of another type is dropped (or emptied),
-    never passed on to crash a reader; strings keep their text (the terminal shows them through console.shown)."""
-    try:
-        summary = json.loads(Path(folder, "summary.json").read_text(errors="replace"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(summary, dict):
-        return None
-    number = (int, float)
-    summary["status"] = summary["status"] if isinstance(summary.get("status"), str) else None
-    metrics = summary.get("metrics")
-    summary["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, number) and not isinstance(v, bool)} \
-        if isinstance(metrics, dict) else {}  # fmt: skip
-    alarms = summary.get("alarms")
-    summary["alarms"] = [a for a in alarms if isinstance(a, dict) and isinstance(a.get("name"), str)] if isinstance(alarms, list) else []
-    for key in ("epochs_run", "steps", "best_epoch", "seed"):
-        if not (isinstance(summary.get(key), int) and not isinstance(summary.get(key), bool)):
-            summary[key] = None
-    for key in ("hparams", "model", "checkpoints"):
-        if key in summary and not isinstance(summary[key], dict):
-            summary[key] = {}
-    hparams = summary.get("hparams") or {}
-    summary["hparams"] = {k: v for k, v in hparams.items() if v is None or isinstance(v, (str, int, float, bool))}
-    if not isinstance(summary.get("stopped_early"), bool):
-        summary["stopped_early"] = False
-    if not isinstance(summary.get("wall_time_s"), number):
-        summary["wall_time_s"] = None
-    return summary
 
 
 def keep_rows(path: str | Path, keep) -> None:

@@ -94,7 +94,7 @@ def load_run(path: str | Path, which: str = "best", device: str = "cpu") -> Run:
     """The run at `path` (a run directory, or a .pt file in its checkpoints/): its `best` checkpoint
     (else `last`), or `last` with which="last"; weights only. Raises nnlab.errors.ConfigError, with one
     paragraph, for a folder that is not a run or a checkpoint that does not fit its config."""
-    from nnlab.run_folder import read_summary
+    from nnlab.records import read_summary
 
     run, ckpt, cfg, exp = load_experiment(path, which, device)
     full = nn.Sequential(Preprocess(exp.data.mean, exp.data.std), bare(exp.model)).to(exp.device).eval()

@@ -124,7 +124,7 @@ def build_model(cfg: DictConfig, in_shape, num_outputs: int, activation) -> nn.M
             raise e.__cause__ from None
         raise
     if not getattr(model, "has_own_init", False):
-        instantiate(cfg.init)(model, activation=activation)
+        instantiate(cfg.init, _convert_="all")(model, activation=activation)
     return model
 
 
@@ -157,8 +157,8 @@ def setup(cfg: DictConfig, cpu_share: Optional[int] = None, shared: bool = False
     )
 
     torch.manual_seed(trainer.seed)  # the weights do not depend on how much random data came before
-    loss_fn = instantiate(cfg.loss).to(device)
-    activation = instantiate(cfg.activation)
+    loss_fn = instantiate(cfg.loss, _convert_="all").to(device)
+    activation = instantiate(cfg.activation, _convert_="all")
     model = build_model(cfg, data.in_shape, loss_fn.num_outputs(num_classes), activation)
     model.to(device)
     convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
@@ -176,10 +176,10 @@ def setup(cfg: DictConfig, cpu_share: Optional[int] = None, shared: bool = False
         reused = transfer.load_matching(model, tr.init_from)
         notes.append(f"transfer.init_from: {len(reused)} parameter tensors reused ({tr.mode}), the output layer new")
     groups = transfer.parameter_groups(model, reused, tr.mode, cfg.optimizer.lr, tr.reused_lr_factor)
-    make_optimizer = instantiate(cfg.optimizer)
+    make_optimizer = instantiate(cfg.optimizer, _convert_="all")  # plain lists (betas): checkpoints load weights-only
     optimizer = make_optimizer(groups)
     spe = steps_per_epoch(len(data.train), trainer.batch_size)
-    scheduler = instantiate(cfg.schedule)(optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe)
+    scheduler = instantiate(cfg.schedule, _convert_="all")(optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe)
     activities: list[torch.Tensor] = []
     if cfg.regularization.activity_l1 > 0:
         def keep(module, inputs, output):

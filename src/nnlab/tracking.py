@@ -155,7 +155,8 @@ def overview(folder: Path, sweep: bool = True) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     from nnlab.errors import FolderInUse
-    from nnlab.run_folder import Lock, read_summary, refuse_link
+    from nnlab.records import read_summary
+    from nnlab.run_folder import Lock, refuse_link
 
     runs = []
     for path in sorted(folder.rglob("summary.json") if sweep else folder.glob("*/summary.json")):
@@ -321,7 +322,7 @@ def record_failure(run_dir: str | Path, error: BaseException) -> Path:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = write_file(run_dir / "error.txt", "".join(traceback.format_exception(error)))
-    from nnlab.run_folder import read_summary
+    from nnlab.records import read_summary
 
     previous = read_summary(run_dir) or {}
     write_summary(run_dir, {**previous, "status": "failed", "error": f"{type(error).__name__}: {error}",

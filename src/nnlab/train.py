@@ -180,8 +180,12 @@ def train(members: list[Member], label: str = "") -> list[Optional[dict]]:
         if painter is not None:
             painter.close()
         for m in members:
-            m.tracker.close()  # (closed already where it closed well)
-            m.lock.__exit__()
+            try:
+                m.tracker.close()  # (closed already where it closed well)
+            except OSError:
+                pass  # a full disk: what failed first is what is said (cli's job); the folder's lock goes regardless
+            finally:
+                m.lock.__exit__()
 
 
 def _painter(members: list[Member], drawn: str):

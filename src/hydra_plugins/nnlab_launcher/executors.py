@@ -100,7 +100,7 @@ def _result(cfg: DictConfig, ret, lost: str) -> JobReturn:
     from nnlab.console import console, result_line
     from nnlab.errors import FAILED_JOBS
     from nnlab.metrics import worst_objective
-    from nnlab.run_folder import read_summary
+    from nnlab.records import read_summary
 
     folder = folder_of(cfg)
     summary = read_summary(folder)
