@@ -19,7 +19,7 @@ def sweep(tmp_path: Path, experiment: str, *overrides: str, env: dict | None = N
     """Run `nnlab train -m experiment=NAME` (one seed unless `seeds`: the experiments' own default is five);
     summaries keyed by the swept values (folder names)."""
     out = nnlab("train", "-m", f"experiment={experiment}", "trainer.progress=false", f"trainer.seed={seeds}", *overrides,
-                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path, timeout=900, env=env)  # fmt: skip
+                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent, timeout=900, env=env)  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     runs = {}
     for summary in [*tmp_path.glob("*/summary.json"), *tmp_path.glob("summary.json")]:  # (one job, nothing swept: the sweep folder)

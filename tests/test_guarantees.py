@@ -21,7 +21,7 @@ MARKER = "PWNED"
 
 
 def _no_traceback(out) -> None:
-    assert "Traceback" not in out.stderr + out.stdout, out.stderr[-2000:]
+    assert "Traceback (most recent call last)" not in out.stderr + out.stdout, out.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def _unsafe(elsewhere: Path) -> list[str]:
         f"hydra.job_logging.handlers.file.filename={elsewhere / MARKER}", "hydra/launcher=../../x",
         f"hydra.sweeper.settings=[['experiment=../../../../../..{elsewhere}/evil']]", "hydra.sweep.subdir=../../x",
         "experiment@_global_=activations", "hydra.launcher._target_=builtins.open",
-        f"hydra.sweeper.params.experiment=choice(activations,../../../..{elsewhere}/evil)",
+        f"hydra.sweeper.params={{experiment:'choice(activations,../../../..{elsewhere}/evil)'}}",
     ]  # fmt: skip
 
 

@@ -59,6 +59,11 @@ def test_every_readme_command_runs(tmp_path, line, command):
     env = {"NNLAB_DATA_DIR": str(SHARED_DATA)}
     words = _words(command)[1:]
     sub = words[0]
+    if sub == "train" and "-m" in words and any(w.startswith("experiment=") for w in words):
+        from nnlab.command_line import check_command_line  # each experiment runs in test_experiments.py: here, its line
+
+        check_command_line([*words[1:], *SHORT["train"]])
+        return
     for i, w in enumerate(words):  # a placeholder: a tiny run (or sweep) there first
         placeholder = re.search(r"outputs/(runs|sweeps)/(DATE_TIME\S*|\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d)", w)
         if placeholder:
@@ -70,11 +75,16 @@ def test_every_readme_command_runs(tmp_path, line, command):
             words[i] = w.replace(placeholder.group(0), folder)
     if "resume=auto" in words:  # the run it continues, made by the line before it in the README
         assert nnlab(*words[:1], *[w for w in words[1:] if w != "resume=auto"], *SHORT["train"], cwd=tmp_path, env=env).returncode == 0
+    if "experiment=transfer" in words:  # the pretrained run it starts from: the README's line before it
+        before = next(c for _, c in COMMANDS if "outputs/pretrained/" in c and "hydra.run.dir" in c)
+        assert nnlab(*_words(before)[1:], *SHORT["train"], cwd=tmp_path, env=env).returncode == 0
     extra = SHORT.get(sub, [])
+    if any(w.startswith("resume=") and w != "resume=auto" for w in words):  # the run's own config continues
+        extra = ["trainer.progress=false"]
     if any(w.startswith("hparams_search=") for w in words):
         extra = [*extra, *SWEEP]
     out = nnlab(*words, *extra, cwd=tmp_path, env=env, timeout=900)
-    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "Traceback (most recent call last)" not in out.stderr, out.stderr[-3000:]
     comment = command.partition("#")[2]
     expected = (1,) if "fails" in comment else (0,)
     assert out.returncode in expected, f"L{line}: {command}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"

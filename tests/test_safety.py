@@ -77,8 +77,10 @@ def test_a_nested_target_in_a_run_folder_runs_through_no_reader(finished, tmp_pa
     saved = {"optimizer.foreach": f"+optimizer.foreach={{_target_:torch.load,f:'{payload}',weights_only:false}}",
              "model.hidden": f"model.hidden=[8,{{_target_:torch.load,f:'{payload}',weights_only:false}}]",
              "data.source": f"+data.source._args_=[\"__import__('os').system('touch {payload}.ran')\"]"}  # fmt: skip
-    (runs / "b" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([saved[key]]))  # the same through a resume
+    (runs / "b" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([saved[key]]))  # Hydra's record: never read back
     out = nnlab("train", "trainer.epochs=3", f"resume={runs / 'b'}", cwd=tmp_path)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr  # it continues with its saved config
+    out = nnlab("train", "trainer.epochs=3", f"resume={runs / 'a'}", cwd=tmp_path)  # the payload in its config.yaml
     assert out.returncode == 2 and "is not allowed" in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not marker.exists() and not (tmp_path / "payload.pt.ran").exists()
 

@@ -19,7 +19,7 @@ def summaries(sweep: Path) -> dict[str, dict]:
 
 
 def test_optuna_random_search_in_log_space(tmp_path):
-    out = nnlab("train", "-m", "hparams_search=coarse", "hydra.sweeper.n_trials=3", *TINY, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
+    out = nnlab("train", "-m", "hparams_search=coarse", "hydra.sweeper.n_trials=3", *TINY, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent)
     assert out.returncode == 0, out.stderr[-2000:]
     runs = summaries(tmp_path)
     assert len(runs) == 3 and all(r["status"] == "ok" for r in runs.values())
@@ -30,7 +30,7 @@ def test_optuna_random_search_in_log_space(tmp_path):
 
 
 def test_fine_stage_uses_tpe(tmp_path):
-    out = nnlab("train", "-m", "hparams_search=fine", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
+    out = nnlab("train", "-m", "hparams_search=fine", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "TPESampler" in out.stdout + out.stderr and len(summaries(tmp_path)) == 2
 
@@ -38,7 +38,7 @@ def test_fine_stage_uses_tpe(tmp_path):
 @pytest.mark.slow
 def test_a_sweep_over_a_list_of_settings_runs_each_with_every_seed(tmp_path):
     settings = "hydra.sweeper.settings=[['init=zeros','optimizer.lr=0.001'],['init=he_normal','optimizer.lr=0.01']]"
-    out = nnlab("train", "-m", settings, "trainer.seed=0,1", "init=xavier_normal", *TINY, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
+    out = nnlab("train", "-m", settings, "trainer.seed=0,1", "init=xavier_normal", *TINY, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent)
     assert out.returncode == 0, out.stderr[-2000:]
     assert sorted(summaries(tmp_path)) == [f"init={i},optimizer.lr={lr},trainer.seed={s}"  # a setting's value replaces the line's
                                            for i, lr in (("he_normal", "0.01"), ("zeros", "0.001")) for s in (0, 1)]  # fmt: skip
@@ -51,7 +51,7 @@ def test_a_sweep_over_a_list_of_settings_runs_each_with_every_seed(tmp_path):
 
 def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
     out = nnlab("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "activation=relu,tanh", *TINY,
-                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)  # fmt: skip
+                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Joblib.Parallel(n_jobs=2" in out.stdout + out.stderr
     runs = summaries(tmp_path)
@@ -64,7 +64,7 @@ def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
 @pytest.mark.slow
 def test_submitit_local_launcher(tmp_path):
     out = nnlab("train", "-m", "hydra/launcher=submitit_local", "activation=relu,tanh", *TINY,
-                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)  # fmt: skip
+                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     runs = summaries(tmp_path)
     assert [n.split(",")[0] for n in sorted(runs)] == ["activation=relu", "activation=tanh"]
@@ -74,7 +74,7 @@ def test_submitit_local_launcher(tmp_path):
 def test_ray_launcher_on_a_local_ray_instance(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the ray extra is not installed (pip install -e '.[ray]')")
     out = nnlab("train", "-m", "hydra/launcher=ray", "activation=relu,tanh", *TINY, f"hydra.sweep.dir={tmp_path}",
-                cwd=tmp_path, timeout=600)  # fmt: skip
+                cwd=tmp_path.parent, timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     runs = summaries(tmp_path)
     assert [n.split(",")[0] for n in sorted(runs)] == ["activation=relu", "activation=tanh"]

@@ -74,7 +74,9 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
     for key, values in swept.items():
         others = [f for f in firsts if not f.startswith(key + "=")]
         variants += [fixed + others + [f"{key}={v}"] for v in values]
-    hydra_overrides = [a for a in args if a.startswith("hydra.")]
+    # Hydra's own settings, less a sweeper's search spaces (`hydra.sweeper.params.optimizer.lr=tag(log, ...)`):
+    # a composition for one job refuses sweep syntax, and the sweeper reads them itself
+    hydra_overrides = [a for a in args if a.startswith("hydra.") and not _is_sweep(a)]
     base = None
     for i, variant in enumerate(variants):
         cfg = _set_value(base, variant[-1], config_module) if base is not None else None
@@ -161,6 +163,10 @@ def _refuse_hydra(arg: str, key: str, value: str) -> None:
                           f"{', '.join(s.rstrip('.') + ('.*' if s.endswith('.') else '') for s in HYDRA_SETTINGS)} "
                           "(and none of them to a `_target_`). Others (hydra.callbacks, hydra.searchpath, the logging "
                           "handlers, the output subfolder) could load code or write outside the output folder.")  # fmt: skip
+    if _is_sweep(arg):
+        raise ConfigError(f"{arg}: Hydra cannot sweep its own settings. A search space goes on the setting itself, "
+                          f"e.g. 'optimizer.lr=tag(log, interval(1e-3, 3e-2))' with hparams_search=fine (optuna reads it "
+                          f"as the range to search).")  # fmt: skip
     if key == "hydra.sweep.subdir" and (value.startswith("/") or ".." in value.replace("\\", "/").split("/")):
         raise ConfigError(f"{arg}: a job's folder stays inside its sweep's (hydra.sweep.dir): a relative name without `..`.")
     if key.startswith(("hydra.sweeper.settings", "hydra.sweeper.params")):
@@ -196,10 +202,19 @@ def _names_only(arg: str, group: str | None = None) -> None:
     except Exception:
         values = [arg.partition("=")[2]]
     for v in values:
-        if v is not None and not (isinstance(v, str) and _NAME.match(v) and ".." not in v):
+        if isinstance(v, str) and not (_NAME.match(v) and ".." not in v):  # (a number or a list: the composition says)
             options = group_options().get(key)
             raise ConfigError(f"{arg}: an option of `{key}` is a name{' (' + ', '.join(options) + ')' if options else ''}, "
                               f"never a path: {v!r} would load a config from outside nnlab's tree.")  # fmt: skip
+
+
+def _is_sweep(arg: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_override(arg).is_sweep_override()
+    except Exception:
+        return False  # a bad line: the composition says what is wrong with it
 
 
 def _config_overrides(args: list[str], hydra: bool = False) -> list[str]:

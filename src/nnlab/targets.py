@@ -29,6 +29,7 @@ ALLOWED = {
     "data.source": (("nnlab.data.",), None),
 }
 HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
+PARTIAL = ("activation", "init", "optimizer", "schedule")  # built later with their arguments: `_partial_: true`, always
 
 
 def check_no_nested_targets(cfg: DictConfig) -> None:
@@ -70,6 +71,10 @@ def check_target(group: str, node: Any) -> None:
         raise ConfigError(f"`{group}` must be a config node with a `_target_`; got {node!r}.")
     target = node._target_
     modules, base = ALLOWED[group]
+    partial = node.get("_partial_", False)
+    if partial is not (group in PARTIAL) or any(k in node for k in ("_recursive_", "_convert_", "_args_")):
+        _fail(f"{group}._partial_", partial, f"nnlab builds the {group} {'later, with its arguments: it must be true' if group in PARTIAL else 'at once: it takes no _partial_'} "
+              "(and no _recursive_, _convert_ or _args_)")  # fmt: skip
     if not isinstance(target, str) or not target.startswith(TARGET_PREFIXES):
         _fail(f"{group}._target_", target, f"targets must start with one of {', '.join(TARGET_PREFIXES)}")
     obj = resolve_target(target)
