@@ -28,7 +28,13 @@ def test_the_largest_batch_within_the_bound_and_its_rate(tmp_path):
     assert memory[-2] <= 12 < memory[-1] and all(a < b for a, b in zip(memory, memory[1:]))
     # weights, gradients and Adam state are fixed; the saved activations grow linearly with the batch
     assert memory[-1] - memory[-2] == pytest.approx(2 * (memory[-2] - memory[-3]), rel=0.05)
-    assert result["suggested_lr"] == pytest.approx(0.01 * largest / 32)
+    # Adam: the square-root rule's rate first, then halved while a short trial does not train
+    assert result["rule"] == "sqrt" and result["tried"][0]["lr"] == pytest.approx(0.01 * (largest / 32) ** 0.5)
+    assert all(b["lr"] == pytest.approx(a["lr"] / 2) or b["lr"] == 0.01 for a, b in zip(result["tried"], result["tried"][1:]))
+    if result["tried"][-1]["trains"]:  # the rule's rate itself, or half the first that trained (a margin)
+        assert result["suggested_lr"] in (result["tried"][0]["lr"], max(0.01, result["tried"][-1]["lr"] / 2))
+    else:
+        assert "suggested_lr" not in result
     assert f"trainer.batch_size={largest}" in stdout
 
 

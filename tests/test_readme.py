@@ -53,17 +53,12 @@ def test_the_readme_shows_commands():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("line,command", COMMANDS, ids=[f"L{n}" for n, _ in COMMANDS])
-def test_every_readme_command_runs(tmp_path, line, command):
+def test_every_readme_command_runs(tmp_path, monkeypatch, line, command):
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
         pytest.skip("real MNIST is not in ../shared/data/MNIST/raw")
     env = {"NNLAB_DATA_DIR": str(SHARED_DATA)}
     words = _words(command)[1:]
     sub = words[0]
-    if sub == "train" and "-m" in words and any(w.startswith("experiment=") for w in words):
-        from nnlab.command_line import check_command_line  # each experiment runs in test_experiments.py: here, its line
-
-        check_command_line([*words[1:], *SHORT["train"]])
-        return
     for i, w in enumerate(words):  # a placeholder: a tiny run (or sweep) there first
         placeholder = re.search(r"outputs/(runs|sweeps)/(DATE_TIME\S*|\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d)", w)
         if placeholder:
@@ -78,6 +73,13 @@ def test_every_readme_command_runs(tmp_path, line, command):
     if "experiment=transfer" in words:  # the pretrained run it starts from: the README's line before it
         before = next(c for _, c in COMMANDS if "outputs/pretrained/" in c and "hydra.run.dir" in c)
         assert nnlab(*_words(before)[1:], *SHORT["train"], cwd=tmp_path, env=env).returncode == 0
+    if sub == "train" and "-m" in words and any(w.startswith("experiment=") for w in words):
+        from nnlab.command_line import check_command_line  # each experiment runs in test_experiments.py: here, its line
+
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("NNLAB_DATA_DIR", str(SHARED_DATA))
+        check_command_line([*words[1:], *SHORT["train"]])
+        return
     extra = SHORT.get(sub, [])
     if any(w.startswith("resume=") and w != "resume=auto" for w in words):  # the run's own config continues
         extra = ["trainer.progress=false"]

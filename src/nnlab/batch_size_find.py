@@ -1,6 +1,8 @@
 """`nnlab batch-size-find`: the largest batch size that fits in memory for a config, and the learning rate
-scaled with it by the linear scaling rule (Goyal et al. 2017: k times the batch, k times the rate, with
-a warm-up).
+scaled with it: by the linear scaling rule for SGD (Goyal et al. 2017: k times the batch, k times the rate,
+with a warm-up), by the square-root rule for adaptive optimizers (Adam, RMSprop, ...: sqrt(k) times the rate),
+then checked: a short trial at that batch and rate must train, else the rate is halved until one does, and
+once more for a margin (a rate at the edge for one seed diverges for others).
 
 The batch size doubles from batch_size_find.start (default: trainer.batch_size) until a training step no
 longer fits, or the training set is used up. On CUDA a step fits when it runs without an out-of-memory
@@ -83,8 +85,8 @@ def search(exp, start: int, max_memory_mb: Optional[float], max_batch: Optional[
 def trial(cfg, batch: int, lr: float, cpu_share: Optional[int] = None, min_steps: int = 30, max_steps: int = 200) -> tuple[bool, float, float]:
     """Whether the suggested command trains: a few epochs (at least `min_steps`, at most `max_steps` steps) at
     this batch size and rate under its one-epoch warm-up and cosine decay, from the config's own start. It
-    trains where every loss is finite, none passes 3x the first, and the last ten average below the first
-    ten. Returns (it trains, the first ten steps' mean loss, the last ten's)."""
+    trains where every loss is finite, no ten-step mean passes alarms.divergence_factor times the first loss
+    (the run's own divergence alarm), and the last ten average below the first ten. Returns (it trains, the first ten steps' mean loss, the last ten's)."""
     import copy
     import math
 
@@ -114,7 +116,8 @@ def trial(cfg, batch: int, lr: float, cpu_share: Optional[int] = None, min_steps
         loss = float(train_step(exp, x[idx], y[idx], scaler)[1].detach())
         exp.scheduler.step()
         losses.append(loss)
-        if not math.isfinite(loss) or loss > 3 * losses[0]:
+        window = losses[-10:]  # as a run's divergence alarm sees the loss: its mean over log_every-like windows
+        if not math.isfinite(loss) or sum(window) / len(window) > cfg.alarms.divergence_factor * losses[0]:
             return False, losses[0], loss
     k = min(10, max(1, len(losses) // 3))
     first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
@@ -124,6 +127,7 @@ def trial(cfg, batch: int, lr: float, cpu_share: Optional[int] = None, min_steps
 def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[int]:
     """The `nnlab batch-size-find` job: the search on the composed config, a table, batch_size_find.json."""
     import json
+    import math
     from pathlib import Path
 
     from rich.table import Table
@@ -139,22 +143,30 @@ def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[int]:
     start = f.start or cfg.trainer.batch_size
     result = search(exp, start, bound, f.max_batch)
     base_lr = cfg.optimizer.lr
+    adaptive = not str(cfg.optimizer._target_).endswith("SGD")  # Adam, RMSprop, Adagrad, ...: per-weight step sizes
+    rule = "square-root scaling rule (adaptive optimizers: Malladi et al. 2022)" if adaptive else "linear scaling rule"
+
+    def scaled(size: int) -> float:
+        k = size / cfg.trainer.batch_size
+        return base_lr * (math.sqrt(k) if adaptive else k)
+
     table = Table(title=f"batch-size search on {exp.device} (bound: {f'{bound:.0f} MiB' if bound else 'the device memory'})")
-    for col in ("batch size", "memory MiB", "fits", "lr by the linear scaling rule"):
+    for col in ("batch size", "memory MiB", "fits", f"lr by the {'square-root' if adaptive else 'linear'} rule"):
         table.add_column(col, justify="right")
     for size, mb in zip(result.sizes, result.memory_mb):
         fits = result.largest is not None and size <= result.largest
-        table.add_row(str(size), f"{mb:.1f}", "yes" if fits else "no", f"{base_lr * size / cfg.trainer.batch_size:.3g}")
+        table.add_row(str(size), f"{mb:.1f}", "yes" if fits else "no", f"{scaled(size):.3g}")
     console.print(table)
     out = {**result.__dict__, "base_batch_size": cfg.trainer.batch_size, "base_lr": base_lr, "device": str(exp.device),
            "max_memory_mb": bound}  # fmt: skip
     if result.largest is None:
         console.print(f"even batch size {start} does not fit: lower batch_size_find.start or raise the bound")
     else:
-        linear = base_lr * result.largest / cfg.trainer.batch_size
+        linear = scaled(result.largest)
+        out["rule"] = "sqrt" if adaptive else "linear"
         why = {"memory": "the next doubling does not fit", "data": "the whole training set fits in one batch",
                "max_batch": "batch_size_find.max_batch"}[result.stopped_by]  # fmt: skip
-        console.print(f"largest batch size: [bold]{result.largest}[/] ({why}); the linear scaling rule from "
+        console.print(f"largest batch size: [bold]{result.largest}[/] ({why}); the {rule} from "
                       f"trainer.batch_size={cfg.trainer.batch_size}, optimizer.lr={base_lr:g} gives optimizer.lr={linear:.3g}.",
                       soft_wrap=True)  # fmt: skip
         lr, tried = linear, []
@@ -166,14 +178,18 @@ def run(cfg, run_dir, cpu_share: Optional[int] = None) -> Optional[int]:
             lr = max(base_lr, lr / 2)
         out["tried"] = tried
         if tried[-1]["trains"]:
+            found = lr
+            lr = lr if lr == linear else max(base_lr, lr / 2)  # found by halving: at the edge for this seed, so once more
             out["suggested_lr"] = lr
             checked = f"checked: {len(tried)} short trial{'s' if len(tried) > 1 else ''}, the last trains (loss {first:.3g} -> {last:.3g})"
-            halved = "" if lr == linear else f"; the rule's {linear:.3g} diverged or stalled, so the rate was halved"
+            halved = "" if lr == linear else (f"; the rule's {linear:.3g} diverged or stalled, {found:.3g} trained, "
+                                              f"and half of it leaves a margin for other seeds")  # fmt: skip
             console.print(f"  nnlab train trainer.batch_size={result.largest} optimizer.lr={lr:.3g} schedule=warmup_cosine", soft_wrap=True)
             console.print(f"  ({checked}{halved}; large batches want the warm-up)", soft_wrap=True)
         else:
-            console.print(f"  no rate from {linear:.3g} down to {lr:.3g} trained in a short trial at batch size {result.largest}: "
-                          "keep trainer.batch_size or try another optimizer (nnlab lr-find at that batch size).", soft_wrap=True)  # fmt: skip
+            console.print(f"  no rate from {linear:.3g} down to {lr:.3g} trained in a short trial at trainer.batch_size={result.largest}: "
+                          f"keep trainer.batch_size={cfg.trainer.batch_size}, or find a rate for the larger batch: "
+                          f"nnlab lr-find trainer.batch_size={result.largest}", soft_wrap=True)  # fmt: skip
     from nnlab.run_folder import write_file
 
     write_file(Path(run_dir, "batch_size_find.json"), json.dumps(out, indent=2) + "\n")
