@@ -5,6 +5,7 @@ folder. compose() is the one way tests and scripts build a config from overrides
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
@@ -97,8 +98,9 @@ def check_command_line(args: list[str], config_module: str = "nnlab.conf", confi
                 name_without = [*hydra_out, *(k for k in constant if k not in hydra_out)] if swept and constant else None
             except Exception:  # an unusual hydra setup: leave the folder to Hydra
                 folder = sweeper = name_without = None
-            if multirun and launch_problem(cfg.hydra):
-                raise ConfigError(launch_problem(cfg.hydra))
+            problem = launch_problem(cfg.hydra) if multirun else None
+            if problem:
+                raise ConfigError(problem)
             with open_dict(cfg):
                 del cfg["hydra"]
             base = cfg
@@ -119,6 +121,7 @@ HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper", "hydra/sweeper/sampler", "hyd
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 
+@functools.lru_cache(maxsize=None)  # the tree is read once: every override line of a sweep asks
 def group_options(config_module: str = "nnlab.conf") -> dict[str, list[str]]:
     """nnlab's config groups and their options: the folders of conf/ and the names of their YAML files."""
     root = Path(importlib.import_module(config_module).__file__).parent
