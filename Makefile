@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: train test test-all bench bench-diagnostics screenshots clean
+.PHONY: train lint format test test-all bench bench-diagnostics screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,18 @@ $(STAMP): pyproject.toml
 train: $(STAMP)  ## train with the default config; extra overrides: make train ARGS="activation=elu"
 	$(BIN)/nnlab train $(ARGS)
 
-test: $(STAMP)   ## the quick suite (no test marked slow): under 10 minutes on 2 cores
+lint: $(STAMP)   ## ruff: the code as its formatter writes it (one line length, 120), and its checks (pyproject.toml)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)  ## ruff format and ruff check --fix: what `make lint` asks for
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint   ## the lint, then the quick suite (no test marked slow): under 10 minutes on 2 cores
 	$(BIN)/python -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
 
-test-all: $(STAMP)   ## the full suite: the quick one and the long experiment, kill and equivalence tests (CI runs this)
+test-all: lint   ## the lint, then the full suite: the quick one and the long experiment, kill and equivalence tests (CI runs this)
 	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## nnlab against the tutorial and bare loops, start-up, sweeps: make bench ARGS="--only mlp"

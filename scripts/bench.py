@@ -49,12 +49,13 @@ TRAIN_IMAGES = 55_000
 # ----------------------------------------------------------------------------------------------------
 # The cases, each run in a child process: `python scripts/bench.py --case NAME`; prints one JSON line.
 
+
 def reference_model(kind: str, device):
     """The very same network nnlab builds (same class, same initialization), for the hand-written loops."""
     import torch
     from hydra.utils import instantiate
 
-    from nnlab.setup import build_model
+    from nnlab.training.setup import build_model
 
     cfg = compose(["data=mnist", *(MLP if kind == "mlp" else CNN)])
     torch.manual_seed(0)
@@ -73,7 +74,7 @@ def mnist_tensors(device):
 
 
 def compose(overrides: list[str]):
-    from nnlab.command_line import compose as nnlab_compose
+    from nnlab.cli.command_line import compose as nnlab_compose
 
     return nnlab_compose([f"data.source.root={DATA}", *overrides])
 
@@ -134,21 +135,35 @@ def bare_loop(kind: str, device: str, epochs: int, max_steps: int | None) -> lis
 
 
 # nnlab's options timed with --variants (on a GPU): name -> overrides
-VARIANTS = {"fp32": [], "bf16": ["trainer.precision=bf16"], "fp16": ["trainer.precision=fp16"],
-            "compile": ["trainer.compile=true"], "compile+bf16": ["trainer.compile=true", "trainer.precision=bf16"],
-            "no-channels-last": ["trainer.channels_last=false"],
-            "bf16+no-channels-last": ["trainer.precision=bf16", "trainer.channels_last=false"]}  # fmt: skip
+VARIANTS = {
+    "fp32": [],
+    "bf16": ["trainer.precision=bf16"],
+    "fp16": ["trainer.precision=fp16"],
+    "compile": ["trainer.compile=true"],
+    "compile+bf16": ["trainer.compile=true", "trainer.precision=bf16"],
+    "no-channels-last": ["trainer.channels_last=false"],
+    "bf16+no-channels-last": ["trainer.precision=bf16", "trainer.channels_last=false"],
+}
 
 
 def nnlab_loop(kind: str, device: str, epochs: int, max_steps: int | None, variant: str = "fp32") -> list[float]:
     """nnlab's own training loop (train.train) with the default logging and diagnostics; the seconds of
     each epoch's training pass as nnlab logs them (time/epoch_s; validation is timed apart)."""
-    from nnlab.run_files import prepare
-    from nnlab.train import train
+    from nnlab.run_files.member import prepare
+    from nnlab.training.loop import train
 
     extra = [f"data.subset={max_steps * 64}"] if max_steps else []
-    cfg = compose(["data=mnist", *(MLP if kind == "mlp" else CNN), f"trainer.epochs={epochs}",
-                   f"trainer.device={device}", "trainer.progress=false", *VARIANTS[variant], *extra])  # fmt: skip
+    cfg = compose(
+        [
+            "data=mnist",
+            *(MLP if kind == "mlp" else CNN),
+            f"trainer.epochs={epochs}",
+            f"trainer.device={device}",
+            "trainer.progress=false",
+            *VARIANTS[variant],
+            *extra,
+        ]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         train([prepare(cfg, tmp, quiet=True)])
         rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
@@ -185,6 +200,7 @@ def peak_rss_mb(children: bool = False) -> float:
 # ----------------------------------------------------------------------------------------------------
 # The driver.
 
+
 def child(args: list[str], cwd: Path | None = None) -> tuple[float, str, float]:
     """Run a command in a fresh process: (wall seconds, stdout, its peak RSS in MiB)."""
     start = time.perf_counter()
@@ -213,8 +229,20 @@ def loops(kind: str, args) -> dict:
             epochs = 1 if name.endswith("tutorial") and kind == "mlp" else args.epochs
             if name.endswith("tutorial") and r > 0 and not args.repeat_tutorial:
                 continue  # one tutorial epoch is slow and steady enough
-            _, out, _ = child([sys.executable, __file__, "--case", name, "--device", args.device,
-                               "--epochs", str(epochs), "--cnn-steps", str(args.cnn_steps)])  # fmt: skip
+            _, out, _ = child(
+                [
+                    sys.executable,
+                    __file__,
+                    "--case",
+                    name,
+                    "--device",
+                    args.device,
+                    "--epochs",
+                    str(epochs),
+                    "--cnn-steps",
+                    str(args.cnn_steps),
+                ]
+            )
             res = json.loads(out.strip().splitlines()[-1])
             warm = res["epoch_s"][1:] or res["epoch_s"]  # the first epoch pays for warm-up where there are more
             results[name]["epoch_s"].append(min(warm))
@@ -259,8 +287,14 @@ def startup(args) -> dict:
             bare_walls.append(child([sys.executable, "-c", BARE_SCRIPT])[0])
             wall, rss = nnlab_cli("trainer.epochs=1", f"hydra.run.dir={tmp}/run{i}", cwd=Path(tmp))
             walls.append(wall)
-    return {"nnlab_1_epoch_s": walls, "import_torch_s": torch_walls, "bare_script_s": bare_walls, "peak_rss_mb": rss,
-            "overhead_s": min(walls) - min(torch_walls), "overhead_vs_bare_s": min(walls) - min(bare_walls)}  # fmt: skip
+    return {
+        "nnlab_1_epoch_s": walls,
+        "import_torch_s": torch_walls,
+        "bare_script_s": bare_walls,
+        "peak_rss_mb": rss,
+        "overhead_s": min(walls) - min(torch_walls),
+        "overhead_vs_bare_s": min(walls) - min(bare_walls),
+    }
 
 
 def sweep(args) -> dict:
@@ -268,7 +302,10 @@ def sweep(args) -> dict:
     out = {"sequential_s": [], "joblib_s": []}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(max(1, args.repeats - 1)):
-            for key, launcher in (("sequential_s", []), ("joblib_s", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])):
+            for key, launcher in (
+                ("sequential_s", []),
+                ("joblib_s", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]),
+            ):
                 wall, rss = nnlab_cli("-m", seeds, *launcher, f"hydra.sweep.dir={tmp}/{key}{i}", cwd=Path(tmp))
                 out[key].append(wall)
                 out[key.replace("_s", "_peak_rss_mb")] = rss
@@ -279,16 +316,39 @@ def sweep(args) -> dict:
 def stacks(args) -> dict:
     """Batched sweeps (issue 15): whole-command wall times and peak RSS, side by side, repeats interleaved."""
     root = REPO.parent / "shared" / "data"
-    mnist = ["data=mnist", f"data.source.root={root}", "model.hidden=[64,128,64]", "trainer.batch_size=128", "trainer.epochs=2"]
+    mnist = [
+        "data=mnist",
+        f"data.source.root={root}",
+        "model.hidden=[64,128,64]",
+        "trainer.batch_size=128",
+        "trainer.epochs=2",
+    ]
     cases = {
         "one run": ["hydra.run.dir={tmp}/one{i}"],
         "16 seeds, batched": ["-m", "trainer.seed=range(16)", "hydra.sweep.dir={tmp}/b16_{i}"],
         "16 seeds, basic": ["-m", "trainer.seed=range(16)", "hydra/launcher=basic", "hydra.sweep.dir={tmp}/s16_{i}"],
         "64 seeds, batched": ["-m", "trainer.seed=range(64)", "hydra.sweep.dir={tmp}/b64_{i}"],
-        "initialization, 5 runs (basic)": ["-m", "experiment=initialization", "trainer.seed=0", "hydra/launcher=basic", "hydra.sweep.dir={tmp}/i5_{i}"],
-        "initialization x 8 seeds, batched": ["-m", "experiment=initialization", "trainer.seed=range(8)", "hydra.sweep.dir={tmp}/i40_{i}"],
+        "initialization, 5 runs (basic)": [
+            "-m",
+            "experiment=initialization",
+            "trainer.seed=0",
+            "hydra/launcher=basic",
+            "hydra.sweep.dir={tmp}/i5_{i}",
+        ],
+        "initialization x 8 seeds, batched": [
+            "-m",
+            "experiment=initialization",
+            "trainer.seed=range(8)",
+            "hydra.sweep.dir={tmp}/i40_{i}",
+        ],
         "MNIST MLP 8 seeds, batched": ["-m", *mnist, "trainer.seed=range(8)", "hydra.sweep.dir={tmp}/m8b_{i}"],
-        "MNIST MLP 8 seeds, basic": ["-m", *mnist, "trainer.seed=range(8)", "hydra/launcher=basic", "hydra.sweep.dir={tmp}/m8s_{i}"],
+        "MNIST MLP 8 seeds, basic": [
+            "-m",
+            *mnist,
+            "trainer.seed=range(8)",
+            "hydra/launcher=basic",
+            "hydra.sweep.dir={tmp}/m8s_{i}",
+        ],
     }
     if args.stack_cases:
         cases = {k: v for k, v in cases.items() if any(c in k for c in args.stack_cases.split(","))}
@@ -333,7 +393,9 @@ def cnn_stack(args, k: int = 8, steps: int = 20) -> dict:
     def grouped_step():
         grouped_opt.zero_grad()
         out = grouped(x)  # [K, B, 10]
-        torch.nn.functional.cross_entropy(out.reshape(-1, 10), y.reshape(-1), reduction="none").view(k, -1).mean(1).sum().backward()
+        torch.nn.functional.cross_entropy(out.reshape(-1, 10), y.reshape(-1), reduction="none").view(k, -1).mean(
+            1
+        ).sum().backward()
         grouped_opt.step()
 
     def sequential():
@@ -349,7 +411,11 @@ def cnn_stack(args, k: int = 8, steps: int = 20) -> dict:
 
     times: dict = {"one after another": [], "vmap stack": [], "grouped conv stack": []}
     for _ in range(args.repeats):
-        for name, fn in (("one after another", sequential), ("vmap stack", stacked), ("grouped conv stack", grouped_step)):
+        for name, fn in (
+            ("one after another", sequential),
+            ("vmap stack", stacked),
+            ("grouped conv stack", grouped_step),
+        ):
             fn()  # warm
             sync(args.device)
             start = time.perf_counter()
@@ -373,13 +439,13 @@ def _grouped_cnn(models):
     for layers in zip(*leaves):
         first = layers[0]
         if isinstance(first, nn.Conv2d):
-            w = torch.cat([l.weight.detach() for l in layers]).requires_grad_()
-            b = torch.cat([l.bias.detach() for l in layers]).requires_grad_()
+            w = torch.cat([m.weight.detach() for m in layers]).requires_grad_()
+            b = torch.cat([m.bias.detach() for m in layers]).requires_grad_()
             params += [w, b]
             plan.append(("conv", first, w, b))
         elif isinstance(first, nn.Linear):
-            w = torch.stack([l.weight.detach() for l in layers]).requires_grad_()
-            b = torch.stack([l.bias.detach() for l in layers]).requires_grad_()
+            w = torch.stack([m.weight.detach() for m in layers]).requires_grad_()
+            b = torch.stack([m.bias.detach() for m in layers]).requires_grad_()
             params += [w, b]
             plan.append(("linear", first, w, b))
         elif isinstance(first, nn.Flatten):
@@ -411,7 +477,15 @@ def doctor(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             out["one_run_s"].append(nnlab_cli("init=zeros", f"hydra.run.dir={tmp}/one{i}", cwd=Path(tmp))[0])
-            cmd = [sys.executable, "-m", "nnlab", "doctor", "init=zeros", "trainer.progress=false", f"hydra.sweep.dir={tmp}/doc{i}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "nnlab",
+                "doctor",
+                "init=zeros",
+                "trainer.progress=false",
+                f"hydra.sweep.dir={tmp}/doc{i}",
+            ]
             out["doctor_s"].append(child(cmd, cwd=Path(tmp))[0])
             print(f"  one run {out['one_run_s'][-1]:.1f} s, doctor {out['doctor_s'][-1]:.1f} s", flush=True)
     out["ratio"] = statistics.median(d / o for d, o in zip(out["doctor_s"], out["one_run_s"]))
@@ -422,8 +496,14 @@ def executors(args) -> dict:
     """A 48-run seed sweep as 2 submitit_local tasks of 24 stacked runs (hydra.launcher.executor) against
     Hydra's own submitit_local launcher (one process a run), whole commands, interleaved (issue 25: <= 0.5x)."""
     seeds = ["-m", "trainer.seed=range(48)"]
-    cases = {"executor=submitit_local, 2 tasks": [*seeds, "hydra.launcher.executor=submitit_local", "hydra.launcher.max_members=24"],
-             "hydra/launcher=submitit_local": [*seeds, "hydra/launcher=submitit_local"]}  # fmt: skip
+    cases = {
+        "executor=submitit_local, 2 tasks": [
+            *seeds,
+            "hydra.launcher.executor=submitit_local",
+            "hydra.launcher.max_members=24",
+        ],
+        "hydra/launcher=submitit_local": [*seeds, "hydra/launcher=submitit_local"],
+    }
     out = {name: [] for name in cases}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
@@ -460,7 +540,9 @@ def main() -> None:
     parser.add_argument("--variants", default="fp32", help=f"nnlab's options to time too: {','.join(VARIANTS)}")
     parser.add_argument("--repeat-tutorial", action="store_true", help="repeat the (slow) tutorial loop too")
     parser.add_argument("--json", help="write the numbers here")
-    parser.add_argument("--stack-cases", default="", help="with --only stacks: the cases whose names contain these words")
+    parser.add_argument(
+        "--stack-cases", default="", help="with --only stacks: the cases whose names contain these words"
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -476,7 +558,9 @@ def main() -> None:
     only = args.only.split(",")
     for kind in ("mlp", "cnn"):
         if kind in only:
-            print(f"{kind.upper()} loops (seconds per epoch{'' if kind == 'mlp' else f', first {args.cnn_steps} steps'}):")
+            print(
+                f"{kind.upper()} loops (seconds per epoch{'' if kind == 'mlp' else f', first {args.cnn_steps} steps'}):"
+            )
             results[kind] = loops(kind, args)
     for name, (title, case) in CASES.items():
         if name in only:
@@ -489,7 +573,9 @@ def main() -> None:
 
 def report(r: dict) -> None:
     print(f"\nnnlab benchmarks on {r.get('gpu', r['device'])} ({r['cpus']} CPUs, {r['platform']})")
-    print("| case | nnlab | tutorial loop | bare loop | nnlab vs tutorial | nnlab / bare | target | peak RSS MiB (nnlab / tutorial / bare) |")
+    print(
+        "| case | nnlab | tutorial loop | bare loop | nnlab vs tutorial | nnlab / bare | target | peak RSS MiB (nnlab / tutorial / bare) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for kind, target in (("mlp", (8.0, 1.3)), ("cnn", (None, 1.15))):
         if kind not in r:
@@ -501,64 +587,94 @@ def report(r: dict) -> None:
         goal = (f">= {target[0]:.0f}x faster, " if target[0] else "") + f"<= {target[1]}x bare"
         rss = " / ".join(f"{res[f'{kind}:{loop}']['peak_rss_mb']:.0f}" for loop in ("nnlab", "tutorial", "bare"))
         unit = "s/epoch" if kind == "mlp" else "s/steps"
-        print(f"| {kind.upper()} ({unit}) | {best['nnlab']:.3f} | {best['tutorial']:.3f} | {best['bare']:.3f} | "
-              f"{speedup:.1f}x faster | {ratio:.2f}x | {goal}: {'met' if ok else 'MISSED'} | {rss} |")  # fmt: skip
+        print(
+            f"| {kind.upper()} ({unit}) | {best['nnlab']:.3f} | {best['tutorial']:.3f} | {best['bare']:.3f} | "
+            f"{speedup:.1f}x faster | {ratio:.2f}x | {goal}: {'met' if ok else 'MISSED'} | {rss} |"
+        )
         for name in res:
             if name.startswith(f"{kind}:nnlab/"):  # the options (--variants): against the same fp32 loops
                 t, variant = min(res[name]["epoch_s"]), name.partition("/")[2]
-                print(f"| {kind.upper()} nnlab {variant} | {t:.3f} | | | {best['tutorial'] / t:.1f}x faster | "
-                      f"{t / best['bare']:.2f}x | (fp32 bare loop) | {res[name]['peak_rss_mb']:.0f} |")  # fmt: skip
+                print(
+                    f"| {kind.upper()} nnlab {variant} | {t:.3f} | | | {best['tutorial'] / t:.1f}x faster | "
+                    f"{t / best['bare']:.2f}x | (fp32 bare loop) | {res[name]['peak_rss_mb']:.0f} |"
+                )
         if any(v["peak_cuda_mb"] for v in res.values()):
-            print("|   peak CUDA MiB | " + ", ".join(f"{n.partition(':')[2]} {v['peak_cuda_mb']:.0f}" for n, v in res.items()) + " | | | | | | |")
+            print(
+                "|   peak CUDA MiB | "
+                + ", ".join(f"{n.partition(':')[2]} {v['peak_cuda_mb']:.0f}" for n, v in res.items())
+                + " | | | | | | |"
+            )
     if "startup" in r:
         s = r["startup"]
         ok = s["overhead_s"] < 2
-        print(f"| start-up: 1-epoch toy run | {min(s['nnlab_1_epoch_s']):.2f} s | | import torch {min(s['import_torch_s']):.2f} s "
-              f"| | overhead {s['overhead_s']:.2f} s | < 2 s: {'met' if ok else 'MISSED'} | {s['peak_rss_mb']:.0f} |")  # fmt: skip
+        print(
+            f"| start-up: 1-epoch toy run | {min(s['nnlab_1_epoch_s']):.2f} s | | import torch {min(s['import_torch_s']):.2f} s "
+            f"| | overhead {s['overhead_s']:.2f} s | < 2 s: {'met' if ok else 'MISSED'} | {s['peak_rss_mb']:.0f} |"
+        )
         if "bare_script_s" in s:
-            print(f"| start-up vs a bare PyTorch script (same run) | {min(s['nnlab_1_epoch_s']):.2f} s | | bare script "
-                  f"{min(s['bare_script_s']):.2f} s | | overhead {s['overhead_vs_bare_s']:.2f} s | | |")  # fmt: skip
+            print(
+                f"| start-up vs a bare PyTorch script (same run) | {min(s['nnlab_1_epoch_s']):.2f} s | | bare script "
+                f"{min(s['bare_script_s']):.2f} s | | overhead {s['overhead_vs_bare_s']:.2f} s | | |"
+            )
     if "sweep" in r:
         s = r["sweep"]
         ok = s["ratio"] <= 0.6
-        print(f"| sweep: 8 toy runs | joblib {min(s['joblib_s']):.1f} s | | sequential {min(s['sequential_s']):.1f} s "
-              f"| | {s['ratio']:.2f}x | <= 0.6x: {'met' if ok else 'MISSED'} | {s['joblib_peak_rss_mb']:.0f} / {s['sequential_peak_rss_mb']:.0f} |")  # fmt: skip
+        print(
+            f"| sweep: 8 toy runs | joblib {min(s['joblib_s']):.1f} s | | sequential {min(s['sequential_s']):.1f} s "
+            f"| | {s['ratio']:.2f}x | <= 0.6x: {'met' if ok else 'MISSED'} | {s['joblib_peak_rss_mb']:.0f} / {s['sequential_peak_rss_mb']:.0f} |"
+        )
     if "stacks" in r:
         st, best = r["stacks"], {k: min(v["wall_s"]) for k, v in r["stacks"].items()}
         one = best.get("one run")
-        targets = {"16 seeds, batched": ("one run", 1.5), "64 seeds, batched": ("one run", 3.0),
-                   "initialization x 8 seeds, batched": ("initialization, 5 runs (basic)", 2.0),
-                   "MNIST MLP 8 seeds, batched": ("MNIST MLP 8 seeds, basic", 0.5), "16 seeds, basic": None}  # fmt: skip
+        targets = {
+            "16 seeds, batched": ("one run", 1.5),
+            "64 seeds, batched": ("one run", 3.0),
+            "initialization x 8 seeds, batched": ("initialization, 5 runs (basic)", 2.0),
+            "MNIST MLP 8 seeds, batched": ("MNIST MLP 8 seeds, basic", 0.5),
+            "16 seeds, basic": None,
+        }
         print("\n| batched sweeps | wall s | against | ratio | target | peak RSS MiB |\n|---|---|---|---|---|---|")
         for name, wall in best.items():
             against = targets.get(name)
             if against and against[0] in best:
                 ratio = wall / best[against[0]]
-                print(f"| {name} | {wall:.1f} | {against[0]} | {ratio:.2f}x | <= {against[1]}x: {'met' if ratio <= against[1] else 'MISSED'} "
-                      f"| {st[name]['peak_rss_mb']:.0f} |")  # fmt: skip
+                print(
+                    f"| {name} | {wall:.1f} | {against[0]} | {ratio:.2f}x | <= {against[1]}x: {'met' if ratio <= against[1] else 'MISSED'} "
+                    f"| {st[name]['peak_rss_mb']:.0f} |"
+                )
             else:
                 print(f"| {name} | {wall:.1f} | | | | {st[name]['peak_rss_mb']:.0f} |")
         if one and "16 seeds, batched" in best and "16 seeds, basic" in best:
-            print(f"| one run vs the basic 16-seed sweep | {one:.1f} | 16 seeds, basic | {one / best['16 seeds, basic']:.2f}x | <= 0.35x | |")
+            print(
+                f"| one run vs the basic 16-seed sweep | {one:.1f} | 16 seeds, basic | {one / best['16 seeds, basic']:.2f}x | <= 0.35x | |"
+            )
     if "cnnstack" in r:
         c = r["cnnstack"]
         seq, vm, gr = (min(c["s_per_step"][n]) for n in ("one after another", "vmap stack", "grouped conv stack"))
-        print(f"\n| {c['k']} classic CNNs, one step of all (batch 64, Adam) | one after another {seq * 1e3:.0f} ms | "
-              f"vmap stack {vm * 1e3:.0f} ms ({vm / seq:.2f}x) | grouped conv stack {gr * 1e3:.0f} ms ({gr / seq:.2f}x) |")  # fmt: skip
+        print(
+            f"\n| {c['k']} classic CNNs, one step of all (batch 64, Adam) | one after another {seq * 1e3:.0f} ms | "
+            f"vmap stack {vm * 1e3:.0f} ms ({vm / seq:.2f}x) | grouped conv stack {gr * 1e3:.0f} ms ({gr / seq:.2f}x) |"
+        )
     if "executors" in r:
         e = {k: min(v) for k, v in r["executors"].items()}
         ours, theirs = e["executor=submitit_local, 2 tasks"], e["hydra/launcher=submitit_local"]
-        print(f"| 48 seeds, executor=submitit_local (2 tasks of 24) | {ours:.1f} s | | hydra/launcher=submitit_local "
-              f"{theirs:.1f} s | | {ours / theirs:.2f}x | <= 0.5x: {'met' if ours / theirs <= 0.5 else 'MISSED'} | |")  # fmt: skip
+        print(
+            f"| 48 seeds, executor=submitit_local (2 tasks of 24) | {ours:.1f} s | | hydra/launcher=submitit_local "
+            f"{theirs:.1f} s | | {ours / theirs:.2f}x | <= 0.5x: {'met' if ours / theirs <= 0.5 else 'MISSED'} | |"
+        )
     if "doctor" in r:
         d = r["doctor"]
-        print(f"| nnlab doctor init=zeros (diagnosis, then 5 settings x 5 seeds) | {min(d['doctor_s']):.1f} s | | one run "
-              f"{min(d['one_run_s']):.1f} s | | {d['ratio']:.2f}x (median of pairs) | <= 4x: {'met' if d['ratio'] <= 4 else 'MISSED'} | |")  # fmt: skip
+        print(
+            f"| nnlab doctor init=zeros (diagnosis, then 5 settings x 5 seeds) | {min(d['doctor_s']):.1f} s | | one run "
+            f"{min(d['one_run_s']):.1f} s | | {d['ratio']:.2f}x (median of pairs) | <= 4x: {'met' if d['ratio'] <= 4 else 'MISSED'} | |"
+        )
     if "toy" in r:
         t = r["toy"]
         ok = min(t["wall_s"]) < 20
-        print(f"| default toy run (`make train`) | {min(t['wall_s']):.1f} s (median {statistics.median(t['wall_s']):.1f}) | | | | | "
-              f"< 20 s: {'met' if ok else 'MISSED'} | {t['peak_rss_mb']:.0f} |")  # fmt: skip
+        print(
+            f"| default toy run (`make train`) | {min(t['wall_s']):.1f} s (median {statistics.median(t['wall_s']):.1f}) | | | | | "
+            f"< 20 s: {'met' if ok else 'MISSED'} | {t['peak_rss_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ def overrides_for(data: str, epochs: int) -> list[str]:
 
 
 def timed_run(overrides: list[str]) -> float:
-    from nnlab.command_line import compose
-    from nnlab.run_files import prepare
-    from nnlab.train import train
+    from nnlab.cli.command_line import compose
+    from nnlab.run_files.member import prepare
+    from nnlab.training.loop import train
 
     cfg = compose(overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,7 +55,9 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved, so drifts in machine load hit both alike
         on.append(timed_run(base))
         off.append(timed_run(base + OFF))
-    print(f"data={args.data} epochs={args.epochs} repeats={args.repeats} (training time; min is the intrinsic cost, median shows the noise)")
+    print(
+        f"data={args.data} epochs={args.epochs} repeats={args.repeats} (training time; min is the intrinsic cost, median shows the noise)"
+    )
     print(f"  diagnostics off    : min {min(off):.2f} s, median {statistics.median(off):.2f} s")
     print(f"  default diagnostics: min {min(on):.2f} s, median {statistics.median(on):.2f} s")
     print(f"  overhead (min)     : {100 * (min(on) / min(off) - 1):+.1f}%  (target: <= +10%)")

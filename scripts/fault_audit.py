@@ -42,46 +42,98 @@ import time
 from pathlib import Path
 
 TINY = ["data.source.n_train=160", "data.source.n_test=80", "trainer.epochs=2", "trainer.progress=false"]
-KILL_RUN = ["data.source.n_train=1500", "trainer.epochs=4", "trainer.progress=false", "trainer.checkpoint_every=1",
-            "trainer.log_every=5", "model.dropout=0.2", "regularization.input_noise=0.1"]  # fmt: skip
+KILL_RUN = [
+    "data.source.n_train=1500",
+    "trainer.epochs=4",
+    "trainer.progress=false",
+    "trainer.checkpoint_every=1",
+    "trainer.log_every=5",
+    "model.dropout=0.2",
+    "regularization.input_noise=0.1",
+]
 
 BAD = [
-    ["activation=rellu"], ["optimizer=adamm"], ["trainer.epoch=3"], ["optimizer.lrr=0.1"], ["optimizer.lr=abc"],
-    ["optimizer.lr=-1"], ["optimizer.lr=inf"], ["optimizer.lr=1e400"], ["optimizer.lr=nan"], ["+trainer.foo=1"],
-    ["+colour=red"], ["trainer.batch_size=0"], ["trainer.epochs=-3"], ["data.val_fraction=1.5"], ["model.dropout=1.0"],
-    ["model.hidden=[64,-1]"], ["model.dropout_kind=gaussian"], ["trainer.precision=fp8"], ["loss=bce", "data=spirals"],
-    ["model=cnn"], ["activation=true"], ["model=3"], ["transfer.mode=freeze"], ["transfer.init_from=/nowhere"],
-    ["sweep.on_failure=maybe"], ["resume=/nowhere"], ["resume=."], ["hydra.run.dir=/proc/nnlab/run"],
-    ["hydra.run.dir=" + "a" * 300], ["-m", "optimizer.lr=0.1,-1"], ["-m", "activation=relu,rellu"],
+    ["activation=rellu"],
+    ["optimizer=adamm"],
+    ["trainer.epoch=3"],
+    ["optimizer.lrr=0.1"],
+    ["optimizer.lr=abc"],
+    ["optimizer.lr=-1"],
+    ["optimizer.lr=inf"],
+    ["optimizer.lr=1e400"],
+    ["optimizer.lr=nan"],
+    ["+trainer.foo=1"],
+    ["+colour=red"],
+    ["trainer.batch_size=0"],
+    ["trainer.epochs=-3"],
+    ["data.val_fraction=1.5"],
+    ["model.dropout=1.0"],
+    ["model.hidden=[64,-1]"],
+    ["model.dropout_kind=gaussian"],
+    ["trainer.precision=fp8"],
+    ["loss=bce", "data=spirals"],
+    ["model=cnn"],
+    ["activation=true"],
+    ["model=3"],
+    ["transfer.mode=freeze"],
+    ["transfer.init_from=/nowhere"],
+    ["sweep.on_failure=maybe"],
+    ["resume=/nowhere"],
+    ["resume=."],
+    ["hydra.run.dir=/proc/nnlab/run"],
+    ["hydra.run.dir=" + "a" * 300],
+    ["-m", "optimizer.lr=0.1,-1"],
+    ["-m", "activation=relu,rellu"],
     ["data=mnist", "data.source.root=./no_data", "data.source.download=false"],
-    ["data=mnist", "data.source.root=./offline_root"], ["data=cifar10", "data.source.root=./no_cifar"],
-    ["regularization.clip_grad_norm=inf"], ["early_stopping.metric=r2/val"], ["trainer.device=cuda:99"],
+    ["data=mnist", "data.source.root=./offline_root"],
+    ["data=cifar10", "data.source.root=./no_cifar"],
+    ["regularization.clip_grad_norm=inf"],
+    ["early_stopping.metric=r2/val"],
+    ["trainer.device=cuda:99"],
     # issue 21
-    ["hydra.run.dir="], ["hydra.run.dir=."], ["trainer.seed=18446744073709551617"], ["trainer.seed=-1"],
-    ["data.source.n_train=1000000000000"], ["model.hidden=[1000000,1000000]"], ["optimizer=nesterov", "optimizer.momentum=0"],
-    ["optimizer=adam", "optimizer.betas=[0.9,1.5]"], ["-m", "trainer.seed=range(3,1)"],
-    ["+optimizer.foreach={_target_:torch.load,f:x.pt,weights_only:false}"], ["model.hidden=[8,{_target_:builtins.eval}]"],
-    ["optimizer._target_=nnlab.setup.instantiate"], ["loss._target_=nnlab.cli.main"],
+    ["hydra.run.dir="],
+    ["hydra.run.dir=."],
+    ["trainer.seed=18446744073709551617"],
+    ["trainer.seed=-1"],
+    ["data.source.n_train=1000000000000"],
+    ["model.hidden=[1000000,1000000]"],
+    ["optimizer=nesterov", "optimizer.momentum=0"],
+    ["optimizer=adam", "optimizer.betas=[0.9,1.5]"],
+    ["-m", "trainer.seed=range(3,1)"],
+    ["+optimizer.foreach={_target_:torch.load,f:x.pt,weights_only:false}"],
+    ["model.hidden=[8,{_target_:builtins.eval}]"],
+    ["optimizer._target_=nnlab.training.setup.instantiate"],
+    ["loss._target_=nnlab.cli.main"],
     # issue 32
-    ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=0"], ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=-3"],
-    ["trainer.threads=100000"], ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=0"],
-    ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=-1"], ["-m", "hparams_search=coarse", "hydra.sweeper.n_jobs=0"],
-    ["trainer.batch_size=1", "model.batch_norm=true"], ["hydra.run.dir=~"], ["-m", "trainer.seed=0,1", "hydra.sweep.dir=."],
-    ["-m", "trainer.seed=0,1", "hydra.sweep.dir=..", "overwrite=true"], ["hydra.sweep.subdir=../x", "-m", "trainer.seed=0,1"],
-]  # fmt: skip
+    ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=0"],
+    ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=-3"],
+    ["trainer.threads=100000"],
+    ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=0"],
+    ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=-1"],
+    ["-m", "hparams_search=coarse", "hydra.sweeper.n_jobs=0"],
+    ["trainer.batch_size=1", "model.batch_norm=true"],
+    ["hydra.run.dir=~"],
+    ["-m", "trainer.seed=0,1", "hydra.sweep.dir=."],
+    ["-m", "trainer.seed=0,1", "hydra.sweep.dir=..", "overwrite=true"],
+    ["hydra.sweep.subdir=../x", "-m", "trainer.seed=0,1"],
+]
 
 
 def nnlab(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "nnlab", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "nnlab", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def rows(run: Path) -> list[dict]:
     """The rows as readers see them (nnlab report, a resume): a torn last line is not a row."""
-    from nnlab.records import read_rows
+    from nnlab.run_files.records import read_rows
 
-    return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in read_rows(run / "metrics.jsonl")]
+    return [
+        {k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))}
+        for r in read_rows(run / "metrics.jsonl")
+    ]
 
 
 def weights(run: Path) -> dict:
@@ -103,8 +155,13 @@ def kills(n: int, seed: int, root: Path) -> tuple[int, int, list[str]]:
         for attempt in range(min(4, n - tried)):
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             args = [*KILL_RUN, f"hydra.run.dir={run}", *(["resume=auto"] if attempt else [])]
-            proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *args], cwd=root, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "nnlab", "train", *args],
+                cwd=root,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             deadline = time.time() + 120
             while not (run / "metrics.jsonl").exists() and proc.poll() is None and time.time() < deadline:
                 time.sleep(0.02)
@@ -119,14 +176,18 @@ def kills(n: int, seed: int, root: Path) -> tuple[int, int, list[str]]:
                     f.write('{"step": 99999, "loss/tr')  # torn, as by a full disk
         kills_here = tried - before
         out = nnlab(["train", *KILL_RUN, f"hydra.run.dir={run}", "resume=auto"], root)
-        same_weights = out.returncode == 0 and all(torch.equal(a, b) for a, b in zip(weights(run).values(), weights(ref).values()))
+        same_weights = out.returncode == 0 and all(
+            torch.equal(a, b) for a, b in zip(weights(run).values(), weights(ref).values())
+        )
         same_rows = out.returncode == 0 and rows(run) == rows(ref)
         leftovers = list(run.rglob("*.tmp*"))
         if same_weights and same_rows and not leftovers:
             exact += kills_here
         else:
-            failures.append(f"{run.name}: weights {'ok' if same_weights else 'differ'}, rows {'ok' if same_rows else 'differ'}, "
-                            f"leftovers {len(leftovers)}, exit {out.returncode}")  # fmt: skip
+            failures.append(
+                f"{run.name}: weights {'ok' if same_weights else 'differ'}, rows {'ok' if same_rows else 'differ'}, "
+                f"leftovers {len(leftovers)}, exit {out.returncode}"
+            )
     return exact, tried, failures
 
 
@@ -141,7 +202,9 @@ def bad_inputs(root: Path) -> tuple[int, int, list[str]]:
         ok = out.returncode in (1, 2) and len(err.splitlines()) == 1 and "Traceback" not in err and not left
         held += ok
         if not ok:
-            failures.append(f"{' '.join(args)[:60]}: exit {out.returncode}, {len(err.splitlines())} lines, left {left[:3]}")
+            failures.append(
+                f"{' '.join(args)[:60]}: exit {out.returncode}, {len(err.splitlines())} lines, left {left[:3]}"
+            )
     return held, len(BAD), failures
 
 
@@ -194,6 +257,7 @@ def probes(root: Path) -> tuple[int, int, list[str]]:
             cfg.data.source = node
             (folder / "probe_base" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
             return ["ensemble", str(folder)]
+
         return make
 
     def pickled_checkpoint(where):
@@ -208,17 +272,21 @@ def probes(root: Path) -> tuple[int, int, list[str]]:
                 return ["train", *TINY, f"transfer.init_from={run}", f"hydra.run.dir={folder / 'new'}"]
             subprocess.run(["cp", "-r", str(root / "probe_base2"), str(folder / "b")], check=True)
             return ["ensemble", str(folder)]
+
         return make
 
     def resume_config(marker, folder):
         run = folder / "run"
         subprocess.run(["cp", "-r", str(base), str(run)], check=True)
-        (run / ".hydra" / "overrides.yaml").write_text(f"- data.source._target_=builtins.eval\n- +data.source._args_=[\"__import__('os').system('touch {marker}')\"]\n")
+        (run / ".hydra" / "overrides.yaml").write_text(
+            f"- data.source._target_=builtins.eval\n- +data.source._args_=[\"__import__('os').system('touch {marker}')\"]\n"
+        )
         return ["train", "trainer.epochs=3", f"resume={run}"]
 
     def nested(key, value, command):
         """A run folder whose config.yaml holds `key: value` with a torch.load(weights_only=False) of the payload
         nested in it, read by `command` (ensemble, load_run, resume through .hydra/overrides.yaml)."""
+
         def make(marker, folder):
             payload = folder / "payload.pt"
             torch.save(_Payload(marker), payload)
@@ -232,11 +300,17 @@ def probes(root: Path) -> tuple[int, int, list[str]]:
             if command == "ensemble":
                 return ["ensemble", str(folder)]
             if command == "load_run":
-                return ["__python__", f"import sys, nnlab\ntry:\n    nnlab.load_run({str(run)!r})\n"
-                                      "except nnlab.errors.ConfigError as e:\n    sys.exit(f'refused: {e}')"]
-            item = f"++{key}={json.dumps(value(load)).replace(chr(34), '')}"  # Hydra's grammar: {_target_:torch.load,...}
+                return [
+                    "__python__",
+                    f"import sys, nnlab\ntry:\n    nnlab.load_run({str(run)!r})\n"
+                    "except nnlab.errors.ConfigError as e:\n    sys.exit(f'refused: {e}')",
+                ]
+            item = (
+                f"++{key}={json.dumps(value(load)).replace(chr(34), '')}"  # Hydra's grammar: {_target_:torch.load,...}
+            )
             (run / ".hydra" / "overrides.yaml").write_text(yaml_list([item]))
             return ["train", "trainer.epochs=3", f"resume={run}"]
+
         return make
 
     case("CIFAR-10 data_batch_1 with a pickle payload", cifar_batch, None)
@@ -247,8 +321,11 @@ def probes(root: Path) -> tuple[int, int, list[str]]:
     case("transfer.init_from a checkpoint holding a pickled object", pickled_checkpoint("transfer"), None)
     case("ensemble of a checkpoint holding a pickled object", pickled_checkpoint("ensemble"), None)
     case("resume whose saved overrides name builtins.eval", resume_config, None)
-    for key, value in (("optimizer.foreach", lambda load: load), ("model.hidden", lambda load: [8, load]),
-                       ("loss.weights", lambda load: {"inner": [load]})):  # fmt: skip
+    for key, value in (
+        ("optimizer.foreach", lambda load: load),
+        ("model.hidden", lambda load: [8, load]),
+        ("loss.weights", lambda load: {"inner": [load]}),
+    ):
         for command in ("ensemble", "load_run", "resume"):
             case(f"{command} of a config with a target nested at {key}", nested(key, value, command), None)
     for i, (name, make, _) in enumerate(cases):
@@ -260,8 +337,10 @@ def probes(root: Path) -> tuple[int, int, list[str]]:
         ok = out.returncode != 0 and not marker.exists() and "Traceback" not in out.stderr
         held += ok
         if not ok:
-            failures.append(f"{name}: exit {out.returncode}, marker {'written' if marker.exists() else 'absent'}, "
-                            f"{out.stderr.strip()[:200]}")  # fmt: skip
+            failures.append(
+                f"{name}: exit {out.returncode}, marker {'written' if marker.exists() else 'absent'}, "
+                f"{out.stderr.strip()[:200]}"
+            )
     return held, len(cases), failures
 
 
@@ -281,11 +360,25 @@ def links(root: Path) -> tuple[int, int, list[str]]:
     base = root / "link_base"
     assert nnlab(["train", *TINY, f"hydra.run.dir={base}"], root).returncode == 0
     assert nnlab(["train", *TINY, "trainer.seed=1", f"hydra.run.dir={root / 'link_base2'}"], root).returncode == 0
-    cases = [("resume", "train.log"), ("resume", "metrics.jsonl"), ("resume", "curves.png"), ("resume", "summary.json"),
-             ("resume", ".hydra/hydra.yaml"), ("resume", "checkpoints/.last.pt.tmp-1"), ("resume", ".lock"),
-             ("report", "report.csv"), ("report", "report.md"), ("report", "report.png"), ("ensemble", "ensemble.json"),
-             ("ensemble", "ensemble"), ("sweep", "trainer.seed=0/train.log"), ("sweep", "trainer.seed=1"),
-             ("sweep", ".submitit"), ("resume", "hard:train.log"), ("resume", "hard:metrics.jsonl")]  # fmt: skip
+    cases = [
+        ("resume", "train.log"),
+        ("resume", "metrics.jsonl"),
+        ("resume", "curves.png"),
+        ("resume", "summary.json"),
+        ("resume", ".hydra/hydra.yaml"),
+        ("resume", "checkpoints/.last.pt.tmp-1"),
+        ("resume", ".lock"),
+        ("report", "report.csv"),
+        ("report", "report.md"),
+        ("report", "report.png"),
+        ("ensemble", "ensemble.json"),
+        ("ensemble", "ensemble"),
+        ("sweep", "trainer.seed=0/train.log"),
+        ("sweep", "trainer.seed=1"),
+        ("sweep", ".submitit"),
+        ("resume", "hard:train.log"),
+        ("resume", "hard:metrics.jsonl"),
+    ]
     held, failures = 0, []
     for i, (command, name) in enumerate(cases):
         folder = root / f"link{i}"
@@ -310,14 +403,19 @@ def links(root: Path) -> tuple[int, int, list[str]]:
             link.unlink(missing_ok=True)
             link.symlink_to(outside)
             outside_text = "the user's own file\n"
-        args = {"resume": ["train", "trainer.epochs=3", f"resume={runs / 'a'}"], "report": ["report", str(runs)],
-                "ensemble": ["ensemble", str(runs)],
-                "sweep": ["train", "-m", *TINY, "trainer.seed=0,1", f"hydra.sweep.dir={folder / 'sweep'}"]}[command]  # fmt: skip
+        args = {
+            "resume": ["train", "trainer.epochs=3", f"resume={runs / 'a'}"],
+            "report": ["report", str(runs)],
+            "ensemble": ["ensemble", str(runs)],
+            "sweep": ["train", "-m", *TINY, "trainer.seed=0,1", f"hydra.sweep.dir={folder / 'sweep'}"],
+        }[command]
         out = nnlab(args, folder)
         ok = outside.read_text() == outside_text and "Traceback" not in out.stderr
         held += ok
         if not ok:
-            failures.append(f"{command} with {name} a link: exit {out.returncode}, outside file changed, {out.stderr.strip()[:160]}")
+            failures.append(
+                f"{command} with {name} a link: exit {out.returncode}, outside file changed, {out.stderr.strip()[:160]}"
+            )
     return held, len(cases), failures
 
 
@@ -330,22 +428,38 @@ def loaders(root: Path) -> tuple[int, int, list[str]]:
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
     marker = elsewhere / "MARKER"
-    (elsewhere / "evil.yaml").write_text(f"# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: builtins.open\n"
-                                         f"      file: {marker}\n      mode: w\n")  # fmt: skip
+    (elsewhere / "evil.yaml").write_text(
+        f"# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: builtins.open\n"
+        f"      file: {marker}\n      mode: w\n"
+    )
     climb = "../" * 12 + str(elsewhere).lstrip("/")
-    typed = [[f"experiment={climb}/evil"], [f"activation=relu,{climb}/evil"], [f"--config-dir={elsewhere}", "--config-name=evil"],
-             [f"--config-path={elsewhere}"], [f"--experimental-rerun={elsewhere}/x.pickle"],
-             ["+hydra.callbacks.x._target_=builtins.open", f"+hydra.callbacks.x.file={marker}"],
-             [f"hydra.searchpath=[file://{elsewhere}]"], [f"hydra.output_subdir={elsewhere}"],
-             [f"hydra.job_logging.handlers.file.filename={marker}"], [f"hydra.sweeper.settings=[['experiment={climb}/evil']]"],
-             [f"hydra.sweeper.params.experiment=choice(activations,{climb}/evil)"], ["experiment@_global_=activations"],
-             ["hydra/launcher=../../x"], ["hydra.launcher._target_=builtins.open"]]  # fmt: skip
+    typed = [
+        [f"experiment={climb}/evil"],
+        [f"activation=relu,{climb}/evil"],
+        [f"--config-dir={elsewhere}", "--config-name=evil"],
+        [f"--config-path={elsewhere}"],
+        [f"--experimental-rerun={elsewhere}/x.pickle"],
+        ["+hydra.callbacks.x._target_=builtins.open", f"+hydra.callbacks.x.file={marker}"],
+        [f"hydra.searchpath=[file://{elsewhere}]"],
+        [f"hydra.output_subdir={elsewhere}"],
+        [f"hydra.job_logging.handlers.file.filename={marker}"],
+        [f"hydra.sweeper.settings=[['experiment={climb}/evil']]"],
+        [f"hydra.sweeper.params.experiment=choice(activations,{climb}/evil)"],
+        ["experiment@_global_=activations"],
+        ["hydra/launcher=../../x"],
+        ["hydra.launcher._target_=builtins.open"],
+    ]
     held, failures, tried = 0, [], 0
     for i, args in enumerate(typed):
         cwd = root / f"loader{i}"
         cwd.mkdir()
         out = nnlab(["train", "-m", *TINY, *args], cwd)
-        ok = out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and not marker.exists() and not any(cwd.iterdir())
+        ok = (
+            out.returncode == 2
+            and len(out.stderr.strip().splitlines()) == 1
+            and not marker.exists()
+            and not any(cwd.iterdir())
+        )
         held, tried = held + ok, tried + 1
         if not ok:
             failures.append(f"typed {' '.join(args)[:70]}: exit {out.returncode}, marker {marker.exists()}")
@@ -353,13 +467,20 @@ def loaders(root: Path) -> tuple[int, int, list[str]]:
     assert nnlab(["train", *TINY, f"hydra.run.dir={base}"], root).returncode == 0
     (base / ".hydra" / "overrides.yaml").write_text(
         f"- --experimental-rerun={elsewhere}/x.pickle\n- --config-dir={elsewhere}\n- --config-name=evil\n"
-        f"- +hydra.callbacks.x._target_=builtins.open\n- +hydra.callbacks.x.file={marker}\n- experiment={climb}/evil\n")
-    for args in (["train", f"resume={base}", "trainer.epochs=3"], ["doctor", str(base)], ["train", f"hydra.run.dir={base}", "resume=auto", "trainer.epochs=4"]):
+        f"- +hydra.callbacks.x._target_=builtins.open\n- +hydra.callbacks.x.file={marker}\n- experiment={climb}/evil\n"
+    )
+    for args in (
+        ["train", f"resume={base}", "trainer.epochs=3"],
+        ["doctor", str(base)],
+        ["train", f"hydra.run.dir={base}", "resume=auto", "trainer.epochs=4"],
+    ):
         out = nnlab(args, root)
         ok = out.returncode == 0 and not marker.exists()
         held, tried = held + ok, tried + 1
         if not ok:
-            failures.append(f"a crafted overrides.yaml through {args[0]} {args[1][:20]}: exit {out.returncode}, marker {marker.exists()}")
+            failures.append(
+                f"a crafted overrides.yaml through {args[0]} {args[1][:20]}: exit {out.returncode}, marker {marker.exists()}"
+            )
     state = torch.load(base / "checkpoints" / "last.pt", weights_only=True)
     state["config"]["choices"]["experiment"] = f"{climb}/evil"
     torch.save(state, base / "checkpoints" / "last.pt")
@@ -386,8 +507,14 @@ def deletions(root: Path) -> tuple[int, int, list[str]]:
     for where in (".", "..", "~"):
         for mode in (["-m", "trainer.seed=0,1"], []):
             key = "hydra.sweep.dir" if mode else "hydra.run.dir"
-            out = subprocess.run([sys.executable, "-m", "nnlab", "train", *mode, *TINY, f"{key}={where}", "overwrite=true"],
-                                 cwd=work, env=env_home, capture_output=True, text=True, timeout=300)  # fmt: skip
+            out = subprocess.run(
+                [sys.executable, "-m", "nnlab", "train", *mode, *TINY, f"{key}={where}", "overwrite=true"],
+                cwd=work,
+                env=env_home,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             ok = out.returncode == 2 and all(p.read_text() == t for p, t in mine.items())
             held, tried = held + ok, tried + 1
             if not ok:
@@ -423,12 +550,16 @@ def races(root: Path) -> tuple[int, int, list[str]]:
     import hashlib
 
     def snapshot(folder: Path) -> dict:
-        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
-                if p.is_file() and p.name != ".lock"}  # fmt: skip
+        return {
+            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"
+        }
 
     def start(args, cwd):
-        return subprocess.Popen([sys.executable, "-m", "nnlab", *args], cwd=cwd, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "nnlab", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     held, tried, failures = 0, 0, []
 
@@ -443,16 +574,23 @@ def races(root: Path) -> tuple[int, int, list[str]]:
         run = root / f"race{i}"
         procs = [start(["train", *TINY, f"hydra.run.dir={run}"], root) for _ in range(2)]
         codes = sorted(p.wait() for p in procs)
-        status = json.loads((run / "summary.json").read_text()).get("status") if (run / "summary.json").is_file() else None
+        status = (
+            json.loads((run / "summary.json").read_text()).get("status") if (run / "summary.json").is_file() else None
+        )
         check("two commands into one folder", codes == [0, 2] and status == "ok", f"exits {codes}, status {status}")
     cwd = root / "same_second"
     cwd.mkdir()
     procs = [start(["train", *TINY], cwd) for _ in range(4)]  # the default, time-stamped name
     codes = [p.wait() for p in procs]
     made = sorted((cwd / "outputs" / "runs").iterdir())
-    whole = [json.loads((r / "summary.json").read_text())["status"] == "ok" for r in made if (r / "summary.json").is_file()]
-    check("four commands in the same second, default names", codes == [0] * 4 and len(made) == 4 and all(whole) and len(whole) == 4,
-          f"exits {codes}, {len(made)} folders")  # fmt: skip
+    whole = [
+        json.loads((r / "summary.json").read_text())["status"] == "ok" for r in made if (r / "summary.json").is_file()
+    ]
+    check(
+        "four commands in the same second, default names",
+        codes == [0] * 4 and len(made) == 4 and all(whole) and len(whole) == 4,
+        f"exits {codes}, {len(made)} folders",
+    )
     run = root / "race0"
     before = snapshot(run)
     out = nnlab(["train", *TINY, f"hydra.run.dir={run}"], root)
@@ -461,7 +599,11 @@ def races(root: Path) -> tuple[int, int, list[str]]:
     assert nnlab(sweep, root).returncode == 0
     before = snapshot(root / "sweep")
     out = nnlab(sweep, root)
-    check("a finished sweep run again", out.returncode == 2 and snapshot(root / "sweep") == before, f"exit {out.returncode}")
+    check(
+        "a finished sweep run again",
+        out.returncode == 2 and snapshot(root / "sweep") == before,
+        f"exit {out.returncode}",
+    )
     long = ["train", "-m", *TINY, "trainer.epochs=300", "trainer.seed=0,1", f"hydra.sweep.dir={root / 'busy'}"]
     first = start(long, root)
     deadline = time.time() + 120
@@ -473,7 +615,11 @@ def races(root: Path) -> tuple[int, int, list[str]]:
     check("a second sweep into a running sweep's folder", second.returncode == 2, f"exit {second.returncode}")
     resumed = nnlab([*long, "resume=auto"], root)
     statuses = [json.loads(p.read_text())["status"] for p in (root / "busy").rglob("summary.json")]
-    check("that sweep, interrupted and resumed", resumed.returncode == 0 and statuses == ["ok", "ok"], f"exit {resumed.returncode}, {statuses}")
+    check(
+        "that sweep, interrupted and resumed",
+        resumed.returncode == 0 and statuses == ["ok", "ok"],
+        f"exit {resumed.returncode}, {statuses}",
+    )
     return held, tried, failures
 
 
@@ -485,13 +631,18 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        parts = {"kills": ("kills resumed exactly (rows and weights)", lambda: kills(args.kills, args.seed, root)),
-                 "bad": ("bad inputs with one paragraph and nothing left behind", lambda: bad_inputs(root)),
-                 "loaders": ("configs and code from elsewhere: nothing loaded or run", lambda: loaders(root)),
-                 "deletions": ("a user's files against the output folder and overwrite=true: all kept", lambda: deletions(root)),
-                 "probes": ("security probes held (nothing ran)", lambda: probes(root)),
-                 "links": ("symbolic links never written through", lambda: links(root)),
-                 "races": ("races and re-runs that lost nothing", lambda: races(root))}  # fmt: skip
+        parts = {
+            "kills": ("kills resumed exactly (rows and weights)", lambda: kills(args.kills, args.seed, root)),
+            "bad": ("bad inputs with one paragraph and nothing left behind", lambda: bad_inputs(root)),
+            "loaders": ("configs and code from elsewhere: nothing loaded or run", lambda: loaders(root)),
+            "deletions": (
+                "a user's files against the output folder and overwrite=true: all kept",
+                lambda: deletions(root),
+            ),
+            "probes": ("security probes held (nothing ran)", lambda: probes(root)),
+            "links": ("symbolic links never written through", lambda: links(root)),
+            "races": ("races and re-runs that lost nothing", lambda: races(root)),
+        }
         for key in args.only.split(","):
             title, run = parts[key]
             start = time.perf_counter()

@@ -23,13 +23,24 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEP = ["data.source.n_train=400", "trainer.epochs=5", "trainer.progress=false", "init=he_normal,zeros", "trainer.seed=0,1,2"]
+SWEEP = [
+    "data.source.n_train=400",
+    "trainer.epochs=5",
+    "trainer.progress=false",
+    "init=he_normal,zeros",
+    "trainer.seed=0,1,2",
+]
 TABS = {"timeseries": "time_series.png", "custom_scalars": "custom_scalars.png", "hparams": "hparams_tab.png"}
 # as root on a machine with no network: no sandbox, no background connections to refuse
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @contextlib.contextmanager
@@ -38,8 +49,11 @@ def serve(logdir: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    tb = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    tb = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -54,7 +68,7 @@ def serve(logdir: Path):
         tb.wait(timeout=30)
 
 
-def chromium() -> Optional[str]:
+def chromium() -> str | None:
     """A Chromium to drive: $CHROMIUM, one on the PATH, or None (then Playwright's own, where installed)."""
     given = os.environ.get("CHROMIUM")
     if given:
@@ -90,7 +104,7 @@ def _settled(page, selector: str, least: int, seconds: float = 60) -> list[str]:
     return last or []
 
 
-def look(logdir: Path, out: Optional[Path] = None, width: int = 1400, height: int = 1000) -> dict:
+def look(logdir: Path, out: Path | None = None, width: int = 1400, height: int = 1000) -> dict:
     """Open TensorBoard on `logdir` in headless Chromium; screenshots into `out` (TABS' names) where given.
     Returns what a user sees: `groups` (TIME SERIES' tag groups, top to bottom), `categories` (CUSTOM
     SCALARS'), `columns` (the HPARAMS table's header, left to right) and `runs` (the runs list)."""
@@ -104,8 +118,11 @@ def look(logdir: Path, out: Optional[Path] = None, width: int = 1400, height: in
             for tab, filename in TABS.items():
                 page.goto(f"{url}/#{tab}")
                 # what each shows, and how many of it at least (past TIME SERIES' "Pinned", HPARAMS' "Trial ID")
-                selector, least = {"timeseries": ("span.group-title", 3), "custom_scalars": ("span.category-name", 1),
-                                   "hparams": ("vaadin-grid-cell-content", 4)}[tab]  # fmt: skip
+                selector, least = {
+                    "timeseries": ("span.group-title", 3),
+                    "custom_scalars": ("span.category-name", 1),
+                    "hparams": ("vaadin-grid-cell-content", 4),
+                }[tab]
                 texts = _settled(page, selector, least)
                 if out is not None:
                     out.mkdir(parents=True, exist_ok=True)
@@ -124,23 +141,39 @@ def look(logdir: Path, out: Optional[Path] = None, width: int = 1400, height: in
 
 def sweep(folder: Path, overrides: list[str]) -> Path:
     """`nnlab train -m OVERRIDES` into `folder`."""
-    out = subprocess.run([sys.executable, "-m", "nnlab", "train", "-m", *overrides, f"hydra.sweep.dir={folder}"],
-                         cwd=folder.parent, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "nnlab", "train", "-m", *overrides, f"hydra.sweep.dir={folder}"],
+        cwd=folder.parent,
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         raise SystemExit(f"the sweep failed:\n{out.stderr[-3000:]}")
     return folder
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--logdir", type=Path, help="a sweep or runs folder to look at (default: a fresh sweep: " + " ".join(SWEEP) + ")")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--logdir",
+        type=Path,
+        help="a sweep or runs folder to look at (default: a fresh sweep: " + " ".join(SWEEP) + ")",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="where the screenshots go (default: docs/)")
     args = parser.parse_args(argv)
     if args.logdir is not None and not any(args.logdir.rglob("events.out.tfevents.*")):
-        print(f"--logdir {args.logdir}: no TensorBoard events there (a sweep's or runs' folder, e.g. outputs/runs)", file=sys.stderr)
+        print(
+            f"--logdir {args.logdir}: no TensorBoard events there (a sweep's or runs' folder, e.g. outputs/runs)",
+            file=sys.stderr,
+        )
         return 2
     if not can_look():
-        print("no browser: pip install playwright, and Debian's chromium (or: playwright install chromium)", file=sys.stderr)
+        print(
+            "no browser: pip install playwright, and Debian's chromium (or: playwright install chromium)",
+            file=sys.stderr,
+        )
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         logdir = args.logdir or sweep(Path(tmp) / "sweep", SWEEP)

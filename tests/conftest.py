@@ -31,7 +31,9 @@ def nnlab(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) 
     )
 
 
-def train(tmp_path: Path, *overrides: str, run_dir: str = "run", check: bool = True) -> tuple[Path, subprocess.CompletedProcess]:
+def train(
+    tmp_path: Path, *overrides: str, run_dir: str = "run", check: bool = True
+) -> tuple[Path, subprocess.CompletedProcess]:
     """`nnlab train` into tmp_path/run_dir; returns the run directory and the finished process."""
     run = tmp_path / run_dir
     proc = nnlab("train", *overrides, f"hydra.run.dir={run}", cwd=tmp_path)
@@ -60,7 +62,9 @@ def events(run: Path):
 def hparams_experiment(url: str, limit: int) -> dict:
     """What TensorBoard's HPARAMS dashboard asks its server: the experiment (its columns: hparamsLimit)."""
     body = json.dumps({"experimentName": "", "hparamsLimit": limit, "includeMetrics": True}).encode()
-    request = urllib.request.Request(f"{url}/data/plugin/hparams/experiment", body, {"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/data/plugin/hparams/experiment", body, {"Content-Type": "application/json"}
+    )
     return json.loads(urllib.request.urlopen(request, timeout=30).read())
 
 
@@ -87,8 +91,11 @@ def write_tiny_cifar10(root: Path, per_batch: int = 20, seed: int = 0) -> Path:
         }
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f, protocol=2)
-    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-            "num_cases_per_batch": per_batch, "num_vis": 3072}  # fmt: skip
+    meta = {
+        "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+        "num_cases_per_batch": per_batch,
+        "num_vis": 3072,
+    }
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump(meta, f, protocol=2)
     return root

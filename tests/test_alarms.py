@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from nnlab import alarms
+from nnlab.training import alarms
 
 
 def test_initial_loss():
@@ -42,7 +42,10 @@ def test_dead_units_and_saturation_name_the_worst_layer():
 
 
 def test_update_ratio_uses_the_typical_layer():
-    assert alarms.update_ratio({"stats/update_ratio/layer1": 1e-3, "stats/update_ratio/layer2": 3e-3}, 1e-5, 0.1, 1) is None
+    assert (
+        alarms.update_ratio({"stats/update_ratio/layer1": 1e-3, "stats/update_ratio/layer2": 3e-3}, 1e-5, 0.1, 1)
+        is None
+    )
     assert "too low" in alarms.update_ratio({"stats/update_ratio/layer1": 1e-7}, 1e-5, 0.1, 1).message
     assert "too high" in alarms.update_ratio({"stats/update_ratio/layer1": 0.5}, 1e-5, 0.1, 1).message
 

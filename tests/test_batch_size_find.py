@@ -9,8 +9,14 @@ import pytest
 from conftest import nnlab
 
 # on the CPU, where the memory is counted tensor by tensor (a GPU's is its allocator's peak: tests/test_cuda.py)
-WIDE = ["model.hidden=[512,512]", "data.source.n_train=5000", "data.source.n_test=100", "trainer.batch_size=32",
-        "optimizer.lr=0.01", "trainer.device=cpu"]  # fmt: skip
+WIDE = [
+    "model.hidden=[512,512]",
+    "data.source.n_train=5000",
+    "data.source.n_test=100",
+    "trainer.batch_size=32",
+    "optimizer.lr=0.01",
+    "trainer.device=cpu",
+]
 
 
 def find(tmp_path, *overrides):
@@ -30,7 +36,9 @@ def test_the_largest_batch_within_the_bound_and_its_rate(tmp_path):
     assert memory[-1] - memory[-2] == pytest.approx(2 * (memory[-2] - memory[-3]), rel=0.05)
     # Adam: the square-root rule's rate first, then halved while a short trial does not train
     assert result["rule"] == "sqrt" and result["tried"][0]["lr"] == pytest.approx(0.01 * (largest / 32) ** 0.5)
-    assert all(b["lr"] == pytest.approx(a["lr"] / 2) or b["lr"] == 0.01 for a, b in zip(result["tried"], result["tried"][1:]))
+    assert all(
+        b["lr"] == pytest.approx(a["lr"] / 2) or b["lr"] == 0.01 for a, b in zip(result["tried"], result["tried"][1:])
+    )
     if result["tried"][-1]["trains"]:  # the rule's rate itself, or half the first that trained (a margin)
         assert result["suggested_lr"] in (result["tried"][0]["lr"], max(0.01, result["tried"][-1]["lr"] / 2))
     else:

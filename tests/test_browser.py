@@ -7,17 +7,22 @@ from __future__ import annotations
 import time
 
 import pytest
-from screenshots import TABS, can_look, look
 
 from conftest import TINY, nnlab
+from screenshots import TABS, can_look, look
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not can_look(), reason="no browser: playwright and a Chromium are needed")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not can_look(), reason="no browser: playwright and a Chromium are needed"),
+]
 DIAGNOSTICS = ("start", "stats", "step", "throughput", "time")
 
 
 def test_tensorboard_opens_on_the_comparison(tmp_path):
     sweep = tmp_path / "s"
-    out = nnlab("train", "-m", *TINY, "optimizer=sgd,adam", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    out = nnlab(
+        "train", "-m", *TINY, "optimizer=sgd,adam", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     seen = look(sweep, tmp_path / "shots")
     groups = seen["groups"]  # TIME SERIES, top to bottom: the learning curves before every diagnostic

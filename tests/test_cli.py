@@ -11,9 +11,8 @@ import pytest
 import torch
 from tensorboard.plugins.custom_scalar import layout_pb2
 
-from nnlab.compare import band
-
 from conftest import TINY, events, hparams_experiment, metrics, nnlab, summary, train
+from nnlab.commands.compare import band
 from screenshots import serve as tensorboard_server
 
 
@@ -29,10 +28,24 @@ def test_help_and_version(tmp_path):
 def test_train_help_lists_every_group_and_option(tmp_path):
     out = nnlab("train", "--help", cwd=tmp_path)
     assert out.returncode == 0
-    for line in ("activation: elu, gelu, leaky_relu, linear, maxout, prelu, relu, selu, sigmoid, silu, softplus, tanh",
-                 "model: cnn, cnn_classic, mlp, resnet18", "loss: bce, cross_entropy, huber, mse"):  # fmt: skip
+    for line in (
+        "activation: elu, gelu, leaky_relu, linear, maxout, prelu, relu, selu, sigmoid, silu, softplus, tanh",
+        "model: cnn, cnn_classic, mlp, resnet18",
+        "loss: bce, cross_entropy, huber, mse",
+    ):
         assert line in out.stdout
-    for option in ("he_normal", "lecun_normal", "orthogonal", "nadam", "adadelta", "warmup_cosine", "cyclic", "plateau", "spirals", "cifar10"):
+    for option in (
+        "he_normal",
+        "lecun_normal",
+        "orthogonal",
+        "nadam",
+        "adadelta",
+        "warmup_cosine",
+        "cyclic",
+        "plateau",
+        "spirals",
+        "cifar10",
+    ):
         assert option in out.stdout
 
 
@@ -49,8 +62,14 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 
 def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
-    run, proc = train(tmp_path, *TINY, "trainer.log_every=2", "trainer.boundary_every=1", "diagnostics.every=3",
-                      "diagnostics.histograms_every=1")  # fmt: skip
+    run, proc = train(
+        tmp_path,
+        *TINY,
+        "trainer.log_every=2",
+        "trainer.boundary_every=1",
+        "diagnostics.every=3",
+        "diagnostics.histograms_every=1",
+    )
     assert "acc/test" in proc.stdout  # the closing table
     s = summary(run)
     assert s["status"] == "ok" and s["epochs_run"] == 2 and s["best_epoch"] in (1, 2)
@@ -73,10 +92,26 @@ def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
 
     acc = events(run)
     tags = set(acc.Tags()["scalars"])
-    for tag in ("loss/train", "loss/val", "acc/train", "acc/val", "acc/test", "step/lr", "step/grad_norm",
-                "stats/grad_norm/layer1", "stats/grad_norm/layer3", "time/epoch_s", "throughput/examples_per_s", "start/loss",
-                "stats/act_mean/layer1", "stats/act_std/layer2", "stats/dead_frac/layer1", "stats/weight_norm/layer3", "stats/update_ratio/layer1",
-                "stats/grad_ratio/first_to_last"):  # fmt: skip
+    for tag in (
+        "loss/train",
+        "loss/val",
+        "acc/train",
+        "acc/val",
+        "acc/test",
+        "step/lr",
+        "step/grad_norm",
+        "stats/grad_norm/layer1",
+        "stats/grad_norm/layer3",
+        "time/epoch_s",
+        "throughput/examples_per_s",
+        "start/loss",
+        "stats/act_mean/layer1",
+        "stats/act_std/layer2",
+        "stats/dead_frac/layer1",
+        "stats/weight_norm/layer3",
+        "stats/update_ratio/layer1",
+        "stats/grad_ratio/first_to_last",
+    ):
         assert tag in tags, tag
     groups = sorted({t.split("/")[0] for t in tags})  # TensorBoard orders its tag groups by name
     assert groups[:2] == ["acc", "loss"], groups  # the learning curves before any diagnostic
@@ -105,7 +140,10 @@ def test_same_seed_same_numbers(tmp_path):
     c, _ = train(tmp_path, *TINY, "trainer.seed=1", run_dir="c")
     assert summary(a)["metrics"] == summary(b)["metrics"]
     assert summary(a)["metrics"] != summary(c)["metrics"]
-    untimed = lambda run: [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in metrics(run)]  # noqa: E731
+
+    def untimed(run):
+        return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in metrics(run)]
+
     assert untimed(a) == untimed(b) and len(untimed(a)) > 10  # every logged number, bit for bit
     d, _ = train(tmp_path, *TINY, "trainer.deterministic=true", run_dir="d")
     assert untimed(d) == untimed(a)  # on CPU the default algorithms are already deterministic
@@ -115,7 +153,9 @@ def test_multirun_two_jobs_named_by_their_overrides(tmp_path):
     sweep = tmp_path / "sweep"
     out = nnlab("train", "-m", *TINY, "activation=relu,tanh", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert f"sweep {sweep}: 2 runs" in out.stdout and f"tensorboard --logdir {sweep}" in out.stdout  # its closing summary
+    assert (
+        f"sweep {sweep}: 2 runs" in out.stdout and f"tensorboard --logdir {sweep}" in out.stdout
+    )  # its closing summary
     assert "best run by acc/val:" in out.stdout and (sweep / "report.csv").exists()
     runs = sorted(p.name for p in sweep.iterdir() if (p / "summary.json").exists())
     assert runs == ["activation=relu", "activation=tanh"]  # what differs; TINY's constant overrides left out
@@ -138,7 +178,9 @@ def hparams(run) -> dict:
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     acc = events(run)
-    data = plugin_data_pb2.HParamsPluginData.FromString(acc.summary_metadata["_hparams_/session_start_info"].plugin_data.content)
+    data = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.summary_metadata["_hparams_/session_start_info"].plugin_data.content
+    )
     return {k: v.string_value or v.number_value for k, v in data.session_start_info.hparams.items()}
 
 
@@ -177,10 +219,14 @@ def test_works_from_any_directory_and_records_the_run(tmp_path):
     elsewhere.mkdir(parents=True)
     out = nnlab("train", *TINY, "trainer.epochs=1", cwd=elsewhere)
     assert out.returncode == 0, out.stderr
-    (run,) = [p for p in (elsewhere / "outputs" / "runs").iterdir() if p.name != "overview"]  # beside it: their HParams overview
+    (run,) = [
+        p for p in (elsewhere / "outputs" / "runs").iterdir() if p.name != "overview"
+    ]  # beside it: their HParams overview
     assert json.loads((run / "summary.json").read_text())["status"] == "ok"
     # named by what it sets, after the time (TensorBoard's run name), and resumed by its path as printed
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_" + re.escape(",".join(TINY[:2]) + ",trainer.epochs=1"), run.name), run.name
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_" + re.escape(",".join(TINY[:2]) + ",trainer.epochs=1"), run.name
+    ), run.name
     out = nnlab("train", f"resume={run}", "trainer.epochs=2", cwd=elsewhere)
     assert out.returncode == 0 and json.loads((run / "summary.json").read_text())["epochs_run"] == 2, out.stderr
 
@@ -189,7 +235,9 @@ def test_hparams_tab_shows_the_swept_columns_first(tmp_path):
     """Asked as TensorBoard's HPARAMS dashboard asks its server: the columns it shows (hparamsLimit) are the
     swept settings, marked as differing, from every run (not from one run's), against final metrics."""
     sweep = tmp_path / "s"
-    out = nnlab("train", "-m", *TINY, "optimizer=sgd,adam", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    out = nnlab(
+        "train", "-m", *TINY, "optimizer=sgd,adam", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     with tensorboard_server(sweep) as url:
         experiment = hparams_experiment(url, 2)
@@ -211,7 +259,9 @@ def test_hparams_tab_shows_the_swept_columns_first(tmp_path):
         mean = events(sweep / "mean" / f"optimizer={opt}").Scalars("loss/val")
         assert [e.step for e in mean] == [e.step for e in seeds[0]] and len(mean) == 2
         assert [e.value for e in mean] == pytest.approx([(a.value + b.value) / 2 for a, b in zip(*seeds)], rel=1e-6)
-        acc = events(sweep / "mean" / f"optimizer={opt}")  # the seeds' 95% band, drawn in CUSTOM SCALARS' first category
+        acc = events(
+            sweep / "mean" / f"optimizer={opt}"
+        )  # the seeds' 95% band, drawn in CUSTOM SCALARS' first category
         bands = [band([a.value, b.value]) for a, b in zip(*seeds)]
         assert [e.value for e in acc.Scalars("seeds/loss/val/low")] == pytest.approx([b.low for b in bands], rel=1e-5)
         assert [e.value for e in acc.Scalars("seeds/loss/val/high")] == pytest.approx([b.high for b in bands], rel=1e-5)
@@ -241,7 +291,9 @@ def test_hparams_tab_of_runs_alone_shows_what_differs(tmp_path):
     assert not list(root.rglob(".lock"))
     with tensorboard_server(root) as url:
         everything = {h["name"]: h for h in hparams_experiment(url, 0)["hparamInfos"]}
-        assert everything.keys() == {"optimizer", "trainer.epochs"}, everything  # what differs (epochs: 3 and 2 since the resume)
+        assert everything.keys() == {"optimizer", "trainer.epochs"}, (
+            everything
+        )  # what differs (epochs: 3 and 2 since the resume)
         assert sorted(everything["optimizer"]["domainDiscrete"]) == ["adam", "sgd"]
         metrics = [m["name"]["tag"] for m in hparams_experiment(url, 1)["metricInfos"]]
         assert metrics[:3] == ["acc/test", "acc/val", "loss/val"] and not any(m.startswith("stats/") for m in metrics)

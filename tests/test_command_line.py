@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from nnlab.command_line import check_command_line, compose
+from nnlab.cli.command_line import check_command_line, compose
 from nnlab.errors import ConfigError
 
 
@@ -16,13 +16,16 @@ def test_compose_gives_the_config_nnlab_train_runs():
     assert "hydra" not in cfg and "hydra" in compose([], hydra=True)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["activation=rellu"], "Did you mean activation=relu?"),
-    (["activation=Relu"], "Did you mean activation=relu?"),  # the case, not the closest spelling (elu)
-    (["trainer.epoch=3"], "Did you mean trainer.epochs?"),
-    (["trainer.epochs=abc"], "trainer.epochs='abc' is invalid: it must be of type Integer"),
-    (["model=3"], "`model` is a config group; choose one of its options"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["activation=rellu"], "Did you mean activation=relu?"),
+        (["activation=Relu"], "Did you mean activation=relu?"),  # the case, not the closest spelling (elu)
+        (["trainer.epoch=3"], "Did you mean trainer.epochs?"),
+        (["trainer.epochs=abc"], "trainer.epochs='abc' is invalid: it must be of type Integer"),
+        (["model=3"], "`model` is a config group; choose one of its options"),
+    ],
+)
 def test_a_composition_error_is_one_paragraph(overrides, message):
     with pytest.raises(ConfigError) as e:
         compose(overrides)

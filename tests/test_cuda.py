@@ -19,8 +19,8 @@ CUDA = ["trainer.device=cuda", "trainer.progress=false"]
 
 
 def experiment(*overrides: str):
-    from nnlab.command_line import compose
-    from nnlab.setup import setup
+    from nnlab.cli.command_line import compose
+    from nnlab.training.setup import setup
 
     return setup(compose([*CUDA, *overrides]))
 
@@ -28,12 +28,21 @@ def experiment(*overrides: str):
 def syncs_in_fit(run_dir: Path, n_train: int) -> tuple[int, int]:
     """(host-device synchronisations torch reported during one epoch of the loop (train.train, closing
     included), optimizer steps taken)."""
-    from nnlab.command_line import compose
-    from nnlab.run_files import prepare
-    from nnlab.train import train
+    from nnlab.cli.command_line import compose
+    from nnlab.run_files.member import prepare
+    from nnlab.training.loop import train
 
-    cfg = compose([*CUDA, f"data.source.n_train={n_train}", "data.source.n_test=64", "trainer.epochs=1",
-                   "trainer.batch_size=16", "trainer.log_every=50", "diagnostics.every=50"])  # fmt: skip
+    cfg = compose(
+        [
+            *CUDA,
+            f"data.source.n_train={n_train}",
+            "data.source.n_test=64",
+            "trainer.epochs=1",
+            "trainer.batch_size=16",
+            "trainer.log_every=50",
+            "diagnostics.every=50",
+        ]
+    )
     member = prepare(cfg, run_dir, quiet=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -73,20 +82,36 @@ def test_autocast_trains(tmp_path, precision):
 
 
 def test_compiled_channels_last_cnn(tmp_path, cifar_root):
-    exp = experiment("data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false", "model=cnn_classic")
+    exp = experiment(
+        "data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false", "model=cnn_classic"
+    )
     conv = next(m for m in exp.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert exp.data.train.x[:4].is_contiguous(memory_format=torch.channels_last)  # its batches
-    run, _ = train(tmp_path, *CUDA, "data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false",
-                   "model=cnn_classic", "trainer.compile=true", "trainer.precision=bf16", "trainer.epochs=2",
-                   "trainer.batch_size=16")  # fmt: skip
+    run, _ = train(
+        tmp_path,
+        *CUDA,
+        "data=cifar10",
+        f"data.source.root={cifar_root}",
+        "data.source.download=false",
+        "model=cnn_classic",
+        "trainer.compile=true",
+        "trainer.precision=bf16",
+        "trainer.epochs=2",
+        "trainer.batch_size=16",
+    )
     assert summary(run)["status"] == "ok" and math.isfinite(summary(run)["metrics"]["loss/train"])
 
 
 def test_same_seed_same_numbers_on_the_gpu(tmp_path):
     runs = [train(tmp_path, *TINY, *CUDA, "trainer.deterministic=true", run_dir=f"r{i}")[0] for i in range(2)]
-    a, b = ([{k: v for k, v in r.items() if not k.startswith("time/") and k != "throughput/examples_per_s"}
-             for r in metrics(run)] for run in runs)  # fmt: skip
+    a, b = (
+        [
+            {k: v for k, v in r.items() if not k.startswith("time/") and k != "throughput/examples_per_s"}
+            for r in metrics(run)
+        ]
+        for run in runs
+    )
     assert a == b
 
 
@@ -96,8 +121,17 @@ def test_batch_size_find_on_the_gpu(tmp_path):
 
     def find(name, *overrides):
         run = tmp_path / name
-        out = nnlab("batch-size-find", *CUDA, "model.hidden=[512,512]", "data.source.n_train=5000", "data.source.n_test=100",
-                    "batch_size_find.start=256", *overrides, f"hydra.run.dir={run}", cwd=tmp_path)  # fmt: skip
+        out = nnlab(
+            "batch-size-find",
+            *CUDA,
+            "model.hidden=[512,512]",
+            "data.source.n_train=5000",
+            "data.source.n_test=100",
+            "batch_size_find.start=256",
+            *overrides,
+            f"hydra.run.dir={run}",
+            cwd=tmp_path,
+        )
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         return json.loads((run / "batch_size_find.json").read_text())
 

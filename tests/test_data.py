@@ -12,7 +12,11 @@ from nnlab.data.loader import batch_indices, prepare, statistics, steps_per_epoc
 @pytest.mark.parametrize("name", ["moons", "circles", "spirals", "xor", "blobs"])
 def test_toy_sets_are_deterministic_balanced_and_sized(name):
     make = getattr(toy, name)
-    a, b, c = make(n_train=300, n_test=100, seed=1), make(n_train=300, n_test=100, seed=1), make(n_train=300, n_test=100, seed=2)
+    a, b, c = (
+        make(n_train=300, n_test=100, seed=1),
+        make(n_train=300, n_test=100, seed=1),
+        make(n_train=300, n_test=100, seed=2),
+    )
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     assert not torch.equal(a[0], c[0])
     x, y, xt, yt = a
@@ -33,8 +37,14 @@ def test_preprocessing_statistics_come_from_the_training_split_only():
     x_train = torch.randn(1000, 2, generator=g) * 3 + 5
     x_test = torch.randn(500, 2, generator=g) * 10 - 40  # a very different test set
     y = torch.zeros(1000, dtype=torch.long)
-    data = prepare((x_train, y, x_test, y[:500]), kind="points", num_classes=2, val_fraction=0.2,
-                   preprocess="standardize", subset=None)  # fmt: skip
+    data = prepare(
+        (x_train, y, x_test, y[:500]),
+        kind="points",
+        num_classes=2,
+        val_fraction=0.2,
+        preprocess="standardize",
+        subset=None,
+    )
     assert data.train.x.mean(0).abs().max() < 1e-5 and (data.train.x.std(0) - 1).abs().max() < 1e-3
     assert data.val.x.mean(0).abs().max() > 1e-3  # validation is standardized with the training statistics
     assert data.test.x.mean(0).max() < -10  # and so is the test set: it stays far away
@@ -75,8 +85,12 @@ def test_crop_flip_moves_pixels_but_keeps_their_values():
     assert out.shape == x.shape and not torch.equal(out, x)
     centre = x[:, :, 8:24, 8:24]  # a shift of at most 4 and a flip keep the centre inside the image
     for i in range(8):
-        assert any(torch.equal(out[i, :, 8 + dy : 24 + dy, 8 + dx : 24 + dx], c)
-                   for c in (centre[i], centre[i].flip(2)) for dy in range(-4, 5) for dx in range(-4, 5))  # fmt: skip
+        assert any(
+            torch.equal(out[i, :, 8 + dy : 24 + dy, 8 + dx : 24 + dx], c)
+            for c in (centre[i], centre[i].flip(2))
+            for dy in range(-4, 5)
+            for dx in range(-4, 5)
+        )
 
 
 def test_random_affine_keeps_shape_and_mass_roughly():
@@ -92,10 +106,18 @@ def test_a_stacks_shared_images_read_as_a_run_alones_float_copy():
     """prepare(shared=True) (a stack's run: rows of one uint8 tensor, normalized as read) gives, batch by
     batch, exactly what a run alone's normalized float copy holds; two runs share the one tensor."""
     g = torch.Generator().manual_seed(0)
-    raw = (torch.randint(0, 256, (300, 3, 8, 8), dtype=torch.uint8, generator=g), torch.randint(0, 10, (300,), generator=g),
-           torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8, generator=g), torch.randint(0, 10, (50,), generator=g))
+    raw = (
+        torch.randint(0, 256, (300, 3, 8, 8), dtype=torch.uint8, generator=g),
+        torch.randint(0, 10, (300,), generator=g),
+        torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8, generator=g),
+        torch.randint(0, 10, (50,), generator=g),
+    )
     common = dict(kind="images", num_classes=10, val_fraction=0.2, preprocess="standardize", subset=200, seed=3)
-    alone, member, other = prepare(raw, **common), prepare(raw, **common, shared=True), prepare(raw, **{**common, "seed": 4}, shared=True)
+    alone, member, other = (
+        prepare(raw, **common),
+        prepare(raw, **common, shared=True),
+        prepare(raw, **{**common, "seed": 4}, shared=True),
+    )
     idx = torch.tensor([5, 0, 199, 17])
     for a, m in ((alone.train, member.train), (alone.val, member.val), (alone.test, member.test)):
         assert len(a) == len(m) and a.x.shape == m.x.shape and torch.equal(a.y, m.y)

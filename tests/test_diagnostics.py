@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from conftest import events, metrics, nnlab, summary, train
-from nnlab import diagnostics
-from nnlab.lr_find import steepest_descent
+from nnlab.commands.lr_find import steepest_descent
+from nnlab.training import diagnostics
 
 FAST = ["data.source.n_train=400", "data.source.n_test=100", "trainer.progress=false", "diagnostics.every=10"]
 
@@ -26,19 +26,26 @@ def layer_stat(run, key):
 
 
 def test_zero_init_keeps_units_identical_and_the_loss_flat(tmp_path):
-    run, out = train(tmp_path, *FAST, "activation=sigmoid", "init=zeros", "trainer.epochs=20", "optimizer=sgd", "optimizer.lr=0.1")
+    run, out = train(
+        tmp_path, *FAST, "activation=sigmoid", "init=zeros", "trainer.epochs=20", "optimizer=sgd", "optimizer.lr=0.1"
+    )
     w1 = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]["hidden.0.0.weight"]
     assert w1.abs().sum() > 0 and torch.allclose(w1, w1[0].expand_as(w1))  # moved, but every unit the same
     assert "flat_loss" in alarm_names(run) and "[flat_loss]" in out.stdout
     assert summary(run)["metrics"]["acc/test"] < 0.7  # about a coin flip
-    assert "**flat_loss**" in "".join(t.tensor_proto.string_val[0].decode() for t in events(run).Tensors("alarms/text_summary"))
+    assert "**flat_loss**" in "".join(
+        t.tensor_proto.string_val[0].decode() for t in events(run).Tensors("alarms/text_summary")
+    )
 
 
 def test_deep_sigmoid_gradients_vanish_where_relu_he_ones_do_not(tmp_path):
     deep = ["model.hidden=[32,32,32,32,32,32]", "trainer.epochs=2", "optimizer=sgd"]
     sig, _ = train(tmp_path, *FAST, *deep, "activation=sigmoid", "init=xavier_normal", run_dir="sigmoid")
     relu, _ = train(tmp_path, *FAST, *deep, "activation=relu", "init=he_normal", run_dir="relu")
-    sig_ratio, relu_ratio = layer_stat(sig, "stats/grad_ratio/first_to_last"), layer_stat(relu, "stats/grad_ratio/first_to_last")
+    sig_ratio, relu_ratio = (
+        layer_stat(sig, "stats/grad_ratio/first_to_last"),
+        layer_stat(relu, "stats/grad_ratio/first_to_last"),
+    )
     assert max(sig_ratio) < 0.01 < 0.1 < min(relu_ratio)
     assert layer_stat(sig, "stats/grad_norm/layer1")[0] < 0.01 * layer_stat(relu, "stats/grad_norm/layer1")[0]
     assert "vanishing_gradients" in alarm_names(sig) and "vanishing_gradients" not in alarm_names(relu)
@@ -63,14 +70,24 @@ def test_a_large_negative_bias_kills_relu_units(tmp_path):
 
 
 def test_large_init_saturates_sigmoids_and_misses_the_initial_loss(tmp_path):
-    run, _ = train(tmp_path, *FAST, "activation=sigmoid", "init=normal_large", "model.hidden=[64,64,64]", "trainer.epochs=1")
+    run, _ = train(
+        tmp_path, *FAST, "activation=sigmoid", "init=normal_large", "model.hidden=[64,64,64]", "trainer.epochs=1"
+    )
     assert {"saturation", "initial_loss"} <= set(alarm_names(run))
     assert summary(run)["initial_loss"] > 1.5 * math.log(2)
 
 
 def test_overfitting_is_named(tmp_path):
-    run, _ = train(tmp_path, "data=spirals", "data.source.noise=0.4", "data.subset=40", "model.hidden=[256,256]",
-                   "optimizer.lr=0.01", "trainer.epochs=100", "trainer.progress=false")  # fmt: skip
+    run, _ = train(
+        tmp_path,
+        "data=spirals",
+        "data.source.noise=0.4",
+        "data.subset=40",
+        "model.hidden=[256,256]",
+        "optimizer.lr=0.01",
+        "trainer.epochs=100",
+        "trainer.progress=false",
+    )
     m = summary(run)["metrics"]
     assert m["acc/train"] == 1.0 and m["acc/val"] < 0.9 and "overfitting" in alarm_names(run)
 
@@ -94,8 +111,16 @@ def test_check_fails_gradient_flow_with_zero_init(tmp_path):
 
 
 def test_lr_find_suggests_a_rate_inside_its_range_on_mnist(tmp_path, mnist_root):
-    out = nnlab("lr-find", "data=mnist", f"data.source.root={mnist_root}", "data.subset=5000", "optimizer=sgd",
-                "trainer.batch_size=64", f"hydra.run.dir={tmp_path / 'lr'}", cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "lr-find",
+        "data=mnist",
+        f"data.source.root={mnist_root}",
+        "data.subset=5000",
+        "optimizer=sgd",
+        "trainer.batch_size=64",
+        f"hydra.run.dir={tmp_path / 'lr'}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "lr" / "lr_find.json").read_text())
     assert 1e-7 < result["suggestion"] < 10 and 1e-3 <= result["suggestion"] <= 1.0  # SGD on MNIST: ~1e-2..1e-1
@@ -139,11 +164,13 @@ def test_update_ratio_and_first_to_last_ratio():
         layer.weight.mul_(1.001)
     ratio = diagnostics.update_ratios([("layer1", layer)], before)["stats/update_ratio/layer1"]
     assert ratio == pytest.approx(1e-3, rel=1e-2)
-    assert diagnostics.first_to_last_ratio({"stats/grad_norm/layer1": 1e-4, "stats/grad_norm/layer2": 1.0}) == pytest.approx(1e-4)
+    assert diagnostics.first_to_last_ratio(
+        {"stats/grad_norm/layer1": 1e-4, "stats/grad_norm/layer2": 1.0}
+    ) == pytest.approx(1e-4)
 
 
 def test_the_lr_find_figure_keeps_every_line_on_the_chart_and_marks_the_divergence():
-    from nnlab.lr_find import RangeTest, figure
+    from nnlab.commands.lr_find import RangeTest, figure
 
     lrs = [10 ** (-5 + 6 * i / 99) for i in range(100)]
     losses = [2.0 - 1.5 * min(i, 60) / 60 + (0 if i < 70 else 3 ** (i - 70)) for i in range(100)]

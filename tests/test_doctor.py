@@ -10,10 +10,11 @@ import re
 import pytest
 
 from conftest import nnlab, summary, train
-from nnlab import alarms, doctor
-from nnlab.command_line import compose
-from nnlab.compare import band
-from nnlab.validate import validate
+from nnlab.cli.command_line import compose
+from nnlab.commands import doctor
+from nnlab.commands.compare import band
+from nnlab.config.validate import validate
+from nnlab.training import alarms
 
 FAST = ["data.source.n_train=400", "data.source.n_test=100", "trainer.progress=false", "diagnostics.every=10"]
 
@@ -29,7 +30,7 @@ def answer(folder):
 def seed_bands(folder, seeds=5):
     """acc/test over the seeds of each setting of the doctor's sweep, in the table's order (the sweep lists
     the config as it is first, then each candidate, seeds innermost); a run that diverged scores 0."""
-    from nnlab.report import collect
+    from nnlab.commands.report import collect
 
     groups: dict[int, list[float]] = {}
     for run in collect(folder / "sweep"):
@@ -57,7 +58,15 @@ def cured(tmp_path, args, fix, alarm):
 
 def test_zero_init_flat_loss_is_cured_by_he_normal_and_the_answer_is_a_sweep_like_any_other(tmp_path):
     folder = tmp_path / "doctor"
-    out = nnlab("doctor", *FAST, "init=zeros", "trainer.epochs=10", "alarms.flat_after_steps=100", f"hydra.sweep.dir={folder}", cwd=tmp_path)
+    out = nnlab(
+        "doctor",
+        *FAST,
+        "init=zeros",
+        "trainer.epochs=10",
+        "alarms.flat_after_steps=100",
+        f"hydra.sweep.dir={folder}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     rows, text = answer(folder)
     assert rows["as it is"]["verdict"] == "reference"
@@ -68,7 +77,11 @@ def test_zero_init_flat_loss_is_cured_by_he_normal_and_the_answer_is_a_sweep_lik
     assert re.search(r"best fix \(flat_loss\): nnlab train .*init=he_normal$", text, re.M)
     assert "init=zeros" not in text.split("best fix")[1]  # the fix replaces the setting it changes
     # the table in the terminal, the folder, and a sweep like any other: report files, TensorBoard's mean runs
-    assert "the doctor's answer" in out.stdout and "better" in out.stdout and f"nnlab report {folder / 'sweep'}" in out.stdout
+    assert (
+        "the doctor's answer" in out.stdout
+        and "better" in out.stdout
+        and f"nnlab report {folder / 'sweep'}" in out.stdout
+    )
     assert (folder / "sweep" / "report.csv").exists() and (folder / "sweep" / "decision_boundaries.png").exists()
     assert (folder / "sweep" / "mean").is_dir()
     assert not list(folder.rglob(".lock"))  # no folder of it keeps a lock file once done
@@ -77,7 +90,14 @@ def test_zero_init_flat_loss_is_cured_by_he_normal_and_the_answer_is_a_sweep_lik
     assert "model.hidden=[128,128]" not in rows
     # the same from the run folder: no run of its own, its alarms read
     again = tmp_path / "again"
-    out = nnlab("doctor", str(folder / "diagnosis"), "doctor.seeds=2", "doctor.candidates=1", f"hydra.sweep.dir={again}", cwd=tmp_path)
+    out = nnlab(
+        "doctor",
+        str(folder / "diagnosis"),
+        "doctor.seeds=2",
+        "doctor.candidates=1",
+        f"hydra.sweep.dir={again}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert not (again / "diagnosis").exists() and len(list((again / "sweep").glob("*/summary.json"))) == 4
     rows, _ = answer(again)
@@ -86,25 +106,44 @@ def test_zero_init_flat_loss_is_cured_by_he_normal_and_the_answer_is_a_sweep_lik
 
 @pytest.mark.slow
 def test_deep_sigmoid_vanishing_gradients_are_cured_by_relu_with_he(tmp_path):
-    args = [*FAST, "model.hidden=[32,32,32,32,32,32]", "trainer.epochs=10", "optimizer=sgd", "activation=sigmoid", "init=xavier_normal"]
+    args = [
+        *FAST,
+        "model.hidden=[32,32,32,32,32,32]",
+        "trainer.epochs=10",
+        "optimizer=sgd",
+        "activation=sigmoid",
+        "init=xavier_normal",
+    ]
     folder, rows, _ = cured(tmp_path, args, ("activation=relu", "init=he_normal"), "vanishing_gradients")
     assert rows["model.batch_norm=true"]["its alarm"] == "vanishing_gradients gone"
 
 
 @pytest.mark.slow
 def test_a_rate_of_100_diverges_and_a_lower_rate_cures_it(tmp_path):
-    folder, rows, _ = cured(tmp_path, [*FAST, "optimizer=sgd", "optimizer.lr=100", "trainer.epochs=10"], ("optimizer.lr=1",), "divergence")
+    folder, rows, _ = cured(
+        tmp_path, [*FAST, "optimizer=sgd", "optimizer.lr=100", "trainer.epochs=10"], ("optimizer.lr=1",), "divergence"
+    )
     assert rows["as it is"]["loss/val"] == "- (5/5 failed)"  # every seed of the config diverges
 
 
 @pytest.mark.slow
 def test_a_rate_of_1e_5_has_a_tiny_update_ratio_and_a_higher_rate_cures_it(tmp_path):
-    cured(tmp_path, [*FAST, "optimizer=sgd", "optimizer.lr=1e-5", "trainer.epochs=10"], ("optimizer.lr=0.01",), "update_ratio")
+    cured(
+        tmp_path,
+        [*FAST, "optimizer=sgd", "optimizer.lr=1e-5", "trainer.epochs=10"],
+        ("optimizer.lr=0.01",),
+        "update_ratio",
+    )
 
 
 @pytest.mark.slow
 def test_unscaled_inputs_saturate_and_standardizing_cures_them(tmp_path):
-    cured(tmp_path, ["experiment=preprocessing", "data.preprocess=none", "trainer.progress=false"], ("data.preprocess=standardize",), "saturation")
+    cured(
+        tmp_path,
+        ["experiment=preprocessing", "data.preprocess=none", "trainer.progress=false"],
+        ("data.preprocess=standardize",),
+        "saturation",
+    )
 
 
 def test_a_healthy_run_has_nothing_to_treat(tmp_path):
@@ -115,13 +154,16 @@ def test_a_healthy_run_has_nothing_to_treat(tmp_path):
     assert not (tmp_path / "doc" / "sweep").exists()
 
 
-@pytest.mark.parametrize("args, says", [
-    (["not/a/run"], "does not exist"),
-    (["init=zeroz"], "init=zeros"),
-    (["doctor.seeds=1"], "at least 2 seeds"),
-    (["doctor.candidates=0"], "doctor.candidates"),
-    (["-m", "init=zeros,he_normal"], "not -m"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["not/a/run"], "does not exist"),
+        (["init=zeroz"], "init=zeros"),
+        (["doctor.seeds=1"], "at least 2 seeds"),
+        (["doctor.candidates=0"], "doctor.candidates"),
+        (["-m", "init=zeros,he_normal"], "not -m"),
+    ],
+)
 def test_bad_input_is_one_paragraph_before_any_run(tmp_path, args, says):
     out = nnlab("doctor", *args, f"hydra.sweep.dir={tmp_path / 'doc'}", cwd=tmp_path)
     assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr
@@ -142,9 +184,11 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
 def test_candidates_come_one_from_each_alarm_in_turn_resolved_and_bounded():
     cfg = compose(["init=zeros", "optimizer.lr=0.002"], hydra=True)
     choices = dict(cfg.hydra.runtime.choices)
-    raised = [alarms.dead_units({"stats/dead_frac/layer1": 1.0}, 0.9, 50).as_dict(),
-              alarms.flat_loss(0.69, 0.69, 0.05, 200).as_dict(),
-              {"name": "old_alarm", "step": 1, "message": "a run from before the fixes were data"}]  # fmt: skip
+    raised = [
+        alarms.dead_units({"stats/dead_frac/layer1": 1.0}, 0.9, 50).as_dict(),
+        alarms.flat_loss(0.69, 0.69, 0.05, 200).as_dict(),
+        {"name": "old_alarm", "step": 1, "message": "a run from before the fixes were data"},
+    ]
     got, notes = doctor.candidates_for(raised, cfg, choices, limit=3)
     # flat_loss is the more fundamental: its first fix, then dead_units' first, then flat_loss' second
     assert [c.overrides for c in got] == [("init=he_normal",), ("optimizer.lr=0.0002",), ("optimizer.lr=0.02",)]
@@ -158,22 +202,35 @@ def test_candidates_come_one_from_each_alarm_in_turn_resolved_and_bounded():
 
 
 def test_a_candidate_that_cannot_be_built_is_said_and_the_others_go_on():
-    good, bad = doctor._buildable(["init=zeros"], [doctor.Candidate(("optimizer.lr=-1",), ["x"]),
-                                                   doctor.Candidate(("init=he_normal",), ["flat_loss"])], {})  # fmt: skip
+    good, bad = doctor._buildable(
+        ["init=zeros"],
+        [doctor.Candidate(("optimizer.lr=-1",), ["x"]), doctor.Candidate(("init=he_normal",), ["flat_loss"])],
+        {},
+    )
     assert [c.overrides for c in good] == [("init=he_normal",)]
     assert bad[0].startswith("optimizer.lr=-1 (x): ") and "learning rate must be positive" in bad[0]
 
 
-ALARMS = [alarms.initial_loss(3.0, 0.69, 0.5), alarms.divergence(float("nan"), 0.7, 3.0, 4), alarms.flat_loss(0.7, 0.7, 0.05, 200),
-          alarms.gradient_flow(1e-4, 0.01, 100, 3), alarms.gradient_flow(1e4, 0.01, 100, 3),
-          alarms.dead_units({"stats/dead_frac/l": 1.0}, 0.9, 1), alarms.saturation({"stats/saturated_frac/l": 1.0}, 0.9, 1),
-          alarms.update_ratio({"stats/update_ratio/l": 1e-7}, 1e-5, 0.1, 1), alarms.update_ratio({"stats/update_ratio/l": 0.5}, 1e-5, 0.1, 1),
-          alarms.fit_gap(0.5, 0.5, 0.1, 0.6, 1), alarms.fit_gap(1.0, 0.7, 0.1, 0.6, 1)]  # fmt: skip
+ALARMS = [
+    alarms.initial_loss(3.0, 0.69, 0.5),
+    alarms.divergence(float("nan"), 0.7, 3.0, 4),
+    alarms.flat_loss(0.7, 0.7, 0.05, 200),
+    alarms.gradient_flow(1e-4, 0.01, 100, 3),
+    alarms.gradient_flow(1e4, 0.01, 100, 3),
+    alarms.dead_units({"stats/dead_frac/l": 1.0}, 0.9, 1),
+    alarms.saturation({"stats/saturated_frac/l": 1.0}, 0.9, 1),
+    alarms.update_ratio({"stats/update_ratio/l": 1e-7}, 1e-5, 0.1, 1),
+    alarms.update_ratio({"stats/update_ratio/l": 0.5}, 1e-5, 0.1, 1),
+    alarms.fit_gap(0.5, 0.5, 0.1, 0.6, 1),
+    alarms.fit_gap(1.0, 0.7, 0.1, 0.6, 1),
+]
 
 
 def test_every_alarm_says_exactly_the_fixes_it_carries_and_each_builds_on_the_default_config():
     assert {a.name for a in ALARMS} == {n for n in doctor.ORDER}  # every alarm of alarms.py, each in the doctor's order
-    assert len([f for f in dir(alarms) if inspect.isfunction(getattr(alarms, f)) and not f.startswith("_")]) == 12  # 9 + advice, scaled
+    assert (
+        len([f for f in dir(alarms) if inspect.isfunction(getattr(alarms, f)) and not f.startswith("_")]) == 12
+    )  # 9 + advice, scaled
     cfg = compose([], hydra=True)
     for a in ALARMS:
         assert a.fixes and f"Try {alarms.advice(a.fixes)}" in a.message, a.name

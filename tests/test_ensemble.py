@@ -11,8 +11,16 @@ from conftest import TINY, events, nnlab, summary
 
 def test_an_ensemble_of_seeds_is_no_worse_than_its_mean_member(tmp_path):
     sweep = tmp_path / "sweep"
-    out = nnlab("train", "-m", "trainer.seed=0,1,2", *TINY, "trainer.epochs=3", "model.hidden=[8]", f"hydra.sweep.dir={sweep}",
-                cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        "trainer.seed=0,1,2",
+        *TINY,
+        "trainer.epochs=3",
+        "model.hidden=[8]",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     res = nnlab("ensemble", str(sweep), cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -26,13 +34,17 @@ def test_an_ensemble_of_seeds_is_no_worse_than_its_mean_member(tmp_path):
     first = next(m for m in result["members"] if m["run"] == str(first_dir))
     own = summary(first_dir)["metrics"]  # the first run's own test set: the same numbers
     assert first["acc"] == pytest.approx(own["acc/test"]) and first["loss"] == pytest.approx(own["loss/test"], rel=1e-4)
-    assert {"ensemble/acc", "ensemble/loss", "members/acc_mean", "members/acc_std"} <= set(events(sweep / "ensemble").Tags()["scalars"])
+    assert {"ensemble/acc", "ensemble/loss", "members/acc_mean", "members/acc_std"} <= set(
+        events(sweep / "ensemble").Tags()["scalars"]
+    )
     assert f"every member scored on the test set of {result['test_set_of']}" in res.stdout  # said, not implied
 
 
 def test_an_ensemble_says_which_members_are_far_behind(tmp_path):
     sweep = tmp_path / "sweep"
-    out = nnlab("train", "-m", "init=zeros,he_normal", *TINY, "trainer.epochs=3", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    out = nnlab(
+        "train", "-m", "init=zeros,he_normal", *TINY, "trainer.epochs=3", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     res = nnlab("ensemble", str(sweep), cwd=tmp_path)
     assert res.returncode == 0 and "weak members" in res.stdout and "init=zeros" in res.stdout.split("weak members")[1]

@@ -15,14 +15,29 @@ pytestmark = pytest.mark.slow  # the lecture experiments, shortened: make test-a
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "src/nnlab/conf/experiment").glob("*.yaml"))
 
 
-def sweep(tmp_path: Path, experiment: str, *overrides: str, env: dict | None = None, seeds: str = "0") -> dict[str, dict]:
+def sweep(
+    tmp_path: Path, experiment: str, *overrides: str, env: dict | None = None, seeds: str = "0"
+) -> dict[str, dict]:
     """Run `nnlab train -m experiment=NAME` (one seed unless `seeds`: the experiments' own default is five);
     summaries keyed by the swept values (folder names)."""
-    out = nnlab("train", "-m", f"experiment={experiment}", "trainer.progress=false", f"trainer.seed={seeds}", *overrides,
-                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent, timeout=900, env=env)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        f"experiment={experiment}",
+        "trainer.progress=false",
+        f"trainer.seed={seeds}",
+        *overrides,
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path.parent,
+        timeout=900,
+        env=env,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     runs = {}
-    for summary in [*tmp_path.glob("*/summary.json"), *tmp_path.glob("summary.json")]:  # (one job, nothing swept: the sweep folder)
+    for summary in [
+        *tmp_path.glob("*/summary.json"),
+        *tmp_path.glob("summary.json"),
+    ]:  # (one job, nothing swept: the sweep folder)
         fixed = {f"experiment={experiment}", f"trainer.seed={seeds}", *overrides}  # what every run shares
         key = ",".join(part for part in summary.parent.name.split(",") if part not in fixed)
         runs[key] = json.loads(summary.read_text())
@@ -83,13 +98,19 @@ def test_learning_rate(tmp_path):
     runs = sweep(tmp_path, "learning_rate")
     assert runs["optimizer.lr=100.0"]["status"] == "diverged"
     assert "update_ratio" in alarms(runs["optimizer.lr=0.0001"])
-    assert acc(runs["optimizer.lr=0.1"]) > 0.95 and acc(runs["optimizer.lr=0.1"]) > acc(runs["optimizer.lr=0.001"]) + 0.05
+    assert (
+        acc(runs["optimizer.lr=0.1"]) > 0.95 and acc(runs["optimizer.lr=0.1"]) > acc(runs["optimizer.lr=0.001"]) + 0.05
+    )
 
 
 def test_optimizers(tmp_path):
     runs = sweep(tmp_path, "optimizers", "optimizer=sgd,momentum,nesterov,adagrad")
     loss = {k.split("=")[1]: v["metrics"]["loss/train"] for k, v in runs.items()}
-    assert loss["momentum"] < 0.5 * loss["sgd"] and loss["nesterov"] < 0.5 * loss["sgd"] and loss["adagrad"] < 0.5 * loss["sgd"]
+    assert (
+        loss["momentum"] < 0.5 * loss["sgd"]
+        and loss["nesterov"] < 0.5 * loss["sgd"]
+        and loss["adagrad"] < 0.5 * loss["sgd"]
+    )
 
 
 def test_batch_size(tmp_path):
@@ -148,17 +169,32 @@ def test_transfer(tmp_path, mnist_root):
     import torch
 
     def pretrain(name, digits):
-        out = nnlab("train", "data=mnist", f"data.source.keep_classes={digits}", "model.hidden=[256,128]",
-                    "data.subset=6000", "trainer.epochs=2", "trainer.batch_size=64", "trainer.progress=false",
-                    f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, env={"NNLAB_DATA_DIR": str(mnist_root)})  # fmt: skip
+        out = nnlab(
+            "train",
+            "data=mnist",
+            f"data.source.keep_classes={digits}",
+            "model.hidden=[256,128]",
+            "data.subset=6000",
+            "trainer.epochs=2",
+            "trainer.batch_size=64",
+            "trainer.progress=false",
+            f"hydra.run.dir={tmp_path / name}",
+            cwd=tmp_path,
+            env={"NNLAB_DATA_DIR": str(mnist_root)},
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         return tmp_path / name
 
     def transfer(name, pretrained):
         (tmp_path / name).mkdir()
         (tmp_path / f"pre_{name}").symlink_to(pretrained)  # beside the sweep (its working directory), a path
-        runs = sweep(tmp_path / name, "transfer", f"transfer.init_from=pre_{name}", "trainer.epochs=15",  # without "/"
-                     env={"NNLAB_DATA_DIR": str(mnist_root)})  # fmt: skip
+        runs = sweep(
+            tmp_path / name,
+            "transfer",
+            f"transfer.init_from=pre_{name}",
+            "trainer.epochs=15",  # without "/"
+            env={"NNLAB_DATA_DIR": str(mnist_root)},
+        )
         return {m: acc(runs[f"transfer.mode={m}"]) for m in ("none", "feature_extraction", "fine_tune")}
 
     lower = pretrain("pre_0-4", "[0,1,2,3,4]")
@@ -166,11 +202,17 @@ def test_transfer(tmp_path, mnist_root):
     # dense features of digits 0-4 are too specific for 5-9: negative transfer, least when fine-tuned
     assert result["none"] > result["fine_tune"] > result["feature_extraction"], result
     control = transfer("control", pretrain("pre_5-9", "[5,6,7,8,9]"))
-    assert control["feature_extraction"] > control["none"] + 0.05 and control["fine_tune"] > control["none"] + 0.05, control
+    assert control["feature_extraction"] > control["none"] + 0.05 and control["fine_tune"] > control["none"] + 0.05, (
+        control
+    )
 
     source = torch.load(lower / "checkpoints" / "best.pt", weights_only=True)["model"]
-    after = {m: torch.load(next((tmp_path / "sweep").glob(f"*transfer.mode={m}*")) / "checkpoints" / "last.pt", weights_only=True)
-             for m in ("feature_extraction", "fine_tune")}  # fmt: skip
+    after = {
+        m: torch.load(
+            next((tmp_path / "sweep").glob(f"*transfer.mode={m}*")) / "checkpoints" / "last.pt", weights_only=True
+        )
+        for m in ("feature_extraction", "fine_tune")
+    }
     hidden = [k for k in source if not k.startswith("head.")]
     assert all(torch.equal(after["feature_extraction"]["model"][k], source[k]) for k in hidden)  # frozen
     assert not all(torch.equal(after["fine_tune"]["model"][k], source[k]) for k in hidden)  # tuned, slowly:
@@ -197,7 +239,11 @@ def _keras_protocol(run: dict, config: dict) -> None:
     """All 60,000 training images, no validation split, the last epoch's model tested, Glorot gain 1, x / 255."""
     assert run["monitor"] == "last" and run["best_epoch"] == run["epochs_run"] and run["status"] == "ok"
     assert not any(k.endswith("/val") for k in run["metrics"])
-    assert config["data"]["val_fraction"] == 0.0 and config["data"]["preprocess"] == "none" and config["init"]["gain"] == 1.0
+    assert (
+        config["data"]["val_fraction"] == 0.0
+        and config["data"]["preprocess"] == "none"
+        and config["init"]["gain"] == 1.0
+    )
     assert config["trainer"]["batch_size"] == 128 and config["early_stopping"]["metric"] == "last"
 
 
@@ -205,7 +251,9 @@ def test_keras_mnist_mlp(tmp_path, mnist_root):
     """Keras's mnist_mlp (published 98.40%): shortened to 2 epochs on 6,000 images here (the README has the full run)."""
     import yaml
 
-    runs = sweep(tmp_path, "keras_mnist_mlp", "data.subset=6000", "trainer.epochs=2", env={"NNLAB_DATA_DIR": str(mnist_root)})
+    runs = sweep(
+        tmp_path, "keras_mnist_mlp", "data.subset=6000", "trainer.epochs=2", env={"NNLAB_DATA_DIR": str(mnist_root)}
+    )
     (run,) = runs.values()
     config = yaml.safe_load((Path(run["run_dir"]) / "config.yaml").read_text())
     _keras_protocol(run, config)
@@ -219,10 +267,16 @@ def test_keras_mnist_cnn(tmp_path, mnist_root):
     """Keras's mnist_cnn (published 99.25%): shortened to 1 epoch on 3,000 images here."""
     import yaml
 
-    runs = sweep(tmp_path, "keras_mnist_cnn", "data.subset=3000", "trainer.epochs=1", env={"NNLAB_DATA_DIR": str(mnist_root)})
+    runs = sweep(
+        tmp_path, "keras_mnist_cnn", "data.subset=3000", "trainer.epochs=1", env={"NNLAB_DATA_DIR": str(mnist_root)}
+    )
     (run,) = runs.values()
     config = yaml.safe_load((Path(run["run_dir"]) / "config.yaml").read_text())
     _keras_protocol(run, config)
-    assert config["model"]["dropout"] == 0.25 and config["model"]["dense_dropout"] == 0.5 and config["model"]["padding"] == "valid"
+    assert (
+        config["model"]["dropout"] == 0.25
+        and config["model"]["dense_dropout"] == 0.5
+        and config["model"]["padding"] == "valid"
+    )
     assert config["optimizer"]["_target_"] == "torch.optim.Adadelta" and config["optimizer"]["rho"] == 0.95
     assert acc(run) > 0.8

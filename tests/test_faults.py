@@ -40,8 +40,13 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):
     def limit_file_size():
         resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))  # python ignores SIGXFSZ: writes fail
 
-    out = subprocess.run([sys.executable, "-m", "nnlab", "train", *wide, "trainer.epochs=3", f"hydra.run.dir={run}",
-                          "resume=auto"], cwd=tmp_path, capture_output=True, text=True, preexec_fn=limit_file_size)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "nnlab", "train", *wide, "trainer.epochs=3", f"hydra.run.dir={run}", "resume=auto"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit_file_size,
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "could not write the checkpoint" in out.stderr and "intact" in out.stderr and f"resume={run}" in out.stderr
     assert "Traceback" not in out.stderr
@@ -68,22 +73,34 @@ def test_keep_checkpoints_keeps_the_newest_numbered_ones(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "epoch_0003.pt", "epoch_0004.pt", "last.pt"]
     load = lambda name: torch.load(folder / name, weights_only=True)  # noqa: E731
     assert load("epoch_0004.pt")["epoch"] == 4 and load("epoch_0003.pt")["epoch"] == 3
-    assert all(torch.equal(a, b) for a, b in zip(load("epoch_0004.pt")["model"].values(), load("last.pt")["model"].values()))
-    assert not all(torch.equal(a, b) for a, b in zip(load("epoch_0003.pt")["model"].values(), load("last.pt")["model"].values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(load("epoch_0004.pt")["model"].values(), load("last.pt")["model"].values())
+    )
+    assert not all(
+        torch.equal(a, b) for a, b in zip(load("epoch_0003.pt")["model"].values(), load("last.pt")["model"].values())
+    )
     default, _ = train(tmp_path, *TINY, run_dir="default")
     assert sorted(p.name for p in (default / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
 
 def _snapshot(folder):
     """Every file's hash, but the lock's (a command that takes the folder to look writes its pid there)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != ".lock"}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
     run = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=100000", f"hydra.run.dir={run}"],
-                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=100000", f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while not (run / "metrics.jsonl").exists():
@@ -92,7 +109,10 @@ def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
         hydra_files = _snapshot(run / ".hydra")
         for args in ([f"hydra.run.dir={run}"], [f"hydra.run.dir={run}", "resume=auto"]):
             second = nnlab("train", *TINY, *args, cwd=tmp_path)
-            assert second.returncode == 2 and f"{run} is in use by another nnlab process (pid {first.pid})" in second.stderr
+            assert (
+                second.returncode == 2
+                and f"{run} is in use by another nnlab process (pid {first.pid})" in second.stderr
+            )
             assert "Traceback" not in second.stderr
         assert _snapshot(run / ".hydra") == hydra_files  # nothing of the first run's was touched
     finally:
@@ -105,10 +125,16 @@ def test_a_refused_or_impossible_resume_changes_nothing(tmp_path):
     run, _ = train(tmp_path, *TINY)
     before = _snapshot(run)
     for args, message in (
-        (["resume=auto", f"hydra.run.dir={run}"], "has finished (status ok, 2 epochs): nothing to resume, nothing changed"),
+        (
+            ["resume=auto", f"hydra.run.dir={run}"],
+            "has finished (status ok, 2 epochs): nothing to resume, nothing changed",
+        ),
         ([f"resume={run}"], "has finished"),
         ([f"resume={run}/checkpoints/last.pt"], "has finished"),
-        ([f"resume={run}", "optimizer.lr=0.5"], "was made with a different config (optimizer.lr=0.001 there vs 0.5 here)"),
+        (
+            [f"resume={run}", "optimizer.lr=0.5"],
+            "was made with a different config (optimizer.lr=0.001 there vs 0.5 here)",
+        ),
         ([f"resume={run}/config.yaml"], "not a run folder"),
         ([f"resume={tmp_path}"], "is not an nnlab run folder"),
         ([f"resume={tmp_path}/nowhere/last.pt"], "no such file or folder"),
@@ -136,11 +162,19 @@ def test_a_checkpoint_without_its_config_is_refused_and_the_run_stays_ok(tmp_pat
 def test_an_error_before_training_leaves_no_folder_behind(tmp_path, mnist_root):
     truncated = tmp_path / "data" / "MNIST" / "raw"
     truncated.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (truncated / name).write_bytes((mnist_root / "MNIST" / "raw" / name).read_bytes()[:1000])
-    for args in (["data=mnist", f"data.source.root={tmp_path}/data"],  # truncated files
-                 ["data=mnist", f"data.source.root={tmp_path}/empty", "data.source.download=false"],  # missing
-                 ["data=mnist", f"data.source.root={tmp_path}/offline"]):  # a download that cannot happen here  # fmt: skip
+    for args in (
+        ["data=mnist", f"data.source.root={tmp_path}/data"],  # truncated files
+        ["data=mnist", f"data.source.root={tmp_path}/empty", "data.source.download=false"],  # missing
+        ["data=mnist", f"data.source.root={tmp_path}/offline"],
+    ):
+        # a download that cannot happen here
         out = nnlab("train", *args, "trainer.progress=false", cwd=tmp_path)
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == ["data"], out.stderr  # no outputs/, no empty data roots
@@ -150,8 +184,14 @@ def test_sweep_on_failure_stop_ends_the_sweep_at_the_first_failure(tmp_path):
     common = ["-m", *TINY, "optimizer=sgd", "alarms.divergence_factor=1.5"]
     out = nnlab("train", *common, "optimizer.lr=50,0.1", f"hydra.sweep.dir={tmp_path / 'goes_on'}", cwd=tmp_path)
     assert out.returncode == 0 and len(list((tmp_path / "goes_on").glob("*/summary.json"))) == 2
-    out = nnlab("train", *common, "optimizer.lr=50,0.1", "sweep.on_failure=stop", f"hydra.sweep.dir={tmp_path / 'stops'}",
-                cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "train",
+        *common,
+        "optimizer.lr=50,0.1",
+        "sweep.on_failure=stop",
+        f"hydra.sweep.dir={tmp_path / 'stops'}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 1 and "the sweep stops here (sweep.on_failure=stop)" in out.stderr
     assert [json.loads(p.read_text())["status"] for p in (tmp_path / "stops").glob("*/summary.json")] == ["diverged"]
 
@@ -177,9 +217,14 @@ def test_report_on_damaged_runs_and_an_unwritable_out_is_one_paragraph(tmp_path)
 def test_ctrl_c_at_any_moment_of_start_up_is_one_line_and_exit_130(tmp_path, delay):
     """Ctrl-C while Hydra, torch and the data start up (or, later, while training: the loop saves and
     stops): exit 130 and no traceback."""
-    proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=100000", f"hydra.run.dir={tmp_path / 'run'}"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=100000", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     # (a test worker may ignore SIGINT, and a child inherits that; a terminal's user has it on)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
@@ -195,8 +240,14 @@ def test_a_resume_that_stops_before_training_leaves_the_run_as_it_was(tmp_path):
     from conftest import write_tiny_cifar10
 
     root = write_tiny_cifar10(tmp_path / "data")
-    cifar = ["data=cifar10", f"data.source.root={root}", "data.source.download=false", "trainer.epochs=1",
-             "trainer.progress=false", "trainer.batch_size=16"]  # fmt: skip
+    cifar = [
+        "data=cifar10",
+        f"data.source.root={root}",
+        "data.source.download=false",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "trainer.batch_size=16",
+    ]
     run, _ = train(tmp_path, *cifar)
     before = _snapshot(run)
     shutil.rmtree(root)

@@ -7,8 +7,8 @@ import torch
 from matplotlib.image import imread
 from torch import nn
 
-from nnlab import figures
 from nnlab.nn import eval_mode
+from nnlab.views import figures
 
 
 def test_eval_mode_restores_the_mode_it_found_even_on_error():
@@ -27,8 +27,10 @@ def test_eval_mode_restores_the_mode_it_found_even_on_error():
 
 
 def test_a_runs_curves_and_a_reports_curves_are_the_same_figure(tmp_path):
-    rows = [{"epoch": e, "loss/train": 1 / e, "acc/train": 1 - 1 / (e + 1), "loss/val": 1.2 / e, "acc/val": 0.5}
-            for e in range(1, 6)]  # fmt: skip
+    rows = [
+        {"epoch": e, "loss/train": 1 / e, "acc/train": 1 - 1 / (e + 1), "loss/val": 1.2 / e, "acc/val": 0.5}
+        for e in range(1, 6)
+    ]
     curves = [figures.epoch_curve(rows, split, "acc", split) for split in ("train", "val")]
     assert curves[0].epochs == (1, 2, 3, 4, 5) and curves[1].loss[0] == 1.2
     assert figures.epoch_curve(rows, "test", "acc", "test") is None
@@ -67,7 +69,15 @@ def test_a_sweep_on_points_draws_each_boundary_and_one_grid(tmp_path):
     from conftest import TINY, events, nnlab
 
     sweep = tmp_path / "s"
-    out = nnlab("train", "-m", *TINY, "activation=relu,tanh,sigmoid", "init=zeros,he_normal", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    out = nnlab(
+        "train",
+        "-m",
+        *TINY,
+        "activation=relu,tanh,sigmoid",
+        "init=zeros,he_normal",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     run = sweep / "activation=tanh,init=he_normal"
     image = imread(run / "decision_boundary.png")
@@ -86,8 +96,15 @@ def test_a_sweep_on_points_draws_each_boundary_and_one_grid(tmp_path):
 def test_image_runs_draw_a_confusion_matrix_and_their_mistakes(tmp_path, mnist_root):
     from conftest import events, summary, train
 
-    run, _ = train(tmp_path, "data=mnist", f"data.source.root={mnist_root}", "data.subset=600", "trainer.epochs=1",
-                   "trainer.progress=false", "model.hidden=[16]")  # fmt: skip
+    run, _ = train(
+        tmp_path,
+        "data=mnist",
+        f"data.source.root={mnist_root}",
+        "data.subset=600",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "model.hidden=[16]",
+    )
     s = summary(run)
     matrix = torch.tensor(s["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 10_000  # the whole test set
@@ -106,8 +123,16 @@ def test_a_stacks_runs_draw_the_figures_asked_for_and_report_draws_the_rest(tmp_
     pngs = {}
     for choice in ("final", "all", "none"):
         sweep = tmp_path / choice
-        out = nnlab("train", "-m", *TINY, "trainer.epochs=1", "trainer.seed=0,1", f"sweep.run_figures={choice}",
-                    f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+        out = nnlab(
+            "train",
+            "-m",
+            *TINY,
+            "trainer.epochs=1",
+            "trainer.seed=0,1",
+            f"sweep.run_figures={choice}",
+            f"hydra.sweep.dir={sweep}",
+            cwd=tmp_path,
+        )
         assert out.returncode == 0 and "2 runs as one stack" in out.stdout, out.stderr[-2000:]
         pngs[choice] = {p.name for p in (sweep / "trainer.seed=1").glob("*.png")}
     assert pngs["final"] == {"decision_boundary.png"}
@@ -120,7 +145,15 @@ def test_a_stacks_runs_draw_the_figures_asked_for_and_report_draws_the_rest(tmp_
     assert out.returncode == 0 and "figures of" in out.stdout, out.stderr[-2000:]
     assert {p.name for p in run.glob("*.png")} >= {"decision_boundary.png", "curves.png", "activations_final.png"}
     assert imread(run / "decision_boundary.png").shape[0] > 300
-    bad = nnlab("train", "-m", *TINY, "trainer.seed=0,1", "sweep.run_figures=some", f"hydra.sweep.dir={tmp_path / 'bad'}", cwd=tmp_path)
+    bad = nnlab(
+        "train",
+        "-m",
+        *TINY,
+        "trainer.seed=0,1",
+        "sweep.run_figures=some",
+        f"hydra.sweep.dir={tmp_path / 'bad'}",
+        cwd=tmp_path,
+    )
     assert bad.returncode == 2 and "sweep.run_figures" in bad.stdout + bad.stderr
 
 
@@ -140,11 +173,17 @@ def test_a_grid_wraps_four_to_a_row_keeps_the_sweeps_order_and_text_of_9_points(
         paths.append(str(tmp_path / f"{i}.png"))
         imsave(paths[-1], torch.rand(40, 40, 3).numpy())
     names = ["zeros", "normal_small", "normal_large", "xavier_uniform", "he_normal"]  # as the sweep lists them
-    fig = figures.grid_figure([(f"init={n}", "", p) for n, p in zip(names, paths)], "decision boundaries: 5 settings " * 6)
+    fig = figures.grid_figure(
+        [(f"init={n}", "", p) for n, p in zip(names, paths)], "decision boundaries: 5 settings " * 6
+    )
     shown = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in shown] == [f"init={n}" for n in names]  # in order, each titled
     assert fig.get_size_inches()[0] > fig.get_size_inches()[1]  # 2 rows of at most 4, not one tall column
     texts = [t for ax in fig.axes for t in (ax.title, ax.yaxis.label) if t.get_text()] + [fig._suptitle]
     assert min(t.get_fontsize() for t in texts) >= 9 and "\n" in fig._suptitle.get_text()  # a long title wraps
-    table = figures.grid_figure([(f"activation={a}", f"init={i}", paths[0]) for a in ("relu", "tanh") for i in ("zeros", "he")], "t")
-    assert [ax.get_title() for ax in table.axes[:2]] == ["init=zeros", "init=he"] and table.axes[0].get_ylabel() == "activation=relu"
+    table = figures.grid_figure(
+        [(f"activation={a}", f"init={i}", paths[0]) for a in ("relu", "tanh") for i in ("zeros", "he")], "t"
+    )
+    assert [ax.get_title() for ax in table.axes[:2]] == ["init=zeros", "init=he"] and table.axes[
+        0
+    ].get_ylabel() == "activation=relu"

@@ -23,7 +23,7 @@ MARKER = "PWNED"
 def _keys() -> list[str]:
     from omegaconf import OmegaConf
 
-    from nnlab.command_line import compose, group_options
+    from nnlab.cli.command_line import compose, group_options
 
     flat = []
 
@@ -35,14 +35,47 @@ def _keys() -> list[str]:
                 flat.append(f"{prefix}{k}")
 
     walk(OmegaConf.to_container(compose([])), "")
-    return sorted(flat) + sorted(group_options()) + ["hydra.launcher.max_members", "hydra.sweeper.n_trials", "hydra.sweep.subdir"]
+    return (
+        sorted(flat)
+        + sorted(group_options())
+        + ["hydra.launcher.max_members", "hydra.sweeper.n_trials", "hydra.sweep.subdir"]
+    )
 
 
 KEYS = _keys()
-EDGES = ["0", "-1", "1", "0.5", "1e9", "-1e-30", "nan", "inf", "-inf", "2**64", "18446744073709551617", "true", "null",
-         "[]", "[0]", "[1,-2]", "{a:1}", "''", "'ü∂漢'", "'\x1b]0;title\x07'", "'[bold]x[/bold]'", "'[link=file:///etc]x'",
-         "../../../../tmp/x", "/etc/passwd", "'a b'", "${oc.env:HOME}", "${now:%Y}", "'$(touch PWNED)'", "relu", "zeros",
-         "'x' * 5000"]  # fmt: skip
+EDGES = [
+    "0",
+    "-1",
+    "1",
+    "0.5",
+    "1e9",
+    "-1e-30",
+    "nan",
+    "inf",
+    "-inf",
+    "2**64",
+    "18446744073709551617",
+    "true",
+    "null",
+    "[]",
+    "[0]",
+    "[1,-2]",
+    "{a:1}",
+    "''",
+    "'ü∂漢'",
+    "'\x1b]0;title\x07'",
+    "'[bold]x[/bold]'",
+    "'[link=file:///etc]x'",
+    "../../../../tmp/x",
+    "/etc/passwd",
+    "'a b'",
+    "${oc.env:HOME}",
+    "${now:%Y}",
+    "'$(touch PWNED)'",
+    "relu",
+    "zeros",
+    "'x' * 5000",
+]
 
 
 @st.composite
@@ -61,7 +94,7 @@ def override_lines(draw) -> list[str]:
 def test_any_override_line_is_checked_or_refused_in_one_paragraph(lines):
     """In process: the pre-flight's check passes, or refuses with a ConfigError of one line; never another
     exception."""
-    from nnlab.command_line import check_command_line
+    from nnlab.cli.command_line import check_command_line
     from nnlab.errors import ConfigError
 
     try:
@@ -82,8 +115,11 @@ def _world(tmp_path: Path) -> tuple[Path, Path, dict]:
 
 def _snapshot(root: Path, work: Path) -> dict:
     """Every file under root but the command's output folder (work/outputs), with its bytes."""
-    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_relative_to(work / "outputs")
-            and ".lock" not in p.name}  # fmt: skip
+    return {
+        p: p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not p.is_relative_to(work / "outputs") and ".lock" not in p.name
+    }
 
 
 def _holds(out, tmp_path: Path, work: Path, before: dict) -> None:
@@ -91,7 +127,9 @@ def _holds(out, tmp_path: Path, work: Path, before: dict) -> None:
     assert "Traceback (most recent call last)" not in out.stderr + out.stdout, out.stderr[-3000:]
     after = _snapshot(tmp_path, work)
     assert {p: b for p, b in after.items() if p in before} == before  # nothing of anyone's changed or removed
-    assert not [p for p in after if p not in before and not p.is_relative_to(work / "outputs")], [p for p in after if p not in before]
+    assert not [p for p in after if p not in before and not p.is_relative_to(work / "outputs")], [
+        p for p in after if p not in before
+    ]
     assert not list(tmp_path.rglob(MARKER)) and not list(Path.cwd().glob(MARKER))
 
 
@@ -112,14 +150,27 @@ CORRUPTIONS = {
     "bytes": lambda p, o: p.write_bytes(os.urandom(64)),
     "list": lambda p, o: p.write_text("[1, 2]\n"),
     "deep": lambda p, o: p.write_text("[" * 100000 + "]" * 100000 + "\n"),
-    "wrong types": lambda p, o: p.write_text('{"status": 3, "metrics": [1], "alarms": "x", "trainer": "x", "epochs_run": "many"}\n'),
+    "wrong types": lambda p, o: p.write_text(
+        '{"status": 3, "metrics": [1], "alarms": "x", "trainer": "x", "epochs_run": "many"}\n'
+    ),
     "yaml code": lambda p, o: p.write_text(f"!!python/object/apply:os.system ['touch {o / MARKER}']\n"),
-    "markup": lambda p, o: p.write_text('{"status": "\\u001b]0;x\\u0007[bold]ok", "alarms": [{"name": "[link=x]\\u001b[31m"}]}\n'),
+    "markup": lambda p, o: p.write_text(
+        '{"status": "\\u001b]0;x\\u0007[bold]ok", "alarms": [{"name": "[link=x]\\u001b[31m"}]}\n'
+    ),
     "link out": lambda p, o: (p.unlink(), p.symlink_to(o / "notes.txt")),
     "hard link": lambda p, o: os.link(p, o / f"hard-{p.name}"),
 }
-FILES = ["config.yaml", "summary.json", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt",
-         ".hydra/overrides.yaml", ".hydra/config.yaml", "environment.json", "train.log"]  # fmt: skip
+FILES = [
+    "config.yaml",
+    "summary.json",
+    "metrics.jsonl",
+    "checkpoints/last.pt",
+    "checkpoints/best.pt",
+    ".hydra/overrides.yaml",
+    ".hydra/config.yaml",
+    "environment.json",
+    "train.log",
+]
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +195,12 @@ def test_any_corrupt_run_folder_keeps_the_invariants(tmp_path_factory, finished,
     shutil.copytree(finished, run)
     CORRUPTIONS[corruption](run / name, outside)
     before = _snapshot(tmp_path, work)
-    for args in (["report", str(run.parent)], ["train", f"resume={run}", "trainer.epochs=3"], ["doctor", str(run)],
-                 ["ensemble", str(run.parent)]):  # fmt: skip
+    for args in (
+        ["report", str(run.parent)],
+        ["train", f"resume={run}", "trainer.epochs=3"],
+        ["doctor", str(run)],
+        ["ensemble", str(run.parent)],
+    ):
         out = nnlab(*args, cwd=work, timeout=300)
         _holds(out, tmp_path, work, before)
     try:

@@ -7,18 +7,28 @@ from pathlib import Path
 
 import pytest
 import torch
-from nnlab.command_line import compose
+
+from nnlab.cli.command_line import compose
+from nnlab.config.validate import validate
 from nnlab.data.toy import REGRESSION
-from nnlab.diagnostics import weight_layers
-from nnlab.setup import setup
-from nnlab.train import train_step
-from nnlab.validate import validate
+from nnlab.training.diagnostics import weight_layers
+from nnlab.training.loop import train_step
+from nnlab.training.setup import setup
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "nnlab" / "conf"
 SWEEP_GROUPS = {"experiment", "hparams_search"}  # whole sweeps, tested in test_experiments.py / test_sweeps.py
-GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in sorted(CONF.iterdir())
-          if g.is_dir() and list(g.glob("*.yaml")) and g.name not in SWEEP_GROUPS}  # fmt: skip
-TOY = ["data.source.n_train=64", "data.source.n_test=32", "trainer.batch_size=16", "trainer.epochs=2", "trainer.device=cpu"]
+GROUPS = {
+    g.name: sorted(p.stem for p in g.glob("*.yaml"))
+    for g in sorted(CONF.iterdir())
+    if g.is_dir() and list(g.glob("*.yaml")) and g.name not in SWEEP_GROUPS
+}
+TOY = [
+    "data.source.n_train=64",
+    "data.source.n_test=32",
+    "trainer.batch_size=16",
+    "trainer.epochs=2",
+    "trainer.device=cpu",
+]
 
 
 def compose_cfg(overrides):
@@ -32,7 +42,13 @@ def overrides_for(group, option, mnist_root, cifar_root):
     if group == "data" and option in REGRESSION:
         extra = [*TOY, "loss=mse"]
     if (group == "data" and option == "cifar10") or (group == "model" and option != "mlp"):
-        extra = ["data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false", "trainer.batch_size=16", "trainer.device=cpu"]
+        extra = [
+            "data=cifar10",
+            f"data.source.root={cifar_root}",
+            "data.source.download=false",
+            "trainer.batch_size=16",
+            "trainer.device=cpu",
+        ]
     return [f"{group}={option}", *extra]
 
 

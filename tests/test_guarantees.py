@@ -28,7 +28,9 @@ def _no_traceback(out) -> None:
 def finished(tmp_path_factory) -> Path:
     """A finished tiny run whose folder name holds `=` (as every named run's and sweep member's does)."""
     root = tmp_path_factory.mktemp("finished")
-    run, _ = train(root, *TINY, "activation=elu", "+activation.alpha=1.0", "optimizer.lr=0.01", run_dir="activation=elu,seed=0")
+    run, _ = train(
+        root, *TINY, "activation=elu", "+activation.alpha=1.0", "optimizer.lr=0.01", run_dir="activation=elu,seed=0"
+    )
     return run
 
 
@@ -40,6 +42,7 @@ def _copy(run: Path, tmp_path: Path, name: str = "run") -> Path:
 
 # -- 1, 2: one rule for what the command line may load --------------------------------------------------------------
 
+
 def _unsafe(elsewhere: Path) -> list[str]:
     """Every way the audits found to load a config or code from outside nnlab's tree, or to write elsewhere."""
     (elsewhere / "evil.yaml").write_text(
@@ -48,15 +51,25 @@ def _unsafe(elsewhere: Path) -> list[str]:
     )
     rel = os.path.relpath(elsewhere / "evil", Path("/tmp"))  # a relative path that climbs out of the config tree
     return [
-        f"experiment=../../../../../../../../..{elsewhere}/evil", f"experiment={rel}", f"activation=relu,../../{rel}",
-        f"--config-dir={elsewhere}", "--config-name=evil", f"--config-path={elsewhere}", f"--experimental-rerun={elsewhere}/x.pickle",
-        f"+hydra.callbacks.x._target_=builtins.open", f"+hydra.callbacks.x.file={elsewhere / MARKER}",
-        f"hydra.searchpath=[file://{elsewhere}]", f"hydra.output_subdir={elsewhere}",
-        f"hydra.job_logging.handlers.file.filename={elsewhere / MARKER}", "hydra/launcher=../../x",
-        f"hydra.sweeper.settings=[['experiment=../../../../../..{elsewhere}/evil']]", "hydra.sweep.subdir=../../x",
-        "experiment@_global_=activations", "hydra.launcher._target_=builtins.open",
+        f"experiment=../../../../../../../../..{elsewhere}/evil",
+        f"experiment={rel}",
+        f"activation=relu,../../{rel}",
+        f"--config-dir={elsewhere}",
+        "--config-name=evil",
+        f"--config-path={elsewhere}",
+        f"--experimental-rerun={elsewhere}/x.pickle",
+        "+hydra.callbacks.x._target_=builtins.open",
+        f"+hydra.callbacks.x.file={elsewhere / MARKER}",
+        f"hydra.searchpath=[file://{elsewhere}]",
+        f"hydra.output_subdir={elsewhere}",
+        f"hydra.job_logging.handlers.file.filename={elsewhere / MARKER}",
+        "hydra/launcher=../../x",
+        f"hydra.sweeper.settings=[['experiment=../../../../../..{elsewhere}/evil']]",
+        "hydra.sweep.subdir=../../x",
+        "experiment@_global_=activations",
+        "hydra.launcher._target_=builtins.open",
         f"hydra.sweeper.params={{experiment:'choice(activations,../../../..{elsewhere}/evil)'}}",
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.slow
@@ -71,12 +84,16 @@ def test_no_command_line_loads_code_or_configs_from_elsewhere(tmp_path, index):
     assert out.returncode == 2, out.stderr
     _no_traceback(out)
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr  # one paragraph
-    assert not (elsewhere / MARKER).exists() and not (work / "sweep").exists() and sorted(os.listdir(elsewhere)) == ["evil.yaml"]
+    assert (
+        not (elsewhere / MARKER).exists()
+        and not (work / "sweep").exists()
+        and sorted(os.listdir(elsewhere)) == ["evil.yaml"]
+    )
 
 
 def test_every_group_option_is_a_name_and_names_pass(tmp_path):
     """The rule refuses paths, never an option of nnlab's own tree (each group's options through the check)."""
-    from nnlab.command_line import check_command_line, group_options, refuse_unsafe
+    from nnlab.cli.command_line import check_command_line, group_options, refuse_unsafe
     from nnlab.errors import ConfigError
 
     for group, options in group_options().items():
@@ -84,10 +101,13 @@ def test_every_group_option_is_a_name_and_names_pass(tmp_path):
         for bad in (f"../{options[0]}", f"{options[0]}/../../x", f"/{options[0]}"):
             with pytest.raises(ConfigError, match="never a path"):
                 refuse_unsafe([f"{group}={bad}"])
-    check_command_line(["hydra.run.dir=x", "hydra.launcher.max_members=4", "hydra.job.chdir=false", "hydra.verbose=true"])
+    check_command_line(
+        ["hydra.run.dir=x", "hydra.launcher.max_members=4", "hydra.job.chdir=false", "hydra.verbose=true"]
+    )
 
 
 # -- 1: a run folder is data --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_resume_and_doctor_read_the_saved_config_never_the_overrides_file(finished, tmp_path):
@@ -129,9 +149,9 @@ def test_a_checkpoints_recorded_choices_are_names_of_the_tree(finished, tmp_path
 def test_the_rendered_overrides_compose_the_saved_config_exactly(finished):
     from omegaconf import OmegaConf
 
-    from nnlab.command_line import compose
-    from nnlab.saved_config import render, run_overrides
-    from nnlab.validate import load_run_config
+    from nnlab.cli.command_line import compose
+    from nnlab.config.validate import load_run_config
+    from nnlab.run_files.saved_config import render, run_overrides
 
     overrides = run_overrides(finished)
     assert "activation=elu" in overrides and "+activation.alpha=1.0" in overrides and "optimizer.lr=0.01" in overrides
@@ -145,6 +165,7 @@ def test_the_rendered_overrides_compose_the_saved_config_exactly(finished):
 
 # -- 3: one deletion rule --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("where", [".", "..", "~", "/"])
 def test_the_working_directory_and_above_are_never_an_output_folder(tmp_path, where):
@@ -154,7 +175,9 @@ def test_the_working_directory_and_above_are_never_an_output_folder(tmp_path, wh
     (tmp_path / "a" / "notes.txt").write_text("mine")
     for mode in (["-m", "trainer.seed=0,1"], []):
         key = "hydra.sweep.dir" if mode else "hydra.run.dir"
-        out = nnlab("train", *mode, *TINY, f"{key}={where}", "overwrite=true", cwd=work, env={"HOME": str(tmp_path / "a")})
+        out = nnlab(
+            "train", *mode, *TINY, f"{key}={where}", "overwrite=true", cwd=work, env={"HOME": str(tmp_path / "a")}
+        )
         assert out.returncode == 2, out.stderr
         _no_traceback(out)
     assert (work / "mythesis.txt").read_text() == "years of work" and (work / "src").is_dir()
@@ -173,7 +196,12 @@ def test_overwrite_replaces_nnlabs_runs_and_nothing_else(finished, tmp_path):
     (job / "notes.md").write_text("mine")
     out = nnlab("train", *args, "overwrite=true", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert (sweep / "thesis.txt").read_text() == (sweep / "figures" / "plot.pdf").read_text() == (job / "notes.md").read_text() == "mine"
+    assert (
+        (sweep / "thesis.txt").read_text()
+        == (sweep / "figures" / "plot.pdf").read_text()
+        == (job / "notes.md").read_text()
+        == "mine"
+    )
     assert all(summary(sweep / f"trainer.seed={s}")["status"] == "ok" for s in (0, 1))
     # a folder that holds no run: overwrite=true leaves its files alone
     plain = tmp_path / "plain"
@@ -189,6 +217,7 @@ def test_overwrite_replaces_nnlabs_runs_and_nothing_else(finished, tmp_path):
 
 # -- 4: nothing written through a link --------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_submitit_link_in_a_sweep_folder_is_refused(tmp_path):
     outside = tmp_path / "outside"
@@ -196,7 +225,15 @@ def test_a_submitit_link_in_a_sweep_folder_is_refused(tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     (sweep / ".submitit").symlink_to(outside)
-    out = nnlab("train", "-m", *TINY, "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", "hydra.launcher.executor=submitit_local", cwd=tmp_path)
+    out = nnlab(
+        "train",
+        "-m",
+        *TINY,
+        "trainer.seed=0,1",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.launcher.executor=submitit_local",
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "symbolic link" in out.stderr and not os.listdir(outside)
 
 
@@ -213,12 +250,19 @@ def test_a_hard_linked_log_is_replaced_not_appended_to(finished, tmp_path):
 
 # -- 5: bad inputs: one paragraph and exit 2, nothing written ----------------------------------------------------------
 
-@pytest.mark.parametrize("args", [
-    ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=0"], ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=-3"],
-    ["trainer.threads=100000"], ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=0"],
-    ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=-1"], ["-m", "hparams_search=coarse", "hydra.sweeper.n_jobs=0"],
-    ["trainer.batch_size=1", "model.batch_norm=true"],
-])  # fmt: skip
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=0"],
+        ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=-3"],
+        ["trainer.threads=100000"],
+        ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=0"],
+        ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=-1"],
+        ["-m", "hparams_search=coarse", "hydra.sweeper.n_jobs=0"],
+        ["trainer.batch_size=1", "model.batch_norm=true"],
+    ],
+)
 def test_bad_counts_are_one_paragraph_before_any_work(tmp_path, args):
     out = nnlab("train", *TINY, *args, cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.startswith("nnlab error:"), out.stderr
@@ -249,8 +293,14 @@ def test_readers_take_any_summary(finished, tmp_path):
     """report, doctor and load_run over summaries of every wrong shape: read_summary is their one reader."""
     import nnlab as lib
 
-    shapes = ["[1,2]", '"text"', "null", "{" * 5000 + "}" * 5000, '{"alarms": "notalist", "status": 3, "metrics": [1]}',
-              '{"status": "failed", "alarms": [{"name": "\\u001b[31m[bold]x"}], "metrics": {"acc/test": "high"}}']  # fmt: skip
+    shapes = [
+        "[1,2]",
+        '"text"',
+        "null",
+        "{" * 5000 + "}" * 5000,
+        '{"alarms": "notalist", "status": 3, "metrics": [1]}',
+        '{"status": "failed", "alarms": [{"name": "\\u001b[31m[bold]x"}], "metrics": {"acc/test": "high"}}',
+    ]
     for i, text in enumerate(shapes):
         run = _copy(finished, tmp_path, f"r{i}")
         (run / "summary.json").write_text(text)
@@ -277,17 +327,22 @@ def test_mnist_files_that_disagree_with_themselves_are_refused(mnist_root, tmp_p
         os.symlink(mnist_root / "MNIST" / "raw" / name, raw / name)
     (raw / MNIST_FILES[3]).unlink()  # the test labels: 50 of them, one of them 255
     (raw / MNIST_FILES[3]).write_bytes(struct.pack(">II", 2049, 50) + bytes([255] + [1] * 49))
-    out = nnlab("train", "data=mnist", f"data.source.root={tmp_path}", "trainer.epochs=1", "data.subset=100", cwd=tmp_path)
+    out = nnlab(
+        "train", "data=mnist", f"data.source.root={tmp_path}", "trainer.epochs=1", "data.subset=100", cwd=tmp_path
+    )
     assert out.returncode == 2 and "10000 images but 50 labels" in out.stderr, out.stderr
     _no_traceback(out)
 
 
 # -- 6: what no test combined ------------------------------------------------------------------------------------------
 
+
 def test_online_learning_batch_size_one(tmp_path):
     run, out = train(tmp_path, *TINY, "trainer.batch_size=1", "data.source.n_train=40")
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert summary(run)["status"] == "ok" and summary(run)["steps"] == 2 * 32  # every one of 32 training points, each epoch
+    assert (
+        summary(run)["status"] == "ok" and summary(run)["steps"] == 2 * 32
+    )  # every one of 32 training points, each epoch
     assert any("loss/train" in r for r in rows)
 
 
@@ -301,8 +356,16 @@ def test_load_run_predicts_regression_values_and_takes_numpy_and_raw_image_shape
     values = model.predict(x)
     assert values.shape == (7,) and values.dtype == torch.float32 and values.std() > 0
     assert torch.allclose(values, model.model(torch.from_numpy(x)[:, None]).squeeze(-1))
-    run, _ = train(tmp_path, "data=mnist", f"data.source.root={mnist_root}", "data.subset=200", "trainer.epochs=1",
-                   "trainer.progress=false", "model.hidden=[16]", run_dir="mnist")  # fmt: skip
+    run, _ = train(
+        tmp_path,
+        "data=mnist",
+        f"data.source.root={mnist_root}",
+        "data.subset=200",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "model.hidden=[16]",
+        run_dir="mnist",
+    )
     model = lib.load_run(run)
     from nnlab.data.images import mnist
 
@@ -316,7 +379,9 @@ def test_load_run_predicts_regression_values_and_takes_numpy_and_raw_image_shape
 @pytest.mark.slow
 def test_resume_auto_continues_with_the_runs_own_settings(tmp_path):
     run = tmp_path / "long"
-    out = nnlab("train", *TINY, "trainer.epochs=4", "optimizer=sgd", "optimizer.lr=0.05", f"hydra.run.dir={run}", cwd=tmp_path)
+    out = nnlab(
+        "train", *TINY, "trainer.epochs=4", "optimizer=sgd", "optimizer.lr=0.05", f"hydra.run.dir={run}", cwd=tmp_path
+    )
     assert out.returncode == 0
     state = summary(run)
     state["status"], state["epochs_run"] = "interrupted", 2  # as a kill at epoch 2 would leave it, less the checkpoint
@@ -328,7 +393,7 @@ def test_resume_auto_continues_with_the_runs_own_settings(tmp_path):
 
 
 def test_ranges_belong_to_the_group_that_owns_the_setting(tmp_path):
-    from nnlab.command_line import check_command_line
+    from nnlab.cli.command_line import check_command_line
     from nnlab.errors import ConfigError
 
     check_command_line(["activation=elu", "+activation.alpha=1.0"])  # ELU's own default
@@ -339,7 +404,9 @@ def test_ranges_belong_to_the_group_that_owns_the_setting(tmp_path):
 @pytest.mark.parametrize("command", ["check", "lr-find", "batch-size-find"])
 def test_each_command_has_its_own_help(tmp_path, command):
     out = nnlab(command, "--help", cwd=tmp_path)
-    assert out.returncode == 0 and out.stdout.startswith(f"usage: nnlab {command}") and "nnlab train --help" in out.stdout
+    assert (
+        out.returncode == 0 and out.stdout.startswith(f"usage: nnlab {command}") and "nnlab train --help" in out.stdout
+    )
     assert not (tmp_path / "outputs").exists()
 
 
@@ -348,19 +415,26 @@ def test_a_closed_pipe_is_quiet(tmp_path):
     import sys
 
     for _ in range(3):
-        proc = subprocess.run(f"{sys.executable} -m nnlab train --help | head -1", shell=True, cwd=tmp_path,
-                              capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run(
+            f"{sys.executable} -m nnlab train --help | head -1",
+            shell=True,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
         assert proc.stdout.startswith("nnlab train") and proc.stderr == "", proc.stderr
     assert not (tmp_path / "outputs").exists()
 
 
 def test_the_update_ratio_alarm_leaves_a_schedules_small_rates_alone():
-    from nnlab.alarms import update_ratio
+    from nnlab.training.alarms import update_ratio
 
     stats = {"stats/update_ratio/layer1": 1e-7, "stats/update_ratio/layer2": 1e-7}
     assert update_ratio(stats, 1e-5, 0.1, 100, lr_scale=1.0) is not None  # the rate itself is too low
     assert update_ratio(stats, 1e-5, 0.1, 100, lr_scale=0.01) is None  # a decay's end, a warm-up's start
-    assert update_ratio({"stats/update_ratio/l": 1.0}, 1e-5, 0.1, 100, lr_scale=0.01) is not None  # too high is always said
+    assert (
+        update_ratio({"stats/update_ratio/l": 1.0}, 1e-5, 0.1, 100, lr_scale=0.01) is not None
+    )  # too high is always said
 
 
 @pytest.mark.slow
@@ -376,14 +450,30 @@ def test_doctor_refuses_a_run_that_did_not_train(finished, tmp_path):
 
 @pytest.mark.slow
 def test_batch_size_find_suggests_a_rate_that_trains(tmp_path):
-    out = nnlab("batch-size-find", "optimizer=sgd", "optimizer.lr=0.1", "batch_size_find.max_batch=800",
-                "hydra.run.dir=bsf", cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "batch-size-find",
+        "optimizer=sgd",
+        "optimizer.lr=0.1",
+        "batch_size_find.max_batch=800",
+        "hydra.run.dir=bsf",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     found = json.loads((tmp_path / "bsf" / "batch_size_find.json").read_text())
     assert found["largest"] == 800 and found["rule"] == "linear" and found["tried"][-1]["trains"]
     lr = found["suggested_lr"]
-    out = nnlab("train", "-m", "trainer.batch_size=800", "optimizer=sgd", f"optimizer.lr={lr}", "schedule=warmup_cosine",
-                "trainer.seed=0,1,2", "hydra.sweep.dir=s", "trainer.progress=false", cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        "trainer.batch_size=800",
+        "optimizer=sgd",
+        f"optimizer.lr={lr}",
+        "schedule=warmup_cosine",
+        "trainer.seed=0,1,2",
+        "hydra.sweep.dir=s",
+        "trainer.progress=false",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0
     assert all(summary(p)["status"] == "ok" for p in (tmp_path / "s").glob("trainer.seed=*"))
 
@@ -400,8 +490,14 @@ def test_a_full_disk_is_one_paragraph_and_leaves_no_lock(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, 100 * 1024))
 
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=30", f"hydra.run.dir={run}"],
-                          cwd=tmp_path, capture_output=True, text=True, preexec_fn=limit, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=30", f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
     _no_traceback(proc)
     assert "cannot write" in proc.stderr and not (run / ".lock").exists()
@@ -418,9 +514,22 @@ def test_ctrl_c_mid_epoch_says_only_the_epochs_that_ended(tmp_path):
     import time
 
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", "data.source.n_train=20000", "trainer.epochs=50",
-                             f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nnlab",
+            "train",
+            "data.source.n_train=20000",
+            "trainer.epochs=50",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"},
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -431,7 +540,13 @@ def test_ctrl_c_mid_epoch_says_only_the_epochs_that_ended(tmp_path):
     rest, err = proc.communicate(timeout=120)
     lines += rest.splitlines()
     assert proc.returncode == 130, err
-    printed = [int(line.split()[1]) for line in lines if line.startswith("epoch ") and len(line.split()) > 2 and line.split()[1].isdigit()]
-    ended = [r["epoch"] for r in (json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()) if "loss/val" in r]
+    printed = [
+        int(line.split()[1])
+        for line in lines
+        if line.startswith("epoch ") and len(line.split()) > 2 and line.split()[1].isdigit()
+    ]
+    ended = [
+        r["epoch"] for r in (json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()) if "loss/val" in r
+    ]
     assert printed == ended == list(range(1, len(ended) + 1)), (printed, ended)
     assert summary(run)["epochs_run"] == len(ended) and summary(run)["status"] == "interrupted"

@@ -12,8 +12,16 @@ from nnlab.data import images
 
 @pytest.mark.slow
 def test_mnist_mlp_reaches_97_percent(tmp_path, mnist_root):
-    run, _ = train(tmp_path, "data=mnist", f"data.source.root={mnist_root}", "model.hidden=[256,128]",
-                   "trainer.epochs=4", "trainer.batch_size=128", "schedule=cosine", "trainer.progress=false")  # fmt: skip
+    run, _ = train(
+        tmp_path,
+        "data=mnist",
+        f"data.source.root={mnist_root}",
+        "model.hidden=[256,128]",
+        "trainer.epochs=4",
+        "trainer.batch_size=128",
+        "schedule=cosine",
+        "trainer.progress=false",
+    )
     s = summary(run)
     assert s["metrics"]["acc/test"] >= 0.97, s["metrics"]
     assert "decision_boundary" not in events(run).Tags()["images"]  # 2-D data only
@@ -31,9 +39,18 @@ def test_mnist_is_read_offline_from_the_environment_variable(tmp_path, mnist_roo
 
 
 def test_cifar10_cnn_with_augmentation_runs_on_the_official_format(tmp_path, cifar_root):
-    run, _ = train(tmp_path, "data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false",
-                   "data.augment=true", "model=cnn", "model.batch_norm=true", "trainer.epochs=2",
-                   "trainer.batch_size=16", "trainer.progress=false")  # fmt: skip
+    run, _ = train(
+        tmp_path,
+        "data=cifar10",
+        f"data.source.root={cifar_root}",
+        "data.source.download=false",
+        "data.augment=true",
+        "model=cnn",
+        "model.batch_norm=true",
+        "trainer.epochs=2",
+        "trainer.batch_size=16",
+        "trainer.progress=false",
+    )
     s = summary(run)
     assert s["status"] == "ok" and s["steps"] == 2 * 6  # 100 images less 10 for validation, in batches of 16
     x_train, _, x_test, _ = images.cifar10(root=str(cifar_root), download=False)
@@ -42,8 +59,14 @@ def test_cifar10_cnn_with_augmentation_runs_on_the_official_format(tmp_path, cif
 
 def test_missing_data_offline_is_a_clear_error(tmp_path):
     for data, name in (("mnist", "MNIST"), ("cifar10", "CIFAR-10")):
-        out = nnlab("train", f"data={data}", f"data.source.root={tmp_path / 'empty'}", "data.source.download=false",
-                    "trainer.progress=false", cwd=tmp_path)  # fmt: skip
+        out = nnlab(
+            "train",
+            f"data={data}",
+            f"data.source.root={tmp_path / 'empty'}",
+            "data.source.download=false",
+            "trainer.progress=false",
+            cwd=tmp_path,
+        )
         assert out.returncode == 2
         assert f"{name} is not in {tmp_path / 'empty'}" in out.stderr and "NNLAB_DATA_DIR" in out.stderr
         assert "Traceback" not in out.stderr
@@ -62,9 +85,22 @@ def test_a_truncated_mnist_file_is_named(tmp_path, mnist_root):
 
 def test_resnet18_pretrained_offline_is_a_clear_error(tmp_path, cifar_root):
     """No ImageNet weights in an empty TORCH_HOME, and no way to fetch them (a proxy that refuses)."""
-    env = {"TORCH_HOME": str(tmp_path / "torch"), "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
-    out = nnlab("train", "data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false", "model=resnet18",
-                "model.pretrained=true", "trainer.progress=false", cwd=tmp_path, env=env)  # fmt: skip
+    env = {
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+    }
+    out = nnlab(
+        "train",
+        "data=cifar10",
+        f"data.source.root={cifar_root}",
+        "data.source.download=false",
+        "model=resnet18",
+        "model.pretrained=true",
+        "trainer.progress=false",
+        cwd=tmp_path,
+        env=env,
+    )
     assert out.returncode == 2, out.stderr[-2000:]
     assert "ImageNet weights" in out.stderr and "model.pretrained=false" in out.stderr and "Traceback" not in out.stderr
 

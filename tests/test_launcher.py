@@ -38,7 +38,9 @@ def same_as_alone(tmp_path, sweep, grid: dict, common: list[str], rel: float = 1
             assert sa[key] == sb[key], (overrides, key)
         assert [x["name"] for x in sa["alarms"]] == [x["name"] for x in sb["alarms"]], overrides
         assert sa["metrics"].keys() == sb["metrics"].keys()
-        assert all(abs(sa["metrics"][k] - sb["metrics"][k]) <= 1e-5 * max(1, abs(sa["metrics"][k])) for k in sa["metrics"]), overrides
+        assert all(
+            abs(sa["metrics"][k] - sb["metrics"][k]) <= 1e-5 * max(1, abs(sa["metrics"][k])) for k in sa["metrics"]
+        ), overrides
         assert boundaries(alone) == boundaries(member), overrides  # the stack's planes: one pass, the same pictures
         la, lb = layer_rows(alone), layer_rows(member)  # the per-layer statistics, measured for the stack in one pass
         assert la.keys() == lb.keys() and all(la[t].keys() == lb[t].keys() for t in la), overrides
@@ -49,8 +51,11 @@ def same_as_alone(tmp_path, sweep, grid: dict, common: list[str], rel: float = 1
 
 def layer_rows(run) -> dict[int, dict]:
     """The per-layer statistics rows of a run's metrics.jsonl, by step."""
-    return {r["step"]: {k: v for k, v in r.items() if "/layer" in k or k.startswith("grad_ratio")}
-            for r in metrics(run) if "stats/weight_norm/layer1" in r}  # fmt: skip
+    return {
+        r["step"]: {k: v for k, v in r.items() if "/layer" in k or k.startswith("grad_ratio")}
+        for r in metrics(run)
+        if "stats/weight_norm/layer1" in r
+    }
 
 
 def boundaries(run) -> list[tuple[int, bytes]]:
@@ -62,8 +67,16 @@ def boundaries(run) -> list[tuple[int, bytes]]:
 
 def sweep_of(tmp_path, grid: dict, common: list[str], *extra: str):
     sweep = tmp_path / "sweep"
-    out = nnlab("train", "-m", *common, *extra, *(f"{k}={','.join(v)}" for k, v in grid.items()),
-                f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}", cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        *common,
+        *extra,
+        *(f"{k}={','.join(v)}" for k, v in grid.items()),
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return sweep, out
 
@@ -71,34 +84,58 @@ def sweep_of(tmp_path, grid: dict, common: list[str], *extra: str):
 @pytest.mark.slow
 def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone(tmp_path):
     """Measured: bit for bit (0 difference) on this CPU: the stack's batched products equal the single ones."""
-    grid = {"trainer.seed": ["0", "1"], "optimizer.lr": ["0.003", "30"], "model.dropout": ["0.0", "0.3"],
-            "early_stopping.patience": ["1", "100"]}  # fmt: skip
+    grid = {
+        "trainer.seed": ["0", "1"],
+        "optimizer.lr": ["0.003", "30"],
+        "model.dropout": ["0.0", "0.3"],
+        "early_stopping.patience": ["1", "100"],
+    }
     common = [*SHORT, "trainer.epochs=6", "early_stopping.metric=acc/val", "early_stopping.min_delta=0.01"]
     sweep, out = sweep_of(tmp_path, grid, common)
     assert "[1/1] 16 runs as one stack: trainer.seed=0,1 optimizer.lr=0.003,30 model.dropout=0.0,0.3" in out.stdout
     summaries = same_as_alone(tmp_path, sweep, grid, common)
     statuses = [s["status"] for s in summaries]
     assert statuses.count("diverged") == 8 and statuses.count("ok") == 8  # lr=30 diverges alone, the others go on
-    assert any(s["stopped_early"] for s in summaries) and not all(s["stopped_early"] for s in summaries if s["status"] == "ok")
+    assert any(s["stopped_early"] for s in summaries) and not all(
+        s["stopped_early"] for s in summaries if s["status"] == "ok"
+    )
     assert all(s["batch"]["members"] == 16 for s in summaries)
     assert summary(sweep / "1")["epochs_run"] == 6 and len(boundaries(sweep / "1")) == 2  # epochs 5 and 6, in one pass
-    assert list(layer_rows(sweep / "1")) == [50] and "stats/dead_frac/layer2" in layer_rows(sweep / "1")[50]  # diagnostics.every
+    assert (
+        list(layer_rows(sweep / "1")) == [50] and "stats/dead_frac/layer2" in layer_rows(sweep / "1")[50]
+    )  # diagnostics.every
 
 
-@pytest.mark.parametrize("optimizer, extra", [
-    ("sgd", ["optimizer.lr=0.1,0.05"]), pytest.param("momentum", ["optimizer.momentum=0.5,0.9"], marks=pytest.mark.slow),
-    pytest.param("nesterov", ["optimizer.lr=0.1,0.01"], marks=pytest.mark.slow), ("adam", ["optimizer.betas=[0.9,0.999],[0.5,0.9]"]),
-    pytest.param("adamw", ["optimizer.weight_decay=0.01,0.1"], marks=pytest.mark.slow),
-    pytest.param("rmsprop", ["optimizer.alpha=0.9,0.99"], marks=pytest.mark.slow), pytest.param("yogi", ["optimizer.lr=0.01,0.003"], marks=pytest.mark.slow),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "optimizer, extra",
+    [
+        ("sgd", ["optimizer.lr=0.1,0.05"]),
+        pytest.param("momentum", ["optimizer.momentum=0.5,0.9"], marks=pytest.mark.slow),
+        pytest.param("nesterov", ["optimizer.lr=0.1,0.01"], marks=pytest.mark.slow),
+        ("adam", ["optimizer.betas=[0.9,0.999],[0.5,0.9]"]),
+        pytest.param("adamw", ["optimizer.weight_decay=0.01,0.1"], marks=pytest.mark.slow),
+        pytest.param("rmsprop", ["optimizer.alpha=0.9,0.99"], marks=pytest.mark.slow),
+        pytest.param("yogi", ["optimizer.lr=0.01,0.003"], marks=pytest.mark.slow),
+    ],
+)
 def test_every_optimizer_and_its_settings_per_member(tmp_path, optimizer, extra):
-    grid = {k: v.split(",") if not v.startswith("[") else v.replace("],[", "]|[").split("|")
-            for k, v in (e.split("=", 1) for e in extra)}  # fmt: skip
+    grid = {
+        k: v.split(",") if not v.startswith("[") else v.replace("],[", "]|[").split("|")
+        for k, v in (e.split("=", 1) for e in extra)
+    }
     common = [*SHORT, "trainer.epochs=2", f"optimizer={optimizer}", "regularization.clip_grad_norm=1.0"]
     sweep = tmp_path / "sweep"
     args = [f"{k}={','.join(v)}" for k, v in grid.items()]
-    out = nnlab("train", "-m", *common, *[e for e in extra if "=" in e and e.split("=")[0] not in grid], *args,
-                f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.num}", cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        *common,
+        *[e for e in extra if "=" in e and e.split("=")[0] not in grid],
+        *args,
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0 and "runs as one stack" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
     same_as_alone(tmp_path, sweep, grid, [*common, *[e for e in extra if e.split("=")[0] not in grid]])
 
@@ -108,9 +145,17 @@ def test_batch_norm_learnt_slopes_maxout_and_activity_l1_stack_and_match_their_r
     """Batch norm (per-member affine parameters and running statistics, frozen once a member stops early),
     PReLU's per-member slopes, maxout's pieces, activity L1 per member, input noise and dropout: one stack."""
     grid = {"trainer.seed": ["0", "1"], "regularization.activity_l1": ["0.0", "0.001"]}
-    common = [*SHORT, "trainer.epochs=6", f"activation={activation}", "model.batch_norm=true", "model.dropout=0.1",
-              "regularization.input_noise=0.1", "early_stopping.patience=1", "early_stopping.metric=acc/val",
-              "early_stopping.min_delta=0.01"]  # fmt: skip
+    common = [
+        *SHORT,
+        "trainer.epochs=6",
+        f"activation={activation}",
+        "model.batch_norm=true",
+        "model.dropout=0.1",
+        "regularization.input_noise=0.1",
+        "early_stopping.patience=1",
+        "early_stopping.metric=acc/val",
+        "early_stopping.min_delta=0.01",
+    ]
     sweep, out = sweep_of(tmp_path, grid, common)
     assert "4 runs as one stack" in out.stdout, out.stdout[-2000:]
     summaries = same_as_alone(tmp_path, sweep, grid, common, rel=0)
@@ -123,16 +168,29 @@ def test_members_whose_optimizers_differ_in_class_step_their_own_and_match_their
     grid = {"optimizer": ["sgd", "adagrad"]}
     common = [*SHORT, "trainer.epochs=2", "regularization.clip_grad_norm=1.0"]
     sweep, out = sweep_of(tmp_path, grid, common)
-    assert "2 runs as one stack" in out.stdout and "step one optimizer each (the members' optimizers differ in class" in out.stdout
+    assert (
+        "2 runs as one stack" in out.stdout
+        and "step one optimizer each (the members' optimizers differ in class" in out.stdout
+    )
     summaries = same_as_alone(tmp_path, sweep, grid, common)
-    assert all(s["metrics"]["loss/train"] < 0.6 for s in summaries)  # both trained (a stale step would leave them at ln 2)
+    assert all(
+        s["metrics"]["loss/train"] < 0.6 for s in summaries
+    )  # both trained (a stale step would leave them at ln 2)
 
 
 @pytest.mark.slow
 def test_mnist_members_match_and_their_checkpoints_serve_resume_transfer_and_ensembles(tmp_path, mnist_root):
     grid = {"trainer.seed": ["0", "1", "2"]}
-    common = ["data=mnist", f"data.source.root={mnist_root}", "data.subset=512", "model.hidden=[64,32]",
-              "trainer.epochs=2", "trainer.batch_size=64", "trainer.progress=false", "trainer.log_every=1"]  # fmt: skip
+    common = [
+        "data=mnist",
+        f"data.source.root={mnist_root}",
+        "data.subset=512",
+        "model.hidden=[64,32]",
+        "trainer.epochs=2",
+        "trainer.batch_size=64",
+        "trainer.progress=false",
+        "trainer.log_every=1",
+    ]
     sweep, _ = sweep_of(tmp_path, grid, common)
     same_as_alone(tmp_path, sweep, grid, common)
     state = torch.load(sweep / "0" / "checkpoints" / "last.pt", weights_only=True)
@@ -148,12 +206,28 @@ def test_mnist_members_match_and_their_checkpoints_serve_resume_transfer_and_ens
 
 def test_what_cannot_stack_runs_alone_and_says_why(tmp_path):
     sweep = tmp_path / "sweep"
-    out = nnlab("train", "-m", *SHORT, "trainer.epochs=1", "trainer.seed=0,1", "sweep.on_failure=stop",
-                f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        *SHORT,
+        "trainer.epochs=1",
+        "trainer.seed=0,1",
+        "sweep.on_failure=stop",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("] alone (") == 2 and "alone (sweep.on_failure=stop" in out.stdout
-    basic = nnlab("train", "-m", *SHORT, "trainer.epochs=1", "trainer.seed=0,1", "hydra/launcher=basic",
-                  f"hydra.sweep.dir={tmp_path / 'basic'}", cwd=tmp_path)  # fmt: skip
+    basic = nnlab(
+        "train",
+        "-m",
+        *SHORT,
+        "trainer.epochs=1",
+        "trainer.seed=0,1",
+        "hydra/launcher=basic",
+        f"hydra.sweep.dir={tmp_path / 'basic'}",
+        cwd=tmp_path,
+    )
     assert basic.returncode == 0 and "one stack" not in basic.stdout
     assert len(list((tmp_path / "basic").glob("*/summary.json"))) == 2
     # SELU with its AlphaDropout stacks too: each member's masks from its own generator, as alone
@@ -171,7 +245,17 @@ def test_a_killed_batched_sweep_resumes_to_the_uninterrupted_sweeps_numbers(tmp_
     seeds = "trainer.seed=0,1,2,3"
     full, _ = sweep_of(tmp_path, {"trainer.seed": ["0", "1", "2", "3"]}, common)
     killed = tmp_path / "killed"
-    args = [sys.executable, "-m", "nnlab", "train", "-m", *common, seeds, f"hydra.sweep.dir={killed}", "hydra.sweep.subdir=${hydra.job.num}"]
+    args = [
+        sys.executable,
+        "-m",
+        "nnlab",
+        "train",
+        "-m",
+        *common,
+        seeds,
+        f"hydra.sweep.dir={killed}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+    ]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not any(len(p.read_text().splitlines()) > 40 for p in killed.glob("*/metrics.jsonl")):
@@ -187,9 +271,12 @@ def test_a_killed_batched_sweep_resumes_to_the_uninterrupted_sweeps_numbers(tmp_
         a = torch.load(killed / str(i) / "checkpoints" / "last.pt", weights_only=True)["model"]
         b = torch.load(full / str(i) / "checkpoints" / "last.pt", weights_only=True)["model"]
         assert all(torch.equal(a[k], b[k]) for k in a)
-        rows = lambda run: [{k: v for k, v in json.loads(x).items() if not k.startswith(("time/", "throughput/"))}  # noqa: E731
-                            for x in (run / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
-        assert rows(killed / str(i)) == rows(full / str(i))
+        assert _untimed_rows(killed / str(i)) == _untimed_rows(full / str(i))
+
+
+def _untimed_rows(run):
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if not k.startswith(("time/", "throughput/"))} for x in lines]
 
 
 def test_a_jobs_config_set_from_the_first_jobs_equals_hydras_own(tmp_path):
@@ -200,17 +287,21 @@ def test_a_jobs_config_set_from_the_first_jobs_equals_hydras_own(tmp_path):
     from hydra.types import RunMode
     from omegaconf import OmegaConf, open_dict
 
-    from nnlab.config import register_configs
-    from nnlab.launcher import sweep_config
+    from nnlab.cli.launcher import sweep_config
+    from nnlab.config.schema import register_configs
 
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_module("nnlab.conf", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
-        master = loader.load_configuration("train", overrides=[f"hydra.sweep.dir={tmp_path}"], run_mode=RunMode.MULTIRUN)
-        for first, job in ((["trainer.seed=0", "optimizer.lr=0.1"], ["trainer.seed=3", "optimizer.lr=0.01"]),
-                           (["optimizer.betas=[0.9,0.999]"], ["optimizer.betas=[0.5,0.9]"]),
-                           (["model.hidden=[8]", "model.dropout=0.0"], ["model.hidden=[4,4]", "model.dropout=0.5"])):  # fmt: skip
+        master = loader.load_configuration(
+            "train", overrides=[f"hydra.sweep.dir={tmp_path}"], run_mode=RunMode.MULTIRUN
+        )
+        for first, job in (
+            (["trainer.seed=0", "optimizer.lr=0.1"], ["trainer.seed=3", "optimizer.lr=0.01"]),
+            (["optimizer.betas=[0.9,0.999]"], ["optimizer.betas=[0.5,0.9]"]),
+            (["model.hidden=[8]", "model.dropout=0.0"], ["model.hidden=[4,4]", "model.dropout=0.5"]),
+        ):
             fast = sweep_config(loader.load_sweep_config(master, first), first, job)
             real = loader.load_sweep_config(master, job)
             OmegaConf.copy_cache(from_config=master, to_config=fast)

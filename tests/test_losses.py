@@ -11,7 +11,9 @@ import torch
 from nnlab.nn.losses import BCE, MSE, CrossEntropy, Huber
 
 
-@pytest.mark.parametrize("loss, classes", [(CrossEntropy(), 10), (CrossEntropy(), 2), (BCE(), 2), (MSE(), 5), (Huber(), 5)])
+@pytest.mark.parametrize(
+    "loss, classes", [(CrossEntropy(), 10), (CrossEntropy(), 2), (BCE(), 2), (MSE(), 5), (Huber(), 5)]
+)
 def test_the_expected_initial_loss_is_the_loss_of_uninformative_outputs(loss, classes):
     y = torch.arange(400) % classes
     out = torch.zeros(400, loss.num_outputs(classes))  # no preference for any class

@@ -16,20 +16,34 @@ import pytest
 import torch
 
 from conftest import nnlab, summary, write_tiny_cifar10
-from nnlab.command_line import check_command_line, group_options
+from nnlab.cli.command_line import check_command_line, group_options
 from nnlab.data.toy import REGRESSION
 from nnlab.errors import ConfigError
 
 CIFAR = write_tiny_cifar10(Path(tempfile.mkdtemp(prefix="nnlab-matrix-")))  # 100 training, 20 test images
-SMALL = ["trainer.epochs=1", "trainer.progress=false", "model.hidden=[8]", "diagnostics.histograms_every=0", "sweep.run_figures=none"]
+SMALL = [
+    "trainer.epochs=1",
+    "trainer.progress=false",
+    "model.hidden=[8]",
+    "diagnostics.histograms_every=0",
+    "sweep.run_figures=none",
+]
 KINDS = {
     "points": ["data=moons", "data.source.n_train=80", "data.source.n_test=40", *SMALL],
     "regression": ["data=sine", "loss=mse", "data.source.n_train=80", "data.source.n_test=40", *SMALL],
     # images: CIFAR-10 in its official format, 100 training and 20 test images written by the tests (MNIST's
     # 10,000 test images through ResNet-18 on a CPU would take minutes; test_images.py trains on real MNIST)
-    "images": ["data=cifar10", f"data.source.root={CIFAR}", "data.source.download=false", "data.val_fraction=0.2", *SMALL],
-}  # fmt: skip
-GROUPS = [g for g in group_options() if g not in ("experiment", "hparams_search")]  # those two are sweeps (test_experiments)
+    "images": [
+        "data=cifar10",
+        f"data.source.root={CIFAR}",
+        "data.source.download=false",
+        "data.val_fraction=0.2",
+        *SMALL,
+    ],
+}
+GROUPS = [
+    g for g in group_options() if g not in ("experiment", "hparams_search")
+]  # those two are sweeps (test_experiments)
 
 
 def applies(group: str, kind: str) -> tuple[list[str], dict[str, str]]:
@@ -75,10 +89,18 @@ def test_every_option_trains_and_predicts(tmp_path, group, kind):
         assert option in message or group in message or "data" in message or "loss" in message, (option, message)
     if not fits:
         pytest.skip(f"no option of {group} applies to {kind}")
-    base = [a for a in KINDS[kind] if not (group == "data" and a.startswith(("data.source.n_", "data=")))
-            and not (group == "loss" and a.startswith("loss=")) and not (group == "model" and a.startswith(("model.hidden", "model.channels")))]  # fmt: skip
+    base = [
+        a
+        for a in KINDS[kind]
+        if not (group == "data" and a.startswith(("data.source.n_", "data=")))
+        and not (group == "loss" and a.startswith("loss="))
+        and not (group == "model" and a.startswith(("model.hidden", "model.channels")))
+    ]
     if group == "data" and kind == "images":
-        base = [a for a in base if not a.startswith("data.source")] + [f"data.source.root={CIFAR}", "data.source.download=false"]
+        base = [a for a in base if not a.startswith("data.source")] + [
+            f"data.source.root={CIFAR}",
+            "data.source.download=false",
+        ]
     out = nnlab("train", "-m", *base, f"{group}={','.join(fits)}", "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=600)
     assert "Traceback (most recent call last)" not in out.stderr, out.stderr[-3000:]
     assert out.returncode == 0, out.stderr[-3000:]
@@ -91,8 +113,13 @@ def test_every_option_trains_and_predicts(tmp_path, group, kind):
             continue
         model = lib.load_run(run)
         features = model.model[0].mean.shape[-1]  # the inputs' width (points and regression sets)
-        x = {"points": np.zeros((3, features), np.float32), "images": np.zeros((3, 32, 32, 3), np.uint8),  # channels last
-             "regression": np.linspace(-1, 1, 3, dtype=np.float32) if features == 1 else np.zeros((3, features), np.float32)}[model.kind]  # fmt: skip
+        x = {
+            "points": np.zeros((3, features), np.float32),
+            "images": np.zeros((3, 32, 32, 3), np.uint8),  # channels last
+            "regression": np.linspace(-1, 1, 3, dtype=np.float32)
+            if features == 1
+            else np.zeros((3, features), np.float32),
+        }[model.kind]
         predicted = model.predict(x)
         assert predicted.shape[0] == 3 and torch.isfinite(predicted.float()).all()
         if model.kind != "regression":
@@ -107,11 +134,24 @@ def test_every_option_checks_and_finds_a_rate(tmp_path, group):
     fits, _ = applies(group, "points")
     if not fits:
         pytest.skip(f"no option of {group} applies to points")
-    base = [a for a in KINDS["points"] if not (group == "data" and a.startswith(("data.source.n_", "data=")))
-            and not (group == "model" and a.startswith("model.hidden"))]  # fmt: skip
+    base = [
+        a
+        for a in KINDS["points"]
+        if not (group == "data" and a.startswith(("data.source.n_", "data=")))
+        and not (group == "model" and a.startswith("model.hidden"))
+    ]
     quick = ["check.overfit_steps=20", "lr_find.steps=20"]
     for command, written in (("check", "check.json"), ("lr-find", "lr_find.json")):
-        out = nnlab(command, "-m", *base, *quick, f"{group}={','.join(fits)}", f"hydra.sweep.dir={command}", cwd=tmp_path, timeout=600)
+        out = nnlab(
+            command,
+            "-m",
+            *base,
+            *quick,
+            f"{group}={','.join(fits)}",
+            f"hydra.sweep.dir={command}",
+            cwd=tmp_path,
+            timeout=600,
+        )
         assert "Traceback (most recent call last)" not in out.stderr, out.stderr[-3000:]
         assert out.returncode in ((0, 1) if command == "check" else (0,)), out.stderr[-3000:]
         found = sorted((tmp_path / command).rglob(written))

@@ -9,7 +9,7 @@ from torch import nn
 
 from conftest import TINY, events, nnlab, summary, train
 from nnlab.nn.mlp import MLP
-from nnlab.pretrain import pretrain
+from nnlab.training.pretrain import pretrain
 
 
 def toy_problem(seed=0):
@@ -72,12 +72,15 @@ def test_a_pretrained_run_logs_its_stages(tmp_path):
     assert "initial_loss" not in {a["name"] for a in summary(run)["alarms"]}  # the loss starts low on purpose
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["pretrain.method=greedy"], "pretrain.method"),
-    (["pretrain.method=supervised", "pretrain.epochs=0"], "pretrain.epochs"),
-    (["pretrain.method=supervised", "model.hidden=[]"], "model=mlp with at least one hidden layer"),
-    (["pretrain.method=autoencoder", "model=cnn", "data=mnist"], "model=mlp"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["pretrain.method=greedy"], "pretrain.method"),
+        (["pretrain.method=supervised", "pretrain.epochs=0"], "pretrain.epochs"),
+        (["pretrain.method=supervised", "model.hidden=[]"], "model=mlp with at least one hidden layer"),
+        (["pretrain.method=autoencoder", "model=cnn", "data=mnist"], "model=mlp"),
+    ],
+)
 def test_where_pretraining_is_not_defined_is_one_paragraph(tmp_path, overrides, message):
     out = nnlab("train", *overrides, cwd=tmp_path)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from conftest import REPO
-from nnlab.command_line import check_command_line, compose
-from nnlab.errors import ConfigError
-from nnlab.validate import validate
+from nnlab.cli.command_line import check_command_line, compose
+from nnlab.config.validate import validate
 from nnlab.data.toy import REGRESSION
-from nnlab.setup import setup
-from nnlab.train import train_step
+from nnlab.errors import ConfigError
+from nnlab.training.loop import train_step
+from nnlab.training.setup import setup
 
 CONF = REPO / "src" / "nnlab" / "conf"
 
@@ -42,17 +42,26 @@ def valid_overrides(draw) -> list[str]:
     schedule = draw(st.sampled_from(options("schedule")))
     val = draw(st.sampled_from([0.0, 0.2])) if schedule != "plateau" else 0.2
     return [
-        f"data={data}", f"activation={draw(st.sampled_from(options('activation')))}",
-        f"init={draw(st.sampled_from(options('init')))}", f"optimizer={draw(st.sampled_from(options('optimizer')))}",
-        f"schedule={schedule}", *f"loss={draw(st.sampled_from(losses))}".split(),
-        f"model.hidden=[{','.join(map(str, hidden))}]", f"model.batch_norm={draw(st.booleans())}",
-        f"model.dropout={draw(st.sampled_from([0.0, 0.5]))}", f"data.val_fraction={val}",
+        f"data={data}",
+        f"activation={draw(st.sampled_from(options('activation')))}",
+        f"init={draw(st.sampled_from(options('init')))}",
+        f"optimizer={draw(st.sampled_from(options('optimizer')))}",
+        f"schedule={schedule}",
+        *f"loss={draw(st.sampled_from(losses))}".split(),
+        f"model.hidden=[{','.join(map(str, hidden))}]",
+        f"model.batch_norm={draw(st.booleans())}",
+        f"model.dropout={draw(st.sampled_from([0.0, 0.5]))}",
+        f"data.val_fraction={val}",
         f"data.preprocess={draw(st.sampled_from(['none', 'center', 'standardize']))}",
-        f"trainer.batch_size={draw(st.integers(2, 64))}", f"trainer.seed={draw(st.integers(0, 2**31 - 1))}",
+        f"trainer.batch_size={draw(st.integers(2, 64))}",
+        f"trainer.seed={draw(st.integers(0, 2**31 - 1))}",
         f"regularization.l1={draw(st.sampled_from([0.0, 1e-3]))}",
         f"regularization.input_noise={draw(st.sampled_from([0.0, 0.1]))}",
-        "data.source.n_train=40", "data.source.n_test=20", "trainer.epochs=2", "early_stopping.metric=loss/train",
-    ]  # fmt: skip
+        "data.source.n_train=40",
+        "data.source.n_test=20",
+        "trainer.epochs=2",
+        "early_stopping.metric=loss/train",
+    ]
 
 
 @PROPERTY
@@ -86,16 +95,32 @@ KNOBS = [
     ("data.source.n_train", [], st.integers(max_value=1)),
     ("data.source.noise", [], NEGATIVE),
     ("model.dropout", [], OUTSIDE_UNIT),
-    ("model.hidden", [], st.lists(st.integers(max_value=0), min_size=1, max_size=3).map(lambda v: "[" + ",".join(map(str, v)) + "]")),
+    (
+        "model.hidden",
+        [],
+        st.lists(st.integers(max_value=0), min_size=1, max_size=3).map(lambda v: "[" + ",".join(map(str, v)) + "]"),
+    ),
     ("optimizer.lr", [], st.one_of(BAD_FLOAT, st.just(0.0))),
     ("optimizer.eps", [], st.one_of(BAD_FLOAT, st.just(0.0))),
     ("optimizer.weight_decay", [], BAD_FLOAT),
-    ("optimizer.betas", [], st.tuples(st.floats(0, 0.99), st.floats(min_value=1.0, max_value=1e6)).map(lambda b: f"[{b[0]},{b[1]}]")),
+    (
+        "optimizer.betas",
+        [],
+        st.tuples(st.floats(0, 0.99), st.floats(min_value=1.0, max_value=1e6)).map(lambda b: f"[{b[0]},{b[1]}]"),
+    ),
     ("optimizer.momentum", ["optimizer=momentum"], OUTSIDE_UNIT),
     ("optimizer.alpha", ["optimizer=rmsprop"], OUTSIDE_UNIT),
-    ("schedule.gamma", ["schedule=step"], st.one_of(NEGATIVE, st.floats(min_value=1.0001, allow_nan=False, allow_infinity=False))),
+    (
+        "schedule.gamma",
+        ["schedule=step"],
+        st.one_of(NEGATIVE, st.floats(min_value=1.0001, allow_nan=False, allow_infinity=False)),
+    ),
     ("schedule.pct_start", ["schedule=onecycle"], st.one_of(NEGATIVE, st.floats(min_value=1.0), st.just(0.0))),
-    ("schedule.milestones", ["schedule=multistep"], st.lists(st.integers(max_value=0), min_size=1, max_size=3).map(lambda v: "[" + ",".join(map(str, v)) + "]")),
+    (
+        "schedule.milestones",
+        ["schedule=multistep"],
+        st.lists(st.integers(max_value=0), min_size=1, max_size=3).map(lambda v: "[" + ",".join(map(str, v)) + "]"),
+    ),
     ("loss.label_smoothing", [], OUTSIDE_UNIT),
     ("loss.delta", ["loss=huber"], st.one_of(BAD_FLOAT, st.just(0.0))),
     ("data.source.outliers", ["data=sine", "loss=mse"], OUTSIDE_UNIT),
@@ -105,7 +130,7 @@ KNOBS = [
     ("early_stopping.patience", [], NOT_POSITIVE_INT),
     ("diagnostics.probe_size", [], NOT_POSITIVE_INT),
     ("activation.k", ["activation=maxout"], st.integers(max_value=1)),
-]  # fmt: skip
+]
 
 
 NULLABLE = {"regularization.clip_grad_norm", "early_stopping.patience"}  # null: off
@@ -122,7 +147,11 @@ def invalid_override(draw) -> list[str]:
         key, needs, values = draw(st.sampled_from(KNOBS))
         return [*needs, f"{key}={hydra_value(draw(values))}"]
     if kind == "type":  # a word where a number belongs
-        key, needs, _ = draw(st.sampled_from([k for k in KNOBS if k[0] not in ("model.hidden", "optimizer.betas", "schedule.milestones")]))
+        key, needs, _ = draw(
+            st.sampled_from(
+                [k for k in KNOBS if k[0] not in ("model.hidden", "optimizer.betas", "schedule.milestones")]
+            )
+        )
         words = WORDS.filter(lambda w: w not in ("nan", "inf", "null", "true", "false"))
         word = draw(words if key in NULLABLE else st.one_of(st.just("null"), words))
         return [*needs, f"{key}={word}"]
@@ -158,14 +187,27 @@ def test_an_invalid_value_in_a_sweep_is_the_same_error(overrides):
 
 
 def test_a_sweep_value_set_without_composing_equals_the_composed_config():
-    from nnlab.command_line import _set_value
+    from nnlab.cli.command_line import _set_value
 
     base = compose([])
-    for override in ["trainer.seed=3", "optimizer.lr=0.5", "model.hidden=[8,8]", "regularization.clip_grad_norm=null",
-                     "trainer.device=cpu", "data.source.noise=0.3", "early_stopping.patience=4"]:  # fmt: skip
+    for override in [
+        "trainer.seed=3",
+        "optimizer.lr=0.5",
+        "model.hidden=[8,8]",
+        "regularization.clip_grad_norm=null",
+        "trainer.device=cpu",
+        "data.source.noise=0.3",
+        "early_stopping.patience=4",
+    ]:
         fast = _set_value(base, override, "nnlab.conf")
         assert fast is not None, override
         composed = compose([override])
         assert OmegaConf.to_container(fast, resolve=True) == OmegaConf.to_container(composed, resolve=True), override
-    for override in ["activation=tanh", "+trainer.extra=1", "~regularization.l1", "hydra/launcher=joblib", "trainer.epochs=many"]:
+    for override in [
+        "activation=tanh",
+        "+trainer.extra=1",
+        "~regularization.l1",
+        "hydra/launcher=joblib",
+        "trainer.epochs=many",
+    ]:
         assert _set_value(base, override, "nnlab.conf") is None, override  # composed instead

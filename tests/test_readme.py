@@ -18,9 +18,19 @@ SHORT = {  # what each command takes to run in seconds, appended after its own a
     "check": ["data.subset=200", "check.overfit_steps=100", "trainer.progress=false"],
     "lr-find": ["data.subset=512", "lr_find.steps=20", "trainer.progress=false"],
     "batch-size-find": ["data.subset=512", "batch_size_find.max_batch=128"],
-    "doctor": ["trainer.epochs=2", "data.subset=200", "doctor.seeds=2", "doctor.candidates=1", "trainer.progress=false"],
+    "doctor": [
+        "trainer.epochs=2",
+        "data.subset=200",
+        "doctor.seeds=2",
+        "doctor.candidates=1",
+        "trainer.progress=false",
+    ],
 }
-SWEEP = ["hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.launcher.executor=submitit_local"]  # SLURM and 10k trials: locally, two
+SWEEP = [
+    "hydra.sweeper.n_trials=2",
+    "hydra.sweeper.n_jobs=2",
+    "hydra.launcher.executor=submitit_local",
+]  # SLURM and 10k trials: locally, two
 
 
 def readme_commands() -> list[tuple[int, str]]:
@@ -64,17 +74,29 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, line, command):
         if placeholder:
             folder = f"outputs/{placeholder.group(1)}/made"
             sweep = placeholder.group(1) == "sweeps"
-            made = nnlab("train", *(["-m", "trainer.seed=0,1"] if sweep else []), *TINY,
-                         f"hydra.{'sweep' if sweep else 'run'}.dir={folder}", cwd=tmp_path)  # fmt: skip
+            made = nnlab(
+                "train",
+                *(["-m", "trainer.seed=0,1"] if sweep else []),
+                *TINY,
+                f"hydra.{'sweep' if sweep else 'run'}.dir={folder}",
+                cwd=tmp_path,
+            )
             assert made.returncode == 0, made.stderr
             words[i] = w.replace(placeholder.group(0), folder)
     if "resume=auto" in words:  # the run it continues, made by the line before it in the README
-        assert nnlab(*words[:1], *[w for w in words[1:] if w != "resume=auto"], *SHORT["train"], cwd=tmp_path, env=env).returncode == 0
+        assert (
+            nnlab(
+                *words[:1], *[w for w in words[1:] if w != "resume=auto"], *SHORT["train"], cwd=tmp_path, env=env
+            ).returncode
+            == 0
+        )
     if "experiment=transfer" in words:  # the pretrained run it starts from: the README's line before it
         before = next(c for _, c in COMMANDS if "outputs/pretrained/" in c and "hydra.run.dir" in c)
         assert nnlab(*_words(before)[1:], *SHORT["train"], cwd=tmp_path, env=env).returncode == 0
     if sub == "train" and "-m" in words and any(w.startswith("experiment=") for w in words):
-        from nnlab.command_line import check_command_line  # each experiment runs in test_experiments.py: here, its line
+        from nnlab.cli.command_line import (
+            check_command_line,  # each experiment runs in test_experiments.py: here, its line
+        )
 
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("NNLAB_DATA_DIR", str(SHARED_DATA))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import events, metrics, nnlab, summary, train
-from nnlab import metrics as task_metrics
 from nnlab.data import describe, toy
+from nnlab.training import metrics as task_metrics
 
 SHORT = ["data.source.n_train=200", "data.source.n_test=200", "trainer.epochs=3", "trainer.progress=false"]
 
@@ -34,14 +34,18 @@ def test_metrics_match_their_definitions():
     g = torch.Generator().manual_seed(0)
     y = torch.randn(50, 2, generator=g)
     pred = y + 0.3 * torch.randn(50, 2, generator=g)
-    sums = task_metrics.sums("regression", pred[:20], y[:20]) + task_metrics.sums("regression", pred[20:], y[20:])  # two batches
+    sums = task_metrics.sums("regression", pred[:20], y[:20]) + task_metrics.sums(
+        "regression", pred[20:], y[20:]
+    )  # two batches
     got = task_metrics.finish("regression", sums, 50)
     r2 = [1 - ((pred[:, j] - y[:, j]) ** 2).sum() / ((y[:, j] - y[:, j].mean()) ** 2).sum() for j in range(2)]
     assert got["mse"] == pytest.approx(((pred - y) ** 2).mean().item(), rel=1e-5)
     assert got["mae"] == pytest.approx((pred - y).abs().mean().item(), rel=1e-5)
     assert got["r2"] == pytest.approx(sum(r2).item() / 2, rel=1e-4)
     labels = torch.tensor([0, 1, 1, 2])
-    assert task_metrics.finish("points", task_metrics.sums("points", torch.tensor([0, 1, 2, 2]), labels), 4) == {"acc": 0.75}
+    assert task_metrics.finish("points", task_metrics.sums("points", torch.tensor([0, 1, 2, 2]), labels), 4) == {
+        "acc": 0.75
+    }
 
 
 def test_a_regression_run_logs_mse_mae_r2_instead_of_accuracy(tmp_path):
@@ -67,14 +71,16 @@ def test_the_network_learns_the_function(tmp_path):
 
 
 def test_softplus_output_is_positive_everywhere(tmp_path):
-    from nnlab import checkpoint
-    from nnlab.setup import setup
-    from nnlab.validate import load_run_config
+    from nnlab.config.validate import load_run_config
+    from nnlab.run_files import checkpoint
+    from nnlab.training.setup import setup
 
     run, _ = train(tmp_path, "data=bump", "loss=mse", "loss.output=softplus", *SHORT)
     exp = setup(load_run_config(run))
     exp.model.load_state_dict(checkpoint.load(run / "checkpoints" / "last.pt")["model"])
-    grid = torch.linspace(-50, 50, 2001, device=exp.device)[:, None]  # far outside the data, where a linear output goes anywhere
+    grid = torch.linspace(-50, 50, 2001, device=exp.device)[
+        :, None
+    ]  # far outside the data, where a linear output goes anywhere
     with torch.no_grad():
         pred = exp.loss_fn.link(exp.model(grid))
     assert pred.min() > 0
@@ -82,7 +88,16 @@ def test_softplus_output_is_positive_everywhere(tmp_path):
 
 
 def test_ensemble_of_regressors_is_no_worse_than_its_mean_member(tmp_path):
-    out = nnlab("train", "-m", "data=sine", "loss=mse", "trainer.seed=0,1,2", *SHORT, f"hydra.sweep.dir={tmp_path / 'sw'}", cwd=tmp_path)
+    out = nnlab(
+        "train",
+        "-m",
+        "data=sine",
+        "loss=mse",
+        "trainer.seed=0,1,2",
+        *SHORT,
+        f"hydra.sweep.dir={tmp_path / 'sw'}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     ens = nnlab("ensemble", str(tmp_path / "sw"), cwd=tmp_path)
     assert ens.returncode == 0, ens.stderr[-2000:]
@@ -99,16 +114,19 @@ def test_check_babysits_a_regressor(tmp_path):
     assert all(s["passed"] for s in steps) and "train r2" in steps[2]["measured"]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["data=sine"], "needs class labels"),  # the default loss is cross-entropy
-    (["data=sine", "loss=bce"], "needs class labels"),
-    (["data=sine", "loss=mse", "early_stopping.metric=acc/val"], "regression logs loss, mse, mae, r2"),
-    (["data=moons", "early_stopping.metric=r2/val"], "classification logs loss, acc"),
-    (["data=moons", "loss=mse", "loss.output=softplus"], "for regression targets"),
-    (["data=sine", "loss=mse", "loss.output=exp"], "loss.output"),
-    (["data=sine", "loss=mse", "data.source.outliers=1.5"], "fraction of outliers"),
-    (["data=sine", "loss=mse", "model=cnn"], "needs image data"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data=sine"], "needs class labels"),  # the default loss is cross-entropy
+        (["data=sine", "loss=bce"], "needs class labels"),
+        (["data=sine", "loss=mse", "early_stopping.metric=acc/val"], "regression logs loss, mse, mae, r2"),
+        (["data=moons", "early_stopping.metric=r2/val"], "classification logs loss, acc"),
+        (["data=moons", "loss=mse", "loss.output=softplus"], "for regression targets"),
+        (["data=sine", "loss=mse", "loss.output=exp"], "loss.output"),
+        (["data=sine", "loss=mse", "data.source.outliers=1.5"], "fraction of outliers"),
+        (["data=sine", "loss=mse", "model=cnn"], "needs image data"),
+    ],
+)
 def test_what_does_not_fit_regression_is_one_paragraph(tmp_path, overrides, message):
     out = nnlab("train", *overrides, cwd=tmp_path)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -7,13 +7,12 @@ import torch
 from torch import nn
 
 from conftest import TINY, metrics, summary, train
-from nnlab.command_line import compose
-from nnlab.validate import validate
+from nnlab.cli.command_line import compose
+from nnlab.config.validate import validate
 from nnlab.nn.dropout import Dropout
 from nnlab.nn.mlp import MLP
-from nnlab.setup import setup
-from nnlab.train import train_step
-
+from nnlab.training.loop import train_step
+from nnlab.training.setup import setup
 
 
 def row_norms(w: torch.Tensor) -> torch.Tensor:
@@ -62,8 +61,11 @@ def test_activity_l1_makes_hidden_activations_sparser(tmp_path):
 
 def test_alpha_dropout_goes_with_selu():
     def drops(act, kind="auto"):  # alpha (AlphaDropout) or standard, per Dropout layer
-        return {m.alpha for m in MLP((2,), 2, activation=act, hidden=[8, 8], dropout=0.1, dropout_kind=kind).modules()
-                if isinstance(m, Dropout)}  # fmt: skip
+        return {
+            m.alpha
+            for m in MLP((2,), 2, activation=act, hidden=[8, 8], dropout=0.1, dropout_kind=kind).modules()
+            if isinstance(m, Dropout)
+        }
 
     assert drops(nn.SELU) == {True} and drops(nn.ReLU) == {False}
     assert drops(nn.ReLU, "alpha") == {True} and drops(nn.SELU, "standard") == {False}

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from nnlab import report
+from nnlab.commands import report
 
 
 def _run(root: Path, name: str, overrides: list[str], metrics: dict, status: str = "ok", alarms=(), **more) -> None:
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    (run / "summary.json").write_text(json.dumps({"status": status, "metrics": metrics, "alarms": [{"name": a} for a in alarms], **more}))
+    (run / "summary.json").write_text(
+        json.dumps({"status": status, "metrics": metrics, "alarms": [{"name": a} for a in alarms], **more})
+    )
 
 
 def test_runs_are_named_by_what_differs_and_sorted_best_first(tmp_path):
@@ -33,18 +35,32 @@ def test_runs_are_named_by_what_differs_and_sorted_best_first(tmp_path):
 def test_columns_follow_the_task():
     assert report.columns("classification")[:3] == ("acc/train", "acc/val", "acc/test")
     regression = report.columns("regression")
-    assert regression[:3] == ("r2/train", "r2/val", "r2/test") and "mse/test" in regression and "acc/val" not in regression
+    assert (
+        regression[:3] == ("r2/train", "r2/val", "r2/test") and "mse/test" in regression and "acc/val" not in regression
+    )
 
 
 def test_runs_that_differ_only_in_their_seed_are_one_setting_with_a_band_and_a_verdict(tmp_path):
     import csv
 
-    for act, accs in (("relu", [0.95, 0.96, 0.97, 0.96]), ("zeros", [0.50, 0.51, 0.49, 0.50]), ("tanh", [0.90, 0.99, 0.93, 0.97])):
+    for act, accs in (
+        ("relu", [0.95, 0.96, 0.97, 0.96]),
+        ("zeros", [0.50, 0.51, 0.49, 0.50]),
+        ("tanh", [0.90, 0.99, 0.93, 0.97]),
+    ):
         for seed, acc in enumerate(accs):
-            _run(tmp_path, f"{act}{seed}", [f"init={act}", f"trainer.seed={seed}"], {"acc/val": acc, "acc/test": acc, "loss/val": 1 - acc})
+            _run(
+                tmp_path,
+                f"{act}{seed}",
+                [f"init={act}", f"trainer.seed={seed}"],
+                {"acc/val": acc, "acc/test": acc, "loss/val": 1 - acc},
+            )
     sets = report.settings(report.collect(tmp_path), "acc/val")
     assert [(s.name, len(s.runs), s.verdict) for s in sets] == [
-        ("init=relu", 4, "best"), ("init=tanh", 4, "not distinguishable with 4 seeds"), ("init=zeros", 4, "worse")]
+        ("init=relu", 4, "best"),
+        ("init=tanh", 4, "not distinguishable with 4 seeds"),
+        ("init=zeros", 4, "worse"),
+    ]
     assert sets[0].bands["acc/val"].mean == 0.96 and sets[0].bands["acc/val"].n == 4
     paths = report.write_files(report.rows(report.collect(tmp_path)), report.collect(tmp_path), tmp_path, "acc/val")
     rows = list(csv.DictReader(open(paths["settings_csv"])))
@@ -58,25 +74,43 @@ def test_tables_never_cut_a_number_at_any_width(tmp_path, width):
     """Every value shown whole; a column that does not fit is left out and named; runs named by what differs."""
     from conftest import nnlab
 
-    accs = {"he_normal": [0.9512, 0.9633, 0.9701], "zeros": [0.5012, 0.4977, 0.5033], "normal_small": [0.9111, 0.9822, 0.9305]}
+    accs = {
+        "he_normal": [0.9512, 0.9633, 0.9701],
+        "zeros": [0.5012, 0.4977, 0.5033],
+        "normal_small": [0.9111, 0.9822, 0.9305],
+    }
     for init, values in accs.items():
         for seed, acc in enumerate(values):
-            _run(tmp_path, f"{init}{seed}", [f"init={init}", f"trainer.seed={seed}", "optimizer=sgd"],
-                 {"acc/train": acc, "acc/val": acc, "acc/test": acc - 0.0101, "loss/val": 1.2345 - acc}, alarms=["flat_loss"],
-                 batch={"stack": "1/1", "members": 9, "wall_time_s": 18.0})  # fmt: skip
+            _run(
+                tmp_path,
+                f"{init}{seed}",
+                [f"init={init}", f"trainer.seed={seed}", "optimizer=sgd"],
+                {"acc/train": acc, "acc/val": acc, "acc/test": acc - 0.0101, "loss/val": 1.2345 - acc},
+                alarms=["flat_loss"],
+                batch={"stack": "1/1", "members": 9, "wall_time_s": 18.0},
+            )
     out = nnlab("report", str(tmp_path), cwd=tmp_path, env={"COLUMNS": str(width)})
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert all(len(line) <= width for line in lines if not line.startswith("written:")), out.stdout
-    assert out.stdout.index("3 settings, best first by acc/val") < out.stdout.index("9 runs under")  # a seed sweep: settings first
+    assert out.stdout.index("3 settings, best first by acc/val") < out.stdout.index(
+        "9 runs under"
+    )  # a seed sweep: settings first
     for init, values in accs.items():
         for seed, acc in enumerate(values):
             assert f"{init} s{seed}" in out.stdout and f"{acc:.4f}" in out.stdout  # the sort key's column stays
     assert "named by what differs: init; s: trainer.seed" in out.stdout
     assert [line.split()[1:3] for line in lines if line.startswith("│ ") and "±" in line] == [
-        ["he_normal", "│"], ["normal_small", "│"], ["zeros", "│"]] or width < 80  # fmt: skip
+        ["he_normal", "│"],
+        ["normal_small", "│"],
+        ["zeros", "│"],
+    ] or width < 80
     shown_or_said = ("acc/test", "loss/val", "acc/train", "best epoch", "wall (s)", "alarms", "verdict")
-    said = " ".join(out.stdout[out.stdout.find("left out at") : out.stdout.find("written:")].split()) if "left out" in out.stdout else ""
+    said = (
+        " ".join(out.stdout[out.stdout.find("left out at") : out.stdout.find("written:")].split())
+        if "left out" in out.stdout
+        else ""
+    )
     for header in shown_or_said:
         assert any(header in line for line in lines if line.startswith("┃")) or header in said, (header, out.stdout)
     if width >= 120:

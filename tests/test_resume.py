@@ -14,8 +14,15 @@ import torch
 
 from conftest import nnlab, summary, train
 
-RUN = ["data.source.n_train=1500", "trainer.epochs=4", "trainer.progress=false", "trainer.checkpoint_every=7",
-       "trainer.log_every=5", "model.dropout=0.2", "regularization.input_noise=0.1"]  # fmt: skip  (dropout and noise: RNG in play)
+RUN = [
+    "data.source.n_train=1500",
+    "trainer.epochs=4",
+    "trainer.progress=false",
+    "trainer.checkpoint_every=7",
+    "trainer.log_every=5",
+    "model.dropout=0.2",
+    "regularization.input_noise=0.1",
+]  # (dropout and noise: RNG in play)
 
 
 def rows_without_timing(run):
@@ -29,15 +36,23 @@ def weights(run):
 
 def start(tmp_path, run, *extra):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "nnlab", "train", *RUN, *extra, f"hydra.run.dir={run}"], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnlab", "train", *RUN, *extra, f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_step(run, step, proc, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         path = run / "metrics.jsonl"
-        if path.exists() and any(json.loads(line).get("step", 0) >= step for line in path.read_text().splitlines() if line):
+        if path.exists() and any(
+            json.loads(line).get("step", 0) >= step for line in path.read_text().splitlines() if line
+        ):
             return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
@@ -48,13 +63,17 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     ref, _ = train(tmp_path, *RUN, run_dir="ref")
     run = tmp_path / "killed"
     proc = start(tmp_path, run)
-    wait_for_step(run, 10, proc)  # epoch 1 of 4 (38 steps an epoch); fast or loaded machines get further before the kill
+    wait_for_step(
+        run, 10, proc
+    )  # epoch 1 of 4 (38 steps an epoch); fast or loaded machines get further before the kill
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run / "summary.json").exists()
     killed_at = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"]
     per_epoch = summary(ref)["steps"] // 4  # 38: 1200 training points in batches of 32
-    assert 0 < killed_at < 4 * per_epoch and (killed_at % 7 == 0 or killed_at % per_epoch == 0)  # a periodic or an epoch-end checkpoint
+    assert 0 < killed_at < 4 * per_epoch and (
+        killed_at % 7 == 0 or killed_at % per_epoch == 0
+    )  # a periodic or an epoch-end checkpoint
     out = nnlab("train", *RUN, "resume=auto", f"hydra.run.dir={run}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert summary(run)["metrics"] == summary(ref)["metrics"]
@@ -98,12 +117,26 @@ def test_resume_refuses_another_config_and_auto_starts_fresh(tmp_path):
 @pytest.mark.slow
 def test_sigkill_a_pretrained_regression_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     """The regression sums (per target, kept mid-epoch) and the pretraining stages survive a kill."""
-    reg = ["data=sine", "loss=huber", "data.source.n_train=1500", "trainer.epochs=4", "trainer.progress=false",
-           "trainer.checkpoint_every=7", "pretrain.method=supervised", "pretrain.epochs=1", "model.dropout=0.2"]  # fmt: skip
+    reg = [
+        "data=sine",
+        "loss=huber",
+        "data.source.n_train=1500",
+        "trainer.epochs=4",
+        "trainer.progress=false",
+        "trainer.checkpoint_every=7",
+        "pretrain.method=supervised",
+        "pretrain.epochs=1",
+        "model.dropout=0.2",
+    ]
     ref, _ = train(tmp_path, *reg, run_dir="ref")
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *reg, f"hydra.run.dir={run}"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnlab", "train", *reg, f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for_step(run, 10, proc)  # 38 steps an epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -147,7 +180,7 @@ def test_kill_9_at_random_moments_including_saves_then_resume_is_exact(tmp_path)
 def test_a_checkpoint_at_an_epochs_last_step_keeps_the_rows_before_it_only():
     """checkpoint_every can save at an epoch's last step before that epoch ends: its epoch-end row (same
     step, written after the save) must go on resume, or the resumed run writes it twice (a kill found it)."""
-    from nnlab.run_files import _before
+    from nnlab.run_files.member import _before
 
     mid = {"step": 50, "position": {"batch": 10}}  # saved at step 50, the epoch not ended yet
     end = {"step": 50, "position": {"batch": 0}}  # saved by the epoch's end, after its row

@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from nnlab import records, run_folder
 from nnlab.errors import FolderInUse
+from nnlab.run_files import folder as run_folder
+from nnlab.run_files import records
 
 
 def test_a_second_holder_is_refused_and_a_killed_holder_leaves_nothing_held(tmp_path):
@@ -21,7 +22,7 @@ def test_a_second_holder_is_refused_and_a_killed_holder_leaves_nothing_held(tmp_
         with pytest.raises(FolderInUse, match=f"in use by another nnlab process \\(pid {os.getpid()}\\)"):
             run_folder.Lock(tmp_path).__enter__()
     assert run_folder.holder(tmp_path) is None
-    code = f"from nnlab import run_folder; import time; run_folder.Lock({str(tmp_path)!r}).__enter__(); print('held', flush=True); time.sleep(60)"
+    code = f"from nnlab.run_files import folder; import time; folder.Lock({str(tmp_path)!r}).__enter__(); print('held', flush=True); time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     assert run_folder.holder(tmp_path) == str(proc.pid)

@@ -50,8 +50,10 @@ def _copy(finished, tmp_path, *names):
 NESTED = {
     "optimizer.foreach": lambda payload: {"_target_": "torch.load", "f": str(payload), "weights_only": False},
     "model.hidden": lambda payload: [8, {"_target_": "torch.load", "f": str(payload), "weights_only": False}],
-    "data.source": lambda payload: {"_target_": "nnlab.data.toy.moons", "n_train": {"_target_": "builtins.eval",
-                                    "_args_": [f"__import__('os').system('touch {payload}.ran')"]}},  # fmt: skip
+    "data.source": lambda payload: {
+        "_target_": "nnlab.data.toy.moons",
+        "n_train": {"_target_": "builtins.eval", "_args_": [f"__import__('os').system('touch {payload}.ran')"]},
+    },
 }
 
 
@@ -68,16 +70,23 @@ def test_a_nested_target_in_a_run_folder_runs_through_no_reader(finished, tmp_pa
     (runs / "a" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     with pytest.raises(ConfigError, match=r"_target_ is not allowed|_args_ is not allowed"):
         load_run(runs / "a")
-    for args in (["ensemble", str(runs)], ["report", str(runs)],
-                 ["train", *TINY, f"transfer.init_from={runs / 'a'}", f"hydra.run.dir={tmp_path / 'new'}"]):  # fmt: skip
+    for args in (
+        ["ensemble", str(runs)],
+        ["report", str(runs)],
+        ["train", *TINY, f"transfer.init_from={runs / 'a'}", f"hydra.run.dir={tmp_path / 'new'}"],
+    ):
         out = nnlab(*args, cwd=tmp_path)
         assert "Traceback" not in out.stderr, out.stderr
         if args[0] == "ensemble":
             assert out.returncode == 2 and "is not allowed" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    saved = {"optimizer.foreach": f"+optimizer.foreach={{_target_:torch.load,f:'{payload}',weights_only:false}}",
-             "model.hidden": f"model.hidden=[8,{{_target_:torch.load,f:'{payload}',weights_only:false}}]",
-             "data.source": f"+data.source._args_=[\"__import__('os').system('touch {payload}.ran')\"]"}  # fmt: skip
-    (runs / "b" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([saved[key]]))  # Hydra's record: never read back
+    saved = {
+        "optimizer.foreach": f"+optimizer.foreach={{_target_:torch.load,f:'{payload}',weights_only:false}}",
+        "model.hidden": f"model.hidden=[8,{{_target_:torch.load,f:'{payload}',weights_only:false}}]",
+        "data.source": f"+data.source._args_=[\"__import__('os').system('touch {payload}.ran')\"]",
+    }
+    (runs / "b" / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump([saved[key]])
+    )  # Hydra's record: never read back
     out = nnlab("train", "trainer.epochs=3", f"resume={runs / 'b'}", cwd=tmp_path)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr  # it continues with its saved config
     out = nnlab("train", "trainer.epochs=3", f"resume={runs / 'a'}", cwd=tmp_path)  # the payload in its config.yaml
@@ -86,13 +95,15 @@ def test_a_nested_target_in_a_run_folder_runs_through_no_reader(finished, tmp_pa
 
 
 def test_targets_outside_their_groups_module_are_refused():
-    from nnlab.command_line import compose
+    from nnlab.cli.command_line import compose
+    from nnlab.config.validate import validate
     from nnlab.errors import ConfigError
-    from nnlab.validate import validate
 
-    for override, why in (("optimizer._target_=nnlab.setup.instantiate", "defined in torch.optim"),
-                          ("activation._target_=torch.nn.modules.module.register_module_forward_hook", "a class"),
-                          ("loss._target_=nnlab.cli.main", "defined in nnlab.nn.losses")):  # fmt: skip
+    for override, why in (
+        ("optimizer._target_=nnlab.training.setup.instantiate", "defined in torch.optim"),
+        ("activation._target_=torch.nn.modules.module.register_module_forward_hook", "a class"),
+        ("loss._target_=nnlab.cli.main", "defined in nnlab.nn.losses"),
+    ):
         with pytest.raises(ConfigError, match=why):
             validate(compose([override]))
 
@@ -123,8 +134,15 @@ def test_no_write_follows_a_symbolic_link_in_a_run_folder(finished, tmp_path):
     out = nnlab("train", *TINY, "trainer.epochs=3", f"resume={runs / 'a'}", cwd=tmp_path)
     assert out.returncode == 2 and "hydra.yaml is a symbolic link" in out.stderr, out.stderr
     assert (outside / "hydra.yaml").read_text() == before
-    assert all((outside / n).read_text() == "the user's own file\n" for n in ("train.log", "curves.png", "summary.json"))
-    for name in ("report.csv", "report.md", "ensemble.json"):  # report and ensemble replace a link, never write through it
+    assert all(
+        (outside / n).read_text() == "the user's own file\n" for n in ("train.log", "curves.png", "summary.json")
+    )
+    for name in (
+        "report.csv",
+        "report.md",
+        "ensemble.json",
+    ):
+        # report and ensemble replace a link, never write through it
         (outside / name).write_text("mine\n")
         (runs / name).symlink_to(outside / name)
     hydra_yaml.unlink()
@@ -132,7 +150,11 @@ def test_no_write_follows_a_symbolic_link_in_a_run_folder(finished, tmp_path):
     assert nnlab("report", str(runs), cwd=tmp_path).returncode == 0
     assert nnlab("ensemble", str(runs), cwd=tmp_path).returncode == 0
     for name in ("report.csv", "report.md", "ensemble.json"):
-        assert (outside / name).read_text() == "mine\n" and not (runs / name).is_symlink() and (runs / name).stat().st_size > 5
+        assert (
+            (outside / name).read_text() == "mine\n"
+            and not (runs / name).is_symlink()
+            and (runs / name).stat().st_size > 5
+        )
     (tmp_path / "sweep").mkdir()  # a sweep's job folder that is a link: that job refused, the others run
     (tmp_path / "sweep" / "trainer.seed=1").symlink_to(outside)
     out = nnlab("train", "-m", *TINY, "trainer.seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
@@ -147,7 +169,9 @@ def test_runs_alone_overview_is_not_written_through_a_link(tmp_path):
     (tmp_path / "outputs" / "runs").mkdir(parents=True)
     (tmp_path / "outputs" / "runs" / "overview").symlink_to(outside)
     out = nnlab("train", *TINY, cwd=tmp_path)
-    assert out.returncode == 2 and "overview is a symbolic link" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 2 and "overview is a symbolic link" in out.stderr and "Traceback" not in out.stderr, (
+        out.stderr
+    )
     (run,) = [p for p in (tmp_path / "outputs" / "runs").iterdir() if p.name != "overview"]
     assert summary(run)["status"] == "ok" and not list(outside.iterdir())
 
@@ -159,7 +183,9 @@ def test_an_ensemble_folder_that_is_a_link_is_refused(finished, tmp_path):
     outside.mkdir()
     (runs / "ensemble").symlink_to(outside)
     out = nnlab("ensemble", str(runs), cwd=tmp_path)
-    assert out.returncode == 2 and "ensemble is a symbolic link" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 2 and "ensemble is a symbolic link" in out.stderr and "Traceback" not in out.stderr, (
+        out.stderr
+    )
     assert not list(outside.iterdir())
 
 
@@ -167,8 +193,13 @@ def test_two_commands_into_one_folder_lose_nothing(tmp_path):
     """The second is refused while the first trains; the first's run is whole."""
     run = tmp_path / "run"
     long = [*TINY, "trainer.epochs=100000"]  # still training when the signal comes
-    first = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *long, f"hydra.run.dir={run}"], cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-m", "nnlab", "train", *long, f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     rows = run / "metrics.jsonl"
     while not (rows.exists() and rows.read_text().strip()) and time.time() < deadline:  # training, not starting:
@@ -182,8 +213,16 @@ def test_two_commands_into_one_folder_lose_nothing(tmp_path):
 
 
 def test_commands_started_in_the_same_second_get_folders_of_their_own(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-m", "nnlab", "train", *TINY], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(3)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "nnlab", "train", *TINY],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
@@ -207,7 +246,9 @@ def test_a_finished_run_or_sweep_is_never_replaced_silently(finished, tmp_path):
     sweep = ["-m", *TINY, "trainer.seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     assert nnlab("train", *sweep, cwd=tmp_path).returncode == 0
     again = nnlab("train", *sweep, cwd=tmp_path)
-    assert again.returncode == 2 and "holds 2 runs of an earlier sweep" in again.stderr and "resume=auto" in again.stderr
+    assert (
+        again.returncode == 2 and "holds 2 runs of an earlier sweep" in again.stderr and "resume=auto" in again.stderr
+    )
     assert nnlab("train", *sweep, "resume=auto", cwd=tmp_path).returncode == 0  # finished members kept
     nested = nnlab("train", "-m", *TINY, "trainer.seed=0,1", f"hydra.sweep.dir={runs / 'a'}", cwd=tmp_path)
     assert nested.returncode == 2 and "a sweep would nest its runs inside it" in nested.stderr
@@ -241,22 +282,34 @@ def test_exit_codes_scripts_can_trust(tmp_path):
         assert out.returncode == 2 and "in use by another nnlab process" in out.stderr
     finally:
         holder.kill()
-    for args in (["-m", "trainer.seed=range(3,1)"], ["trainer.seed=18446744073709551617"], ["data.source.n_train=1000000000000"],
-                 ["optimizer=nesterov", "optimizer.momentum=0"], ["model.hidden=[1000000,1000000]"]):  # fmt: skip
+    for args in (
+        ["-m", "trainer.seed=range(3,1)"],
+        ["trainer.seed=18446744073709551617"],
+        ["data.source.n_train=1000000000000"],
+        ["optimizer=nesterov", "optimizer.momentum=0"],
+        ["model.hidden=[1000000,1000000]"],
+    ):
         cwd = tmp_path / "bad"
         cwd.mkdir()
         out = nnlab("train", *TINY, *args, cwd=cwd)
-        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, (
+            out.stderr
+        )
         assert not list(cwd.iterdir())  # refused before any folder exists
         cwd.rmdir()
 
 
 def test_readers_survive_what_a_file_holds(finished, tmp_path):
-    from nnlab import figures
+    from nnlab.views import figures
 
     runs = _copy(finished, tmp_path, "a", "b")
     with open(runs / "a" / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"step": 3, "loss/train": "nan"}) + "\n" + json.dumps({"step": 4, "loss/train": 0.5, "epoch": "x"}) + "\n")
+        f.write(
+            json.dumps({"step": 3, "loss/train": "nan"})
+            + "\n"
+            + json.dumps({"step": 4, "loss/train": 0.5, "epoch": "x"})
+            + "\n"
+        )
     figures.run_curves(runs / "a", "points")
     (runs / "a" / ".hydra" / "overrides.yaml").write_text('- "trainer.seed=[/bold]\\e]0;pwned\\a[link=http://x]"\n')
     out = nnlab("report", str(runs), cwd=tmp_path)
@@ -264,10 +317,16 @@ def test_readers_survive_what_a_file_holds(finished, tmp_path):
     assert "\x1b]0;" not in out.stdout and "\\x1b]0;pwned\\x07" in out.stdout and "[/bold]" in out.stdout
     (runs / "ensemble").write_text("a file where the ensemble's TensorBoard folder goes")
     out = nnlab("ensemble", str(runs), cwd=tmp_path)
-    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, (
+        out.stderr
+    )
     (runs / "a" / "checkpoints" / "best.pt").write_bytes(b"PK\x03\x04 not a zip at all" * 50)
     out = nnlab("train", *TINY, f"transfer.init_from={runs / 'a'}", f"hydra.run.dir={tmp_path / 't'}", cwd=tmp_path)
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "not a readable nnlab checkpoint" in out.stderr
+    assert (
+        out.returncode == 2
+        and len(out.stderr.strip().splitlines()) == 1
+        and "not a readable nnlab checkpoint" in out.stderr
+    )
 
 
 def test_a_kill_while_closing_leaves_a_run_that_resumes_to_a_complete_folder(finished, tmp_path):
@@ -285,22 +344,31 @@ def test_a_kill_while_closing_leaves_a_run_that_resumes_to_a_complete_folder(fin
 
 
 def test_sigterm_during_start_up_is_one_line_and_leaves_nothing(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=100000"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnlab", "train", *TINY, "trainer.epochs=100000"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not (tmp_path / "outputs" / "runs").is_dir() and time.time() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-2000:]
-    runs = [p for p in (tmp_path / "outputs" / "runs").iterdir() if p.name != "overview"] if (tmp_path / "outputs").exists() else []
+    runs = (
+        [p for p in (tmp_path / "outputs" / "runs").iterdir() if p.name != "overview"]
+        if (tmp_path / "outputs").exists()
+        else []
+    )
     assert not runs or summary(runs[0])["status"] == "interrupted"  # nothing left, or a run saved and marked
 
 
 SWALLOWED = """
 import signal, sys
-import nnlab.run_files as run_files
-from nnlab.console import note_interrupt
+import nnlab.run_files.member as run_files
+from nnlab.views.console import note_interrupt
 from nnlab.cli import main
 
 def setup(*args, **kwargs):  # a SIGTERM in start-up that a library caught (try: import ... except ...)
@@ -319,6 +387,8 @@ sys.exit(main(sys.argv[1:]))
 def test_a_start_up_signal_a_library_swallowed_stops_before_the_first_checkpoint(tmp_path):
     """The race CI met: a signal caught by a library in start-up is raised again before the run writes its
     first checkpoint, so the folder the command made goes with it (not a folder with last.pt and no summary)."""
-    out = subprocess.run([sys.executable, "-c", SWALLOWED, "train", *TINY], cwd=tmp_path, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", SWALLOWED, "train", *TINY], cwd=tmp_path, capture_output=True, text=True
+    )
     assert out.returncode == 128 + signal.SIGTERM and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert "interrupted (SIGTERM)" in out.stderr and not (tmp_path / "outputs").exists()

@@ -27,8 +27,15 @@ def test_a_crafted_cifar_batch_does_not_run(tmp_path):
     marker = tmp_path / "pwned"
     with open(root / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
         pickle.dump({"data": _Payload(marker), "labels": [0]}, f, protocol=2)
-    out = nnlab("train", "data=cifar10", f"data.source.root={root}", "data.source.download=false", "model=cnn",
-                *TINY[2:], cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "train",
+        "data=cifar10",
+        f"data.source.root={root}",
+        "data.source.download=false",
+        "model=cnn",
+        *TINY[2:],
+        cwd=tmp_path,
+    )
     assert out.returncode == 2, out.stdout + out.stderr
     assert "is not a valid CIFAR-10 batch file" in out.stderr and "posix.system" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from nnlab.command_line import compose
+from nnlab.cli.command_line import compose
 from nnlab.nn import bare
-from nnlab.setup import DEFAULT_THREADS, cpu_threads, setup
+from nnlab.training.setup import DEFAULT_THREADS, cpu_threads, setup
 
 TOY = ["data.source.n_train=64", "data.source.n_test=32", "trainer.device=cpu"]
 

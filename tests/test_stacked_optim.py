@@ -1,4 +1,4 @@
-"""Stacked optimizers (nnlab/optim.py): every optimizer of conf/optimizer/ as one update over [K, ...]
+"""Stacked optimizers (nnlab/engine/optimizers.py): every optimizer of conf/optimizer/ as one update over [K, ...]
 parameters with per-member settings, against K separate torch.optim runs fed the same gradients: 200
 steps with a schedule halving the rates, a member stopped half-way, and a member's state resumed alone."""
 
@@ -7,29 +7,76 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnlab.optim import StackedOptimizer, Yogi, stacked_form
+from nnlab.engine.optimizers import StackedOptimizer, Yogi, stacked_form
 
-O = torch.optim
+optim = torch.optim
 CASES = {  # each member with settings of its own
-    "sgd": (O.SGD, [dict(lr=0.1), dict(lr=0.05, weight_decay=0.01), dict(lr=0.2)]),
-    "momentum": (O.SGD, [dict(lr=0.05, momentum=0.9), dict(lr=0.01, momentum=0.5, dampening=0.1, weight_decay=1e-3),
-                         dict(lr=0.1, momentum=0.99)]),
-    "nesterov": (O.SGD, [dict(lr=0.05, momentum=0.9, nesterov=True), dict(lr=0.02, momentum=0.5, nesterov=True, weight_decay=0.01),
-                         dict(lr=0.1, momentum=0.7, nesterov=True)]),
-    "adagrad": (O.Adagrad, [dict(lr=0.05), dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, eps=1e-8, weight_decay=1e-3),
-                            dict(lr=0.02, eps=1e-6)]),
-    "rmsprop": (O.RMSprop, [dict(lr=1e-3), dict(lr=1e-2, alpha=0.9, eps=1e-6, weight_decay=1e-3), dict(lr=3e-3, alpha=0.5)]),
-    "rmsprop_momentum_centered": (O.RMSprop, [dict(lr=1e-3, momentum=0.9, centered=True),
-                                              dict(lr=1e-2, momentum=0.5, centered=True, alpha=0.95, weight_decay=1e-3),
-                                              dict(lr=3e-3, momentum=0.1, centered=True)]),
-    "adadelta": (O.Adadelta, [dict(lr=1.0), dict(lr=0.5, rho=0.95, eps=1e-5, weight_decay=1e-3), dict(lr=2.0, rho=0.5)]),
-    "adam": (O.Adam, [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=1e-3), dict(lr=3e-3, betas=(0.5, 0.9))]),
-    "adamw": (O.AdamW, [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1), dict(lr=3e-3, weight_decay=0.0)]),
-    "nadam": (O.NAdam, [dict(lr=2e-3), dict(lr=1e-2, betas=(0.85, 0.995), momentum_decay=0.01, weight_decay=1e-3),
-                        dict(lr=5e-3, momentum_decay=0.0)]),
-    "yogi": (Yogi, [dict(lr=1e-2), dict(lr=5e-3, betas=(0.8, 0.99), eps=1e-4, initial_accumulator=1e-3, weight_decay=1e-3),
-                    dict(lr=2e-2, betas=(0.5, 0.9))]),
-}  # fmt: skip
+    "sgd": (optim.SGD, [dict(lr=0.1), dict(lr=0.05, weight_decay=0.01), dict(lr=0.2)]),
+    "momentum": (
+        optim.SGD,
+        [
+            dict(lr=0.05, momentum=0.9),
+            dict(lr=0.01, momentum=0.5, dampening=0.1, weight_decay=1e-3),
+            dict(lr=0.1, momentum=0.99),
+        ],
+    ),
+    "nesterov": (
+        optim.SGD,
+        [
+            dict(lr=0.05, momentum=0.9, nesterov=True),
+            dict(lr=0.02, momentum=0.5, nesterov=True, weight_decay=0.01),
+            dict(lr=0.1, momentum=0.7, nesterov=True),
+        ],
+    ),
+    "adagrad": (
+        optim.Adagrad,
+        [
+            dict(lr=0.05),
+            dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, eps=1e-8, weight_decay=1e-3),
+            dict(lr=0.02, eps=1e-6),
+        ],
+    ),
+    "rmsprop": (
+        optim.RMSprop,
+        [dict(lr=1e-3), dict(lr=1e-2, alpha=0.9, eps=1e-6, weight_decay=1e-3), dict(lr=3e-3, alpha=0.5)],
+    ),
+    "rmsprop_momentum_centered": (
+        optim.RMSprop,
+        [
+            dict(lr=1e-3, momentum=0.9, centered=True),
+            dict(lr=1e-2, momentum=0.5, centered=True, alpha=0.95, weight_decay=1e-3),
+            dict(lr=3e-3, momentum=0.1, centered=True),
+        ],
+    ),
+    "adadelta": (
+        optim.Adadelta,
+        [dict(lr=1.0), dict(lr=0.5, rho=0.95, eps=1e-5, weight_decay=1e-3), dict(lr=2.0, rho=0.5)],
+    ),
+    "adam": (
+        optim.Adam,
+        [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=1e-3), dict(lr=3e-3, betas=(0.5, 0.9))],
+    ),
+    "adamw": (
+        optim.AdamW,
+        [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1), dict(lr=3e-3, weight_decay=0.0)],
+    ),
+    "nadam": (
+        optim.NAdam,
+        [
+            dict(lr=2e-3),
+            dict(lr=1e-2, betas=(0.85, 0.995), momentum_decay=0.01, weight_decay=1e-3),
+            dict(lr=5e-3, momentum_decay=0.0),
+        ],
+    ),
+    "yogi": (
+        Yogi,
+        [
+            dict(lr=1e-2),
+            dict(lr=5e-3, betas=(0.8, 0.99), eps=1e-4, initial_accumulator=1e-3, weight_decay=1e-3),
+            dict(lr=2e-2, betas=(0.5, 0.9)),
+        ],
+    ),
+}
 SHAPES = [(5, 3), (5,), (2, 5)]
 
 
@@ -83,7 +130,11 @@ def test_a_stacked_optimizer_follows_torch_optim_member_by_member(name):
         for i in theirs:
             assert theirs[i].keys() == ours[i].keys(), (name, theirs[i].keys(), ours[i].keys())
             for key in theirs[i]:
-                _close(torch.as_tensor(ours[i][key]).float(), torch.as_tensor(theirs[i][key]).float(), f"{name} state {key}")
+                _close(
+                    torch.as_tensor(ours[i][key]).float(),
+                    torch.as_tensor(theirs[i][key]).float(),
+                    f"{name} state {key}",
+                )
     # a member's state is a torch.optim state: it resumes alone, in torch's own optimizer
     k = 0
     alone = [stacked[i].detach()[k].clone().requires_grad_() for i in range(len(SHAPES))]
@@ -101,6 +152,8 @@ def test_a_stacked_optimizer_follows_torch_optim_member_by_member(name):
 
 def test_what_has_no_stacked_form_says_why():
     p = [torch.nn.Parameter(torch.zeros(2))]
-    assert "has no stacked form" in stacked_form([O.LBFGS(p)])
-    assert "amsgrad" in stacked_form([O.Adam(p, amsgrad=True)])
-    assert "nesterov differs" in stacked_form([O.SGD(p, lr=0.1, momentum=0.9, nesterov=True), O.SGD(p, lr=0.1, momentum=0.9)])
+    assert "has no stacked form" in stacked_form([optim.LBFGS(p)])
+    assert "amsgrad" in stacked_form([optim.Adam(p, amsgrad=True)])
+    assert "nesterov differs" in stacked_form(
+        [optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True), optim.SGD(p, lr=0.1, momentum=0.9)]
+    )

@@ -19,7 +19,15 @@ def summaries(sweep: Path) -> dict[str, dict]:
 
 
 def test_optuna_random_search_in_log_space(tmp_path):
-    out = nnlab("train", "-m", "hparams_search=coarse", "hydra.sweeper.n_trials=3", *TINY, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent)
+    out = nnlab(
+        "train",
+        "-m",
+        "hparams_search=coarse",
+        "hydra.sweeper.n_trials=3",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path.parent,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     runs = summaries(tmp_path)
     assert len(runs) == 3 and all(r["status"] == "ok" for r in runs.values())
@@ -30,7 +38,15 @@ def test_optuna_random_search_in_log_space(tmp_path):
 
 
 def test_fine_stage_uses_tpe(tmp_path):
-    out = nnlab("train", "-m", "hparams_search=fine", "hydra.sweeper.n_trials=2", *TINY, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent)
+    out = nnlab(
+        "train",
+        "-m",
+        "hparams_search=fine",
+        "hydra.sweeper.n_trials=2",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path.parent,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "TPESampler" in out.stdout + out.stderr and len(summaries(tmp_path)) == 2
 
@@ -38,20 +54,55 @@ def test_fine_stage_uses_tpe(tmp_path):
 @pytest.mark.slow
 def test_a_sweep_over_a_list_of_settings_runs_each_with_every_seed(tmp_path):
     settings = "hydra.sweeper.settings=[['init=zeros','optimizer.lr=0.001'],['init=he_normal','optimizer.lr=0.01']]"
-    out = nnlab("train", "-m", settings, "trainer.seed=0,1", "init=xavier_normal", *TINY, f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent)
+    out = nnlab(
+        "train",
+        "-m",
+        settings,
+        "trainer.seed=0,1",
+        "init=xavier_normal",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path.parent,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert sorted(summaries(tmp_path)) == [f"init={i},optimizer.lr={lr},trainer.seed={s}"  # a setting's value replaces the line's
-                                           for i, lr in (("he_normal", "0.01"), ("zeros", "0.001")) for s in (0, 1)]  # fmt: skip
-    config = yaml.safe_load((tmp_path / "init=he_normal,optimizer.lr=0.01,trainer.seed=1" / ".hydra" / "config.yaml").read_text())
-    assert config["optimizer"]["lr"] == 0.01 and config["init"]["_target_"].endswith("he_normal") and config["trainer"]["seed"] == 1
+    assert sorted(summaries(tmp_path)) == [
+        f"init={i},optimizer.lr={lr},trainer.seed={s}"  # a setting's value replaces the line's
+        for i, lr in (("he_normal", "0.01"), ("zeros", "0.001"))
+        for s in (0, 1)
+    ]
+    config = yaml.safe_load(
+        (tmp_path / "init=he_normal,optimizer.lr=0.01,trainer.seed=1" / ".hydra" / "config.yaml").read_text()
+    )
+    assert (
+        config["optimizer"]["lr"] == 0.01
+        and config["init"]["_target_"].endswith("he_normal")
+        and config["trainer"]["seed"] == 1
+    )
     assert "4 runs as one stack" in out.stdout
-    bad = nnlab("train", "-m", "hydra.sweeper.settings=[['init=zeros'],['optimizer.lr=-1']]", *TINY, f"hydra.sweep.dir={tmp_path / 'bad'}", cwd=tmp_path)
-    assert bad.returncode == 2 and "optimizer.lr" in bad.stderr and not (tmp_path / "bad").exists()  # checked before any run
+    bad = nnlab(
+        "train",
+        "-m",
+        "hydra.sweeper.settings=[['init=zeros'],['optimizer.lr=-1']]",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path / 'bad'}",
+        cwd=tmp_path,
+    )
+    assert (
+        bad.returncode == 2 and "optimizer.lr" in bad.stderr and not (tmp_path / "bad").exists()
+    )  # checked before any run
 
 
 def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
-    out = nnlab("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "activation=relu,tanh", *TINY,
-                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "activation=relu,tanh",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path.parent,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Joblib.Parallel(n_jobs=2" in out.stdout + out.stderr
     runs = summaries(tmp_path)
@@ -63,8 +114,15 @@ def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
 
 @pytest.mark.slow
 def test_submitit_local_launcher(tmp_path):
-    out = nnlab("train", "-m", "hydra/launcher=submitit_local", "activation=relu,tanh", *TINY,
-                f"hydra.sweep.dir={tmp_path}", cwd=tmp_path.parent)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "activation=relu,tanh",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path.parent,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     runs = summaries(tmp_path)
     assert [n.split(",")[0] for n in sorted(runs)] == ["activation=relu", "activation=tanh"]
@@ -72,9 +130,19 @@ def test_submitit_local_launcher(tmp_path):
 
 
 def test_ray_launcher_on_a_local_ray_instance(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the ray extra is not installed (pip install -e '.[ray]')")
-    out = nnlab("train", "-m", "hydra/launcher=ray", "activation=relu,tanh", *TINY, f"hydra.sweep.dir={tmp_path}",
-                cwd=tmp_path.parent, timeout=600)  # fmt: skip
+    pytest.importorskip(
+        "hydra_plugins.hydra_ray_launcher", reason="the ray extra is not installed (pip install -e '.[ray]')"
+    )
+    out = nnlab(
+        "train",
+        "-m",
+        "hydra/launcher=ray",
+        "activation=relu,tanh",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path.parent,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     runs = summaries(tmp_path)
     assert [n.split(",")[0] for n in sorted(runs)] == ["activation=relu", "activation=tanh"]
@@ -86,11 +154,25 @@ def test_a_diverged_and_a_failed_job_do_not_stop_the_sweep(tmp_path, cifar_root)
     broken = tmp_path / "broken"
     (broken / "cifar-10-batches-py").mkdir(parents=True)
     for f in (cifar_root / "cifar-10-batches-py").iterdir():
-        (broken / "cifar-10-batches-py" / f.name).write_bytes(b"not a pickle" if f.name == "data_batch_1" else f.read_bytes())
+        (broken / "cifar-10-batches-py" / f.name).write_bytes(
+            b"not a pickle" if f.name == "data_batch_1" else f.read_bytes()
+        )
     sweep = tmp_path / "sweep"
-    out = nnlab("train", "-m", "data=cifar10", f"data.source.root={cifar_root},{broken}", "optimizer=sgd",
-                "optimizer.lr=0.01,1000", "trainer.epochs=2", "trainer.progress=false", "data.source.download=false",
-                "trainer.batch_size=16", "early_stopping.metric=acc/val", f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        "data=cifar10",
+        f"data.source.root={cifar_root},{broken}",
+        "optimizer=sgd",
+        "optimizer.lr=0.01,1000",
+        "trainer.epochs=2",
+        "trainer.progress=false",
+        "data.source.download=false",
+        "trainer.batch_size=16",
+        "early_stopping.metric=acc/val",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 1, out.stderr[-3000:]  # the others finished; a script still learns of the failures
     assert "2 jobs of the sweep failed or were refused" in out.stderr and "resume=auto" in out.stderr
     runs = {}
@@ -112,7 +194,9 @@ def test_a_diverged_and_a_failed_job_do_not_stop_the_sweep(tmp_path, cifar_root)
 
 def test_report_on_a_sweep_writes_csv_markdown_and_png(tmp_path):
     sweep = tmp_path / "sweep"
-    out = nnlab("train", "-m", "activation=relu,sigmoid", "optimizer=sgd", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    out = nnlab(
+        "train", "-m", "activation=relu,sigmoid", "optimizer=sgd", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     report = nnlab("report", str(sweep), "--sort", "loss/train", cwd=tmp_path)
     assert report.returncode == 0, report.stderr

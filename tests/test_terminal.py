@@ -17,7 +17,7 @@ import torch
 from rich.console import Console
 
 from conftest import TINY, nnlab, summary, train
-from nnlab.console import TrainingProgress, epoch_line, stack_info
+from nnlab.views.console import TrainingProgress, epoch_line, stack_info
 
 EPOCH = {"loss/train": 0.4038, "acc/train": 0.8037, "loss/val": 0.4100, "acc/val": 0.8000}
 
@@ -67,7 +67,16 @@ def test_a_stacks_progress_line_names_the_stack_and_its_members_where_there_is_r
 
 def test_a_stacks_alarms_are_said_once_grouped_by_setting(tmp_path):
     sweep = tmp_path / "s"
-    out = nnlab("train", "-m", *TINY, "trainer.epochs=3", "init=zeros,he_normal", "trainer.seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    out = nnlab(
+        "train",
+        "-m",
+        *TINY,
+        "trainer.epochs=3",
+        "init=zeros,he_normal",
+        "trainer.seed=0,1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0 and "4 runs as one stack" in out.stdout, out.stderr[-2000:]
     assert "warning: [" not in out.stdout  # not one line per run and alarm
     assert "alarms (the full text: each run's train.log" in out.stdout and "underfitting: init=zeros x2" in out.stdout
@@ -86,8 +95,14 @@ def test_banner_train_log_and_model_summary(tmp_path):
     assert "data 128 train / 32 val / 80 test (inputs 2)" in out and f"tensorboard --logdir {run}" in out
     log = (run / "train.log").read_text()
     assert log.index("run starts") < log.index("epoch   1")  # said before training, not after
-    for line in ("run starts:", "MLP with 4,482 parameters", "epoch   1  loss/train", "epoch   2  loss/train",
-                 "nnlab run: ok", "acc/test"):  # fmt: skip
+    for line in (
+        "run starts:",
+        "MLP with 4,482 parameters",
+        "epoch   1  loss/train",
+        "epoch   2  loss/train",
+        "nnlab run: ok",
+        "acc/test",
+    ):
         assert line in log, log
     best = summary(run)["best_epoch"]  # the closing table says where each number comes from
     assert f"best checkpoint (epoch {best})" in log and "epoch 2" in log.split("nnlab run: ok")[1]
@@ -102,7 +117,9 @@ def test_banner_train_log_and_model_summary(tmp_path):
 
 def test_a_sweep_says_where_it_goes_first(tmp_path):
     sweep = tmp_path / "s"
-    out = nnlab("train", "-m", *TINY, "trainer.seed=0,1", "activation=relu,tanh", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    out = nnlab(
+        "train", "-m", *TINY, "trainer.seed=0,1", "activation=relu,tanh", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     first = out.stdout.splitlines()[0]
     assert first == f"sweep {sweep}: 4 jobs in 2 groups; watch it: tensorboard --logdir {sweep}"
@@ -123,12 +140,14 @@ def _complete(line: str, tmp_path: Path) -> list[str]:
     bin_dir = Path(sys.executable).parent
     shim = tmp_path / "bin" / "nnlab"  # `nnlab` on PATH, as pip installs it
     shim.parent.mkdir(exist_ok=True)
-    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m nnlab \"$@\"\n")
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m nnlab "$@"\n')
     shim.chmod(0o755)
     words = line.split(" ")
-    probe = (f"source {tmp_path / 'complete.sh'}; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
-             f"COMP_CWORD={len(words) - 1}; COMP_LINE={line!r}; COMP_POINT=${{#COMP_LINE}}; "
-             "_nnlab_complete; printf '%s\\n' \"${COMPREPLY[@]}\"")  # fmt: skip
+    probe = (
+        f"source {tmp_path / 'complete.sh'}; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
+        f"COMP_CWORD={len(words) - 1}; COMP_LINE={line!r}; COMP_POINT=${{#COMP_LINE}}; "
+        "_nnlab_complete; printf '%s\\n' \"${COMPREPLY[@]}\""
+    )
     env = {**os.environ, "PATH": f"{shim.parent}:{bin_dir}:{os.environ['PATH']}"}
     out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -139,7 +158,9 @@ def _complete(line: str, tmp_path: Path) -> list[str]:
 def test_tab_completion_as_bash_calls_it(tmp_path):
     assert _complete("nnlab tr", tmp_path) == ["train"]
     assert set(_complete("nnlab ", tmp_path)) >= {"train", "report", "ensemble", "check", "lr-find"}
-    assert {"activation=tanh", "activation=relu", "activation=elu"} <= set(_complete("nnlab train activation=", tmp_path))
+    assert {"activation=tanh", "activation=relu", "activation=elu"} <= set(
+        _complete("nnlab train activation=", tmp_path)
+    )
     assert _complete("nnlab train activation=ta", tmp_path) == ["activation=tanh"]
     assert _complete("nnlab train trainer.ep", tmp_path) == ["trainer.epochs="]
     assert "optimizer.betas." in _complete("nnlab train optimizer=adam optimizer.", tmp_path)
@@ -173,24 +194,39 @@ def test_a_missing_plugin_names_its_extra(tmp_path):
 
 def test_optuna_trials_get_short_folder_names_and_no_log_noise(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    out = nnlab("train", "-m", "hparams_search=coarse", *TINY, "trainer.epochs=1", "hydra.sweeper.n_trials=3",
-                f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        "hparams_search=coarse",
+        *TINY,
+        "trainer.epochs=1",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweep.dir={tmp_path / 's'}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     runs = sorted(p.name for p in (tmp_path / "s").iterdir() if (p / "summary.json").exists())
     assert len(runs) == 3
     for name in runs:  # e.g. ...optimizer.lr=0.005547,optimizer.weight_decay=0.001955,...,job=0
         lr = name.split("optimizer.lr=")[1].split(",")[0]
-        assert len(lr.replace("0.", "").replace("-", "").split("e")[0].lstrip("0")) <= 5 and name.endswith(tuple(f"job={i}" for i in range(3)))
+        assert len(lr.replace("0.", "").replace("-", "").split("e")[0].lstrip("0")) <= 5 and name.endswith(
+            tuple(f"job={i}" for i in range(3))
+        )
     assert len({n.split(",job=")[0] for n in runs}) == 3
     for noise in ("setup plugin alembic", "A new study created"):
         assert noise not in out.stdout + out.stderr
 
 
 def test_short_dirname_rounds_floats_and_keeps_names_apart():
-    from nnlab.launcher import short_dirname
+    from nnlab.cli.launcher import short_dirname
 
-    assert short_dirname("optimizer.lr=0.005547119471592123,trainer.seed=3", 7) == "optimizer.lr=0.005547,trainer.seed=3,job=7"
-    assert short_dirname("optimizer.lr=0.1,trainer.seed=3", 7) == "optimizer.lr=0.1,trainer.seed=3"  # nothing rounded: as Hydra names it
+    assert (
+        short_dirname("optimizer.lr=0.005547119471592123,trainer.seed=3", 7)
+        == "optimizer.lr=0.005547,trainer.seed=3,job=7"
+    )
+    assert (
+        short_dirname("optimizer.lr=0.1,trainer.seed=3", 7) == "optimizer.lr=0.1,trainer.seed=3"
+    )  # nothing rounded: as Hydra names it
     assert short_dirname("init.gain=1.2345678e-05", 0) == "init.gain=1.235e-05,job=0"
     # two trials whose rates round alike still get folders of their own
     assert short_dirname("optimizer.lr=0.0055471", 1) != short_dirname("optimizer.lr=0.0055472", 2)
@@ -209,7 +245,11 @@ def test_load_run_gives_a_model_for_raw_inputs(tmp_path):
     assert acc == pytest.approx(summary(run)["metrics"]["acc/test"], abs=1e-6)  # exactly what the run measured
     assert loaded.model(x_test).shape == (80, 2) and not loaded.model.training
     shown = repr(loaded)  # one line, not the model and config
-    assert shown.startswith(f"Run('{run}', checkpoint='best.pt', kind='points', status='ok', ") and "acc/test=" in shown and len(shown) < 200
+    assert (
+        shown.startswith(f"Run('{run}', checkpoint='best.pt', kind='points', status='ok', ")
+        and "acc/test=" in shown
+        and len(shown) < 200
+    )
     last = nnlab.load_run(run / "checkpoints" / "last.pt")
     assert last.checkpoint.name == "last.pt" and torch.equal(last.model(x_test), last.model(x_test))
     from nnlab.errors import ConfigError
@@ -222,8 +262,15 @@ def test_load_run_on_images_takes_uint8(tmp_path, mnist_root):
     import nnlab
     from nnlab.data.images import mnist
 
-    run, _ = train(tmp_path, "data=mnist", f"data.source.root={mnist_root}", "data.subset=512", "trainer.epochs=1",
-                   "trainer.progress=false", "model.hidden=[16]")  # fmt: skip
+    run, _ = train(
+        tmp_path,
+        "data=mnist",
+        f"data.source.root={mnist_root}",
+        "data.subset=512",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "model.hidden=[16]",
+    )
     loaded = nnlab.load_run(run)
     _, _, x_test, y_test = mnist(str(mnist_root), download=False)
     assert x_test.dtype == torch.uint8
@@ -232,9 +279,11 @@ def test_load_run_on_images_takes_uint8(tmp_path, mnist_root):
 
 
 def test_an_error_paragraph_wraps_between_words_in_a_terminal_and_is_one_line_in_a_pipe(monkeypatch):
-    import nnlab.console as terminal
+    import nnlab.views.console as terminal
 
-    message = "the checkpoint /tmp/some/where/checkpoints/last.pt was written by another model; choose resume=auto instead"
+    message = (
+        "the checkpoint /tmp/some/where/checkpoints/last.pt was written by another model; choose resume=auto instead"
+    )
     for tty, width in ((True, 60), (False, 60)):
         out = Console(file=io.StringIO(), force_terminal=tty, width=width, highlight=False, no_color=True)
         monkeypatch.setattr(terminal, "err_console", out)

@@ -6,8 +6,8 @@ import json
 import math
 
 from conftest import events
-from nnlab.config import flatten
-from nnlab.tracking import Tracker, record_failure, write_summary
+from nnlab.config.schema import flatten
+from nnlab.run_files.tracking import Tracker, record_failure, write_summary
 
 
 def test_rows_go_to_tensorboard_and_metrics_jsonl_alike(tmp_path):

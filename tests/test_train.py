@@ -6,12 +6,12 @@ import math
 
 import torch
 
-from nnlab.command_line import compose
-from nnlab.config import EarlyStoppingConfig
-from nnlab.setup import setup
-from nnlab.nn.stack import global_grad_norm
-from nnlab.loop_state import Monitor
-from nnlab.train import evaluate, train_step
+from nnlab.cli.command_line import compose
+from nnlab.config.schema import EarlyStoppingConfig
+from nnlab.engine.update import global_grad_norm
+from nnlab.training.loop import evaluate, train_step
+from nnlab.training.loop_state import Monitor
+from nnlab.training.setup import setup
 
 TOY = ["data.source.n_train=64", "data.source.n_test=32", "trainer.device=cpu"]
 

@@ -41,8 +41,14 @@ def test_eval_every_and_log_every(tmp_path):
 
 
 def test_early_stopping_stops_and_keeps_the_best(tmp_path):
-    run, _ = train(tmp_path, "data.source.n_train=160", "trainer.progress=false", "trainer.epochs=50",
-                   "early_stopping.patience=2", "early_stopping.min_delta=0.5")  # fmt: skip
+    run, _ = train(
+        tmp_path,
+        "data.source.n_train=160",
+        "trainer.progress=false",
+        "trainer.epochs=50",
+        "early_stopping.patience=2",
+        "early_stopping.min_delta=0.5",
+    )
     s = summary(run)
     assert s["stopped_early"] and s["epochs_run"] == 3 and s["best_epoch"] == 1
 
@@ -57,11 +63,15 @@ def test_the_whole_training_set_with_the_last_epoch_tested_and_what_needs_a_vali
     last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])  # the model tested: the last
     assert "last epoch" in out.stdout  # the closing table says what acc/test measured
-    for args, words in ((["data.val_fraction=0"], "early_stopping.metric=last"),
-                        (["early_stopping.metric=last", "early_stopping.patience=3"], "watches no metric"),
-                        (["data.val_fraction=0", "early_stopping.metric=last", "schedule=plateau"], "validation loss")):  # fmt: skip
+    for args, words in (
+        (["data.val_fraction=0"], "early_stopping.metric=last"),
+        (["early_stopping.metric=last", "early_stopping.patience=3"], "watches no metric"),
+        (["data.val_fraction=0", "early_stopping.metric=last", "schedule=plateau"], "validation loss"),
+    ):
         refused = nnlab("train", *TINY, *args, cwd=tmp_path)
-        assert refused.returncode == 2 and words in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert refused.returncode == 2 and words in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, (
+            refused.stderr
+        )
 
 
 def test_the_cnn_has_a_dropout_rate_after_its_convolutions_and_one_after_its_dense_layers():
@@ -75,8 +85,14 @@ def test_the_cnn_has_a_dropout_rate_after_its_convolutions_and_one_after_its_den
 @pytest.mark.slow
 def test_regularizers_change_the_run(tmp_path):
     base, _ = train(tmp_path, *TINY, run_dir="base")
-    for knob in ("regularization.l1=0.01", "regularization.input_noise=0.3", "regularization.clip_grad_value=0.01",
-                 "regularization.clip_grad_norm=0.01", "optimizer.weight_decay=0.1", "model.dropout=0.3"):  # fmt: skip
+    for knob in (
+        "regularization.l1=0.01",
+        "regularization.input_noise=0.3",
+        "regularization.clip_grad_value=0.01",
+        "regularization.clip_grad_norm=0.01",
+        "optimizer.weight_decay=0.1",
+        "model.dropout=0.3",
+    ):
         run, _ = train(tmp_path, *TINY, knob, run_dir=knob.replace("=", "_"))
         assert summary(run)["status"] == "ok"
         assert summary(run)["metrics"]["loss/train"] != summary(base)["metrics"]["loss/train"], knob
@@ -86,8 +102,14 @@ def test_regularizers_change_the_run(tmp_path):
 
 def test_every_schedule_trains(tmp_path):
     sweep = tmp_path / "s"
-    out = nnlab("train", "-m", *TINY, "schedule=step,multistep,exponential,cosine,warmup_cosine,onecycle,cyclic,plateau",
-                f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        *TINY,
+        "schedule=step,multistep,exponential,cosine,warmup_cosine,onecycle,cyclic,plateau",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     runs = list(sweep.glob("*/summary.json"))
     assert len(runs) == 8
@@ -95,8 +117,16 @@ def test_every_schedule_trains(tmp_path):
 
 def test_grid_syntax_range_and_choice(tmp_path):
     sweep = tmp_path / "s"
-    out = nnlab("train", "-m", *TINY, "trainer.epochs=1", "trainer.seed=range(0,2)", "optimizer=choice(sgd,adam)",
-                f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    out = nnlab(
+        "train",
+        "-m",
+        *TINY,
+        "trainer.epochs=1",
+        "trainer.seed=range(0,2)",
+        "optimizer=choice(sgd,adam)",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(list(sweep.glob("*/summary.json"))) == 4
 
@@ -104,9 +134,18 @@ def test_grid_syntax_range_and_choice(tmp_path):
 def test_channels_last_for_conv_nets_gives_the_same_training(tmp_path, cifar_root):
     """NHWC is a memory layout, not a different network: same initial loss, same trajectory within
     floating-point reordering; the saved weights load into a plain NCHW model."""
-    common = ["data=cifar10", f"data.source.root={cifar_root}", "data.source.download=false", "model=cnn_classic",
-              "trainer.epochs=2", "trainer.batch_size=16", "trainer.progress=false", "model.dropout=0", "optimizer=sgd",
-              "optimizer.lr=0.01"]  # fmt: skip
+    common = [
+        "data=cifar10",
+        f"data.source.root={cifar_root}",
+        "data.source.download=false",
+        "model=cnn_classic",
+        "trainer.epochs=2",
+        "trainer.batch_size=16",
+        "trainer.progress=false",
+        "model.dropout=0",
+        "optimizer=sgd",
+        "optimizer.lr=0.01",
+    ]
     nhwc, _ = train(tmp_path, *common, run_dir="nhwc")
     nchw, _ = train(tmp_path, *common, "trainer.channels_last=false", run_dir="nchw")
     a, b = metrics(nhwc), metrics(nchw)

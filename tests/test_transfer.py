@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnlab import checkpoint, transfer
 from nnlab.errors import ConfigError
 from nnlab.nn.mlp import MLP
+from nnlab.run_files import checkpoint
+from nnlab.training import transfer
 
 
 def _saved(tmp_path, model) -> str:

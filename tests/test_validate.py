@@ -6,27 +6,39 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from nnlab.command_line import compose
+from nnlab.cli.command_line import compose
+from nnlab.config.validate import load_run_config, validate
 from nnlab.errors import ConfigError
-from nnlab.validate import load_run_config, validate
 
 TOY = ["data.source.n_train=64", "data.source.n_test=32"]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["model.dropout_kind=gaussian"], "model.dropout_kind='gaussian' is invalid: choose one of auto, standard, alpha"),
-    (["model=cnn", "model.padding=full"], "model.padding='full' is invalid: choose one of same, valid"),
-    (["model=cnn", "model.pool=min"], "model.pool='min' is invalid: choose one of max, avg, none"),
-    (["data=sine", "loss=mse", "loss.output=relu"], "loss.output='relu' is invalid: choose one of linear, softplus"),
-    (["transfer.mode=freeze"], "transfer.mode='freeze' is invalid: choose one of fine_tune, feature_extraction, none"),
-    (["transfer.reused_lr_factor=0"], "transfer.reused_lr_factor=0.0 is invalid"),
-    (["transfer.init_from=/nowhere"], "transfer.init_from='/nowhere' is invalid"),
-    (["optimizer.lr=inf"], "optimizer.lr=inf is invalid: it must be a finite number"),
-    (["optimizer.lr=1e400"], "optimizer.lr=inf is invalid: it must be a finite number"),
-    (["regularization.clip_grad_norm=inf"], "regularization.clip_grad_norm=inf is invalid"),
-    (["+trainer.foo=1"], "trainer.foo is not a setting of nnlab."),
-    (["+colour=red"], "colour is not a setting of nnlab."),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["model.dropout_kind=gaussian"],
+            "model.dropout_kind='gaussian' is invalid: choose one of auto, standard, alpha",
+        ),
+        (["model=cnn", "model.padding=full"], "model.padding='full' is invalid: choose one of same, valid"),
+        (["model=cnn", "model.pool=min"], "model.pool='min' is invalid: choose one of max, avg, none"),
+        (
+            ["data=sine", "loss=mse", "loss.output=relu"],
+            "loss.output='relu' is invalid: choose one of linear, softplus",
+        ),
+        (
+            ["transfer.mode=freeze"],
+            "transfer.mode='freeze' is invalid: choose one of fine_tune, feature_extraction, none",
+        ),
+        (["transfer.reused_lr_factor=0"], "transfer.reused_lr_factor=0.0 is invalid"),
+        (["transfer.init_from=/nowhere"], "transfer.init_from='/nowhere' is invalid"),
+        (["optimizer.lr=inf"], "optimizer.lr=inf is invalid: it must be a finite number"),
+        (["optimizer.lr=1e400"], "optimizer.lr=inf is invalid: it must be a finite number"),
+        (["regularization.clip_grad_norm=inf"], "regularization.clip_grad_norm=inf is invalid"),
+        (["+trainer.foo=1"], "trainer.foo is not a setting of nnlab."),
+        (["+colour=red"], "colour is not a setting of nnlab."),
+    ],
+)
 def test_each_bad_value_is_named(overrides, message):
     cfg = compose([*TOY, *overrides])
     with pytest.raises(ConfigError) as e:
@@ -49,12 +61,15 @@ def test_a_run_config_with_a_target_outside_the_allowlist_is_refused(tmp_path):
         load_run_config(tmp_path)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("- a list\n- not a mapping\n", "is not an nnlab config"),
-    ("trainer: {epochs: [1, 2}\n", "is not a readable config"),
-    ("trainer:\n  epochs: many\n", "does not fit nnlab's config schema"),
-    ("", "the config does not resolve: Missing mandatory value"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("- a list\n- not a mapping\n", "is not an nnlab config"),
+        ("trainer: {epochs: [1, 2}\n", "is not a readable config"),
+        ("trainer:\n  epochs: many\n", "does not fit nnlab's config schema"),
+        ("", "the config does not resolve: Missing mandatory value"),
+    ],
+)
 def test_a_damaged_run_config_is_one_clear_error(tmp_path, text, message):
     (tmp_path / "config.yaml").write_text(text)
     with pytest.raises(ConfigError, match=message):
@@ -69,3 +84,25 @@ def test_a_run_config_from_before_the_transfer_node_still_loads(tmp_path):
     loaded = load_run_config(tmp_path)
     assert loaded.transfer.mode == "feature_extraction" and loaded.transfer.reused_lr_factor == 0.5
     assert "transfer" not in loaded.model
+
+
+@pytest.mark.parametrize(
+    "overrides, refused",
+    [
+        (["optimizer=rmsprop", "optimizer.alpha=1.5"], "optimizer.alpha=1.5 is invalid: alpha (the average's decay)"),
+        (["activation=elu", "+activation.alpha=1.5"], None),  # ELU's alpha is not an average's decay
+        (["optimizer=adadelta", "optimizer.rho=1.5"], "optimizer.rho=1.5 is invalid"),
+        (["schedule=plateau", "schedule.factor=1.5"], "schedule.factor=1.5 is invalid: the factor must be in (0, 1)"),
+        (["data=circles", "data.source.factor=1.5"], "data.source.factor=1.5 is invalid"),
+        (["data=circles", "data.source.factor=0.3"], None),
+    ],
+)
+def test_a_settings_range_is_its_targets(overrides, refused):
+    """Ranges are keyed by (target, setting): a name shared by two targets keeps each one's meaning."""
+    cfg = compose([*TOY, *overrides])
+    if refused is None:
+        validate(cfg)
+        return
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert refused in str(e.value)

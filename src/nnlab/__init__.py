@@ -1,13 +1,13 @@
 """nnlab: run the classic 'training neural networks' experiments from the shell.
 
-In Python: `nnlab.load_run(path)` gives a trained run's model, config and summary (nnlab/runs.py)."""
+In Python: `nnlab.load_run(path)` gives a trained run's model, config and summary (nnlab/commands/load_run.py)."""
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
     if name in ("load_run", "Run"):  # imported on first use: `import nnlab` stays free of torch
-        from nnlab import runs
+        from nnlab.commands import load_run as runs
 
         return getattr(runs, name)
     raise AttributeError(f"module 'nnlab' has no attribute {name!r}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 
 class ConfigError(ValueError):
@@ -22,12 +21,7 @@ class SaveError(RuntimeError):
     have replaced is untouched. Reported as one paragraph, exit code 1."""
 
 
-# The jobs of this process's sweep that failed or were refused, each as "FOLDER: why": `nnlab train -m`
-# goes on past them (sweep.on_failure=continue) and then exits 1, saying how many.
-FAILED_JOBS: list[str] = []
-
-
-def unwritable(folder) -> Optional[str]:
+def unwritable(folder) -> str | None:
     """Why `folder` cannot be created and written (a name the file system refuses, its nearest existing
     ancestor a file or not writable, a file system that takes no new folders: /proc), or None when it
     can. Probes with a temporary folder that it removes at once: nothing is left behind."""

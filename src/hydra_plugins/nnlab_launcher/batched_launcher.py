@@ -1,26 +1,27 @@
 """nnlab's Hydra launcher, `hydra/launcher=batched` (the default of `nnlab train -m`): the jobs that can
 train together train as one stacked model, the others alone. The plugin lives here because Hydra finds
-launchers in the `hydra_plugins` package; the grouping is nnlab/launcher.py, the training nnlab's one loop
-(train.train), reached through the CLI's public jobs (cli.member_job).
+launchers in the `hydra_plugins` package; the grouping is nnlab/cli/launcher.py; what a job is, and how a
+group's members are prepared, trained together and end, is nnlab/cli/jobs.py (the task function Hydra hands
+the launcher is a jobs.Task).
 
 Where the groups train is `hydra.launcher.executor` (executors.py): `local` (this process, one group after
 another), or each group as ONE task of `submitit_local`, `submitit_slurm` or `ray`, which builds and trains
-its stack on the worker and writes every member's run folder there (executors.run_group on either side).
+its stack on the worker and writes every member's run folder there (jobs.run_group on either side).
 """
 
-
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from hydra_plugins.nnlab_launcher.executors import run_group
-from nnlab.launcher import differ, safe_key, short_dirname
-from nnlab.launcher import sweep_config as sweep_config_like
+from nnlab.cli.jobs import run_group
+from nnlab.cli.launcher import differ, safe_key, short_dirname
+from nnlab.cli.launcher import sweep_config as sweep_config_like
 
 
 @dataclass
@@ -28,8 +29,10 @@ class BatchedLauncherConf:
     _target_: str = "hydra_plugins.nnlab_launcher.batched_launcher.BatchedLauncher"
     max_members: int = 64  # the most jobs trained as one stack (a larger group is cut into stacks of this size)
     executor: str = "local"  # local | submitit_local | submitit_slurm | ray: where each group trains, as one task
-    submitit: Dict[str, Any] = field(default_factory=dict)  # submitit's parameters (timeout_min, slurm_partition, gpus_per_node, ...)
-    ray: Dict[str, Any] = field(default_factory=dict)  # address (ray.init), num_cpus, num_gpus, resources (each task)
+    submitit: dict[str, Any] = field(
+        default_factory=dict
+    )  # submitit's parameters (timeout_min, slurm_partition, gpus_per_node, ...)
+    ray: dict[str, Any] = field(default_factory=dict)  # address (ray.init), num_cpus, num_gpus, resources (each task)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf, provider="nnlab")
@@ -40,7 +43,7 @@ class BatchedLauncher(Launcher):
         super().__init__()
         self.max_members, self.executor = max_members, executor
         self.params = {"submitit": _plain(submitit), "ray": _plain(ray)}
-        self.config: Optional[DictConfig] = None
+        self.config: DictConfig | None = None
         self.task_function = None
         self.hydra_context = None
 
@@ -53,8 +56,11 @@ class BatchedLauncher(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         configs, bases = [], []  # bases: the jobs composed by Hydra, newest first (their overrides, their config)
         for i, overrides in enumerate(job_overrides):
-            sweep_config = next(filter(None, (sweep_config_like(cfg, before, list(overrides)) for before, cfg in bases)), None)
-            if sweep_config is None:  # composed by Hydra: the first job, and any that differs from those in more than values
+            sweep_config = next(
+                filter(None, (sweep_config_like(cfg, before, list(overrides)) for before, cfg in bases)), None
+            )
+            if sweep_config is None:
+                # composed by Hydra: the first job, and any that differs from those in more than values
                 sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
                 bases[:] = [(list(overrides), sweep_config), *bases[:7]]
             else:
@@ -64,29 +70,33 @@ class BatchedLauncher(Launcher):
                 job = sweep_config.hydra.job  # its folder: floats rounded (optuna's trials), never shared
                 job.override_dirname = short_dirname(job.override_dirname, initial_job_idx + i)
             configs.append(sweep_config)
-        from nnlab.cli import member_job, train_job
-
-        prepare = member_job if self.task_function is train_job else None  # only training jobs stack
+        task = self.task_function  # a jobs.Task: nnlab train's stacks, the other commands' jobs run one by one
+        stacks_allowed = getattr(task, "stacks", False)
         groups: dict[Any, list[int]] = {}
         why: dict[int, str] = {}
         for i, cfg in enumerate(configs):
-            key, why[i] = safe_key(cfg) if prepare is not None else (None, "")
+            key, why[i] = safe_key(cfg) if stacks_allowed else (None, "")
             groups.setdefault(key if key is not None else ("alone", i), []).append(i)
         stacks = []
-        for key, members in groups.items():
+        for members in groups.values():
             for start in range(0, len(members), self.max_members):
                 stacks.append(members[start : start + self.max_members])
         returns: dict[int, JobReturn] = {}
-        from nnlab.console import console, shown
-        from nnlab.report import round_floats
+        from nnlab.commands.report import round_floats
+        from nnlab.views.console import console, shown
 
         sweep_dir = self.config.hydra.sweep.dir
-        console.print(f"sweep {shown(sweep_dir)}: {len(configs)} job{'s' if len(configs) > 1 else ''} in {len(stacks)} "
-                      f"group{'s' if len(stacks) > 1 else ''}; watch it: tensorboard --logdir {sweep_dir}", soft_wrap=True)  # fmt: skip
-        if self.executor != "local" and prepare is not None:  # training jobs; other commands' sweeps stay here
-            from hydra_plugins.nnlab_launcher.executors import folder_of, send
+        console.print(
+            f"sweep {shown(sweep_dir)}: {len(configs)} job{'s' if len(configs) > 1 else ''} in {len(stacks)} "
+            f"group{'s' if len(stacks) > 1 else ''}; watch it: tensorboard --logdir {sweep_dir}",
+            soft_wrap=True,
+        )
+        if self.executor != "local" and stacks_allowed:  # training jobs; other commands' sweeps stay here
+            from hydra_plugins.nnlab_launcher.executors import send
+            from nnlab.cli.jobs import folder_of
 
-            returns = send(self.executor, self.params, [[configs[i] for i in st] for st in stacks], self.hydra_context, sweep_dir)
+            groups_of = [[configs[i] for i in st] for st in stacks]
+            returns = send(self.executor, self.params, groups_of, self.hydra_context, sweep_dir, task.session)
             return [returns[folder_of(c)] for c in configs]
         done = 0
         for n, stack in enumerate(stacks, 1):
@@ -97,9 +107,11 @@ class BatchedLauncher(Launcher):
                 reason = why[stack[0]] or "no other job shares its settings"
                 console.print(f"\\[{n}/{len(stacks)}] alone ({reason}): {shown(names[0])}", soft_wrap=True)
             else:
-                console.print(f"\\[{n}/{len(stacks)}] {len(stack)} runs as one stack: {shown(round_floats(differ(names)))}{where}",
-                              soft_wrap=True)  # fmt: skip
-            group = run_group(self.hydra_context, [configs[i] for i in stack], f"{n}/{len(stacks)}", self.task_function)
+                console.print(
+                    f"\\[{n}/{len(stacks)}] {len(stack)} runs as one stack: {shown(round_floats(differ(names)))}{where}",
+                    soft_wrap=True,
+                )
+            group, _ = run_group(task, self.hydra_context, [configs[i] for i in stack], f"{n}/{len(stacks)}")
             returns.update(zip(stack, group))
         return [returns[i] for i in range(len(configs))]
 

@@ -1,11 +1,11 @@
 """Where the batched launcher's groups train when `hydra.launcher.executor` is not `local`: each group (a
 stack, or a job that trains alone) is ONE task of submitit (`submitit_local`, `submitit_slurm`: one element
 of a job array) or Ray (`ray`: one remote call), which builds and trains its stack on the worker and writes
-every member's run folder there (run_group: what the local executor runs in the launcher's process).
+every member's run folder there (jobs.run_group: what the local executor runs in the launcher's process).
 
 A task carries plain data: its members' composed configs (each naming its folder and job number), Hydra's
 context and global state (as Hydra's own submitit launcher ships them); never open files or torch objects.
-Its result is each member's JobReturn (the sweeper's objective). A task that dies (a preempted node, an
+Its result is each member's JobReturn (the sweeper's value) and Outcome (jobs.py: why it has no result, if so). A task that dies (a preempted node, an
 out-of-memory kill, `scancel`) loses only its group: its members are reported failed with the reason,
 and the same command with `resume=auto` trains exactly the missing and interrupted ones. Preempted or timed
 out under submitit, a task requeues itself with `resume=auto` (its members continue from their
@@ -14,12 +14,11 @@ checkpoints).
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, setup_globals
 from omegaconf import DictConfig, open_dict
 
 CLUSTERS = {"submitit_local": "local", "submitit_slurm": "slurm"}
@@ -30,14 +29,21 @@ class GroupTask:
     """One group as a unit of work: called on the worker."""
 
     def __init__(self, configs: list[DictConfig], label: str, hydra_context, singleton_state) -> None:
-        self.configs, self.label, self.hydra_context, self.singleton_state = configs, label, hydra_context, singleton_state
+        self.configs, self.label, self.hydra_context, self.singleton_state = (
+            configs,
+            label,
+            hydra_context,
+            singleton_state,
+        )
 
-    def __call__(self) -> list[JobReturn]:
+    def __call__(self) -> tuple[list[JobReturn], list]:
+        from nnlab.cli.jobs import Train, run_group
+
         Singleton.set_state(self.singleton_state)
         setup_globals()
-        return run_group(self.hydra_context, self.configs, self.label)
+        return run_group(Train(), self.hydra_context, self.configs, self.label)
 
-    def resumed(self) -> "GroupTask":
+    def resumed(self) -> GroupTask:
         """The same task, its members continuing their checkpoints (resume=auto)."""
         configs = [cfg.copy() for cfg in self.configs]
         for cfg in configs:
@@ -49,7 +55,7 @@ class GroupTask:
 class _Call:
     """What submitit runs: a task; preempted or timed out, submitit asks checkpoint() what to requeue."""
 
-    def __call__(self, task: GroupTask) -> list[JobReturn]:
+    def __call__(self, task: GroupTask) -> tuple[list[JobReturn], list]:
         return task()
 
     def checkpoint(self, task: GroupTask):
@@ -58,32 +64,44 @@ class _Call:
         return submitit.helpers.DelayedSubmission(self, task.resumed())
 
 
-def folder_of(cfg: DictConfig) -> str:
-    """A sweep job's run folder (Hydra's hydra.sweep.dir/hydra.sweep.subdir)."""
-    return str(Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir))
-
-
-def send(executor: str, params: dict, groups: list[list[DictConfig]], hydra_context, sweep_dir) -> dict[str, JobReturn]:
-    """Every group as one task of `executor`; each member's JobReturn, by its folder, once all are back."""
-    from nnlab.console import console, shown
+def send(executor: str, params: dict, groups: list[list[DictConfig]], hydra_context, sweep_dir, session) -> dict:
+    """Every group as one task of `executor`; each member's JobReturn, by its folder, once all are back
+    (their Outcomes into the command's jobs.Session)."""
+    from nnlab.cli.jobs import folder_of
+    from nnlab.views.console import console, shown
 
     tasks = [GroupTask(g, f"{n}/{len(groups)}", hydra_context, Singleton.get_state()) for n, g in enumerate(groups, 1)]
     sizes = [len(g) for g in groups]
-    where = "Ray" if executor == "ray" else f"submitit ({CLUSTERS[executor]}; logs: {shown(Path(str(sweep_dir)) / '.submitit')})"
-    console.print(f"sending {len(tasks)} task{'s' if len(tasks) > 1 else ''} to {where}: "
-                  f"{sum(sizes)} runs, {_counts(sizes)}", soft_wrap=True)  # fmt: skip
-    waits = _ray(params["ray"], tasks) if executor == "ray" else _submitit(CLUSTERS[executor], params["submitit"], tasks, sweep_dir)
+    where = (
+        "Ray"
+        if executor == "ray"
+        else f"submitit ({CLUSTERS[executor]}; logs: {shown(Path(str(sweep_dir)) / '.submitit')})"
+    )
+    console.print(
+        f"sending {len(tasks)} task{'s' if len(tasks) > 1 else ''} to {where}: {sum(sizes)} runs, {_counts(sizes)}",
+        soft_wrap=True,
+    )
+    waits = (
+        _ray(params["ray"], tasks)
+        if executor == "ray"
+        else _submitit(CLUSTERS[executor], params["submitit"], tasks, sweep_dir)
+    )
     returns: dict[str, JobReturn] = {}
     for n, (task, wait) in enumerate(zip(tasks, waits), 1):
         try:
-            got = dict(zip(map(folder_of, task.configs), wait()))
+            returned, outcomes = wait()
+            got = {folder_of(c): (r, o) for c, r, o in zip(task.configs, returned, outcomes)}
             lost = ""
         except Exception as e:  # the task died: its members are lost, the others stand
             got, lost = {}, _first_line(e)
-        console.print(f"\\[task {n}/{len(tasks)}] {len(task.configs)} run{'s' if len(task.configs) > 1 else ''}"
-                      + (f": the task died ({lost})" if lost else ""), soft_wrap=True)  # fmt: skip
+        console.print(
+            f"\\[task {n}/{len(tasks)}] {len(task.configs)} run{'s' if len(task.configs) > 1 else ''}"
+            + (f": the task died ({lost})" if lost else ""),
+            soft_wrap=True,
+        )
         for cfg in task.configs:
-            returns[folder_of(cfg)] = _result(cfg, got.get(folder_of(cfg)), lost)
+            returns[folder_of(cfg)], outcome = _result(cfg, got.get(folder_of(cfg)), lost)
+            session.outcomes.append(outcome)
     return returns
 
 
@@ -94,24 +112,24 @@ def _counts(sizes: list[int]) -> str:
     return "runs per task: " + ", ".join(map(str, sizes))
 
 
-def _result(cfg: DictConfig, ret, lost: str) -> JobReturn:
-    """A member's JobReturn as the sweeper sees it, and its line: its status and test scores (its
-    summary.json), or why it has none (FAILED_JOBS: the sweep exits 1 and says resume=auto)."""
-    from nnlab.console import console, result_line
-    from nnlab.errors import FAILED_JOBS
-    from nnlab.metrics import worst_objective
-    from nnlab.records import read_summary
+def _result(cfg: DictConfig, got, lost: str):
+    """A member's JobReturn as the sweeper sees it and its Outcome (`got`: both, from the worker; None where
+    the task died), and its line: its status and test scores (its summary.json), or why it has none (the
+    sweep then exits 1 and says resume=auto)."""
+    from nnlab.cli.jobs import Outcome, folder_of
+    from nnlab.run_files.records import read_summary
+    from nnlab.training.metrics import worst_objective
+    from nnlab.views.console import console, result_line
 
     folder = folder_of(cfg)
     summary = read_summary(folder)
     status = (summary["status"] or "unknown") if summary is not None else ("lost: " + lost if lost else "no summary")
-    if not isinstance(summary, dict) or status == "failed":
-        FAILED_JOBS.append(f"{folder}: {status}")
     console.print(result_line(Path(folder).name, status, (summary or {}).get("metrics", {})), soft_wrap=True)
-    if ret is None:
-        ret = JobReturn(overrides=list(cfg.hydra.overrides.task), cfg=cfg, working_dir=folder, status=JobStatus.COMPLETED)
-        ret.return_value = worst_objective(cfg.early_stopping.metric)
-    return ret
+    if got is not None:
+        return got
+    ret = JobReturn(overrides=list(cfg.hydra.overrides.task), cfg=cfg, working_dir=folder, status=JobStatus.COMPLETED)
+    ret.return_value = worst_objective(cfg.early_stopping.metric)
+    return ret, Outcome(folder, ret.return_value, status if summary is None or status == "failed" else None)
 
 
 def _first_line(e: Exception) -> str:
@@ -145,55 +163,11 @@ def _ray(params: dict, tasks: list[GroupTask]) -> list[Callable[[], list]]:
 
     if not ray.is_initialized():
         address = params.get("address")
-        ray.init(address=address, include_dashboard=False,
-                 **({} if address else {"_temp_dir": tempfile.mkdtemp(prefix="nnlab-ray-")}))  # fmt: skip
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            **({} if address else {"_temp_dir": tempfile.mkdtemp(prefix="nnlab-ray-")}),
+        )
     remote = ray.remote(_call_task).options(**{"num_cpus": 1, **{k: params[k] for k in RAY_TASK if k in params}})
     refs = [remote.remote(t.resumed()) for t in tasks]  # Ray retries a task whose worker died: it continues its members
     return [lambda ref=ref: ray.get(ref) for ref in refs]
-
-
-def run_group(hydra_context, configs: list[DictConfig], label: str, task=None) -> list[JobReturn]:
-    """Run one group in this process (the launcher's, or a worker's): a job alone through Hydra's run_job
-    (`task`: the command's job, `nnlab train`'s by default); a stack's jobs each prepared in its own folder
-    (Hydra's bookkeeping, validation, setup), then trained together, each with its own result. The
-    JobReturns in the configs' order."""
-    from nnlab.cli import member_job, train_job
-    from nnlab.launcher import after_stack
-
-    if len(configs) == 1:
-        return [_run(hydra_context, configs[0], task or train_job)]
-    from nnlab.run_files import Member
-
-    returns, members = [], []
-    for i, cfg in enumerate(configs):
-        ret = _run(hydra_context, cfg, member_job)
-        returns.append(ret)
-        value = ret.return_value if ret.status == JobStatus.COMPLETED else None
-        if isinstance(value, Member):  # ready to train (else: its objective, it trained alone)
-            members.append((i, value))
-    if members:
-        from nnlab.train import train
-
-        summaries = train([m for _, m in members], label)
-        for (i, m), value in zip(members, after_stack([m for _, m in members], summaries)):
-            returns[i].return_value = value
-    return returns
-
-
-def _run(hydra_context, cfg: DictConfig, task) -> JobReturn:
-    folder = Path(folder_of(cfg))
-    if folder.is_symlink():  # Hydra would write the job's .hydra/ through it: refused, the sweep goes on
-        from nnlab.console import error
-        from nnlab.errors import FAILED_JOBS
-        from nnlab.metrics import worst_objective
-        from nnlab.run_folder import link_message
-
-        error(f"{link_message(folder)} (job {cfg.hydra.job.num} refused; the sweep goes on)")
-        FAILED_JOBS.append(f"{folder}: refused")
-        ret = JobReturn(overrides=list(cfg.hydra.overrides.task), cfg=cfg, working_dir=str(folder), status=JobStatus.COMPLETED)
-        ret.return_value = worst_objective(cfg.early_stopping.metric)
-        return ret
-    ret = run_job(hydra_context=hydra_context, task_function=task, config=cfg,
-                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")  # fmt: skip
-    configure_log(cfg.hydra.hydra_logging, cfg.hydra.verbose)
-    return ret

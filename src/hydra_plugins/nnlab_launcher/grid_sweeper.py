@@ -11,25 +11,25 @@ with every combination of the swept keys, a setting's overrides replacing the co
 key (`nnlab doctor` sweeps the config as it is and each candidate fix over its seeds this way).
 """
 
-
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
+
+from nnlab.cli.hydra_private import BasicSweeper, BasicSweeperConf
 
 
 @dataclass
 class GridSweeperConf(BasicSweeperConf):
     _target_: str = "hydra_plugins.nnlab_launcher.grid_sweeper.GridSweeper"
-    settings: Optional[List[List[str]]] = None
+    settings: list[list[str]] | None = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf, provider="nnlab")
 
 
 class GridSweeper(BasicSweeper):
-    def __init__(self, max_batch_size: Optional[int], params=None, settings=None) -> None:
+    def __init__(self, max_batch_size: int | None, params=None, settings=None) -> None:
         super().__init__(max_batch_size, params)
         self.settings = [list(s) for s in settings] if settings else None
 
@@ -37,11 +37,16 @@ class GridSweeper(BasicSweeper):
         batches = BasicSweeper.split_arguments(overrides, max_batch_size)
         if not self.settings:
             return batches
-        from nnlab.command_line import override_key
+        from nnlab.cli.command_line import override_key
 
         jobs = [job for batch in batches for job in batch]
-        return [[[*(o for o in job if override_key(o) not in {override_key(s) for s in setting}), *setting]
-                 for setting in self.settings for job in jobs]]
+        return [
+            [
+                [*(o for o in job if override_key(o) not in {override_key(s) for s in setting}), *setting]
+                for setting in self.settings
+                for job in jobs
+            ]
+        ]
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         from hydra_plugins.nnlab_launcher.batched_launcher import BatchedLauncher

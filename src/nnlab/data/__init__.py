@@ -23,7 +23,7 @@ def describe(source: Any) -> tuple[str, int]:
         return "images", len(kept) if kept else IMAGE_SETS[name][1]
     classes = source.get("classes")
     if classes is None:
-        from nnlab.targets import resolve_target
+        from nnlab.config.targets import resolve_target
 
         fn = resolve_target(source["_target_"])
         import inspect

@@ -10,14 +10,18 @@ import torch.nn.functional as F
 Tensor = torch.Tensor
 
 
-def random_affine(x: Tensor, g: torch.Generator, degrees: float = 10.0, shift: float = 0.1, scale: float = 0.1) -> Tensor:
+def random_affine(
+    x: Tensor, g: torch.Generator, degrees: float = 10.0, shift: float = 0.1, scale: float = 0.1
+) -> Tensor:
     """Small random rotation, translation (fraction of the size) and scaling per image (MNIST)."""
     n = x.shape[0]
     u = torch.rand(n, 4, generator=g, device=x.device) * 2 - 1
     angle = u[:, 0] * math.radians(degrees)
     s = 1 + u[:, 1] * scale
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
-    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * shift * 2], 1), torch.stack([sin, cos, u[:, 3] * shift * 2], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, u[:, 2] * shift * 2], 1), torch.stack([sin, cos, u[:, 3] * shift * 2], 1)], 1
+    )
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="border")
 

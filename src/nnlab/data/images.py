@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 
 from nnlab.errors import ConfigError, unwritable
-from nnlab.run_folder import first_missing, remove_made
+from nnlab.run_files.folder import first_missing, remove_made
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
@@ -66,7 +65,7 @@ def keep(data: tuple, classes) -> tuple:
     return tuple(out)
 
 
-def mnist(root: str | None = None, download: bool = True, keep_classes: Optional[list[int]] = None):
+def mnist(root: str | None = None, download: bool = True, keep_classes: list[int] | None = None):
     """(x_train, y_train, x_test, y_test) of MNIST: 60k + 10k images of 1x28x28 (only `keep_classes`,
     relabelled 0..k-1, when given)."""
     from torchvision.datasets import MNIST
@@ -94,12 +93,20 @@ def whole(name: str, folder: Path, data: tuple, classes: int = 10) -> tuple:
     """The data set as read, once each split has as many labels as images and every label is a class
     (0..classes-1): a data file that disagrees with itself is refused (ConfigError), never trained on in part."""
     for split, (x, y) in (("training", data[:2]), ("test", data[2:])):
-        problem = (f"{len(x)} images but {len(y)} labels" if len(x) != len(y) else "no images" if len(x) == 0
-                   else f"a label {int(y[(y < 0) | (y >= classes)][0])} outside 0..{classes - 1}" if ((y < 0) | (y >= classes)).any()
-                   else None)  # fmt: skip
+        problem = (
+            f"{len(x)} images but {len(y)} labels"
+            if len(x) != len(y)
+            else "no images"
+            if len(x) == 0
+            else f"a label {int(y[(y < 0) | (y >= classes)][0])} outside 0..{classes - 1}"
+            if ((y < 0) | (y >= classes)).any()
+            else None
+        )
         if problem:
-            raise ConfigError(f"the {name} {split} files in {folder} hold {problem}: damaged or not {name}'s. Replace them "
-                              f"with intact copies (or delete them so that they are downloaded again).")  # fmt: skip
+            raise ConfigError(
+                f"the {name} {split} files in {folder} hold {problem}: damaged or not {name}'s. Replace them "
+                f"with intact copies (or delete them so that they are downloaded again)."
+            )
     return data
 
 
@@ -127,7 +134,7 @@ def _check_idx(path: Path) -> None:
         )
 
 
-def cifar10(root: str | None = None, download: bool = True, keep_classes: Optional[list[int]] = None):
+def cifar10(root: str | None = None, download: bool = True, keep_classes: list[int] | None = None):
     """(x_train, y_train, x_test, y_test) of CIFAR-10: 50k + 10k images of 3x32x32 (only `keep_classes`,
     relabelled 0..k-1, when given)."""
     base = data_root(root)
@@ -155,12 +162,19 @@ class _CifarUnpickler(pickle.Unpickler):
     those hold may be built: a file that names anything else (a function to call: os.system, eval, ...)
     is refused before it runs, whatever is in the data root."""
 
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-               ("numpy._core.multiarray", "_reconstruct"), ("_codecs", "encode")}  # fmt: skip
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"it asks to load {module}.{name}, which no CIFAR-10 batch holds (refused unread)")
+            raise pickle.UnpicklingError(
+                f"it asks to load {module}.{name}, which no CIFAR-10 batch holds (refused unread)"
+            )
         if name == "_reconstruct":
             return np.ndarray.__reduce__(np.zeros(0))[0]  # numpy's own _reconstruct, wherever this numpy keeps it
         if module == "_codecs":

@@ -5,8 +5,8 @@ a batch is read); a run alone, and every toy set, keeps a normalized float copy 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -19,7 +19,7 @@ class Images:
     for a slice or an index tensor (a batch, an evaluation chunk, the probe), computes what a normalized
     float copy would hold there, element for element."""
 
-    def __init__(self, raw: Tensor, index: Optional[Tensor], mean: Tensor, std: Tensor):
+    def __init__(self, raw: Tensor, index: Tensor | None, mean: Tensor, std: Tensor):
         self.raw, self.index, self.mean, self.std = raw, index, mean, std
         self.channels_last = False  # conv nets: batches in NHWC memory layout (setup)
 
@@ -46,7 +46,7 @@ class Images:
 
 @dataclass
 class Split:
-    x: "Tensor | Images"  # examples: x[i] for a slice or an index tensor
+    x: Tensor | Images  # examples: x[i] for a slice or an index tensor
     y: Tensor
 
     def __len__(self) -> int:
@@ -56,13 +56,13 @@ class Split:
 @dataclass
 class Data:
     train: Split
-    val: Optional[Split]
+    val: Split | None
     test: Split
     num_classes: int
     kind: str  # "points" | "images" | "regression" (float targets; num_classes: the number of targets)
     mean: Tensor  # preprocessing statistics, shaped to broadcast over a batch
     std: Tensor
-    augment: Optional[Callable[[Tensor, torch.Generator], Tensor]] = None
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -81,8 +81,8 @@ def prepare(
     num_classes: int,
     val_fraction: float,
     preprocess: str,
-    subset: Optional[int],
-    augment: Optional[Callable] = None,
+    subset: int | None,
+    augment: Callable | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
     shared: bool = False,
@@ -98,7 +98,7 @@ def prepare(
         mean, std = mean.to(device), std.to(device)
         raw_train, raw_test = on_device(x_train, device), on_device(x_test, device)
 
-        def images(index: Optional[Tensor], raw=raw_train) -> Tensor | Images:
+        def images(index: Tensor | None, raw=raw_train) -> Tensor | Images:
             return Images(raw, None if index is None else index.to(device), mean, std)
 
         train = Split(images(train_idx[:subset]), y_train[train_idx[:subset]].to(device))  # the first `subset`
@@ -114,9 +114,15 @@ def prepare(
         def ready(s: Split) -> Split:  # normalized in place, then moved once to the device
             return Split(s.x.sub_(mean).div_(std).to(device).contiguous(), s.y.to(device))
 
-        train, val, test = ready(train), ready(val) if val is not None else None, ready(Split(_to_float(x_test), y_test))
+        train, val, test = (
+            ready(train),
+            ready(val) if val is not None else None,
+            ready(Split(_to_float(x_test), y_test)),
+        )
         mean, std = mean.to(device), std.to(device)
-    return Data(train=train, val=val, test=test, num_classes=num_classes, kind=kind, mean=mean, std=std, augment=augment)
+    return Data(
+        train=train, val=val, test=test, num_classes=num_classes, kind=kind, mean=mean, std=std, augment=augment
+    )
 
 
 _ON_DEVICE: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}

@@ -29,7 +29,9 @@ def _balanced_labels(n: int, classes: int) -> Tensor:
     return torch.arange(n) % classes
 
 
-def moons(n_train: int = 1000, n_test: int = 1000, noise: float = 0.2, seed: int = 0, scale: float = 1.0, offset: float = 0.0):
+def moons(
+    n_train: int = 1000, n_test: int = 1000, noise: float = 0.2, seed: int = 0, scale: float = 1.0, offset: float = 0.0
+):
     def make(n, g):
         y = _balanced_labels(n, 2)
         t = torch.rand(n, generator=g) * math.pi
@@ -40,7 +42,15 @@ def moons(n_train: int = 1000, n_test: int = 1000, noise: float = 0.2, seed: int
     return _split(make, n_train, n_test, seed, scale, offset)
 
 
-def circles(n_train: int = 1000, n_test: int = 1000, noise: float = 0.1, factor: float = 0.5, seed: int = 0, scale: float = 1.0, offset: float = 0.0):
+def circles(
+    n_train: int = 1000,
+    n_test: int = 1000,
+    noise: float = 0.1,
+    factor: float = 0.5,
+    seed: int = 0,
+    scale: float = 1.0,
+    offset: float = 0.0,
+):
     def make(n, g):
         y = _balanced_labels(n, 2)
         t = torch.rand(n, generator=g) * 2 * math.pi
@@ -51,7 +61,15 @@ def circles(n_train: int = 1000, n_test: int = 1000, noise: float = 0.1, factor:
     return _split(make, n_train, n_test, seed, scale, offset)
 
 
-def spirals(n_train: int = 1000, n_test: int = 1000, noise: float = 0.2, classes: int = 3, seed: int = 0, scale: float = 1.0, offset: float = 0.0):
+def spirals(
+    n_train: int = 1000,
+    n_test: int = 1000,
+    noise: float = 0.2,
+    classes: int = 3,
+    seed: int = 0,
+    scale: float = 1.0,
+    offset: float = 0.0,
+):
     def make(n, g):
         y = _balanced_labels(n, classes)
         r = torch.rand(n, generator=g)  # radius 0..1 along each arm
@@ -61,7 +79,9 @@ def spirals(n_train: int = 1000, n_test: int = 1000, noise: float = 0.2, classes
     return _split(make, n_train, n_test, seed, scale, offset)
 
 
-def xor(n_train: int = 1000, n_test: int = 1000, noise: float = 0.3, seed: int = 0, scale: float = 1.0, offset: float = 0.0):
+def xor(
+    n_train: int = 1000, n_test: int = 1000, noise: float = 0.3, seed: int = 0, scale: float = 1.0, offset: float = 0.0
+):
     def make(n, g):
         corner = _balanced_labels(n, 4)  # each corner equally often
         centre = torch.stack([corner % 2, corner // 2], 1).float() * 2 - 1
@@ -71,7 +91,15 @@ def xor(n_train: int = 1000, n_test: int = 1000, noise: float = 0.3, seed: int =
     return _split(make, n_train, n_test, seed, scale, offset)
 
 
-def blobs(n_train: int = 1000, n_test: int = 1000, noise: float = 1.0, classes: int = 4, seed: int = 0, scale: float = 1.0, offset: float = 0.0):
+def blobs(
+    n_train: int = 1000,
+    n_test: int = 1000,
+    noise: float = 1.0,
+    classes: int = 4,
+    seed: int = 0,
+    scale: float = 1.0,
+    offset: float = 0.0,
+):
     def make(n, g):
         centres = (torch.rand(classes, 2, generator=g) * 2 - 1) * 5
         y = _balanced_labels(n, classes)
@@ -88,8 +116,21 @@ def blobs(n_train: int = 1000, n_test: int = 1000, noise: float = 1.0, classes: 
 REGRESSION = ("sine", "ripple", "bump")  # the regression sets here (nnlab.data.describe reads this)
 
 
-def _regression(f, dims: int, n_train: int, n_test: int, noise: float, outliers: float, outlier_scale: float,
-                seed: int, scale: float, offset: float, low: float = -3.0, high: float = 3.0, multiplicative: bool = False):  # fmt: skip
+def _regression(
+    f,
+    dims: int,
+    n_train: int,
+    n_test: int,
+    noise: float,
+    outliers: float,
+    outlier_scale: float,
+    seed: int,
+    scale: float,
+    offset: float,
+    low: float = -3.0,
+    high: float = 3.0,
+    multiplicative: bool = False,
+):
     g = torch.Generator().manual_seed(seed)
     x = low + (high - low) * torch.rand(n_train + n_test, dims, generator=g)
     clean = f(x)
@@ -103,23 +144,47 @@ def _regression(f, dims: int, n_train: int, n_test: int, noise: float, outliers:
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
-def sine(n_train: int = 500, n_test: int = 1000, noise: float = 0.1, outliers: float = 0.0, outlier_scale: float = 5.0,
-         seed: int = 0, scale: float = 1.0, offset: float = 0.0):  # fmt: skip
+def sine(
+    n_train: int = 500,
+    n_test: int = 1000,
+    noise: float = 0.1,
+    outliers: float = 0.0,
+    outlier_scale: float = 5.0,
+    seed: int = 0,
+    scale: float = 1.0,
+    offset: float = 0.0,
+):
     """1-D: y = sin(x) + 0.1 x^2 - 0.5 + noise, x uniform in [-3, 3]."""
     f = lambda x: torch.sin(x[:, 0]) + 0.1 * x[:, 0] ** 2 - 0.5  # noqa: E731
     return _regression(f, 1, n_train, n_test, noise, outliers, outlier_scale, seed, scale, offset)
 
 
-def ripple(n_train: int = 1000, n_test: int = 1000, noise: float = 0.1, outliers: float = 0.0, outlier_scale: float = 5.0,
-           seed: int = 0, scale: float = 1.0, offset: float = 0.0):  # fmt: skip
+def ripple(
+    n_train: int = 1000,
+    n_test: int = 1000,
+    noise: float = 0.1,
+    outliers: float = 0.0,
+    outlier_scale: float = 5.0,
+    seed: int = 0,
+    scale: float = 1.0,
+    offset: float = 0.0,
+):
     """2-D: y = sin(x1) cos(x2) + 0.1 x1 + noise, (x1, x2) uniform in [-3, 3]^2."""
     f = lambda x: torch.sin(x[:, 0]) * torch.cos(x[:, 1]) + 0.1 * x[:, 0]  # noqa: E731
     return _regression(f, 2, n_train, n_test, noise, outliers, outlier_scale, seed, scale, offset)
 
 
-def bump(n_train: int = 500, n_test: int = 1000, noise: float = 0.1, outliers: float = 0.0, outlier_scale: float = 5.0,
-         seed: int = 0, scale: float = 1.0, offset: float = 0.0):  # fmt: skip
+def bump(
+    n_train: int = 500,
+    n_test: int = 1000,
+    noise: float = 0.1,
+    outliers: float = 0.0,
+    outlier_scale: float = 5.0,
+    seed: int = 0,
+    scale: float = 1.0,
+    offset: float = 0.0,
+):
     """1-D, positive targets: y = (2 exp(-x^2) + 0.02) * exp(noise), x uniform in [-3, 3]: near zero on the
     flanks, where a linear output can go negative and a softplus output (loss.output=softplus) cannot."""
-    f = lambda x: 2 * torch.exp(-x[:, 0] ** 2) + 0.02  # noqa: E731
+    f = lambda x: 2 * torch.exp(-(x[:, 0] ** 2)) + 0.02  # noqa: E731
     return _regression(f, 1, n_train, n_test, noise, outliers, outlier_scale, seed, scale, offset, multiplicative=True)

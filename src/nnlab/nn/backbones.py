@@ -4,7 +4,7 @@ it the same way)."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from torch import nn
 
@@ -16,8 +16,14 @@ class ResNet18(nn.Module):
     for 32x32 images (CIFAR-10), which the ImageNet stem would shrink to 1x1 by the last stage. The
     network keeps its own ReLUs and batch norms: the activation group does not apply to it."""
 
-    def __init__(self, in_shape: Sequence[int], num_outputs: int, activation: Optional[Callable] = None,
-                 pretrained: bool = False, small_input: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_outputs: int,
+        activation: Callable | None = None,
+        pretrained: bool = False,
+        small_input: bool = True,
+    ):
         super().__init__()
         from torchvision.models import ResNet18_Weights, resnet18
 

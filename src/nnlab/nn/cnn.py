@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Sequence, get_args
+from collections.abc import Callable, Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ class CNN(nn.Module):
         batch_norm: bool = False,
         dropout: float = 0.25,
         hidden: Sequence[int] = (128,),
-        dense_dropout: Optional[float] = None,
+        dense_dropout: float | None = None,
     ):
         super().__init__()
         for name, value, kind in (("pool", pool, Pool), ("padding", padding, Padding)):

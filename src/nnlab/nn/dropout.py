@@ -10,7 +10,6 @@ the masks its run alone sees, whatever K or its place. Without a generator it dr
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import nn
@@ -18,7 +17,7 @@ from torch import nn
 ALPHA = 1.7580993408473766  # SELU's -alpha * lambda: where AlphaDropout puts dropped units (as torch does)
 
 
-def mask(like: torch.Tensor, p: float, generator: Optional[torch.Generator], alpha: bool = False):
+def mask(like: torch.Tensor, p: float, generator: torch.Generator | None, alpha: bool = False):
     """(scale, shift) with dropout(x) = x * scale + shift: torch's dropout and alpha dropout formulas."""
     keep = torch.empty_like(like).bernoulli_(1 - p, generator=generator)
     if not alpha:
@@ -36,7 +35,7 @@ class Dropout(nn.Module):
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability has to be in [0, 1), not {p}")
         self.p, self.alpha = p, alpha
-        self.generator: Optional[torch.Generator] = None
+        self.generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:

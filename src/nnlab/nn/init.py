@@ -9,7 +9,7 @@ pytorch_default, bias=None leaves torch's own bias init alone.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from torch import nn
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
-def nonlinearity(activation) -> tuple[str, Optional[float]]:
+def nonlinearity(activation) -> tuple[str, float | None]:
     """The torch.nn.init name (and parameter) that matches an activation, for gains."""
     act = activation if isinstance(activation, nn.Module) else activation()
     name = type(act).__name__
@@ -40,7 +40,7 @@ def activation_gain(activation) -> float:
     return nn.init.calculate_gain(name, param)
 
 
-def _apply(model: nn.Module, scheme: Callable, activation, bias: Optional[float]) -> nn.Module:
+def _apply(model: nn.Module, scheme: Callable, activation, bias: float | None) -> nn.Module:
     """scheme(weight, activation) on every layer. The output layer is followed by no activation, so it
     gets the linear gain: its logits start small and the initial loss near chance (ln C)."""
     layers = [m for m in model.modules() if isinstance(m, LAYERS)]
@@ -52,32 +52,32 @@ def _apply(model: nn.Module, scheme: Callable, activation, bias: Optional[float]
     return model
 
 
-def pytorch_default(model, activation=None, bias: Optional[float] = None):
+def pytorch_default(model, activation=None, bias: float | None = None):
     return _apply(model, lambda w, act: None, activation, bias)
 
 
-def zeros(model, activation=None, bias: Optional[float] = 0.0):
+def zeros(model, activation=None, bias: float | None = 0.0):
     return _apply(model, lambda w, act: nn.init.zeros_(w), activation, bias)
 
 
-def normal_small(model, activation=None, bias: Optional[float] = 0.0, std: float = 0.01):
+def normal_small(model, activation=None, bias: float | None = 0.0, std: float = 0.01):
     return _apply(model, lambda w, act: nn.init.normal_(w, 0.0, std), activation, bias)
 
 
-def normal_large(model, activation=None, bias: Optional[float] = 0.0, std: float = 1.0):
+def normal_large(model, activation=None, bias: float | None = 0.0, std: float = 1.0):
     return _apply(model, lambda w, act: nn.init.normal_(w, 0.0, std), activation, bias)
 
 
-def xavier_uniform(model, activation=nn.ReLU, bias: Optional[float] = 0.0, gain: Optional[float] = None):
+def xavier_uniform(model, activation=nn.ReLU, bias: float | None = 0.0, gain: float | None = None):
     """Glorot uniform with the activation's gain (`gain`: one gain for every layer; 1.0 is Keras's glorot_uniform)."""
     return _apply(model, lambda w, act: nn.init.xavier_uniform_(w, _gain(gain, act)), activation, bias)
 
 
-def xavier_normal(model, activation=nn.ReLU, bias: Optional[float] = 0.0, gain: Optional[float] = None):
+def xavier_normal(model, activation=nn.ReLU, bias: float | None = 0.0, gain: float | None = None):
     return _apply(model, lambda w, act: nn.init.xavier_normal_(w, _gain(gain, act)), activation, bias)
 
 
-def _gain(fixed: Optional[float], act) -> float:
+def _gain(fixed: float | None, act) -> float:
     return activation_gain(act) if fixed is None else fixed
 
 
@@ -89,11 +89,11 @@ def _kaiming(fn):
     return scheme
 
 
-def he_normal(model, activation=nn.ReLU, bias: Optional[float] = 0.0):
+def he_normal(model, activation=nn.ReLU, bias: float | None = 0.0):
     return _apply(model, _kaiming(nn.init.kaiming_normal_), activation, bias)
 
 
-def he_uniform(model, activation=nn.ReLU, bias: Optional[float] = 0.0):
+def he_uniform(model, activation=nn.ReLU, bias: float | None = 0.0):
     return _apply(model, _kaiming(nn.init.kaiming_uniform_), activation, bias)
 
 
@@ -102,9 +102,9 @@ def _lecun(w, act):
     nn.init.normal_(w, 0.0, 1 / math.sqrt(fan_in))
 
 
-def lecun_normal(model, activation=None, bias: Optional[float] = 0.0):
+def lecun_normal(model, activation=None, bias: float | None = 0.0):
     return _apply(model, _lecun, activation, bias)
 
 
-def orthogonal(model, activation=nn.ReLU, bias: Optional[float] = 0.0):
+def orthogonal(model, activation=nn.ReLU, bias: float | None = 0.0):
     return _apply(model, lambda w, act: nn.init.orthogonal_(w, activation_gain(act)), activation, bias)

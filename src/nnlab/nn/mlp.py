@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Sequence, get_args
+from collections.abc import Callable, Sequence
+from typing import Literal, get_args
 
 from torch import nn
 

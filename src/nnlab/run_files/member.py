@@ -1,0 +1,324 @@
+"""A run's files around the training loop: what it opens with (config.yaml, environment.json, the start
+banner, the metrics rows a resume keeps, TensorBoard's texts and layout) and what it closes with (the
+closing figures, curves.png, then summary.json, written last: a run killed while closing has none and
+resumes), plus what TensorBoard's HParams tab shows of it. prepare() makes a Member: a run up to its first
+step, which the training loop (train.py) trains, alone or in a stack.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nnlab.config.schema import flatten
+from nnlab.nn import bare, eval_mode
+from nnlab.run_files import checkpoint, records
+from nnlab.run_files import folder as run_folder
+from nnlab.run_files.tracking import Tracker, environment, has_events
+from nnlab.training import metrics as task_metrics
+from nnlab.training.setup import Experiment, model_summary, setup
+from nnlab.views import figures
+
+if TYPE_CHECKING:
+    from nnlab.cli.jobs import Job
+
+GROUPS = ("data", "model", "activation", "init", "optimizer", "schedule", "loss", "experiment")  # config groups
+NOT_HPARAMS = (
+    "hydra.",
+    "resume",
+    "overwrite",
+    "trainer.progress",
+    "sweep.",
+    "hparams_search",
+)  # tool settings, not the experiment's
+
+
+def hparams_of(config: dict) -> dict[str, Any]:
+    """What the HParams tab shows for a run: its config group choices, then the settings given on its
+    command line (for a sweep: the swept ones, the same keys for every run), with their values as the
+    run used them. Not the whole config: its hundred constant keys would bury what was compared."""
+    flat = flatten({k: v for k, v in config.items() if k not in ("choices", "overrides", "overview")})
+    choices = config.get("choices", {})
+    out: dict[str, Any] = {g: str(choices[g]) for g in GROUPS if choices.get(g) not in (None, "None")}
+    for item in config.get("overrides", []):
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key in out or key.startswith(NOT_HPARAMS):
+            continue
+        value = flat.get(key, item.split("=", 1)[-1])
+        out[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out or {"seed": flat.get("trainer.seed", 0)}
+
+
+@dataclass(eq=False)  # compared by identity: a field-by-field comparison of configs would cost the loop dearly
+class Member:
+    """A run set up and ready to train: its folder locked (until the loop is done with it), its files
+    opened; `state`: the checkpoint it continues, if any. The loop fills in the rest."""
+
+    cfg: DictConfig
+    run_dir: Path
+    exp: Experiment
+    tracker: Tracker
+    lock: run_folder.Lock
+    state: dict | None = None
+    training: Any = None  # train.Training, once the loop starts it
+    done: bool = False
+    failed: BaseException | None = None
+
+
+def prepare(
+    cfg: DictConfig,
+    run_dir: str | Path,
+    job: Job | None = None,
+    cpu_share: int | None = None,
+    quiet: bool = False,
+    shared: bool = False,
+) -> Member | dict:
+    """A run up to its first step: lock and check its folder, set it up (continuing cfg.resume's
+    checkpoint), open its files. A resumed run that has finished: its summary, nothing changed.
+    `quiet`, `shared`: a member of a stack (no banner; its image set shared with the others)."""
+    run_dir = Path(run_dir)
+    lock = run_folder.Lock(run_dir).__enter__()
+    try:
+        run_folder.check_start(run_dir, cfg.resume, cfg.overwrite)
+        run_folder.remove_leftovers(run_dir)  # temporary files of saves that a kill interrupted
+        done = checkpoint.finished(run_dir, cfg.trainer.epochs) if cfg.resume is not None else None
+        if done is not None:
+            from nnlab.views.console import console
+
+            console.print(finished_message(run_dir, done), soft_wrap=True)
+            lock.__exit__()
+            return done
+        exp = setup(cfg, cpu_share, shared)
+        state, path = checkpoint.resume_state(cfg.resume, run_dir, exp.config)
+        if state is not None:
+            checkpoint.check_fits(exp, state, path)
+        return Member(cfg, run_dir, exp, open_run(cfg, run_dir, exp, state, job, quiet=quiet), lock, state)
+    except BaseException:
+        lock.__exit__()
+        raise
+
+
+def guard(m: Member, alone: bool, work, *args):
+    """A member's part of the work, `work(*args)`. Alone, what fails raises; in a stack it ends that
+    member only (recorded in its folder), not the stack."""
+    if alone:
+        return work(*args)
+    try:
+        return work(*args)
+    except Exception as e:  # noqa: BLE001  (any failure of one member: its folder says what, the others go on)
+        from nnlab.errors import SaveError
+        from nnlab.run_files.tracking import record_failure
+        from nnlab.views.console import error
+
+        m.done, m.failed = True, e
+        try:
+            record_failure(m.run_dir, e)
+        except OSError:
+            pass
+        what = str(e) if isinstance(e, SaveError) else f"{type(e).__name__}: {e}"
+        error(f"{m.run_dir}: {what} (this run stops; the others go on)", title="failure")
+        return None
+
+
+def close(m: Member, alone: bool, label: str, size: int, wall: float) -> dict | None:
+    """Test, the closing figures (their drawing may go on in the painter: the tracker's close() waits for
+    it); the summary (with how it was trained), for the caller to write once the curves are drawn. None
+    for a member that failed."""
+    summary = None
+    if m.training is not None and m.failed is None:
+        summary = guard(m, alone, m.training.finish)
+    if summary is not None:
+        if not alone:
+            summary["batch"] = {"stack": label, "members": size, "wall_time_s": wall}
+        guard(m, alone, lambda: final_figures(m.exp, m.run_dir, m.tracker, summary))
+    return None if m.failed is not None else summary
+
+
+def said(m: Member, summary: dict, alone: bool) -> None:
+    """The closing table of a run alone; one line for a member of a stack."""
+    from nnlab.views.console import console, result_line, summary_table
+
+    if alone:
+        summary_table(summary)
+        return
+    console.print(result_line(m.run_dir.name, summary["status"], summary["metrics"]), soft_wrap=True)
+
+
+def alarms_said(members: list[Member], summaries: list[dict | None]) -> None:
+    """A stack's alarms, one line each, with the settings (less the seed) of the runs that raised it:
+    `flat_loss: init=zeros x5, init=normal_small x5`; the full text is in each run's train.log and
+    TensorBoard."""
+    from collections import Counter
+
+    from nnlab.commands.compare import setting_names
+    from nnlab.views.console import console, shown
+
+    given = [dict(o.split("=", 1) for o in m.exp.config.get("overrides", []) if "=" in o) for m in members]
+    raised: dict[str, Counter] = {}
+    for setting, summary in zip(setting_names(given), summaries):
+        for alarm in (summary or {}).get("alarms", []):
+            raised.setdefault(alarm["name"], Counter())[setting or "all runs"] += 1
+    if raised:
+        console.print("alarms (the full text: each run's train.log and TensorBoard's TEXT tab):", highlight=False)
+    for name, settings in raised.items():
+        console.print(
+            f"  {name}: " + ", ".join(f"{shown(s)} x{n}" for s, n in settings.items()), soft_wrap=True, highlight=False
+        )
+
+
+def finished_message(run_dir: Path, summary: dict) -> str:
+    n = summary.get("epochs_run")
+    return (
+        f"{run_dir} has finished (status ok, {n} epochs{', stopped early' if summary.get('stopped_early') else ''}): "
+        f"nothing to resume, nothing changed. To train it longer: resume={run_dir} trainer.epochs={(n or 0) + 10}."
+    )
+
+
+def open_run(
+    cfg: DictConfig, run_dir: Path, exp: Experiment, state: dict | None, job: Job | None, quiet: bool = False
+) -> Tracker:
+    """Write the run's config and environment, keep the rows a resume continues from, open its tracker;
+    say what starts (the banner: on the terminal unless `quiet`, in train.log always).
+    `job`: the jobs.Job it is (Hydra's record: its config group choices and its command-line overrides), if any."""
+    from nnlab.views.console import console
+
+    run_folder.write_file(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    run_folder.write_file(run_dir / "environment.json", json.dumps(environment(str(exp.device)), indent=2) + "\n")
+    lines = [*banner(run_dir, exp, state), *exp.notes]
+    if not quiet:
+        for line in lines:
+            console.print(line, soft_wrap=True, highlight=False)
+    if job is not None:
+        exp.config["choices"] = dict(job.choices)
+        exp.config["overrides"] = list(job.overrides)
+        exp.config["overview"] = job.overview
+    rows, fresh = run_dir / "metrics.jsonl", state is None
+    if rows.exists():  # keyed by step: what was logged after the checkpoint (and any test row) comes again
+        run_folder.keep_rows(rows, lambda r: not fresh and _before(r, state))
+    purge = 0 if fresh and has_events(run_dir) else (state["step"] + 1 if state is not None else None)
+    tracker = Tracker(run_dir, purge_step=purge)
+    tracker.log("\n".join(lines))
+    if state is None:
+        tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
+        tracker.layout(task_metrics.score(exp.data.kind))
+        m = model_summary(exp.model)
+        tracker.text(
+            "model", f"```\n{bare(exp.model)}\n```\n\n{m['parameters']:,} parameters ({m['trainable']:,} trainable)"
+        )
+        for note in exp.notes:
+            tracker.text("notes", note)
+    return tracker
+
+
+def final_figures(exp: Experiment, run_dir: Path, tracker: Tracker, summary: dict) -> None:
+    """The closing pictures of the model the test set measured (the best checkpoint), in the run folder
+    and in TensorBoard: for 2-D points its decision boundary with axes (decision_boundary.png); for
+    images the confusion matrix on the test set (confusion_matrix.png, and in summary.json) and the first
+    25 misclassified test images with their true and predicted class (misclassified.png)."""
+    data, m = exp.data, summary["metrics"]
+    score = m.get("acc/test")
+    if score is None:
+        return
+    step, epoch = summary["steps"], summary.get("best_epoch")
+    if data.kind == "points" and data.in_shape[0] == 2:
+        image = figures.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y)
+        lo, hi = figures.plane_extent(data.train.x)
+        title = f"{run_dir.name}\nepoch {epoch}: acc/test {score:.3f}"
+        tracker.figure(
+            "decision_boundary_final",
+            figures.boundary_figure,
+            (image.permute(1, 2, 0).numpy(), (lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item()), title),
+            step,
+            "decision_boundary.png",
+        )
+    elif data.kind == "images":
+        test, size = data.test, exp.trainer.eval_batch_size
+        with torch.no_grad(), eval_mode(exp.model):
+            pred = torch.cat([exp.loss_fn.predict(exp.model(test.x[i : i + size])) for i in range(0, len(test), size)])
+        c = data.num_classes
+        matrix = torch.bincount(test.y * c + pred, minlength=c * c).reshape(c, c).cpu()
+        summary["confusion_matrix"] = matrix.tolist()
+        tracker.figure(
+            "confusion_matrix",
+            figures.confusion_figure,
+            (matrix.tolist(), f"test set, epoch {epoch}: acc/test {score:.3f}"),
+            step,
+            "confusion_matrix.png",
+        )
+        wrong = (pred != test.y).nonzero()[:25, 0]
+        images = (test.x[wrong] * data.std + data.mean).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        names = [f"true {t}, predicted {p}" for t, p in zip(test.y[wrong].tolist(), pred[wrong].tolist())]
+        tracker.figure(
+            "misclassified",
+            figures.examples_figure,
+            (images, names, f"misclassified test images ({int((pred != test.y).sum())} of {len(test)})"),
+            step,
+            "misclassified.png",
+        )
+
+
+class _Files:
+    """Where figures drawn after the run go: its folder only (TensorBoard's events are the run's record)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def figure(self, tag: str, draw, args: tuple, step: int, filename: str | None = None) -> None:
+        if filename:
+            figures.render(draw, args, str(self.run_dir / filename))
+
+
+def draw_figures(run_dir: str | Path) -> list[str]:
+    """A finished run's own figures, drawn now (a stack's runs skip some: sweep.run_figures): curves.png,
+    then from its best checkpoint decision_boundary.png (2-D points) or confusion_matrix.png and
+    misclassified.png (images), and activations_final.png. Returns the files written."""
+    from nnlab.commands.load_run import load_experiment
+    from nnlab.errors import ConfigError
+    from nnlab.training.diagnostics import activations_figure, hidden_activations, probe_activations
+
+    run_dir = Path(run_dir)
+    summary = records.read_summary(run_dir)
+    if summary is None:
+        raise ConfigError(f"{run_dir} holds no readable summary.json: only a finished run's figures can be drawn.")
+    _, _, _, exp = load_experiment(run_dir)  # its best checkpoint, on the CPU: a figure needs no GPU
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*.png")}
+    figures.run_curves(run_dir, exp.data.kind)
+    final_figures(exp, run_dir, _Files(run_dir), summary)
+    acts = hidden_activations(exp.model, exp.activation_type)
+    if acts:
+        probe = exp.data.train.x[: exp.diagnostics.probe_size]
+        n = summary.get("epochs_run")
+        when = f"after {n} epoch{'s' if n != 1 else ''} (the best checkpoint)"
+        activations_figure(_Files(run_dir), probe_activations(exp.model, acts, probe), 0, when, "activations_final.png")
+    return sorted(p.name for p in run_dir.glob("*.png") if before.get(p.name) != p.stat().st_mtime_ns)
+
+
+def banner(run_dir: Path, exp: Experiment, state: dict | None) -> list[str]:
+    """What starts: the run's folder, device and threads, the model's size, the data, how to watch it."""
+    d, m = exp.data, model_summary(exp.model)
+    what = "continues" if state is not None else "starts"
+    sizes = " / ".join(
+        f"{len(s):,} {name}" for name, s in (("train", d.train), ("val", d.val), ("test", d.test)) if s is not None
+    )
+    shape = "x".join(str(n) for n in d.in_shape)
+    return [
+        f"run {what}: {run_dir}" + (f" (from step {state['step']})" if state is not None else ""),
+        f"  {exp.device.type} ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}), "
+        f"{m['class']} with {m['parameters']:,} parameters, data {sizes} (inputs {shape})",
+        f"  watch it: tensorboard --logdir {run_dir}",
+    ]
+
+
+def _before(row: dict, state: dict) -> bool:
+    """Was this metrics row written before the checkpoint `state` was saved? Rows of later steps were not;
+    nor test rows; nor, where the checkpoint was taken at an epoch's last step before that epoch ended
+    (checkpoint_every), the epoch-end row of that same step: the resumed run ends that epoch again."""
+    if row["step"] > state["step"] or any(k.endswith("/test") for k in row):
+        return False
+    mid_epoch = state["position"]["batch"] > 0
+    return not (mid_epoch and row["step"] == state["step"] and "loss/train" in row)

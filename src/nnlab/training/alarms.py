@@ -1,0 +1,213 @@
+"""Pathology alarms: pure functions of numbers the run has measured and the thresholds in
+`conf/train.yaml: alarms`. Each returns an Alarm naming the likely cause, or None.
+
+The advice is data: an alarm's `fixes` are the override sets it suggests (`("activation=relu",
+"init=he_normal")`; `optimizer.lr*10` scales the run's own value), its message says them in words
+(advice()), and `nnlab doctor` trains them (doctor.py): the words and what is tested cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+Fix = tuple[str, ...]  # one candidate: overrides applied together (KEY=VALUE, or KEY*FACTOR of the run's value)
+
+
+@dataclass
+class Alarm:
+    name: str
+    step: int
+    message: str
+    fixes: tuple[Fix, ...] = ()
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _raise(name: str, step: int, cause: str, *fixes: Fix, also: str = "") -> Alarm:
+    """The alarm with its message: the cause, then its fixes in words (and `also`: advice no override says)."""
+    return Alarm(name, step, f"{cause} Try {advice(fixes)}{also}.", tuple(fixes))
+
+
+def advice(fixes: Sequence[Fix]) -> str:
+    """`optimizer.lr x0.1, init.bias=0.01 or activation=relu with init=he_normal`."""
+    words = [" with ".join(_word(o) for o in fix) for fix in fixes]
+    return ", ".join(words[:-1]) + (" or " if len(words) > 1 else "") + words[-1]
+
+
+def _word(override: str) -> str:
+    key, star, factor = override.partition("*")
+    return f"{key} x{factor}" if star else override
+
+
+def scaled(override: str) -> tuple[str, float] | None:
+    """(`optimizer.lr`, 10.0) for `optimizer.lr*10`; None for a plain KEY=VALUE."""
+    key, star, factor = override.partition("*")
+    return (key, float(factor)) if star and "=" not in override else None
+
+
+def initial_loss(loss: float, expected: float, tolerance: float, step: int = 0) -> Alarm | None:
+    """The loss at initialization should be near its chance value (ln C for cross-entropy)."""
+    if math.isfinite(loss) and abs(loss - expected) <= tolerance * expected:
+        return None
+    return _raise(
+        "initial_loss",
+        step,
+        f"initial loss {loss:.4g} is far from its expected value {expected:.4g} (chance "
+        "level): the weights are too large or too biased at initialization.",
+        ("init=he_normal",),
+        ("init=xavier_normal",),
+    )
+
+
+def divergence(loss: float, initial: float, factor: float, step: int) -> Alarm | None:
+    """Loss above factor x the initial loss, or NaN/Inf: the run is stopped."""
+    if math.isfinite(loss) and loss <= factor * initial:
+        return None
+    what = (
+        "is not a number" if not math.isfinite(loss) else f"{loss:.4g} is above {factor:g}x the initial {initial:.4g}"
+    )
+    return _raise(
+        "divergence",
+        step,
+        f"training diverged: the loss {what}. The learning rate is too high for this "
+        "model (nnlab lr-find suggests one), or its gradients need clipping.",
+        ("optimizer.lr*0.1",),
+        ("optimizer.lr*0.01",),
+        ("regularization.clip_grad_norm=1",),
+    )
+
+
+def flat_loss(initial: float, recent: float, min_drop: float, step: int) -> Alarm | None:
+    """After `flat_after_steps`, a loss that has not dropped by min_drop (relative) is flat."""
+    if initial - recent > min_drop * initial:
+        return None
+    return _raise(
+        "flat_loss",
+        step,
+        f"the loss is flat after {step} steps ({initial:.4g} -> {recent:.4g}): the "
+        "initialization keeps units identical or silent (init=zeros, normal_small), or the learning rate "
+        "is too low.",
+        ("init=he_normal",),
+        ("optimizer.lr*10",),
+    )
+
+
+def gradient_flow(ratio: float | None, low: float, high: float, step: int) -> Alarm | None:
+    """First- to last-layer gradient norm ratio outside [low, high]: vanishing or exploding gradients."""
+    if ratio is None or low <= ratio <= high:
+        return None
+    if ratio < low:
+        return _raise(
+            "vanishing_gradients",
+            step,
+            f"vanishing gradients: the first layer's gradient norm is {ratio:.2g}x "
+            "the last layer's. Saturating activations in a deep net starve the early layers.",
+            ("activation=relu", "init=he_normal"),
+            ("model.batch_norm=true",),
+        )
+    return _raise(
+        "exploding_gradients",
+        step,
+        f"exploding gradients: the first layer's gradient norm is {ratio:.2g}x "
+        "the last layer's: the initial weights are too large.",
+        ("init=xavier_normal",),
+        ("init=he_normal",),
+        ("model.batch_norm=true",),
+        ("regularization.clip_grad_norm=1",),
+    )
+
+
+def dead_units(stats: dict[str, float], threshold: float, step: int) -> Alarm | None:
+    worst = _worst_above(stats, "stats/dead_frac/", threshold)
+    if worst is None:
+        return None
+    layer, frac = worst
+    return _raise(
+        "dead_units",
+        step,
+        f"{frac:.0%} of the units of {layer} are dead (zero for every probe example; "
+        "20-30% is common). A too-high learning rate or a negative bias kills ReLUs.",
+        ("optimizer.lr*0.1",),
+        ("init.bias=0.01",),
+        ("activation=leaky_relu",),
+        ("activation=elu",),
+    )
+
+
+def saturation(stats: dict[str, float], threshold: float, step: int) -> Alarm | None:
+    worst = _worst_above(stats, "stats/saturated_frac/", threshold)
+    if worst is None:
+        return None
+    layer, frac = worst
+    return _raise(
+        "saturation",
+        step,
+        f"{frac:.0%} of the activations of {layer} are saturated (at the sigmoid/tanh "
+        "bounds, where the gradient vanishes): the inputs or the weights are too large.",
+        ("data.preprocess=standardize",),
+        ("init=xavier_normal",),
+        ("activation=relu",),
+    )
+
+
+def update_ratio(stats: dict[str, float], low: float, high: float, step: int, lr_scale: float = 1.0) -> Alarm | None:
+    """A typical update/weight ratio far from ~1e-3. `lr_scale`: the schedule's rate now over the optimizer's
+    rate; where a schedule has brought it below a tenth (a warm-up's start, a decay's or a cycle's end: small
+    steps by design), a low ratio says nothing about optimizer.lr, and nothing is raised."""
+    values = {k: v for k, v in stats.items() if k.startswith("stats/update_ratio/") and math.isfinite(v)}
+    if not values:
+        return None
+    mean_log = sum(math.log10(max(v, 1e-30)) for v in values.values()) / len(values)
+    typical = 10**mean_log
+    if low <= typical <= high or (typical < low and lr_scale < 0.1):
+        return None
+    power = min(4, max(-4, round(math.log10(1e-3 / typical))))  # the rate x10**power brings the ratio to ~1e-3
+    powers = [power, power - (1 if power > 0 else -1)] if abs(power) >= 2 else [power or (1 if typical < low else -1)]
+    return _raise(
+        "update_ratio",
+        step,
+        f"the update/weight ratio ||dW||/||W|| is about {typical:.1e} per step (the "
+        f"notes want ~1e-3): the learning rate is probably too {'low' if typical < low else 'high'}.",
+        *((f"optimizer.lr*{10.0**p:g}",) for p in powers),
+    )
+
+
+def fit_gap(train: float, val: float, gap: float, underfit: float, step: int, what: str = "accuracy") -> Alarm | None:
+    """A low training score (underfitting), or a train/validation gap (overfitting). The score is the
+    accuracy, or R^2 for regression (`what`)."""
+    if train < underfit:
+        return _raise(
+            "underfitting",
+            step,
+            f"underfitting: train {what} is only {train:.3f} (validation {val:.3f}): "
+            "the model has too little capacity, too few epochs or too low a rate.",
+            ("model.hidden*2",),
+            ("trainer.epochs*2",),
+            ("optimizer.lr*10",),
+            also=(
+                ". With outliers in the training targets (data.source.outliers), R^2 on them stays low "
+                "however good the fit: compare r2/test, measured on clean targets"
+                if what == "R^2"
+                else ""
+            ),
+        )
+    if train - val > gap:
+        return _raise(
+            "overfitting",
+            step,
+            f"overfitting: train {what} {train:.3f} vs validation {val:.3f}: regularize, or "
+            "use more data (data.augment for images).",
+            ("model.dropout=0.3",),
+            ("optimizer.weight_decay=0.0005",),
+        )
+    return None
+
+
+def _worst_above(stats: dict[str, float], prefix: str, threshold: float) -> tuple[str, float] | None:
+    """The layer with the highest `prefix` statistic, as (layer, value), when that value exceeds threshold."""
+    values = [(k[len(prefix) :], v) for k, v in stats.items() if k.startswith(prefix)]
+    worst = max(values, key=lambda kv: kv[1]) if values else None
+    return worst if worst is not None and worst[1] > threshold else None

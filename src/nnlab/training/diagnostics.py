@@ -1,0 +1,392 @@
+"""What the network looks like inside: per-layer statistics of activations (on a fixed probe batch),
+gradients, weights and updates, and histograms (the figures are drawn by figures.py).
+
+Pure functions of a model and tensors, plus `Diagnostics`, which the training loop calls at its
+cadence and which raises the alarms (alarms.py). Each function reads the device once (one host sync
+for all layers).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+
+import torch
+from torch import nn
+
+from nnlab.nn import eval_mode
+from nnlab.training.metrics import LABELS, score
+
+Tensor = torch.Tensor
+
+# Units that can die (output <= 0 for every input) and units that saturate (output at a bound).
+RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU)
+SATURATING = {nn.Sigmoid: (0.0, 1.0), nn.Tanh: (-1.0, 1.0)}
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The Linear/Conv layers in forward order, named layer1..layerN (the last one is the output layer)."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    return [(f"layer{i}", m) for i, m in enumerate(layers, 1)]
+
+
+def hidden_activations(model: nn.Module, activation_type: type) -> list[tuple[str, nn.Module]]:
+    """The activation module of every hidden layer, named like the weight layer it follows."""
+    acts = [m for m in model.modules() if type(m) is activation_type]
+    return [(f"layer{i}", m) for i, m in enumerate(acts, 1)]
+
+
+def _read(values: dict[str, Tensor]) -> dict[str, float]:
+    if not values:
+        return {}
+    return dict(zip(values, torch.stack([v.detach().float() for v in values.values()]).tolist()))
+
+
+def grad_norms(layers: list[tuple[str, nn.Module]]) -> dict[str, float]:
+    """L2 norm of each layer's weight gradient."""
+    return _read({f"stats/grad_norm/{n}": m.weight.grad.norm() for n, m in layers if m.weight.grad is not None})
+
+
+def weight_norms(layers: list[tuple[str, nn.Module]]) -> dict[str, float]:
+    return _read({f"stats/weight_norm/{n}": m.weight.norm() for n, m in layers})
+
+
+def update_ratios(layers: list[tuple[str, nn.Module]], before: list[Tensor]) -> dict[str, float]:
+    """||W_after - W_before|| / ||W_before|| of one optimizer step, per layer (the notes want ~1e-3)."""
+    ratios = {f"stats/update_ratio/{n}": (m.weight - w0).norm() / w0.norm() for (n, m), w0 in zip(layers, before)}
+    return {k: v for k, v in _read(ratios).items() if math.isfinite(v)}  # undefined for all-zero weights
+
+
+@torch.no_grad()
+def probe_activations(model: nn.Module, acts: list[tuple[str, nn.Module]], x: Tensor) -> dict[str, Tensor]:
+    """Each hidden layer's activations on the probe batch, in eval mode (dropout off, batch norm on its
+    running statistics), as (examples, units, ...) tensors."""
+    out: dict[str, Tensor] = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o, name=name: out.__setitem__(name, o.detach())) for name, m in acts
+    ]
+    try:
+        with eval_mode(model):
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out
+
+
+def activation_stats(
+    outputs: dict[str, Tensor], activation: nn.Module, saturation_eps: float = 0.02
+) -> dict[str, float]:
+    """Mean and std per layer; the dead fraction for rectifiers (units <= 0 on every probe example and
+    position); the saturated fraction for sigmoid/tanh (outputs within eps of a bound)."""
+    stats: dict[str, Tensor] = {}
+    bounds = SATURATING.get(type(activation))
+    for name, a in outputs.items():
+        a = a.float()
+        stats[f"stats/act_mean/{name}"] = a.mean()
+        stats[f"stats/act_std/{name}"] = a.std()
+        if isinstance(activation, RECTIFIERS):
+            per_unit = a.transpose(0, 1).reshape(a.shape[1], -1)
+            stats[f"stats/dead_frac/{name}"] = (per_unit <= 0).all(1).float().mean()
+        if bounds is not None:
+            lo, hi = bounds
+            margin = saturation_eps * (hi - lo)
+            stats[f"stats/saturated_frac/{name}"] = ((a < lo + margin) | (a > hi - margin)).float().mean()
+    return _read(stats)
+
+
+def stack_measure(stack, diags: list[Diagnostics], running: list[bool]) -> dict[int, tuple[dict, dict]]:
+    """Diagnostics.measure() of every member k of a stack (engine/stack.py) whose statistics are due after
+    this step, at once: the norms from the stacked weights (read from the device once), every member's
+    probe batch through the stacked forward; {} where the members measure their own (layers or probe
+    batches that do not line up)."""
+    due = [k for k, (d, r) in enumerate(zip(diags, running)) if r and d.snapshot is not None]
+    weights = [stack.params[i] for i in stack.linear_weights]
+    probes = [d.probe_x if k in due else None for k, d in enumerate(diags)]
+    if (
+        not due
+        or any(len(diags[k].layers) != len(weights) for k in due)
+        or len({p.shape for p in probes if p is not None}) > 1
+    ):
+        return {}
+    before = [torch.stack([diags[k].snapshot[j] for k in due]) for j in range(len(weights))]
+    with torch.no_grad(), ExitStack() as modes:
+        for d in diags:
+            modes.enter_context(eval_mode(d.model))
+        stack.forward(probes, [p is not None for p in probes], capture=True)
+    hidden = stack.activities if all(len(diags[k].acts) == len(stack.activities) for k in due) else None
+    return _stacked_stats(weights, before, hidden, diags, due)
+
+
+def stack_boundaries(engine, exps: list, running: list[bool], epoch: int) -> dict:
+    """The decision-boundary images TensorBoard shows during training (2-D points, every
+    trainer.boundary_every epochs and the last), of every running member k of a stack (or a run alone: a
+    Solo; engine/stack.py) at once: their planes through the engine's forward in one pass."""
+    from nnlab.views.figures import boundary_plane, paint_boundary
+
+    due = [
+        r
+        and e.data.kind == "points"
+        and e.data.in_shape[0] <= 2
+        and (epoch % e.trainer.boundary_every == 0 or epoch == e.trainer.epochs)
+        for e, r in zip(exps, running)
+    ]
+    if not any(due):
+        return {}
+    planes = [boundary_plane(e.data.train.x, every=2) if d else None for e, d in zip(exps, due)]
+    with torch.no_grad(), ExitStack() as modes:
+        for e in exps:
+            modes.enter_context(eval_mode(e.model))
+        out = engine.forward(planes, due)
+    return {
+        k: paint_boundary(e.loss_fn.predict(out[k]), e.data.train.x, e.data.train.y, every=2)
+        for k, (e, d) in enumerate(zip(exps, due))
+        if d
+    }
+
+
+def _stacked_stats(
+    weights: list[Tensor], before: list[Tensor], hidden: list[Tensor] | None, diags: list, due: list[int]
+) -> dict[int, tuple[dict, dict]]:
+    """weights[j]: the stack's [K, ...] weights of layer j (with their .grad); before[j]: the due members'
+    weights before the step; hidden[j]: every member's hidden activations on its probe batch [K, P, ...]
+    (None: each member runs its own probe)."""
+    idx = torch.tensor(due, device=weights[0].device)
+    rows = []
+    for w, b in zip(weights, before):
+        now, was = w.detach()[idx].flatten(1), b.flatten(1)
+        grad = (
+            w.grad[idx].flatten(1).norm(dim=1)
+            if w.grad is not None
+            else torch.full((len(due),), math.nan, device=now.device)
+        )
+        rows += [grad.float(), now.norm(dim=1).float(), ((now - was).norm(dim=1) / was.norm(dim=1)).float()]
+    table = torch.stack(rows).tolist()  # the one host sync of the norms
+    out = {}
+    for i, k in enumerate(due):
+        d = diags[k]
+        names = [n for n, _ in d.layers]
+        norms = {f"stats/grad_norm/{n}": table[3 * j][i] for j, n in enumerate(names) if weights[j].grad is not None}
+        norms.update({f"stats/weight_norm/{n}": table[3 * j + 1][i] for j, n in enumerate(names)})
+        norms.update(
+            {
+                f"stats/update_ratio/{n}": table[3 * j + 2][i]
+                for j, n in enumerate(names)
+                if math.isfinite(table[3 * j + 2][i])
+            }
+        )
+        acts = (
+            {name: hidden[j][k] for j, (name, _) in enumerate(d.acts)}
+            if hidden is not None
+            else probe_activations(d.model, d.acts, d.probe_x)
+            if d.acts
+            else {}
+        )
+        out[k] = (norms, activation_stats(acts, d.activation, d.cfg.saturation_eps))
+    return out
+
+
+def first_to_last_ratio(norms: dict[str, float]) -> float | None:
+    """grad_norm of the first layer over that of the last: << 1 vanishing, >> 1 exploding."""
+    values = [v for k, v in norms.items() if k.startswith("stats/grad_norm/layer")]
+    if len(values) < 2 or values[-1] <= 0:
+        return None
+    return values[0] / values[-1]
+
+
+class Diagnostics:
+    """The training loop's window into the network, called at a few explicit points:
+
+    start() before the first step; before_step()/after_step() around every optimizer step;
+    end_epoch() after each epoch; finish() at the end. It logs to the tracker and raises alarms
+    (console, TensorBoard text, summary.json). after_step() returns True when the run diverged.
+    """
+
+    def __init__(
+        self,
+        model,
+        loss_fn,
+        activation_type,
+        probe: tuple[Tensor, Tensor],
+        num_classes: int,
+        cfg,
+        alarm_cfg,
+        tracker,
+        log_every: int,
+        optimizer,
+        kind: str = "points",
+    ):
+        from nnlab.training import alarms
+
+        self.alarms_fn, self.cfg, self.alarm_cfg, self.tracker = alarms, cfg, alarm_cfg, tracker
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.layers = [(n, m) for n, m in weight_layers(model) if m.weight.requires_grad]  # frozen ones do not change
+        self.acts = hidden_activations(model, activation_type)
+        self.activation = self.acts[0][1] if self.acts else nn.Identity()
+        self.probe_x, self.probe_y = probe
+        self.kind = kind
+        # the chance-level loss of a classifier; a regression loss has none (it depends on the targets' scale)
+        self.expected_initial = None if kind == "regression" else loss_fn.expected_initial(num_classes)
+        self.log_every = log_every
+        self.window: list[Tensor] = []  # per-step loss and grad norm since the last flush, on the device
+        self.raised: list = []
+        self.initial: float = math.nan
+        self.pretrain: list[dict] = []  # the pretraining stages, if any (see pretrain.greedy)
+        self.snapshot: list[Tensor] | None = None
+        self.recent_loss = math.nan  # mean training loss of the last log window
+        self.flushed = 0  # the last step whose loss and gradient norm are written
+        self.quiet = False  # True in a stack: its alarms are said grouped by setting at its end, not one by one
+
+    # -- alarms
+    def raise_alarm(self, alarm) -> None:
+        if alarm is None or not self.alarm_cfg.enabled or any(a.name == alarm.name for a in self.raised):
+            return
+        from nnlab.views.console import warning
+
+        self.raised.append(alarm)
+        if not self.quiet:
+            warning(f"[{alarm.name}] step {alarm.step}: {alarm.message}")
+        self.tracker.log(f"warning: [{alarm.name}] step {alarm.step}: {alarm.message}")
+        self.tracker.text("alarms", f"**{alarm.name}** (step {alarm.step}): {alarm.message}", alarm.step)
+
+    # -- the loop's calls
+    def start(self) -> None:
+        """Initial loss on the probe batch (data loss only, eval mode) and the activations at init."""
+        with torch.no_grad(), eval_mode(self.model):
+            self.initial = self.loss_fn(self.model(self.probe_x), self.probe_y).float().item()
+        expected = {} if self.expected_initial is None else {"start/loss_expected": self.expected_initial}
+        self.tracker.scalars(0, {"start/loss": self.initial, **expected})
+        if self.expected_initial is not None and not self.pretrain:
+            self.raise_alarm(
+                self.alarms_fn.initial_loss(self.initial, self.expected_initial, self.alarm_cfg.initial_loss_tolerance)
+            )
+        if self.acts:
+            outputs = probe_activations(self.model, self.acts, self.probe_x)
+            self.tracker.scalars(0, activation_stats(outputs, self.activation, self.cfg.saturation_eps))
+            self._figure(outputs, 0, "at initialization", "activations_init.png")
+
+    def stats_due(self, step: int) -> bool:
+        return self.cfg.every > 0 and step % self.cfg.every == 0
+
+    def before_step(self, step: int) -> None:
+        """`step` is the number of the step about to run (1-based)."""
+        if self.stats_due(step):
+            self.snapshot = [m.weight.detach().clone() for _, m in self.layers]
+
+    def after_step(self, step: int, epoch: int, loss: Tensor, grad_norm: Tensor, measured: tuple | None = None) -> bool:
+        """`measured`: this step's per-layer statistics where the stack measured them for all its members
+        (stack_measure); else, when due, this member measures its own."""
+        self.window += (loss.detach().float(), grad_norm.detach().float())
+        diverged = False
+        if step % self.log_every == 0:
+            diverged = self.flush(step, epoch)
+        if self.snapshot is not None:
+            self._layer_stats(step, epoch, measured)
+        return diverged
+
+    def end_epoch(self, epoch: int, step: int, last_epoch: bool) -> None:
+        every = self.cfg.histograms_every
+        if every and (epoch % every == 0 or last_epoch):
+            outputs = probe_activations(self.model, self.acts, self.probe_x) if self.acts else {}
+            for name, m in self.layers:
+                self.tracker.histogram(f"stats/weights/{name}", m.weight, step)
+                if m.weight.grad is not None:
+                    self.tracker.histogram(f"stats/grads/{name}", m.weight.grad, step)
+            for name, a in outputs.items():
+                self.tracker.histogram(f"stats/activations/{name}", a, step)
+            if last_epoch and outputs:
+                self._figure(outputs, step, f"after {epoch} epoch{'s' if epoch != 1 else ''}", "activations_final.png")
+
+    def finish(self, metrics: dict[str, float], step: int) -> list[dict]:
+        name = score(self.kind)
+        if f"{name}/val" in metrics:
+            a, what = self.alarm_cfg, LABELS[name]
+            self.raise_alarm(
+                self.alarms_fn.fit_gap(
+                    metrics[f"{name}/train"], metrics[f"{name}/val"], a.overfit_gap, a.underfit_acc, step, what
+                )
+            )
+        return [a.as_dict() for a in self.raised]
+
+    def state_dict(self) -> dict:
+        return {
+            "initial": self.initial,
+            "flushed": self.flushed,
+            "alarms": [a.as_dict() for a in self.raised],
+            "pretrain": self.pretrain,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.initial, self.flushed, self.pretrain = state["initial"], state["flushed"], state.get("pretrain", [])
+        self.raised = [self.alarms_fn.Alarm(**a) for a in state["alarms"]]
+
+    def flush(self, step: int, epoch: int) -> bool:
+        """Write the per-step loss and gradient norm buffered since the last flush (one host sync), then
+        check them for divergence and a flat loss. True when the run diverged."""
+        n = step - self.flushed
+        if n <= 0:
+            return False
+        window = torch.stack(self.window).float().view(n, 2).tolist()  # the one host sync of the window
+        self.window, self.flushed = [], step
+        self.tracker.rows(
+            [(step - n + 1 + i, {"step/loss": loss, "step/grad_norm": norm}) for i, (loss, norm) in enumerate(window)],
+            epoch,
+        )
+        if step % self.log_every == 0:
+            self.tracker.scalars(step, {"step/lr": self.optimizer.param_groups[0]["lr"]}, epoch)
+        losses = [loss for loss, _ in window]
+        recent = self.recent_loss = sum(losses) / n
+        a = self.alarm_cfg
+        if self.alarm_cfg.enabled:
+            # after pretraining the initial loss is already low: diverging means rising above chance level
+            reference = self.initial if not self.pretrain else max(self.initial, self.expected_initial or self.initial)
+            alarm = self.alarms_fn.divergence(
+                recent if all(map(math.isfinite, losses)) else math.nan, reference, a.divergence_factor, step
+            )
+            if alarm is not None:
+                self.raise_alarm(alarm)
+                return True
+        if step - n < a.flat_after_steps <= step and not self.pretrain:
+            self.raise_alarm(self.alarms_fn.flat_loss(self.initial, recent, a.flat_min_drop, step))
+        return False
+
+    def measure(self) -> tuple[dict[str, float], dict[str, float]]:
+        """This step's per-layer statistics of this model alone: (gradient and weight norms and update
+        ratios, activation statistics on the probe batch)."""
+        norms = {**grad_norms(self.layers), **weight_norms(self.layers), **update_ratios(self.layers, self.snapshot)}
+        acts = probe_activations(self.model, self.acts, self.probe_x) if self.acts else {}
+        return norms, activation_stats(acts, self.activation, self.cfg.saturation_eps)
+
+    def _layer_stats(self, step: int, epoch: int, measured: tuple | None = None) -> None:
+        al = self.alarm_cfg
+        norms, acts = measured if measured is not None else self.measure()
+        stats, self.snapshot = dict(norms), None
+        ratio = first_to_last_ratio(stats)
+        if ratio is not None:
+            stats["stats/grad_ratio/first_to_last"] = ratio
+        stats.update(acts)
+        self.tracker.scalars(step, stats, epoch)
+        f = self.alarms_fn
+        self.raise_alarm(f.gradient_flow(ratio, al.grad_ratio_low, al.grad_ratio_high, step))
+        self.raise_alarm(f.dead_units(stats, al.dead_fraction, step))
+        self.raise_alarm(f.saturation(stats, al.saturated_fraction, step))
+        group = self.optimizer.param_groups[0]
+        lr_scale = group["lr"] / group["initial_lr"] if group.get("initial_lr") else 1.0  # where the schedule is
+        self.raise_alarm(f.update_ratio(stats, al.update_ratio_low, al.update_ratio_high, step, lr_scale))
+
+    def _figure(self, outputs: dict[str, Tensor], step: int, when: str, filename: str) -> None:
+        activations_figure(self.tracker, outputs, step, when, filename)
+
+
+def activations_figure(tracker, outputs: dict[str, Tensor], step: int, when: str, filename: str) -> None:
+    """The hidden layers' activations on the probe batch as one figure (RUN/FILENAME and TensorBoard)."""
+    from nnlab.views import figures
+
+    arrays = {name: a.detach().float().cpu().numpy() for name, a in outputs.items()}
+    tracker.figure(
+        "activations_per_layer",
+        figures.activations_figure,
+        (arrays, f"hidden-layer activations {when}"),
+        step,
+        filename,
+    )

@@ -1,0 +1,520 @@
+"""The training loop, plain PyTorch, for K >= 1 runs at once: train() drives the members (run_files.Member:
+a run set up by setup.py, its files open) through their epochs, validating every eval_every epochs,
+keeping `last` and `best` checkpoints and testing the best at the end. A run alone is a stack of one; a
+sweep's group of runs that train together (launcher.py) is a stack of K, one model (engine/stack.py). step()
+is one optimizer step of every member; evaluate() measures a split. run() is the whole `nnlab train` job.
+
+The loop sees torch objects and plain dataclasses, never the config.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import ExitStack, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nnlab.data.loader import Split, batch_indices
+from nnlab.engine.schedules import per_epoch
+from nnlab.engine.stack import Solo, Stack
+from nnlab.nn import bare, eval_mode
+from nnlab.nn.dropout import use_generator
+from nnlab.run_files import checkpoint
+from nnlab.run_files.member import Member, alarms_said, close, guard, hparams_of, said
+from nnlab.run_files.tracking import Tracker, write_summary
+from nnlab.training import metrics as task_metrics
+from nnlab.training import pretrain
+from nnlab.training.diagnostics import Diagnostics, stack_boundaries, stack_measure
+from nnlab.training.loop_state import Monitor, Position, StopRequest
+from nnlab.training.setup import Experiment, model_summary
+from nnlab.views import figures
+from nnlab.views.console import TrainingProgress, check_interrupt, epoch_line, stack_info, summary_text, warning
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def step(engine, exps: list[Experiment], items: list) -> tuple:
+    """One optimizer step of every member that has a batch (items[k]: (x, y), or None for a member that
+    has stopped): forward, each member's loss, backward, one update, the per-step schedules. The members'
+    losses are summed, so each member's gradient is its own loss's. Returns (outputs [K, B, ...], data
+    losses {k: loss}, gradient norms before clipping [K]), all still on the device. The data loss is what
+    is logged and watched; the L1 penalties only join it for the gradient."""
+    active = [i is not None for i in items]
+    engine.zero_grad()
+    with autocast(exps[0].device, exps[0].trainer.precision):
+        out = engine.forward([i[0] if i is not None else None for i in items], active)
+        losses, objective = {}, 0
+        for k, (exp, i) in enumerate(zip(exps, items)):
+            if i is None:
+                continue
+            reg = exp.regularization
+            losses[k] = exp.loss_fn(out[k], i[1])
+            objective = objective + losses[k]
+            if reg.l1 > 0:
+                objective = objective + reg.l1 * engine.penalty(k)
+            if reg.activity_l1 > 0:  # the member's hidden activations in this forward pass
+                objective = objective + reg.activity_l1 * engine.activity(k) / len(i[1])
+    engine.backward(objective)
+    norms = engine.step(active)
+    for exp, a in zip(exps, active):
+        if a and not per_epoch(exp.scheduler):
+            exp.scheduler.step()
+    return out, losses, norms
+
+
+def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler):
+    """step() for a run alone: (outputs, data loss, global gradient norm)."""
+    out, losses, norms = step(Solo(exp, scaler), [exp], [(x, y)])
+    return out[0], losses[0], norms[0]
+
+
+def batch_sums(kind: str, loss_fn, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+    """[loss * n, the task's metric sums (nnlab/metrics.py)] of K members' batches at once (outputs
+    [K, B, ...], targets [K, B, ...], data losses [K]): [K, 1 + sums], left on the device."""
+    K, B = y.shape[:2]
+    pred = task_metrics.prediction(kind, loss_fn, out.reshape(K * B, *out.shape[2:]))
+    pred = pred.reshape(K, B, *pred.shape[1:])
+    return torch.cat([(loss.detach().float() * B).reshape(K, 1), task_metrics.stack_sums(kind, pred, y)], 1)
+
+
+def _sums(exps: list[Experiment], out: torch.Tensor, items: list, losses: dict) -> torch.Tensor:
+    """batch_sums of the members' step (rows of members that did not step are zeros)."""
+    with torch.no_grad():
+        like = next(i[1] for i in items if i is not None)
+        y = torch.stack([i[1] if i is not None else torch.zeros_like(like) for i in items])
+        zero = torch.zeros((), device=like.device)
+        loss = torch.stack([losses[k].detach().float() if k in losses else zero for k in range(len(items))])
+        return batch_sums(exps[0].data.kind, exps[0].loss_fn, out.detach(), y, loss)
+
+
+def epoch_metrics(kind: str, total: torch.Tensor | list[float], n: int) -> dict[str, float]:
+    """{"loss": mean loss, "acc": ...} (regression: "mse", "mae", "r2") from summed batch_sums."""
+    values = total.tolist() if isinstance(total, torch.Tensor) else list(total)
+    return {"loss": values[0] / n, **task_metrics.finish(kind, values[1:], n)}
+
+
+def evaluate(exp: Experiment, split: Split) -> dict[str, float]:
+    """Mean loss and the task's metrics over a split, in batches, in eval mode (one host sync at the end)."""
+    return _evaluate(Solo(exp, None), [exp], [split])[0]
+
+
+def validate(engine, members: list[Member], epoch: int) -> dict[int, dict]:
+    """The validation metrics of the members still running whose validation is due this epoch
+    ({k: {"loss": ..., "acc": ...}}): a stack's in one stacked pass."""
+    splits = [
+        m.exp.data.val
+        if not m.done
+        and m.exp.data.val is not None
+        and (epoch % m.exp.trainer.eval_every == 0 or epoch == m.exp.trainer.epochs)
+        else None
+        for m in members
+    ]
+    return {k: v for k, v in enumerate(_evaluate(engine, [m.exp for m in members], splits)) if v is not None}
+
+
+def _evaluate(engine, exps: list[Experiment], splits: list[Split | None]) -> list[dict | None]:
+    """evaluate() of K members at once, each on its own split (None: not this one), through the engine's
+    forward in eval mode (dropout off, batch norm on its running statistics)."""
+    due = [k for k, s in enumerate(splits) if s is not None]
+    if not due:
+        return [None] * len(splits)
+    total, n, size = 0, len(splits[due[0]]), exps[0].trainer.eval_batch_size
+    with torch.no_grad(), ExitStack() as modes:
+        for e in exps:
+            modes.enter_context(eval_mode(e.model))
+        for start in range(0, n, size):
+            items = [(s.x[start : start + size], s.y[start : start + size]) if s is not None else None for s in splits]
+            with autocast(exps[0].device, exps[0].trainer.precision):
+                out = engine.forward([i[0] if i is not None else None for i in items], [i is not None for i in items])
+                losses = {k: exps[k].loss_fn(out[k], items[k][1]).float() for k in due}
+            total = total + _sums(exps, out, items, losses)  # one host sync, at the end
+    return [epoch_metrics(exps[0].data.kind, total[k], n) if s is not None else None for k, s in enumerate(splits)]
+
+
+def test(engine, members: list[Member], alone: bool) -> None:
+    """Each tested member's test metrics (Training.load_tested: its best checkpoint's weights), a stack's in one
+    stacked pass (a member's model is a view of the stack: loading its best loads its slice); finish()
+    reports them."""
+    splits = [m.exp.data.test if not m.failed and guard(m, alone, m.training.load_tested) else None for m in members]
+    for m, metrics in zip(members, _evaluate(engine, [m.exp for m in members], splits)):
+        m.training.test = None if metrics is None else {f"{k}/test": v for k, v in metrics.items()}
+
+
+def train(members: list[Member], label: str = "") -> list[dict | None]:
+    """Train K >= 1 members (run_files.prepare) as one stack where they can (engine/stack.py), each writing its
+    own run folder; their summaries, in order. A run alone (K = 1) raises what fails; in a stack of K > 1 a
+    failure ends that member alone (its folder says why; its summary is None) and the others go on."""
+    alone = len(members) == 1
+    drawn = "all" if alone else members[0].cfg.sweep.run_figures  # a stack's runs: only the figures asked for
+    painter = _painter(members, drawn)
+    started = time.perf_counter()
+    try:
+        with StopRequest() as stop:  # one handler for the stack: a SIGTERM saves every member
+            check_interrupt()  # a signal in start-up that a library swallowed: stop before a checkpoint is written
+            for m in members:
+                m.training = guard(
+                    m, alone, lambda m=m: Training(m.exp, m.run_dir, m.tracker, m.state, stop, quiet=not alone)
+                )
+            for engine, group in _engines([m for m in members if m.training is not None]):
+                t = group[0].exp.trainer
+                progress = TrainingProgress(
+                    t.epochs,
+                    group[0].exp.steps_per_epoch,
+                    enabled=t.progress,
+                    done=group[0].training.loop.step,
+                    stack=None if alone else f"stack {label}",
+                )
+                with progress:
+                    _drive(engine, group, progress, alone)
+                test(engine, group, alone)
+        wall = time.perf_counter() - started  # the stack's training time, the same for every member
+        summaries = [close(m, alone, label, len(members), wall) for m in members]
+        for m in members:
+            m.tracker.close()  # its figures drawn (by the painter, for a stack, while the others closed)
+        curves = [
+            painter.submit(figures.run_curves, m.run_dir, m.exp.data.kind)
+            if painter is not None
+            else figures.Drawing(figures.run_curves, (m.run_dir, m.exp.data.kind))
+            for m, s in zip(members, summaries)
+            if s and drawn == "all"
+        ]
+        for drawing in curves:
+            drawing.result()
+        for m, summary in zip(members, summaries):  # summary.json last: a kill before it leaves the run resumable
+            if summary is not None:
+                write_summary(m.run_dir, summary)
+                said(m, summary, alone)
+        if not alone:
+            alarms_said(members, summaries)
+        return summaries
+    finally:
+        if painter is not None:
+            painter.close()
+        for m in members:
+            try:
+                m.tracker.close()  # (closed already where it closed well)
+            except OSError:
+                pass  # a full disk: what failed first is what is said (cli's job); the folder's lock goes regardless
+            finally:
+                m.lock.__exit__()
+
+
+def _painter(members: list[Member], drawn: str):
+    """Where a stack's figures are drawn: where its runs draw them all, beside the training, in worker
+    processes (figures.Painter; for the final figures alone it is no faster: measured 15.2 s against 15.0
+    s for 16 seeds); the tags its runs skip (sweep.run_figures)."""
+    if len(members) == 1:
+        return None
+    for m in members:
+        m.tracker.skip = SKIPPED[drawn]
+    if drawn != "all":
+        return None
+    painter = figures.Painter()
+    for m in members:
+        m.tracker.painter = painter
+    return painter
+
+
+RUN_FIGURES = frozenset({"activations_per_layer", "decision_boundary_final", "confusion_matrix", "misclassified"})
+SKIPPED = {
+    "all": frozenset(),
+    "final": frozenset({"activations_per_layer"}),
+    "none": RUN_FIGURES,
+}  # by sweep.run_figures
+
+
+def _engines(members: list[Member]) -> list[tuple[Any, list[Member]]]:
+    """What the loop drives: the members as one Stack, or each as a Solo (a run alone; a model the stack
+    does not batch)."""
+    if len(members) <= 1:
+        return [(Solo(m.exp, m.training.scaler), [m]) for m in members]
+    stack = Stack([m.exp for m in members], [m.training.scaler for m in members])
+    if stack.why:
+        warning(f"these runs cannot share one stack ({stack.why}): they train one after another")
+        return [(Solo(m.exp, m.training.scaler), [m]) for m in members]
+    if stack.unfused:
+        warning(f"the stack's members step one optimizer each ({stack.unfused}): correct, and slower")
+    return [(stack, members)]
+
+
+def _drive(engine, members: list[Member], progress: TrainingProgress, alone: bool) -> None:
+    """Every epoch's steps of every member still running, then each one's epoch end (validation,
+    checkpoints), until all have stopped."""
+    exps, log_every = [m.exp for m in members], members[0].exp.trainer.log_every
+    for epoch in range(min(m.training.loop.epoch for m in members), exps[0].trainer.epochs + 1):
+        running = [m for m in members if not m.done]
+        if not running:
+            return
+        batches = [m.training.batches(epoch) for m in members]
+        while True:
+            items = [next(b, None) if not m.done else None for m, b in zip(members, batches)]
+            if all(i is None for i in items):
+                break
+            for m, i in zip(members, items):
+                if i is not None:
+                    m.training.before_step()
+            out, losses, norms = step(engine, exps, items)
+            sums = _sums(exps, out, items, losses)  # every member's loss and metric sums, in one go
+            measured = (
+                stack_measure(engine, [m.training.diag for m in members], [not m.done for m in members])
+                if isinstance(engine, Stack)
+                else {}
+            )  # a stack's per-layer statistics where due, in one pass
+            for k, (m, i) in enumerate(zip(members, items)):
+                if i is None:
+                    continue
+                counted = (epoch, sums[k], len(i[1]), losses[k].detach(), norms[k], measured.get(k))
+                if not guard(m, alone, m.training.after_step, *counted):
+                    m.done = True
+            first = members[0].training  # a run alone: its live loss (a stack's line: its members, at epoch ends)
+            progress.batch(first.diag.recent_loss if alone and first.loop.step % log_every == 0 else None)
+        val = validate(engine, members, epoch)  # every member due, in one pass; and their decision boundaries:
+        images = stack_boundaries(engine, [m.exp for m in members], [not m.done for m in members], epoch)
+        for k, m in enumerate(members):
+            if not m.done and not guard(m, alone, m.training.end_epoch, epoch, val.get(k), images.get(k)):
+                m.done = True
+        if alone:  # its line only where the epoch ended (not one cut short by a signal or a divergence)
+            if members[0].training.ended == epoch:
+                progress.epoch(epoch, members[0].training.metrics)
+        else:
+            metric = task_metrics.followed(members[0].exp.early_stopping.metric)
+            running = [m for m in members if not m.done]
+            progress.epoch(
+                epoch,
+                {},
+                stack_info(
+                    len(running),
+                    len(members) - len(running),
+                    metric,
+                    [m.training.metrics.get(metric, math.nan) for m in running],
+                ),
+            )
+
+
+class Training:
+    """One member in training: its generators, diagnostics, early stopping, position and checkpoints,
+    driven by train() through a few calls: batches(epoch), before_step(), after_step(...),
+    end_epoch(epoch), finish(). `stop`: the loop's StopRequest (a signal saves and stops); `quiet`: its
+    alarms go to its files only."""
+
+    def __init__(
+        self,
+        exp: Experiment,
+        run_dir: Path,
+        tracker: Tracker,
+        resume: dict | None,
+        stop: StopRequest,
+        quiet: bool = False,
+    ):
+        t, data = exp.trainer, exp.data
+        self.exp, self.run_dir, self.tracker = exp, Path(run_dir), tracker
+        self.shuffle = torch.Generator().manual_seed(t.seed)
+        self.noise = torch.Generator(device=exp.device).manual_seed(t.seed)  # augmentation, input noise, dropout
+        use_generator(exp.model, self.noise)  # its dropout masks do not depend on what else the process draws
+        self.scaler = torch.amp.GradScaler(exp.device.type, enabled=t.precision == "fp16")
+        probe = (data.train.x[: exp.diagnostics.probe_size], data.train.y[: exp.diagnostics.probe_size])
+        self.diag = Diagnostics(
+            exp.model,
+            exp.loss_fn,
+            exp.activation_type,
+            probe,
+            data.num_classes,
+            exp.diagnostics,
+            exp.alarms,
+            tracker,
+            t.log_every,
+            exp.optimizer,
+            data.kind,
+        )
+        self.diag.quiet = quiet  # a stack's alarms are said at its end, grouped by setting (run_files.alarms_said)
+        self.monitor, self.status, self.started = Monitor(exp.early_stopping), "ok", time.perf_counter()
+        self.ckpt_dir, self.metrics, self.stop = self.run_dir / "checkpoints", {}, stop
+        self.test: dict | None = None  # the test metrics of the weights load_tested() loads (train.test())
+        self.ended = 0  # the last epoch whose end this process logged (its line on the terminal)
+        self.loop = Position(self.shuffle.get_state())
+        if resume is None:
+            if exp.pretrain.method != "none":  # the initial-loss and flat-loss alarms are then off: not from scratch
+                self.diag.pretrain = pretrain.greedy(exp, tracker)
+            self.diag.start()
+            checkpoint.save(self.ckpt_dir / "last.pt", self._state())  # good from the start
+        else:
+            self.metrics = checkpoint.restore(
+                exp, resume, self.loop, self.monitor, self.diag, self.scaler, self.shuffle, self.noise
+            )
+        exp.model.train()
+
+    def _state(self) -> dict:
+        return checkpoint.state(self.exp, self.loop, self.metrics, self.monitor, self.diag, self.scaler, self.noise)
+
+    def batches(self, epoch: int):
+        """The epoch's training batches (x, y) as the step sees them: augmented, with input noise."""
+        exp, data, loop = self.exp, self.exp.data, self.loop
+        loop.start_epoch(epoch, self.shuffle.get_state(), exp.device)
+        self.epoch_start = time.perf_counter()
+        for i, idx in enumerate(batch_indices(len(data.train), exp.trainer.batch_size, self.shuffle, exp.device)):
+            if i < loop.batch:  # resumed mid-epoch: these batches are done
+                continue
+            x, y = data.train.x[idx], data.train.y[idx]
+            if data.augment is not None:
+                x = data.augment(x, self.noise)
+            if exp.regularization.input_noise > 0:
+                x = x + exp.regularization.input_noise * torch.randn(x.shape, generator=self.noise, device=x.device)
+            yield x, y
+        self.epoch_time = time.perf_counter() - self.epoch_start  # the training pass (validation comes after)
+
+    def before_step(self) -> None:
+        self.loop.step += 1
+        self.diag.before_step(self.loop.step)
+
+    def after_step(self, epoch: int, sums: torch.Tensor, n: int, loss, norm, measured: tuple | None = None) -> bool:
+        """Count (sums: the step's batch_sums row) and watch the step (`measured`: its per-layer statistics,
+        where its stack measured them: diagnostics.stack_measure()), save at the checkpoint cadence or on a signal. False:
+        stop now."""
+        loop, t = self.loop, self.exp.trainer
+        loop.add(sums, n)
+        if self.diag.after_step(loop.step, epoch, loss, norm, measured):
+            self.status = "diverged"  # logs stay; `last` is the end of the previous epoch
+            return False
+        if self.stop.signal is not None or (t.checkpoint_every and loop.step % t.checkpoint_every == 0):
+            if self.diag.flush(loop.step, epoch):
+                self.status = "diverged"
+                return False
+            checkpoint.save(self.ckpt_dir / "last.pt", self._state())
+            if self.stop.signal is not None:
+                self.status = "interrupted"
+                return False
+        return True
+
+    def end_epoch(self, epoch: int, val: dict | None = None, boundary: torch.Tensor | None = None) -> bool:
+        """Log (with `val`, the validation metrics where due: validate(); `boundary`, the decision boundary's
+        image where due: diagnostics.stack_boundaries()), checkpoint `last` (and `best`), histograms. False: the run stops here (it diverged or was interrupted during the epoch, or early
+        stopping says so)."""
+        if self.status == "ok" and self.diag.flush(self.loop.step, epoch):
+            self.status = "diverged"
+        if self.status != "ok":
+            return False
+        exp, loop, monitor = self.exp, self.loop, self.monitor
+        self.metrics = _end_epoch(exp, self.tracker, epoch, loop, self.epoch_time, val)
+        self.ended = epoch
+        if boundary is not None:
+            self.tracker.image("decision_boundary", boundary, loop.step)
+        self.tracker.log(epoch_line(epoch, self.metrics))
+        loop.end_epoch(self.shuffle.get_state())
+        state = self._state()
+        if monitor.watches(self.metrics) and monitor.update(epoch, self.metrics):
+            state["monitor"] = monitor.state_dict()
+            checkpoint.save(self.ckpt_dir / "best.pt", state)
+            checkpoint.same_as(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt", state)  # written once, linked
+        else:
+            checkpoint.save(self.ckpt_dir / "last.pt", state)
+        checkpoint.keep_numbered(self.ckpt_dir / "last.pt", epoch, exp.trainer.keep_checkpoints)
+        self.diag.end_epoch(epoch, loop.step, last_epoch=epoch == exp.trainer.epochs or monitor.should_stop)
+        return not monitor.should_stop
+
+    def load_tested(self) -> bool:
+        """Load the weights the test measures: the best checkpoint, where there is one. False where the run
+        is not tested (interrupted; diverged before any epoch was kept)."""
+        best = self.ckpt_dir / "best.pt"
+        if not (self.status == "ok" or (self.status == "diverged" and best.exists())):
+            return False
+        if best.exists():
+            bare(self.exp.model).load_state_dict(checkpoint.load(best, map_location=self.exp.device)["model"])
+        return True
+
+    def finish(self) -> dict[str, Any]:
+        """Test the best checkpoint, the closing alarms: the summary, not yet written (summary.json is the
+        last file a run writes, after its figures: a kill while closing leaves it resumable, not 'finished')."""
+        exp, diag, run_dir, status = self.exp, self.diag, self.run_dir, self.status
+        alarms = diag.finish(self.metrics, self.loop.step) if status == "ok" else [a.as_dict() for a in diag.raised]
+        epochs = (
+            self.loop.epoch - 1 if status == "interrupted" else self.loop.last_epoch
+        )  # interrupted: the epochs it finished
+        summary = _finish(
+            exp,
+            run_dir,
+            self.tracker,
+            self.monitor,
+            self.metrics,
+            epochs,
+            self.loop.step,
+            time.perf_counter() - self.started,
+            status,
+            alarms,
+            diag.initial,
+            self.test,
+        )
+        if diag.pretrain:
+            summary["pretrain"] = {
+                "method": exp.pretrain.method,
+                "epochs_per_stage": exp.pretrain.epochs,
+                "stages": diag.pretrain,
+            }
+        if self.stop.signal is not None:
+            import signal as signals
+
+            name = signals.Signals(self.stop.signal).name
+            if status == "interrupted":
+                summary["signal"] = name
+            else:  # it came after the last step: the run is complete, and says so
+                self.tracker.log(f"{name} arrived after the last step: the run was complete and closes as {status}")
+        self.tracker.log(summary_text(summary))
+        return summary
+
+
+def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, elapsed: float, val: dict | None) -> dict:
+    """The epoch's metrics (with the validation's, where due), logged; the plateau schedule; a regression's fit."""
+    t, data, step, count = exp.trainer, exp.data, loop.step, loop.count
+    metrics = {f"{k}/train": v for k, v in epoch_metrics(data.kind, loop.sums, count).items()}
+    metrics.update({f"{k}/val": v for k, v in (val or {}).items()})
+    metrics.update({"time/epoch_s": elapsed, "throughput/examples_per_s": count / elapsed})
+    tracker.epoch_scalars(epoch, step, metrics)
+    if per_epoch(exp.scheduler) and "loss/val" in metrics:
+        exp.scheduler.step(metrics["loss/val"])
+    if data.kind == "regression" and data.in_shape[0] <= 2 and (epoch % t.boundary_every == 0 or epoch == t.epochs):
+        tracker.image(
+            "regression_fit", figures.regression_fit(exp.model, exp.loss_fn.link, data.train.x, data.train.y), step
+        )
+    return metrics
+
+
+def _finish(exp, run_dir, tracker, monitor, last_metrics, epoch, step, wall_time, status, alarms, initial_loss, test):
+    """The summary: the last epoch's metrics and `test` (the best checkpoint's: model selection on the
+    monitored metric; None: not tested), logged."""
+    best_path = run_dir / "checkpoints" / "best.pt"
+    names = ("loss", *task_metrics.names(exp.data.kind))
+    final = {k: v for k, v in last_metrics.items() if k.split("/")[0] in names}
+    if test is not None:
+        final.update(test)
+        tracker.epoch_scalars(epoch, step, test)
+    hparams = hparams_of(exp.config)
+    tracker.hparams(
+        hparams, final, experiment=not exp.config.get("overview")
+    )  # a sweep's, outputs/runs': tracking.overview()
+    summary = {
+        "status": status,
+        "metrics": final,
+        "initial_loss": initial_loss,
+        "best_epoch": monitor.best_epoch,
+        "monitor": monitor.metric,
+        "epochs_run": epoch,
+        "steps": step,
+        "stopped_early": monitor.should_stop,
+        "alarms": alarms,
+        "wall_time_s": wall_time,
+        "device": str(exp.device),
+        "update": exp.update,
+        "torch_threads": torch.get_num_threads(),
+        "seed": exp.trainer.seed,
+        "model": model_summary(exp.model),
+        "hparams": hparams,
+        "run_dir": str(run_dir),
+        "checkpoints": {"last": "checkpoints/last.pt", "best": "checkpoints/best.pt" if best_path.exists() else None},
+    }
+    return summary

@@ -1,0 +1,252 @@
+"""Setup: the composed, validated config -> the run's torch objects, in one place.
+
+setup() is the only code that reads the config for a run; it returns an Experiment of torch objects and
+plain dataclasses, which the loop (train.py) and the other commands (check, lr-find, batch-size-find,
+ensemble) use. Optimizers and schedules are `_partial_` factories called here with the run-time facts.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from nnlab.config.schema import (
+    AlarmsConfig,
+    DiagnosticsConfig,
+    EarlyStoppingConfig,
+    PretrainConfig,
+    RegularizationConfig,
+    TrainerConfig,
+)
+from nnlab.data import describe
+from nnlab.data.loader import Data, Images, prepare, steps_per_epoch
+from nnlab.engine.update import stack_of_one, update_mode
+from nnlab.errors import ConfigError
+from nnlab.nn import bare
+from nnlab.training import transfer
+from nnlab.training.diagnostics import hidden_activations, weight_layers
+
+
+@dataclass
+class Experiment:
+    """Everything fit() needs, built from the config by setup()."""
+
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    data: Data
+    device: torch.device
+    trainer: TrainerConfig
+    regularization: RegularizationConfig
+    early_stopping: EarlyStoppingConfig
+    diagnostics: DiagnosticsConfig
+    alarms: AlarmsConfig
+    activation_type: type
+    steps_per_epoch: int
+    pretrain: PretrainConfig
+    make_optimizer: Any = None  # the `optimizer` group as a function of parameters (for pretraining stages)
+    config: dict = field(default_factory=dict)  # the resolved config, saved with checkpoints
+    activities: list = field(default_factory=list)  # hidden activations of the last training forward pass
+    params: list = field(default_factory=list)  # the trainable parameters (listing them per step costs)
+    weights: list = field(default_factory=list)  # the trainable layers' weights: L1 penalty, max-norm constraint
+    step: Any = None  # the step after the backward pass as a stack of one (engine/update.py); None: torch.optim's
+    update: str = "engine"  # which step: the engine's, or "torch.optim (why)": its own step() (engine/update.py)
+    notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
+
+
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own default (one per core), before a run changes it
+
+
+def cpu_threads(threads: int | None, kind: str, cpu_share: int | None = None) -> int:
+    """trainer.threads, else 1 for the toy sets (tiny tensors: splitting an op across cores costs more
+    than it saves), else this job's share of the cores (`cpu_share`, given to the jobs of a parallel
+    launcher), else torch's default."""
+    if threads is not None:
+        return threads
+    return 1 if kind != "images" else (cpu_share or DEFAULT_THREADS)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> list[str]:
+    """Seed python, numpy and torch (all devices); with `deterministic`, switch torch to its
+    deterministic algorithms. Returns what was changed, in words."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+    if not deterministic:
+        return []
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    return [
+        "trainer.deterministic changed: torch.use_deterministic_algorithms(True); "
+        "torch.backends.cudnn.benchmark=False; torch.backends.cudnn.deterministic=True; "
+        f"CUBLAS_WORKSPACE_CONFIG={os.environ['CUBLAS_WORKSPACE_CONFIG']}"
+    ]
+
+
+_LOADED: dict[str, tuple] = {}  # the image set loaded last: the runs of a stack share its tensors
+
+
+def load_source(source: DictConfig, kind: str) -> tuple:
+    """The `data.source` config's raw tensors (x_train, y_train, x_test, y_test); an image set is read
+    once per process for the runs that ask for the same one (their splits index it: loader.Images)."""
+    key = repr(OmegaConf.to_container(source, resolve=True))
+    if kind == "images" and key in _LOADED:
+        return _LOADED[key]
+    raw = instantiate(source, _partial_=True)()  # called here so that its errors reach the user as they are
+    if kind == "images":
+        _LOADED.clear()
+        _LOADED[key] = raw
+    return raw
+
+
+def build_model(cfg: DictConfig, in_shape, num_outputs: int, activation) -> nn.Module:
+    """The `model` config as a torch module, initialized by `init`."""
+    try:
+        model = instantiate(
+            cfg.model, in_shape=in_shape, num_outputs=num_outputs, activation=activation, _convert_="all"
+        )
+    except Exception as e:  # Hydra wraps what the model raised; a user error goes on as itself
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
+        raise
+    if not getattr(model, "has_own_init", False):
+        instantiate(cfg.init, _convert_="all")(model, activation=activation)
+    return model
+
+
+def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False) -> Experiment:
+    """Every torch object of a run, built from its validated config; `cpu_share`: this job's share of the
+    CPU cores where a parallel launcher runs several at once (see trainer.threads); `shared`: a run of a
+    stack, whose image set it shares with the others (loader.Images)."""
+    trainer: TrainerConfig = OmegaConf.to_object(cfg.trainer)
+    notes = seed_everything(trainer.seed, trainer.deterministic)
+    device = resolve_device(trainer.device)
+
+    kind, num_classes = describe(cfg.data.source)
+    torch.set_num_threads(cpu_threads(trainer.threads, kind, cpu_share))
+    augment = None
+    if cfg.data.augment:
+        from nnlab.data.augment import FOR_DATASET
+
+        augment = FOR_DATASET[cfg.data.source._target_.rpartition(".")[2]]
+    data = prepare(
+        load_source(cfg.data.source, kind),
+        kind=kind,
+        num_classes=num_classes,
+        val_fraction=cfg.data.val_fraction,
+        preprocess=cfg.data.preprocess,
+        subset=cfg.data.subset,
+        augment=augment,
+        seed=trainer.seed,
+        device=device,
+        shared=shared,
+    )
+
+    torch.manual_seed(trainer.seed)  # the weights do not depend on how much random data came before
+    loss_fn = instantiate(cfg.loss, _convert_="all").to(device)
+    activation = instantiate(cfg.activation, _convert_="all")
+    model = build_model(cfg, data.in_shape, loss_fn.num_outputs(num_classes), activation)
+    model.to(device)
+    convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if convolutional and trainer.channels_last is not False:  # null (auto) or true
+        model.to(memory_format=torch.channels_last)  # NHWC: faster convolutions, on GPUs and CPUs alike
+        for split in (data.train, data.val, data.test):
+            if split is None:
+                continue
+            if isinstance(split.x, Images):
+                split.x.channels_last = True  # its batches come out NHWC
+            else:
+                split.x = split.x.contiguous(memory_format=torch.channels_last)
+    tr, reused = cfg.transfer, set()
+    if tr.init_from and tr.mode != "none":
+        reused = transfer.load_matching(model, tr.init_from)
+        notes.append(f"transfer.init_from: {len(reused)} parameter tensors reused ({tr.mode}), the output layer new")
+    groups = transfer.parameter_groups(model, reused, tr.mode, cfg.optimizer.lr, tr.reused_lr_factor)
+    make_optimizer = instantiate(cfg.optimizer, _convert_="all")  # plain lists (betas): checkpoints load weights-only
+    optimizer = make_optimizer(groups)
+    spe = steps_per_epoch(len(data.train), trainer.batch_size)
+    scheduler = instantiate(cfg.schedule, _convert_="all")(
+        optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe
+    )
+    activities: list[torch.Tensor] = []
+    if cfg.regularization.activity_l1 > 0:
+
+        def keep(module, inputs, output):
+            if module.training:
+                activities.append(output)
+
+        for _, m in hidden_activations(model, type(activation())):
+            m.register_forward_hook(keep)
+    if trainer.compile:
+        model = torch.compile(model)
+    regularization = OmegaConf.to_object(cfg.regularization)
+    weights = [m.weight for _, m in weight_layers(model) if m.weight.requires_grad]
+    why = update_mode(optimizer, trainer.precision)
+    if why is not None:  # a mode of its own, said at the start: never a silent switch
+        notes.append(f"update: torch.optim's own step() ({why}), not the engine's stacked form")
+    return Experiment(
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        data=data,
+        device=device,
+        trainer=trainer,
+        regularization=regularization,
+        early_stopping=OmegaConf.to_object(cfg.early_stopping),
+        diagnostics=OmegaConf.to_object(cfg.diagnostics),
+        alarms=OmegaConf.to_object(cfg.alarms),
+        activation_type=type(activation()),
+        steps_per_epoch=spe,
+        pretrain=OmegaConf.to_object(cfg.pretrain),
+        make_optimizer=make_optimizer,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        activities=activities,
+        params=[p for p in model.parameters() if p.requires_grad],
+        weights=weights,
+        step=None if why is not None else stack_of_one(optimizer, weights, regularization),
+        update="engine" if why is None else f"torch.optim ({why})",
+        notes=notes,
+    )
+
+
+def model_summary(model: nn.Module) -> dict:
+    """The model in numbers, for summary.json and TensorBoard: its class, parameter count (trainable too)
+    and each leaf layer with its own count."""
+    model = bare(model)
+    layers = [
+        {"name": n, "type": type(m).__name__, "parameters": sum(p.numel() for p in m.parameters(recurse=False))}
+        for n, m in model.named_modules()
+        if n and not any(True for _ in m.children())
+    ]
+    return {
+        "class": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "layers": layers,
+    }

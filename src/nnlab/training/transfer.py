@@ -1,0 +1,53 @@
+"""Transfer learning: start a model from another run's weights (the `transfer:` settings in
+conf/train.yaml: transfer.init_from, transfer.mode, transfer.reused_lr_factor).
+
+Every layer whose parameter names and shapes match is copied, except the output layer (`head`), which
+starts afresh for the new task. `transfer.mode` says what happens to the copied layers:
+
+    fine_tune           all layers train; the copied ones at optimizer.lr * transfer.reused_lr_factor
+                        (discriminative rates: the new head learns fast, the reused features slowly)
+    feature_extraction  the copied layers are frozen; only the new ones train
+    none                ignore init_from: train from scratch (the baseline of a transfer sweep)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def load_matching(model: nn.Module, source: str) -> set[str]:
+    """Copy the source's tensors into `model` where name and shape match (the head excluded); return
+    the names of the parameters copied."""
+    from nnlab.errors import ConfigError
+    from nnlab.run_files import checkpoint
+
+    path = checkpoint.of_run(source)
+    theirs = checkpoint.load(path)["model"]
+    own = model.state_dict()
+    copied = {k for k, v in theirs.items() if k in own and not k.startswith("head.") and own[k].shape == v.shape}
+    if not copied:
+        raise ConfigError(
+            f"transfer.init_from={source}: no layer of {path} matches this model (names and shapes "
+            "differ); transfer needs the same architecture below the output layer."
+        )
+    with torch.no_grad():
+        for k in copied:
+            own[k].copy_(theirs[k])
+    params = {n for n, _ in model.named_parameters()}
+    return copied & params
+
+
+def parameter_groups(model: nn.Module, reused: set[str], mode: str, lr: float, factor: float) -> list[dict]:
+    """What the optimizer trains: everything (from scratch); the new layers at lr and the reused ones at
+    lr * factor (fine_tune); only the new layers, the reused ones frozen (feature_extraction)."""
+    named = list(model.named_parameters())
+    new = [p for n, p in named if n not in reused]
+    old = [p for n, p in named if n in reused]
+    if not reused or mode == "none":
+        return [{"params": [p for _, p in named]}]
+    if mode == "feature_extraction":
+        for p in old:
+            p.requires_grad_(False)
+        return [{"params": new}]
+    return [{"params": new}, {"params": old, "lr": lr * factor}]  # the head's group first: its rate is logged

@@ -1,0 +1,228 @@
+"""The terminal: rich progress bars while training, one line per epoch, a closing table, and the
+one-paragraph error message for user errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def printable(text: Any) -> str:
+    """Control characters (escape sequences that would retitle or recolour a terminal) written out visibly, as \\x1b."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
+def shown(text: Any) -> str:
+    """Text that came from a file or a folder name (a run's name, path, status, alarms) as the terminal may
+    show it: printable(), and rich markup ([bold], [link=...]) escaped, so it is printed as it is."""
+    return escape(printable(text))
+
+
+def error(message: str, title: str = "error") -> None:
+    """One paragraph on stderr: wrapped between words in a terminal, one line into a file or pipe."""
+    err_console.print(f"[bold red]nnlab {title}:[/] {shown(message)}", soft_wrap=not err_console.is_terminal)
+
+
+def warning(message: str) -> None:
+    console.print(f"[bold yellow]warning:[/] {shown(message)}", soft_wrap=not console.is_terminal)
+
+
+class TrainingProgress:
+    """One line while training that fits any terminal from 60 columns: the epoch, a bar over the whole run,
+    the steps done of all, the speed and the time left (and the live loss where there is room); each
+    epoch's metrics on a line of their own, kept above it. A stack of runs (`stack`: e.g. "stack 2/5")
+    has that label first and, where there is room, its members running and stopped and the best and
+    worst of their current metric instead of the epoch lines."""
+
+    def __init__(
+        self,
+        epochs: int,
+        steps_per_epoch: int,
+        enabled: bool = True,
+        done: int = 0,
+        out: Console | None = None,
+        stack: str | None = None,
+    ):
+        self.enabled, self.epochs, self.stack = enabled, epochs, stack
+        self.out = out or console
+        columns = [
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(bar_width=None),
+            MofNCompleteColumn(),
+            _Speed(self.out.width >= 80),
+            TimeRemainingColumn(),
+        ]
+        if stack is not None:
+            columns.insert(0, TextColumn(escape(stack)))
+        if self.out.width >= 100:
+            columns.append(TextColumn("{task.fields[info]}"))
+        self.bars = Progress(*columns, console=self.out, expand=True, disable=not enabled or not self.out.is_terminal)
+        first = done // max(1, steps_per_epoch) + 1
+        self.task = self.bars.add_task(
+            "train",
+            total=epochs * steps_per_epoch,
+            completed=done,
+            epoch=f"{min(first, epochs):>{len(str(epochs))}}/{epochs}",
+            info="",
+        )
+
+    def __enter__(self):
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.bars.stop()
+
+    def batch(self, loss: float | None = None) -> None:
+        if self.bars.disable:
+            return
+        if loss is None:
+            self.bars.advance(self.task)
+        else:
+            self.bars.update(self.task, advance=1, info=f"loss {loss:.4f}")
+
+    def epoch(self, epoch: int, metrics: Mapping[str, float], info: str | None = None) -> None:
+        """An epoch ended: its line (a run alone), or `info` on the bar (a stack: stack_info())."""
+        nxt = min(epoch + 1, self.epochs)
+        self.bars.update(
+            self.task, epoch=f"{nxt:>{len(str(self.epochs))}}/{self.epochs}", **({"info": info} if info else {})
+        )
+        if self.enabled and self.stack is None:
+            self.out.print(epoch_line(epoch, metrics, self.out.width), soft_wrap=True, highlight=False)
+
+
+def stack_info(running: int, stopped: int, metric: str, values: list[float]) -> str:
+    """`14 running, 2 stopped  loss/val 0.0912..0.2301` (best..worst of the members' current values)."""
+    from nnlab.training.metrics import better
+
+    text = f"{running} running" + (f", {stopped} stopped" if stopped else "")
+    values = [v for v in values if v == v]
+    if values:
+        best, worst = (max(values), min(values)) if better(metric) > 0 else (min(values), max(values))
+        text += f"  {metric} {best:.4f}..{worst:.4f}"
+    return text
+
+
+class _Speed(ProgressColumn):
+    """Steps per second (rich's estimate over the last 30 s): `850 steps/s`, `12k/s` when narrow."""
+
+    def __init__(self, wide: bool):
+        from rich.table import Column
+
+        super().__init__(table_column=Column(no_wrap=True))
+        self.unit = " steps/s" if wide else "/s"
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("")
+        number = f"{speed:.1f}" if speed < 10 else f"{speed:.0f}" if speed < 1e4 else f"{speed / 1e3:.0f}k"
+        return Text(number + self.unit)
+
+
+def epoch_line(epoch: int, metrics: Mapping[str, float], width: int = 120) -> str:
+    """`epoch   3  loss/train 0.4038  acc/train 0.8037  loss/val ...`; under 90 columns the short form
+    `epoch   3  loss 0.4038 (val 0.4100)  acc 0.8037 (val 0.8000)` (60 columns)."""
+    if width >= 90:
+        return f"epoch {epoch:>3}  {_short(metrics)}"
+    parts = []
+    for m in ("loss", "acc", "mse", "r2"):
+        if f"{m}/train" in metrics:
+            val = metrics.get(f"{m}/val")
+            parts.append(f"{m} {metrics[f'{m}/train']:.4f}" + ("" if val is None else f" (val {val:.4f})"))
+    return f"epoch {epoch:>3}  " + "  ".join(parts)
+
+
+def _short(metrics: Mapping[str, float]) -> str:
+    keys = [f"{m}/{split}" for split in ("train", "val") for m in ("loss", "acc", "mse", "r2")]
+    return "  ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
+
+
+def summary_table(summary: Mapping[str, Any]) -> None:
+    _table(summary, console)
+
+
+def _table(summary: Mapping[str, Any], console: Console) -> None:
+    table = Table(title=f"nnlab run: {summary['status']}", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("measured on")
+    last, best = summary.get("epochs_run"), summary.get("best_epoch")
+    tested = "last epoch" if best is None or summary.get("monitor") == "last" else f"best checkpoint (epoch {best})"
+    for key, value in summary["metrics"].items():  # train/val: the last epoch's; test: the best checkpoint's
+        where = tested if key.endswith("/test") else f"epoch {last}"
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value), where)
+    table.add_row("best epoch", str(summary.get("best_epoch")))
+    table.add_row("epochs run", str(summary["epochs_run"]))
+    table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
+    console.print(table)
+    console.print(f"run directory: [bold]{summary['run_dir']}[/]", soft_wrap=True)
+    console.print(f"  tensorboard --logdir {summary['run_dir']}", soft_wrap=True)
+
+
+def summary_text(summary: Mapping[str, Any]) -> str:
+    """The closing table as plain text (for train.log)."""
+    import io
+
+    plain = Console(width=100, file=io.StringIO(), color_system=None)
+    _table(summary, plain)
+    return plain.file.getvalue().rstrip()
+
+
+def result_line(name: str, status: str, metrics: Mapping[str, float]) -> str:
+    """A stack member's closing line: `  NAME: STATUS  loss/test 0.1234  acc/test 0.9750`."""
+    score = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("/test"))
+    return f"  {shown(name)}: {shown(status)}  {score}".rstrip()
+
+
+_interrupted = 0  # the signal that interrupted start-up or closing (SIGINT, SIGTERM), 0: none
+_deferred = False  # while Hydra composes configs: a signal is noted, acted on at the next safe point
+
+
+def note_interrupt(signum=None, frame=None) -> None:
+    """The SIGINT and SIGTERM handler of `nnlab` outside the training loop (which saves and stops on
+    them itself): remember the signal, then interrupt as Python does for Ctrl-C. A library that swallows
+    the KeyboardInterrupt (an optional import in try/except ImportError: a C extension cut short raises
+    ImportError) cannot lose it: check_interrupt() raises it again."""
+    import signal
+
+    global _interrupted
+    _interrupted = signum or signal.SIGINT
+    if not _deferred:
+        raise KeyboardInterrupt
+
+
+def defer_interrupts(deferred: bool, act: bool = True) -> None:
+    """While Hydra composes configs, a signal is only noted: OmegaConf's state changes are not safe to cut
+    short (a KeyboardInterrupt inside one leaves a broken config, and Hydra prints its traceback). Turned
+    off at the next safe point (a job's start, the command's end), where a noted signal interrupts
+    (`act`: False where the command is ending anyway)."""
+    global _deferred
+    _deferred = deferred
+    if not deferred and act:
+        check_interrupt()
+
+
+def interrupted() -> int:
+    """The signal that interrupted this process outside the loop (0: none)."""
+    return int(_interrupted)
+
+
+def check_interrupt() -> None:
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+def exit_with(message: str, code: int = 2) -> None:
+    error(message)
+    sys.exit(code)

@@ -1,0 +1,487 @@
+"""Every figure nnlab draws, for a run and for a report: training curves, the activations per layer,
+decision boundaries and regression fits (as RGB tensors, for TensorBoard). Matplotlib's object API (no
+pyplot: no global state, no GUI backend) and torch are imported when a figure is drawn, so that `nnlab
+report` draws its curves without loading torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nnlab.nn import eval_mode
+
+# Class colours (RGB 0-255): tab10.
+TAB10 = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
+
+
+def palette():
+    """TAB10 as a float tensor (N, 3)."""
+    import torch
+
+    return torch.tensor(TAB10, dtype=torch.float32)
+
+
+def activations_figure(outputs: dict, title: str = ""):
+    """The classic 'activations per layer' plot: one histogram per hidden layer, with mean and std, all on
+    the same x-axis (so that activations shrinking towards zero layer by layer, or piling up at a
+    saturated tanh's -1 and 1, show as such). `outputs`: layer name -> activations (CPU tensors or arrays)."""
+    import numpy as np
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    n = max(1, len(outputs))
+    fig = Figure(figsize=(3.2 * n, 3.0), dpi=90)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.76, wspace=0.15)
+    axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]  # one x-axis: a layer that collapses shows it
+    for ax, (name, a) in zip(axes, outputs.items()):
+        values = np.asarray(a, dtype=np.float64).ravel()
+        lo, hi = float(values.min()), float(values.max())
+        span = (lo, hi) if hi - lo > 1e-4 * max(1.0, abs(lo)) else (lo - 0.5, lo + 0.5)  # identical units: one spike
+        counts, edges = np.histogram(values, bins=40, range=span)
+        ax.stairs(counts, edges, fill=True, color="tab:blue")
+        ax.set_title(
+            f"{name}\nmean {values.mean():.3f} std {values.std(ddof=1) if values.size > 1 else 0.0:.3f}", fontsize=8
+        )
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title or "hidden-layer activations on the probe batch", fontsize=9)
+    return fig
+
+
+def render(draw, args: tuple, png: str | None = None):
+    """`draw(*args)` (a function that returns a matplotlib Figure) as an RGB array [H, W, 3], also saved
+    as the PNG file `png` if given. Runs here or in a Painter's worker."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(draw(*args))
+    canvas.draw()
+    image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    if png is not None:
+        import io
+
+        from matplotlib.image import imsave
+
+        from nnlab.run_files.folder import write_file
+
+        buffer = io.BytesIO()
+        imsave(buffer, image, format="png")
+        write_file(png, buffer.getvalue())  # replaced atomically: never through a link
+    return image
+
+
+class Painter:
+    """Draws figures in two worker processes while training goes on: a batched sweep's members' figures
+    (their activations, their curves) then cost the training loop nothing. submit() returns a Drawing;
+    where the worker cannot start or dies, the drawing is done here instead."""
+
+    def __init__(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            self.pool = ProcessPoolExecutor(
+                2, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start
+            )
+        except (OSError, ValueError):  # no processes to be had: draw here
+            self.pool = None
+
+    def submit(self, fn, *args) -> Drawing:
+        future = None
+        if self.pool is not None:
+            try:
+                future = self.pool.submit(fn, *args)
+            except RuntimeError:  # a broken or shut-down pool
+                future = None
+        return Drawing(fn, args, future)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=False)
+
+
+@dataclass
+class Drawing:
+    """A figure being drawn: result() waits for it (or draws it here, if there is no worker for it)."""
+
+    fn: object
+    args: tuple
+    future: object = None
+
+    def result(self):
+        if self.future is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                return self.future.result()
+            except BrokenProcessPool:  # the worker died (killed, out of memory): draw it here
+                pass
+        return self.fn(*self.args)
+
+
+def _worker_start() -> None:
+    """In the painter's worker: Ctrl-C is for the training process (it saves and stops), not for this one."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass
+class Curve:
+    """One line of a curves figure: a label, and per epoch the loss and the score (accuracy or R^2)."""
+
+    label: str
+    epochs: Sequence[int]
+    loss: Sequence[float]
+    score: Sequence[float]
+    style: str = "-"
+    band: tuple[Sequence[float], Sequence[float]] | None = None  # one std of the loss and of the score
+
+
+def epoch_curve(rows: list[dict], split: str, score: str, label: str, style: str = "-") -> Curve | None:
+    """The Curve of one split ("train", "val") from a run's metrics.jsonl rows; None when it has no point."""
+    pts = [
+        (r["epoch"], _number(r[f"loss/{split}"]), _number(r.get(f"{score}/{split}")))
+        for r in rows
+        if f"loss/{split}" in r and isinstance(r.get("epoch"), int) and not isinstance(r.get("epoch"), bool)
+    ]  # a row a file may hold without one
+    return Curve(label, *zip(*pts), style=style) if pts else None
+
+
+def mean_curve(curves: list[Curve], label: str) -> Curve:
+    """The mean of several runs' curves per epoch (over the runs that reached it), with a band of one
+    standard deviation across them."""
+    import statistics
+
+    epochs = sorted({e for c in curves for e in c.epochs})
+    loss, score, loss_sd, score_sd = [], [], [], []
+    for e in epochs:
+        at = [(c.loss[c.epochs.index(e)], c.score[c.epochs.index(e)]) for c in curves if e in c.epochs]
+        ls = [v for v, _ in at if isinstance(v, (int, float)) and math.isfinite(v)]
+        ss = [v for _, v in at if isinstance(v, (int, float)) and math.isfinite(v)]
+        loss.append(statistics.fmean(ls) if ls else math.nan)
+        score.append(statistics.fmean(ss) if ss else math.nan)
+        loss_sd.append(statistics.stdev(ls) if len(ls) > 1 else 0.0)
+        score_sd.append(statistics.stdev(ss) if len(ss) > 1 else 0.0)
+    return Curve(label, tuple(epochs), tuple(loss), tuple(score), band=(tuple(loss_sd), tuple(score_sd)))
+
+
+def _number(v) -> float:
+    return v if isinstance(v, (int, float)) else math.nan  # NaN/Inf were written as strings
+
+
+def run_curves(run_dir, kind: str) -> None:
+    """RUN/curves.png: the run's train and val loss and score per epoch."""
+    from pathlib import Path
+
+    from nnlab.run_files import records
+    from nnlab.training import metrics
+
+    epochs = [r for r in records.read_rows(Path(run_dir) / "metrics.jsonl") if "loss/train" in r]
+    score = metrics.score(kind)
+    curves = [epoch_curve(epochs, split, score, split, style) for split, style in (("train", "-"), ("val", "--"))]
+    curves_figure([c for c in curves if c is not None], Path(run_dir) / "curves.png", score)
+
+
+def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str = "loss", log_loss: bool = False):
+    """Loss and score (accuracy, or R^2 for regression) per epoch, side by side, one line per Curve,
+    saved as a PNG: a run's train and val curves (curves.png), or many runs' (report.png). Returns the
+    matplotlib Figure."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    legend_out = len(curves) > 2  # many lines: the legend goes beside the plots, not over them
+    fig = Figure(figsize=(13, 4) if legend_out else (9, 3.2), dpi=100)
+    ax_loss, ax_score = fig.subplots(1, 2)
+    for c in curves:
+        dots = {"marker": "o"} if len(c.epochs) <= 3 else {}  # a run of 1-3 epochs: its points, not an empty frame
+        (line,) = ax_loss.plot(c.epochs, c.loss, c.style, label=c.label, **dots)
+        ax_score.plot(c.epochs, c.score, c.style, label=c.label, color=line.get_color(), **dots)
+        if c.band is not None:
+            for ax, mid, sd in ((ax_loss, c.loss, c.band[0]), (ax_score, c.score, c.band[1])):
+                ax.fill_between(
+                    c.epochs,
+                    [m - d for m, d in zip(mid, sd)],
+                    [m + d for m, d in zip(mid, sd)],
+                    color=line.get_color(),
+                    alpha=0.2,
+                    linewidth=0,
+                )
+    from nnlab.training.metrics import LABELS
+
+    title = LABELS[score]
+    ax_loss.set(xlabel="epoch", ylabel="loss", title=loss_title, yscale="log" if log_loss else "linear")
+    ax_score.set(xlabel="epoch", ylabel=title, title=title)
+    last = max((max(c.epochs) for c in curves if len(c.epochs)), default=1)
+    for ax in (ax_loss, ax_score):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        if last <= 3:  # one to three epochs: the axis spans them, with a margin, not 0.945..1.050
+            ax.set_xlim(0.5, last + 0.5)
+    if legend_out and len(curves) <= 24:
+        ax_score.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    elif curves and not legend_out:
+        ax_score.legend(loc="best")
+    fig.tight_layout()
+    save_figure(fig, path)
+    return fig
+
+
+def save_figure(fig, path) -> None:
+    """A matplotlib figure as a PNG file, replaced atomically (never written through a link)."""
+    import io
+
+    from nnlab.run_files.folder import write_file
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    write_file(path, buffer.getvalue())
+
+
+def decision_boundary(model, predict, x, y, size: int = 192, every: int = 1):
+    """An RGB uint8 image (3, size, size): the predicted class over the plane in a light tint, and
+    the points in their true class's colour. x: (N, 2) as the model sees them. `every`: the model is
+    asked every `every` pixels (each answer tints an every x every block): the images TensorBoard shows
+    during training take every=2, a quarter of the forward passes (the plane is most of their cost)."""
+    import torch
+
+    with torch.no_grad():
+        return _decision_boundary(model, predict, x, y, size, every)
+
+
+def plane_extent(x) -> tuple:
+    """(lo, hi): the corners of the plane a decision boundary image covers (the points, 10% margin)."""
+    lo, hi = x.min(0).values, x.max(0).values
+    pad = (hi - lo) * 0.1 + 1e-3
+    return lo - pad, hi + pad
+
+
+def _decision_boundary(model, predict, x, y, size: int, every: int = 1):
+    points = boundary_plane(x, size, every)
+    with eval_mode(model):
+        return paint_boundary(predict(model(points)), x, y, size, every)
+
+
+def boundary_plane(x, size: int = 192, every: int = 1):
+    """The plane's points a decision boundary image asks the model about (one every `every` pixels)."""
+    lo, hi = plane_extent(x)
+    return _plane(lo, hi, -(-size // every))
+
+
+def paint_boundary(pred, x, y, size: int = 192, every: int = 1):
+    """decision_boundary's image from the model's predicted classes over boundary_plane(x, size, every)."""
+    import torch
+
+    colours = palette()
+    lo, hi = plane_extent(x)
+    coarse = -(-size // every)
+    pred = pred.cpu() % len(colours)
+    if every > 1:
+        pred = (
+            pred.reshape(coarse, coarse)
+            .repeat_interleave(every, 0)
+            .repeat_interleave(every, 1)[:size, :size]
+            .reshape(-1)
+        )
+    image = (colours[pred] * 0.35 + 255 * 0.65).reshape(size, size, 3)
+    row, col = _pixels(x, lo, hi, size)
+    colour = colours[y.cpu() % len(colours)] * 0.8
+    for dr in (-1, 0, 1):  # 3x3 dots
+        for dc in (-1, 0, 1):
+            image[(row + dr).clamp(0, size - 1), (col + dc).clamp(0, size - 1)] = colour
+    return image.round().to(torch.uint8).permute(2, 0, 1)
+
+
+def boundary_figure(image, extent: tuple, title: str):
+    """A decision boundary (an RGB array (H, W, 3) as decision_boundary draws it: the predicted class as a
+    tint, the training points in their class's colour) with axes in the model's input coordinates."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6, 4.4), dpi=100)
+    ax = fig.subplots()
+    ax.imshow(image, extent=extent, interpolation="nearest", aspect="auto")
+    ax.set(xlabel="x1 (standardized, as the model sees it)", ylabel="x2")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(matrix: list[list[int]], title: str, names: Sequence[str] | None = None):
+    """A confusion matrix: rows the true class, columns the predicted one, each cell its count (the
+    colour: the share of its row), the diagonal the correct predictions."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    m = np.asarray(matrix, dtype=float)
+    share = m / np.maximum(m.sum(1, keepdims=True), 1)
+    n = len(m)
+    names = list(names) if names else [str(i) for i in range(n)]
+    fig = Figure(figsize=(1.2 + 0.55 * n, 1.0 + 0.5 * n), dpi=100)
+    ax = fig.subplots()
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(
+                j,
+                i,
+                f"{int(m[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
+    ax.set(xticks=range(n), yticks=range(n), xticklabels=names, yticklabels=names, xlabel="predicted", ylabel="true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def examples_figure(images, titles: Sequence[str], title: str):
+    """A grid of images (N, H, W, C floats in [0, 1]; C = 1 is drawn in grey), each with its title."""
+    from matplotlib.figure import Figure
+
+    n = max(1, len(images))
+    cols = min(n, 5)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(1.6 * cols, 1.75 * rows + 0.4), dpi=100)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, image, name in zip(axes, images, titles):
+        ax.imshow(
+            image[..., 0] if image.shape[-1] == 1 else image,
+            cmap="gray" if image.shape[-1] == 1 else None,
+            vmin=0,
+            vmax=1,
+        )
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def grid_figure(cells: list[tuple[str, str, str]], title: str, per_row: int = 4):
+    """PNG files laid out in a grid: cells are (row label, column label, path), rows and columns in the
+    order their labels first appear. Where that is no table of at most `per_row` columns, every one of the
+    rows and columns filled (one swept key; three), the cells wrap `per_row` to a row, each titled by its
+    labels. Text of 9 pt and more; the title wrapped to the figure's width."""
+    import textwrap
+
+    from matplotlib.figure import Figure
+    from matplotlib.image import imread
+
+    rows = list(dict.fromkeys(r for r, _, _ in cells))
+    cols = list(dict.fromkeys(c for _, c, _ in cells))
+    table = len(cols) <= per_row and len(rows) * len(cols) == len(cells) and len(rows) > 1 and len(cols) > 1
+    if table:
+        place = {(r, c): (rows.index(r), cols.index(c)) for r, c, _ in cells}
+        n_rows, n_cols = len(rows), len(cols)
+    else:
+        n_cols = min(per_row, len(cells))
+        n_rows = -(-len(cells) // n_cols)
+        place = {(r, c): divmod(i, n_cols) for i, (r, c, _) in enumerate(cells)}
+    width = 2.9 * n_cols + (0.5 if table else 0.2)
+    lines = textwrap.wrap(title, max(20, int(width * 72 / (11 * 0.55))))
+    fig = Figure(figsize=(width, 3.0 * n_rows + 0.25 + 0.25 * len(lines)), dpi=100)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+    wrap = lambda text: "\n".join(textwrap.wrap(text, 30))  # noqa: E731  (a label as wide as its cell)
+    for r, c, path in cells:
+        i, j = place[(r, c)]
+        axes[i, j].imshow(imread(path))
+        if not table:
+            axes[i, j].set_title(wrap(", ".join(x for x in (r, c) if x)), fontsize=9)
+    if table:
+        for j, c in enumerate(cols):
+            axes[0, j].set_title(wrap(c), fontsize=9)
+        for i, r in enumerate(rows):
+            axes[i, 0].set_ylabel(wrap(r), fontsize=9)
+    fig.suptitle("\n".join(lines), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def regression_fit(model, link, x, y, size: int = 192):
+    """An RGB uint8 image (3, size, size) of a regression fit, as the model sees the inputs.
+    1-D inputs: the training points (grey) and the predicted curve (blue) over their range.
+    2-D inputs: the predicted surface as a blue (low) to red (high) map, with the points in the same colours."""
+    import torch
+
+    with torch.no_grad(), eval_mode(model):
+        return _regression_fit(model, link, x, y, size)
+
+
+def _regression_fit(model, link, x, y, size: int):
+    import torch
+
+    image = torch.full((size, size, 3), 255.0)
+    x, y = x.float(), y.float()[:, 0]
+    if x.shape[1] == 1:
+        lo, hi = x.min().item(), x.max().item()
+        grid = torch.linspace(lo, hi, size, device=x.device)[:, None]
+        curve = link(model(grid)).float()[:, 0].cpu()
+        med = y.median().item()
+        spread = 4 * 1.4826 * (y - med).abs().median().item()  # 4 robust standard deviations: outliers sit on the edge
+        y_lo, y_hi = min(curve.min().item(), med - spread), max(curve.max().item(), med + spread)
+        pad = (y_hi - y_lo) * 0.05 + 1e-6
+        y_lo, y_hi = y_lo - pad, y_hi + pad
+
+        def rows(v):
+            return ((y_hi - v) / (y_hi - y_lo) * (size - 1)).round().long().clamp(0, size - 1)
+
+        col = ((x[:, 0].cpu() - lo) / (hi - lo + 1e-12) * (size - 1)).round().long()
+        row = rows(y.cpu())
+        for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):  # 2x2 dots
+            image[(row + dr).clamp(0, size - 1), (col + dc).clamp(0, size - 1)] = torch.tensor([130.0, 130.0, 130.0])
+        r, c = rows(curve), torch.arange(size)
+        for d in (-1, 0, 1):  # a 3-pixel line
+            image[(r + d).clamp(0, size - 1), c] = torch.tensor([31.0, 119.0, 180.0])
+    else:
+        lo, hi = x.min(0).values, x.max(0).values
+        pred = link(model(_plane(lo, hi, size))).float()[:, 0].cpu()
+        v_lo, v_hi = y.quantile(0.01).item(), y.quantile(0.99).item()
+
+        def colour(v):  # blue -> white -> red
+            t = ((v - v_lo) / (v_hi - v_lo + 1e-12)).clamp(0, 1)[:, None]
+            blue, white, red = (
+                torch.tensor([59.0, 76, 192]),
+                torch.tensor([240.0, 240, 240]),
+                torch.tensor([180.0, 4, 38]),
+            )
+            return torch.where(t < 0.5, blue + (white - blue) * 2 * t, white + (red - white) * (2 * t - 1))
+
+        image = colour(pred).reshape(size, size, 3)
+        row, col = _pixels(x, lo, hi, size)
+        image[row, col] = colour(y.cpu()) * 0.7
+    return image.round().to(torch.uint8).permute(2, 0, 1)
+
+
+def _plane(lo, hi, size: int):
+    """The (size * size, 2) points of an image of the plane from lo to hi, row by row (rows top-down)."""
+    import torch
+
+    xs = torch.linspace(lo[0].item(), hi[0].item(), size, device=lo.device)
+    ys = torch.linspace(hi[1].item(), lo[1].item(), size, device=lo.device)
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1).reshape(-1, 2)
+
+
+def _pixels(x, lo, hi, size: int):
+    """(row, col) of 2-D points in that image, on the CPU."""
+    col = ((x[:, 0] - lo[0]) / (hi[0] - lo[0]) * (size - 1)).round().long().cpu()
+    row = ((hi[1] - x[:, 1]) / (hi[1] - lo[1]) * (size - 1)).round().long().cpu()
+    return row, col
