@@ -149,8 +149,8 @@ VARIANTS = {
 def nnlab_loop(kind: str, device: str, epochs: int, max_steps: int | None, variant: str = "fp32") -> list[float]:
     """nnlab's own training loop (train.train) with the default logging and diagnostics; the seconds of
     each epoch's training pass as nnlab logs them (time/epoch_s; validation is timed apart)."""
-    from nnlab.run_files.member import prepare
     from nnlab.training.loop import train
+    from nnlab.training.member import prepare
 
     extra = [f"data.subset={max_steps * 64}"] if max_steps else []
     cfg = compose(

@@ -30,8 +30,8 @@ def overrides_for(data: str, epochs: int) -> list[str]:
 
 def timed_run(overrides: list[str]) -> float:
     from nnlab.cli.command_line import compose
-    from nnlab.run_files.member import prepare
     from nnlab.training.loop import train
+    from nnlab.training.member import prepare
 
     cfg = compose(overrides)
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ import torch
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 from conftest import TINY, events, hparams_experiment, metrics, nnlab, summary, train
-from nnlab.commands.compare import band
+from nnlab.compare import band
 from screenshots import serve as tensorboard_server
 
 

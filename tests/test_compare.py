@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from nnlab.commands import compare
+from nnlab import compare
 
 
 @pytest.mark.parametrize("df, t", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423), (1000, 1.9623)])

@@ -29,8 +29,8 @@ def syncs_in_fit(run_dir: Path, n_train: int) -> tuple[int, int]:
     """(host-device synchronisations torch reported during one epoch of the loop (train.train, closing
     included), optimizer steps taken)."""
     from nnlab.cli.command_line import compose
-    from nnlab.run_files.member import prepare
     from nnlab.training.loop import train
+    from nnlab.training.member import prepare
 
     cfg = compose(
         [

@@ -12,7 +12,7 @@ import pytest
 from conftest import nnlab, summary, train
 from nnlab.cli.command_line import compose
 from nnlab.commands import doctor
-from nnlab.commands.compare import band
+from nnlab.compare import band
 from nnlab.config.validate import validate
 from nnlab.training import alarms
 

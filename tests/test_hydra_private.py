@@ -1,4 +1,4 @@
-"""The private parts of Hydra nnlab uses (nnlab/cli/hydra_private.py), pinned: a Hydra release that moves or
+"""The private parts of Hydra nnlab uses (nnlab/jobs/hydra_private.py), pinned: a Hydra release that moves or
 changes one fails here, in one named test, not in a user's sweep."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 
-from nnlab.cli import hydra_private
+from nnlab.jobs import hydra_private
 
 
 def test_the_basic_sweeper_is_where_its_target_says_and_splits_a_grid_as_nnlab_expects():

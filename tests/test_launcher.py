@@ -287,8 +287,8 @@ def test_a_jobs_config_set_from_the_first_jobs_equals_hydras_own(tmp_path):
     from hydra.types import RunMode
     from omegaconf import OmegaConf, open_dict
 
-    from nnlab.cli.launcher import sweep_config
     from nnlab.config.schema import register_configs
+    from nnlab.jobs.stacking import sweep_config
 
     register_configs()
     GlobalHydra.instance().clear()

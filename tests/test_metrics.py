@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nnlab.training import metrics
+from nnlab import metrics
 
 
 def test_better_and_the_score():

@@ -1,7 +1,7 @@
 """Every `nnlab ...` command the README shows, run as printed, made short by overrides appended after it
 (one epoch, a small subset, few seeds or trials: the last value of a key wins), with real MNIST from
 ../shared/data. A placeholder folder (DATE_TIME) is made by a tiny run first. Where the README says what
-a command answers (`# passes`, `# fails step 3`), that is checked too. A new command in the README is
+a command answers (`# passes`, `# fails step 3`, `# 12 runs, one stack`), that is checked too. A new command in the README is
 tested without a line of test code."""
 
 from __future__ import annotations
@@ -115,3 +115,26 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, line, command):
     step = re.search(r"fails steps? (\d)", comment)
     if step:
         assert re.search(rf"\b{step.group(1)}\b.*(FAIL|fail)", out.stdout, re.I), out.stdout[-2000:]
+    runs, stacks = claimed_stacks(comment)
+    if runs is not None or stacks is not None:  # `# 12 runs, one stack`: the sweep's first line says so
+        said = re.search(r"sweep \S+: (\d+) jobs? in (\d+) groups?", out.stdout)
+        assert said, out.stdout[-2000:]
+        assert runs in (None, int(said.group(1))) and stacks in (None, int(said.group(2))), (comment, said.group(0))
+
+
+NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4}
+
+
+def claimed_stacks(comment: str) -> tuple[int | None, int | None]:
+    """What a README comment claims of a sweep: its number of runs and of stacks (`16 seeds, one stack`)."""
+    runs = re.search(r"\b(\d+|one|two|three|four) (?:runs|seeds)\b", comment)
+    stacks = re.search(r"\b(\d+|one|two|three|four) stacks?\b", comment)
+    value = [None if m is None else int(NUMBERS.get(m.group(1), m.group(1))) for m in (runs, stacks)]
+    return value[0], value[1]
+
+
+def test_the_readme_claims_of_sweeps_are_read():
+    assert claimed_stacks("# 16 seeds, one stack") == (16, 1)
+    assert claimed_stacks("# two stacks (the activation splits them)") == (None, 2)
+    assert claimed_stacks("# passes") == (None, None)
+    assert sum(any(claimed_stacks(c.partition("#")[2])) for _, c in COMMANDS) >= 4

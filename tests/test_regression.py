@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import events, metrics, nnlab, summary, train
+from nnlab import metrics as task_metrics
 from nnlab.data import describe, toy
-from nnlab.training import metrics as task_metrics
 
 SHORT = ["data.source.n_train=200", "data.source.n_test=200", "trainer.epochs=3", "trainer.progress=false"]
 

@@ -180,7 +180,7 @@ def test_kill_9_at_random_moments_including_saves_then_resume_is_exact(tmp_path)
 def test_a_checkpoint_at_an_epochs_last_step_keeps_the_rows_before_it_only():
     """checkpoint_every can save at an epoch's last step before that epoch ends: its epoch-end row (same
     step, written after the save) must go on resume, or the resumed run writes it twice (a kill found it)."""
-    from nnlab.run_files.member import _before
+    from nnlab.training.member import _before
 
     mid = {"step": 50, "position": {"batch": 10}}  # saved at step 50, the epoch not ended yet
     end = {"step": 50, "position": {"batch": 0}}  # saved by the epoch's end, after its row

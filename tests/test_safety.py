@@ -367,7 +367,7 @@ def test_sigterm_during_start_up_is_one_line_and_leaves_nothing(tmp_path):
 
 SWALLOWED = """
 import signal, sys
-import nnlab.run_files.member as run_files
+import nnlab.training.member as run_files
 from nnlab.views.console import note_interrupt
 from nnlab.cli import main
 

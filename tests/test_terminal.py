@@ -218,7 +218,7 @@ def test_optuna_trials_get_short_folder_names_and_no_log_noise(tmp_path):
 
 
 def test_short_dirname_rounds_floats_and_keeps_names_apart():
-    from nnlab.cli.launcher import short_dirname
+    from nnlab.jobs.stacking import short_dirname
 
     assert (
         short_dirname("optimizer.lr=0.005547119471592123,trainer.seed=3", 7)

@@ -1,12 +1,12 @@
 """nnlab's Hydra launcher, `hydra/launcher=batched` (the default of `nnlab train -m`): the jobs that can
 train together train as one stacked model, the others alone. The plugin lives here because Hydra finds
-launchers in the `hydra_plugins` package; the grouping is nnlab/cli/launcher.py; what a job is, and how a
-group's members are prepared, trained together and end, is nnlab/cli/jobs.py (the task function Hydra hands
-the launcher is a jobs.Task).
+launchers in the `hydra_plugins` package; the grouping is nnlab/jobs/stacking.py; what a job is, and how a
+group's members are prepared, trained together and end, is nnlab/jobs/task.py (the task function Hydra hands
+the launcher is a jobs.task.Task).
 
 Where the groups train is `hydra.launcher.executor` (executors.py): `local` (this process, one group after
 another), or each group as ONE task of `submitit_local`, `submitit_slurm` or `ray`, which builds and trains
-its stack on the worker and writes every member's run folder there (jobs.run_group on either side).
+its stack on the worker and writes every member's run folder there (jobs.task.run_group on either side).
 """
 
 from collections.abc import Sequence
@@ -19,9 +19,9 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_g
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nnlab.cli.jobs import run_group
-from nnlab.cli.launcher import differ, safe_key, short_dirname
-from nnlab.cli.launcher import sweep_config as sweep_config_like
+from nnlab.jobs.stacking import differ, safe_key, short_dirname
+from nnlab.jobs.stacking import sweep_config as sweep_config_like
+from nnlab.jobs.task import run_group
 
 
 @dataclass
@@ -70,7 +70,7 @@ class BatchedLauncher(Launcher):
                 job = sweep_config.hydra.job  # its folder: floats rounded (optuna's trials), never shared
                 job.override_dirname = short_dirname(job.override_dirname, initial_job_idx + i)
             configs.append(sweep_config)
-        task = self.task_function  # a jobs.Task: nnlab train's stacks, the other commands' jobs run one by one
+        task = self.task_function  # a jobs.task.Task: nnlab train's stacks, the other commands' jobs run one by one
         stacks_allowed = getattr(task, "stacks", False)
         groups: dict[Any, list[int]] = {}
         why: dict[int, str] = {}
@@ -93,7 +93,7 @@ class BatchedLauncher(Launcher):
         )
         if self.executor != "local" and stacks_allowed:  # training jobs; other commands' sweeps stay here
             from hydra_plugins.nnlab_launcher.executors import send
-            from nnlab.cli.jobs import folder_of
+            from nnlab.jobs.task import folder_of
 
             groups_of = [[configs[i] for i in st] for st in stacks]
             returns = send(self.executor, self.params, groups_of, self.hydra_context, sweep_dir, task.session)

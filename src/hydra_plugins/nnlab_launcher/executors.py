@@ -1,11 +1,11 @@
 """Where the batched launcher's groups train when `hydra.launcher.executor` is not `local`: each group (a
 stack, or a job that trains alone) is ONE task of submitit (`submitit_local`, `submitit_slurm`: one element
 of a job array) or Ray (`ray`: one remote call), which builds and trains its stack on the worker and writes
-every member's run folder there (jobs.run_group: what the local executor runs in the launcher's process).
+every member's run folder there (jobs.task.run_group: what the local executor runs in the launcher's process).
 
 A task carries plain data: its members' composed configs (each naming its folder and job number), Hydra's
 context and global state (as Hydra's own submitit launcher ships them); never open files or torch objects.
-Its result is each member's JobReturn (the sweeper's value) and Outcome (jobs.py: why it has no result, if so). A task that dies (a preempted node, an
+Its result is each member's JobReturn (the sweeper's value) and Outcome (nnlab/jobs/task.py: why it has no result, if so). A task that dies (a preempted node, an
 out-of-memory kill, `scancel`) loses only its group: its members are reported failed with the reason,
 and the same command with `resume=auto` trains exactly the missing and interrupted ones. Preempted or timed
 out under submitit, a task requeues itself with `resume=auto` (its members continue from their
@@ -37,7 +37,7 @@ class GroupTask:
         )
 
     def __call__(self) -> tuple[list[JobReturn], list]:
-        from nnlab.cli.jobs import Train, run_group
+        from nnlab.jobs.task import Train, run_group
 
         Singleton.set_state(self.singleton_state)
         setup_globals()
@@ -66,8 +66,8 @@ class _Call:
 
 def send(executor: str, params: dict, groups: list[list[DictConfig]], hydra_context, sweep_dir, session) -> dict:
     """Every group as one task of `executor`; each member's JobReturn, by its folder, once all are back
-    (their Outcomes into the command's jobs.Session)."""
-    from nnlab.cli.jobs import folder_of
+    (their Outcomes into the command's jobs.task.Session)."""
+    from nnlab.jobs.task import folder_of
     from nnlab.views.console import console, shown
 
     tasks = [GroupTask(g, f"{n}/{len(groups)}", hydra_context, Singleton.get_state()) for n, g in enumerate(groups, 1)]
@@ -116,9 +116,9 @@ def _result(cfg: DictConfig, got, lost: str):
     """A member's JobReturn as the sweeper sees it and its Outcome (`got`: both, from the worker; None where
     the task died), and its line: its status and test scores (its summary.json), or why it has none (the
     sweep then exits 1 and says resume=auto)."""
-    from nnlab.cli.jobs import Outcome, folder_of
+    from nnlab.jobs.task import Outcome, folder_of
+    from nnlab.metrics import worst_objective
     from nnlab.run_files.records import read_summary
-    from nnlab.training.metrics import worst_objective
     from nnlab.views.console import console, result_line
 
     folder = folder_of(cfg)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
 
-from nnlab.cli.hydra_private import BasicSweeper, BasicSweeperConf
+from nnlab.jobs.hydra_private import BasicSweeper, BasicSweeperConf
 
 
 @dataclass
@@ -37,7 +37,7 @@ class GridSweeper(BasicSweeper):
         batches = BasicSweeper.split_arguments(overrides, max_batch_size)
         if not self.settings:
             return batches
-        from nnlab.cli.command_line import override_key
+        from nnlab.config.overrides import override_key
 
         jobs = [job for batch in batches for job in batch]
         return [

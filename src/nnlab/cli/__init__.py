@@ -139,7 +139,7 @@ def _hydra(command: str, args: list[str], default_dir: str | None = None, brief:
     """Hand the arguments to Hydra (composition, --help, --cfg, -m, sweepers and launchers) with the
     command's jobs.Task, once the whole command line is checked (the pre-flight). Commands other than train
     keep their run directories apart: outputs/DEFAULT_DIR/DATE_TIME."""
-    from nnlab.cli.jobs import TASKS, Session
+    from nnlab.jobs.task import TASKS, Session
 
     session = Session()
     try:
@@ -245,8 +245,8 @@ def _command_help(prog: str) -> str:
 def _closing(task, brief: bool) -> int:
     """What a command ends with beside its runs: for `nnlab train`, a sweep's summary and overview, or the
     overview of the folder of runs alone it ran in; a sweep's failed jobs said (exit 1)."""
-    from nnlab.cli.jobs import Train
     from nnlab.errors import ConfigError
+    from nnlab.jobs.task import Train
     from nnlab.views.console import error, exit_with
 
     session, trained = task.session, isinstance(task, Train)

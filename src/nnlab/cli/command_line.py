@@ -15,10 +15,11 @@ from typing import NamedTuple
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nnlab.cli.launcher import launch_problem
+from nnlab.config.overrides import override_key
 from nnlab.config.targets import resolve_target
 from nnlab.config.validate import validate
 from nnlab.errors import ConfigError, did_you_mean, unwritable
+from nnlab.jobs.stacking import launch_problem
 from nnlab.run_files.folder import named_after
 
 FLAGS_WITH_VALUE = {
@@ -298,11 +299,6 @@ def _config_overrides(args: list[str], hydra: bool = False) -> list[str]:
     return overrides
 
 
-def override_key(override: str) -> str:
-    """The key an override sets: `optimizer.lr` for `optimizer.lr=0.1`, `+trainer.foo=1`, `~init.bias`."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def _settings(cfg: DictConfig, fixed: list[str], variants: list[list[str]]) -> set[str]:
     """hydra.sweeper.settings (grid_sweeper.py): each setting's config checked too (added to `variants`,
     a setting's overrides replacing the command line's for the same key); returns the keys they set."""
@@ -474,7 +470,7 @@ def grid_sweeper(args: list[str], sweeper: str | None) -> list[str]:
         return args
     if sweeper is None:
         return ["hydra/sweeper=grid", *args] if any(a.startswith("hydra.sweeper.settings=") for a in args) else args
-    from nnlab.cli.hydra_private import BASIC_SWEEPER
+    from nnlab.jobs.hydra_private import BASIC_SWEEPER
 
     return [*args, "hydra/sweeper=grid"] if sweeper == BASIC_SWEEPER else args
 

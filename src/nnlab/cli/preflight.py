@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnlab.cli.jobs import Session
+from nnlab.jobs.task import Session
 
 MODES = {"-m": ("-m", "--multirun"), "--cfg": ("-c", "--cfg"), "--info": ("--info",)}  # Hydra runs one of them
 INFO = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")  # what `--info` may name
@@ -41,7 +41,8 @@ def preflight(args: list[str], session: Session) -> tuple[list[str], bool]:
     in use by another process), and a resume (the run it names, its checkpoint against this config).
     resume=RUN continues RUN in its own folder with its own saved overrides (the ones given here win).
     Returns the arguments to run, and True where there is nothing to do (a finished run)."""
-    from nnlab.cli.command_line import check_command_line, grid_sweeper, override_key, quiet_optuna, quoted_path
+    from nnlab.cli.command_line import check_command_line, grid_sweeper, quiet_optuna, quoted_path
+    from nnlab.config.overrides import override_key
     from nnlab.errors import ConfigError
     from nnlab.run_files import checkpoint
     from nnlab.run_files.folder import claim_output
@@ -100,7 +101,7 @@ def preflight(args: list[str], session: Session) -> tuple[list[str], bool]:
         )
     done = checkpoint.finished(folder, cfg.trainer.epochs)
     if done is not None:
-        from nnlab.run_files.member import finished_message
+        from nnlab.training.member import finished_message
         from nnlab.views.console import console
 
         console.print(finished_message(folder, done), soft_wrap=True)

@@ -41,10 +41,10 @@ def without_regularization(cfg: DictConfig) -> DictConfig:
 
 
 def run_checks(cfg: DictConfig, cpu_share: int | None = None) -> list[CheckResult]:
+    from nnlab.metrics import score
     from nnlab.nn import eval_mode
     from nnlab.training.diagnostics import weight_layers
     from nnlab.training.loop import evaluate, train_step
-    from nnlab.training.metrics import score
     from nnlab.training.setup import setup
 
     c = cfg.check

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnlab.cli.command_line import override_key, quoted_path
+from nnlab.cli.command_line import quoted_path
+from nnlab.config.overrides import override_key
 from nnlab.run_files.folder import write_file
 from nnlab.run_files.records import read_summary
 
@@ -149,7 +150,7 @@ def _diagnose(run: Path | None, base: list[str], cfg, choices: dict, folder: Pat
 
 def treat(candidates: list[Candidate], base: list[str], cfg, choices: dict, folder: Path, train) -> int:
     """Train the config as it is and every candidate over the seeds as one sweep; say the answer."""
-    from nnlab.training import metrics
+    from nnlab import metrics
     from nnlab.views.console import console, shown
 
     settings = _settings(candidates, cfg, choices)
@@ -368,8 +369,8 @@ def _literal(settings: list[list[str]]) -> str:
 def _measure(sweep: Path, rows: list[Candidate], settings: list[list[str]], metric: str) -> str:
     """Each setting's seeds, read from the sweep's runs: the monitored metric, the test score, failures
     and the alarms raised again. Returns the test score's name (acc/test, r2/test)."""
+    from nnlab import metrics
     from nnlab.commands.report import collect, task_of
-    from nnlab.training import metrics
 
     runs = collect(sweep) if sweep.is_dir() else []
     test = f"{metrics.score(task_of(runs))}/test"
@@ -392,7 +393,7 @@ def _measure(sweep: Path, rows: list[Candidate], settings: list[list[str]], metr
 def _verdict(c: Candidate, current: Candidate, higher: bool) -> str:
     """Against the config as it is: a candidate whose seeds all finish where the config's all fail is
     better; one that fails where the config does not is worse; otherwise Welch's t-test on the bands."""
-    from nnlab.commands.compare import against
+    from nnlab.compare import against
 
     if not current.values and c.values and not c.failed:
         return "better"
@@ -405,8 +406,8 @@ def answer(
     rows: list[Candidate], metric: str, test: str, seeds: int, base: list[str]
 ) -> tuple[list[list[str]], list[str]]:
     """The doctor's table (a header, then the config as it is and each candidate) and its closing lines."""
-    from nnlab.commands.compare import band
-    from nnlab.training import metrics
+    from nnlab import metrics
+    from nnlab.compare import band
 
     table = [["setting", metric, test, "verdict", "its alarm"]]
     for r in rows:

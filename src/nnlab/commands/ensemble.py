@@ -36,10 +36,10 @@ def evaluate_members(runs: list[Path], device: str = "cpu") -> dict:
     import torch
     from hydra.utils import instantiate
 
+    from nnlab import metrics
     from nnlab.commands.load_run import load_run
     from nnlab.config.validate import load_run_config
     from nnlab.errors import ConfigError
-    from nnlab.training import metrics
 
     first = load_run_config(runs[0])
     raw = instantiate(first.data.source, _partial_=True)()
@@ -82,7 +82,7 @@ def _first_line(e: Exception) -> str:
 def _metrics(loss_fn, out, y, kind: str) -> dict[str, float]:
     import torch
 
-    from nnlab.training import metrics
+    from nnlab import metrics
 
     with torch.no_grad():
         pred = metrics.prediction(kind, loss_fn, out)
@@ -166,7 +166,7 @@ def _table(console, root: Path, result: dict) -> None:
     how = "mean of predictions" if "r2" in keys else "mean of probabilities"
     table.add_row(f"ensemble ({how})", "", *(f"{e[k]:.4f}" for k in keys), style="bold green")
     console.print(table)
-    from nnlab.training import metrics
+    from nnlab import metrics
 
     score = "r2" if "r2" in keys else "acc"
     gain = e[score] - result[f"members_{score}_mean"]

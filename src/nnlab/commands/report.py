@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnlab.training import metrics
+from nnlab import metrics
 
 SPLITS = ("train", "val", "test")
 SORTABLE = tuple(f"{m}/{split}" for m in metrics.ALL for split in SPLITS)
@@ -141,7 +141,7 @@ class Setting:
 
 def settings(runs: list[Run], sort_key: str) -> list[Setting]:
     """The runs grouped by setting, best first by the mean of `sort_key`, each with its verdict."""
-    from nnlab.commands import compare
+    from nnlab import compare
 
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
@@ -282,7 +282,7 @@ def boundary_grid(sets: list[Setting], path: Path) -> Path | None:
     lists the settings: rows by the first swept choice and columns by the other (activation x init) where
     that makes a table of at most 4 columns, else the settings wrapped 4 to a row; None where fewer than
     two runs have one (not 2-D data)."""
-    from nnlab.commands import compare
+    from nnlab import compare
     from nnlab.views import figures
     from nnlab.views.figures import render
 
@@ -361,7 +361,7 @@ def sweep_summary(path: Path, brief: bool = False) -> None:
 def _draw(runs: list) -> None:
     """Each finished run's own figures (run_files.draw_figures), one line per run."""
     from nnlab.errors import ConfigError
-    from nnlab.run_files.member import draw_figures
+    from nnlab.training.member import draw_figures
     from nnlab.views.console import console, error, shown
 
     for run in runs:

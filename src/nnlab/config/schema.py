@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from nnlab.training.metrics import ALL as ALL_METRICS
+from nnlab.metrics import ALL as ALL_METRICS
 
 # The choices of the string-valued keys below, declared once (validate.py checks them).
 DEVICES = ("auto", "cpu", "cuda", "mps")  # trainer.device (also cuda:N)

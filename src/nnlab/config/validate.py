@@ -407,8 +407,8 @@ def _check_transfer(t: DictConfig) -> None:
 
 
 def _check_combinations(cfg: DictConfig) -> None:
+    from nnlab import metrics
     from nnlab.data import describe
-    from nnlab.training import metrics
 
     kind, classes = describe(cfg.data.source)
     if cfg.trainer.batch_size == 1 and (cfg.model.get("batch_norm") or cfg.model._target_.endswith(".ResNet18")):

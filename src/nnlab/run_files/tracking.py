@@ -201,9 +201,9 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
 
     from torch.utils.tensorboard import SummaryWriter
 
-    from nnlab.commands.compare import band
+    from nnlab.compare import band
+    from nnlab.metrics import ALL
     from nnlab.run_files.folder import refuse_link
-    from nnlab.training.metrics import ALL
 
     means = sweep / "mean"
     refuse_link(means)

@@ -14,8 +14,8 @@ from contextlib import ExitStack
 import torch
 from torch import nn
 
+from nnlab.metrics import LABELS, score
 from nnlab.nn import eval_mode
-from nnlab.training.metrics import LABELS, score
 
 Tensor = torch.Tensor
 

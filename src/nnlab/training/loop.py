@@ -17,18 +17,18 @@ from typing import Any
 
 import torch
 
+from nnlab import metrics as task_metrics
 from nnlab.data.loader import Split, batch_indices
 from nnlab.engine.schedules import per_epoch
 from nnlab.engine.stack import Solo, Stack
 from nnlab.nn import bare, eval_mode
 from nnlab.nn.dropout import use_generator
 from nnlab.run_files import checkpoint
-from nnlab.run_files.member import Member, alarms_said, close, guard, hparams_of, said
 from nnlab.run_files.tracking import Tracker, write_summary
-from nnlab.training import metrics as task_metrics
 from nnlab.training import pretrain
 from nnlab.training.diagnostics import Diagnostics, stack_boundaries, stack_measure
 from nnlab.training.loop_state import Monitor, Position, StopRequest
+from nnlab.training.member import Member, alarms_said, close, guard, hparams_of, said
 from nnlab.training.setup import Experiment, model_summary
 from nnlab.views import figures
 from nnlab.views.console import TrainingProgress, check_interrupt, epoch_line, stack_info, summary_text, warning

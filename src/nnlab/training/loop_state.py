@@ -8,8 +8,8 @@ import math
 
 import torch
 
+from nnlab import metrics as task_metrics
 from nnlab.config.schema import EarlyStoppingConfig
-from nnlab.training import metrics as task_metrics
 
 
 class Monitor:

@@ -103,7 +103,7 @@ class TrainingProgress:
 
 def stack_info(running: int, stopped: int, metric: str, values: list[float]) -> str:
     """`14 running, 2 stopped  loss/val 0.0912..0.2301` (best..worst of the members' current values)."""
-    from nnlab.training.metrics import better
+    from nnlab.metrics import better
 
     text = f"{running} running" + (f", {stopped} stopped" if stopped else "")
     values = [v for v in values if v == v]

@@ -185,8 +185,8 @@ def run_curves(run_dir, kind: str) -> None:
     """RUN/curves.png: the run's train and val loss and score per epoch."""
     from pathlib import Path
 
+    from nnlab import metrics
     from nnlab.run_files import records
-    from nnlab.training import metrics
 
     epochs = [r for r in records.read_rows(Path(run_dir) / "metrics.jsonl") if "loss/train" in r]
     score = metrics.score(kind)
@@ -218,7 +218,7 @@ def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str
                     alpha=0.2,
                     linewidth=0,
                 )
-    from nnlab.training.metrics import LABELS
+    from nnlab.metrics import LABELS
 
     title = LABELS[score]
     ax_loss.set(xlabel="epoch", ylabel="loss", title=loss_title, yscale="log" if log_loss else "linear")

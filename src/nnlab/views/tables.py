@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from rich.cells import cell_len
 from rich.table import Table
 
-from nnlab.commands.compare import SEED_KEYS  # shown as s2 (trainer.seed), d2 (data.source.seed)
+from nnlab.compare import SEED_KEYS  # shown as s2 (trainer.seed), d2 (data.source.seed)
 
 PADDING = 3  # a column's share of the borders and padding of rich's default box: "│ x " around each cell
 

@@ -172,7 +172,7 @@ class Task:
             failure = "failed"
         if cfg.sweep.on_failure == "stop":
             sys.exit(1)
-        from nnlab.training.metrics import worst_objective
+        from nnlab.metrics import worst_objective
 
         return Outcome(str(run_dir), worst_objective(cfg.early_stopping.metric), failure)
 
@@ -184,8 +184,8 @@ class Train(Task):
     stacks = True
 
     def work(self, job: Job) -> Outcome:
-        from nnlab.run_files.member import prepare
         from nnlab.training.loop import train
+        from nnlab.training.member import prepare
 
         member = prepare(job.cfg, job.run_dir, job, job.cpu_share)
         return self.ended(job, member if isinstance(member, dict) else train([member])[0])
@@ -193,7 +193,7 @@ class Train(Task):
     def ended(self, job: Job, summary: dict) -> Outcome:
         """A run's outcome from its summary, after the sweep's rules: a signal stops the whole sweep (its
         checkpoint saved), as does a run that ended badly under sweep.on_failure=stop."""
-        from nnlab.training.metrics import objective
+        from nnlab.metrics import objective
 
         if summary["status"] not in ("ok", "interrupted") and job.cfg.sweep.on_failure == "stop":
             from nnlab.views.console import error
@@ -216,7 +216,7 @@ class Train(Task):
         return self.guarded(cfg, self._member)
 
     def _member(self, job: Job):
-        from nnlab.run_files.member import prepare
+        from nnlab.training.member import prepare
 
         cfg = job.cfg
         if cfg.resume is not None and any((job.run_dir / f).exists() for f in ("checkpoints/last.pt", "summary.json")):
@@ -266,7 +266,7 @@ def run_group(task: Task, hydra_context, configs: list[DictConfig], label: str) 
     configs' order."""
     from hydra.core.utils import JobStatus
 
-    from nnlab.run_files.member import Member
+    from nnlab.training.member import Member
 
     stacked = len(configs) > 1 and task.stacks
     returns, outcomes, members = [], [], []
@@ -294,7 +294,7 @@ def run_group(task: Task, hydra_context, configs: list[DictConfig], label: str) 
 
 
 def _stacked(task: Train, member, summary: dict | None) -> Outcome:
-    from nnlab.training.metrics import objective, worst_objective
+    from nnlab.metrics import objective, worst_objective
 
     metric = member.cfg.early_stopping.metric
     if summary is None:  # it failed inside the stack (its folder says why)
@@ -323,7 +323,7 @@ def _stop_if_asked(members: list, summaries: list[dict | None]) -> None:
 
 
 def _lost(cfg: DictConfig, why: str) -> Outcome:
-    from nnlab.training.metrics import worst_objective
+    from nnlab.metrics import worst_objective
 
     return Outcome(folder_of(cfg), worst_objective(cfg.early_stopping.metric), why)
 

@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from nnlab import metrics as task_metrics
 from nnlab.config.schema import flatten
 from nnlab.nn import bare, eval_mode
 from nnlab.run_files import checkpoint, records
 from nnlab.run_files import folder as run_folder
 from nnlab.run_files.tracking import Tracker, environment, has_events
-from nnlab.training import metrics as task_metrics
 from nnlab.training.setup import Experiment, model_summary, setup
 from nnlab.views import figures
 
 if TYPE_CHECKING:
-    from nnlab.cli.jobs import Job
+    from nnlab.jobs.task import Job
 
 GROUPS = ("data", "model", "activation", "init", "optimizer", "schedule", "loss", "experiment")  # config groups
 NOT_HPARAMS = (
@@ -155,7 +155,7 @@ def alarms_said(members: list[Member], summaries: list[dict | None]) -> None:
     TensorBoard."""
     from collections import Counter
 
-    from nnlab.commands.compare import setting_names
+    from nnlab.compare import setting_names
     from nnlab.views.console import console, shown
 
     given = [dict(o.split("=", 1) for o in m.exp.config.get("overrides", []) if "=" in o) for m in members]
