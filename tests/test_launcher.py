@@ -85,21 +85,21 @@ def sweep_of(tmp_path, grid: dict, common: list[str], *extra: str):
 def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone(tmp_path):
     """Measured: bit for bit (0 difference) on this CPU: the stack's batched products equal the single ones."""
     grid = {
-        "trainer.seed": ["0", "1"],
+        "trainer.seed": ["0"],
         "optimizer.lr": ["0.003", "30"],
         "model.dropout": ["0.0", "0.3"],
         "early_stopping.patience": ["1", "100"],
     }
     common = [*SHORT, "trainer.epochs=6", "early_stopping.metric=acc/val", "early_stopping.min_delta=0.01"]
     sweep, out = sweep_of(tmp_path, grid, common)
-    assert "[1/1] 16 runs as one stack: trainer.seed=0,1 optimizer.lr=0.003,30 model.dropout=0.0,0.3" in out.stdout
+    assert "[1/1] 8 runs as one stack: optimizer.lr=0.003,30 model.dropout=0.0,0.3" in out.stdout
     summaries = same_as_alone(tmp_path, sweep, grid, common)
     statuses = [s["status"] for s in summaries]
-    assert statuses.count("diverged") == 8 and statuses.count("ok") == 8  # lr=30 diverges alone, the others go on
+    assert statuses.count("diverged") == 4 and statuses.count("ok") == 4  # lr=30 diverges alone, the others go on
     assert any(s["stopped_early"] for s in summaries) and not all(
         s["stopped_early"] for s in summaries if s["status"] == "ok"
     )
-    assert all(s["batch"]["members"] == 16 for s in summaries)
+    assert all(s["batch"]["members"] == 8 for s in summaries)
     assert summary(sweep / "1")["epochs_run"] == 6 and len(boundaries(sweep / "1")) == 2  # epochs 5 and 6, in one pass
     assert (
         list(layer_rows(sweep / "1")) == [50] and "stats/dead_frac/layer2" in layer_rows(sweep / "1")[50]
@@ -112,7 +112,7 @@ def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone
         ("sgd", ["optimizer.lr=0.1,0.05"]),
         pytest.param("momentum", ["optimizer.momentum=0.5,0.9"], marks=pytest.mark.slow),
         pytest.param("nesterov", ["optimizer.lr=0.1,0.01"], marks=pytest.mark.slow),
-        ("adam", ["optimizer.betas=[0.9,0.999],[0.5,0.9]"]),
+        pytest.param("adam", ["optimizer.betas=[0.9,0.999],[0.5,0.9]"], marks=pytest.mark.slow),
         pytest.param("adamw", ["optimizer.weight_decay=0.01,0.1"], marks=pytest.mark.slow),
         pytest.param("rmsprop", ["optimizer.alpha=0.9,0.99"], marks=pytest.mark.slow),
         pytest.param("yogi", ["optimizer.lr=0.01,0.003"], marks=pytest.mark.slow),
@@ -140,7 +140,8 @@ def test_every_optimizer_and_its_settings_per_member(tmp_path, optimizer, extra)
     same_as_alone(tmp_path, sweep, grid, [*common, *[e for e in extra if e.split("=")[0] not in grid]])
 
 
-@pytest.mark.parametrize("activation", ["prelu", pytest.param("maxout", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("activation", ["prelu", "maxout"])
 def test_batch_norm_learnt_slopes_maxout_and_activity_l1_stack_and_match_their_runs_alone(tmp_path, activation):
     """Batch norm (per-member affine parameters and running statistics, frozen once a member stops early),
     PReLU's per-member slopes, maxout's pieces, activity L1 per member, input noise and dropout: one stack."""
@@ -162,6 +163,7 @@ def test_batch_norm_learnt_slopes_maxout_and_activity_l1_stack_and_match_their_r
     assert len({s["epochs_run"] for s in summaries}) > 1  # members stopped at different epochs
 
 
+@pytest.mark.slow
 def test_members_whose_optimizers_differ_in_class_step_their_own_and_match_their_runs_alone(tmp_path):
     """One stack, an optimizer step per member (SGD and Adagrad cannot share one stacked update): each member
     steps its own stack of one over its views into the stack, and equals its run alone."""

@@ -59,6 +59,7 @@ def wait_for_step(run, step, proc, timeout=120):
     raise AssertionError("the run did not get there in time")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     ref, _ = train(tmp_path, *RUN, run_dir="ref")
     run = tmp_path / "killed"

@@ -303,9 +303,10 @@ def _settings(cfg: DictConfig, fixed: list[str], variants: list[list[str]]) -> s
     """hydra.sweeper.settings (grid_sweeper.py): each setting's config checked too (added to `variants`,
     a setting's overrides replacing the command line's for the same key); returns the keys they set."""
     settings = [list(s) for s in OmegaConf.select(cfg, "hydra.sweeper.settings") or []]
-    keys = {override_key(o) for s in settings for o in s}
-    variants += [[*(o for o in fixed if override_key(o) not in keys), *s] for s in settings]
-    return keys
+    for s in settings:  # as the grid sweeper builds its job: only this setting's own keys are replaced
+        own = {override_key(o) for o in s}
+        variants.append([*(o for o in fixed if override_key(o) not in own), *s])
+    return {override_key(o) for s in settings for o in s}
 
 
 def _set_value(base: DictConfig, override: str, config_module: str) -> DictConfig | None:
