@@ -57,3 +57,30 @@ def test_the_plugins_never_import_the_command_line():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not node.module.startswith("nnlab.cli"), (path.name, node.module)
+
+
+LIGHT_ENTRY = {"nnlab/cli/__init__.py", "nnlab/cli/completion.py"}  # `nnlab --help` and completion stay instant
+HEAVY_STDLIB = {"multiprocessing", "concurrent"}  # worker pools, only where figures are drawn in parallel
+
+
+def test_imports_inside_functions_are_deferred_on_purpose():
+    """An import inside a function is one of nnlab's own modules or a third-party library, deferred so that a
+    command pays only for what it uses (torch, matplotlib, Hydra, TensorBoard; submitit, Ray, optuna when
+    asked for); the standard library is imported at the top of a module, except in the light entry modules."""
+    import sys
+
+    misplaced = []
+    for path in sorted((REPO / "src").rglob("*.py")):
+        name = str(path.relative_to(REPO / "src"))
+        if name in LIGHT_ENTRY:
+            continue
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import | ast.ImportFrom) and not getattr(node, "level", 0):
+                    module = (node.module if isinstance(node, ast.ImportFrom) else node.names[0].name) or ""
+                    top = module.split(".")[0]
+                    if top in sys.stdlib_module_names and top not in HEAVY_STDLIB:
+                        misplaced.append(f"{name}:{node.lineno} {module}")
+    assert not misplaced, misplaced

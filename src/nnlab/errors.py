@@ -4,7 +4,9 @@ written (SaveError, exit 1). Plus the one check both share: can this folder be c
 
 from __future__ import annotations
 
+import difflib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -25,7 +27,6 @@ def unwritable(folder) -> str | None:
     """Why `folder` cannot be created and written (a name the file system refuses, its nearest existing
     ancestor a file or not writable, a file system that takes no new folders: /proc), or None when it
     can. Probes with a temporary folder that it removes at once: nothing is left behind."""
-    import tempfile
 
     try:
         existing = Path(folder).absolute()
@@ -53,7 +54,6 @@ def _read_only(path) -> bool:
 
 def did_you_mean(word: str, choices: list[str], prefix: str = "") -> str:
     """` Did you mean PREFIX+CLOSEST?` for a misspelt name, or nothing."""
-    import difflib
 
     same_but_case = [c for c in choices if c.lower() == word.lower()]  # `Relu` means relu, not elu
     close = same_but_case or difflib.get_close_matches(word, choices, n=1)

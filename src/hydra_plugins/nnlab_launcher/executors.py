@@ -14,6 +14,7 @@ checkpoints).
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,7 +158,6 @@ def _ray(params: dict, tasks: list[GroupTask]) -> list[Callable[[], list]]:
     memory; ray.init(address=...) where an address is given, else a local instance whose session files go
     to a temporary folder (not ~). Each task is sent with resume=auto: a fresh member starts afresh, and
     where Ray retries a task whose worker died, its members continue from their checkpoints."""
-    import tempfile
 
     import ray
 

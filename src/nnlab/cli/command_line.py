@@ -5,9 +5,11 @@ folder. compose() is the one way tests and scripts build a config from overrides
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import inspect
+import logging
 import os
 import re
 from pathlib import Path
@@ -315,8 +317,6 @@ def _set_value(base: DictConfig, override: str, config_module: str) -> DictConfi
     the same as composing (a config group, `+`/`++`/`~`, a package) or the value does not fit: the caller
     then composes, and Hydra's own error names the problem. A seed or rate sweep checks in milliseconds
     per value instead of a composition each."""
-    import copy
-    from pathlib import Path
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -343,7 +343,6 @@ def _set_value(base: DictConfig, override: str, config_module: str) -> DictConfi
 def _check_output_folder(path: str, key: str) -> None:
     """Refuse, before any work, an output folder (hydra.run.dir, or hydra.sweep.dir with -m) that cannot
     be created or written. The folder itself is not created here: Hydra does that."""
-    from pathlib import Path
 
     folder = Path(path).absolute()
     problem = unwritable(folder)
@@ -397,7 +396,6 @@ PLUGINS = {
 
 def _explain(e: Exception, overrides: list[str]) -> str:
     """Hydra's composition errors, rewritten as one paragraph that names the key and the valid choices."""
-    import re
 
     from hydra.core.global_hydra import GlobalHydra
 
@@ -494,7 +492,6 @@ def quiet_optuna(sweeper: str | None) -> None:
     ('setup plugin alembic...') repeat what Hydra's sweeper says: warnings only, where a sweep uses it."""
     if not sweeper or "optuna" not in sweeper:
         return
-    import logging
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:

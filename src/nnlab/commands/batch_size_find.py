@@ -15,8 +15,12 @@ pass saves for the backward pass (counted by torch.autograd.graph.saved_tensors_
 
 from __future__ import annotations
 
+import copy
+import json
+import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -92,8 +96,6 @@ def trial(
     this batch size and rate under its one-epoch warm-up and cosine decay, from the config's own start. It
     trains where every loss is finite, no ten-step mean passes alarms.divergence_factor times the first loss
     (the run's own divergence alarm), and the last ten average below the first ten. Returns (it trains, the first ten steps' mean loss, the last ten's)."""
-    import copy
-    import math
 
     from omegaconf import OmegaConf, open_dict
 
@@ -133,9 +135,6 @@ def trial(
 
 def find_batch_size(cfg, run_dir, cpu_share: int | None = None) -> int | None:
     """The `nnlab batch-size-find` job: the search on the composed config, a table, batch_size_find.json."""
-    import json
-    import math
-    from pathlib import Path
 
     from rich.table import Table
 

@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, open_dict
@@ -150,8 +152,6 @@ def run_checks(cfg: DictConfig, cpu_share: int | None = None) -> list[CheckResul
 
 def report(results: list[CheckResult], run_dir) -> bool:
     """Print the table, write check.json; True when every step passed."""
-    import json
-    from pathlib import Path
 
     from rich.table import Table
 

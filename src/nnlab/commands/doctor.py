@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import shlex
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +223,6 @@ def _run_folder(argv: list[str]) -> tuple[Path | None, list[str]]:
 def _folder(given: list[str]):
     """hydra.sweep.dir=PATH, else outputs/doctor/DATE_TIME: a new folder, held by this process (a second
     doctor in the same second gets _2; run_folder.claim)."""
-    import time
 
     from nnlab.errors import ConfigError
     from nnlab.run_files import folder as run_folder

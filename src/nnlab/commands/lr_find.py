@@ -7,8 +7,11 @@ loss (before its minimum).
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -112,9 +115,6 @@ def figure(result: RangeTest, title: str):
 
 def find_rate(cfg, run_dir, cpu_share: int | None = None, overrides: tuple = ()) -> float | None:
     """The `nnlab lr-find` job: the test on the composed config, a PNG, TensorBoard, lr_find.json."""
-    import json
-    import shlex
-    from pathlib import Path
 
     from rich.markup import escape
 

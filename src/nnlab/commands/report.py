@@ -10,9 +10,13 @@ each setting's mean curves with a band of one standard deviation across its seed
 
 from __future__ import annotations
 
+import argparse
 import csv
+import io
 import json
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +93,6 @@ def collect(root: Path) -> list[Run]:
 
 def _job_num(run_dir: Path, default: int) -> int:
     """The run's job number in its sweep, read from its .hydra/hydra.yaml (`default` where there is none)."""
-    import re
 
     try:
         found = re.search(r"^    num: (\d+)$", (run_dir / ".hydra" / "hydra.yaml").read_text(), re.M)
@@ -119,7 +122,6 @@ def _name(runs: list[Run], root: Path) -> None:
 def round_floats(text: str, digits: int = 4) -> str:
     """`optimizer.lr=0.005547119471592123,b=2` -> `optimizer.lr=0.005547,b=2`: each `=FLOAT` value with
     more than `digits` significant digits rounded to that many."""
-    import re
 
     def short(m: re.Match) -> str:
         value = m.group(0)
@@ -232,7 +234,6 @@ def _fmt(value: Any) -> str:
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
-    import io
 
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=list(rows[0]))
@@ -455,7 +456,6 @@ def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
 
 
 def _parser():
-    import argparse
 
     parser = argparse.ArgumentParser(
         prog="nnlab report", description="Compare the runs under a folder (a sweep, or any folder of runs)."
@@ -478,7 +478,6 @@ def _parser():
 
 
 def main(argv: list[str]) -> int:
-    import os
 
     from rich.console import Console
 

@@ -9,8 +9,10 @@ same checks: load_run_config().
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
@@ -56,7 +58,6 @@ def validate(cfg: DictConfig) -> None:
 def load_run_config(run_dir) -> DictConfig:
     """The config a run was made with (RUN/config.yaml), typed by the schema and validate()d like a
     command line's: a config file is input like any other (its targets go through the allowlist)."""
-    from pathlib import Path
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
@@ -94,7 +95,6 @@ def _first_line(e: Exception) -> str:
 
 def _check_known_keys(cfg: DictConfig) -> None:
     """No key the schema does not know (`+trainer.foo=1` would otherwise be carried along unread)."""
-    import dataclasses
 
     def check(node: DictConfig, schema, prefix: str) -> None:
         fields = {f.name: f for f in dataclasses.fields(schema)}

@@ -3,6 +3,7 @@ preprocessing on the training device (loader.py), batch-wise augmentation (augme
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 # Images: (channels, height, width) and classes, known without reading a file.
@@ -26,7 +27,6 @@ def describe(source: Any) -> tuple[str, int]:
         from nnlab.config.targets import resolve_target
 
         fn = resolve_target(source["_target_"])
-        import inspect
 
         param = inspect.signature(fn).parameters.get("classes") if fn else None
         classes = param.default if param is not None else 2

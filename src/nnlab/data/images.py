@@ -6,8 +6,10 @@ that already holds the files is used as it is: ROOT/MNIST/raw/*-ubyte and ROOT/c
 
 from __future__ import annotations
 
+import codecs
 import os
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +114,6 @@ def whole(name: str, folder: Path, data: tuple, classes: int = 10) -> tuple:
 
 def _check_idx(path: Path) -> None:
     """An IDX file (MNIST's format) is whole: its size matches the counts in its header."""
-    import struct
 
     size = path.stat().st_size
     with open(path, "rb") as f:
@@ -178,8 +179,6 @@ class _CifarUnpickler(pickle.Unpickler):
         if name == "_reconstruct":
             return np.ndarray.__reduce__(np.zeros(0))[0]  # numpy's own _reconstruct, wherever this numpy keeps it
         if module == "_codecs":
-            import codecs
-
             return codecs.encode
         return getattr(np, name)
 

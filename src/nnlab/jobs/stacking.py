@@ -17,6 +17,9 @@ augmentation, starting fresh (a job that resumes a checkpoint runs alone).
 
 from __future__ import annotations
 
+import copy
+import importlib.util
+
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 # Keys whose values may differ between the members of one group (prefixes of dotted keys): each member
@@ -89,7 +92,6 @@ def launch_problem(hydra: DictConfig) -> str | None:
             f"hydra.launcher.executor={executor} is not one of {', '.join(EXECUTORS)}: where each group of a sweep "
             "trains (local: this process; the others send each group as one task)."
         )
-    import importlib.util
 
     need = EXECUTORS[executor]
     if need and importlib.util.find_spec(need[0]) is None:
@@ -142,7 +144,6 @@ def sweep_config(base: DictConfig | None, base_overrides: list[str], overrides: 
     value override after composing, and Hydra's own record of the job (its overrides, its folder name)
     written as Hydra writes it. None where that is not the same as composing (a config group, +/~, a
     package): the caller composes. Composing costs ~0.15 s a job; this, milliseconds."""
-    import copy
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 

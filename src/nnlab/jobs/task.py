@@ -21,6 +21,8 @@ does the same; its outcomes travel back with the group's results.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,8 +203,6 @@ class Train(Task):
             error(f"{job.run_dir} ended {summary['status']}; the sweep stops here (sweep.on_failure=stop)")
             sys.exit(1)
         if summary["status"] == "interrupted":  # saved; now stop, the whole sweep too
-            import signal
-
             from nnlab.views.console import warning
 
             warning(f"interrupted by {summary['signal']}: checkpoint saved; continue with resume={job.run_dir}")
@@ -305,7 +305,6 @@ def _stacked(task: Train, member, summary: dict | None) -> Outcome:
 def _stop_if_asked(members: list, summaries: list[dict | None]) -> None:
     """After a stack, the sweep's rules: a signal stops the whole sweep (every member's checkpoint saved),
     as does a member that ended badly under sweep.on_failure=stop."""
-    import signal
 
     from nnlab.views.console import error, warning
 
@@ -369,7 +368,6 @@ def _write_failure(e: OSError, run_dir: str) -> str:
 def _cpu_share(hc) -> int | None:
     """Parallel launchers (joblib) run n_jobs processes at once: each job's share of the cores, so that
     they do not fight over them (setup applies it where trainer.threads is null); None for the others."""
-    import os
 
     launcher = hc.launcher
     n_jobs = launcher.get("n_jobs") if "_target_" in launcher and "joblib" in launcher._target_ else None

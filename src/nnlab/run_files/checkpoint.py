@@ -5,8 +5,12 @@ checkpoint holds to continue a run exactly (state, restore), and which checkpoin
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import pickle
+import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +65,6 @@ def keep_numbered(path: Path, epoch: int, keep: int) -> None:
     try:
         os.link(path, numbered)
     except OSError:
-        import shutil
-
         try:
             shutil.copyfile(path, numbered)
         except OSError as e:
@@ -73,8 +75,6 @@ def keep_numbered(path: Path, epoch: int, keep: int) -> None:
 
 
 def _reason(e: OSError, folder: Path) -> str:
-    import errno
-    import shutil
 
     reason = e.strerror or str(e)
     if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
@@ -101,8 +101,6 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch's text runs to paragraphs (its weights_only advice): said in a few words
-        import pickle
-
         why = (
             "its contents are not plain tensors and numbers: a damaged file, or one that would run code if loaded "
             "(nnlab loads weights only)"
@@ -121,7 +119,6 @@ def state(exp, loop, metrics: dict, monitor, diag, scaler, noise) -> dict:
     """Everything needed to continue exactly: weights, optimizer, schedule, scaler, the loop's position
     (loop_state.Position), the random states, early-stopping and diagnostics state, and the config. Tensors
     and plain types only."""
-    import random
 
     import numpy as np
 
@@ -211,7 +208,6 @@ def check_fits(exp, state: dict, path: Path) -> None:
 
 def restore(exp, state: dict, loop, monitor, diag, scaler, shuffle, noise) -> dict:
     """Load a checkpoint's state into the run's objects; returns the metrics of its last epoch."""
-    import random
 
     import numpy as np
 

@@ -8,6 +8,7 @@ is refused before anything is written (refuse_links).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -83,7 +84,6 @@ class Lock:
 
 def _flock_until(fd: int, deadline: float) -> None:
     """An exclusive flock on `fd`, tried again until `deadline` (time.monotonic()); BlockingIOError after it."""
-    import fcntl
 
     while True:
         try:
@@ -338,7 +338,6 @@ def open_append(path: str | Path):
 
 def holder(run_dir: str | Path) -> str | None:
     """The pid (as written) of a live process holding RUN's lock, else None. Takes nothing."""
-    import fcntl
 
     path = Path(run_dir) / LOCK
     if not path.is_file():

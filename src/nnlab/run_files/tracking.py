@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
+import platform
+import shutil
+import subprocess
+import sys
 import time
+import traceback
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +204,6 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
     them). Beside each, the edges of its seeds' 95% confidence band (seeds/loss/val/low, .../high), and a
     chart per metric in CUSTOM SCALARS' first category that draws them: a shaded band per setting, not a
     line per seed. Written anew each time (a resumed sweep: no doubled points)."""
-    import shutil
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -297,7 +303,6 @@ def has_events(folder: Path) -> bool:
 
 def _run_log(run_dir: Path):
     """A Python logger whose records go to RUN/train.log only (not to the terminal, which rich draws)."""
-    import logging
 
     logger = logging.getLogger("nnlab.run." + str(run_dir.resolve()).replace(".", "_"))
     logger.propagate, logger.level = False, logging.INFO
@@ -335,7 +340,6 @@ def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> Path:
 
 def record_failure(run_dir: str | Path, error: BaseException) -> Path:
     """summary.json with status "failed" (unless the run already wrote one) and the traceback in error.txt."""
-    import traceback
 
     from nnlab.run_files.folder import write_file
 
@@ -367,10 +371,6 @@ def environment(device: str) -> dict[str, Any]:
 @functools.lru_cache(maxsize=1)
 def _process_environment() -> dict[str, Any]:
     """The part that is the same for every run of this process (the members of a stacked sweep share it)."""
-    import platform
-    import subprocess
-    import sys
-    from importlib.metadata import PackageNotFoundError, version
 
     packages = {}
     for name in ("nnlab", "torch", "torchvision", "hydra-core", "omegaconf", "tensorboard", "numpy"):

@@ -10,6 +10,7 @@ The loop sees torch objects and plain dataclasses, never the config.
 from __future__ import annotations
 
 import math
+import signal as signals
 import time
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
@@ -457,8 +458,6 @@ class Training:
                 "stages": diag.pretrain,
             }
         if self.stop.signal is not None:
-            import signal as signals
-
             name = signals.Signals(self.stop.signal).name
             if status == "interrupted":
                 summary["signal"] = name

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 
 import torch
 
@@ -56,8 +58,6 @@ class StopRequest:
         self.previous: dict = {}
 
     def __enter__(self):
-        import signal
-        import threading
 
         if threading.current_thread() is threading.main_thread():  # handlers can only be set there
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -68,7 +68,6 @@ class StopRequest:
         self.signal = signum
 
     def __exit__(self, *exc):
-        import signal
 
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)

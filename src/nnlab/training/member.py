@@ -8,6 +8,7 @@ step, which the training loop (train.py) trains, alone or in a stack.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,7 +154,6 @@ def alarms_said(members: list[Member], summaries: list[dict | None]) -> None:
     """A stack's alarms, one line each, with the settings (less the seed) of the runs that raised it:
     `flat_loss: init=zeros x5, init=normal_small x5`; the full text is in each run's train.log and
     TensorBoard."""
-    from collections import Counter
 
     from nnlab.compare import setting_names
     from nnlab.views.console import console, shown

@@ -3,6 +3,8 @@ one-paragraph error message for user errors."""
 
 from __future__ import annotations
 
+import io
+import signal
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -172,7 +174,6 @@ def _table(summary: Mapping[str, Any], console: Console) -> None:
 
 def summary_text(summary: Mapping[str, Any]) -> str:
     """The closing table as plain text (for train.log)."""
-    import io
 
     plain = Console(width=100, file=io.StringIO(), color_system=None)
     _table(summary, plain)
@@ -194,7 +195,6 @@ def note_interrupt(signum=None, frame=None) -> None:
     them itself): remember the signal, then interrupt as Python does for Ctrl-C. A library that swallows
     the KeyboardInterrupt (an optional import in try/except ImportError: a C extension cut short raises
     ImportError) cannot lose it: check_interrupt() raises it again."""
-    import signal
 
     global _interrupted
     _interrupted = signum or signal.SIGINT

@@ -6,9 +6,14 @@ report` draws its curves without loading torch.
 
 from __future__ import annotations
 
+import io
 import math
+import signal
+import statistics
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from nnlab.nn import eval_mode
 
@@ -69,8 +74,6 @@ def render(draw, args: tuple, png: str | None = None):
     canvas.draw()
     image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
     if png is not None:
-        import io
-
         from matplotlib.image import imsave
 
         from nnlab.run_files.folder import write_file
@@ -132,7 +135,6 @@ class Drawing:
 
 def _worker_start() -> None:
     """In the painter's worker: Ctrl-C is for the training process (it saves and stops), not for this one."""
-    import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -162,7 +164,6 @@ def epoch_curve(rows: list[dict], split: str, score: str, label: str, style: str
 def mean_curve(curves: list[Curve], label: str) -> Curve:
     """The mean of several runs' curves per epoch (over the runs that reached it), with a band of one
     standard deviation across them."""
-    import statistics
 
     epochs = sorted({e for c in curves for e in c.epochs})
     loss, score, loss_sd, score_sd = [], [], [], []
@@ -183,7 +184,6 @@ def _number(v) -> float:
 
 def run_curves(run_dir, kind: str) -> None:
     """RUN/curves.png: the run's train and val loss and score per epoch."""
-    from pathlib import Path
 
     from nnlab import metrics
     from nnlab.run_files import records
@@ -240,7 +240,6 @@ def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str
 
 def save_figure(fig, path) -> None:
     """A matplotlib figure as a PNG file, replaced atomically (never written through a link)."""
-    import io
 
     from nnlab.run_files.folder import write_file
 
@@ -376,7 +375,6 @@ def grid_figure(cells: list[tuple[str, str, str]], title: str, per_row: int = 4)
     order their labels first appear. Where that is no table of at most `per_row` columns, every one of the
     rows and columns filled (one swept key; three), the cells wrap `per_row` to a row, each titled by its
     labels. Text of 9 pt and more; the title wrapped to the figure's width."""
-    import textwrap
 
     from matplotlib.figure import Figure
     from matplotlib.image import imread
