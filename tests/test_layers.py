@@ -23,7 +23,6 @@ KNOWN_UPWARD = {  # (module, what it imports): why
     ("nnlab/data/images.py", "nnlab.run_files.folder"): "write_file: a download lands atomically",
     ("nnlab/views/figures.py", "nnlab.training.diagnostics"): "the activations figure of a run's probe",
     ("nnlab/training/member.py", "nnlab.commands.load_run"): "a finished run's figures drawn from its checkpoint",
-    ("nnlab/training/member.py", "nnlab.jobs.task"): "the Job type it records (a type only)",
 }
 
 

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -25,8 +25,15 @@ from nnlab.run_files.tracking import Tracker, environment, has_events
 from nnlab.training.setup import Experiment, model_summary, setup
 from nnlab.views import figures
 
-if TYPE_CHECKING:
-    from nnlab.jobs.task import Job
+
+class JobRecord(Protocol):
+    """What a run keeps of Hydra's record of its job (jobs.task.Job has it): its group choices, its
+    command-line overrides, whether an overview of runs covers its folder."""
+
+    choices: dict
+    overrides: tuple
+    overview: bool
+
 
 GROUPS = ("data", "model", "activation", "init", "optimizer", "schedule", "loss", "experiment")  # config groups
 NOT_HPARAMS = (
@@ -74,7 +81,7 @@ class Member:
 def prepare(
     cfg: DictConfig,
     run_dir: str | Path,
-    job: Job | None = None,
+    job: JobRecord | None = None,
     cpu_share: int | None = None,
     quiet: bool = False,
     shared: bool = False,
@@ -180,11 +187,11 @@ def finished_message(run_dir: Path, summary: dict) -> str:
 
 
 def open_run(
-    cfg: DictConfig, run_dir: Path, exp: Experiment, state: dict | None, job: Job | None, quiet: bool = False
+    cfg: DictConfig, run_dir: Path, exp: Experiment, state: dict | None, job: JobRecord | None, quiet: bool = False
 ) -> Tracker:
     """Write the run's config and environment, keep the rows a resume continues from, open its tracker;
     say what starts (the banner: on the terminal unless `quiet`, in train.log always).
-    `job`: the jobs.Job it is (Hydra's record: its config group choices and its command-line overrides), if any."""
+    `job`: the jobs.task.Job it is (Hydra's record: its config group choices and its command-line overrides), if any."""
     from nnlab.views.console import console
 
     run_folder.write_file(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
