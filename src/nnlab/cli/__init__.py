@@ -145,26 +145,19 @@ def _hydra(command: str, args: list[str], default_dir: str | None = None, brief:
     try:
         return _compose_and_run(TASKS[command](session), f"nnlab {command}", args, default_dir, brief)
     except KeyboardInterrupt:
-        _remove_made(session)
+        session.remove_made()
         raise
     except Exception:
         from nnlab.views.console import interrupted
 
         if interrupted():  # Ctrl-C cut an import short
-            _remove_made(session)
+            session.remove_made()
         raise
     finally:
         from nnlab.views.console import defer_interrupts
 
         defer_interrupts(False, act=False)  # (a command that ended inside Hydra)
         session.release()
-
-
-def _remove_made(session) -> None:
-    """The folder this command made and left holding nothing but bookkeeping: gone again."""
-    from nnlab.run_files.folder import remove_made
-
-    remove_made(session.made)
 
 
 def _compose_and_run(task, prog: str, args: list[str], default_dir: str | None, brief: bool) -> int:
@@ -197,7 +190,7 @@ def _compose_and_run(task, prog: str, args: list[str], default_dir: str | None, 
     try:
         args, finished = preflight(args, task.session)
     except ConfigError as e:
-        _remove_made(task.session)  # a folder the pre-flight made before the refusal: gone again
+        task.session.remove_made()  # a folder the pre-flight made before the refusal: gone again
         exit_with(str(e))
     if finished:
         return 0

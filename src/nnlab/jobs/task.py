@@ -73,6 +73,12 @@ class Session:
     def failures(self) -> list[str]:
         return [o.line for o in self.outcomes if o.failure is not None]
 
+    def remove_made(self) -> None:
+        """The folder the pre-flight made, where it still holds nothing but bookkeeping: gone again."""
+        from nnlab.run_files.folder import remove_made
+
+        remove_made(self.made)
+
     def release(self) -> None:
         """Let go of the output folder's lock (its .lock goes with it)."""
         if self.lock is not None:
@@ -140,10 +146,7 @@ class Task:
             return work(job)
         except ConfigError as e:
             if not sweep:
-                from nnlab.run_files.folder import remove_made
-
-                if self.session.made is not None:  # the pre-flight made it under its lock: no half-made folder
-                    remove_made(self.session.made)
+                self.session.remove_made()  # the pre-flight made it under its lock: no half-made folder
                 for path, content in self.session.kept.items():  # a resume that stopped before training changes nothing
                     path.write_bytes(content)
                 exit_with(str(e))
@@ -284,7 +287,7 @@ def run_group(task: Task, hydra_context, configs: list[DictConfig], label: str) 
 
         summaries = train([m for _, m in members], label)
         for (i, m), summary in zip(members, summaries):
-            outcomes[i] = _stacked(task, m, summary)
+            outcomes[i] = _stacked(m, summary)
         _stop_if_asked([m for _, m in members], summaries)
     for ret, outcome in zip(returns, outcomes):
         if ret.status == JobStatus.COMPLETED:  # (a job whose run_job failed keeps its exception for the sweeper)
@@ -293,7 +296,7 @@ def run_group(task: Task, hydra_context, configs: list[DictConfig], label: str) 
     return returns, outcomes
 
 
-def _stacked(task: Train, member, summary: dict | None) -> Outcome:
+def _stacked(member, summary: dict | None) -> Outcome:
     from nnlab.metrics import objective, worst_objective
 
     metric = member.cfg.early_stopping.metric
