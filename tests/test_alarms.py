@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from nnlab.training import alarms
 
 
@@ -54,3 +56,30 @@ def test_fit_gap():
     assert alarms.fit_gap(0.99, 0.97, 0.1, 0.75, 1) is None
     assert alarms.fit_gap(1.0, 0.8, 0.1, 0.75, 1).name == "overfitting"
     assert alarms.fit_gap(0.55, 0.52, 0.1, 0.75, 1).name == "underfitting"
+
+
+def test_flat_loss_and_dead_units_blame_first_what_the_start_measured():
+    """An alarm's first advice is the fix its measured cause needs (the doctor's tables: zeros init -> init
+    first), and no alarm names a setting the run does not have."""
+    for start in ("symmetric", "silent"):
+        flat = alarms.flat_loss(0.69, 0.69, 0.05, 200, start)
+        dead = alarms.dead_units({"stats/dead_frac/layer1": 1.0}, 0.5, 50, start)
+        assert flat.fixes[0] == dead.fixes[0] == ("init=he_normal",)
+        assert "learning rate" not in flat.message and "init=zeros" not in flat.message + dead.message
+    plain = alarms.flat_loss(0.69, 0.69, 0.05, 200)
+    assert plain.fixes[0] == ("optimizer.lr*10",) and "init=" not in plain.message.split("Try")[0]
+    assert alarms.dead_units({"stats/dead_frac/layer1": 1.0}, 0.5, 50).fixes[0] == ("optimizer.lr*0.1",)
+
+
+def test_the_start_is_measured_from_the_weights_and_the_probe():
+    from torch import nn
+
+    from nnlab.training.diagnostics import start_form
+
+    torch.manual_seed(0)
+    layers = [("layer1", nn.Linear(2, 16)), ("layer2", nn.Linear(16, 16)), ("out", nn.Linear(16, 2))]
+    probe = {"layer1": torch.randn(64, 16), "layer2": torch.randn(64, 16)}
+    assert start_form(layers, probe) == ""
+    assert start_form(layers, {**probe, "layer2": 1e-5 * torch.randn(64, 16)}) == "silent"
+    nn.init.zeros_(layers[1][1].weight)
+    assert start_form(layers, probe) == "symmetric"

@@ -362,6 +362,8 @@ def test_sigterm_during_start_up_is_one_line_and_leaves_nothing(tmp_path):
         if (tmp_path / "outputs").exists()
         else []
     )
+    left = [str(f.relative_to(tmp_path)) for f in (tmp_path / "outputs").rglob("*")] if runs else []
+    assert len(runs) <= 1 and all((r / "summary.json").is_file() for r in runs), (left, out[-2000:], err[-2000:])
     assert not runs or summary(runs[0])["status"] == "interrupted"  # nothing left, or a run saved and marked
 
 

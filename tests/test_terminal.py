@@ -60,9 +60,9 @@ def test_a_stacks_progress_line_names_the_stack_and_its_members_where_there_is_r
     lines = out.render_lines(progress.bars.get_renderable(), out.options, pad=False)
     line = "".join(s.text for s in lines[0]).rstrip()
     assert len(lines) == 1 and len(line) <= width and line.startswith("stack 2/5 epoch  2/30")
-    assert ("14 running, 2 stopped  acc/val 0.9700..0.9100" in line) == (width >= 100), line
+    assert ("14 running, 2 stopped  acc/val best 0.9700 worst 0.9100" in line) == (width >= 100), line
     assert out.file.getvalue().count("epoch   1") == 0  # no epoch line of one member: the stack's line says it
-    assert stack_info(3, 0, "loss/val", [0.2, 0.1, float("nan")]) == "3 running  loss/val 0.1000..0.2000"
+    assert stack_info(3, 0, "loss/val", [0.2, 0.1, float("nan")]) == "3 running  loss/val best 0.1000 worst 0.2000"
 
 
 def test_a_stacks_alarms_are_said_once_grouped_by_setting(tmp_path):
@@ -79,7 +79,8 @@ def test_a_stacks_alarms_are_said_once_grouped_by_setting(tmp_path):
     )
     assert out.returncode == 0 and "4 runs as one stack" in out.stdout, out.stderr[-2000:]
     assert "warning: [" not in out.stdout  # not one line per run and alarm
-    assert "alarms (the full text: each run's train.log" in out.stdout and "underfitting: init=zeros x2" in out.stdout
+    line = next(x for x in out.stdout.splitlines() if x.startswith("  init=zeros  2 seeds: "))
+    assert "alarms: " in line and "underfitting x2" in line, out.stdout  # one line per setting, its alarms counted
     assert "warning: [underfitting]" in (sweep / "init=zeros,trainer.seed=1" / "train.log").read_text()
 
 
@@ -92,7 +93,7 @@ def test_banner_train_log_and_model_summary(tmp_path):
     run, proc = train(tmp_path, *TINY)
     out = proc.stdout
     assert f"run starts: {run}" in out and "cpu (1 thread)" in out and "MLP with 4,482 parameters" in out
-    assert "data 128 train / 32 val / 80 test (inputs 2)" in out and f"tensorboard --logdir {run}" in out
+    assert "data 128 train / 32 val / 80 test (inputs 2)" in out and f"tensorboard --logdir {run.parent}" in out  # the run under its own name
     log = (run / "train.log").read_text()
     assert log.index("run starts") < log.index("epoch   1")  # said before training, not after
     for line in (
@@ -121,10 +122,40 @@ def test_a_sweep_says_where_it_goes_first(tmp_path):
         "train", "-m", *TINY, "trainer.seed=0,1", "activation=relu,tanh", f"hydra.sweep.dir={sweep}", cwd=tmp_path
     )
     assert out.returncode == 0, out.stderr
-    first = out.stdout.splitlines()[0]
-    assert first == f"sweep {sweep}: 4 jobs in 2 groups; watch it: tensorboard --logdir {sweep}"
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"sweep {sweep}: 4 jobs in 2 groups; watch it: tensorboard --logdir {sweep}"
+    # a sweep's story: each group named by what it shares of what the sweep varies, one line per setting
+    assert lines[1] == "[1/2] activation=relu: 2 seeds as one stack" and lines[3].startswith("[2/2] activation=tanh")
+    assert lines[2].startswith("  2 seeds: ok x2  loss/test ") and " ± " in lines[2]
     log = (sweep / "activation=tanh,trainer.seed=1" / "train.log").read_text()  # a stacked member's own log
     assert "run starts" in log and "epoch   2  loss/train" in log and "nnlab run: ok" in log
+
+
+@pytest.mark.parametrize("each_run", ["line", "full"])
+def test_a_sweeps_runs_alone_say_one_line_unless_asked_for_everything(tmp_path, each_run):
+    sweep = tmp_path / "s"
+    out = nnlab(
+        "train", "-m", *TINY, "activation=relu,tanh", f"sweep.each_run={each_run}", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    said = out.stdout.split("──")[0]  # before the closing tables
+    assert "[1/2] activation=relu\n  ok  loss/test " in said if each_run == "line" else "[1/2] activation=relu\n" in said
+    assert ("nnlab run: ok" in said) == ("run starts" in said) == (each_run == "full"), said  # (epoch lines: trainer.progress)
+    assert "epoch   2  loss/train" in (sweep / "activation=tanh" / "train.log").read_text()  # kept in its files
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_lines_fold_between_words_and_path_segments_never_inside_them(width):
+    from nnlab.views.console import fold
+
+    path = "/tmp/outputs/sweeps/2026-12-06_13-27-42/activation=leaky_relu,init=he_normal,trainer.seed=3"
+    text = f"  written: {path}/report.csv, {path}/report.md and a few words more to fold after them"
+    lines = fold(text, width).splitlines()
+    assert all(len(line) <= width for line in lines) and len(lines) > 1
+    pieces = [p for line in lines for p in re.split(r"[ /,=]+", line) if p]
+    words = [p for p in re.split(r"[ /,=]+", text) if p]
+    assert pieces == words  # every name whole: breaks only at spaces, after `/`, `,` or `=`
+    assert all(line.startswith("    ") for line in lines[1:])  # continuations indented under the line
 
 
 def test_alarms_reach_train_log(tmp_path):

@@ -19,7 +19,7 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_g
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nnlab.jobs.stacking import differ, safe_key, short_dirname
+from nnlab.jobs.stacking import group_label, safe_key, short_dirname
 from nnlab.jobs.stacking import sweep_config as sweep_config_like
 from nnlab.jobs.task import run_group
 
@@ -82,7 +82,6 @@ class BatchedLauncher(Launcher):
             for start in range(0, len(members), self.max_members):
                 stacks.append(members[start : start + self.max_members])
         returns: dict[int, JobReturn] = {}
-        from nnlab.commands.report import round_floats
         from nnlab.views.console import console, shown
 
         sweep_dir = self.config.hydra.sweep.dir
@@ -98,19 +97,9 @@ class BatchedLauncher(Launcher):
             groups_of = [[configs[i] for i in st] for st in stacks]
             returns = send(self.executor, self.params, groups_of, self.hydra_context, sweep_dir, task.session)
             return [returns[folder_of(c)] for c in configs]
-        done = 0
+        given = [dict(o.split("=", 1) for o in filter_overrides(job_overrides[i]) if "=" in o) for i in range(len(configs))]
         for n, stack in enumerate(stacks, 1):
-            names = [" ".join(filter_overrides(job_overrides[i])) or "(defaults)" for i in stack]
-            where = f"  (runs {done + 1}-{done + len(stack)} of {len(configs)})" if len(stacks) > 1 else ""
-            done += len(stack)
-            if len(stack) == 1:
-                reason = why[stack[0]] or "no other job shares its settings"
-                console.print(f"\\[{n}/{len(stacks)}] alone ({reason}): {shown(names[0])}", soft_wrap=True)
-            else:
-                console.print(
-                    f"\\[{n}/{len(stacks)}] {len(stack)} runs as one stack: {shown(round_floats(differ(names)))}{where}",
-                    soft_wrap=True,
-                )
+            console.print(f"\\[{n}/{len(stacks)}] {shown(group_label(given, stack, why[stack[0]]))}", soft_wrap=True)
             group, _ = run_group(task, self.hydra_context, [configs[i] for i in stack], f"{n}/{len(stacks)}")
             returns.update(zip(stack, group))
         return [returns[i] for i in range(len(configs))]

@@ -107,7 +107,7 @@ def _interrupted_exit(signum: int) -> int:
 
 
 def _main(argv: list[str], brief: bool = False) -> int:
-    """A command; `brief`: a sweep's closing report is written to its files, not printed (nnlab doctor
+    """A command; `brief`: a run says one line, a sweep's closing report is written to its files, not printed (nnlab doctor
     prints its own)."""
     command, rest = argv[0], argv[1:]
     if command == "train":
@@ -141,9 +141,9 @@ def _hydra(command: str, args: list[str], default_dir: str | None = None, brief:
     keep their run directories apart: outputs/DEFAULT_DIR/DATE_TIME."""
     from nnlab.jobs.task import TASKS, Session
 
-    session = Session()
+    session = Session(brief=brief)
     try:
-        return _compose_and_run(TASKS[command](session), f"nnlab {command}", args, default_dir, brief)
+        return _compose_and_run(TASKS[command](session), f"nnlab {command}", args, default_dir)
     except KeyboardInterrupt:
         session.remove_made()
         raise
@@ -160,7 +160,7 @@ def _hydra(command: str, args: list[str], default_dir: str | None = None, brief:
         session.release()
 
 
-def _compose_and_run(task, prog: str, args: list[str], default_dir: str | None, brief: bool) -> int:
+def _compose_and_run(task, prog: str, args: list[str], default_dir: str | None) -> int:
     import hydra
 
     from nnlab.cli.preflight import MODES, options_first, preflight
@@ -202,7 +202,7 @@ def _compose_and_run(task, prog: str, args: list[str], default_dir: str | None, 
         defer_interrupts(True)  # until a job starts (jobs.Task.guarded), or Hydra is done
         hydra.main(config_path="pkg://nnlab.conf", config_name="train", version_base="1.3")(task)()
         defer_interrupts(False)
-        return _closing(task, brief)
+        return _closing(task)
     except BrokenPipeError:
         raise  # the reader of the output went away (nnlab train --help | head -1): main's
     except OSError as e:  # Hydra making the output folder: a name too long, a file system that refuses it
@@ -235,7 +235,7 @@ def _command_help(prog: str) -> str:
     )
 
 
-def _closing(task, brief: bool) -> int:
+def _closing(task) -> int:
     """What a command ends with beside its runs: for `nnlab train`, a sweep's summary and overview, or the
     overview of the folder of runs alone it ran in; a sweep's failed jobs said (exit 1)."""
     from nnlab.errors import ConfigError
@@ -252,7 +252,7 @@ def _closing(task, brief: bool) -> int:
             if folder == sweep:
                 from nnlab.commands.report import sweep_summary
 
-                sweep_summary(sweep, brief)
+                sweep_summary(sweep, session.brief)
             overview(folder, sweep=folder == sweep)
     except ConfigError as e:  # a link where the overview goes: refused, the runs' own results stand
         exit_with(str(e))

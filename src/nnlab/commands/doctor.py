@@ -110,7 +110,7 @@ def _diagnose(run: Path | None, base: list[str], cfg, choices: dict, folder: Pat
         console.print(f"[bold]nnlab doctor[/]: one run of {_budget(cfg)} to see what alarms it raises", soft_wrap=True)
         run = folder / "diagnosis"
         try:
-            code = train([*base, quoted_path(f"hydra.run.dir={run}")])
+            code = train([*base, quoted_path(f"hydra.run.dir={run}")], brief=True)
         except SystemExit:  # refused before training (its paragraph is said): no folder left holding nothing
             if not any(p.name != ".lock" for p in folder.iterdir()):
                 shutil.rmtree(folder)
@@ -414,7 +414,7 @@ def answer(
         gone = (
             ""
             if not r.alarms
-            else f"{','.join(dict.fromkeys(r.alarms))} {'gone' if r.still == 0 else f'{r.still}/{seeds}'}"
+            else f"{', '.join(dict.fromkeys(r.alarms))} {'gone' if r.still == 0 else f'{r.still}/{seeds}'}"
         )
         failed = f" ({r.failed}/{seeds} failed)" if r.failed else ""
         verdict = "reference" if not r.verdict else "tied" if r.verdict.startswith("not") else r.verdict
@@ -455,24 +455,46 @@ def show(table: list[list[str]], notes: list[str]) -> None:
     from rich.text import Text
 
     from nnlab.views import tables
-    from nnlab.views.console import console
+    from nnlab.views.console import console, shown
 
     head, *body = table
     keep = (9, 9, 6, 8, 7)
-    cols = [
-        tables.Column(h, [r[i] for r in body], keep=keep[i], folds=i == 0, justify="right" if i in (1, 2) else "left")
-        for i, h in enumerate(head)
-    ]
     styles = [None, *("bold green" if r[3] == "better" else "red" if r[3] == "worse" else None for r in body[1:])]
-    grid, dropped = tables.fit(cols, console.width, styles)
-    console.print(grid)
-    for note in notes + (
-        [f"left out at {console.width} columns: {', '.join(dropped)} (doctor.md has them)"] if dropped else []
-    ):
+    for narrow in (False, True):  # narrow: bands to 3 decimals (0.692±0.002) and the alarms folded, before a column goes
+        cols = [
+            tables.Column(
+                h,
+                [_narrow(r[i]) if narrow and i in (1, 2) else r[i] for r in body],
+                keep=keep[i],
+                folds=i == 0,
+                wraps=narrow and i == 4,
+                justify="right" if i in (1, 2) else "left",
+            )
+            for i, h in enumerate(head)
+        ]
+        grid, dropped = tables.fit(cols, console.width, styles)
+        if not dropped:
+            break
+    if dropped:  # too narrow for a table of every column: a paragraph per setting, every number in it
+        for row, style in zip(body, styles):
+            values = ", ".join(f"{h} {_narrow(v) if i in (1, 2) else v}" for i, (h, v) in enumerate(zip(head, row)) if i and v)
+            console.print(f"[{style or 'default'}]{shown(row[0])}[/]: {shown(values)}", highlight=False)
+    else:
+        console.print(grid)
+    for note in notes:
         if note.startswith("best fix"):  # a command to paste: one line
             console.print(f"  {note}", soft_wrap=True, highlight=False)
         else:
             console.print(Padding(Text(note), (0, 0, 0, 2), expand=False), highlight=False)
+
+
+def _narrow(band: str) -> str:
+    """`0.6920 ± 0.0017` as `0.692±0.002` (a narrow terminal's table)."""
+    mean, _, half = band.partition(" ± ")
+    try:
+        return f"{float(mean):.3f}" + (f"±{float(half):.3f}" if half else "")
+    except ValueError:
+        return band
 
 
 def _band(b) -> str:

@@ -27,6 +27,7 @@ PRETRAIN_METHODS = ("none", "supervised", "autoencoder")  # pretrain.method (nnl
 TRANSFER_MODES = ("fine_tune", "feature_extraction", "none")  # transfer.mode (nnlab/transfer.py)
 ON_FAILURE = ("continue", "stop")  # sweep.on_failure
 RUN_FIGURES = ("final", "all", "none")  # sweep.run_figures
+EACH_RUN = ("line", "full")  # sweep.each_run
 
 
 @dataclass
@@ -148,6 +149,7 @@ class TransferConfig:
 class SweepConfig:
     on_failure: str = MISSING
     run_figures: str = "final"  # a default here too: configs written before it existed still load
+    each_run: str = "line"
 
 
 @dataclass

@@ -24,6 +24,7 @@ from nnlab.config.schema import (
     PRECISIONS,
     PREPROCESS,
     PRETRAIN_METHODS,
+    EACH_RUN,
     RUN_FIGURES,
     TRANSFER_MODES,
     NNLabConfig,
@@ -52,6 +53,7 @@ def validate(cfg: DictConfig) -> None:
     _check_transfer(cfg.transfer)
     _choice("sweep.on_failure", cfg.sweep.on_failure, ON_FAILURE)
     _choice("sweep.run_figures", cfg.sweep.run_figures, RUN_FIGURES)
+    _choice("sweep.each_run", cfg.sweep.each_run, EACH_RUN)
     _check_combinations(cfg)
 
 

@@ -203,13 +203,32 @@ def safe_key(cfg: DictConfig) -> tuple[str | None, str]:
         return None, "its config does not build"
 
 
-def differ(names: list[str]) -> str:
-    """What differs between the jobs' override lists, e.g. 'trainer.seed=0..15' or 'optimizer.lr=0.1,0.01'."""
-    parts = [dict(p.split("=", 1) for p in n.split() if "=" in p) for n in names]
-    keys = [k for k in dict.fromkeys(k for p in parts for k in p) if len({p.get(k) for p in parts}) > 1]
+def group_label(given: list[dict[str, str]], group: list[int], why: str = "") -> str:
+    """A group of a sweep's jobs as its header names it (`given`: every job's command-line overrides): what
+    they share of what the sweep varies, then what varies inside the group: `activation=relu: 8 runs as one
+    stack (init=he_normal,zeros × trainer.seed=0..3)`, `activation=relu: 5 seeds as one stack`; a job alone
+    by its settings (and why it trains alone, where that is not just that no other job shares them)."""
+    from nnlab.commands.report import round_floats
+
+    keys = list(dict.fromkeys(k for g in given for k in g))
+    swept = [k for k in keys if len({g.get(k) for g in given}) > 1] if len(given) > 1 else keys
+    jobs = [given[i] for i in group]
+    inside = [k for k in swept if len({j.get(k) for j in jobs}) > 1]
+    shared = " ".join(f"{k}={jobs[0].get(k, '(default)')}" for k in swept if k not in inside)
+    shared = round_floats(shared)
+    if len(group) == 1:
+        return (shared or "(defaults)") + (f" (alone: {why})" if why else "")
+    head = f"{shared}: " if shared else ""
+    if set(inside) <= {"trainer.seed", "data.source.seed"} and len(inside) == 1:
+        return f"{head}{len(group)} seeds as one stack"
+    return f"{head}{len(group)} runs as one stack ({round_floats(_values(jobs, inside))})"
+
+
+def _values(jobs: list[dict[str, str]], keys: list[str]) -> str:
+    """`init=he_normal,zeros × trainer.seed=0..3`: each key's values, a run of whole numbers as a range."""
     shown = []
     for k in keys:
-        values = list(dict.fromkeys(p.get(k, "-") for p in parts))
+        values = list(dict.fromkeys(j.get(k, "(default)") for j in jobs))
         ints = all(v.lstrip("-").isdigit() for v in values)
         if (
             ints
@@ -219,4 +238,4 @@ def differ(names: list[str]) -> str:
             shown.append(f"{k}={values[0]}..{values[-1]}")
         else:
             shown.append(f"{k}={','.join(values)}")
-    return " ".join(shown) or "identical configs"
+    return " × ".join(shown)

@@ -68,6 +68,7 @@ class Session:
     runs: Path | None = None  # the folder of runs alone a run named by its time is in (outputs/runs): its overview
     kept: dict[Path, bytes] = field(default_factory=dict)  # a resumed run's .hydra files, put back if it stops early
     outcomes: list[Outcome] = field(default_factory=list)
+    brief: bool = False  # another command's part (nnlab doctor's): a run says one line, a sweep writes its report
 
     @property
     def failures(self) -> list[str]:
@@ -192,8 +193,9 @@ class Train(Task):
         from nnlab.training.loop import train
         from nnlab.training.member import prepare
 
-        member = prepare(job.cfg, job.run_dir, job, job.cpu_share)
-        return self.ended(job, member if isinstance(member, dict) else train([member])[0])
+        quiet = self.session.brief or (job.sweep and job.cfg.sweep.each_run == "line")  # one line as it ends
+        member = prepare(job.cfg, job.run_dir, job, job.cpu_share, quiet=quiet)
+        return self.ended(job, member if isinstance(member, dict) else train([member], quiet=quiet)[0])
 
     def ended(self, job: Job, summary: dict) -> Outcome:
         """A run's outcome from its summary, after the sweep's rules: a signal stops the whole sweep (its

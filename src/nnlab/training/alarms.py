@@ -80,19 +80,29 @@ def divergence(loss: float, initial: float, factor: float, step: int) -> Alarm |
     )
 
 
-def flat_loss(initial: float, recent: float, min_drop: float, step: int) -> Alarm | None:
-    """After `flat_after_steps`, a loss that has not dropped by min_drop (relative) is flat."""
+def flat_loss(initial: float, recent: float, min_drop: float, step: int, start: str = "") -> Alarm | None:
+    """After `flat_after_steps`, a loss that has not dropped by min_drop (relative) is flat. `start`: how the
+    weights started (diagnostics.start_form): the cause named and fixed first is the one measured."""
     if initial - recent > min_drop * initial:
         return None
+    flat = f"the loss is flat after {step} steps ({initial:.4g} -> {recent:.4g}): "
+    if start in STARTS:
+        return _raise("flat_loss", step, flat + STARTS[start], ("init=he_normal",), ("init=xavier_normal",))
     return _raise(
         "flat_loss",
         step,
-        f"the loss is flat after {step} steps ({initial:.4g} -> {recent:.4g}): the "
-        "initialization keeps units identical or silent (init=zeros, normal_small), or the learning rate "
-        "is too low.",
-        ("init=he_normal",),
+        flat + "the learning rate is probably too low, or the gradient vanishes on its way through the layers.",
         ("optimizer.lr*10",),
+        ("activation=relu", "init=he_normal"),
     )
+
+
+STARTS = {  # a measured start (diagnostics.start_form) that explains a flat loss or dead units by itself
+    "symmetric": "every unit of a layer started with the same weights (a constant initialization): each gets "
+    "the same gradient, so the layer stays one unit.",
+    "silent": "the initial weights are so small that the signal fades layer after layer (the hidden "
+    "activations start near zero), and the gradient with it.",
+}
 
 
 def gradient_flow(ratio: float | None, low: float, high: float, step: int) -> Alarm | None:
@@ -120,16 +130,20 @@ def gradient_flow(ratio: float | None, low: float, high: float, step: int) -> Al
     )
 
 
-def dead_units(stats: dict[str, float], threshold: float, step: int) -> Alarm | None:
+def dead_units(stats: dict[str, float], threshold: float, step: int, start: str = "") -> Alarm | None:
+    """A layer whose rectifier units are zero for every probe example. `start` (diagnostics.start_form): a
+    start that silences the units by itself is named and fixed first; else the rate and the bias."""
     worst = _worst_above(stats, "stats/dead_frac/", threshold)
     if worst is None:
         return None
     layer, frac = worst
+    dead = f"{frac:.0%} of the units of {layer} are dead (zero for every probe example; 20-30% is common): "
+    if start in STARTS:
+        return _raise("dead_units", step, dead + STARTS[start], ("init=he_normal",), ("init=xavier_normal",))
     return _raise(
         "dead_units",
         step,
-        f"{frac:.0%} of the units of {layer} are dead (zero for every probe example; "
-        "20-30% is common). A too-high learning rate or a negative bias kills ReLUs.",
+        dead + "a too-high learning rate (or a negative initial bias) pushes ReLUs where they never fire again.",
         ("optimizer.lr*0.1",),
         ("init.bias=0.01",),
         ("activation=leaky_relu",),

@@ -236,6 +236,7 @@ class Diagnostics:
         self.recent_loss = math.nan  # mean training loss of the last log window
         self.flushed = 0  # the last step whose loss and gradient norm are written
         self.quiet = False  # True in a stack: its alarms are said grouped by setting at its end, not one by one
+        self.start_form = ""  # how the weights started (start_form): what a flat loss or dead units blame first
 
     # -- alarms
     def raise_alarm(self, alarm) -> None:
@@ -260,8 +261,9 @@ class Diagnostics:
             self.raise_alarm(
                 self.alarms_fn.initial_loss(self.initial, self.expected_initial, self.alarm_cfg.initial_loss_tolerance)
             )
-        if self.acts:
-            outputs = probe_activations(self.model, self.acts, self.probe_x)
+        outputs = probe_activations(self.model, self.acts, self.probe_x) if self.acts else {}
+        self.start_form = start_form(self.layers, outputs)
+        if outputs:
             self.tracker.scalars(0, activation_stats(outputs, self.activation, self.cfg.saturation_eps))
             self._figure(outputs, 0, "at initialization", "activations_init.png")
 
@@ -314,10 +316,12 @@ class Diagnostics:
             "flushed": self.flushed,
             "alarms": [a.as_dict() for a in self.raised],
             "pretrain": self.pretrain,
+            "start_form": self.start_form,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.initial, self.flushed, self.pretrain = state["initial"], state["flushed"], state.get("pretrain", [])
+        self.start_form = state.get("start_form", "")
         self.raised = [self.alarms_fn.Alarm(**a) for a in state["alarms"]]
 
     def flush(self, step: int, epoch: int) -> bool:
@@ -347,7 +351,7 @@ class Diagnostics:
                 self.raise_alarm(alarm)
                 return True
         if step - n < a.flat_after_steps <= step and not self.pretrain:
-            self.raise_alarm(self.alarms_fn.flat_loss(self.initial, recent, a.flat_min_drop, step))
+            self.raise_alarm(self.alarms_fn.flat_loss(self.initial, recent, a.flat_min_drop, step, self.start_form))
         return False
 
     def measure(self) -> tuple[dict[str, float], dict[str, float]]:
@@ -368,7 +372,7 @@ class Diagnostics:
         self.tracker.scalars(step, stats, epoch)
         f = self.alarms_fn
         self.raise_alarm(f.gradient_flow(ratio, al.grad_ratio_low, al.grad_ratio_high, step))
-        self.raise_alarm(f.dead_units(stats, al.dead_fraction, step))
+        self.raise_alarm(f.dead_units(stats, al.dead_fraction, step, self.start_form))
         self.raise_alarm(f.saturation(stats, al.saturated_fraction, step))
         group = self.optimizer.param_groups[0]
         lr_scale = group["lr"] / group["initial_lr"] if group.get("initial_lr") else 1.0  # where the schedule is
@@ -376,6 +380,21 @@ class Diagnostics:
 
     def _figure(self, outputs: dict[str, Tensor], step: int, when: str, filename: str) -> None:
         activations_figure(self.tracker, outputs, step, when, filename)
+
+
+def start_form(layers: list[tuple[str, nn.Module]], outputs: dict[str, Tensor]) -> str:
+    """How the weights started, where that alone explains a flat loss or dead units: "symmetric" (a layer of
+    several units whose units all have the same weights: no gradient can tell them apart), "silent" (the
+    last hidden layer's activations on the probe batch vary by under 1e-3: the signal fades through the
+    layers), else ""."""
+    with torch.no_grad():
+        for _, m in layers[:-1] or layers:
+            w = m.weight.flatten(1)
+            if len(w) > 1 and bool((w == w[:1]).all()):
+                return "symmetric"
+        if outputs and float(list(outputs.values())[-1].float().std()) < 1e-3:
+            return "silent"
+    return ""
 
 
 def activations_figure(tracker, outputs: dict[str, Tensor], step: int, when: str, filename: str) -> None:

@@ -29,7 +29,7 @@ from nnlab.run_files.tracking import Tracker, write_summary
 from nnlab.training import pretrain
 from nnlab.training.diagnostics import Diagnostics, stack_boundaries, stack_measure
 from nnlab.training.loop_state import Monitor, Position, StopRequest
-from nnlab.training.member import Member, alarms_said, close, guard, hparams_of, said
+from nnlab.training.member import Member, close, guard, hparams_of, said
 from nnlab.training.setup import Experiment, model_summary
 from nnlab.views import figures
 from nnlab.views.console import TrainingProgress, check_interrupt, epoch_line, stack_info, summary_text, warning
@@ -148,11 +148,14 @@ def test(engine, members: list[Member], alone: bool) -> None:
         m.training.test = None if metrics is None else {f"{k}/test": v for k, v in metrics.items()}
 
 
-def train(members: list[Member], label: str = "") -> list[dict | None]:
+def train(members: list[Member], label: str = "", quiet: bool | None = None) -> list[dict | None]:
     """Train K >= 1 members (run_files.prepare) as one stack where they can (engine/stack.py), each writing its
     own run folder; their summaries, in order. A run alone (K = 1) raises what fails; in a stack of K > 1 a
-    failure ends that member alone (its folder says why; its summary is None) and the others go on."""
+    failure ends that member alone (its folder says why; its summary is None) and the others go on.
+    `quiet` (a stack's always, a sweep's run alone unless sweep.each_run=full): no epoch lines nor closing
+    table on the terminal, one line per setting as it ends (train.log and TensorBoard keep everything)."""
     alone = len(members) == 1
+    quiet = not alone if quiet is None else quiet
     drawn = "all" if alone else members[0].cfg.sweep.run_figures  # a stack's runs: only the figures asked for
     painter = _painter(members, drawn)
     started = time.perf_counter()
@@ -161,7 +164,7 @@ def train(members: list[Member], label: str = "") -> list[dict | None]:
             check_interrupt()  # a signal in start-up that a library swallowed: stop before a checkpoint is written
             for m in members:
                 m.training = guard(
-                    m, alone, lambda m=m: Training(m.exp, m.run_dir, m.tracker, m.state, stop, quiet=not alone)
+                    m, alone, lambda m=m: Training(m.exp, m.run_dir, m.tracker, m.state, stop, quiet=quiet)
                 )
             for engine, group in _engines([m for m in members if m.training is not None]):
                 t = group[0].exp.trainer
@@ -171,6 +174,7 @@ def train(members: list[Member], label: str = "") -> list[dict | None]:
                     enabled=t.progress,
                     done=group[0].training.loop.step,
                     stack=None if alone else f"stack {label}",
+                    lines=not quiet,
                 )
                 with progress:
                     _drive(engine, group, progress, alone)
@@ -191,9 +195,8 @@ def train(members: list[Member], label: str = "") -> list[dict | None]:
         for m, summary in zip(members, summaries):  # summary.json last: a kill before it leaves the run resumable
             if summary is not None:
                 write_summary(m.run_dir, summary)
-                said(m, summary, alone)
-        if not alone:
-            alarms_said(members, summaries)
+        if any(s is not None for s in summaries):
+            said(members, summaries, quiet)
         return summaries
     finally:
         if painter is not None:

@@ -24,6 +24,7 @@ from nnlab.run_files import folder as run_folder
 from nnlab.run_files.tracking import Tracker, environment, has_events
 from nnlab.training.setup import Experiment, model_summary, setup
 from nnlab.views import figures
+from nnlab.views.console import tensorboard_command
 
 
 class JobRecord(Protocol):
@@ -147,35 +148,45 @@ def close(m: Member, alone: bool, label: str, size: int, wall: float) -> dict | 
     return None if m.failed is not None else summary
 
 
-def said(m: Member, summary: dict, alone: bool) -> None:
-    """The closing table of a run alone; one line for a member of a stack."""
-    from nnlab.views.console import console, result_line, summary_table
-
-    if alone:
-        summary_table(summary)
-        return
-    console.print(result_line(m.run_dir.name, summary["status"], summary["metrics"]), soft_wrap=True)
-
-
-def alarms_said(members: list[Member], summaries: list[dict | None]) -> None:
-    """A stack's alarms, one line each, with the settings (less the seed) of the runs that raised it:
-    `flat_loss: init=zeros x5, init=normal_small x5`; the full text is in each run's train.log and
-    TensorBoard."""
-
+def said(members: list[Member], summaries: list[dict | None], quiet: bool) -> None:
+    """How the runs ended: a run's closing table; quiet (a sweep's runs), one line per setting (its runs
+    less the seed): `  init=zeros  5 seeds: ok x5  acc/test 0.4796 ± 0.0098  alarms: flat_loss x5`, the
+    band the 95% interval of the seeds' mean, as the report's; a run of its own, its numbers. The alarms'
+    full text is in each run's train.log and TensorBoard's TEXT tab."""
     from nnlab.compare import setting_names
-    from nnlab.views.console import console, shown
+    from nnlab.views.console import console, summary_table
 
+    if not quiet:
+        summary_table(summaries[0])
+        return
     given = [dict(o.split("=", 1) for o in m.exp.config.get("overrides", []) if "=" in o) for m in members]
-    raised: dict[str, Counter] = {}
-    for setting, summary in zip(setting_names(given), summaries):
-        for alarm in (summary or {}).get("alarms", []):
-            raised.setdefault(alarm["name"], Counter())[setting or "all runs"] += 1
-    if raised:
-        console.print("alarms (the full text: each run's train.log and TensorBoard's TEXT tab):", highlight=False)
-    for name, settings in raised.items():
-        console.print(
-            f"  {name}: " + ", ".join(f"{shown(s)} x{n}" for s, n in settings.items()), soft_wrap=True, highlight=False
-        )
+    settings: dict[str, list[dict | None]] = {}
+    for name, summary in zip(setting_names(given), summaries):
+        settings.setdefault(name, []).append(summary)
+    for name, ended in settings.items():
+        console.print(setting_line(name, ended), soft_wrap=True, highlight=False)
+
+
+def setting_line(name: str, summaries: list[dict | None]) -> str:
+    """One setting's runs as they ended (None: a run that failed): their statuses, the band of each test
+    metric (one run: its value), the alarms they raised."""
+    from nnlab.compare import band
+    from nnlab.views.console import shown
+
+    statuses = Counter("failed" if s is None else s["status"] for s in summaries)
+    ran = [s for s in summaries if s is not None]
+    tested = [k for k in dict.fromkeys(k for s in ran for k in s["metrics"]) if k.endswith("/test")]
+    alarms = Counter(a["name"] for s in ran for a in s.get("alarms", []))
+    n = len(summaries)
+    parts = [", ".join(f"{status} x{k}" if n > 1 else status for status, k in statuses.items())]
+    for key in tested:
+        b = band([s["metrics"].get(key) for s in ran])
+        if b is not None:
+            parts.append(f"{key} {b.mean:.4f}" + (f" ± {b.half:.4f}" if b.n > 1 else ""))
+    if alarms:
+        parts.append("alarms: " + ", ".join(f"{a} x{k}" if n > 1 else a for a, k in alarms.items()))
+    head = "  ".join(filter(None, [shown(name), f"{n} seeds" if n > 1 else ""]))
+    return "  " + (f"{head}: " if head else "") + "  ".join(parts)
 
 
 def finished_message(run_dir: Path, summary: dict) -> str:
@@ -317,7 +328,7 @@ def banner(run_dir: Path, exp: Experiment, state: dict | None) -> list[str]:
         f"run {what}: {run_dir}" + (f" (from step {state['step']})" if state is not None else ""),
         f"  {exp.device.type} ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}), "
         f"{m['class']} with {m['parameters']:,} parameters, data {sizes} (inputs {shape})",
-        f"  watch it: tensorboard --logdir {run_dir}",
+        f"  watch it: {tensorboard_command(run_dir)}",
     ]
 
 

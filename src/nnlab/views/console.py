@@ -4,9 +4,11 @@ one-paragraph error message for user errors."""
 from __future__ import annotations
 
 import io
+import re
 import signal
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -15,8 +17,41 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+_MARKUP = re.compile(r"(?<!\\)\[(?:/|[a-z#])")  # a rich tag ([bold], [/]): text with markup is rich's to wrap
+
+
+def fold(text: str, width: int, indent: int | None = None) -> str:
+    """`text` in lines of at most `width` columns, broken between words, and inside a word longer than a
+    line (a path, a list of settings) only after a `/`, `,` or `=`, never inside a name. Continuation lines are
+    indented by the text's own indent plus two (or `indent`)."""
+    lead = len(text) - len(text.lstrip(" "))
+    pad = " " * (lead + 2 if indent is None else indent)
+    lines, line = [], text[:lead]
+    for word in re.findall(r"\S+\s*", text[lead:]):
+        pieces = [word] if len(word.rstrip()) <= width - len(pad) else re.findall(r"[^/,=]*[/,=]\s*|[^/,=]+\s*$", word)
+        for piece in pieces:
+            if len(line.rstrip()) + len(piece.rstrip()) > width and line.strip():
+                lines.append(line.rstrip())
+                line = pad
+            line += piece
+    lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+class _Console(Console):
+    """rich's Console, where a line printed unwrapped (soft_wrap=True) is folded in a terminal by fold():
+    between words and path segments, never inside them; into a file or pipe it stays one line (for grep)."""
+
+    def print(self, *objects, soft_wrap: bool | None = None, **kwargs) -> None:
+        if soft_wrap and self.is_terminal and len(objects) == 1 and isinstance(objects[0], str):
+            text = objects[0]
+            if not _MARKUP.search(text):
+                objects = ("\n".join(fold(line, self.width) for line in text.split("\n")),)
+        super().print(*objects, soft_wrap=soft_wrap, **kwargs)
+
+
+console = _Console(highlight=False)
+err_console = _Console(stderr=True, highlight=False)
 
 
 def printable(text: Any) -> str:
@@ -32,11 +67,20 @@ def shown(text: Any) -> str:
 
 def error(message: str, title: str = "error") -> None:
     """One paragraph on stderr: wrapped between words in a terminal, one line into a file or pipe."""
-    err_console.print(f"[bold red]nnlab {title}:[/] {shown(message)}", soft_wrap=not err_console.is_terminal)
+    _paragraph(err_console, f"nnlab {title}:", "bold red", message)
 
 
 def warning(message: str) -> None:
-    console.print(f"[bold yellow]warning:[/] {shown(message)}", soft_wrap=not console.is_terminal)
+    _paragraph(console, "warning:", "bold yellow", message)
+
+
+def _paragraph(out: Console, title: str, style: str, message: str) -> None:
+    """`title message` as one paragraph: folded in a terminal (fold: paths broken after `/` only), one line
+    into a file or pipe."""
+    text = f"{title} {printable(message)}"
+    if out.is_terminal:
+        text = fold(text, out.width, indent=0)
+    out.print(f"[{style}]{title}[/]{escape(text[len(title):])}", soft_wrap=True)
 
 
 class TrainingProgress:
@@ -54,8 +98,10 @@ class TrainingProgress:
         done: int = 0,
         out: Console | None = None,
         stack: str | None = None,
+        lines: bool = True,
     ):
         self.enabled, self.epochs, self.stack = enabled, epochs, stack
+        self.lines = lines and stack is None  # each epoch's line (a run alone that is not one of a sweep's)
         self.out = out or console
         columns = [
             TextColumn("epoch {task.fields[epoch]}"),
@@ -99,19 +145,19 @@ class TrainingProgress:
         self.bars.update(
             self.task, epoch=f"{nxt:>{len(str(self.epochs))}}/{self.epochs}", **({"info": info} if info else {})
         )
-        if self.enabled and self.stack is None:
+        if self.enabled and self.lines:
             self.out.print(epoch_line(epoch, metrics, self.out.width), soft_wrap=True, highlight=False)
 
 
 def stack_info(running: int, stopped: int, metric: str, values: list[float]) -> str:
-    """`14 running, 2 stopped  loss/val 0.0912..0.2301` (best..worst of the members' current values)."""
+    """`14 running, 2 stopped  loss/val best 0.0912 worst 0.2301` (of the members' current values)."""
     from nnlab.metrics import better
 
     text = f"{running} running" + (f", {stopped} stopped" if stopped else "")
     values = [v for v in values if v == v]
     if values:
         best, worst = (max(values), min(values)) if better(metric) > 0 else (min(values), max(values))
-        text += f"  {metric} {best:.4f}..{worst:.4f}"
+        text += f"  {metric} best {best:.4f} worst {worst:.4f}"
     return text
 
 
@@ -168,8 +214,14 @@ def _table(summary: Mapping[str, Any], console: Console) -> None:
     table.add_row("epochs run", str(summary["epochs_run"]))
     table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
     console.print(table)
-    console.print(f"run directory: [bold]{summary['run_dir']}[/]", soft_wrap=True)
-    console.print(f"  tensorboard --logdir {summary['run_dir']}", soft_wrap=True)
+    console.print(f"run directory: {shown(summary['run_dir'])}", soft_wrap=True)
+    console.print(f"  {shown(tensorboard_command(summary['run_dir']))}", soft_wrap=True)
+
+
+def tensorboard_command(run_dir: str | Path) -> str:
+    """The command that shows a run in TensorBoard under its own name: its parent folder as the log
+    directory (a run folder given as the log directory itself is named `.` there)."""
+    return f"tensorboard --logdir {Path(run_dir).parent}"
 
 
 def summary_text(summary: Mapping[str, Any]) -> str:

@@ -26,9 +26,13 @@ class Column:
     keep: int = 0  # 0: dropped first; the highest: kept longest
     folds: bool = False  # a column of names: may fold onto more lines where nothing else is left to drop
     justify: str = "left"
+    wraps: bool = False  # a column of words (not names, not numbers): wraps between them before any column goes
 
     @property
     def width(self) -> int:
+        """The width it needs: a column that wraps, its longest word; any other, its longest cell."""
+        if self.wraps:
+            return max(cell_len(w) for text in [self.header, *self.cells] for w in text.split() or [""])
         return max([cell_len(self.header), *(cell_len(c) for c in self.cells)])
 
 
@@ -43,13 +47,20 @@ def fit(columns: list[Column], width: int, styles: list | None = None) -> tuple[
     table = Table(
         header_style="bold"
     )  # (its title: a line of its own above it, wrapped to the terminal, not the table)
+    spare, room = max(0, width - 1 - sum(c.width + PADDING for c in shown)), {}
+    for c in shown:  # the room left, to the columns that wrap, each up to its one-line width
+        if c.wraps:
+            full = max(cell_len(t) for t in [c.header, *c.cells])
+            room[c.header] = min(full - c.width, spare)
+            spare -= room[c.header]
     for c in shown:
         table.add_column(
             c.header,
             justify=c.justify,
-            no_wrap=not c.folds,
-            overflow="fold" if c.folds else "ellipsis",
+            no_wrap=not (c.folds or c.wraps),
+            overflow="fold" if c.folds or c.wraps else "ellipsis",
             min_width=None if c.folds else c.width,
+            max_width=c.width + room[c.header] if c.wraps else None,  # (rich's own sharing can overshoot)
         )
     for i in range(len(columns[0].cells)):
         table.add_row(*(c.cells[i] for c in shown), style=(styles or [None] * (i + 1))[i])
