@@ -85,6 +85,13 @@ def test_softplus_output_is_positive_everywhere(tmp_path):
         pred = exp.loss_fn.link(exp.model(grid))
     assert pred.min() > 0
     assert summary(run)["metrics"]["r2/test"] > 0  # and it fits better than the mean
+    import nnlab  # load_run predicts in the targets' units: through the link, positive too
+
+    loaded = nnlab.load_run(run, which="last")
+    raw = loaded.predict(grid.cpu().numpy())
+    assert raw.min() > 0 and torch.equal(raw, loaded.loss_fn.link(loaded.model(grid.cpu())).squeeze(-1))
+    with pytest.raises(ValueError, match="regression"):
+        loaded.predict_proba(grid.cpu())
 
 
 def test_ensemble_of_regressors_is_no_worse_than_its_mean_member(tmp_path):

@@ -281,6 +281,16 @@ def test_load_run_gives_a_model_for_raw_inputs(tmp_path):
         and "acc/test=" in shown
         and len(shown) < 200
     )
+    # as Keras and Lightning users expect it: numpy in, probabilities, the history, in the package's names
+    assert "load_run" in dir(nnlab) and "Run" in nnlab.__all__
+    probs = loaded.predict_proba(x_test.numpy())
+    assert probs.shape == (80, 2) and torch.allclose(probs.sum(1), torch.ones(80))
+    assert torch.equal(probs.argmax(1), loaded.predict(x_test.numpy())) and torch.equal(
+        loaded.predict(x_test[0].numpy()), loaded.predict(x_test[:1])
+    )  # one point, a batch of one
+    history = loaded.history
+    assert history["epoch"] == [1, 2] and len(history["acc/val"]) == 2
+    assert history["loss/train"][-1] == pytest.approx(summary(run)["metrics"]["loss/train"])
     last = nnlab.load_run(run / "checkpoints" / "last.pt")
     assert last.checkpoint.name == "last.pt" and torch.equal(last.model(x_test), last.model(x_test))
     from nnlab.errors import ConfigError
@@ -307,6 +317,11 @@ def test_load_run_on_images_takes_uint8(tmp_path, mnist_root):
     assert x_test.dtype == torch.uint8
     acc = (loaded.predict(x_test) == y_test).float().mean().item()
     assert acc == pytest.approx(summary(run)["metrics"]["acc/test"], abs=1e-6)
+    images = x_test[:5].numpy()  # numpy, (N, 28, 28) and one (28, 28) image, channels-last (N, 28, 28, 1)
+    assert torch.equal(loaded.predict(images), loaded.predict(x_test[:5]))
+    assert torch.equal(loaded.predict(images[0]), loaded.predict(x_test[:1]))
+    assert torch.equal(loaded.predict(images[..., None]), loaded.predict(x_test[:5]))
+    assert loaded.predict_proba(images).shape == (5, 10)
 
 
 def test_an_error_paragraph_wraps_between_words_in_a_terminal_and_is_one_line_in_a_pipe(monkeypatch):

@@ -3,6 +3,11 @@
 In Python: `nnlab.load_run(path)` gives a trained run's model, config and summary (nnlab/commands/load_run.py)."""
 
 __version__ = "0.1.0"
+__all__ = ["Run", "load_run"]
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
 
 
 def __getattr__(name: str):

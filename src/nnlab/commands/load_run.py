@@ -4,8 +4,9 @@ summary.
 
     import nnlab
     run = nnlab.load_run("outputs/2026-11-24/15-01-02")   # or a checkpoint file: .../checkpoints/last.pt
-    probs = run.model(x).softmax(-1)                      # x as the data set gives it
-    labels = run.predict(x)
+    labels = run.predict(x)                               # x as the data set gives it: numpy or torch, raw shapes
+    probs = run.predict_proba(x)                          # [N, classes]
+    run.history["acc/val"]                                # the metrics per epoch, as Keras's History
 
 The checkpoint is read with weights_only=True (no pickled code runs) and the config is validated like every
 config nnlab reads from disk. The preprocessing statistics are those of the run's own training split, so
@@ -88,8 +89,28 @@ class Run:
         one target, else [N, targets]) for raw inputs (a tensor or a numpy array, in the shapes as_batch takes)."""
         out = self.model(x)
         if self.kind == "regression":
+            out = self.loss_fn.link(out)  # in the targets' units (a softplus output: positive values)
             return out.squeeze(-1) if out.shape[-1] == 1 else out
         return self.loss_fn.predict(out)
+
+    @torch.no_grad()
+    def predict_proba(self, x) -> torch.Tensor:
+        """[N, classes]: each class's probability for raw inputs (as predict() takes them); rows sum to one."""
+        if self.kind == "regression":
+            raise ValueError(f"{self.path} is a regression: it has values (predict), not class probabilities.")
+        return self.loss_fn.probabilities(self.model(x))
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        """The per-epoch metrics as Keras's History.history holds them: {"epoch": [1, 2, ...], "loss/train":
+        [...], "acc/val": [...], ...}, from metrics.jsonl (the epochs of the training that made this run)."""
+        from nnlab.run_files.records import read_rows
+
+        rows = [r for r in read_rows(self.path / "metrics.jsonl") if "loss/train" in r and "epoch" in r]
+        by_epoch = {r["epoch"]: r for r in rows}  # a resumed run logs an epoch again: the last one counts
+        keys = [k for k in dict.fromkeys(k for r in by_epoch.values() for k in r) if k not in ("step", "epoch")]
+        epochs = sorted(by_epoch)
+        return {"epoch": epochs, **{k: [by_epoch[e].get(k, float("nan")) for e in epochs] for k in keys}}
 
 
 def load_run(path: str | Path, which: str = "best", device: str = "cpu") -> Run:
@@ -126,9 +147,9 @@ def load_experiment(path: str | Path, which: str = "best", device: str = "cpu") 
             "checkpoint in one (RUN/checkpoints/last.pt)."
         )
     ckpt = given if given.is_file() else checkpoint.of_run(run) if which == "best" else run / "checkpoints" / "last.pt"
-    cfg = load_run_config(run)
+    cfg = load_run_config(run, trains=False)
     cfg.trainer.device = device
-    exp = setup(cfg)  # the run's own model and loss, and its training split's statistics
+    exp = setup(cfg, trains=False)  # the run's own model and loss, and its training split's statistics
     try:
         bare(exp.model).load_state_dict(checkpoint.load(ckpt, map_location=exp.device)["model"])
     except (RuntimeError, KeyError) as e:

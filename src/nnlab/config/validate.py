@@ -33,8 +33,9 @@ from nnlab.config.targets import TARGET_GROUPS, check_no_nested_targets, check_t
 from nnlab.errors import ConfigError, did_you_mean
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first problem found in a composed config."""
+def validate(cfg: DictConfig, trains: bool = True) -> None:
+    """Raise ConfigError for the first problem found in a composed config (`trains`: False for a trained run
+    read back, whose optimizer is not built)."""
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as e:  # interpolation or missing value
@@ -49,7 +50,7 @@ def validate(cfg: DictConfig) -> None:
         check_target(group, cfg[group])
     check_target("data.source", cfg.data.source)
     _check_numbers(cfg)
-    _check_limits(cfg)
+    _check_limits(cfg, trains)
     _check_transfer(cfg.transfer)
     _choice("sweep.on_failure", cfg.sweep.on_failure, ON_FAILURE)
     _choice("sweep.run_figures", cfg.sweep.run_figures, RUN_FIGURES)
@@ -57,9 +58,10 @@ def validate(cfg: DictConfig) -> None:
     _check_combinations(cfg)
 
 
-def load_run_config(run_dir) -> DictConfig:
+def load_run_config(run_dir, trains: bool = True) -> DictConfig:
     """The config a run was made with (RUN/config.yaml), typed by the schema and validate()d like a
-    command line's: a config file is input like any other (its targets go through the allowlist)."""
+    command line's: a config file is input like any other (its targets go through the allowlist).
+    `trains`: False where the run is only read back (validate's)."""
 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
@@ -85,7 +87,7 @@ def load_run_config(run_dir) -> DictConfig:
     except Exception as e:
         raise ConfigError(f"{path} does not fit nnlab's config schema: {_first_line(e)}.") from None
     try:
-        validate(cfg)
+        validate(cfg, trains)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     return cfg
@@ -336,7 +338,7 @@ BYTES_PER_POINT = 128  # a toy point as generated, split and preprocessed (float
 BYTES_PER_PARAMETER = 16  # fp32 weights, gradients and two optimizer moments
 
 
-def _check_limits(cfg: DictConfig) -> None:
+def _check_limits(cfg: DictConfig, trains: bool = True) -> None:
     """What torch would fail on mid-run, refused before any folder exists: seeds out of range, data or
     models larger than this machine's memory, optimizer settings torch's own constructor rejects."""
     for key, value in (("trainer.seed", cfg.trainer.seed), ("data.source.seed", cfg.data.source.get("seed"))):
@@ -361,7 +363,8 @@ def _check_limits(cfg: DictConfig) -> None:
             f"about {parameters:,} parameters need {parameters * BYTES_PER_PARAMETER / 2**30:,.0f} "
             f"GiB with their gradients and optimizer state, more than this machine's {memory / 2**30:.0f} GiB",
         )
-    _check_optimizer_builds(cfg.optimizer)
+    if trains:
+        _check_optimizer_builds(cfg.optimizer)
 
 
 def _memory_bytes() -> int:

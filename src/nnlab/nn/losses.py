@@ -28,6 +28,10 @@ class CrossEntropy(nn.CrossEntropyLoss):
     def predict(self, out: torch.Tensor) -> torch.Tensor:
         return out.argmax(1)
 
+    def probabilities(self, out: torch.Tensor) -> torch.Tensor:
+        """[N, C] class probabilities: the softmax of the logits."""
+        return out.float().softmax(1)
+
     def expected_initial(self, num_classes: int) -> float:
         return math.log(num_classes)
 
@@ -48,6 +52,11 @@ class BCE(nn.Module):
 
     def predict(self, out):
         return (out.squeeze(1) > 0).long()
+
+    def probabilities(self, out: torch.Tensor) -> torch.Tensor:
+        """[N, 2]: the probabilities of class 0 and class 1 (the sigmoid of the one logit)."""
+        p = out.float().sigmoid().reshape(-1, 1)
+        return torch.cat([1 - p, p], 1)
 
     def expected_initial(self, num_classes: int) -> float:
         return math.log(2)
@@ -89,6 +98,12 @@ class MSE(nn.Module):
 
     def predict(self, out):
         return out.argmax(1)
+
+    def probabilities(self, out: torch.Tensor) -> torch.Tensor:
+        """[N, C]: squared error on one-hot targets estimates each class's probability, so the outputs
+        (through the link), clipped to [0, 1] and normalized to sum to one."""
+        p = self.link(out.float()).clamp(0, 1)
+        return p / p.sum(1, keepdim=True).clamp_min(1e-12)
 
     def expected_initial(self, num_classes: int) -> float:
         return 1 / num_classes  # outputs near 0: (1 - 0)^2 for one of C outputs

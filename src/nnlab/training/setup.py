@@ -139,10 +139,12 @@ def build_model(cfg: DictConfig, in_shape, num_outputs: int, activation) -> nn.M
     return model
 
 
-def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False) -> Experiment:
+def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, trains: bool = True) -> Experiment:
     """Every torch object of a run, built from its validated config; `cpu_share`: this job's share of the
     CPU cores where a parallel launcher runs several at once (see trainer.threads); `shared`: a run of a
-    stack, whose image set it shares with the others (loader.Images)."""
+    stack, whose image set it shares with the others (loader.Images); `trains`: False for a trained run
+    read back (load_run, figures): no optimizer nor schedule (torch.optim's first optimizer imports
+    torch._dynamo, a second of start-up)."""
     trainer: TrainerConfig = OmegaConf.to_object(cfg.trainer)
     notes = seed_everything(trainer.seed, trainer.deterministic)
     device = resolve_device(trainer.device)
@@ -186,13 +188,16 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False) -
     if tr.init_from and tr.mode != "none":
         reused = transfer.load_matching(model, tr.init_from)
         notes.append(f"transfer.init_from: {len(reused)} parameter tensors reused ({tr.mode}), the output layer new")
-    groups = transfer.parameter_groups(model, reused, tr.mode, cfg.optimizer.lr, tr.reused_lr_factor)
-    make_optimizer = instantiate(cfg.optimizer, _convert_="all")  # plain lists (betas): checkpoints load weights-only
-    optimizer = make_optimizer(groups)
     spe = steps_per_epoch(len(data.train), trainer.batch_size)
-    scheduler = instantiate(cfg.schedule, _convert_="all")(
-        optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe
-    )
+    make_optimizer = optimizer = scheduler = why = None
+    if trains:
+        groups = transfer.parameter_groups(model, reused, tr.mode, cfg.optimizer.lr, tr.reused_lr_factor)
+        make_optimizer = instantiate(cfg.optimizer, _convert_="all")  # plain lists (betas): checkpoints load weights-only
+        optimizer = make_optimizer(groups)
+        scheduler = instantiate(cfg.schedule, _convert_="all")(
+            optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe
+        )
+        why = update_mode(optimizer, trainer.precision)
     activities: list[torch.Tensor] = []
     if cfg.regularization.activity_l1 > 0:
 
@@ -206,7 +211,6 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False) -
         model = torch.compile(model)
     regularization = OmegaConf.to_object(cfg.regularization)
     weights = [m.weight for _, m in weight_layers(model) if m.weight.requires_grad]
-    why = update_mode(optimizer, trainer.precision)
     if why is not None:  # a mode of its own, said at the start: never a silent switch
         notes.append(f"update: torch.optim's own step() ({why}), not the engine's stacked form")
     return Experiment(
