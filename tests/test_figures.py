@@ -36,9 +36,30 @@ def test_a_runs_curves_and_a_reports_curves_are_the_same_figure(tmp_path):
     assert figures.epoch_curve(rows, "test", "acc", "test") is None
     figures.curves_figure(curves, tmp_path / "run.png")
     many = [figures.Curve(f"run{i}", (1, 2), (1.0, "nan"), (0.5, 0.6)) for i in range(5)]
-    figures.curves_figure(many, tmp_path / "report.png", log_loss=True)
-    assert imread(tmp_path / "run.png").shape[:2] == (320, 900)
-    assert imread(tmp_path / "report.png").shape[:2] == (400, 1300)
+    fig = figures.curves_figure(many, tmp_path / "report.png", log_loss=True)
+    assert imread(tmp_path / "run.png").shape[:2] == (400, 1000)
+    assert imread(tmp_path / "report.png").shape[:2] == (492, 1100)  # the legend below, two columns of three
+    sizes = [t.get_fontsize() for t in fig.findobj(lambda o: hasattr(o, "get_fontsize") and getattr(o, "get_text", None) and o.get_text())]
+    assert sizes and min(sizes) >= 9  # every text readable on a slide
+
+
+def test_a_reports_curves_keep_bands_in_range_mark_failures_and_label_the_log_axis_plainly(tmp_path):
+    low = figures.Curve("a", (1, 2), (0.5, 0.4), (0.95, 0.97))
+    high = figures.Curve("a", (1, 2), (0.6, 0.45), (0.99, 1.0))
+    mean = figures.mean_curve([low, high], "zeros (n=2)")
+    (lo, hi), _ = mean.band[1]
+    assert hi > 1.0 and lo < 0.95  # a 95% interval of two seeds is wide (t = 12.7) ...
+    gone = figures.Curve("lr=100", (), (), (), failed="diverged 2/2")
+    fig = figures.curves_figure([mean, gone, low], tmp_path / "r.png", log_loss=True)
+    ax_loss, ax_score = fig.axes[:2]
+    band = ax_score.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.max() <= 1.0 and band.min() >= 0.0  # ... but never drawn beyond what an accuracy can be
+    legend = [t.get_text() for t in fig.legends[0].get_texts()] if fig.legends else [t.get_text() for t in ax_score.get_legend().get_texts()]
+    assert "lr=100: diverged 2/2" in legend  # a setting that diverged is in the legend, marked, not dropped
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax_loss.get_yticklabels(minor=True) + ax_loss.get_yticklabels() if t.get_text()]
+    assert labels and all("10^" not in t and "\\times" not in t for t in labels), labels  # 0.4, not 4x10^-1
+    assert any(figures.BAND in t.get_text() for t in fig.texts)  # what a band means, said on the figure
 
 
 def test_decision_boundary_colours_the_plane_by_the_prediction_and_keeps_the_mode():
@@ -133,7 +154,7 @@ def test_a_stacks_runs_draw_the_figures_asked_for_and_report_draws_the_rest(tmp_
             f"hydra.sweep.dir={sweep}",
             cwd=tmp_path,
         )
-        assert out.returncode == 0 and "2 runs as one stack" in out.stdout, out.stderr[-2000:]
+        assert out.returncode == 0 and "2 seeds as one stack" in out.stdout, out.stderr[-2000:]
         pngs[choice] = {p.name for p in (sweep / "trainer.seed=1").glob("*.png")}
     assert pngs["final"] == {"decision_boundary.png"}
     assert pngs["all"] == {"decision_boundary.png", "curves.png", "activations_init.png", "activations_final.png"}
@@ -160,12 +181,13 @@ def test_a_stacks_runs_draw_the_figures_asked_for_and_report_draws_the_rest(tmp_
 def test_a_one_epoch_curve_shows_its_point_on_a_whole_epoch_axis(tmp_path):
     one = [figures.Curve("train", [1], [0.5], [0.8]), figures.Curve("val", [1], [0.6], [0.7], "--")]
     fig = figures.curves_figure(one, tmp_path / "one.png")
-    assert imread(tmp_path / "one.png").shape[:2] == (320, 900)
-    for ax in fig.axes:  # a marker per point, the axis spanning the epoch (not 0.945..1.050 around an empty frame)
+    assert imread(tmp_path / "one.png").shape[:2] == (400, 1000)
+    for ax in fig.axes[:2]:  # a marker per point, the axis spanning the epoch (not 0.945..1.050 around an empty frame)
         assert ax.get_xlim() == (0.5, 1.5) and all(line.get_marker() == "o" for line in ax.get_lines())
+        assert list(ax.get_xticks()) == [1]  # one whole epoch, no 0.5 or 1.5 ticks
 
 
-def test_a_grid_wraps_four_to_a_row_keeps_the_sweeps_order_and_text_of_9_points(tmp_path):
+def test_a_grid_balances_its_rows_keeps_the_sweeps_order_and_text_of_9_points(tmp_path):
     from matplotlib.image import imsave
 
     paths = []
@@ -179,6 +201,9 @@ def test_a_grid_wraps_four_to_a_row_keeps_the_sweeps_order_and_text_of_9_points(
     shown = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in shown] == [f"init={n}" for n in names]  # in order, each titled
     assert fig.get_size_inches()[0] > fig.get_size_inches()[1]  # 2 rows of at most 4, not one tall column
+    assert [ax.get_subplotspec().rowspan.start for ax in shown] == [0, 0, 0, 1, 1]  # 3 + 2, not 4 + 1
+    long = figures.grid_figure([("", "init=zeros,optimizer.lr=0.001,init.bias=0.01", paths[0])] * 2, "t")
+    assert all(len(w) > 6 for w in long.axes[0].get_title().replace("\n", ",").split(",") if w), long.axes[0].get_title()
     texts = [t for ax in fig.axes for t in (ax.title, ax.yaxis.label) if t.get_text()] + [fig._suptitle]
     assert min(t.get_fontsize() for t in texts) >= 9 and "\n" in fig._suptitle.get_text()  # a long title wraps
     table = figures.grid_figure(

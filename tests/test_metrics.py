@@ -14,7 +14,7 @@ def test_better_and_the_score():
     assert metrics.better("acc/val") == metrics.better("r2/test") == 1
     assert metrics.better("loss/val") == metrics.better("mse/train") == metrics.better("mae/val") == -1
     assert metrics.score("regression") == "r2" and metrics.score("points") == metrics.score("images") == "acc"
-    assert metrics.LABELS["r2"] == "R^2" and metrics.LABELS["acc"] == "accuracy"
+    assert metrics.LABELS["r2"] == "R²" and metrics.LABELS["acc"] == "accuracy"
 
 
 def test_sums_over_batches_equal_the_whole_split():

@@ -29,7 +29,7 @@ def score(kind: str) -> str:
     return "r2" if kind == "regression" else "acc"
 
 
-LABELS = {"acc": "accuracy", "r2": "R^2", "loss": "loss", "mse": "MSE", "mae": "MAE"}  # names for people
+LABELS = {"acc": "accuracy", "r2": "R²", "loss": "loss", "mse": "MSE", "mae": "MAE"}  # names for people
 
 
 def better(metric: str) -> int:

@@ -85,15 +85,16 @@ def figure(result: RangeTest, title: str):
     range test's divergence, marked by a dotted line): the falling part fills the chart, nothing runs off it."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 3.6), dpi=100)
+    fig = Figure(figsize=(7, 4.2), dpi=100)
     ax = fig.subplots()
     finite = [s for s in result.smoothed if math.isfinite(s)]
     top = min(max(finite), 4 * min(finite)) * 1.1 if finite else math.inf
+    bottom = min(finite) * 0.9 if finite else -math.inf
     cut = next((i for i, s in enumerate(result.smoothed) if not s <= top), len(result.lrs))  # (NaN: beyond too)
     lrs = result.lrs[:cut]
-    ax.plot(
+    ax.plot(  # the raw loss too within the chart: a batch's loss above or below the smoothed range touches its edge
         lrs,
-        [min(v, top) if math.isfinite(v) else top for v in result.losses[:cut]],
+        [max(bottom, min(v, top)) if math.isfinite(v) else top for v in result.losses[:cut]],
         color="tab:blue",
         alpha=0.3,
         label="loss",
@@ -104,11 +105,11 @@ def figure(result: RangeTest, title: str):
     if result.suggestion is not None:
         ax.axvline(result.suggestion, color="tab:red", ls="--", label=f"suggested {result.suggestion:.2e}")
     if finite:
-        ax.set_ylim(min(finite) * 0.9, top)
+        ax.set_ylim(bottom, top)
     ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="training loss", title=title)
     ax.set_xlim(result.lrs[0], result.lrs[-1])
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=10)
     fig.tight_layout()
     return fig
 

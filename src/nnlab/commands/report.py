@@ -300,8 +300,12 @@ def boundary_grid(sets: list[Setting], path: Path) -> Path | None:
         return None
     keys = [k for k in dict.fromkeys(k for c, _ in cells for k in c) if len({c.get(k) for c, _ in cells}) > 1]
     row_key, col_keys = (keys[0], keys[1:]) if keys else (None, [])
-    grid = [
-        (f"{row_key}={c.get(row_key)}" if row_key else "", ",".join(f"{k}={c.get(k)}" for k in col_keys), str(p))
+    grid = [  # a key a cell does not set is left out of its name (not `init.bias=None`)
+        (
+            f"{row_key}={c[row_key]}" if row_key in c else "",
+            ",".join(f"{k}={c[k]}" for k in col_keys if k in c),
+            str(p),
+        )
         for c, p in cells
     ]
     render(
@@ -311,25 +315,33 @@ def boundary_grid(sets: list[Setting], path: Path) -> Path | None:
 
 
 def curves_figure(runs: list[Run], path: Path, sets: list[Setting] | None = None) -> None:
-    """Every run's validation (else training) loss and accuracy (R^2) per epoch, overlaid; where seeds
-    repeat a setting, each setting's mean curve with a band of one standard deviation across its seeds."""
+    """Every run's validation (else training) loss and accuracy (R²) per epoch, overlaid; where seeds
+    repeat a setting, each setting's mean curve with its 95% band across its seeds. Named as the tables
+    name them (what differs); a setting or run that did not end well is marked, not left out."""
+    from nnlab.views.figures import Curve, epoch_curve, mean_curve
     from nnlab.views.figures import curves_figure as draw
-    from nnlab.views.figures import epoch_curve, mean_curve
+    from nnlab.views.tables import short_names, without_seed
 
     score = metrics.score(task_of(runs))
     split = "val" if any("loss/val" in e for r in runs for e in r.epochs()) else "train"
+    names, key = short_names([r.overrides for r in runs])
+    short = dict(zip((r.name for r in runs), names)) if names else {}
     curves = []
     if sets and any(len(st.runs) > 1 for st in sets):
         for st in sorted(sets, key=lambda st: min(r.num for r in st.runs)):  # in the order the sweep lists them
             members = [c for c in (epoch_curve(r.epochs(), split, score, r.name) for r in st.runs) if c is not None]
-            if members:
-                curves.append(mean_curve(members, f"{st.name} (n={len(members)})"))
+            name = without_seed(short[st.runs[0].name]) if short else st.name
+            bad = [r.status for r in st.runs if r.status != "ok"]
+            curve = mean_curve(members, f"{name} (n={len(st.runs)})") if members else Curve(name, (), (), ())
+            curve.failed = ", ".join(f"{s} {bad.count(s)}/{len(st.runs)}" for s in dict.fromkeys(bad))
+            curves.append(curve)
     else:
         for r in sorted(runs, key=lambda r: r.num):
-            curve = epoch_curve(r.epochs(), split, score, r.name, style="-" if r.status == "ok" else ":")
-            if curve is not None:
-                curves.append(curve)
-    draw(curves, path, score, loss_title=f"loss ({'validation' if split == 'val' else 'training'})", log_loss=True)
+            curve = epoch_curve(r.epochs(), split, score, short.get(r.name, r.name)) or Curve(short.get(r.name, r.name), (), (), ())
+            curve.failed = "" if r.status == "ok" else str(r.status)
+            curves.append(curve)
+    title = f"loss ({'validation' if split == 'val' else 'training'})"
+    draw(curves, path, score, loss_title=title, log_loss=True, key=f"named by what differs: {key}" if key else "")
 
 
 def sweep_summary(path: Path, brief: bool = False) -> None:

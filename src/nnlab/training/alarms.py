@@ -202,9 +202,9 @@ def fit_gap(train: float, val: float, gap: float, underfit: float, step: int, wh
             ("trainer.epochs*2",),
             ("optimizer.lr*10",),
             also=(
-                ". With outliers in the training targets (data.source.outliers), R^2 on them stays low "
+                ". With outliers in the training targets (data.source.outliers), R² on them stays low "
                 "however good the fit: compare r2/test, measured on clean targets"
-                if what == "R^2"
+                if what == "R²"
                 else ""
             ),
         )

@@ -47,20 +47,24 @@ def activations_figure(outputs: dict, title: str = ""):
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     n = max(1, len(outputs))
-    fig = Figure(figsize=(3.2 * n, 3.0), dpi=90)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.76, wspace=0.15)
-    axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]  # one x-axis: a layer that collapses shows it
-    for ax, (name, a) in zip(axes, outputs.items()):
+    rows = -(-n // 4)  # at most 4 panels a row, rows balanced (6 layers: 3 + 3, not a 1728x270 strip)
+    cols = -(-n // rows)
+    fig = Figure(figsize=(3.3 * cols, 2.9 * rows + 0.5), dpi=90)
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)  # one x-axis: a layer that collapses shows it
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    for ax, (name, a) in zip(axes.ravel(), outputs.items()):
         values = np.asarray(a, dtype=np.float64).ravel()
         lo, hi = float(values.min()), float(values.max())
         span = (lo, hi) if hi - lo > 1e-4 * max(1.0, abs(lo)) else (lo - 0.5, lo + 0.5)  # identical units: one spike
         counts, edges = np.histogram(values, bins=40, range=span)
         ax.stairs(counts, edges, fill=True, color="tab:blue")
         ax.set_title(
-            f"{name}\nmean {values.mean():.3f} std {values.std(ddof=1) if values.size > 1 else 0.0:.3f}", fontsize=8
+            f"{name}\nmean {values.mean():.3f} std {values.std(ddof=1) if values.size > 1 else 0.0:.3f}", fontsize=10
         )
-        ax.tick_params(labelsize=7)
-    fig.suptitle(title or "hidden-layer activations on the probe batch", fontsize=9)
+        ax.tick_params(labelsize=9)
+    fig.suptitle(title or "hidden-layer activations on the probe batch", fontsize=11)
+    fig.tight_layout()
     return fig
 
 
@@ -141,14 +145,18 @@ def _worker_start() -> None:
 
 @dataclass
 class Curve:
-    """One line of a curves figure: a label, and per epoch the loss and the score (accuracy or R^2)."""
+    """One line of a curves figure: a label, and per epoch the loss and the score (accuracy or R²)."""
 
     label: str
     epochs: Sequence[int]
     loss: Sequence[float]
     score: Sequence[float]
     style: str = "-"
-    band: tuple[Sequence[float], Sequence[float]] | None = None  # one std of the loss and of the score
+    band: tuple[Sequence[tuple[float, float]], Sequence[tuple[float, float]]] | None = None  # (low, high) per epoch
+    failed: str = ""  # how its runs ended where not all well ("diverged 2/2"): marked, never dropped
+
+
+BAND = "bands: 95% confidence interval of the mean over seeds"  # one rule, as the tables' ± (compare.band)
 
 
 def epoch_curve(rows: list[dict], split: str, score: str, label: str, style: str = "-") -> Curve | None:
@@ -162,20 +170,19 @@ def epoch_curve(rows: list[dict], split: str, score: str, label: str, style: str
 
 
 def mean_curve(curves: list[Curve], label: str) -> Curve:
-    """The mean of several runs' curves per epoch (over the runs that reached it), with a band of one
-    standard deviation across them."""
+    """The mean of several runs' curves per epoch (over the runs that reached it), with the band the tables
+    give a mean: its 95% confidence interval over the runs (compare.band)."""
+    from nnlab.compare import band
 
     epochs = sorted({e for c in curves for e in c.epochs})
-    loss, score, loss_sd, score_sd = [], [], [], []
+    loss, score, loss_band, score_band = [], [], [], []
     for e in epochs:
         at = [(c.loss[c.epochs.index(e)], c.score[c.epochs.index(e)]) for c in curves if e in c.epochs]
-        ls = [v for v, _ in at if isinstance(v, (int, float)) and math.isfinite(v)]
-        ss = [v for _, v in at if isinstance(v, (int, float)) and math.isfinite(v)]
-        loss.append(statistics.fmean(ls) if ls else math.nan)
-        score.append(statistics.fmean(ss) if ss else math.nan)
-        loss_sd.append(statistics.stdev(ls) if len(ls) > 1 else 0.0)
-        score_sd.append(statistics.stdev(ss) if len(ss) > 1 else 0.0)
-    return Curve(label, tuple(epochs), tuple(loss), tuple(score), band=(tuple(loss_sd), tuple(score_sd)))
+        for values, mean, bands in (([v for v, _ in at], loss, loss_band), ([v for _, v in at], score, score_band)):
+            b = band([v for v in values if isinstance(v, (int, float))])
+            mean.append(math.nan if b is None else b.mean)
+            bands.append((math.nan, math.nan) if b is None or b.n < 2 else (b.low, b.high))
+    return Curve(label, tuple(epochs), tuple(loss), tuple(score), band=(tuple(loss_band), tuple(score_band)))
 
 
 def _number(v) -> float:
@@ -194,48 +201,87 @@ def run_curves(run_dir, kind: str) -> None:
     curves_figure([c for c in curves if c is not None], Path(run_dir) / "curves.png", score)
 
 
-def curves_figure(curves: list[Curve], path, score: str = "acc", loss_title: str = "loss", log_loss: bool = False):
-    """Loss and score (accuracy, or R^2 for regression) per epoch, side by side, one line per Curve,
-    saved as a PNG: a run's train and val curves (curves.png), or many runs' (report.png). Returns the
-    matplotlib Figure."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+_RANGES = {"acc": (0.0, 1.0), "r2": (-math.inf, 1.0)}  # what a score can be: its band is cut there
+STYLES = ("-", "--", "-.", ":")  # curves that coincide (zeros and normal_small) both show: dashes over a line
 
-    legend_out = len(curves) > 2  # many lines: the legend goes beside the plots, not over them
-    fig = Figure(figsize=(13, 4) if legend_out else (9, 3.2), dpi=100)
-    ax_loss, ax_score = fig.subplots(1, 2)
-    for c in curves:
-        dots = {"marker": "o"} if len(c.epochs) <= 3 else {}  # a run of 1-3 epochs: its points, not an empty frame
-        (line,) = ax_loss.plot(c.epochs, c.loss, c.style, label=c.label, **dots)
-        ax_score.plot(c.epochs, c.score, c.style, label=c.label, color=line.get_color(), **dots)
-        if c.band is not None:
-            for ax, mid, sd in ((ax_loss, c.loss, c.band[0]), (ax_score, c.score, c.band[1])):
-                ax.fill_between(
-                    c.epochs,
-                    [m - d for m, d in zip(mid, sd)],
-                    [m + d for m, d in zip(mid, sd)],
-                    color=line.get_color(),
-                    alpha=0.2,
-                    linewidth=0,
-                )
+
+def curves_figure(
+    curves: list[Curve], path, score: str = "acc", loss_title: str = "loss", log_loss: bool = False, key: str = ""
+):
+    """Loss and score (accuracy, or R² for regression) per epoch, side by side, one line per Curve,
+    saved as a PNG: a run's train and val curves (curves.png), or many runs' (report.png). Made for a
+    slide: text of 10 pt and more, the legend below the plots (`key`: what its names are), a band's meaning said under them, a curve
+    whose runs failed marked (its last point an x, its state in the legend) and never dropped, a log axis
+    labelled in plain numbers. Returns the matplotlib Figure."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     from nnlab.metrics import LABELS
 
+    many = len(curves) > 2
+    columns = 1 if len(curves) <= 3 else 2 if len(curves) <= 10 else 3
+    legend_rows = 0 if not many else -(-len(curves) // columns)
+    bounds = _RANGES.get(score, (-math.inf, math.inf))
+    fig = Figure(figsize=(11, 4.2 + 0.24 * legend_rows) if many else (10, 4), dpi=100)
+    ax_loss, ax_score = fig.subplots(1, 2)
+    handles, drawn = [], 0
+    for c in curves:
+        style = c.style if not many else STYLES[drawn % len(STYLES)]
+        drawn += bool(len(c.epochs))
+        dots = {"marker": "o"} if len(c.epochs) <= 3 else {}  # a run of 1-3 epochs: its points, not an empty frame
+        label = c.label + (f": {c.failed}" if c.failed else "")
+        (line,) = ax_loss.plot(c.epochs, c.loss, style, label=label, linewidth=2, **dots)
+        color = line.get_color()
+        ax_score.plot(c.epochs, c.score, style, color=color, linewidth=2, **dots)
+        if c.failed and len(c.epochs):  # where the runs stopped
+            for ax, ys in ((ax_loss, c.loss), (ax_score, c.score)):
+                ax.plot(c.epochs[-1:], ys[-1:], "x", color=color, markersize=10, markeredgewidth=2)
+        handles.append(Line2D([], [], linestyle=style, marker="x" if c.failed else None, color=color, label=label))
+        if c.band is not None:  # within what the metric can be (a loss above 0, an accuracy in [0, 1])
+            for ax, b, (floor, top) in ((ax_loss, c.band[0], (0.0, math.inf)), (ax_score, c.band[1], bounds)):
+                low = [max(lo, floor) for lo, _ in b]
+                ax.fill_between(c.epochs, low, [min(hi, top) for _, hi in b], color=color, alpha=0.2, linewidth=0)
     title = LABELS[score]
     ax_loss.set(xlabel="epoch", ylabel="loss", title=loss_title, yscale="log" if log_loss else "linear")
     ax_score.set(xlabel="epoch", ylabel=title, title=title)
+    means = [v for c in curves for v in c.loss if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    if log_loss and means:  # the axis the curves need: a band reaching towards 0 is cut at a third of the lowest
+        top = max(means + [hi for c in curves if c.band for _, hi in c.band[0] if math.isfinite(hi)])
+        ax_loss.set_ylim(min(means) / (3 if any(c.band for c in curves) else 1.3), top * 1.2)
+    if log_loss:  # 0.6, not 6x10^-1
+        plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+        ax_loss.yaxis.set_major_formatter(plain)
+        ax_loss.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}" if _few_ticks(ax_loss) else ""))
     last = max((max(c.epochs) for c in curves if len(c.epochs)), default=1)
     for ax in (ax_loss, ax_score):
         ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs are whole numbers
         if last <= 3:  # one to three epochs: the axis spans them, with a margin, not 0.945..1.050
             ax.set_xlim(0.5, last + 0.5)
-    if legend_out and len(curves) <= 24:
-        ax_score.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    elif curves and not legend_out:
-        ax_score.legend(loc="best")
-    fig.tight_layout()
+            ax.set_xticks(range(1, last + 1))
+        ax.tick_params(labelsize=10)
+        ax.title.set_fontsize(12)
+        ax.xaxis.label.set_fontsize(11)
+        ax.yaxis.label.set_fontsize(11)
+    banded = any(c.band is not None for c in curves)
+    if many:
+        fig.legend(
+            handles=handles, loc="lower center", ncol=columns, fontsize=10, frameon=False, title=key, title_fontsize=10
+        )
+    elif curves:
+        ax_score.legend(handles=handles, loc="best", fontsize=10)
+    if banded:
+        fig.text(0.99, 0.99, BAND, ha="right", va="top", fontsize=10, color="0.3")
+    fig.tight_layout(rect=(0, (0.24 * legend_rows + 0.2) / (4.2 + 0.24 * legend_rows) if many else 0, 1, 0.95 if banded else 1))
     save_figure(fig, path)
     return fig
+
+
+def _few_ticks(ax) -> bool:
+    """A log axis spanning under about a decade and a half: its minor ticks carry labels (0.2, 0.3, ...)."""
+    lo, hi = ax.get_ylim()
+    return lo > 0 and hi / lo < 30
 
 
 def save_figure(fig, path) -> None:
@@ -385,9 +431,9 @@ def grid_figure(cells: list[tuple[str, str, str]], title: str, per_row: int = 4)
     if table:
         place = {(r, c): (rows.index(r), cols.index(c)) for r, c, _ in cells}
         n_rows, n_cols = len(rows), len(cols)
-    else:
-        n_cols = min(per_row, len(cells))
-        n_rows = -(-len(cells) // n_cols)
+    else:  # balanced rows: 5 cells as 3 + 2, 7 as 4 + 3, never 4 + 1
+        n_rows = -(-len(cells) // per_row)
+        n_cols = -(-len(cells) // n_rows)
         place = {(r, c): divmod(i, n_cols) for i, (r, c, _) in enumerate(cells)}
     width = 2.9 * n_cols + (0.5 if table else 0.2)
     lines = textwrap.wrap(title, max(20, int(width * 72 / (11 * 0.55))))
@@ -398,7 +444,7 @@ def grid_figure(cells: list[tuple[str, str, str]], title: str, per_row: int = 4)
         ax.set_yticks([])
         for side in ax.spines.values():
             side.set_visible(False)
-    wrap = lambda text: "\n".join(textwrap.wrap(text, 30))  # noqa: E731  (a label as wide as its cell)
+    wrap = lambda text: label_lines(text, 30)  # noqa: E731  (a label as wide as its cell)
     for r, c, path in cells:
         i, j = place[(r, c)]
         axes[i, j].imshow(imread(path))
@@ -412,6 +458,14 @@ def grid_figure(cells: list[tuple[str, str, str]], title: str, per_row: int = 4)
     fig.suptitle("\n".join(lines), fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def label_lines(text: str, width: int) -> str:
+    """A label in lines of about `width` characters, broken after a `,` or a space, never inside a name
+    (`optimizer.lr=0.01` stays whole)."""
+    return "\n".join(
+        textwrap.wrap(text.replace(",", ", "), width, break_long_words=False, break_on_hyphens=False)
+    ).replace(", ", ",")
 
 
 def regression_fit(model, link, x, y, size: int = 192):
