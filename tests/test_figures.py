@@ -39,7 +39,10 @@ def test_a_runs_curves_and_a_reports_curves_are_the_same_figure(tmp_path):
     fig = figures.curves_figure(many, tmp_path / "report.png", log_loss=True)
     assert imread(tmp_path / "run.png").shape[:2] == (400, 1000)
     assert imread(tmp_path / "report.png").shape[:2] == (492, 1100)  # the legend below, two columns of three
-    sizes = [t.get_fontsize() for t in fig.findobj(lambda o: hasattr(o, "get_fontsize") and getattr(o, "get_text", None) and o.get_text())]
+    sizes = [
+        t.get_fontsize()
+        for t in fig.findobj(lambda o: hasattr(o, "get_fontsize") and getattr(o, "get_text", None) and o.get_text())
+    ]
     assert sizes and min(sizes) >= 9  # every text readable on a slide
 
 
@@ -54,7 +57,11 @@ def test_a_reports_curves_keep_bands_in_range_mark_failures_and_label_the_log_ax
     ax_loss, ax_score = fig.axes[:2]
     band = ax_score.collections[0].get_paths()[0].vertices[:, 1]
     assert band.max() <= 1.0 and band.min() >= 0.0  # ... but never drawn beyond what an accuracy can be
-    legend = [t.get_text() for t in fig.legends[0].get_texts()] if fig.legends else [t.get_text() for t in ax_score.get_legend().get_texts()]
+    legend = (
+        [t.get_text() for t in fig.legends[0].get_texts()]
+        if fig.legends
+        else [t.get_text() for t in ax_score.get_legend().get_texts()]
+    )
     assert "lr=100: diverged 2/2" in legend  # a setting that diverged is in the legend, marked, not dropped
     fig.canvas.draw()
     labels = [t.get_text() for t in ax_loss.get_yticklabels(minor=True) + ax_loss.get_yticklabels() if t.get_text()]
@@ -203,7 +210,9 @@ def test_a_grid_balances_its_rows_keeps_the_sweeps_order_and_text_of_9_points(tm
     assert fig.get_size_inches()[0] > fig.get_size_inches()[1]  # 2 rows of at most 4, not one tall column
     assert [ax.get_subplotspec().rowspan.start for ax in shown] == [0, 0, 0, 1, 1]  # 3 + 2, not 4 + 1
     long = figures.grid_figure([("", "init=zeros,optimizer.lr=0.001,init.bias=0.01", paths[0])] * 2, "t")
-    assert all(len(w) > 6 for w in long.axes[0].get_title().replace("\n", ",").split(",") if w), long.axes[0].get_title()
+    assert all(len(w) > 6 for w in long.axes[0].get_title().replace("\n", ",").split(",") if w), long.axes[
+        0
+    ].get_title()
     texts = [t for ax in fig.axes for t in (ax.title, ax.yaxis.label) if t.get_text()] + [fig._suptitle]
     assert min(t.get_fontsize() for t in texts) >= 9 and "\n" in fig._suptitle.get_text()  # a long title wraps
     table = figures.grid_figure(

@@ -93,7 +93,9 @@ def test_banner_train_log_and_model_summary(tmp_path):
     run, proc = train(tmp_path, *TINY)
     out = proc.stdout
     assert f"run starts: {run}" in out and "cpu (1 thread)" in out and "MLP with 4,482 parameters" in out
-    assert "data 128 train / 32 val / 80 test (inputs 2)" in out and f"tensorboard --logdir {run.parent}" in out  # the run under its own name
+    assert (
+        "data 128 train / 32 val / 80 test (inputs 2)" in out and f"tensorboard --logdir {run.parent}" in out
+    )  # the run under its own name
     log = (run / "train.log").read_text()
     assert log.index("run starts") < log.index("epoch   1")  # said before training, not after
     for line in (
@@ -135,12 +137,22 @@ def test_a_sweep_says_where_it_goes_first(tmp_path):
 def test_a_sweeps_runs_alone_say_one_line_unless_asked_for_everything(tmp_path, each_run):
     sweep = tmp_path / "s"
     out = nnlab(
-        "train", "-m", *TINY, "activation=relu,tanh", f"sweep.each_run={each_run}", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+        "train",
+        "-m",
+        *TINY,
+        "activation=relu,tanh",
+        f"sweep.each_run={each_run}",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     said = out.stdout.split("──")[0]  # before the closing tables
-    assert "[1/2] activation=relu\n  ok  loss/test " in said if each_run == "line" else "[1/2] activation=relu\n" in said
-    assert ("nnlab run: ok" in said) == ("run starts" in said) == (each_run == "full"), said  # (epoch lines: trainer.progress)
+    assert (
+        "[1/2] activation=relu\n  ok  loss/test " in said if each_run == "line" else "[1/2] activation=relu\n" in said
+    )
+    assert ("nnlab run: ok" in said) == ("run starts" in said) == (each_run == "full"), (
+        said
+    )  # (epoch lines: trainer.progress)
     assert "epoch   2  loss/train" in (sweep / "activation=tanh" / "train.log").read_text()  # kept in its files
 
 

@@ -97,7 +97,9 @@ class BatchedLauncher(Launcher):
             groups_of = [[configs[i] for i in st] for st in stacks]
             returns = send(self.executor, self.params, groups_of, self.hydra_context, sweep_dir, task.session)
             return [returns[folder_of(c)] for c in configs]
-        given = [dict(o.split("=", 1) for o in filter_overrides(job_overrides[i]) if "=" in o) for i in range(len(configs))]
+        given = [
+            dict(o.split("=", 1) for o in filter_overrides(job_overrides[i]) if "=" in o) for i in range(len(configs))
+        ]
         for n, stack in enumerate(stacks, 1):
             console.print(f"\\[{n}/{len(stacks)}] {shown(group_label(given, stack, why[stack[0]]))}", soft_wrap=True)
             group, _ = run_group(task, self.hydra_context, [configs[i] for i in stack], f"{n}/{len(stacks)}")

@@ -460,7 +460,10 @@ def show(table: list[list[str]], notes: list[str]) -> None:
     head, *body = table
     keep = (9, 9, 6, 8, 7)
     styles = [None, *("bold green" if r[3] == "better" else "red" if r[3] == "worse" else None for r in body[1:])]
-    for narrow in (False, True):  # narrow: bands to 3 decimals (0.692±0.002) and the alarms folded, before a column goes
+    for narrow in (
+        False,
+        True,
+    ):  # narrow: bands to 3 decimals (0.692±0.002) and the alarms folded, before a column goes
         cols = [
             tables.Column(
                 h,
@@ -477,7 +480,9 @@ def show(table: list[list[str]], notes: list[str]) -> None:
             break
     if dropped:  # too narrow for a table of every column: a paragraph per setting, every number in it
         for row, style in zip(body, styles):
-            values = ", ".join(f"{h} {_narrow(v) if i in (1, 2) else v}" for i, (h, v) in enumerate(zip(head, row)) if i and v)
+            values = ", ".join(
+                f"{h} {_narrow(v) if i in (1, 2) else v}" for i, (h, v) in enumerate(zip(head, row)) if i and v
+            )
             console.print(f"[{style or 'default'}]{shown(row[0])}[/]: {shown(values)}", highlight=False)
     else:
         console.print(grid)

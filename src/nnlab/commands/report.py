@@ -337,7 +337,9 @@ def curves_figure(runs: list[Run], path: Path, sets: list[Setting] | None = None
             curves.append(curve)
     else:
         for r in sorted(runs, key=lambda r: r.num):
-            curve = epoch_curve(r.epochs(), split, score, short.get(r.name, r.name)) or Curve(short.get(r.name, r.name), (), (), ())
+            curve = epoch_curve(r.epochs(), split, score, short.get(r.name, r.name)) or Curve(
+                short.get(r.name, r.name), (), (), ()
+            )
             curve.failed = "" if r.status == "ok" else str(r.status)
             curves.append(curve)
     title = f"loss ({'validation' if split == 'val' else 'training'})"

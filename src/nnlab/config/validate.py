@@ -19,12 +19,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from nnlab.config.schema import (
     DEVICES,
+    EACH_RUN,
     MONITORED,
     ON_FAILURE,
     PRECISIONS,
     PREPROCESS,
     PRETRAIN_METHODS,
-    EACH_RUN,
     RUN_FIGURES,
     TRANSFER_MODES,
     NNLabConfig,

@@ -192,7 +192,9 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
     make_optimizer = optimizer = scheduler = why = None
     if trains:
         groups = transfer.parameter_groups(model, reused, tr.mode, cfg.optimizer.lr, tr.reused_lr_factor)
-        make_optimizer = instantiate(cfg.optimizer, _convert_="all")  # plain lists (betas): checkpoints load weights-only
+        make_optimizer = instantiate(
+            cfg.optimizer, _convert_="all"
+        )  # plain lists (betas): checkpoints load weights-only
         optimizer = make_optimizer(groups)
         scheduler = instantiate(cfg.schedule, _convert_="all")(
             optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe

@@ -80,7 +80,7 @@ def _paragraph(out: Console, title: str, style: str, message: str) -> None:
     text = f"{title} {printable(message)}"
     if out.is_terminal:
         text = fold(text, out.width, indent=0)
-    out.print(f"[{style}]{title}[/]{escape(text[len(title):])}", soft_wrap=True)
+    out.print(f"[{style}]{title}[/]{escape(text[len(title) :])}", soft_wrap=True)
 
 
 class TrainingProgress:

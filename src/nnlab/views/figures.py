@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import math
 import signal
-import statistics
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,7 +49,9 @@ def activations_figure(outputs: dict, title: str = ""):
     rows = -(-n // 4)  # at most 4 panels a row, rows balanced (6 layers: 3 + 3, not a 1728x270 strip)
     cols = -(-n // rows)
     fig = Figure(figsize=(3.3 * cols, 2.9 * rows + 0.5), dpi=90)
-    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)  # one x-axis: a layer that collapses shows it
+    axes = fig.subplots(
+        rows, cols, sharex=True, sharey=True, squeeze=False
+    )  # one x-axis: a layer that collapses shows it
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     for ax, (name, a) in zip(axes.ravel(), outputs.items()):
@@ -273,7 +274,9 @@ def curves_figure(
         ax_score.legend(handles=handles, loc="best", fontsize=10)
     if banded:
         fig.text(0.99, 0.99, BAND, ha="right", va="top", fontsize=10, color="0.3")
-    fig.tight_layout(rect=(0, (0.24 * legend_rows + 0.2) / (4.2 + 0.24 * legend_rows) if many else 0, 1, 0.95 if banded else 1))
+    fig.tight_layout(
+        rect=(0, (0.24 * legend_rows + 0.2) / (4.2 + 0.24 * legend_rows) if many else 0, 1, 0.95 if banded else 1)
+    )
     save_figure(fig, path)
     return fig
 
