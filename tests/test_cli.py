@@ -120,11 +120,11 @@ def test_train_writes_config_metrics_summary_checkpoints_and_events(tmp_path):
     assert [e.step for e in acc.Scalars("loss/val")] == [r["epoch"] for r in epochs] == [1, 2]  # against the epoch
     assert acc.Scalars("step/loss")[-1].step == epochs[-1]["step"] > 2  # per-step values against the step
     assert acc.Scalars("acc/test")[-1].value == pytest.approx(s["metrics"]["acc/test"], rel=1e-6)
-    images = acc.Images("decision_boundary")
+    images = acc.Images("plots/decision_boundary")
     assert len(images) == 2 and images[0].width == 192
     assert "_hparams_/session_start_info" in acc.summary_metadata  # the HPARAMS tab
-    assert {"stats/weights/layer1", "stats/grads/layer3", "stats/activations/layer2"} <= set(acc.Tags()["histograms"])
-    assert len(acc.Images("activations_per_layer")) == 2  # at init and at the end
+    assert {"stats.weights/layer1", "stats.grads/layer3", "stats.activations/layer2"} <= set(acc.Tags()["histograms"])
+    assert len(acc.Images("plots/activations_per_layer")) == 2  # at init and at the end
     for png in ("curves.png", "activations_init.png", "activations_final.png"):
         assert (run / png).stat().st_size > 1000
 

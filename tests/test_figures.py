@@ -110,7 +110,7 @@ def test_a_sweep_on_points_draws_each_boundary_and_one_grid(tmp_path):
     run = sweep / "activation=tanh,init=he_normal"
     image = imread(run / "decision_boundary.png")
     assert image.shape[0] > 300 and image.shape[1] > 300
-    assert "decision_boundary_final" in events(run).Tags()["images"]
+    assert "plots/decision_boundary_final" in events(run).Tags()["images"]
     # the test points' classes tint the plane: both class colours are in the picture
     tint = (figures.palette() * 0.35 + 255 * 0.65) / 255
     pixels = torch.from_numpy(image[..., :3].copy()).reshape(-1, 3)
@@ -140,7 +140,7 @@ def test_image_runs_draw_a_confusion_matrix_and_their_mistakes(tmp_path, mnist_r
     wrong = imread(run / "misclassified.png")
     assert wrong.shape[0] > 500 and wrong.shape[1] > 500  # a 5 x 5 grid
     assert imread(run / "confusion_matrix.png").shape[0] > 400
-    assert {"confusion_matrix", "misclassified"} <= set(events(run).Tags()["images"])
+    assert {"plots/confusion_matrix", "plots/misclassified"} <= set(events(run).Tags()["images"])
 
 
 def test_a_stacks_runs_draw_the_figures_asked_for_and_report_draws_the_rest(tmp_path):
@@ -166,8 +166,8 @@ def test_a_stacks_runs_draw_the_figures_asked_for_and_report_draws_the_rest(tmp_
     assert pngs["final"] == {"decision_boundary.png"}
     assert pngs["all"] == {"decision_boundary.png", "curves.png", "activations_init.png", "activations_final.png"}
     assert pngs["none"] == set()
-    assert "activations_per_layer" in events(tmp_path / "all" / "trainer.seed=1").Tags()["images"]
-    assert "activations_per_layer" not in events(tmp_path / "final" / "trainer.seed=1").Tags()["images"]
+    assert "plots/activations_per_layer" in events(tmp_path / "all" / "trainer.seed=1").Tags()["images"]
+    assert "plots/activations_per_layer" not in events(tmp_path / "final" / "trainer.seed=1").Tags()["images"]
     run = tmp_path / "none" / "trainer.seed=1"
     out = nnlab("report", str(run), "--figures", cwd=tmp_path)
     assert out.returncode == 0 and "figures of" in out.stdout, out.stderr[-2000:]

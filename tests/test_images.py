@@ -24,7 +24,7 @@ def test_mnist_mlp_reaches_97_percent(tmp_path, mnist_root):
     )
     s = summary(run)
     assert s["metrics"]["acc/test"] >= 0.97, s["metrics"]
-    assert "decision_boundary" not in events(run).Tags()["images"]  # 2-D data only
+    assert "plots/decision_boundary" not in events(run).Tags()["images"]  # 2-D data only
 
 
 def test_mnist_is_read_offline_from_the_environment_variable(tmp_path, mnist_root, monkeypatch):

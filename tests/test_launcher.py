@@ -61,8 +61,8 @@ def layer_rows(run) -> dict[int, dict]:
 def boundaries(run) -> list[tuple[int, bytes]]:
     """The decision-boundary images a run logged to TensorBoard during training: (step, PNG)."""
     acc = events(run)
-    logged = "decision_boundary" in acc.Tags()["images"]
-    return [(e.step, e.encoded_image_string) for e in acc.Images("decision_boundary")] if logged else []
+    logged = "plots/decision_boundary" in acc.Tags()["images"]
+    return [(e.step, e.encoded_image_string) for e in acc.Images("plots/decision_boundary")] if logged else []
 
 
 def sweep_of(tmp_path, grid: dict, common: list[str], *extra: str):
@@ -92,7 +92,9 @@ def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone
     }
     common = [*SHORT, "trainer.epochs=6", "early_stopping.metric=acc/val", "early_stopping.min_delta=0.01"]
     sweep, out = sweep_of(tmp_path, grid, common)
-    assert "[1/1] 8 runs as one stack: optimizer.lr=0.003,30 model.dropout=0.0,0.3" in out.stdout
+    assert "[1/1] 8 runs as one stack (optimizer.lr=0.003,30 × model.dropout=0.0,0.3 × early_stopping.patience=1,100)" in (
+        out.stdout
+    )
     summaries = same_as_alone(tmp_path, sweep, grid, common)
     statuses = [s["status"] for s in summaries]
     assert statuses.count("diverged") == 4 and statuses.count("ok") == 4  # lr=30 diverges alone, the others go on
@@ -136,7 +138,7 @@ def test_every_optimizer_and_its_settings_per_member(tmp_path, optimizer, extra)
         "hydra.sweep.subdir=${hydra.job.num}",
         cwd=tmp_path,
     )
-    assert out.returncode == 0 and "runs as one stack" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    assert out.returncode == 0 and "as one stack" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
     same_as_alone(tmp_path, sweep, grid, [*common, *[e for e in extra if e.split("=")[0] not in grid]])
 
 
@@ -219,7 +221,7 @@ def test_what_cannot_stack_runs_alone_and_says_why(tmp_path):
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.count("] alone (") == 2 and "alone (sweep.on_failure=stop" in out.stdout
+    assert out.stdout.count(" (alone: ") == 2 and "(alone: sweep.on_failure=stop" in out.stdout
     basic = nnlab(
         "train",
         "-m",
@@ -235,7 +237,7 @@ def test_what_cannot_stack_runs_alone_and_says_why(tmp_path):
     # SELU with its AlphaDropout stacks too: each member's masks from its own generator, as alone
     selu = ["activation=selu", "model.dropout=0.05", "trainer.epochs=2"]
     out = nnlab("train", "-m", *SHORT, *selu, "trainer.seed=0,1", f"hydra.sweep.dir={tmp_path / 'selu'}", cwd=tmp_path)
-    assert out.returncode == 0 and "2 runs as one stack" in out.stdout, out.stdout[-2000:]
+    assert out.returncode == 0 and "2 seeds as one stack" in out.stdout, out.stdout[-2000:]
     alone = nnlab("train", *SHORT, *selu, "trainer.seed=1", f"hydra.run.dir={tmp_path / 'alone'}", cwd=tmp_path)
     assert alone.returncode == 0
     assert summary(tmp_path / "selu" / "trainer.seed=1")["metrics"] == summary(tmp_path / "alone")["metrics"]

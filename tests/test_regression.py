@@ -58,7 +58,7 @@ def test_a_regression_run_logs_mse_mae_r2_instead_of_accuracy(tmp_path):
     assert "r2/train" in proc.stdout and "mse/test" in proc.stdout and "acc" not in proc.stdout.replace("accuracy", "")
     ev = events(run)
     assert {"r2/val", "mse/val", "mae/test", "r2/test"} <= set(ev.Tags()["scalars"])
-    assert "regression_fit" in ev.Tags()["images"] and "decision_boundary" not in ev.Tags()["images"]
+    assert "plots/regression_fit" in ev.Tags()["images"] and "plots/decision_boundary" not in ev.Tags()["images"]
     assert (run / "curves.png").stat().st_size > 0
     report = nnlab("report", str(run), cwd=tmp_path)
     assert report.returncode == 0 and "r2/val" in report.stdout and "best first by r2/val" in report.stdout

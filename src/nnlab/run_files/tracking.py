@@ -1,8 +1,9 @@
 """Where a run's numbers go: TensorBoard event files (in RUN itself, so that TensorBoard names the run by
 its folder: `activation=tanh`, not `activation=tanh/tb`) and metrics.jsonl side by side, train.log, and
 summary.json at the end. Tags are grouped by what they measure: loss/train, acc/val; the per-layer
-diagnostics under stats/ (stats/grad_norm/layer1), so that TensorBoard, which orders groups by name, shows the
-learning curves first."""
+diagnostics under stats/ (stats/grad_norm/layer1), the pictures under plots/, the histograms by what they show
+(stats.weights/, stats.grads/, stats.activations/), so that TensorBoard, which orders groups by name, shows
+the learning curves first."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+PLOTS = "plots/"  # a run's pictures, one group after the learning curves (acc, loss), before the statistics (stats)
 LEARNING_CURVES = "1 learning curves (per epoch)"  # CUSTOM SCALARS' first category; a seed sweep's bands join it
 
 
@@ -69,7 +71,7 @@ class Tracker:
         self.jsonl.write("".join(line + "\n" for line in lines))
 
     def image(self, tag: str, image: torch.Tensor, step: int) -> None:
-        self.writer.add_image(tag, image, step, dataformats="CHW")
+        self.writer.add_image(PLOTS + tag, image, step, dataformats="CHW")
 
     def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
         self.writer.add_histogram(tag, values.detach().float().flatten().cpu(), step)
@@ -89,7 +91,7 @@ class Tracker:
             self.pending.append((tag, step, self.painter.submit(render, draw, args, png)))
 
     def _add_image(self, tag: str, image, step: int) -> None:
-        self.writer.add_image(tag, image, step, dataformats="HWC")
+        self.writer.add_image(PLOTS + tag, image, step, dataformats="HWC")
 
     def wait_for_figures(self) -> None:
         """Write the figures the painter has drawn (waiting for those it is still drawing)."""

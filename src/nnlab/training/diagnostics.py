@@ -291,11 +291,11 @@ class Diagnostics:
         if every and (epoch % every == 0 or last_epoch):
             outputs = probe_activations(self.model, self.acts, self.probe_x) if self.acts else {}
             for name, m in self.layers:
-                self.tracker.histogram(f"stats/weights/{name}", m.weight, step)
+                self.tracker.histogram(f"stats.weights/{name}", m.weight, step)
                 if m.weight.grad is not None:
-                    self.tracker.histogram(f"stats/grads/{name}", m.weight.grad, step)
+                    self.tracker.histogram(f"stats.grads/{name}", m.weight.grad, step)
             for name, a in outputs.items():
-                self.tracker.histogram(f"stats/activations/{name}", a, step)
+                self.tracker.histogram(f"stats.activations/{name}", a, step)
             if last_epoch and outputs:
                 self._figure(outputs, step, f"after {epoch} epoch{'s' if epoch != 1 else ''}", "activations_final.png")
 
