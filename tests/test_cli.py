@@ -263,7 +263,9 @@ def test_hparams_tab_shows_the_swept_columns_first(tmp_path):
             sweep / "mean" / f"optimizer={opt}"
         )  # the seeds' 95% band, drawn in CUSTOM SCALARS' first category
         bands = [band([a.value, b.value]) for a, b in zip(*seeds)]
-        assert [e.value for e in acc.Scalars("seeds/loss/val/low")] == pytest.approx([b.low for b in bands], rel=1e-5)
+        low = [max(0.0, b.low) for b in bands]  # a loss's band never below 0, an accuracy's never above 1
+        assert [e.value for e in acc.Scalars("seeds/loss/val/low")] == pytest.approx(low, rel=1e-5)
+        assert max(e.value for e in acc.Scalars("seeds/acc/val/high")) <= 1.0
         assert [e.value for e in acc.Scalars("seeds/loss/val/high")] == pytest.approx([b.high for b in bands], rel=1e-5)
         layout = layout_pb2.Layout.FromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
         (category,) = layout.category
@@ -291,9 +293,9 @@ def test_hparams_tab_of_runs_alone_shows_what_differs(tmp_path):
     assert not list(root.rglob(".lock"))
     with tensorboard_server(root) as url:
         everything = {h["name"]: h for h in hparams_experiment(url, 0)["hparamInfos"]}
-        assert everything.keys() == {"optimizer", "trainer.epochs"}, (
+        assert everything.keys() == {"optimizer", "optimizer.lr", "trainer.epochs"}, (
             everything
-        )  # what differs (epochs: 3 and 2 since the resume)
+        )  # what differs (epochs: 3 and 2 since the resume; the rate, each optimizer's own default), no blank cell
         assert sorted(everything["optimizer"]["domainDiscrete"]) == ["adam", "sgd"]
         metrics = [m["name"]["tag"] for m in hparams_experiment(url, 1)["metricInfos"]]
         assert metrics[:3] == ["acc/test", "acc/val", "loss/val"] and not any(m.startswith("stats/") for m in metrics)
@@ -306,3 +308,30 @@ def test_other_libraries_chatter_stays_out_of_train_log(tmp_path):
     assert out.returncode == 0 and (tmp_path / "mpl").is_dir(), out.stderr  # the cache was built in this run
     assert "fontManager" not in (run / "train.log").read_text() + out.stdout + out.stderr
     assert "run starts:" in (run / "train.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "activation,chart", [("relu", "dead units (rectifiers)"), ("tanh", "saturated units (sigmoid, tanh)")]
+)
+def test_custom_scalars_chart_only_what_the_run_logs(tmp_path, activation, chart):
+    """No chart waits on tags that never come ("Missing Tags"): a ReLU net has dead units, a tanh net
+    saturated ones, a run without diagnostics no diagnostics category."""
+    from conftest import TINY, train
+
+    run, _ = train(tmp_path, *TINY, f"activation={activation}")
+    acc = events(run)
+    layout = layout_pb2.Layout.FromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    charts = {c.title for cat in layout.category for c in cat.chart}
+    other = ({"dead units (rectifiers)", "saturated units (sigmoid, tanh)"} - {chart}).pop()
+    assert chart in charts and other not in charts
+    tags = set(acc.Tags()["scalars"])
+    for cat in layout.category:
+        for c in cat.chart:  # every chart's tags are there
+            assert any(re.match(r, t) for r in c.multiline.tag for t in tags), (c.title, sorted(tags))
+    assert ("gradient norm per layer" in charts) is False  # 8 steps, statistics every 50: none to chart
+    (tmp_path / "q").mkdir()
+    often, _ = train(tmp_path / "q", *TINY, "diagnostics.every=2")
+    layout = layout_pb2.Layout.FromString(
+        events(often).Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0]
+    )
+    assert "gradient norm per layer" in {c.title for cat in layout.category for c in cat.chart}

@@ -92,8 +92,9 @@ def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone
     }
     common = [*SHORT, "trainer.epochs=6", "early_stopping.metric=acc/val", "early_stopping.min_delta=0.01"]
     sweep, out = sweep_of(tmp_path, grid, common)
-    assert "[1/1] 8 runs as one stack (optimizer.lr=0.003,30 × model.dropout=0.0,0.3 × early_stopping.patience=1,100)" in (
-        out.stdout
+    assert (
+        "[1/1] 8 runs as one stack (optimizer.lr=0.003,30 × model.dropout=0.0,0.3 × early_stopping.patience=1,100)"
+        in (out.stdout)
     )
     summaries = same_as_alone(tmp_path, sweep, grid, common)
     statuses = [s["status"] for s in summaries]

@@ -91,3 +91,14 @@ def test_a_lock_that_waits_takes_the_folder_when_its_holder_lets_go(tmp_path):
     with run_folder.Lock(tmp_path, wait=10.0):  # taken once the holder lets go, not refused at once
         assert 0.25 < time.monotonic() - started < 5
     assert not (tmp_path / run_folder.LOCK).exists()
+
+
+def test_a_runs_default_name_is_what_it_sets_whole_and_safe_for_the_shell():
+    from nnlab.run_files.folder import named_after
+
+    name = named_after(
+        ["activation=tanh", "model.hidden=[256,128]", "data.source.root=/data/mnist", "trainer.progress=false"]
+    )
+    assert name == "activation=tanh,model.hidden=256-128"  # no data folder, no glob brackets
+    long = named_after([f"k{i}=" + "x" * 20 for i in range(10)])
+    assert long.endswith(",+6") and len(long) <= 120 and all(p.endswith("x" * 20) for p in long.split(",")[:-1])

@@ -29,6 +29,21 @@ def score(kind: str) -> str:
     return "r2" if kind == "regression" else "acc"
 
 
+RANGES = {
+    "acc": (0.0, 1.0),
+    "r2": (-math.inf, 1.0),
+    "loss": (0.0, math.inf),
+    "mse": (0.0, math.inf),
+    "mae": (0.0, math.inf),
+}
+
+
+def within(metric: str, value: float) -> float:
+    """`value` inside what `metric` (`acc/val`, `loss`) can be: a band's edge is cut there, never drawn at 1.1."""
+    low, high = RANGES.get(metric.split("/")[0], (-math.inf, math.inf))
+    return min(max(value, low), high)
+
+
 LABELS = {"acc": "accuracy", "r2": "R²", "loss": "loss", "mse": "MSE", "mae": "MAE"}  # names for people
 
 

@@ -360,7 +360,7 @@ def sweep_summary(path: Path, brief: bool = False) -> None:
         ordered = sort_runs(runs, key)
         write_files(rows(ordered), ordered, path, key)
     else:
-        console.rule(f"sweep {shown(path)}: {len(runs)} runs")
+        console.rule(f"sweep {shown(path)}: {len(runs)} run{'s' if len(runs) != 1 else ''}")
         main([str(path)])
     from nnlab.run_files.tracking import setting_means
 
@@ -522,7 +522,7 @@ def main(argv: list[str]) -> int:
     args.sort = args.sort or default_sort(runs)
     runs = sort_runs(runs, args.sort)
     table = rows(runs)
-    print_tables(console, runs, args.sort, f"{len(runs)} runs under {shown(args.path)}")
+    print_tables(console, runs, args.sort, f"{len(runs)} run{'s' if len(runs) != 1 else ''} under {shown(args.path)}")
     paths = write_files(table, runs, args.out or args.path, args.sort)
     console.print("written: " + ", ".join(shown(p) for p in paths.values()), soft_wrap=True)
     return 0

@@ -410,21 +410,30 @@ def remove_made(folder: Path | None, keep_files: bool = True) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-UNNAMED = ("trainer.progress", "resume", "overwrite")  # settings that do not make a run what it is
+UNNAMED = ("trainer.progress", "resume", "overwrite", "data.source.root")  # settings that do not make a run what it is
 
 
 def named_after(args: list[str], longest: int = 120) -> str:
     """What a single run sets on the command line, for its default folder's name after the time
-    (`2026-11-28_15-06-46_activation=tanh,optimizer=sgd`): its overrides but Hydra's own and UNNAMED,
-    `/` written `_`, cut to `longest` characters; "" where it sets nothing."""
+    (`2026-11-28_15-06-46_activation=tanh,optimizer=sgd`): its overrides but Hydra's own, UNNAMED and paths
+    (a data folder), a list written as the shell leaves it alone (`model.hidden=256-128`, not a glob's
+    `[256,128]`), whole settings up to `longest` characters and then how many more (`,+2`); "" where it
+    sets nothing."""
     parts = [a.lstrip("+~") for a in args if "=" in a and not a.startswith("-")]
     parts = [
-        p.replace("/", "_").replace("'", "").replace('"', "").replace("\\", "").replace("$", "")
+        p.replace("'", "").replace('"', "").replace("\\", "").replace("$", "")
         for p in parts
-        if not p.startswith("hydra") and p.split("=", 1)[0] not in UNNAMED
+        if not p.startswith("hydra") and p.split("=", 1)[0] not in UNNAMED and "/" not in p.split("=", 1)[1]
     ]
-    name = ",".join(f"{k}={v}" for k, v in dict(p.split("=", 1) for p in parts).items())  # a key given twice: the last
-    return name if len(name) <= longest else name[: longest - 3] + "..."
+    settings = dict(p.split("=", 1) for p in parts)  # a key given twice: the last
+    named = [f"{k}={v.strip('[]()').replace(',', '-').replace(' ', '')}" for k, v in settings.items()]
+    name = ""
+    for i, part in enumerate(named):
+        more = f",+{len(named) - i}"
+        if len(name) + len(part) + 1 + (len(more) if i < len(named) - 1 else 0) > longest:
+            return name + more if name else part[:longest]
+        name = f"{name},{part}" if name else part
+    return name
 
 
 def claim_output(folder: str, key: str, fresh: bool, overwrite: bool, multirun: bool, continuing: bool):

@@ -99,28 +99,32 @@ class Tracker:
         for tag, step, drawing in pending:
             self._add_image(tag, drawing.result(), step)
 
-    def layout(self, score: str) -> None:
+    def layout(self, score: str, logged: set[str] | frozenset[str] = frozenset()) -> None:
         """TensorBoard's CUSTOM SCALARS tab, in the order a reader wants it: the learning curves first
-        (train and val overlaid: the loss, then the score), then the per-step values, then diagnostics."""
-        self.writer.add_custom_scalars(
-            {
-                LEARNING_CURVES: {
-                    "loss: train, val": ["Multiline", [r"^loss/(train|val)$"]],
-                    f"{score}: train, val": ["Multiline", [rf"^{score}/(train|val)$"]],
-                },
-                "2 per step": {
-                    "loss": ["Multiline", [r"^step/loss$"]],
-                    "global gradient norm": ["Multiline", [r"^step/grad_norm$"]],
-                    "learning rate": ["Multiline", [r"^step/lr$"]],
-                },
-                "3 diagnostics": {
-                    "gradient norm per layer": ["Multiline", [r"^stats/grad_norm/layer"]],
-                    "update / weight ratio": ["Multiline", [r"^stats/update_ratio/"]],
-                    "dead units (rectifiers)": ["Multiline", [r"^stats/dead_frac/"]],
-                    "saturated units (sigmoid, tanh)": ["Multiline", [r"^stats/saturated_frac/"]],
-                },
-            }
-        )
+        (train and val overlaid: the loss, then the score), then the per-step values, then the diagnostics
+        this run logs (`logged`: their tag groups, `stats/dead_frac`, ...): no chart waits on tags that never
+        come ("Missing Tags")."""
+        diagnostics = {
+            "gradient norm per layer": "stats/grad_norm",
+            "update / weight ratio": "stats/update_ratio",
+            "dead units (rectifiers)": "stats/dead_frac",
+            "saturated units (sigmoid, tanh)": "stats/saturated_frac",
+        }
+        charts = {
+            LEARNING_CURVES: {
+                "loss: train, val": ["Multiline", [r"^loss/(train|val)$"]],
+                f"{score}: train, val": ["Multiline", [rf"^{score}/(train|val)$"]],
+            },
+            "2 per step": {
+                "loss": ["Multiline", [r"^step/loss$"]],
+                "global gradient norm": ["Multiline", [r"^step/grad_norm$"]],
+                "learning rate": ["Multiline", [r"^step/lr$"]],
+            },
+            "3 diagnostics": {
+                name: ["Multiline", [rf"^{group}/"]] for name, group in diagnostics.items() if group in logged
+            },
+        }
+        self.writer.add_custom_scalars({k: v for k, v in charts.items() if v})
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)
@@ -210,7 +214,7 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
     from torch.utils.tensorboard import SummaryWriter
 
     from nnlab.compare import band
-    from nnlab.metrics import ALL
+    from nnlab.metrics import ALL, within
     from nnlab.run_files.folder import refuse_link
 
     means = sweep / "mean"
@@ -235,9 +239,9 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
                 for tag, values in at.items():
                     b = band(values)
                     writer.add_scalar(tag, b.mean, epoch)
-                    if b.n > 1:
-                        writer.add_scalar(f"seeds/{tag}/low", b.low, epoch)
-                        writer.add_scalar(f"seeds/{tag}/high", b.high, epoch)
+                    if b.n > 1:  # within the metric's range (an accuracy's band never above 1)
+                        writer.add_scalar(f"seeds/{tag}/low", within(tag, b.low), epoch)
+                        writer.add_scalar(f"seeds/{tag}/high", within(tag, b.high), epoch)
             tags = sorted({t for at in by_epoch.values() for t in at}, key=lambda t: (t.split("/")[0] != "loss", t))
             writer.add_custom_scalars(
                 {

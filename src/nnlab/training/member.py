@@ -34,6 +34,7 @@ class JobRecord(Protocol):
     choices: dict
     overrides: tuple
     overview: bool
+    sweep: bool
 
 
 GROUPS = ("data", "model", "activation", "init", "optimizer", "schedule", "loss", "experiment")  # config groups
@@ -51,7 +52,7 @@ def hparams_of(config: dict) -> dict[str, Any]:
     """What the HParams tab shows for a run: its config group choices, then the settings given on its
     command line (for a sweep: the swept ones, the same keys for every run), with their values as the
     run used them. Not the whole config: its hundred constant keys would bury what was compared."""
-    flat = flatten({k: v for k, v in config.items() if k not in ("choices", "overrides", "overview")})
+    flat = flatten({k: v for k, v in config.items() if k not in ("choices", "overrides", "overview", "multirun")})
     choices = config.get("choices", {})
     out: dict[str, Any] = {g: str(choices[g]) for g in GROUPS if choices.get(g) not in (None, "None")}
     for item in config.get("overrides", []):
@@ -60,7 +61,13 @@ def hparams_of(config: dict) -> dict[str, Any]:
             continue
         value = flat.get(key, item.split("=", 1)[-1])
         out[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    if not config.get("multirun", True):  # runs alone in one folder (outputs/runs) set different keys: the keys
+        for key in ALWAYS:  # they are most often compared by, each run's value, never a blank cell in the tab
+            out.setdefault(key, flat.get(key))
     return out or {"seed": flat.get("trainer.seed", 0)}
+
+
+ALWAYS = ("optimizer.lr", "trainer.epochs", "trainer.batch_size", "trainer.seed")  # in every run's HPARAMS
 
 
 @dataclass(eq=False)  # compared by identity: a field-by-field comparison of configs would cost the loop dearly
@@ -215,6 +222,7 @@ def open_run(
         exp.config["choices"] = dict(job.choices)
         exp.config["overrides"] = list(job.overrides)
         exp.config["overview"] = job.overview
+        exp.config["multirun"] = job.sweep  # (not `sweep`: the config's own group of that name)
     rows, fresh = run_dir / "metrics.jsonl", state is None
     if rows.exists():  # keyed by step: what was logged after the checkpoint (and any test row) comes again
         run_folder.keep_rows(rows, lambda r: not fresh and _before(r, state))
@@ -223,7 +231,7 @@ def open_run(
     tracker.log("\n".join(lines))
     if state is None:
         tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
-        tracker.layout(task_metrics.score(exp.data.kind))
+        tracker.layout(task_metrics.score(exp.data.kind), logged_diagnostics(exp))
         m = model_summary(exp.model)
         tracker.text(
             "model", f"```\n{bare(exp.model)}\n```\n\n{m['parameters']:,} parameters ({m['trainable']:,} trainable)"
@@ -231,6 +239,20 @@ def open_run(
         for note in exp.notes:
             tracker.text("notes", note)
     return tracker
+
+
+def logged_diagnostics(exp: Experiment) -> set[str]:
+    """The groups of per-layer statistics a run logs: gradient norms and update ratios where
+    diagnostics.every steps come at least once; for hidden activations (measured at the start too) the
+    dead fraction of rectifiers or the saturated fraction of sigmoid and tanh."""
+    from nnlab.training.diagnostics import RECTIFIERS, SATURATING, hidden_activations
+
+    every, steps = exp.diagnostics.every, exp.steps_per_epoch * exp.trainer.epochs
+    logged = {"stats/grad_norm", "stats/update_ratio"} if 0 < every <= steps else set()
+    if hidden_activations(exp.model, exp.activation_type):
+        logged |= {"stats/dead_frac"} if issubclass(exp.activation_type, RECTIFIERS) else set()
+        logged |= {"stats/saturated_frac"} if exp.activation_type in SATURATING else set()
+    return logged
 
 
 def final_figures(exp: Experiment, run_dir: Path, tracker: Tracker, summary: dict) -> None:

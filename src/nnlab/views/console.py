@@ -210,7 +210,12 @@ def _table(summary: Mapping[str, Any], console: Console) -> None:
     for key, value in summary["metrics"].items():  # train/val: the last epoch's; test: the best checkpoint's
         where = tested if key.endswith("/test") else f"epoch {last}"
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value), where)
-    table.add_row("best epoch", str(summary.get("best_epoch")))
+    best_epoch = summary.get("best_epoch")
+    table.add_row(
+        "best epoch",
+        "-" if best_epoch is None else str(best_epoch),
+        "" if best_epoch is not None else _no_best(summary),
+    )
     table.add_row("epochs run", str(summary["epochs_run"]))
     table.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
     console.print(table)
@@ -222,6 +227,13 @@ def tensorboard_command(run_dir: str | Path) -> str:
     """The command that shows a run in TensorBoard under its own name: its parent folder as the log
     directory (a run folder given as the log directory itself is named `.` there)."""
     return f"tensorboard --logdir {Path(run_dir).parent}"
+
+
+def _no_best(summary: Mapping[str, Any]) -> str:
+    """Why a run has no best epoch: none ended, or it diverged before the monitored metric was measured."""
+    if not summary.get("epochs_run"):
+        return "no epoch ended"
+    return f"none ({summary.get('status')})" if summary.get("status") != "ok" else "not monitored"
 
 
 def summary_text(summary: Mapping[str, Any]) -> str:

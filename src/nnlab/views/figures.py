@@ -202,7 +202,6 @@ def run_curves(run_dir, kind: str) -> None:
     curves_figure([c for c in curves if c is not None], Path(run_dir) / "curves.png", score)
 
 
-_RANGES = {"acc": (0.0, 1.0), "r2": (-math.inf, 1.0)}  # what a score can be: its band is cut there
 STYLES = ("-", "--", "-.", ":")  # curves that coincide (zeros and normal_small) both show: dashes over a line
 
 
@@ -223,7 +222,9 @@ def curves_figure(
     many = len(curves) > 2
     columns = 1 if len(curves) <= 3 else 2 if len(curves) <= 10 else 3
     legend_rows = 0 if not many else -(-len(curves) // columns)
-    bounds = _RANGES.get(score, (-math.inf, math.inf))
+    from nnlab.metrics import RANGES
+
+    bounds = RANGES.get(score, (-math.inf, math.inf))
     fig = Figure(figsize=(11, 4.2 + 0.24 * legend_rows) if many else (10, 4), dpi=100)
     ax_loss, ax_score = fig.subplots(1, 2)
     handles, drawn = [], 0
