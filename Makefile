@@ -36,7 +36,7 @@ bench: $(STAMP)  ## nnlab against the tutorial and bare loops, start-up, sweeps:
 bench-diagnostics: $(STAMP)  ## what the default diagnostics cost
 	$(BIN)/python scripts/bench_diagnostics.py $(ARGS)
 
-screenshots: $(STAMP)  ## the README's TensorBoard pictures (docs/), from a fresh sweep in headless Chromium
+screenshots: $(STAMP)  ## TensorBoard pictures from a fresh sweep in headless Chromium (outputs/screenshots; ARGS="--out docs" updates the docs')
 	$(BIN)/python scripts/screenshots.py $(ARGS)
 
 clean:

@@ -3,7 +3,8 @@ headless Chromium (driven by Playwright). Saves a screenshot of TIME SERIES, CUS
 returns what each shows (the tag groups in their order, the CUSTOM SCALARS categories, the HPARAMS table's
 columns), which tests/test_browser.py asserts on; the README's pictures in docs/ are made by it:
 
-    python scripts/screenshots.py                     # a fresh sweep (toy data, a minute), pictures into docs/
+    python scripts/screenshots.py                     # a fresh sweep (toy data, a minute), pictures into outputs/screenshots/
+    python scripts/screenshots.py --out docs          # the same, replacing the docs' pictures (on purpose)
     python scripts/screenshots.py --logdir outputs/sweeps/DATE --out /tmp/shots
 
 Needs `playwright` (nnlab's dev extra) and a Chromium: $CHROMIUM, `chromium` on the PATH (Debian's package
@@ -161,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="a sweep or runs folder to look at (default: a fresh sweep: " + " ".join(SWEEP) + ")",
     )
-    parser.add_argument("--out", type=Path, default=REPO / "docs", help="where the screenshots go (default: docs/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outputs/screenshots"),
+        help="where the screenshots go (default: outputs/screenshots; --out docs replaces the docs' pictures)",
+    )
     args = parser.parse_args(argv)
     if args.logdir is not None and not any(args.logdir.rglob("events.out.tfevents.*")):
         print(
