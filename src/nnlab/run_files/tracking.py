@@ -112,8 +112,8 @@ class Tracker:
         }
         charts = {
             LEARNING_CURVES: {
-                "loss: train, val": ["Multiline", [r"^loss/(train|val)$"]],
-                f"{score}: train, val": ["Multiline", [rf"^{score}/(train|val)$"]],
+                "loss: train, val, test (its point at the end)": ["Multiline", [r"^loss/(train|val|test)$"]],
+                f"{score}: train, val, test (its point at the end)": ["Multiline", [rf"^{score}/(train|val|test)$"]],
             },
             "2 per step": {
                 "loss": ["Multiline", [r"^step/loss$"]],
