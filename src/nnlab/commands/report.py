@@ -119,6 +119,16 @@ def _name(runs: list[Run], root: Path) -> None:
             r.name = name
 
 
+def short_names(runs: list[Run]) -> tuple[list[str], str]:
+    """tables.short_names of the runs, floats rounded as in their folders' names (an optuna trial's
+    `lr=0.005547`, not `lr=0.005547119471592123`) where that keeps them apart."""
+    from nnlab.views import tables
+
+    names, legend = tables.short_names([r.overrides for r in runs])
+    rounded = [round_floats(n) for n in names]
+    return (rounded if len(set(rounded)) == len(set(names)) else names), legend
+
+
 def round_floats(text: str, digits: int = 4) -> str:
     """`optimizer.lr=0.005547119471592123,b=2` -> `optimizer.lr=0.005547,b=2`: each `=FLOAT` value with
     more than `digits` significant digits rounded to that many."""
@@ -320,11 +330,11 @@ def curves_figure(runs: list[Run], path: Path, sets: list[Setting] | None = None
     name them (what differs); a setting or run that did not end well is marked, not left out."""
     from nnlab.views.figures import Curve, epoch_curve, mean_curve
     from nnlab.views.figures import curves_figure as draw
-    from nnlab.views.tables import short_names, without_seed
+    from nnlab.views.tables import without_seed
 
     score = metrics.score(task_of(runs))
     split = "val" if any("loss/val" in e for r in runs for e in r.epochs()) else "train"
-    names, key = short_names([r.overrides for r in runs])
+    names, key = short_names(runs)
     short = dict(zip((r.name for r in runs), names)) if names else {}
     curves = []
     if sets and any(len(st.runs) > 1 for st in sets):
@@ -401,7 +411,7 @@ def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
     from nnlab.views.console import shown
 
     names, notes, left_out = columns(task_of(runs)), [], []
-    short, legend = tables.short_names([r.overrides for r in runs])
+    short, legend = short_names(runs)
     label = dict(zip(map(id, runs), short)) if short else {id(r): r.name for r in runs}
     sets = settings(runs, sort)
     banded = any(len(st.runs) > 1 for st in sets)

@@ -139,6 +139,17 @@ def build_model(cfg: DictConfig, in_shape, num_outputs: int, activation) -> nn.M
     return model
 
 
+def _updates(cfg: DictConfig, model: nn.Module, reused: set, spe: int) -> tuple:
+    """(the optimizer's factory, the optimizer over the model's parameter groups (transfer's rates), the
+    schedule, why the engine's stacked update does not apply, or None)."""
+    tr, epochs = cfg.transfer, cfg.trainer.epochs
+    groups = transfer.parameter_groups(model, reused, tr.mode, cfg.optimizer.lr, tr.reused_lr_factor)
+    make_optimizer = instantiate(cfg.optimizer, _convert_="all")  # plain lists (betas): checkpoints load weights-only
+    optimizer = make_optimizer(groups)
+    scheduler = instantiate(cfg.schedule, _convert_="all")(optimizer, total_steps=spe * epochs, steps_per_epoch=spe)
+    return make_optimizer, optimizer, scheduler, update_mode(optimizer, cfg.trainer.precision)
+
+
 def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, trains: bool = True) -> Experiment:
     """Every torch object of a run, built from its validated config; `cpu_share`: this job's share of the
     CPU cores where a parallel launcher runs several at once (see trainer.threads); `shared`: a run of a
@@ -189,17 +200,7 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
         reused = transfer.load_matching(model, tr.init_from)
         notes.append(f"transfer.init_from: {len(reused)} parameter tensors reused ({tr.mode}), the output layer new")
     spe = steps_per_epoch(len(data.train), trainer.batch_size)
-    make_optimizer = optimizer = scheduler = why = None
-    if trains:
-        groups = transfer.parameter_groups(model, reused, tr.mode, cfg.optimizer.lr, tr.reused_lr_factor)
-        make_optimizer = instantiate(
-            cfg.optimizer, _convert_="all"
-        )  # plain lists (betas): checkpoints load weights-only
-        optimizer = make_optimizer(groups)
-        scheduler = instantiate(cfg.schedule, _convert_="all")(
-            optimizer, total_steps=spe * trainer.epochs, steps_per_epoch=spe
-        )
-        why = update_mode(optimizer, trainer.precision)
+    make_optimizer, optimizer, scheduler, why = _updates(cfg, model, reused, spe) if trains else (None,) * 4
     activities: list[torch.Tensor] = []
     if cfg.regularization.activity_l1 > 0:
 

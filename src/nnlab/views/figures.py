@@ -210,62 +210,26 @@ def curves_figure(
 ):
     """Loss and score (accuracy, or R² for regression) per epoch, side by side, one line per Curve,
     saved as a PNG: a run's train and val curves (curves.png), or many runs' (report.png). Made for a
-    slide: text of 10 pt and more, the legend below the plots (`key`: what its names are), a band's meaning said under them, a curve
-    whose runs failed marked (its last point an x, its state in the legend) and never dropped, a log axis
-    labelled in plain numbers. Returns the matplotlib Figure."""
+    slide: text of 10 pt and more, the legend below the plots (`key`: what its names are), a band's meaning
+    said above them, a curve whose runs failed marked (its last point an x, its state in the legend) and
+    never dropped, a log axis labelled in plain numbers. Returns the matplotlib Figure."""
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     from nnlab.metrics import LABELS
 
     many = len(curves) > 2
     columns = 1 if len(curves) <= 3 else 2 if len(curves) <= 10 else 3
     legend_rows = 0 if not many else -(-len(curves) // columns)
-    from nnlab.metrics import RANGES
-
-    bounds = RANGES.get(score, (-math.inf, math.inf))
     fig = Figure(figsize=(11, 4.2 + 0.24 * legend_rows) if many else (10, 4), dpi=100)
     ax_loss, ax_score = fig.subplots(1, 2)
-    handles, drawn = [], 0
-    for c in curves:
-        style = c.style if not many else STYLES[drawn % len(STYLES)]
-        drawn += bool(len(c.epochs))
-        dots = {"marker": "o"} if len(c.epochs) <= 3 else {}  # a run of 1-3 epochs: its points, not an empty frame
-        label = c.label + (f": {c.failed}" if c.failed else "")
-        (line,) = ax_loss.plot(c.epochs, c.loss, style, label=label, linewidth=2, **dots)
-        color = line.get_color()
-        ax_score.plot(c.epochs, c.score, style, color=color, linewidth=2, **dots)
-        if c.failed and len(c.epochs):  # where the runs stopped
-            for ax, ys in ((ax_loss, c.loss), (ax_score, c.score)):
-                ax.plot(c.epochs[-1:], ys[-1:], "x", color=color, markersize=10, markeredgewidth=2)
-        handles.append(Line2D([], [], linestyle=style, marker="x" if c.failed else None, color=color, label=label))
-        if c.band is not None:  # within what the metric can be (a loss above 0, an accuracy in [0, 1])
-            for ax, b, (floor, top) in ((ax_loss, c.band[0], (0.0, math.inf)), (ax_score, c.band[1], bounds)):
-                low = [max(lo, floor) for lo, _ in b]
-                ax.fill_between(c.epochs, low, [min(hi, top) for _, hi in b], color=color, alpha=0.2, linewidth=0)
-    title = LABELS[score]
+    handles = _draw_curves(ax_loss, ax_score, curves, score, many)
     ax_loss.set(xlabel="epoch", ylabel="loss", title=loss_title, yscale="log" if log_loss else "linear")
-    ax_score.set(xlabel="epoch", ylabel=title, title=title)
-    means = [v for c in curves for v in c.loss if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
-    if log_loss and means:  # the axis the curves need: a band reaching towards 0 is cut at a third of the lowest
-        top = max(means + [hi for c in curves if c.band for _, hi in c.band[0] if math.isfinite(hi)])
-        ax_loss.set_ylim(min(means) / (3 if any(c.band for c in curves) else 1.3), top * 1.2)
-    if log_loss:  # 0.6, not 6x10^-1
-        plain = FuncFormatter(lambda v, _: f"{v:.3g}")
-        ax_loss.yaxis.set_major_formatter(plain)
-        ax_loss.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}" if _few_ticks(ax_loss) else ""))
+    ax_score.set(xlabel="epoch", ylabel=LABELS[score], title=LABELS[score])
+    if log_loss:
+        _log_axis(ax_loss, curves)
     last = max((max(c.epochs) for c in curves if len(c.epochs)), default=1)
     for ax in (ax_loss, ax_score):
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs are whole numbers
-        if last <= 3:  # one to three epochs: the axis spans them, with a margin, not 0.945..1.050
-            ax.set_xlim(0.5, last + 0.5)
-            ax.set_xticks(range(1, last + 1))
-        ax.tick_params(labelsize=10)
-        ax.title.set_fontsize(12)
-        ax.xaxis.label.set_fontsize(11)
-        ax.yaxis.label.set_fontsize(11)
+        _epoch_axis(ax, last)
     banded = any(c.band is not None for c in curves)
     if many:
         fig.legend(
@@ -280,6 +244,62 @@ def curves_figure(
     )
     save_figure(fig, path)
     return fig
+
+
+def _draw_curves(ax_loss, ax_score, curves: list[Curve], score: str, many: bool) -> list:
+    """Each curve on both axes (its band within what the metric can be), its legend handle; coinciding
+    curves told apart by their dashes, a failed one's last point an x."""
+    from matplotlib.lines import Line2D
+
+    from nnlab.metrics import RANGES
+
+    bounds = RANGES.get(score, (-math.inf, math.inf))
+    handles, drawn = [], 0
+    for c in curves:
+        style = c.style if not many else STYLES[drawn % len(STYLES)]
+        drawn += bool(len(c.epochs))
+        dots = {"marker": "o"} if len(c.epochs) <= 3 else {}  # a run of 1-3 epochs: its points, not an empty frame
+        label = c.label + (f": {c.failed}" if c.failed else "")
+        (line,) = ax_loss.plot(c.epochs, c.loss, style, label=label, linewidth=2, **dots)
+        color = line.get_color()
+        ax_score.plot(c.epochs, c.score, style, color=color, linewidth=2, **dots)
+        if c.failed and len(c.epochs):  # where the runs stopped
+            for ax, ys in ((ax_loss, c.loss), (ax_score, c.score)):
+                ax.plot(c.epochs[-1:], ys[-1:], "x", color=color, markersize=10, markeredgewidth=2)
+        handles.append(Line2D([], [], linestyle=style, marker="x" if c.failed else None, color=color, label=label))
+        if c.band is not None:  # a loss above 0, an accuracy in [0, 1]
+            for ax, b, (floor, top) in ((ax_loss, c.band[0], (0.0, math.inf)), (ax_score, c.band[1], bounds)):
+                low = [max(lo, floor) for lo, _ in b]
+                ax.fill_between(c.epochs, low, [min(hi, top) for _, hi in b], color=color, alpha=0.2, linewidth=0)
+    return handles
+
+
+def _log_axis(ax, curves: list[Curve]) -> None:
+    """The loss's log axis: the range the curves need (a band reaching towards 0 cut at a third of the
+    lowest), labelled 0.6, not 6x10^-1."""
+    from matplotlib.ticker import FuncFormatter
+
+    means = [v for c in curves for v in c.loss if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    if means:
+        top = max(means + [hi for c in curves if c.band for _, hi in c.band[0] if math.isfinite(hi)])
+        ax.set_ylim(min(means) / (3 if any(c.band for c in curves) else 1.3), top * 1.2)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}" if _few_ticks(ax) else ""))
+
+
+def _epoch_axis(ax, last: int) -> None:
+    """Whole epochs (one to three: each, with a margin, not 0.945..1.050), a grid, text of 10 pt and more."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if last <= 3:
+        ax.set_xlim(0.5, last + 0.5)
+        ax.set_xticks(range(1, last + 1))
+    ax.tick_params(labelsize=10)
+    ax.title.set_fontsize(12)
+    ax.xaxis.label.set_fontsize(11)
+    ax.yaxis.label.set_fontsize(11)
 
 
 def _few_ticks(ax) -> bool:
