@@ -40,5 +40,6 @@ def test_runs_alone_show_what_differs(tmp_path):
         assert nnlab("train", *TINY, f"optimizer={optimizer}", cwd=tmp_path).returncode == 0
         time.sleep(1.1)  # another second: another folder
     seen = look(tmp_path / "outputs" / "runs")
-    assert seen["columns"][2:4] == ["optimizer", "acc/test"], seen["columns"]  # not the constant data, model, ...
+    # what differs, not the constant data, model, ...: the optimizer and its rate (each one's own default)
+    assert seen["columns"][2:5] == ["optimizer", "optimizer.lr", "acc/test"], seen["columns"]
     assert sum(run.startswith("20") and "optimizer=" in run for run in seen["runs"]) == 2  # named by what they set

@@ -102,8 +102,8 @@ class Tracker:
     def layout(self, score: str, logged: set[str] | frozenset[str] = frozenset()) -> None:
         """TensorBoard's CUSTOM SCALARS tab, in the order a reader wants it: the learning curves first
         (train and val overlaid: the loss, then the score), then the per-step values, then the diagnostics
-        this run logs (`logged`: their tag groups, `stats/dead_frac`, ...): no chart waits on tags that never
-        come ("Missing Tags")."""
+        this run logs (`logged`: their tag groups, `step/lr`, `stats/dead_frac`, ...): no chart waits on tags
+        that never come ("Missing Tags")."""
         diagnostics = {
             "gradient norm per layer": "stats/grad_norm",
             "update / weight ratio": "stats/update_ratio",
@@ -118,7 +118,7 @@ class Tracker:
             "2 per step": {
                 "loss": ["Multiline", [r"^step/loss$"]],
                 "global gradient norm": ["Multiline", [r"^step/grad_norm$"]],
-                "learning rate": ["Multiline", [r"^step/lr$"]],
+                **({"learning rate": ["Multiline", [r"^step/lr$"]]} if "step/lr" in logged else {}),
             },
             "3 diagnostics": {
                 name: ["Multiline", [rf"^{group}/"]] for name, group in diagnostics.items() if group in logged

@@ -336,7 +336,8 @@ class Diagnostics:
             [(step - n + 1 + i, {"step/loss": loss, "step/grad_norm": norm}) for i, (loss, norm) in enumerate(window)],
             epoch,
         )
-        self.tracker.scalars(step, {"step/lr": self.optimizer.param_groups[0]["lr"]}, epoch)  # (each window)
+        if step % self.log_every == 0:
+            self.tracker.scalars(step, {"step/lr": self.optimizer.param_groups[0]["lr"]}, epoch)
         losses = [loss for loss, _ in window]
         recent = self.recent_loss = sum(losses) / n
         a = self.alarm_cfg

@@ -231,7 +231,7 @@ def open_run(
     tracker.log("\n".join(lines))
     if state is None:
         tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
-        tracker.layout(task_metrics.score(exp.data.kind), logged_diagnostics(exp))
+        tracker.layout(task_metrics.score(exp.data.kind), logged_groups(exp))
         m = model_summary(exp.model)
         tracker.text(
             "model", f"```\n{bare(exp.model)}\n```\n\n{m['parameters']:,} parameters ({m['trainable']:,} trainable)"
@@ -241,14 +241,15 @@ def open_run(
     return tracker
 
 
-def logged_diagnostics(exp: Experiment) -> set[str]:
-    """The groups of per-layer statistics a run logs: gradient norms and update ratios where
-    diagnostics.every steps come at least once; for hidden activations (measured at the start too) the
+def logged_groups(exp: Experiment) -> set[str]:
+    """The groups of statistics a run logs beside its losses: the rate where trainer.log_every steps come at
+    least once, gradient norms and update ratios where diagnostics.every steps do; for hidden activations (measured at the start too) the
     dead fraction of rectifiers or the saturated fraction of sigmoid and tanh."""
     from nnlab.training.diagnostics import RECTIFIERS, SATURATING, hidden_activations
 
     every, steps = exp.diagnostics.every, exp.steps_per_epoch * exp.trainer.epochs
     logged = {"stats/grad_norm", "stats/update_ratio"} if 0 < every <= steps else set()
+    logged |= {"step/lr"} if exp.trainer.log_every <= steps else set()  # the rate: every log_every steps
     if hidden_activations(exp.model, exp.activation_type):
         logged |= {"stats/dead_frac"} if issubclass(exp.activation_type, RECTIFIERS) else set()
         logged |= {"stats/saturated_frac"} if exp.activation_type in SATURATING else set()
