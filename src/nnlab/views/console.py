@@ -114,7 +114,13 @@ class TrainingProgress:
             columns.insert(0, TextColumn(escape(stack)))
         if self.out.width >= 100:
             columns.append(TextColumn("{task.fields[info]}"))
-        self.bars = Progress(*columns, console=self.out, expand=True, disable=not enabled or not self.out.is_terminal)
+        self.bars = Progress(
+            *columns,
+            console=self.out,
+            expand=True,
+            disable=not enabled or not self.out.is_terminal,
+            transient=not self.lines,  # a sweep's: gone when done, its line per setting says how it ended
+        )
         first = done // max(1, steps_per_epoch) + 1
         self.task = self.bars.add_task(
             "train",
