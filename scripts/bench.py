@@ -1,7 +1,7 @@
 """How fast is nnlab next to the loops people write by hand? One run, side by side, same machine, ratios.
 
     python scripts/bench.py                      # everything (about 5 minutes on a 2-core CPU)
-    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, stacks, cnnstack, executors, doctor, toy
+    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, stacks, cnnstack, executors, doctor, toy, loadrun
     python scripts/bench.py --only stacks --repeats 1   # batched sweeps against one run and the basic launcher
     python scripts/bench.py --device cuda --only mlp,cnn --cnn-steps 0 --variants fp32,bf16,fp16,compile
                                                  # the MLP and CNN loops on a GPU, whole epochs, nnlab's options
@@ -19,6 +19,7 @@
 6. `nnlab doctor init=zeros` against `nnlab train init=zeros` (--only doctor).
 7. A 48-run seed sweep as 2 submitit_local tasks of 24 stacked runs against Hydra's submitit_local launcher
    (--only executors).
+8. `nnlab.load_run` of a toy run in a fresh process after `import torch` (--only loadrun; target < 1 s).
 Every case runs in its own process; peak memory is that process's maximum resident set (and the peak
 CUDA memory on a GPU). Each case is repeated (--repeats) and the minimum is reported (the median too).
 
@@ -519,6 +520,26 @@ def toy(args) -> dict:
     return {"wall_s": [w for w, _ in walls], "peak_rss_mb": max(r for _, r in walls)}
 
 
+LOAD_RUN = """
+import sys, time
+import torch
+start = time.perf_counter()
+import nnlab
+run = nnlab.load_run(sys.argv[1])
+run.predict_proba(torch.zeros(4, 2)); run.history
+print(time.perf_counter() - start)
+"""
+
+
+def load_run(args) -> dict:
+    """nnlab.load_run of the default toy run in a fresh process, after `import torch` (what a notebook has
+    already paid): import nnlab, load, predict_proba, history."""
+    with tempfile.TemporaryDirectory() as tmp:
+        nnlab_cli("trainer.epochs=2", f"hydra.run.dir={tmp}/run", cwd=Path(tmp))
+        seconds = [float(child([sys.executable, "-c", LOAD_RUN, f"{tmp}/run"])[1].strip()) for _ in range(args.repeats)]
+    return {"load_run_s": seconds}
+
+
 CASES = {  # --only NAME: (what it says while it runs, the case)
     "startup": ("start-up", startup),
     "sweep": ("sweep: 8 toy runs, sequential vs joblib", sweep),
@@ -527,6 +548,7 @@ CASES = {  # --only NAME: (what it says while it runs, the case)
     "executors": ("48 seeds through submitit_local: stacks as tasks vs one process a run", executors),
     "doctor": ("nnlab doctor init=zeros against the run alone", doctor),
     "toy": ("the default toy run", toy),
+    "loadrun": ("nnlab.load_run of a toy run, after import torch", load_run),
 }
 
 
@@ -667,6 +689,12 @@ def report(r: dict) -> None:
         print(
             f"| nnlab doctor init=zeros (diagnosis, then 5 settings x 5 seeds) | {min(d['doctor_s']):.1f} s | | one run "
             f"{min(d['one_run_s']):.1f} s | | {d['ratio']:.2f}x (median of pairs) | <= 4x: {'met' if d['ratio'] <= 4 else 'MISSED'} | |"
+        )
+    if "loadrun" in r:
+        t = r["loadrun"]["load_run_s"]
+        print(
+            f"| nnlab.load_run (toy run; import nnlab, load, predict_proba, history; after import torch) | "
+            f"{min(t):.2f} s (median {statistics.median(t):.2f}) | | | | | < 1 s: {'met' if min(t) < 1 else 'MISSED'} | |"
         )
     if "toy" in r:
         t = r["toy"]
