@@ -183,3 +183,18 @@ def test_the_lr_find_figure_keeps_every_line_on_the_chart_and_marks_the_divergen
         ys = [y for y in line.get_ydata() if math.isfinite(y)]
         assert all(low <= y <= high for y in ys) or len(set(line.get_xdata())) == 1  # (vertical markers span it)
     assert any("diverging from" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_batch_norms_learned_scale_and_shift_are_logged_per_layer(tmp_path):
+    """Note 003: batch norm learns a scale and a shift per unit that can undo the normalization: their means
+    per layer each epoch under stats/ (a chart of their own in CUSTOM SCALARS), their histograms."""
+    run, _ = train(tmp_path, *FAST, "trainer.epochs=3", "model.batch_norm=true", "optimizer.lr=0.01")
+    scale, shift = layer_stat(run, "stats/bn_scale/bn2"), layer_stat(run, "stats/bn_shift/bn2")
+    assert len(scale) == len(shift) == 3 and scale[0] != 1.0 and shift[0] != 0.0  # moved from 1 and 0 by training
+    acc = events(run)
+    assert {"stats.bn_scale/bn1", "stats.bn_shift/bn2"} <= set(acc.Tags()["histograms"])
+    from nnlab.training.diagnostics import batch_norms
+
+    assert [
+        n for n, _ in batch_norms(nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4), nn.BatchNorm1d(4, affine=False)))
+    ] == ["bn1"]

@@ -109,6 +109,8 @@ class Tracker:
             "update / weight ratio": "stats/update_ratio",
             "dead units (rectifiers)": "stats/dead_frac",
             "saturated units (sigmoid, tanh)": "stats/saturated_frac",
+            "batch norm's learned scale (gamma), per layer": "stats/bn_scale",
+            "batch norm's learned shift (beta), per layer": "stats/bn_shift",
         }
         charts = {
             LEARNING_CURVES: {

@@ -222,6 +222,7 @@ class Diagnostics:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.layers = [(n, m) for n, m in weight_layers(model) if m.weight.requires_grad]  # frozen ones do not change
         self.acts = hidden_activations(model, activation_type)
+        self.norms = batch_norms(model)  # their learned scale and shift, logged each epoch
         self.activation = self.acts[0][1] if self.acts else nn.Identity()
         self.probe_x, self.probe_y = probe
         self.kind = kind
@@ -287,8 +288,18 @@ class Diagnostics:
         return diverged
 
     def end_epoch(self, epoch: int, step: int, last_epoch: bool) -> None:
+        if self.norms:  # batch norm's scale (gamma) and shift (beta): the means per layer, one read of the device
+            parts = [
+                t for _, m in self.norms for t in (m.weight.detach().float().mean(), m.bias.detach().float().mean())
+            ]
+            values = torch.stack(parts).tolist()
+            names = [f"stats/bn_{part}/{name}" for name, _ in self.norms for part in ("scale", "shift")]
+            self.tracker.scalars(step, dict(zip(names, values)), epoch)
         every = self.cfg.histograms_every
         if every and (epoch % every == 0 or last_epoch):
+            for name, m in self.norms:
+                self.tracker.histogram(f"stats.bn_scale/{name}", m.weight, step)
+                self.tracker.histogram(f"stats.bn_shift/{name}", m.bias, step)
             outputs = probe_activations(self.model, self.acts, self.probe_x) if self.acts else {}
             for name, m in self.layers:
                 self.tracker.histogram(f"stats.weights/{name}", m.weight, step)
@@ -380,6 +391,12 @@ class Diagnostics:
 
     def _figure(self, outputs: dict[str, Tensor], step: int, when: str, filename: str) -> None:
         activations_figure(self.tracker, outputs, step, when, filename)
+
+
+def batch_norms(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's batch norm layers with a learned scale and shift, named bn1, bn2, ... in forward order."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
+    return [(f"bn{i}", m) for i, m in enumerate(norms, 1)]
 
 
 def start_form(layers: list[tuple[str, nn.Module]], outputs: dict[str, Tensor]) -> str:

@@ -245,11 +245,12 @@ def logged_groups(exp: Experiment) -> set[str]:
     """The groups of statistics a run logs beside its losses: the rate where trainer.log_every steps come at
     least once, gradient norms and update ratios where diagnostics.every steps do; for hidden activations (measured at the start too) the
     dead fraction of rectifiers or the saturated fraction of sigmoid and tanh."""
-    from nnlab.training.diagnostics import RECTIFIERS, SATURATING, hidden_activations
+    from nnlab.training.diagnostics import RECTIFIERS, SATURATING, batch_norms, hidden_activations
 
     every, steps = exp.diagnostics.every, exp.steps_per_epoch * exp.trainer.epochs
     logged = {"stats/grad_norm", "stats/update_ratio"} if 0 < every <= steps else set()
     logged |= {"step/lr"} if exp.trainer.log_every <= steps else set()  # the rate: every log_every steps
+    logged |= {"stats/bn_scale", "stats/bn_shift"} if batch_norms(exp.model) else set()
     if hidden_activations(exp.model, exp.activation_type):
         logged |= {"stats/dead_frac"} if issubclass(exp.activation_type, RECTIFIERS) else set()
         logged |= {"stats/saturated_frac"} if exp.activation_type in SATURATING else set()
