@@ -19,7 +19,7 @@ KNOWN_UPWARD = {  # (module, what it imports): why
     ("nnlab/jobs/stacking.py", "nnlab.commands.report"): "round_floats: a job folder's name as the report shows it",
     ("nnlab/config/validate.py", "nnlab.run_files.checkpoint"): "transfer.init_from must name a checkpoint",
     ("nnlab/config/validate.py", "nnlab.data"): "describe(): which kind of data a source is",
-    ("nnlab/run_files/tracking.py", "nnlab.views.figures"): "TensorBoard's images are figures",
+    ("nnlab/run_files/tracking.py", "nnlab.views.painter"): "TensorBoard's images are figures, rendered",
     ("nnlab/data/images.py", "nnlab.run_files.folder"): "write_file: a download lands atomically",
     ("nnlab/views/figures.py", "nnlab.training.diagnostics"): "the activations figure of a run's probe",
     ("nnlab/training/member.py", "nnlab.commands.load_run"): "a finished run's figures drawn from its checkpoint",

@@ -295,7 +295,7 @@ def boundary_grid(sets: list[Setting], path: Path) -> Path | None:
     two runs have one (not 2-D data)."""
     from nnlab import compare
     from nnlab.views import figures
-    from nnlab.views.figures import render
+    from nnlab.views.painter import render
 
     def seed(r: Run) -> int:
         value = str(r.overrides.get("trainer.seed", 0))

@@ -39,9 +39,9 @@ class Tracker:
 
         self.jsonl = open_append(self.run_dir / "metrics.jsonl")
         self.logger = None  # train.log's logger, opened by the first log()
-        self.painter = None  # figures.Painter: figures drawn in worker processes (batched sweeps)
+        self.painter = None  # views.painter.Painter: figures drawn in worker processes (batched sweeps)
         self.skip: frozenset = frozenset()  # figure tags not drawn (a stack's runs: sweep.run_figures)
-        self.pending: list = []  # (tag, step, figures.Drawing) not yet written
+        self.pending: list = []  # (tag, step, views.painter.Drawing) not yet written
 
     def scalars(self, step: int, values: Mapping[str, float], epoch: int | None = None) -> None:
         """One TensorBoard event for all of a step's values (one per value would cost as much each)."""
@@ -78,9 +78,9 @@ class Tracker:
 
     def figure(self, tag: str, draw, args: tuple, step: int, filename: str | None = None) -> None:
         """The figure `draw(*args)` (a top-level function returning a matplotlib Figure) into
-        TensorBoard, and as RUN/FILENAME if given (rendered once). With a painter (figures.Painter) it is
+        TensorBoard, and as RUN/FILENAME if given (rendered once). With a painter (views.painter.Painter) it is
         drawn in the painter's worker and written to TensorBoard when done (at the latest by close())."""
-        from nnlab.views.figures import render
+        from nnlab.views.painter import render
 
         if tag in self.skip:
             return

@@ -33,6 +33,7 @@ from nnlab.training.member import Member, close, guard, hparams_of, said
 from nnlab.training.setup import Experiment, model_summary
 from nnlab.views import figures
 from nnlab.views.console import TrainingProgress, check_interrupt, epoch_line, stack_info, summary_text, warning
+from nnlab.views.painter import Drawing, Painter
 
 
 def autocast(device: torch.device, precision: str):
@@ -186,7 +187,7 @@ def train(members: list[Member], label: str = "", quiet: bool | None = None) -> 
         curves = [
             painter.submit(figures.run_curves, m.run_dir, m.exp.data.kind)
             if painter is not None
-            else figures.Drawing(figures.run_curves, (m.run_dir, m.exp.data.kind))
+            else Drawing(figures.run_curves, (m.run_dir, m.exp.data.kind))
             for m, s in zip(members, summaries)
             if s and drawn == "all"
         ]
@@ -212,7 +213,7 @@ def train(members: list[Member], label: str = "", quiet: bool | None = None) -> 
 
 def _painter(members: list[Member], drawn: str):
     """Where a stack's figures are drawn: where its runs draw them all, beside the training, in worker
-    processes (figures.Painter; for the final figures alone it is no faster: measured 15.2 s against 15.0
+    processes (views.painter.Painter; for the final figures alone it is no faster: measured 15.2 s against 15.0
     s for 16 seeds); the tags its runs skip (sweep.run_figures)."""
     if len(members) == 1:
         return None
@@ -220,7 +221,7 @@ def _painter(members: list[Member], drawn: str):
         m.tracker.skip = SKIPPED[drawn]
     if drawn != "all":
         return None
-    painter = figures.Painter()
+    painter = Painter()
     for m in members:
         m.tracker.painter = painter
     return painter

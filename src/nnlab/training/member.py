@@ -23,7 +23,7 @@ from nnlab.run_files import checkpoint, records
 from nnlab.run_files import folder as run_folder
 from nnlab.run_files.tracking import Tracker, environment, has_events
 from nnlab.training.setup import Experiment, model_summary, setup
-from nnlab.views import figures
+from nnlab.views import figures, painter
 from nnlab.views.console import tensorboard_command
 
 
@@ -312,7 +312,7 @@ class _Files:
 
     def figure(self, tag: str, draw, args: tuple, step: int, filename: str | None = None) -> None:
         if filename:
-            figures.render(draw, args, str(self.run_dir / filename))
+            painter.render(draw, args, str(self.run_dir / filename))
 
 
 def draw_figures(run_dir: str | Path) -> list[str]:
