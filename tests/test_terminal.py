@@ -147,9 +147,12 @@ def test_a_sweeps_runs_alone_say_one_line_unless_asked_for_everything(tmp_path, 
     )
     assert out.returncode == 0, out.stderr
     said = out.stdout.split("──")[0]  # before the closing tables
-    assert (
-        "[1/2] activation=relu\n  ok  loss/test " in said if each_run == "line" else "[1/2] activation=relu\n" in said
-    )
+    if each_run == "line":  # one line a run, named by its folder: no header, no start lines, no table
+        runs = [summary(sweep / f"activation={a}")["metrics"] for a in ("relu", "tanh")]
+        assert said.splitlines()[1:] == [
+            f"  activation={a}: ok  loss/test {m['loss/test']:.4f}  acc/test {m['acc/test']:.4f}"
+            for a, m in zip(("relu", "tanh"), runs)
+        ], said
     assert ("nnlab run: ok" in said) == ("run starts" in said) == (each_run == "full"), (
         said
     )  # (epoch lines: trainer.progress)

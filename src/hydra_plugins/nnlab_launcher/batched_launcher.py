@@ -101,7 +101,10 @@ class BatchedLauncher(Launcher):
             dict(o.split("=", 1) for o in filter_overrides(job_overrides[i]) if "=" in o) for i in range(len(configs))
         ]
         for n, stack in enumerate(stacks, 1):
-            console.print(f"\\[{n}/{len(stacks)}] {shown(group_label(given, stack, why[stack[0]]))}", soft_wrap=True)
+            if len(stack) > 1 or why[stack[0]]:  # a run alone says itself as it ends (its folder's name)
+                console.print(
+                    f"\\[{n}/{len(stacks)}] {shown(group_label(given, stack, why[stack[0]]))}", soft_wrap=True
+                )
             group, _ = run_group(task, self.hydra_context, [configs[i] for i in stack], f"{n}/{len(stacks)}")
             returns.update(zip(stack, group))
         return [returns[i] for i in range(len(configs))]

@@ -168,7 +168,8 @@ def said(members: list[Member], summaries: list[dict | None], quiet: bool) -> No
         return
     given = [dict(o.split("=", 1) for o in m.exp.config.get("overrides", []) if "=" in o) for m in members]
     settings: dict[str, list[dict | None]] = {}
-    for name, summary in zip(setting_names(given), summaries):
+    names = setting_names(given) if len(members) > 1 else [members[0].run_dir.name]  # a run of its own: its folder
+    for name, summary in zip(names, summaries):
         settings.setdefault(name, []).append(summary)
     for name, ended in settings.items():
         console.print(setting_line(name, ended), soft_wrap=True, highlight=False)
