@@ -125,3 +125,31 @@ def test_runs_without_a_validation_split_sort_by_the_training_score(tmp_path):
     assert report.default_sort(runs) == "acc/train"
     _run(tmp_path, "c", ["trainer.seed=2"], {"acc/train": 0.5, "acc/val": 0.5})
     assert report.default_sort(report.collect(tmp_path)) == "acc/val"
+
+
+def test_time_to_a_threshold_is_a_column_with_its_band(tmp_path, capsys):
+    """`--to acc/val=0.9` (note 001: ReLU reaches a given accuracy in fewer epochs than tanh): each run's first
+    epoch at or above it and the training seconds until then, banded per setting; never reached: none."""
+    curves = {"relu": [0.6, 0.92, 0.95], "tanh": [0.5, 0.7, 0.91], "sigmoid": [0.5, 0.5, 0.5]}
+    for act, accs in curves.items():
+        for seed in (0, 1):
+            _run(tmp_path, f"{act}{seed}", [f"activation={act}", f"trainer.seed={seed}"], {"acc/val": accs[-1]})
+            rows = [
+                {"step": e, "epoch": e, "loss/train": 1.0, "acc/val": a, "time/epoch_s": 0.5}
+                for e, a in enumerate(accs, 1)
+            ]
+            (tmp_path / f"{act}{seed}" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = report.collect(tmp_path)
+    keys = report.reach(runs, "acc/val=0.9")
+    assert keys == ["epochs to acc/val>=0.9", "seconds to acc/val>=0.9"]
+    by = {r.name: (r.metric(keys[0]), r.metric(keys[1])) for r in runs}
+    assert by["activation=relu,trainer.seed=0"] == (2, 1.0) and by["activation=tanh,trainer.seed=1"] == (3, 1.5)
+    assert by["activation=sigmoid,trainer.seed=0"] == (None, None)
+    sets = {st.name: st for st in report.settings(runs, "acc/val")}
+    assert sets["activation=relu"].bands[keys[0]].mean == 2 and sets["activation=sigmoid"].bands[keys[0]] is None
+    assert report.reach(report.collect(tmp_path), "loss/val=0.3")[0] == "epochs to loss/val<=0.3"  # lower is better
+    assert report.main([str(tmp_path), "--to", "acc/val=0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs to acc/val>=0.9" in out and "epochs to acc/val>=0.9" in (tmp_path / "report.csv").read_text()
+    for bad in ("acc/test=0.9", "acc/val", "acc/val=high"):
+        assert report.main([str(tmp_path), "--to", bad]) == 2

@@ -44,6 +44,44 @@ def columns(task: str) -> tuple[str, ...]:
     return (*(f"{score}/{split}" for split in SPLITS), *(f"loss/{split}" for split in SPLITS), *rest)
 
 
+REACH = ("epochs to ", "seconds to ")  # derived columns of --to METRIC=VALUE: `epochs to acc/val>=0.9`
+
+
+def reached(runs: list[Run]) -> list[str]:
+    """The --to columns the runs carry (reach() put them in their metrics)."""
+    return [k for k in dict.fromkeys(k for r in runs for k in r.summary.get("metrics", {})) if k.startswith(REACH)]
+
+
+def reach(runs: list[Run], goal: str) -> list[str]:
+    """`--to acc/val=0.9`: each run's first epoch whose `acc/val` reached 0.9 (at least it; a loss or error:
+    at most it) and the training seconds until then (its epochs' time/epoch_s summed), as two more metrics of
+    the run (None: never reached). The notes' "ReLU reaches a given accuracy in fewer epochs than tanh"."""
+    from nnlab.errors import ConfigError
+
+    metric, _, value = goal.partition("=")
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise ConfigError(f"--to {goal}: write METRIC=VALUE, e.g. --to acc/val=0.9 or --to loss/val=0.3.") from None
+    if metric not in SORTABLE or metric.endswith("/test"):
+        epochwise = ", ".join(k for k in SORTABLE if not k.endswith("/test"))
+        raise ConfigError(f"--to {goal}: {metric!r} is not measured each epoch; one of {epochwise}.")
+    higher = metrics.better(metric) > 0
+    sign = ">=" if higher else "<="
+    keys = [f"{what}{metric}{sign}{threshold:g}" for what in REACH]
+    for r in runs:
+        epoch = seconds = None
+        elapsed = 0.0
+        for row in r.epochs():
+            elapsed += row.get("time/epoch_s", 0.0) if isinstance(row.get("time/epoch_s"), (int, float)) else 0.0
+            v = row.get(metric)
+            if isinstance(v, (int, float)) and math.isfinite(v) and (v >= threshold if higher else v <= threshold):
+                epoch, seconds = row.get("epoch"), elapsed
+                break
+        r.summary.setdefault("metrics", {}).update(dict(zip(keys, (epoch, seconds))))
+    return keys
+
+
 @dataclass
 class Run:
     path: Path
@@ -158,7 +196,7 @@ def settings(runs: list[Run], sort_key: str) -> list[Setting]:
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
         groups.setdefault(compare.setting_of(r.overrides), []).append(r)
-    names = columns(task_of(runs))
+    names = [*columns(task_of(runs)), *reached(runs)]
     out = []
     for own, members in zip(compare.setting_names([dict(g) for g in groups]), groups.values()):
         name = own or (members[0].name if len(groups) > 1 else "all runs")
@@ -218,7 +256,7 @@ def sort_runs(runs: list[Run], key: str) -> list[Run]:
 
 
 def rows(runs: list[Run]) -> list[dict[str, Any]]:
-    out, names = [], columns(task_of(runs))
+    out, names = [], [*columns(task_of(runs)), *reached(runs)]
     for r in runs:
         row = {"run": r.name, "status": r.status}
         row.update({k: r.metric(k) for k in names})
@@ -415,11 +453,12 @@ def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
     label = dict(zip(map(id, runs), short)) if short else {id(r): r.name for r in runs}
     sets = settings(runs, sort)
     banded = any(len(st.runs) > 1 for st in sets)
+    to = reached(runs)  # --to: its epochs and seconds, beside the sort key
     shown_cols = list(
-        dict.fromkeys([sort, *names[1:3], "loss/val", names[0], *(["mse/test"] if "r2/val" in names else [])])
+        dict.fromkeys([sort, *to, *names[1:3], "loss/val", names[0], *(["mse/test"] if "r2/val" in names else [])])
     )
     if banded:
-        band_cols = list(dict.fromkeys([sort, *names[1:3], "loss/val"]))
+        band_cols = list(dict.fromkeys([sort, *to, *names[1:3], "loss/val"]))
         cells = lambda st, c: _band_text(st.bands.get(c), sum(r.status == "ok" for r in st.runs))  # noqa: E731
         cols = [
             tables.Column(
@@ -493,6 +532,12 @@ def _parser():
     )
     parser.add_argument("--out", type=Path, default=None, help="where report.csv/.md/.png go (default: PATH)")
     parser.add_argument(
+        "--to",
+        default=None,
+        metavar="METRIC=VALUE",
+        help="also each run's first epoch (and training seconds) where METRIC reached VALUE, e.g. --to acc/val=0.9",
+    )
+    parser.add_argument(
         "--figures",
         action="store_true",
         help="also draw each run's own figures (curves, decision boundary or confusion matrix, activations) "
@@ -529,6 +574,14 @@ def main(argv: list[str]) -> int:
         return 2
     if args.figures:
         _draw(runs)
+    if args.to:
+        from nnlab.errors import ConfigError
+
+        try:
+            reach(runs, args.to)
+        except ConfigError as e:
+            error(str(e))
+            return 2
     args.sort = args.sort or default_sort(runs)
     runs = sort_runs(runs, args.sort)
     table = rows(runs)
