@@ -96,6 +96,7 @@ def test_a_grid_of_seeds_rates_dropout_and_early_stopping_matches_each_run_alone
         "[1/1] 8 runs as one stack (optimizer.lr=0.003,30 × model.dropout=0.0,0.3 × early_stopping.patience=1,100)"
         in (out.stdout)
     )
+    assert "cannot share one stack" not in out.stdout  # with and without dropout: one stack, truly
     summaries = same_as_alone(tmp_path, sweep, grid, common)
     statuses = [s["status"] for s in summaries]
     assert statuses.count("diverged") == 4 and statuses.count("ok") == 4  # lr=30 diverges alone, the others go on

@@ -56,7 +56,10 @@ class Stack:
 
     def __init__(self, exps: list, scalers: list):
         layers = [_layers(e.model) for e in exps]
-        signature = {None if ls is None else tuple((kind, _shape(mod)) for kind, mod in ls) for ls in layers}
+        signature = {  # (a member without dropout lines up with one with: its dropout is None, applied as none)
+            None if ls is None else tuple((kind, None if kind == "dropout" else _shape(mod)) for kind, mod in ls)
+            for ls in layers
+        }
         self.why = (
             None
             if len(signature) == 1 and None not in signature
