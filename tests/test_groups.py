@@ -102,3 +102,17 @@ def test_batch_norm_and_dropout_are_in_the_mlp():
     exp = setup(compose_cfg(["model.batch_norm=true", "model.dropout=0.5", *TOY]))
     kinds = [type(m).__name__ for m in exp.model.hidden[0]]
     assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Dropout"]  # batch norm before the activation
+
+
+def test_dropout_per_hidden_layer_and_on_the_inputs():
+    """Notes 003/004: ~0.2 on the inputs, ~0.5 on hidden layers: one rate each, a layer at 0 has none."""
+    exp = setup(
+        compose_cfg(["model.hidden=[16,16,16]", "model.dropout=[0.5,0.0,0.3]", "model.input_dropout=0.2", *TOY])
+    )
+    rates = [next((m.p for m in block if type(m).__name__ == "Dropout"), None) for block in exp.model.hidden]
+    assert rates == [0.5, None, 0.3] and exp.model.input_drop.p == 0.2
+    x = torch.ones(64, 2)
+    exp.model.train()
+    assert (exp.model.input_drop(x) == 0).any() and exp.model(x).shape == (64, 2)
+    exp.model.eval()
+    assert torch.equal(exp.model.input_drop(x), x)  # off in evaluation

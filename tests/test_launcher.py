@@ -318,3 +318,12 @@ def test_a_jobs_config_set_from_the_first_jobs_equals_hydras_own(tmp_path):
         assert sweep_config(base, ["activation=relu"], ["activation=tanh"]) is None  # a config group: composed
         assert sweep_config(base, ["activation=relu"], ["+trainer.foo=1"]) is None
     GlobalHydra.instance().clear()
+
+
+@pytest.mark.slow
+def test_dropout_per_layer_and_on_the_inputs_stack_and_match_their_runs_alone(tmp_path):
+    grid = {"model.dropout": ["[0.5,0.3]", "[0.0,0.2]"], "model.input_dropout": ["0.0", "0.2"]}
+    common = [*SHORT, "trainer.epochs=3", "trainer.seed=0"]
+    sweep, out = sweep_of(tmp_path, grid, common)
+    assert "4 runs as one stack" in out.stdout and "cannot share one stack" not in out.stdout, out.stdout[-2000:]
+    same_as_alone(tmp_path, sweep, grid, common, rel=0)

@@ -37,6 +37,11 @@ TOY = ["data.source.n_train=64", "data.source.n_test=32"]
         (["regularization.clip_grad_norm=inf"], "regularization.clip_grad_norm=inf is invalid"),
         (["+trainer.foo=1"], "trainer.foo is not a setting of nnlab."),
         (["+colour=red"], "colour is not a setting of nnlab."),
+        (["model.dropout=[0.5]"], "one rate in [0, 1) per hidden layer (2 here)"),
+        (["model.dropout=[0.5,1.0]"], "one rate in [0, 1) per hidden layer"),
+        (["model.dropout=[0.5,x]"], "one rate in [0, 1) per hidden layer"),
+        (["model.input_dropout=1.0"], "model.input_dropout=1.0 is invalid: a dropout probability must be in [0, 1)"),
+        (["model=cnn", "model.dropout=[0.5,0.5]"], "model.dropout=[0.5, 0.5] is invalid: it must be a number"),
     ],
 )
 def test_each_bad_value_is_named(overrides, message):

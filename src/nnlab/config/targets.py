@@ -137,7 +137,8 @@ def check_target(group: str, node: Any) -> None:
             )
         default = params[key].default
         value = node[key]
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
+        listed = "Sequence" in str(params[key].annotation) and OmegaConf.is_list(value)  # MLP's dropout per layer
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and not listed:
             optional = any(word in str(params[key].annotation) for word in ("Optional", "None"))
             if value is None and not optional:
                 _fail(f"{group}.{key}", value, "it must be a number (null is not allowed here)")

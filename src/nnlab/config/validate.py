@@ -233,6 +233,7 @@ def _unit_rule(name: str):
 _RANGES = {
     "model": {
         "dropout": _unit_rule("a dropout probability"),
+        "input_dropout": _unit_rule("a dropout probability"),
         "dense_dropout": _unit_rule("a dropout probability"),
         "kernel_size": (lambda v: v >= 1, "the kernel size must be positive"),
         "pool_every": (lambda v: v >= 1, "pool_every must be at least 1"),
@@ -331,6 +332,19 @@ def _check_numbers(cfg: DictConfig) -> None:
         if widths is not None:
             if not isinstance(widths, ListConfig) or not all(isinstance(w, int) and w > 0 for w in widths):
                 _fail(f"model.{key}", widths, "it must be a list of positive integers, e.g. [64,64]")
+    rates = cfg.model.get("dropout")
+    if isinstance(rates, ListConfig):  # one rate per hidden layer: the MLP's
+        hidden = cfg.model.get("hidden")
+        if not str(cfg.model.get("_target_", "")).endswith(".MLP"):
+            _fail("model.dropout", rates, "a list of rates (one per hidden layer) is model=mlp's; here give one rate")
+        numbers = all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 <= r < 1 for r in rates)
+        if not numbers or hidden is None or len(rates) != len(hidden):
+            _fail(
+                "model.dropout",
+                rates,
+                f"it must be one rate, or one rate in [0, 1) per hidden layer ({len(hidden or [])} here), e.g. "
+                f"[{','.join(['0.5'] * len(hidden or [1]))}]",
+            )
 
 
 SEED_MAX = 2**32 - 1  # numpy's seed range (torch's is wider): every generator nnlab seeds takes it

@@ -239,7 +239,7 @@ def _layers(model) -> list[tuple] | None:
     hidden, head = getattr(model, "hidden", None), getattr(model, "head", None)
     if hidden is None or not isinstance(head, nn.Linear):
         return None
-    out = []
+    out = [("dropout", getattr(model, "input_drop", None))]  # on the inputs (model.input_dropout), or none
     for block in hidden:
         mods = list(block)
         if not mods or not isinstance(mods[0], nn.Linear):

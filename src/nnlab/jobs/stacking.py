@@ -39,6 +39,7 @@ GROUPABLE = (
     "loss.label_smoothing",
     "loss.delta",
     "model.dropout",
+    "model.input_dropout",
     "regularization.l1",
     "regularization.activity_l1",
     "regularization.input_noise",
