@@ -116,3 +116,15 @@ def test_dropout_per_hidden_layer_and_on_the_inputs():
     assert (exp.model.input_drop(x) == 0).any() and exp.model(x).shape == (64, 2)
     exp.model.eval()
     assert torch.equal(exp.model.input_drop(x), x)  # off in evaluation
+
+
+def test_hidden_noise_is_added_to_each_hidden_layer_while_training_only():
+    """Note 004: Gaussian noise between hidden layers (regularization.hidden_noise), after each layer's dropout."""
+    exp = setup(compose_cfg(["regularization.hidden_noise=0.5", "model.dropout=[0.2,0.0]", *TOY]))
+    last = [block[-1] for block in exp.model.hidden]
+    assert [(type(m).__name__, m.p, m.noise) for m in last] == [("Dropout", 0.2, 0.5), ("Dropout", 0.0, 0.5)]
+    x = exp.data.train.x[:32]
+    exp.model.train()
+    assert not torch.equal(exp.model(x), exp.model(x))  # a fresh draw each pass
+    exp.model.eval()
+    assert torch.equal(exp.model(x), exp.model(x))  # none in evaluation

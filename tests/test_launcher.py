@@ -321,9 +321,13 @@ def test_a_jobs_config_set_from_the_first_jobs_equals_hydras_own(tmp_path):
 
 
 @pytest.mark.slow
-def test_dropout_per_layer_and_on_the_inputs_stack_and_match_their_runs_alone(tmp_path):
-    grid = {"model.dropout": ["[0.5,0.3]", "[0.0,0.2]"], "model.input_dropout": ["0.0", "0.2"]}
+def test_dropout_per_layer_on_the_inputs_and_hidden_noise_stack_and_match_their_runs_alone(tmp_path):
+    grid = {
+        "model.dropout": ["[0.5,0.3]", "[0.0,0.2]"],
+        "model.input_dropout": ["0.0", "0.2"],
+        "regularization.hidden_noise": ["0.0", "0.3"],
+    }
     common = [*SHORT, "trainer.epochs=3", "trainer.seed=0"]
     sweep, out = sweep_of(tmp_path, grid, common)
-    assert "4 runs as one stack" in out.stdout and "cannot share one stack" not in out.stdout, out.stdout[-2000:]
+    assert "8 runs as one stack" in out.stdout and "cannot share one stack" not in out.stdout, out.stdout[-2000:]
     same_as_alone(tmp_path, sweep, grid, common, rel=0)

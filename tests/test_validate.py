@@ -42,6 +42,8 @@ TOY = ["data.source.n_train=64", "data.source.n_test=32"]
         (["model.dropout=[0.5,x]"], "one rate in [0, 1) per hidden layer"),
         (["model.input_dropout=1.0"], "model.input_dropout=1.0 is invalid: a dropout probability must be in [0, 1)"),
         (["model=cnn", "model.dropout=[0.5,0.5]"], "model.dropout=[0.5, 0.5] is invalid: it must be a number"),
+        (["regularization.hidden_noise=-1"], "regularization.hidden_noise=-1.0 is invalid"),
+        (["model=resnet18", "regularization.hidden_noise=0.1"], "noise on hidden activations is model=mlp's"),
     ],
 )
 def test_each_bad_value_is_named(overrides, message):

@@ -67,6 +67,7 @@ class RegularizationConfig:
     clip_grad_value: float | None = MISSING
     max_norm: float | None = MISSING
     activity_l1: float = MISSING
+    hidden_noise: float = 0.0  # a default here too: configs written before it existed still load
 
 
 @dataclass

@@ -177,6 +177,7 @@ def _check_regularization(r: DictConfig, es: DictConfig) -> None:
     _positive("regularization.clip_grad_value", r.clip_grad_value)
     _positive("regularization.max_norm", r.max_norm)
     _positive("regularization.activity_l1", r.activity_l1, allow_zero=True)
+    _positive("regularization.hidden_noise", r.hidden_noise, allow_zero=True)
     _choice("early_stopping.metric", es.metric, MONITORED)
     _positive("early_stopping.patience", es.patience)
     _positive("early_stopping.min_delta", es.min_delta, allow_zero=True)
@@ -332,10 +333,15 @@ def _check_numbers(cfg: DictConfig) -> None:
         if widths is not None:
             if not isinstance(widths, ListConfig) or not all(isinstance(w, int) and w > 0 for w in widths):
                 _fail(f"model.{key}", widths, "it must be a list of positive integers, e.g. [64,64]")
+    mlp = str(cfg.model.get("_target_", "")).endswith(".MLP")
+    if cfg.regularization.hidden_noise > 0 and not mlp:
+        _fail(
+            "regularization.hidden_noise", cfg.regularization.hidden_noise, "noise on hidden activations is model=mlp's"
+        )
     rates = cfg.model.get("dropout")
     if isinstance(rates, ListConfig):  # one rate per hidden layer: the MLP's
         hidden = cfg.model.get("hidden")
-        if not str(cfg.model.get("_target_", "")).endswith(".MLP"):
+        if not mlp:
             _fail("model.dropout", rates, "a list of rates (one per hidden layer) is model=mlp's; here give one rate")
         numbers = all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 <= r < 1 for r in rates)
         if not numbers or hidden is None or len(rates) != len(hidden):

@@ -16,7 +16,7 @@ from torch import nn
 from nnlab.engine.optimizers import stacked_form
 from nnlab.engine.update import StackedUpdate, member_update, stack_of_one
 from nnlab.nn.activations import Maxout
-from nnlab.nn.dropout import Dropout, mask
+from nnlab.nn.dropout import Dropout, mask, noise
 
 
 class Solo:
@@ -181,18 +181,20 @@ class Stack:
 
     @staticmethod
     def _dropout(h: torch.Tensor, drops: list[Dropout | None], active: list[bool]) -> torch.Tensor:
-        on = [d is not None and d.training and d.p > 0 and a for d, a in zip(drops, active)]
+        """Each member's dropout mask and then its hidden noise, drawn from its own generator in that order,
+        as its Dropout alone draws them."""
+        on = [d is not None and d.training and (d.p > 0 or d.noise > 0) and a for d, a in zip(drops, active)]
         if not any(on):
             return h
-        masks = [
-            mask(h[k], d.p, d.generator, d.alpha) if o else (torch.ones_like(h[k]), None)
-            for k, (d, o) in enumerate(zip(drops, on))
-        ]
-        h = h * torch.stack([scale for scale, _ in masks])
-        if any(shift is not None for _, shift in masks):
-            h = h + torch.stack(
-                [shift if shift is not None else torch.zeros_like(h[k]) for k, (_, shift) in enumerate(masks)]
-            )
+        drawn = []
+        for k, (d, o) in enumerate(zip(drops, on)):
+            scale, shift = mask(h[k], d.p, d.generator, d.alpha) if o and d.p > 0 else (None, None)
+            drawn.append((scale, shift, noise(h[k], d.noise, d.generator) if o and d.noise > 0 else None))
+        if any(s is not None for s, _, _ in drawn):
+            h = h * torch.stack([s if s is not None else torch.ones_like(h[k]) for k, (s, _, _) in enumerate(drawn)])
+        for i in (1, 2):  # the alpha shifts, then the noise
+            if any(d[i] is not None for d in drawn):
+                h = h + torch.stack([d[i] if d[i] is not None else torch.zeros_like(h[k]) for k, d in enumerate(drawn)])
         return h
 
     def penalty(self, k: int) -> torch.Tensor:

@@ -43,6 +43,7 @@ GROUPABLE = (
     "regularization.l1",
     "regularization.activity_l1",
     "regularization.input_noise",
+    "regularization.hidden_noise",
     "regularization.clip_grad_norm",
     "regularization.clip_grad_value",
     "regularization.max_norm",

@@ -27,24 +27,32 @@ def mask(like: torch.Tensor, p: float, generator: torch.Generator | None, alpha:
     return keep.mul_(a), shift
 
 
-class Dropout(nn.Module):
-    """nn.Dropout (or, with `alpha`, nn.AlphaDropout) drawing from `self.generator`."""
+def noise(like: torch.Tensor, std: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Gaussian noise of standard deviation `std` shaped like `like` (regularization.hidden_noise)."""
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype).mul_(std)
 
-    def __init__(self, p: float = 0.5, alpha: bool = False):
+
+class Dropout(nn.Module):
+    """nn.Dropout (or, with `alpha`, nn.AlphaDropout) drawing from `self.generator`; with `noise`, Gaussian
+    noise of that standard deviation added after the mask (regularization.hidden_noise), while training."""
+
+    def __init__(self, p: float = 0.5, alpha: bool = False, noise: float = 0.0):
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability has to be in [0, 1), not {p}")
-        self.p, self.alpha = p, alpha
+        self.p, self.alpha, self.noise = p, alpha, noise
         self.generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
+        if not self.training:
             return x
-        scale, shift = mask(x, self.p, self.generator, self.alpha)
-        return x * scale if shift is None else x * scale + shift
+        if self.p > 0:
+            scale, shift = mask(x, self.p, self.generator, self.alpha)
+            x = x * scale if shift is None else x * scale + shift
+        return x + noise(x, self.noise, self.generator) if self.noise > 0 else x
 
     def extra_repr(self) -> str:
-        return f"p={self.p}" + (", alpha" if self.alpha else "")
+        return f"p={self.p}" + (", alpha" if self.alpha else "") + (f", noise={self.noise}" if self.noise else "")
 
 
 def use_generator(model: nn.Module, generator: torch.Generator) -> None:

@@ -59,6 +59,16 @@ class MLP(nn.Module):
         self.hidden = nn.Sequential(*blocks)
         self.head = nn.Linear(width, num_outputs)
 
+    def add_hidden_noise(self, std: float) -> None:
+        """Gaussian noise of standard deviation `std` on every hidden layer's output while training (after its
+        dropout, drawn from the same generator: regularization.hidden_noise)."""
+        for block in self.hidden:
+            last = block[-1]
+            if isinstance(last, Dropout):
+                last.noise = std
+            else:
+                block.append(Dropout(0.0, noise=std))
+
     def forward(self, x):
         x = self.flatten(x)
         return self.head(self.hidden(x if self.input_drop is None else self.input_drop(x)))

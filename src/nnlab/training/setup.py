@@ -136,6 +136,8 @@ def build_model(cfg: DictConfig, in_shape, num_outputs: int, activation) -> nn.M
         raise
     if not getattr(model, "has_own_init", False):
         instantiate(cfg.init, _convert_="all")(model, activation=activation)
+    if cfg.regularization.hidden_noise > 0:
+        model.add_hidden_noise(cfg.regularization.hidden_noise)  # (validate: model=mlp's)
     return model
 
 
