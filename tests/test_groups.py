@@ -128,3 +128,15 @@ def test_hidden_noise_is_added_to_each_hidden_layer_while_training_only():
     assert not torch.equal(exp.model(x), exp.model(x))  # a fresh draw each pass
     exp.model.eval()
     assert torch.equal(exp.model(x), exp.model(x))  # none in evaluation
+
+
+def test_a_residual_mlp_adds_each_equal_width_layers_input_to_its_output():
+    """Note 003: skip connections for deep nets (model.residual): h + layer(h) where the widths agree."""
+    exp = setup(compose_cfg(["model.residual=true", "model.hidden=[8,8,4]", *TOY]))
+    model = exp.model
+    assert model.skips == [False, True, False]  # 2 -> 8 and 8 -> 4 cannot add their input
+    x = exp.data.train.x[:16]
+    model.eval()
+    h1 = model.hidden[0](x)
+    expected = model.head(model.hidden[2](h1 + model.hidden[1](h1)))
+    assert torch.allclose(model(x), expected)

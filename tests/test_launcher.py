@@ -331,3 +331,18 @@ def test_dropout_per_layer_on_the_inputs_and_hidden_noise_stack_and_match_their_
     sweep, out = sweep_of(tmp_path, grid, common)
     assert "8 runs as one stack" in out.stdout and "cannot share one stack" not in out.stdout, out.stdout[-2000:]
     same_as_alone(tmp_path, sweep, grid, common, rel=0)
+
+
+def test_a_residual_mlp_trains_alone_and_says_why(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = nnlab(
+        "train",
+        "-m",
+        *SHORT,
+        "trainer.epochs=1",
+        "model.residual=true",
+        "trainer.seed=0,1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0 and out.stdout.count("(alone: model.residual") == 2, out.stdout[-2000:]

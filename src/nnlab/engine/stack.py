@@ -241,6 +241,8 @@ def _layers(model) -> list[tuple] | None:
     hidden, head = getattr(model, "hidden", None), getattr(model, "head", None)
     if hidden is None or not isinstance(head, nn.Linear):
         return None
+    if any(getattr(model, "skips", ())):  # model.residual: not stacked (jobs.stacking keeps it alone)
+        return None
     out = [("dropout", getattr(model, "input_drop", None))]  # on the inputs (model.input_dropout), or none
     for block in hidden:
         mods = list(block)

@@ -121,6 +121,8 @@ def group_key(cfg: DictConfig) -> tuple[str | None, str]:
         if c.pretrain.method != "none"
         else "transfer learning"
         if c.transfer.init_from and c.transfer.mode != "none"
+        else "model.residual (its skips are not stacked yet: a stack's evaluation differs from the runs alone)"
+        if c.model.get("residual")
         else "augmentation"
         if c.data.augment
         else "sweep.on_failure=stop: jobs in order, the first failure ends the sweep"

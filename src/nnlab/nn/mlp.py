@@ -19,7 +19,8 @@ class MLP(nn.Module):
 
     `activation` is a factory called once per hidden layer, so a PReLU learns its own slope in each.
     `dropout`: one rate for every hidden layer, or one per hidden layer (the notes' ~0.5 on hidden layers);
-    `input_dropout`: a rate on the inputs (the notes' ~0.2). `dropout_kind`: "standard" (zeros), "alpha"
+    `input_dropout`: a rate on the inputs (the notes' ~0.2). `residual`: an identity skip around every hidden
+    layer whose width equals its input's, h + layer(h) (a residual MLP, note 003). `dropout_kind`: "standard" (zeros), "alpha"
     (AlphaDropout: keeps a SELU net's mean 0 and variance 1), or "auto": alpha for SELU, standard otherwise.
     """
 
@@ -33,6 +34,7 @@ class MLP(nn.Module):
         dropout: float | Sequence[float] = 0.0,
         dropout_kind: DropoutKind = "auto",
         input_dropout: float = 0.0,
+        residual: bool = False,
     ):
         super().__init__()
         if dropout_kind not in get_args(DropoutKind):
@@ -55,6 +57,8 @@ class MLP(nn.Module):
             blocks.append(nn.Sequential(*layers))
             width = h
         self.flatten = nn.Flatten()
+        widths = [math.prod(in_shape), *hidden]
+        self.skips = [residual and a == b for a, b in zip(widths, widths[1:])]  # which blocks add their input
         self.input_drop = Dropout(input_dropout, alpha=alpha) if input_dropout > 0 else None
         self.hidden = nn.Sequential(*blocks)
         self.head = nn.Linear(width, num_outputs)
@@ -70,5 +74,8 @@ class MLP(nn.Module):
                 block.append(Dropout(0.0, noise=std))
 
     def forward(self, x):
-        x = self.flatten(x)
-        return self.head(self.hidden(x if self.input_drop is None else self.input_drop(x)))
+        h = self.flatten(x)
+        h = h if self.input_drop is None else self.input_drop(h)
+        for block, skip in zip(self.hidden, self.skips):
+            h = h + block(h) if skip else block(h)
+        return self.head(h)
