@@ -179,22 +179,25 @@ def setting_line(name: str, summaries: list[dict | None]) -> str:
     """One setting's runs as they ended (None: a run that failed): their statuses, the band of each test
     metric (one run: its value), the alarms they raised."""
     from nnlab.compare import band
-    from nnlab.views.console import shown
+    from nnlab.views.console import result_line, shown
 
     statuses = Counter("failed" if s is None else s["status"] for s in summaries)
     ran = [s for s in summaries if s is not None]
-    tested = [k for k in dict.fromkeys(k for s in ran for k in s["metrics"]) if k.endswith("/test")]
     alarms = Counter(a["name"] for s in ran for a in s.get("alarms", []))
     n = len(summaries)
-    parts = [", ".join(f"{status} x{k}" if n > 1 else status for status, k in statuses.items())]
+    if n == 1:  # a run of its own: the line a remote run gets too (console.result_line), and its alarms
+        line = result_line(name, next(iter(statuses)), ran[0]["metrics"] if ran else {})
+        return line + (f"  alarms: {', '.join(alarms)}" if alarms else "")
+    tested = [k for k in dict.fromkeys(k for s in ran for k in s["metrics"]) if k.endswith("/test")]
+    parts = [", ".join(f"{status} x{k}" for status, k in statuses.items())]
     for key in tested:
         b = band([s["metrics"].get(key) for s in ran])
         if b is not None:
             parts.append(f"{key} {b.mean:.4f}" + (f" ± {b.half:.4f}" if b.n > 1 else ""))
     if alarms:
-        parts.append("alarms: " + ", ".join(f"{a} x{k}" if n > 1 else a for a, k in alarms.items()))
-    head = "  ".join(filter(None, [shown(name), f"{n} seeds" if n > 1 else ""]))
-    return "  " + (f"{head}: " if head else "") + "  ".join(parts)
+        parts.append("alarms: " + ", ".join(f"{a} x{k}" for a, k in alarms.items()))
+    head = "  ".join(filter(None, [shown(name), f"{n} seeds"]))
+    return f"  {head}: " + "  ".join(parts)
 
 
 def finished_message(run_dir: Path, summary: dict) -> str:
@@ -244,8 +247,9 @@ def open_run(
 
 def logged_groups(exp: Experiment) -> set[str]:
     """The groups of statistics a run logs beside its losses: the rate where trainer.log_every steps come at
-    least once, gradient norms and update ratios where diagnostics.every steps do; for hidden activations (measured at the start too) the
-    dead fraction of rectifiers or the saturated fraction of sigmoid and tanh."""
+    least once, gradient norms and update ratios where diagnostics.every steps do, batch norm's scale and
+    shift where it has batch norm; for hidden activations (measured at the start too) the dead fraction of
+    rectifiers or the saturated fraction of sigmoid and tanh."""
     from nnlab.training.diagnostics import RECTIFIERS, SATURATING, batch_norms, hidden_activations
 
     every, steps = exp.diagnostics.every, exp.steps_per_epoch * exp.trainer.epochs

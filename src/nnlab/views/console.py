@@ -251,8 +251,9 @@ def summary_text(summary: Mapping[str, Any]) -> str:
 
 
 def result_line(name: str, status: str, metrics: Mapping[str, float]) -> str:
-    """A stack member's closing line: `  NAME: STATUS  loss/test 0.1234  acc/test 0.9750`."""
-    score = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("/test"))
+    """A run's closing line in a sweep: `  NAME: STATUS  loss/test 0.1234  acc/test 0.9750` (numbers only:
+    a summary read from disk may hold anything)."""
+    score = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("/test") and isinstance(v, (int, float)))
     return f"  {shown(name)}: {shown(status)}  {score}".rstrip()
 
 

@@ -176,9 +176,8 @@ def _draw_curves(ax_loss, ax_score, curves: list[Curve], score: str, many: bool)
     curves told apart by their dashes, a failed one's last point an x."""
     from matplotlib.lines import Line2D
 
-    from nnlab.metrics import RANGES
+    from nnlab.metrics import within
 
-    bounds = RANGES.get(score, (-math.inf, math.inf))
     handles, drawn = [], 0
     for c in curves:
         style = c.style if not many else STYLES[drawn % len(STYLES)]
@@ -193,9 +192,9 @@ def _draw_curves(ax_loss, ax_score, curves: list[Curve], score: str, many: bool)
                 ax.plot(c.epochs[-1:], ys[-1:], "x", color=color, markersize=10, markeredgewidth=2)
         handles.append(Line2D([], [], linestyle=style, marker="x" if c.failed else None, color=color, label=label))
         if c.band is not None:  # a loss above 0, an accuracy in [0, 1]
-            for ax, b, (floor, top) in ((ax_loss, c.band[0], (0.0, math.inf)), (ax_score, c.band[1], bounds)):
-                low = [max(lo, floor) for lo, _ in b]
-                ax.fill_between(c.epochs, low, [min(hi, top) for _, hi in b], color=color, alpha=0.2, linewidth=0)
+            for ax, b, metric in ((ax_loss, c.band[0], "loss"), (ax_score, c.band[1], score)):
+                low, high = [within(metric, lo) for lo, _ in b], [within(metric, hi) for _, hi in b]
+                ax.fill_between(c.epochs, low, high, color=color, alpha=0.2, linewidth=0)
     return handles
 
 
