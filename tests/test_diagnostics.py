@@ -65,8 +65,18 @@ def test_a_large_negative_bias_kills_relu_units(tmp_path):
     run, _ = train(tmp_path, *FAST, "init.bias=-3", "trainer.epochs=2")
     assert max(layer_stat(run, "stats/dead_frac/layer2")) > 0.9
     assert "dead_units" in alarm_names(run)
+    assert layer_stat(run, "stats/no_grad_frac/layer2") == layer_stat(run, "stats/dead_frac/layer2")  # ReLU: same units
     healthy, _ = train(tmp_path, *FAST, "init.bias=0.01", "trainer.epochs=2", run_dir="healthy")
     assert max(layer_stat(healthy, "stats/dead_frac/layer2")) < 0.5 and "dead_units" not in alarm_names(healthy)
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "elu"])
+def test_leaky_and_elu_units_below_zero_still_pass_a_gradient(tmp_path, activation):
+    """Note 001's "leaky ReLU will not die": the same negative bias puts every unit below zero (dead_frac),
+    yet none passes no gradient (no_grad_frac) and no dead_units alarm is raised."""
+    run, _ = train(tmp_path, *FAST, "init.bias=-3", "trainer.epochs=2", f"activation={activation}")
+    assert max(layer_stat(run, "stats/dead_frac/layer2")) > 0.9
+    assert max(layer_stat(run, "stats/no_grad_frac/layer2")) == 0.0 and "dead_units" not in alarm_names(run)
 
 
 def test_large_init_saturates_sigmoids_and_misses_the_initial_loss(tmp_path):
@@ -152,6 +162,13 @@ def test_activation_stats_dead_and_saturated_fractions():
     sig_out = torch.tensor([[0.001, 0.5], [0.999, 0.3]])
     stats = diagnostics.activation_stats({"layer1": sig_out}, nn.Sigmoid(), saturation_eps=0.02)
     assert stats["stats/saturated_frac/layer1"] == 0.5 and "stats/dead_frac/layer1" not in stats
+    z = torch.tensor([[-1.0, 1.0, -2.0, 2.0], [-3.0, 0.5, -1.0, -1.0]])  # units 0 and 2 below zero everywhere
+    for act, stuck in ((nn.ReLU(), 0.5), (nn.LeakyReLU(), 0.0), (nn.ELU(), 0.0), (nn.Sigmoid(), 0.0)):
+        assert diagnostics.activation_stats({"l": act(z)}, act, inputs={"l": z})["stats/no_grad_frac/l"] == stuck
+    sig_far = torch.tensor([[-30.0, 0.0], [-40.0, 1.0]])  # a sigmoid unit far into its flat tail passes none
+    assert diagnostics.activation_stats({"l": sig_far.sigmoid()}, nn.Sigmoid(), inputs={"l": sig_far})[
+        "stats/no_grad_frac/l"
+    ] == 0.5
     conv = torch.zeros(3, 4, 5, 5)
     conv[:, 1, 2, 2] = 1.0  # one channel fires at one position: alive
     assert diagnostics.activation_stats({"c": conv}, nn.ReLU())["stats/dead_frac/c"] == 0.75

@@ -46,7 +46,7 @@ def sweep(
 
 def test_every_experiment_has_a_test():
     tested = {name[len("test_") :] for name in globals() if name.startswith("test_") and name[5:] in EXPERIMENTS}
-    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 15
+    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 16
 
 
 def acc(run):
@@ -79,6 +79,21 @@ def test_activations(tmp_path):
     low, high = ci(b["activation=sigmoid"])
     assert 0.35 < low and high < 0.65 and b["activation=sigmoid"]["verdict"] == "worse"
     assert float(b["activation=sigmoid"]["loss/train mean"]) > 3 * float(b["activation=relu"]["loss/train mean"])
+
+
+def test_dying_relu(tmp_path, mnist_root):
+    """Note 001: at a high rate ReLU units die (below zero for every input, passing no gradient back: the
+    dead_units alarm); leaky ReLU and ELU units sit below zero as often yet none is stuck."""
+    runs = sweep(tmp_path, "dying_relu", seeds="0,1", env={"NNLAB_DATA_DIR": str(mnist_root)})
+    assert len(runs) == 6
+    for key, run in runs.items():
+        rows = [json.loads(line) for line in (tmp_path / key).joinpath("metrics.jsonl").read_text().splitlines()]
+        last = {k: v for r in rows for k, v in r.items() if k.endswith("_frac/layer1")}
+        if key.startswith("activation=relu,"):
+            assert last["stats/no_grad_frac/layer1"] > 0.3 and "dead_units" in alarms(run), (key, last)
+        else:
+            assert last["stats/dead_frac/layer1"] > 0.2 and last["stats/no_grad_frac/layer1"] < 0.1, (key, last)
+            assert "dead_units" not in alarms(run)
 
 
 def test_initialization(tmp_path):

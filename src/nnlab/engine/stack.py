@@ -90,6 +90,7 @@ class Stack:
         for e in exps:  # a member's own step follows its parameters into the stack
             e.step = None if e.step is None else stack_of_one(e.optimizer, e.weights, e.regularization)
         self.activities: list[torch.Tensor] = []  # hidden activations [K, B, ...] of the last forward (activity L1)
+        self.inputs_of_activities: list[torch.Tensor] = []  # what went into them, with capture (their slopes)
         self._restore: list[tuple] = []  # stopped members' batch-norm statistics to put back after the backward pass
         self.keep_activities = any(e.regularization.activity_l1 > 0 for e in exps)
         self._fuse()
@@ -134,13 +135,16 @@ class Stack:
     def forward(self, xs: list, active: list[bool], capture: bool = False) -> torch.Tensor:
         """xs[k]: member k's batch (None for a member that does not step) -> [K, B, outputs]. Dropout per
         member, with its own probability and from its own generator, as its run alone draws it. The hidden
-        activations [K, B, F] stay in self.activities for activity L1 while training, and with `capture`."""
+        activations [K, B, F] stay in self.activities for activity L1 while training, and with `capture`
+        (their inputs too, in self.inputs_of_activities)."""
         like = next(x for x in xs if x is not None)
         x = torch.stack([x if x is not None else torch.zeros_like(like) for x in xs])
         h = x.reshape(x.shape[0], x.shape[1], -1)
-        self.activities, self._restore = [], []
+        self.activities, self.inputs_of_activities, self._restore = [], [], []
         for j, kind in enumerate(self.kinds):
             s, first = self.stacked.get(j), self.layers[0][j][1]
+            if capture and kind in ("activation", "prelu"):
+                self.inputs_of_activities.append(h)
             if kind == "linear":
                 h = torch.baddbmm(s["bias"].unsqueeze(1), h, s["weight"].transpose(1, 2))
             elif kind == "batchnorm":

@@ -108,6 +108,7 @@ class Tracker:
             "gradient norm per layer": "stats/grad_norm",
             "update / weight ratio": "stats/update_ratio",
             "dead units (rectifiers)": "stats/dead_frac",
+            "units passing no gradient back": "stats/no_grad_frac",
             "saturated units (sigmoid, tanh)": "stats/saturated_frac",
             "batch norm's learned scale (gamma), per layer": "stats/bn_scale",
             "batch norm's learned shift (beta), per layer": "stats/bn_shift",

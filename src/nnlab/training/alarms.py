@@ -131,13 +131,23 @@ def gradient_flow(ratio: float | None, low: float, high: float, step: int) -> Al
 
 
 def dead_units(stats: dict[str, float], threshold: float, step: int, start: str = "") -> Alarm | None:
-    """A layer whose rectifier units are zero for every probe example. `start` (diagnostics.start_form): a
-    start that silences the units by itself is named and fixed first; else the rate and the bias."""
-    worst = _worst_above(stats, "stats/dead_frac/", threshold)
+    """A layer whose rectifier units are dead: zero for every probe example (dead_frac) and passing no
+    gradient back (no_grad_frac, where measured: a leaky unit below zero still learns). `start`
+    (diagnostics.start_form): a start that silences the units by itself is named and fixed first; else the
+    rate and the bias."""
+    dead_and_stuck = {
+        k: stats.get(k.replace("/dead_frac/", "/no_grad_frac/"), v)
+        for k, v in stats.items()
+        if k.startswith("stats/dead_frac/")
+    }
+    worst = _worst_above(dead_and_stuck, "stats/dead_frac/", threshold)
     if worst is None:
         return None
     layer, frac = worst
-    dead = f"{frac:.0%} of the units of {layer} are dead (zero for every probe example; 20-30% is common): "
+    dead = (
+        f"{frac:.0%} of the units of {layer} are dead (zero for every probe example, passing no gradient back; "
+        "20-30% is common): "
+    )
     if start in STARTS:
         return _raise("dead_units", step, dead + STARTS[start], ("init=he_normal",), ("init=xavier_normal",))
     return _raise(

@@ -58,13 +58,20 @@ def update_ratios(layers: list[tuple[str, nn.Module]], before: list[Tensor]) -> 
 
 
 @torch.no_grad()
-def probe_activations(model: nn.Module, acts: list[tuple[str, nn.Module]], x: Tensor) -> dict[str, Tensor]:
+def probe_activations(
+    model: nn.Module, acts: list[tuple[str, nn.Module]], x: Tensor, inputs: dict[str, Tensor] | None = None
+) -> dict[str, Tensor]:
     """Each hidden layer's activations on the probe batch, in eval mode (dropout off, batch norm on its
-    running statistics), as (examples, units, ...) tensors."""
+    running statistics), as (examples, units, ...) tensors; what went into each activation also lands in
+    `inputs` where given (for its slope: passing_fraction)."""
     out: dict[str, Tensor] = {}
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, o, name=name: out.__setitem__(name, o.detach())) for name, m in acts
-    ]
+
+    def keep(name: str, inp: tuple, o: Tensor) -> None:
+        out[name] = o.detach()
+        if inputs is not None:
+            inputs[name] = inp[0].detach()
+
+    hooks = [m.register_forward_hook(lambda _m, i, o, name=name: keep(name, i, o)) for name, m in acts]
     try:
         with eval_mode(model):
             model(x)
@@ -74,11 +81,27 @@ def probe_activations(model: nn.Module, acts: list[tuple[str, nn.Module]], x: Te
     return out
 
 
+NO_SLOPE = 1e-6  # an activation this flat at a unit's input passes (next to) none of the gradient back
+
+
+def slopes(z: Tensor, activation: nn.Module) -> Tensor:
+    """The activation's derivative at each of its inputs z (it acts elementwise)."""
+    with torch.enable_grad():
+        z = z.detach().float().requires_grad_(True)
+        (grad,) = torch.autograd.grad(activation(z).sum(), z)
+    return grad
+
+
 def activation_stats(
-    outputs: dict[str, Tensor], activation: nn.Module, saturation_eps: float = 0.02
+    outputs: dict[str, Tensor],
+    activation: nn.Module,
+    saturation_eps: float = 0.02,
+    inputs: dict[str, Tensor] | None = None,
 ) -> dict[str, float]:
     """Mean and std per layer; the dead fraction for rectifiers (units <= 0 on every probe example and
-    position); the saturated fraction for sigmoid/tanh (outputs within eps of a bound)."""
+    position); the saturated fraction for sigmoid/tanh (outputs within eps of a bound); where the
+    activations' inputs are given, the fraction of units that pass no gradient back (the activation's slope
+    below NO_SLOPE on every probe example and position: a ReLU unit that is dead, never a leaky one)."""
     stats: dict[str, Tensor] = {}
     bounds = SATURATING.get(type(activation))
     for name, a in outputs.items():
@@ -86,13 +109,21 @@ def activation_stats(
         stats[f"stats/act_mean/{name}"] = a.mean()
         stats[f"stats/act_std/{name}"] = a.std()
         if isinstance(activation, RECTIFIERS):
-            per_unit = a.transpose(0, 1).reshape(a.shape[1], -1)
-            stats[f"stats/dead_frac/{name}"] = (per_unit <= 0).all(1).float().mean()
+            stats[f"stats/dead_frac/{name}"] = (_per_unit(a) <= 0).all(1).float().mean()
         if bounds is not None:
             lo, hi = bounds
             margin = saturation_eps * (hi - lo)
             stats[f"stats/saturated_frac/{name}"] = ((a < lo + margin) | (a > hi - margin)).float().mean()
+        z = (inputs or {}).get(name)
+        if z is not None and z.shape == a.shape:  # elementwise activations (not maxout)
+            flat = _per_unit(slopes(z, activation).abs())
+            stats[f"stats/no_grad_frac/{name}"] = (flat < NO_SLOPE).all(1).float().mean()
     return _read(stats)
+
+
+def _per_unit(a: Tensor) -> Tensor:
+    """(examples, units, ...) -> (units, examples x positions)."""
+    return a.transpose(0, 1).reshape(a.shape[1], -1)
 
 
 def stack_measure(stack, diags: list[Diagnostics], running: list[bool]) -> dict[int, tuple[dict, dict]]:
@@ -114,7 +145,8 @@ def stack_measure(stack, diags: list[Diagnostics], running: list[bool]) -> dict[
         for d in diags:
             modes.enter_context(eval_mode(d.model))
         stack.forward(probes, [p is not None for p in probes], capture=True)
-    hidden = stack.activities if all(len(diags[k].acts) == len(stack.activities) for k in due) else None
+    lined_up = all(len(diags[k].acts) == len(stack.activities) for k in due)
+    hidden = (stack.inputs_of_activities, stack.activities) if lined_up else None
     return _stacked_stats(weights, before, hidden, diags, due)
 
 
@@ -146,11 +178,11 @@ def stack_boundaries(engine, exps: list, running: list[bool], epoch: int) -> dic
 
 
 def _stacked_stats(
-    weights: list[Tensor], before: list[Tensor], hidden: list[Tensor] | None, diags: list, due: list[int]
+    weights: list[Tensor], before: list[Tensor], hidden: tuple | None, diags: list, due: list[int]
 ) -> dict[int, tuple[dict, dict]]:
     """weights[j]: the stack's [K, ...] weights of layer j (with their .grad); before[j]: the due members'
-    weights before the step; hidden[j]: every member's hidden activations on its probe batch [K, P, ...]
-    (None: each member runs its own probe)."""
+    weights before the step; hidden: (what went into each hidden activation j, what came out), every
+    member's on its probe batch [K, P, ...] (None: each member runs its own probe)."""
     idx = torch.tensor(due, device=weights[0].device)
     rows = []
     for w, b in zip(weights, before):
@@ -175,14 +207,13 @@ def _stacked_stats(
                 if math.isfinite(table[3 * j + 2][i])
             }
         )
-        acts = (
-            {name: hidden[j][k] for j, (name, _) in enumerate(d.acts)}
-            if hidden is not None
-            else probe_activations(d.model, d.acts, d.probe_x)
-            if d.acts
-            else {}
-        )
-        out[k] = (norms, activation_stats(acts, d.activation, d.cfg.saturation_eps))
+        inputs: dict[str, Tensor] = {}
+        if hidden is not None:
+            inputs = {name: hidden[0][j][k] for j, (name, _) in enumerate(d.acts)}
+            acts = {name: hidden[1][j][k] for j, (name, _) in enumerate(d.acts)}
+        else:
+            acts = probe_activations(d.model, d.acts, d.probe_x, inputs) if d.acts else {}
+        out[k] = (norms, activation_stats(acts, d.activation, d.cfg.saturation_eps, inputs))
     return out
 
 
@@ -262,10 +293,11 @@ class Diagnostics:
             self.raise_alarm(
                 self.alarms_fn.initial_loss(self.initial, self.expected_initial, self.alarm_cfg.initial_loss_tolerance)
             )
-        outputs = probe_activations(self.model, self.acts, self.probe_x) if self.acts else {}
+        inputs: dict[str, Tensor] = {}
+        outputs = probe_activations(self.model, self.acts, self.probe_x, inputs) if self.acts else {}
         self.start_form = start_form(self.layers, outputs)
         if outputs:
-            self.tracker.scalars(0, activation_stats(outputs, self.activation, self.cfg.saturation_eps))
+            self.tracker.scalars(0, activation_stats(outputs, self.activation, self.cfg.saturation_eps, inputs))
             self._figure(outputs, 0, "at initialization", "activations_init.png")
 
     def stats_due(self, step: int) -> bool:
@@ -369,8 +401,9 @@ class Diagnostics:
         """This step's per-layer statistics of this model alone: (gradient and weight norms and update
         ratios, activation statistics on the probe batch)."""
         norms = {**grad_norms(self.layers), **weight_norms(self.layers), **update_ratios(self.layers, self.snapshot)}
-        acts = probe_activations(self.model, self.acts, self.probe_x) if self.acts else {}
-        return norms, activation_stats(acts, self.activation, self.cfg.saturation_eps)
+        inputs: dict[str, Tensor] = {}
+        acts = probe_activations(self.model, self.acts, self.probe_x, inputs) if self.acts else {}
+        return norms, activation_stats(acts, self.activation, self.cfg.saturation_eps, inputs)
 
     def _layer_stats(self, step: int, epoch: int, measured: tuple | None = None) -> None:
         al = self.alarm_cfg

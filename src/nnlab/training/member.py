@@ -249,7 +249,9 @@ def logged_groups(exp: Experiment) -> set[str]:
     """The groups of statistics a run logs beside its losses: the rate where trainer.log_every steps come at
     least once, gradient norms and update ratios where diagnostics.every steps do, batch norm's scale and
     shift where it has batch norm; for hidden activations (measured at the start too) the dead fraction of
-    rectifiers or the saturated fraction of sigmoid and tanh."""
+    rectifiers or the saturated fraction of sigmoid and tanh, and the units passing no gradient back of any
+    elementwise activation (not maxout)."""
+    from nnlab.nn.activations import Maxout
     from nnlab.training.diagnostics import RECTIFIERS, SATURATING, batch_norms, hidden_activations
 
     every, steps = exp.diagnostics.every, exp.steps_per_epoch * exp.trainer.epochs
@@ -259,6 +261,7 @@ def logged_groups(exp: Experiment) -> set[str]:
     if hidden_activations(exp.model, exp.activation_type):
         logged |= {"stats/dead_frac"} if issubclass(exp.activation_type, RECTIFIERS) else set()
         logged |= {"stats/saturated_frac"} if exp.activation_type in SATURATING else set()
+        logged |= set() if issubclass(exp.activation_type, Maxout) else {"stats/no_grad_frac"}
     return logged
 
 
