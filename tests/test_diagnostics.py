@@ -166,9 +166,12 @@ def test_activation_stats_dead_and_saturated_fractions():
     for act, stuck in ((nn.ReLU(), 0.5), (nn.LeakyReLU(), 0.0), (nn.ELU(), 0.0), (nn.Sigmoid(), 0.0)):
         assert diagnostics.activation_stats({"l": act(z)}, act, inputs={"l": z})["stats/no_grad_frac/l"] == stuck
     sig_far = torch.tensor([[-30.0, 0.0], [-40.0, 1.0]])  # a sigmoid unit far into its flat tail passes none
-    assert diagnostics.activation_stats({"l": sig_far.sigmoid()}, nn.Sigmoid(), inputs={"l": sig_far})[
-        "stats/no_grad_frac/l"
-    ] == 0.5
+    assert (
+        diagnostics.activation_stats({"l": sig_far.sigmoid()}, nn.Sigmoid(), inputs={"l": sig_far})[
+            "stats/no_grad_frac/l"
+        ]
+        == 0.5
+    )
     conv = torch.zeros(3, 4, 5, 5)
     conv[:, 1, 2, 2] = 1.0  # one channel fires at one position: alive
     assert diagnostics.activation_stats({"c": conv}, nn.ReLU())["stats/dead_frac/c"] == 0.75
