@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 import torch
 
 from nnlab.training import alarms
@@ -83,3 +85,35 @@ def test_the_start_is_measured_from_the_weights_and_the_probe():
     assert start_form(layers, {**probe, "layer2": 1e-5 * torch.randn(64, 16)}) == "silent"
     nn.init.zeros_(layers[1][1].weight)
     assert start_form(layers, probe) == "symmetric"
+
+
+# Measured epoch losses (loss before the first step, then each epoch's): SGD on moons at five rates (the
+# learning-rate experiment), Adam at 0.03 on 5,000 MNIST digits
+CURVES = {
+    "too_low": [
+        (0.697, [0.709, 0.691, 0.674, 0.659, 0.644, 0.63, 0.617, 0.604, 0.593, 0.582, 0.572, 0.562, 0.553, 0.544]),
+        (0.697, [0.643, 0.535, 0.475, 0.439, 0.414, 0.396, 0.382, 0.37, 0.361, 0.353, 0.346, 0.34, 0.334, 0.33]),
+    ],
+    "good": [
+        (0.697, [0.311, 0.262, 0.246, 0.233, 0.224, 0.21, 0.199, 0.188, 0.175, 0.163, 0.146, 0.14, 0.126, 0.12]),
+        (0.697, [0.576, 0.199, 0.147, 0.154, 0.11, 0.112, 0.128, 0.087, 0.07, 0.091, 0.073, 0.078, 0.075, 0.077]),
+        (3.02, [0.713, 0.28, 0.186, 0.135, 0.095, 0.065, 0.052, 0.029]),
+    ],
+    "too_high": [(3.02, [1.065, 0.596, 0.541, 0.466, 0.507, 0.448, 0.528, 0.46])],
+    "far_too_high": [(0.697, [0.6, 0.7, 0.9, 1.2, 1.1])],
+    "flat": [(0.693, [0.693, 0.6931, 0.6929, 0.693, 0.6931])],
+    None: [(0.697, [0.3, 0.2, 0.15, 0.1])],  # four epochs: no shape yet
+}
+
+
+@pytest.mark.parametrize("shape", list(CURVES))
+def test_the_loss_curve_is_named_as_note_001_draws_it(shape):
+    for initial, losses in CURVES[shape]:
+        assert alarms.curve_shape(initial, losses, diverged=False) == shape, losses
+    assert alarms.curve_shape(0.697, [0.3, 0.2, 0.1], diverged=True) == "far_too_high"
+    alarm = alarms.loss_curve(shape, 100)
+    if shape in ("too_low", "too_high"):
+        assert alarm.name == "loss_curve" and alarms.CURVES[shape] in alarm.message
+        assert alarm.fixes[0] == (("optimizer.lr*3",) if shape == "too_low" else ("optimizer.lr*0.3",))
+    else:
+        assert alarm is None

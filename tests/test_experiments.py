@@ -46,7 +46,7 @@ def sweep(
 
 def test_every_experiment_has_a_test():
     tested = {name[len("test_") :] for name in globals() if name.startswith("test_") and name[5:] in EXPERIMENTS}
-    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 16
+    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 17
 
 
 def acc(run):
@@ -96,6 +96,21 @@ def test_dying_relu(tmp_path, mnist_root):
             assert "dead_units" not in alarms(run)
 
 
+def test_batch_modes(tmp_path):
+    """Online (1), mini-batch (32) and full-batch gradient descent, shortened: a full-batch run takes one step
+    per epoch, an online run one per example; online at the largest rate diverges; per epoch online learning
+    gets furthest, and `nnlab report --to` says in how many epochs and seconds."""
+    runs = sweep(tmp_path, "batch_modes", "data.source.n_train=200", "trainer.epochs=6")
+    assert len(runs) == 9
+    steps = {k: r["steps"] for k, r in runs.items() if r["status"] == "ok"}
+    assert steps["optimizer.lr=0.1,trainer.batch_size=full"] == 6 and steps["optimizer.lr=0.1,trainer.batch_size=1"] == 960
+    assert runs["optimizer.lr=1,trainer.batch_size=1"]["status"] == "diverged"
+    online, full = (runs[f"optimizer.lr=0.01,trainer.batch_size={b}"]["metrics"]["loss/val"] for b in ("1", "full"))
+    assert online < full
+    out = nnlab("report", str(tmp_path), "--to", "loss/val=0.3", cwd=tmp_path)
+    assert out.returncode == 0 and "epochs to loss/val<=0.3" in out.stdout, out.stdout[-2000:]
+
+
 def test_initialization(tmp_path):
     """On bands over 3 seeds: zero init's accuracy interval lies at chance, He's and Xavier's above 0.9."""
     runs = sweep(tmp_path, "initialization", seeds="0,1,2")
@@ -110,8 +125,15 @@ def test_initialization(tmp_path):
 
 
 def test_learning_rate(tmp_path):
+    """Note 001's four curves: 1e-4 decays almost linearly (too low), 0.1 and 1 drop fast then slowly (good),
+    100 explodes (far too high); each in summary.json's loss_curve, the report's column and an alarm."""
     runs = sweep(tmp_path, "learning_rate")
     assert runs["optimizer.lr=100.0"]["status"] == "diverged"
+    shapes = {k: r["loss_curve"] for k, r in runs.items()}
+    assert shapes["optimizer.lr=0.0001"] == shapes["optimizer.lr=0.001"] == "too_low", shapes
+    assert shapes["optimizer.lr=0.1"] == shapes["optimizer.lr=1.0"] == "good", shapes
+    assert shapes["optimizer.lr=100.0"] == "far_too_high" and "loss_curve" in alarms(runs["optimizer.lr=0.0001"])
+    assert "| too_low |" in (tmp_path / "report.md").read_text()
     assert "update_ratio" in alarms(runs["optimizer.lr=0.0001"])
     assert (
         acc(runs["optimizer.lr=0.1"]) > 0.95 and acc(runs["optimizer.lr=0.1"]) > acc(runs["optimizer.lr=0.001"]) + 0.05

@@ -300,6 +300,7 @@ def test_readers_take_any_summary(finished, tmp_path):
         "{" * 5000 + "}" * 5000,
         '{"alarms": "notalist", "status": 3, "metrics": [1]}',
         '{"status": "failed", "alarms": [{"name": "\\u001b[31m[bold]x"}], "metrics": {"acc/test": "high"}}',
+        '{"status": "failed", "loss_curve": {"shape": [1]}, "metrics": {}}',
     ]
     for i, text in enumerate(shapes):
         run = _copy(finished, tmp_path, f"r{i}")
@@ -344,6 +345,15 @@ def test_online_learning_batch_size_one(tmp_path):
         summary(run)["status"] == "ok" and summary(run)["steps"] == 2 * 32
     )  # every one of 32 training points, each epoch
     assert any("loss/train" in r for r in rows)
+
+
+def test_full_batch_gradient_descent(tmp_path):
+    """trainer.batch_size=full: one step per epoch on the whole training split (batch norm allowed)."""
+    run, out = train(tmp_path, *TINY, "trainer.batch_size=full", "data.source.n_train=40", "model.batch_norm=true")
+    s = summary(run)
+    assert s["status"] == "ok" and s["steps"] == 2, s  # 2 epochs, one step each
+    assert "trainer.batch_size=full: one step per epoch on all 32 training examples" in (run / "train.log").read_text()
+    assert s["hparams"]["trainer.batch_size"] == "full"
 
 
 @pytest.mark.slow

@@ -86,7 +86,7 @@ OUTSIDE_UNIT = st.one_of(NEGATIVE, st.floats(min_value=1.0, allow_nan=False), st
 WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
 KNOBS = [
     ("trainer.epochs", [], NOT_POSITIVE_INT),
-    ("trainer.batch_size", [], NOT_POSITIVE_INT),
+    ("trainer.batch_size", [], st.one_of(NOT_POSITIVE_INT, WORDS.filter(lambda w: w != "full"))),
     ("trainer.log_every", [], NOT_POSITIVE_INT),
     ("trainer.eval_batch_size", [], NOT_POSITIVE_INT),
     ("trainer.keep_checkpoints", [], st.integers(max_value=-1)),

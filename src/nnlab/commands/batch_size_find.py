@@ -146,14 +146,14 @@ def find_batch_size(cfg, run_dir, cpu_share: int | None = None) -> int | None:
     bound = f.max_memory_mb
     if exp.device.type != "cuda" and bound is None:  # a quarter of this machine's memory
         bound = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4 / 2**20
-    start = f.start or cfg.trainer.batch_size
+    start = f.start or exp.trainer.batch_size  # a number (trainer.batch_size=full: the training split's size)
     result = search(exp, start, bound, f.max_batch)
     base_lr = cfg.optimizer.lr
     adaptive = not str(cfg.optimizer._target_).endswith("SGD")  # Adam, RMSprop, Adagrad, ...: per-weight step sizes
     rule = "square-root scaling rule (adaptive optimizers: Malladi et al. 2022)" if adaptive else "linear scaling rule"
 
     def scaled(size: int) -> float:
-        k = size / cfg.trainer.batch_size
+        k = size / exp.trainer.batch_size
         return base_lr * (math.sqrt(k) if adaptive else k)
 
     table = Table(
@@ -167,7 +167,7 @@ def find_batch_size(cfg, run_dir, cpu_share: int | None = None) -> int | None:
     console.print(table)
     out = {
         **result.__dict__,
-        "base_batch_size": cfg.trainer.batch_size,
+        "base_batch_size": exp.trainer.batch_size,
         "base_lr": base_lr,
         "device": str(exp.device),
         "max_memory_mb": bound,

@@ -40,6 +40,7 @@ ORDER = (
     "saturation",
     "flat_loss",
     "update_ratio",
+    "loss_curve",
     "dead_units",
     "underfitting",
     "overfitting",

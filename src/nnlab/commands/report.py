@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,9 +230,16 @@ def setting_rows(sets: list[Setting]) -> list[dict[str, Any]]:
                     f"{m} n": b.n if b else 0,
                 }
             )
+        row["loss_curve"] = curves_of(st)
         row["verdict"] = st.verdict
         out.append(row)
     return out
+
+
+def curves_of(st: Setting) -> str:
+    """The loss curves' shapes of a setting's runs, commonest first: `too_low x3, good x2` (alarms.CURVES)."""
+    shapes = Counter(r.summary.get("loss_curve") for r in st.runs if r.summary.get("loss_curve"))
+    return ", ".join(f"{shape} x{n}" if len(st.runs) > 1 else shape for shape, n in shapes.most_common())
 
 
 def _band_text(b, n_ok: int | None = None) -> str:
@@ -265,6 +273,7 @@ def rows(runs: list[Run]) -> list[dict[str, Any]]:
                 "best_epoch": r.summary.get("best_epoch"),
                 "epochs": r.summary.get("epochs_run"),
                 "wall_time_s": r.summary.get("wall_time_s"),
+                "loss_curve": r.summary.get("loss_curve"),
                 "alarms": ",".join(a["name"] for a in r.summary.get("alarms", [])),
                 "path": str(r.path),
             }
@@ -309,13 +318,13 @@ def write_files(table: list[dict[str, Any]], runs: list[Run], out: Path, sort_ke
             "",
             f"## Settings across seeds (mean ± 95% confidence interval, n; verdict against the best by {sort_key})",
             "",
-            "| setting | runs ok | " + " | ".join(shown) + " | verdict |",
-            "|" + "---|" * (len(shown) + 3),
+            "| setting | runs ok | " + " | ".join(shown) + " | loss curve | verdict |",
+            "|" + "---|" * (len(shown) + 4),
         ]
         lines += [
             f"| {st.name} | {sum(r.status == 'ok' for r in st.runs)}/{len(st.runs)} | "
             + " | ".join(_band_text(st.bands.get(c)) for c in shown)
-            + f" | {st.verdict} |"
+            + f" | {curves_of(st) or '-'} | {st.verdict} |"
             for st in sets
         ]
     write_file(paths["md"], "\n".join(lines) + "\n")
@@ -475,6 +484,11 @@ def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
             tables.Column(
                 "runs ok", [f"{sum(r.status == 'ok' for r in st.runs)}/{len(st.runs)}" for st in sets], keep=4
             ),
+            *(
+                [tables.Column("loss curve", [shown(curves_of(st)) or "-" for st in sets], keep=3, wraps=True)]
+                if any(curves_of(st) for st in sets)
+                else []
+            ),
         ]
         grid, dropped = tables.fit(cols, console.width, ["bold green" if st.verdict == "best" else None for st in sets])
         console.print(f"[bold]{len(sets)} settings, best first by {sort}[/]")
@@ -494,6 +508,11 @@ def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
             for i, c in enumerate(shown_cols)
         ),
         tables.Column("status", [shown(r.status) for r in runs], keep=7 if any(r.status != "ok" for r in runs) else 1),
+        *(
+            [tables.Column("loss curve", [shown(r.summary.get("loss_curve") or "-") for r in runs], keep=3)]
+            if any(r.summary.get("loss_curve") for r in runs)
+            else []
+        ),
         tables.Column("best epoch", [_fmt(r.summary.get("best_epoch")) for r in runs], keep=3, justify="right"),
         tables.Column("wall (s)", [tables.wall(r.summary) for r in runs], keep=2, justify="right"),
         tables.Column(

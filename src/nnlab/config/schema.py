@@ -28,12 +28,13 @@ TRANSFER_MODES = ("fine_tune", "feature_extraction", "none")  # transfer.mode (n
 ON_FAILURE = ("continue", "stop")  # sweep.on_failure
 RUN_FIGURES = ("final", "all", "none")  # sweep.run_figures
 EACH_RUN = ("line", "full")  # sweep.each_run
+FULL_BATCH = "full"  # trainer.batch_size: the whole training split in one batch (full-batch gradient descent)
 
 
 @dataclass
 class TrainerConfig:
     epochs: int = MISSING
-    batch_size: int = MISSING
+    batch_size: int | str = MISSING  # a number, or FULL_BATCH
     device: str = MISSING
     seed: int = MISSING
     deterministic: bool = MISSING

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from nnlab.config.schema import (
     DEVICES,
     EACH_RUN,
+    FULL_BATCH,
     MONITORED,
     ON_FAILURE,
     PRECISIONS,
@@ -132,8 +133,16 @@ def _positive(key: str, value: Any, allow_zero: bool = False) -> None:
 
 
 def _check_trainer(t: DictConfig) -> None:
+    if isinstance(t.batch_size, str) and t.batch_size != FULL_BATCH or isinstance(t.batch_size, bool):
+        _fail(
+            "trainer.batch_size",
+            t.batch_size,
+            f"it must be a positive whole number (1: online learning), or {FULL_BATCH} (the whole training split "
+            "in one batch: full-batch gradient descent)",
+        )
     for key in ("epochs", "batch_size", "log_every", "eval_every", "boundary_every", "eval_batch_size"):
-        _positive(f"trainer.{key}", t[key])
+        if t[key] != FULL_BATCH:
+            _positive(f"trainer.{key}", t[key])
     _positive("trainer.seed", t.seed, allow_zero=True)
     _positive("trainer.checkpoint_every", t.checkpoint_every, allow_zero=True)
     _positive("trainer.keep_checkpoints", t.keep_checkpoints, allow_zero=True)

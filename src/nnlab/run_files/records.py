@@ -30,7 +30,7 @@ def read_summary(folder: str | Path) -> dict | None:
     """FOLDER/summary.json as every reader takes it (one trust boundary): None where it is missing, torn, not
     JSON, nested past reason or not an object; else the object with the fields nnlab reads typed as nnlab
     writes them: `status` a string, `metrics` numbers by name, `alarms` objects with a string `name`, the
-    counts whole numbers or None, `hparams` plain values. A field of another type is dropped (or emptied),
+    counts whole numbers or None, `hparams` plain values, `loss_curve` a string or None. A field of another type is dropped (or emptied),
     never passed on to crash a reader; strings keep their text (the terminal shows them through console.shown)."""
     try:
         summary = json.loads(Path(folder, "summary.json").read_text(errors="replace"))
@@ -60,6 +60,8 @@ def read_summary(folder: str | Path) -> dict | None:
             summary[key] = {}
     hparams = summary.get("hparams") or {}
     summary["hparams"] = {k: v for k, v in hparams.items() if v is None or isinstance(v, (str, int, float, bool))}
+    if not isinstance(summary.get("loss_curve"), str):
+        summary["loss_curve"] = None
     if not isinstance(summary.get("stopped_early"), bool):
         summary["stopped_early"] = False
     if not isinstance(summary.get("wall_time_s"), number):

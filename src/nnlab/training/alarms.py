@@ -199,6 +199,68 @@ def update_ratio(stats: dict[str, float], low: float, high: float, step: int, lr
     )
 
 
+# The training loss curve's shapes (note 001's figure of four curves; `flat` is the flat_loss alarm's): what
+# each says about the learning rate
+CURVES = {
+    "good": "drops fast, then slowly, to a low loss",
+    "too_low": "decays almost linearly, or still creeps down at a high loss: the learning rate is too low",
+    "too_high": "plateaus early at a high loss and bounces there: the learning rate is too high",
+    "far_too_high": "explodes (diverged, or ended above where it started): the learning rate is far too high",
+    "flat": "barely moves from where it started (see flat_loss)",
+}
+HIGH = 0.3  # a smooth curve still above this fraction of its start at the end creeps (the rate is too low)
+STALLED = 0.15  # a bouncing second half that gains nothing, above this fraction of the start, is a plateau
+
+
+def curve_shape(initial: float, losses: Sequence[float], diverged: bool) -> str | None:
+    """Which of CURVES the training loss follows: `initial`, the loss before the first step; `losses`, each
+    epoch's mean training loss. None where fewer than 5 epochs are too few to tell a shape. Measured: the drop by a
+    quarter of the epochs as a share of the whole drop (a line: ~1/4; fast then slow: most of it); the
+    second half: whether it bounces (rises between epochs a third of the time or more) and what it gains;
+    its level relative to the start (HIGH, STALLED: set on the learning-rate experiment, MNIST and spirals)."""
+    if diverged:
+        return "far_too_high"
+    curve = [x for x in (initial, *losses) if math.isfinite(x)]
+    if len(losses) < 5 or len(curve) < 6 or not curve[0] > 0:
+        return None
+    start, end = curve[0], min(curve[-3:])
+    if curve[-1] > start * 1.05:  # ended above where it started
+        return "far_too_high"
+    drop = start - end
+    if drop < 0.02 * start:
+        return "flat"
+    quarter = curve[max(1, round((len(curve) - 1) / 4))]
+    if (start - quarter) / drop < 0.45:
+        return "too_low"
+    tail = curve[len(curve) // 2 :]
+    bounces = sum(b > a for a, b in zip(tail, tail[1:])) >= (len(tail) - 1) / 3
+    gains = (tail[0] - min(tail[-3:])) / tail[0]
+    if bounces and gains < 0.1 and sum(tail) / len(tail) > STALLED * start:
+        return "too_high"
+    if not bounces and end > HIGH * start:
+        return "too_low"
+    return "good"
+
+
+def loss_curve(shape: str | None, step: int) -> Alarm | None:
+    """The rate the loss curve's shape blames (too low, too high): far too high is the divergence alarm's, a
+    flat curve flat_loss's."""
+    if shape == "too_low":
+        return _raise(
+            "loss_curve", step, f"the training loss {CURVES[shape]}.", ("optimizer.lr*3",), ("optimizer.lr*10",)
+        )
+    if shape == "too_high":
+        return _raise(
+            "loss_curve",
+            step,
+            f"the training loss {CURVES[shape]}.",
+            ("optimizer.lr*0.3",),
+            ("optimizer.lr*0.1",),
+            ("schedule=cosine",),
+        )
+    return None
+
+
 def fit_gap(train: float, val: float, gap: float, underfit: float, step: int, what: str = "accuracy") -> Alarm | None:
     """A low training score (underfitting), or a train/validation gap (overfitting). The score is the
     accuracy, or R^2 for regression (`what`)."""

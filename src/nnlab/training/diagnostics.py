@@ -269,6 +269,7 @@ class Diagnostics:
         self.flushed = 0  # the last step whose loss and gradient norm are written
         self.quiet = False  # True in a stack: its alarms are said grouped by setting at its end, not one by one
         self.start_form = ""  # how the weights started (start_form): what a flat loss or dead units blame first
+        self.curve: list[float] = []  # each epoch's mean training loss: the loss curve's shape (alarms.curve_shape)
 
     # -- alarms
     def raise_alarm(self, alarm) -> None:
@@ -342,7 +343,14 @@ class Diagnostics:
             if last_epoch and outputs:
                 self._figure(outputs, step, f"after {epoch} epoch{'s' if epoch != 1 else ''}", "activations_final.png")
 
+    def shape(self, diverged: bool) -> str | None:
+        """The training loss curve's shape (alarms.CURVES), from the start and each epoch's loss."""
+        return self.alarms_fn.curve_shape(self.initial, self.curve, diverged)
+
     def finish(self, metrics: dict[str, float], step: int) -> list[dict]:
+        """The closing alarms of a run that ended well: the loss curve's shape, the fit gap."""
+        if not self.pretrain:
+            self.raise_alarm(self.alarms_fn.loss_curve(self.shape(False), step))
         name = score(self.kind)
         if f"{name}/val" in metrics:
             a, what = self.alarm_cfg, LABELS[name]
@@ -360,11 +368,13 @@ class Diagnostics:
             "alarms": [a.as_dict() for a in self.raised],
             "pretrain": self.pretrain,
             "start_form": self.start_form,
+            "curve": self.curve,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.initial, self.flushed, self.pretrain = state["initial"], state["flushed"], state.get("pretrain", [])
         self.start_form = state.get("start_form", "")
+        self.curve = [float(x) for x in state.get("curve", [])]
         self.raised = [self.alarms_fn.Alarm(**a) for a in state["alarms"]]
 
     def flush(self, step: int, epoch: int) -> bool:

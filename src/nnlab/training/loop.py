@@ -407,6 +407,7 @@ class Training:
             return False
         exp, loop, monitor = self.exp, self.loop, self.monitor
         self.metrics = _end_epoch(exp, self.tracker, epoch, loop, self.epoch_time, val)
+        self.diag.curve.append(self.metrics["loss/train"])
         self.ended = epoch
         if boundary is not None:
             self.tracker.image("decision_boundary", boundary, loop.step)
@@ -455,6 +456,7 @@ class Training:
             diag.initial,
             self.test,
         )
+        summary["loss_curve"] = diag.shape(status == "diverged") if status in ("ok", "diverged") else None
         if diag.pretrain:
             summary["pretrain"] = {
                 "method": exp.pretrain.method,

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from nnlab.config.schema import (
+    FULL_BATCH,
     AlarmsConfig,
     DiagnosticsConfig,
     EarlyStoppingConfig,
@@ -201,6 +202,9 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
     if tr.init_from and tr.mode != "none":
         reused = transfer.load_matching(model, tr.init_from)
         notes.append(f"transfer.init_from: {len(reused)} parameter tensors reused ({tr.mode}), the output layer new")
+    if trainer.batch_size == FULL_BATCH:  # the number from here on: every step sees the whole training split
+        trainer.batch_size = len(data.train)
+        notes.append(f"trainer.batch_size={FULL_BATCH}: one step per epoch on all {len(data.train)} training examples")
     spe = steps_per_epoch(len(data.train), trainer.batch_size)
     make_optimizer, optimizer, scheduler, why = _updates(cfg, model, reused, spe) if trains else (None,) * 4
     activities: list[torch.Tensor] = []
