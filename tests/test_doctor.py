@@ -224,14 +224,16 @@ ALARMS = [
     alarms.update_ratio({"stats/update_ratio/l": 0.5}, 1e-5, 0.1, 1),
     alarms.fit_gap(0.5, 0.5, 0.1, 0.6, 1),
     alarms.fit_gap(1.0, 0.7, 0.1, 0.6, 1),
+    alarms.loss_curve("too_low", 1),
+    alarms.loss_curve("too_high", 1),
 ]
 
 
 def test_every_alarm_says_exactly_the_fixes_it_carries_and_each_builds_on_the_default_config():
     assert {a.name for a in ALARMS} == {n for n in doctor.ORDER}  # every alarm of alarms.py, each in the doctor's order
     assert (
-        len([f for f in dir(alarms) if inspect.isfunction(getattr(alarms, f)) and not f.startswith("_")]) == 12
-    )  # 9 + advice, scaled
+        len([f for f in dir(alarms) if inspect.isfunction(getattr(alarms, f)) and not f.startswith("_")]) == 14
+    )  # the alarms, advice, scaled, curve_shape, and dataclasses' two
     cfg = compose([], hydra=True)
     for a in ALARMS:
         assert a.fixes and f"Try {alarms.advice(a.fixes)}" in a.message, a.name

@@ -103,7 +103,9 @@ def test_batch_modes(tmp_path):
     runs = sweep(tmp_path, "batch_modes", "data.source.n_train=200", "trainer.epochs=6")
     assert len(runs) == 9
     steps = {k: r["steps"] for k, r in runs.items() if r["status"] == "ok"}
-    assert steps["optimizer.lr=0.1,trainer.batch_size=full"] == 6 and steps["optimizer.lr=0.1,trainer.batch_size=1"] == 960
+    assert (
+        steps["optimizer.lr=0.1,trainer.batch_size=full"] == 6 and steps["optimizer.lr=0.1,trainer.batch_size=1"] == 960
+    )
     assert runs["optimizer.lr=1,trainer.batch_size=1"]["status"] == "diverged"
     online, full = (runs[f"optimizer.lr=0.01,trainer.batch_size={b}"]["metrics"]["loss/val"] for b in ("1", "full"))
     assert online < full
