@@ -51,6 +51,29 @@ def test_preprocessing_statistics_come_from_the_training_split_only():
     assert len(data.train) == 800 and len(data.val) == 200
 
 
+@pytest.mark.parametrize("how", ["pca", "whiten"])
+def test_pca_and_whitening_decorrelate_with_the_training_statistics(how):
+    """Note 001: PCA rotates the centred data onto its principal axes (a diagonal covariance, variances
+    falling); whitening also gives each axis unit variance; `components` keeps the top k; the other splits
+    go through the training split's projection; unproject() maps back as near as the components allow."""
+    g = torch.Generator().manual_seed(0)
+    mix = torch.tensor([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 0.1]])
+    x_train, x_test = torch.randn(2000, 3, generator=g) @ mix + 7, torch.randn(500, 3, generator=g) @ mix + 7
+    y = torch.zeros(2000, dtype=torch.long)
+    kw = dict(kind="points", num_classes=2, val_fraction=0.0, preprocess=how, subset=None)
+    data = prepare((x_train, y, x_test, y[:500]), **kw)
+    cov = torch.cov(data.train.x.T)
+    assert data.train.x.mean(0).abs().max() < 1e-4 and (cov - torch.diag(cov.diag())).abs().max() < 1e-3
+    if how == "pca":
+        assert (cov.diag().diff() < 0).all() and torch.allclose(cov.trace(), torch.cov(x_train.T).trace(), rtol=1e-4)
+    else:
+        assert torch.allclose(cov, torch.eye(3), atol=1e-3)
+    assert torch.allclose(data.normalize(x_test), data.test.x, atol=1e-4)
+    assert torch.allclose(data.unproject(data.test.x), x_test, atol=1e-3)  # all components: lossless
+    two = prepare((x_train, y, x_test, y[:500]), **kw, components=2)
+    assert two.in_shape == (2,) and torch.allclose(two.train.x, data.train.x[:, :2], atol=1e-4)
+
+
 def test_center_and_none_and_per_channel_statistics():
     x = torch.rand(50, 3, 4, 4) + torch.tensor([0.0, 1.0, 2.0]).view(1, 3, 1, 1)
     mean, std = statistics(x, "standardize")

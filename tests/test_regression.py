@@ -138,3 +138,23 @@ def test_what_does_not_fit_regression_is_one_paragraph(tmp_path, overrides, mess
     out = nnlab("train", *overrides, cwd=tmp_path)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("how", ["standardize", "minmax"])
+def test_a_scaled_target_trains_scaled_and_answers_in_its_own_units(tmp_path, how):
+    """data.target_scaling: the loss sees (y - shift) / scale, the metrics and load_run's predictions are in
+    the target's units: the same run with the targets x1000 has the same scaled loss and 1e6 x the MSE."""
+    import nnlab as lib
+
+    base = ["data=sine", "loss=mse", "trainer.epochs=3", "trainer.progress=false", f"data.target_scaling={how}"]
+    small, _ = train(tmp_path, *base, run_dir="small")
+    large, _ = train(tmp_path, *base, "data.source.target_scale=1000", run_dir="large")
+    a, b = summary(small)["metrics"], summary(large)["metrics"]
+    assert a["loss/test"] == pytest.approx(b["loss/test"], rel=1e-3) and a["r2/test"] == pytest.approx(
+        b["r2/test"], abs=1e-3
+    )
+    assert b["mse/test"] == pytest.approx(1e6 * a["mse/test"], rel=1e-2) and b["mae/test"] == pytest.approx(
+        1e3 * a["mae/test"], rel=1e-2
+    )
+    x = torch.linspace(-3, 3, 20)[:, None]
+    assert torch.allclose(lib.load_run(large).predict(x), 1000 * lib.load_run(small).predict(x), rtol=1e-2, atol=1.0)

@@ -27,6 +27,11 @@ TOY = ["data.source.n_train=64", "data.source.n_test=32"]
             "loss.output='relu' is invalid: choose one of linear, softplus",
         ),
         (
+            ["data=sine", "loss=mse", "data.target_scaling=log"],
+            "data.target_scaling='log' is invalid: choose one of none, standardize, minmax",
+        ),
+        (["data.target_scaling=standardize"], "data.target_scaling='standardize' is invalid: it scales regression"),
+        (
             ["transfer.mode=freeze"],
             "transfer.mode='freeze' is invalid: choose one of fine_tune, feature_extraction, none",
         ),

@@ -27,17 +27,21 @@ from nnlab.nn import bare
 
 class Preprocess(nn.Module):
     """Raw inputs as the run's model saw them in training: floats (uint8 images to [0, 1]), minus the
-    training split's mean, over its std."""
+    training split's mean, over its std; with data.preprocess=pca or whiten, projected on its principal
+    components (loader.project)."""
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, projection: tuple | None = None):
         super().__init__()
         self.register_buffer("mean", mean.detach().clone())
         self.register_buffer("std", std.detach().clone())
+        self.register_buffer("w", None if projection is None else projection[0].detach().clone())
+        self.register_buffer("b", None if projection is None else projection[1].detach().clone())
 
     def forward(self, x) -> torch.Tensor:
         x = as_batch(torch.as_tensor(x), self.mean).to(self.mean.device)
         x = x.float().div(255) if x.dtype == torch.uint8 else x.float()
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        return x if self.w is None else x.flatten(1) @ self.w - self.b
 
 
 def as_batch(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -120,7 +124,8 @@ def load_run(path: str | Path, which: str = "best", device: str = "cpu") -> Run:
     from nnlab.run_files.records import read_summary
 
     run, ckpt, cfg, exp = load_experiment(path, which, device)
-    full = nn.Sequential(Preprocess(exp.data.mean, exp.data.std), bare(exp.model)).to(exp.device).eval()
+    full = nn.Sequential(Preprocess(exp.data.mean, exp.data.std, exp.data.projection), bare(exp.model))
+    full = full.to(exp.device).eval()
     summary = read_summary(run)
     return Run(full, cfg, summary, run, ckpt, exp.loss_fn, exp.data.kind)
 

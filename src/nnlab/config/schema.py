@@ -19,7 +19,8 @@ from nnlab.metrics import ALL as ALL_METRICS
 # The choices of the string-valued keys below, declared once (validate.py checks them).
 DEVICES = ("auto", "cpu", "cuda", "mps")  # trainer.device (also cuda:N)
 PRECISIONS = ("fp32", "bf16", "fp16")  # trainer.precision
-PREPROCESS = ("none", "center", "standardize")  # data.preprocess
+PREPROCESS = ("none", "center", "standardize", "pca", "whiten")  # data.preprocess
+TARGET_SCALING = ("none", "standardize", "minmax")  # data.target_scaling (regression targets)
 # early_stopping.metric: what picks the `best` checkpoint (and stops early); `last`: the last epoch, no early
 # stopping (training on the whole training set, data.val_fraction=0, as the published Keras runs report)
 MONITORED = (*(f"{m}/{split}" for m in ALL_METRICS for split in ("val", "train")), "last")
@@ -58,6 +59,8 @@ class DataConfig:
     preprocess: str = MISSING
     subset: int | None = MISSING
     augment: bool = MISSING
+    target_scaling: str = "none"  # TARGET_SCALING (regression; listed in the regression sets' files)
+    components: int | None = None  # principal components preprocess=pca and whiten keep (None: all)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from nnlab.config.schema import (
     PREPROCESS,
     PRETRAIN_METHODS,
     RUN_FIGURES,
+    TARGET_SCALING,
     TRANSFER_MODES,
     NNLabConfig,
 )
@@ -175,6 +176,12 @@ def _check_data(d: DictConfig) -> None:
     if not 0 <= d.val_fraction < 1:
         _fail("data.val_fraction", d.val_fraction, "it must be in [0, 1)")
     _choice("data.preprocess", d.preprocess, PREPROCESS)
+    _choice("data.target_scaling", d.target_scaling, TARGET_SCALING)
+    _positive("data.components", d.components)
+    if d.components is not None and d.preprocess not in ("pca", "whiten"):
+        _fail(
+            "data.components", d.components, "it is how many principal components data.preprocess=pca or whiten keeps"
+        )
     if d.subset is not None and d.subset < 2:
         _fail("data.subset", d.subset, "training needs at least 2 examples")
 
@@ -484,6 +491,15 @@ def _check_combinations(cfg: DictConfig) -> None:
         )
     if kind != "images" and cfg.data.augment:
         _fail("data.augment", True, "augmentation is defined for image data (mnist, cifar10) only")
+    if cfg.data.preprocess in ("pca", "whiten") and not cfg.model._target_.endswith(".MLP"):
+        _fail(
+            "data.preprocess",
+            cfg.data.preprocess,
+            "it projects each example onto principal components, a flat vector: model=mlp takes it, a conv net "
+            "needs the image (use standardize)",
+        )
+    if kind != "regression" and cfg.data.target_scaling != "none":
+        _fail("data.target_scaling", cfg.data.target_scaling, "it scales regression targets (data=sine, ripple, bump)")
     if cfg.loss._target_.endswith(".BCE") and classes != 2:
         raise ConfigError(
             f"loss=bce is a binary loss (one sigmoid output), but the data have {classes} classes; "

@@ -63,6 +63,8 @@ class Data:
     mean: Tensor  # preprocessing statistics, shaped to broadcast over a batch
     std: Tensor
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
+    projection: tuple[Tensor, Tensor] | None = None  # data.preprocess=pca or whiten: (W [features, k], b [k])
+    raw_shape: tuple[int, ...] = ()  # one example as the data set holds it (before a projection)
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -71,7 +73,18 @@ class Data:
     def normalize(self, x: Tensor) -> Tensor:
         """Raw examples (e.g. another draw of the test set) as this run's model sees them: floats (images
         in [0, 1]) preprocessed with this run's training statistics, on its device."""
-        return _to_float(x.to(self.mean.device)).sub_(self.mean).div_(self.std)
+        return project(_to_float(x.to(self.mean.device)).sub_(self.mean).div_(self.std), self.projection)
+
+    def unproject(self, x: Tensor) -> Tensor:
+        """Preprocessed examples back in the raw space's shape, as near as the kept components allow (the
+        misclassified images of a PCA run)."""
+        if self.projection is None:
+            return x * self.std + self.mean
+        w, b = self.projection
+        return ((x + b) @ torch.linalg.pinv(w)).view(len(x), *self.raw_shape) * self.std + self.mean
+
+
+PROJECTIONS = ("pca", "whiten")  # data.preprocess values that project the features onto principal components
 
 
 def prepare(
@@ -86,14 +99,17 @@ def prepare(
     seed: int = 0,
     device: torch.device | str = "cpu",
     shared: bool = False,
+    components: int | None = None,
 ) -> Data:
     """`shared`: a run of a stack: image sets as Images (rows of the one uint8 tensor the stack shares,
-    normalized as read: the same numbers as the float copy a run alone keeps, which reads faster)."""
+    normalized as read: the same numbers as the float copy a run alone keeps, which reads faster).
+    `components`: how many principal components pca and whiten keep (None: all)."""
     x_train, y_train, x_test, y_test = raw
     perm = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(seed))
     n_val = int(round(val_fraction * len(y_train)))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
-    if shared and x_train.dtype == torch.uint8:  # images in a stack: the shared uint8 tensors and each split's rows
+    projection = None
+    if shared and x_train.dtype == torch.uint8 and preprocess not in PROJECTIONS:  # images in a stack: shared rows
         mean, std = statistics(_to_float(x_train[train_idx]), preprocess)  # (a float copy for this moment only)
         mean, std = mean.to(device), std.to(device)
         raw_train, raw_test = on_device(x_train, device), on_device(x_test, device)
@@ -108,11 +124,12 @@ def prepare(
         train = Split(_to_float(x_train[train_idx]), y_train[train_idx])  # index first: copies of the data
         val = Split(_to_float(x_train[val_idx]), y_train[val_idx]) if n_val else None
         mean, std = statistics(train.x, preprocess)
+        projection = principal_components(train.x.sub(mean).div(std), preprocess, components)
         if subset is not None:
             train = Split(train.x[:subset].clone(), train.y[:subset])
 
         def ready(s: Split) -> Split:  # normalized in place, then moved once to the device
-            return Split(s.x.sub_(mean).div_(std).to(device).contiguous(), s.y.to(device))
+            return Split(project(s.x.sub_(mean).div_(std), projection).to(device).contiguous(), s.y.to(device))
 
         train, val, test = (
             ready(train),
@@ -120,8 +137,19 @@ def prepare(
             ready(Split(_to_float(x_test), y_test)),
         )
         mean, std = mean.to(device), std.to(device)
+        if projection is not None:
+            projection = (projection[0].to(device), projection[1].to(device))
     return Data(
-        train=train, val=val, test=test, num_classes=num_classes, kind=kind, mean=mean, std=std, augment=augment
+        train=train,
+        val=val,
+        test=test,
+        num_classes=num_classes,
+        kind=kind,
+        mean=mean,
+        std=std,
+        augment=augment,
+        projection=projection,
+        raw_shape=tuple(x_train.shape[1:]),
     )
 
 
@@ -151,9 +179,35 @@ def statistics(x: Tensor, preprocess: str) -> tuple[Tensor, Tensor]:
     std = x.std(dims).clamp_min(1e-8).view(shape)
     if preprocess == "none":
         return torch.zeros_like(mean), torch.ones_like(std)
-    if preprocess == "center":
+    if preprocess in ("center", *PROJECTIONS):  # pca, whiten: centred, then projected (principal_components)
         return mean, torch.ones_like(std)
     return mean, std
+
+
+def principal_components(x: Tensor, preprocess: str, k: int | None) -> tuple[Tensor, Tensor] | None:
+    """pca: the top-k eigenvectors W of the centred training features' covariance (each example, flattened,
+    becomes its k coordinates along them, decorrelated); whiten: W's columns over the square root of their
+    eigenvalues (each coordinate of unit variance too). With b, the mean's coordinates: z = x @ W - b.
+    None for the other preprocess values."""
+    if preprocess not in PROJECTIONS:
+        return None
+    flat = x.flatten(1).double()
+    mu = flat.mean(0)
+    centred = flat - mu
+    values, vectors = torch.linalg.eigh(centred.T @ centred / max(1, len(flat) - 1))
+    order = values.argsort(descending=True)[: k or len(values)]
+    w = vectors[:, order]
+    if preprocess == "whiten":
+        w = w / values[order].clamp_min(1e-5 * values.max().clamp_min(1e-12)).sqrt()
+    return w.float(), (mu @ w).float()
+
+
+def project(x: Tensor, projection: tuple[Tensor, Tensor] | None) -> Tensor:
+    """Examples as the model takes them after a pca or whiten projection (flattened: an MLP's input)."""
+    if projection is None:
+        return x
+    w, b = projection
+    return x.flatten(1) @ w - b
 
 
 def batch_indices(n: int, batch_size: int, g: torch.Generator, device: torch.device) -> Iterator[Tensor]:

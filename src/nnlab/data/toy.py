@@ -111,7 +111,8 @@ def blobs(
 # ----------------------------------------------------------------------------------------------------
 # Regression: float targets (N, 1). `outliers` is the fraction of *training* points (the validation split
 # is drawn from them) whose target gets a large one-sided error, outlier_scale * (1 + U[0, 1)); the test
-# targets stay clean, so the test MSE measures the fit to the true function.
+# targets stay clean, so the test MSE measures the fit to the true function. `target_scale` and
+# `target_offset` turn the targets into large-magnitude ones (y * target_scale + target_offset).
 
 REGRESSION = ("sine", "ripple", "bump")  # the regression sets here (nnlab.data.describe reads this)
 
@@ -130,6 +131,8 @@ def _regression(
     low: float = -3.0,
     high: float = 3.0,
     multiplicative: bool = False,
+    target_scale: float = 1.0,
+    target_offset: float = 0.0,
 ):
     g = torch.Generator().manual_seed(seed)
     x = low + (high - low) * torch.rand(n_train + n_test, dims, generator=g)
@@ -140,7 +143,7 @@ def _regression(
     bad = torch.randperm(n_train, generator=g)[:k]
     y[bad] += outlier_scale * (1 + torch.rand(k, generator=g))
     x = (x * scale + offset).float()
-    y = y.float().unsqueeze(1)
+    y = (y * target_scale + target_offset).float().unsqueeze(1)  # a large-magnitude target: data.target_scaling
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
@@ -153,10 +156,25 @@ def sine(
     seed: int = 0,
     scale: float = 1.0,
     offset: float = 0.0,
+    target_scale: float = 1.0,
+    target_offset: float = 0.0,
 ):
     """1-D: y = sin(x) + 0.1 x^2 - 0.5 + noise, x uniform in [-3, 3]."""
     f = lambda x: torch.sin(x[:, 0]) + 0.1 * x[:, 0] ** 2 - 0.5  # noqa: E731
-    return _regression(f, 1, n_train, n_test, noise, outliers, outlier_scale, seed, scale, offset)
+    return _regression(
+        f,
+        1,
+        n_train,
+        n_test,
+        noise,
+        outliers,
+        outlier_scale,
+        seed,
+        scale,
+        offset,
+        target_scale=target_scale,
+        target_offset=target_offset,
+    )
 
 
 def ripple(
@@ -168,10 +186,25 @@ def ripple(
     seed: int = 0,
     scale: float = 1.0,
     offset: float = 0.0,
+    target_scale: float = 1.0,
+    target_offset: float = 0.0,
 ):
     """2-D: y = sin(x1) cos(x2) + 0.1 x1 + noise, (x1, x2) uniform in [-3, 3]^2."""
     f = lambda x: torch.sin(x[:, 0]) * torch.cos(x[:, 1]) + 0.1 * x[:, 0]  # noqa: E731
-    return _regression(f, 2, n_train, n_test, noise, outliers, outlier_scale, seed, scale, offset)
+    return _regression(
+        f,
+        2,
+        n_train,
+        n_test,
+        noise,
+        outliers,
+        outlier_scale,
+        seed,
+        scale,
+        offset,
+        target_scale=target_scale,
+        target_offset=target_offset,
+    )
 
 
 def bump(
@@ -183,8 +216,24 @@ def bump(
     seed: int = 0,
     scale: float = 1.0,
     offset: float = 0.0,
+    target_scale: float = 1.0,
+    target_offset: float = 0.0,
 ):
     """1-D, positive targets: y = (2 exp(-x^2) + 0.02) * exp(noise), x uniform in [-3, 3]: near zero on the
     flanks, where a linear output can go negative and a softplus output (loss.output=softplus) cannot."""
     f = lambda x: 2 * torch.exp(-(x[:, 0] ** 2)) + 0.02  # noqa: E731
-    return _regression(f, 1, n_train, n_test, noise, outliers, outlier_scale, seed, scale, offset, multiplicative=True)
+    return _regression(
+        f,
+        1,
+        n_train,
+        n_test,
+        noise,
+        outliers,
+        outlier_scale,
+        seed,
+        scale,
+        offset,
+        multiplicative=True,
+        target_scale=target_scale,
+        target_offset=target_offset,
+    )

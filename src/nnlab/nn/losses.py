@@ -82,16 +82,25 @@ class MSE(nn.Module):
         if output not in LINKS:
             raise ValueError(f"output must be one of {', '.join(LINKS)}, not {output!r}")
         self.output = output
+        self.shift: torch.Tensor | float = 0.0  # the targets' scaling (data.target_scaling): trained on
+        self.scale: torch.Tensor | float = 1.0  # (y - shift) / scale, predicted back in the targets' units
+
+    def scale_targets(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
+        """Train on (y - shift) / scale; link() answers in the targets' own units (metrics, predictions)."""
+        self.shift, self.scale = shift, scale
 
     def link(self, out: torch.Tensor) -> torch.Tensor:
-        """The prediction of a regression target from the model's output."""
-        return LINKS[self.output](out)
+        """The prediction of a regression target from the model's output, in the target's own units."""
+        return LINKS[self.output](out) * self.scale + self.shift
 
     def target(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return y.to(out.dtype) if y.is_floating_point() else F.one_hot(y, out.shape[1]).to(out.dtype)
+        """What the output (through its link) is trained towards: a float target as scaled, one-hot classes."""
+        if y.is_floating_point():
+            return ((y - self.shift) / self.scale).to(out.dtype)
+        return F.one_hot(y, out.shape[1]).to(out.dtype)
 
     def forward(self, out, y):
-        return F.mse_loss(self.link(out), self.target(out, y))
+        return F.mse_loss(LINKS[self.output](out), self.target(out, y))
 
     def num_outputs(self, num_classes: int) -> int:
         return num_classes  # regression: the number of targets
@@ -110,7 +119,7 @@ class MSE(nn.Module):
 
     def combine(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         """The mean of the predictions, as an output again (softplus: through its inverse)."""
-        mean = torch.stack([self.link(o.float()) for o in outputs]).mean(0)
+        mean = (torch.stack([self.link(o.float()) for o in outputs]).mean(0) - self.shift) / self.scale
         return mean if self.output == "linear" else mean.expm1().clamp_min(1e-12).log()
 
 
@@ -122,7 +131,7 @@ class Huber(MSE):
         self.delta = delta
 
     def forward(self, out, y):
-        return F.huber_loss(self.link(out), self.target(out, y), delta=self.delta)
+        return F.huber_loss(LINKS[self.output](out), self.target(out, y), delta=self.delta)
 
     def expected_initial(self, num_classes: int) -> float:
         return 0.5 / num_classes

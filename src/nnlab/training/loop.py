@@ -77,12 +77,16 @@ def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler):
     return out[0], losses[0], norms[0]
 
 
-def batch_sums(kind: str, loss_fn, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+def batch_sums(kind: str, loss_fns: list, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
     """[loss * n, the task's metric sums (nnlab/metrics.py)] of K members' batches at once (outputs
-    [K, B, ...], targets [K, B, ...], data losses [K]): [K, 1 + sums], left on the device."""
+    [K, B, ...], targets [K, B, ...], data losses [K]; loss_fns: the members' losses, whose predictions a
+    regression reads through each one's link: its own target scaling): [K, 1 + sums], left on the device."""
     K, B = y.shape[:2]
-    pred = task_metrics.prediction(kind, loss_fn, out.reshape(K * B, *out.shape[2:]))
-    pred = pred.reshape(K, B, *pred.shape[1:])
+    if kind == "regression":
+        pred = torch.stack([task_metrics.prediction(kind, f, o) for f, o in zip(loss_fns, out)])
+    else:
+        pred = task_metrics.prediction(kind, loss_fns[0], out.reshape(K * B, *out.shape[2:]))
+        pred = pred.reshape(K, B, *pred.shape[1:])
     return torch.cat([(loss.detach().float() * B).reshape(K, 1), task_metrics.stack_sums(kind, pred, y)], 1)
 
 
@@ -93,7 +97,7 @@ def _sums(exps: list[Experiment], out: torch.Tensor, items: list, losses: dict) 
         y = torch.stack([i[1] if i is not None else torch.zeros_like(like) for i in items])
         zero = torch.zeros((), device=like.device)
         loss = torch.stack([losses[k].detach().float() if k in losses else zero for k in range(len(items))])
-        return batch_sums(exps[0].data.kind, exps[0].loss_fn, out.detach(), y, loss)
+        return batch_sums(exps[0].data.kind, [e.loss_fn for e in exps], out.detach(), y, loss)
 
 
 def epoch_metrics(kind: str, total: torch.Tensor | list[float], n: int) -> dict[str, float]:

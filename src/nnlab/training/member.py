@@ -301,7 +301,7 @@ def final_figures(exp: Experiment, run_dir: Path, tracker: Tracker, summary: dic
             "confusion_matrix.png",
         )
         wrong = (pred != test.y).nonzero()[:25, 0]
-        images = (test.x[wrong] * data.std + data.mean).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        images = data.unproject(test.x[wrong]).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         names = [f"true {t}, predicted {p}" for t, p in zip(test.y[wrong].tolist(), pred[wrong].tolist())]
         tracker.figure(
             "misclassified",

@@ -63,6 +63,16 @@ class Experiment:
     notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
 
 
+def target_scaling(y: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(shift, scale) per target from the training split's targets [N, d]: standardize (mean, std) or minmax
+    (min, max - min); the loss trains on (y - shift) / scale."""
+    y = y.float()
+    if how == "standardize":
+        return y.mean(0), y.std(0).clamp_min(1e-8)
+    low = y.min(0).values
+    return low, (y.max(0).values - low).clamp_min(1e-8)
+
+
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own default (one per core), before a run changes it
 
 
@@ -181,10 +191,22 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
         seed=trainer.seed,
         device=device,
         shared=shared,
+        components=cfg.data.components,
     )
 
+    features = None if data.projection is None else data.projection[0].shape[0]
+    if features is not None and cfg.data.components is not None and cfg.data.components > features:
+        raise ConfigError(
+            f"data.components={cfg.data.components} is more than the data's {features} features: "
+            "keep at most that many principal components."
+        )
     torch.manual_seed(trainer.seed)  # the weights do not depend on how much random data came before
     loss_fn = instantiate(cfg.loss, _convert_="all").to(device)
+    if data.kind == "regression" and cfg.data.target_scaling != "none":
+        loss_fn.scale_targets(*target_scaling(data.train.y, cfg.data.target_scaling))
+        notes.append(
+            f"data.target_scaling={cfg.data.target_scaling}: trained on scaled targets, measured in their units"
+        )
     activation = instantiate(cfg.activation, _convert_="all")
     model = build_model(cfg, data.in_shape, loss_fn.num_outputs(num_classes), activation)
     model.to(device)
