@@ -62,6 +62,32 @@ def test_autoencoders_do_not_read_the_labels():
     assert not torch.equal(runs[0][3], runs[1][3])  # the supervised head: not
 
 
+def test_autoencoders_learn_from_unlabeled_examples_and_the_head_from_the_labelled_ones():
+    """pretrain.unlabeled: the hidden layers see the extra inputs (other weights than without them), the
+    head's stage only the labelled ones (its loss is over those)."""
+    runs = []
+    for extra in (None, torch.randn(200, 4, generator=torch.Generator().manual_seed(3))):
+        model, x, y = toy_problem()
+        make = lambda params: torch.optim.SGD(params, lr=0.1)  # noqa: E731
+        stages = pretrain(model, "autoencoder", x, y, nn.CrossEntropyLoss(), 2, 32, make, 0, lambda *a: None, extra)
+        runs.append((weights(model), stages))
+    assert not torch.equal(runs[0][0][0], runs[1][0][0])
+    assert runs[0][1][-1]["stage"] == runs[1][1][-1]["stage"] == "head"
+
+
+def test_a_run_with_unlabeled_examples_pretrains_on_them(tmp_path):
+    run, proc = train(
+        tmp_path,
+        *TINY,
+        "pretrain.method=autoencoder",
+        "pretrain.epochs=1",
+        "model.hidden=[8]",
+        "data.subset=20",
+        "pretrain.unlabeled=50",
+    )
+    assert summary(run)["status"] == "ok" and "pretrain (autoencoder) layer1" in proc.stdout
+
+
 def test_a_pretrained_run_logs_its_stages(tmp_path):
     run, proc = train(tmp_path, *TINY, "pretrain.method=supervised", "pretrain.epochs=2", "model.hidden=[16,16]")
     pre = summary(run)["pretrain"]
@@ -79,6 +105,9 @@ def test_a_pretrained_run_logs_its_stages(tmp_path):
         (["pretrain.method=supervised", "pretrain.epochs=0"], "pretrain.epochs"),
         (["pretrain.method=supervised", "model.hidden=[]"], "model=mlp with at least one hidden layer"),
         (["pretrain.method=autoencoder", "model=cnn", "data=mnist"], "model=mlp"),
+        (["pretrain.method=supervised", "data.subset=20", "pretrain.unlabeled=50"], "pretrain.unlabeled=50 is invalid"),
+        (["pretrain.method=autoencoder", "pretrain.unlabeled=50"], "after the labelled data.subset"),
+        (["pretrain.method=autoencoder", "data.subset=20", "pretrain.unlabeled=-1"], "pretrain.unlabeled"),
     ],
 )
 def test_where_pretraining_is_not_defined_is_one_paragraph(tmp_path, overrides, message):

@@ -25,7 +25,12 @@ TARGET_SCALING = ("none", "standardize", "minmax")  # data.target_scaling (regre
 # stopping (training on the whole training set, data.val_fraction=0, as the published Keras runs report)
 MONITORED = (*(f"{m}/{split}" for m in ALL_METRICS for split in ("val", "train")), "last")
 PRETRAIN_METHODS = ("none", "supervised", "autoencoder")  # pretrain.method (nnlab/pretrain.py)
-TRANSFER_MODES = ("fine_tune", "feature_extraction", "none")  # transfer.mode (nnlab/transfer.py)
+TRANSFER_MODES = (
+    "fine_tune",
+    "feature_extraction",
+    "freeze_then_fine_tune",
+    "none",
+)  # transfer.mode (nnlab/transfer.py)
 ON_FAILURE = ("continue", "stop")  # sweep.on_failure
 RUN_FIGURES = ("final", "all", "none")  # sweep.run_figures
 EACH_RUN = ("line", "full")  # sweep.each_run
@@ -141,6 +146,7 @@ class BatchSizeFindConfig:
 class PretrainConfig:
     method: str = MISSING
     epochs: int = MISSING
+    unlabeled: int = MISSING
 
 
 @dataclass
@@ -148,6 +154,7 @@ class TransferConfig:
     init_from: str | None = MISSING
     mode: str = MISSING
     reused_lr_factor: float = MISSING
+    frozen_epochs: int = MISSING
 
 
 @dataclass

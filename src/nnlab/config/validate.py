@@ -436,6 +436,7 @@ def _check_optimizer_builds(node: DictConfig) -> None:
 def _check_transfer(t: DictConfig) -> None:
     _choice("transfer.mode", t.mode, TRANSFER_MODES)
     _positive("transfer.reused_lr_factor", t.reused_lr_factor)
+    _positive("transfer.frozen_epochs", t.frozen_epochs)
     if t.init_from and t.mode != "none":
         from nnlab.run_files.checkpoint import of_run
 
@@ -498,6 +499,14 @@ def _check_combinations(cfg: DictConfig) -> None:
             "it projects each example onto principal components, a flat vector: model=mlp takes it, a conv net "
             "needs the image (use standardize)",
         )
+    t = cfg.transfer
+    if t.mode == "freeze_then_fine_tune" and t.init_from and t.frozen_epochs >= cfg.trainer.epochs:
+        _fail(
+            "transfer.frozen_epochs",
+            t.frozen_epochs,
+            f"with trainer.epochs={cfg.trainer.epochs} the reused layers would never unfreeze: fewer frozen epochs "
+            "than trainer.epochs (or transfer.mode=feature_extraction)",
+        )
     if kind != "regression" and cfg.data.target_scaling != "none":
         _fail("data.target_scaling", cfg.data.target_scaling, "it scales regression targets (data=sine, ripple, bump)")
     if cfg.loss._target_.endswith(".BCE") and classes != 2:
@@ -529,6 +538,14 @@ def _check_pretrain(cfg: DictConfig) -> None:
     p = cfg.pretrain
     _choice("pretrain.method", p.method, PRETRAIN_METHODS)
     _positive("pretrain.epochs", p.epochs)
+    _positive("pretrain.unlabeled", p.unlabeled, allow_zero=True)
+    if p.unlabeled and (p.method != "autoencoder" or cfg.data.subset is None):
+        _fail(
+            "pretrain.unlabeled",
+            p.unlabeled,
+            "the autoencoders (pretrain.method=autoencoder) learn from that many training images after the labelled "
+            "data.subset, without their labels: set both",
+        )
     if p.method == "none":
         return
     if not cfg.model._target_.endswith(".MLP") or not cfg.model.get("hidden"):

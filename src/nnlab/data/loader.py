@@ -65,6 +65,7 @@ class Data:
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
     projection: tuple[Tensor, Tensor] | None = None  # data.preprocess=pca or whiten: (W [features, k], b [k])
     raw_shape: tuple[int, ...] = ()  # one example as the data set holds it (before a projection)
+    unlabeled: Tensor | Images | None = None  # training examples after data.subset, their labels unused
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -100,10 +101,12 @@ def prepare(
     device: torch.device | str = "cpu",
     shared: bool = False,
     components: int | None = None,
+    unlabeled: int = 0,
 ) -> Data:
     """`shared`: a run of a stack: image sets as Images (rows of the one uint8 tensor the stack shares,
     normalized as read: the same numbers as the float copy a run alone keeps, which reads faster).
-    `components`: how many principal components pca and whiten keep (None: all)."""
+    `components`: how many principal components pca and whiten keep (None: all). `unlabeled`: how many
+    training examples after the first `subset` to keep without their labels (pretrain.unlabeled)."""
     x_train, y_train, x_test, y_test = raw
     perm = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(seed))
     n_val = int(round(val_fraction * len(y_train)))
@@ -118,6 +121,7 @@ def prepare(
             return Images(raw, None if index is None else index.to(device), mean, std)
 
         train = Split(images(train_idx[:subset]), y_train[train_idx[:subset]].to(device))  # the first `subset`
+        extra = images(train_idx[subset : subset + unlabeled]) if subset is not None and unlabeled else None
         val = Split(images(val_idx), y_train[val_idx].to(device)) if n_val else None
         test = Split(images(None, raw_test), y_test.to(device))
     else:
@@ -125,7 +129,10 @@ def prepare(
         val = Split(_to_float(x_train[val_idx]), y_train[val_idx]) if n_val else None
         mean, std = statistics(train.x, preprocess)
         projection = principal_components(train.x.sub(mean).div(std), preprocess, components)
+        extra = None
         if subset is not None:
+            if unlabeled:
+                extra = project(train.x[subset : subset + unlabeled].sub(mean).div_(std), projection).to(device)
             train = Split(train.x[:subset].clone(), train.y[:subset])
 
         def ready(s: Split) -> Split:  # normalized in place, then moved once to the device
@@ -150,6 +157,7 @@ def prepare(
         augment=augment,
         projection=projection,
         raw_shape=tuple(x_train.shape[1:]),
+        unlabeled=extra if extra is None or len(extra) else None,
     )
 
 

@@ -53,7 +53,11 @@ def weight_norms(layers: list[tuple[str, nn.Module]]) -> dict[str, float]:
 
 def update_ratios(layers: list[tuple[str, nn.Module]], before: list[Tensor]) -> dict[str, float]:
     """||W_after - W_before|| / ||W_before|| of one optimizer step, per layer (the notes want ~1e-3)."""
-    ratios = {f"stats/update_ratio/{n}": (m.weight - w0).norm() / w0.norm() for (n, m), w0 in zip(layers, before)}
+    ratios = {
+        f"stats/update_ratio/{n}": (m.weight - w0).norm() / w0.norm()
+        for (n, m), w0 in zip(layers, before)
+        if m.weight.grad is not None  # a layer frozen for now (transfer.freeze) takes no step
+    }
     return {k: v for k, v in _read(ratios).items() if math.isfinite(v)}  # undefined for all-zero weights
 
 

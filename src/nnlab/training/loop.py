@@ -26,7 +26,7 @@ from nnlab.nn import bare, eval_mode
 from nnlab.nn.dropout import use_generator
 from nnlab.run_files import checkpoint
 from nnlab.run_files.tracking import Tracker, write_summary
-from nnlab.training import pretrain
+from nnlab.training import pretrain, transfer
 from nnlab.training.diagnostics import Diagnostics, stack_boundaries, stack_measure
 from nnlab.training.loop_state import Monitor, Position, StopRequest
 from nnlab.training.member import Member, close, guard, hparams_of, said
@@ -365,6 +365,9 @@ class Training:
     def batches(self, epoch: int):
         """The epoch's training batches (x, y) as the step sees them: augmented, with input noise."""
         exp, data, loop = self.exp, self.exp.data, self.loop
+        if exp.reused and transfer.freeze(exp.reused, epoch <= exp.frozen_epochs) and epoch > 1:
+            factor = exp.optimizer.param_groups[1]["lr"] / exp.optimizer.param_groups[0]["lr"]
+            self.tracker.log(f"epoch {epoch}: the reused layers unfreeze and fine-tune (at the rate x{factor:g})")
         loop.start_epoch(epoch, self.shuffle.get_state(), exp.device)
         self.epoch_start = time.perf_counter()
         for i, idx in enumerate(batch_indices(len(data.train), exp.trainer.batch_size, self.shuffle, exp.device)):

@@ -77,13 +77,16 @@ def pretrain(
     make_optimizer: Callable,
     seed: int,
     log: Callable[[str, list[float]], None],
+    unlabeled: torch.Tensor | None = None,
 ) -> list[dict]:
     """Pretrain `model` (an nnlab MLP: flatten, hidden blocks, head) in place on the training inputs x
-    (and labels y, for the supervised parts). `log(stage, losses)` receives each stage's per-epoch losses.
-    Returns the stages, in order, with their final loss."""
+    (and labels y, for the supervised parts). `unlabeled`: more inputs, without labels, that the
+    autoencoders learn from too (the head only from the labelled x). `log(stage, losses)` receives each
+    stage's per-epoch losses. Returns the stages, in order, with their final loss."""
     blocks = list(model.hidden)
     g = torch.Generator().manual_seed(seed)
     x = model.flatten(x)
+    inputs = x if unlabeled is None or method != "autoencoder" else torch.cat([x, model.flatten(unlabeled)])
     stages = []
 
     def stage(name: str, params, forward, loss, inputs, targets) -> None:
@@ -92,7 +95,8 @@ def pretrain(
         stages.append({"stage": name, "loss": losses[-1]})
 
     for k, block in enumerate(blocks, start=1):
-        h = _features(blocks[: k - 1], x)  # what layer k sees, from the layers fixed before it
+        # what layer k sees, from the layers fixed before it (an autoencoder: of the unlabeled examples too)
+        h = _features(blocks[: k - 1], x if method == "supervised" else inputs)
         block.train()
         width = _width(block, h)
         if method == "supervised":
@@ -131,8 +135,9 @@ def _width(block: nn.Module, h: torch.Tensor) -> int:
 
 
 def greedy(exp, tracker) -> list[dict]:
-    """pretrain.method (supervised | autoencoder) on the training split, before the end-to-end training;
-    each stage's loss per epoch goes to TensorBoard as pretrain/STAGE_loss."""
+    """pretrain.method (supervised | autoencoder) on the training split (the autoencoders also on the
+    pretrain.unlabeled examples after data.subset), before the end-to-end training; each stage's loss per
+    epoch goes to TensorBoard as pretrain/STAGE_loss."""
     from nnlab.nn import bare
     from nnlab.views.console import console
 
@@ -157,4 +162,5 @@ def greedy(exp, tracker) -> list[dict]:
         exp.make_optimizer,
         t.seed,
         log,
+        None if exp.data.unlabeled is None else exp.data.unlabeled[:],
     )

@@ -61,6 +61,8 @@ class Experiment:
     step: Any = None  # the step after the backward pass as a stack of one (engine/update.py); None: torch.optim's
     update: str = "engine"  # which step: the engine's, or "torch.optim (why)": its own step() (engine/update.py)
     notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
+    reused: list = field(default_factory=list)  # freeze_then_fine_tune: the reused parameters, frozen at first
+    frozen_epochs: int = 0  # ... for this many epochs (transfer.freeze)
 
 
 def target_scaling(y: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,6 +194,7 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
         device=device,
         shared=shared,
         components=cfg.data.components,
+        unlabeled=cfg.pretrain.unlabeled if cfg.pretrain.method == "autoencoder" else 0,
     )
 
     features = None if data.projection is None else data.projection[0].shape[0]
@@ -267,6 +270,8 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
         step=None if why is not None else stack_of_one(optimizer, weights, regularization),
         update="engine" if why is None else f"torch.optim ({why})",
         notes=notes,
+        reused=[p for n, p in model.named_parameters() if n in reused] if tr.mode == "freeze_then_fine_tune" else [],
+        frozen_epochs=tr.frozen_epochs,
     )
 
 

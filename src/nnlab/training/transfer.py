@@ -7,6 +7,10 @@ starts afresh for the new task. `transfer.mode` says what happens to the copied 
     fine_tune           all layers train; the copied ones at optimizer.lr * transfer.reused_lr_factor
                         (discriminative rates: the new head learns fast, the reused features slowly)
     feature_extraction  the copied layers are frozen; only the new ones train
+    freeze_then_fine_tune  the copied layers are frozen for transfer.frozen_epochs while the new head
+                        learns, then fine-tune at optimizer.lr * transfer.reused_lr_factor (note 004: "not
+                        training the weights initially, but later fine tuning all weights with a small
+                        learning rate"); one run, so the head trained frozen goes on training
     none                ignore init_from: train from scratch (the baseline of a transfer sweep)
 """
 
@@ -51,3 +55,12 @@ def parameter_groups(model: nn.Module, reused: set[str], mode: str, lr: float, f
             p.requires_grad_(False)
         return [{"params": new}]
     return [{"params": new}, {"params": old, "lr": lr * factor}]  # the head's group first: its rate is logged
+
+
+def freeze(params: list[torch.Tensor], frozen: bool) -> bool:
+    """Freeze (or unfreeze) the reused parameters of freeze_then_fine_tune for an epoch: a frozen one gets no
+    gradient, so its optimizer skips it. True where this changed them."""
+    changed = any(p.requires_grad == frozen for p in params)
+    for p in params:
+        p.requires_grad_(not frozen)
+    return changed
