@@ -47,7 +47,7 @@ def sweep(
 
 def test_every_experiment_has_a_test():
     tested = {name[len("test_") :] for name in globals() if name.startswith("test_") and name[5:] in EXPERIMENTS}
-    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 18
+    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 19
 
 
 def acc(run):
@@ -292,6 +292,14 @@ def test_pretraining(tmp_path, mnist_root):
     assert acc(none) < 0.2 and "vanishing_gradients" in alarms(none)
     assert acc(sup) > 0.85 and acc(ae) > acc(none) + 0.3
     assert [s["stage"] for s in ae["pretrain"]["stages"]][-1] == "head"
+
+
+def test_scarce_labels(tmp_path, mnist_root):
+    """500 labels: the autoencoders alone leave the deep sigmoid net at chance; with 20,000 unlabeled images
+    to learn from, the same 500 labels take it far above."""
+    runs = sweep(tmp_path, "scarce_labels", "pretrain.unlabeled=0,20000", env={"NNLAB_DATA_DIR": str(mnist_root)})
+    alone, helped = runs["pretrain.unlabeled=0"], runs["pretrain.unlabeled=20000"]
+    assert acc(alone) < 0.2 and acc(helped) > acc(alone) + 0.4, (acc(alone), acc(helped))
 
 
 def _keras_protocol(run: dict, config: dict) -> None:

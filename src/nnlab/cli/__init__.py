@@ -18,6 +18,8 @@ commands:
                    fix helps (nnlab doctor [OVERRIDES] | nnlab doctor RUN_FOLDER)
   report           compare the runs under a folder: nnlab report PATH [--sort acc/val] [--out DIR]
   ensemble         average the predictions of the runs under a folder (e.g. seeds): nnlab ensemble PATH
+  prune            magnitude pruning of a run (or every run under a folder), then a short fine-tune:
+                   nnlab prune RUN prune.amount=0.9
   completion       tab completion for bash/zsh: eval "$(nnlab completion bash)" (in ~/.bashrc to keep it)
 
 examples:
@@ -118,6 +120,10 @@ def _main(argv: list[str], brief: bool = False) -> int:
         from nnlab.commands.doctor import main as doctor
 
         return doctor(rest, lambda args, brief=False: _main(["train", *args], brief))
+    if command == "prune":
+        from nnlab.commands.prune import main as prune
+
+        return prune(rest, lambda args: _main(["train", *args]))
     if command == "ensemble":
         from nnlab.commands.ensemble import main as ensemble
 

@@ -474,7 +474,7 @@ def grid_sweeper(args: list[str], sweeper: str | None) -> list[str]:
     return [*args, "hydra/sweeper=grid"] if sweeper == BASIC_SWEEPER else args
 
 
-PATH_KEYS = ("resume", "hydra.run.dir", "hydra.sweep.dir", "transfer.init_from", "data.source.root")
+PATH_KEYS = ("resume", "hydra.run.dir", "hydra.sweep.dir", "transfer.init_from", "prune.source", "data.source.root")
 
 
 def quoted_path(arg: str) -> str:

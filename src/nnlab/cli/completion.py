@@ -19,6 +19,7 @@ COMMANDS = (
     "doctor",
     "report",
     "ensemble",
+    "prune",
     "completion",
 )  # nnlab's subcommands
 

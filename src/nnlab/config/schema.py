@@ -25,6 +25,7 @@ TARGET_SCALING = ("none", "standardize", "minmax")  # data.target_scaling (regre
 # stopping (training on the whole training set, data.val_fraction=0, as the published Keras runs report)
 MONITORED = (*(f"{m}/{split}" for m in ALL_METRICS for split in ("val", "train")), "last")
 PRETRAIN_METHODS = ("none", "supervised", "autoencoder")  # pretrain.method (nnlab/pretrain.py)
+PRUNE_SCOPES = ("global", "layer")  # prune.scope
 TRANSFER_MODES = (
     "fine_tune",
     "feature_extraction",
@@ -150,6 +151,13 @@ class PretrainConfig:
 
 
 @dataclass
+class PruneConfig:
+    source: str | None = MISSING
+    amount: float = MISSING
+    scope: str = MISSING
+
+
+@dataclass
 class TransferConfig:
     init_from: str | None = MISSING
     mode: str = MISSING
@@ -178,6 +186,7 @@ class NNLabConfig:
     batch_size_find: BatchSizeFindConfig = field(default_factory=BatchSizeFindConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     resume: str | None = MISSING
     overwrite: bool = False

@@ -26,6 +26,7 @@ from nnlab.config.schema import (
     PRECISIONS,
     PREPROCESS,
     PRETRAIN_METHODS,
+    PRUNE_SCOPES,
     RUN_FIGURES,
     TARGET_SCALING,
     TRANSFER_MODES,
@@ -54,6 +55,7 @@ def validate(cfg: DictConfig, trains: bool = True) -> None:
     _check_numbers(cfg)
     _check_limits(cfg, trains)
     _check_transfer(cfg.transfer)
+    _check_prune(cfg.prune)
     _choice("sweep.on_failure", cfg.sweep.on_failure, ON_FAILURE)
     _choice("sweep.run_figures", cfg.sweep.run_figures, RUN_FIGURES)
     _choice("sweep.each_run", cfg.sweep.each_run, EACH_RUN)
@@ -433,6 +435,17 @@ def _check_optimizer_builds(node: DictConfig) -> None:
         ) from None
 
 
+def _check_prune(p: DictConfig) -> None:
+    _choice("prune.scope", p.scope, PRUNE_SCOPES)
+    if not (isinstance(p.amount, (int, float)) and 0 <= p.amount < 1):
+        _fail("prune.amount", p.amount, "it is the fraction of the weights pruned: at least 0, below 1")
+    if p.source is not None:
+        from nnlab.run_files.checkpoint import of_run
+
+        if not of_run(str(p.source)).is_file():
+            _fail("prune.source", p.source, "there is no run directory with checkpoints, nor a checkpoint file, there")
+
+
 def _check_transfer(t: DictConfig) -> None:
     _choice("transfer.mode", t.mode, TRANSFER_MODES)
     _positive("transfer.reused_lr_factor", t.reused_lr_factor)
@@ -499,6 +512,14 @@ def _check_combinations(cfg: DictConfig) -> None:
             "it projects each example onto principal components, a flat vector: model=mlp takes it, a conv net "
             "needs the image (use standardize)",
         )
+    if cfg.prune.source is not None and cfg.transfer.init_from and cfg.transfer.mode != "none":
+        _fail(
+            "prune.source",
+            cfg.prune.source,
+            "transfer.init_from already gives the starting weights; prune a run or transfer from one, not both",
+        )
+    if cfg.prune.source is not None and cfg.pretrain.method != "none":
+        _fail("prune.source", cfg.prune.source, "the pruned run's weights are the start: pretrain.method=none")
     t = cfg.transfer
     if t.mode == "freeze_then_fine_tune" and t.init_from and t.frozen_epochs >= cfg.trainer.epochs:
         _fail(

@@ -115,8 +115,14 @@ def stack_of_one(optimizer: Optimizer, weights: list[torch.Tensor], regularizati
 def member_update(exp, scaler) -> torch.Tensor:
     """A member's step after the backward pass: clip, measure, step, constrain. Returns its global
     gradient norm (before clipping), on the device: exp.step where the engine has a stacked form for it
-    (the arithmetic of every member of a stack), else torch.optim's own (torch_update)."""
-    return exp.step()[0] if exp.step is not None else torch_update(exp, scaler)
+    (the arithmetic of every member of a stack), else torch.optim's own (torch_update). A pruned run's zeros
+    stay zero (exp.masks)."""
+    norm = exp.step()[0] if exp.step is not None else torch_update(exp, scaler)
+    if exp.masks:
+        with torch.no_grad():
+            for w, mask in exp.masks:
+                w.mul_(mask)
+    return norm
 
 
 def torch_update(exp, scaler) -> torch.Tensor:

@@ -121,6 +121,8 @@ def group_key(cfg: DictConfig) -> tuple[str | None, str]:
         if c.pretrain.method != "none"
         else "transfer learning"
         if c.transfer.init_from and c.transfer.mode != "none"
+        else "pruning"
+        if c.prune.source is not None
         else "model.residual (its skips are not stacked yet: a stack's evaluation differs from the runs alone)"
         if c.model.get("residual")
         else "augmentation"

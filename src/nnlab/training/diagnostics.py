@@ -348,8 +348,9 @@ class Diagnostics:
                 self._figure(outputs, step, f"after {epoch} epoch{'s' if epoch != 1 else ''}", "activations_final.png")
 
     def shape(self, diverged: bool) -> str | None:
-        """The training loss curve's shape (alarms.CURVES), from the start and each epoch's loss."""
-        return self.alarms_fn.curve_shape(self.initial, self.curve, diverged)
+        """The training loss curve's shape (alarms.CURVES), from the start and each epoch's loss; None after
+        pretraining (the end-to-end curve starts where the stages left it: not the notes' curves)."""
+        return None if self.pretrain else self.alarms_fn.curve_shape(self.initial, self.curve, diverged)
 
     def finish(self, metrics: dict[str, float], step: int) -> list[dict]:
         """The closing alarms of a run that ended well: the loss curve's shape, the fit gap."""

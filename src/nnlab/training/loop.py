@@ -464,6 +464,11 @@ class Training:
             self.test,
         )
         summary["loss_curve"] = diag.shape(status == "diverged") if status in ("ok", "diverged") else None
+        if exp.masks:  # prune.source: what is left, measured on the weights trained
+            zeros = sum(int((w == 0).sum()) for w, _ in exp.masks)
+            total = sum(w.numel() for w, _ in exp.masks)
+            p = exp.config["prune"]
+            summary["pruned"] = {**p, "weights_left": total - zeros, "weights": total, "zero_fraction": zeros / total}
         if diag.pretrain:
             summary["pretrain"] = {
                 "method": exp.pretrain.method,

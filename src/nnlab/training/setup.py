@@ -61,6 +61,7 @@ class Experiment:
     step: Any = None  # the step after the backward pass as a stack of one (engine/update.py); None: torch.optim's
     update: str = "engine"  # which step: the engine's, or "torch.optim (why)": its own step() (engine/update.py)
     notes: list[str] = field(default_factory=list)  # what setup changed or noticed, for the log
+    masks: list = field(default_factory=list)  # prune.source: (weight, mask) pairs, the zeros kept zero each step
     reused: list = field(default_factory=list)  # freeze_then_fine_tune: the reused parameters, frozen at first
     frozen_epochs: int = 0  # ... for this many epochs (transfer.freeze)
 
@@ -230,6 +231,15 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
     if trainer.batch_size == FULL_BATCH:  # the number from here on: every step sees the whole training split
         trainer.batch_size = len(data.train)
         notes.append(f"trainer.batch_size={FULL_BATCH}: one step per epoch on all {len(data.train)} training examples")
+    masks = []
+    if cfg.prune.source is not None:
+        p = cfg.prune
+        masks = transfer.prune(model, p.source, p.amount, p.scope)
+        kept = sum(int(m.sum()) for _, m in masks)
+        notes.append(
+            f"prune.source: the weights of {p.source}, {p.amount:.0%} pruned ({p.scope}): {kept} of "
+            f"{sum(m.numel() for _, m in masks)} weights left"
+        )
     spe = steps_per_epoch(len(data.train), trainer.batch_size)
     make_optimizer, optimizer, scheduler, why = _updates(cfg, model, reused, spe) if trains else (None,) * 4
     activities: list[torch.Tensor] = []
@@ -270,6 +280,7 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
         step=None if why is not None else stack_of_one(optimizer, weights, regularization),
         update="engine" if why is None else f"torch.optim ({why})",
         notes=notes,
+        masks=masks,
         reused=[p for n, p in model.named_parameters() if n in reused] if tr.mode == "freeze_then_fine_tune" else [],
         frozen_epochs=tr.frozen_epochs,
     )

@@ -57,6 +57,40 @@ def parameter_groups(model: nn.Module, reused: set[str], mode: str, lr: float, f
     return [{"params": new}, {"params": old, "lr": lr * factor}]  # the head's group first: its rate is logged
 
 
+def prune(model: nn.Module, source: str, amount: float, scope: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Start `model` from every weight of the run `source` (its architecture: the output layer too), then
+    set `amount` of the Linear/Conv weights to zero, the smallest in magnitude first, through
+    torch.nn.utils.prune: one threshold over all of them (global) or that fraction of each layer (layer).
+    Returns each pruned weight with its mask: the training keeps the zeros at zero (update.member_update)."""
+    from torch.nn.utils import prune as torch_prune
+
+    from nnlab.errors import ConfigError
+    from nnlab.run_files import checkpoint
+    from nnlab.training.diagnostics import weight_layers
+
+    path = checkpoint.of_run(source)
+    theirs = checkpoint.load(path)["model"]
+    try:
+        model.load_state_dict(theirs)
+    except RuntimeError:
+        raise ConfigError(
+            f"prune.source={source}: {path} does not fit this model (names or shapes differ); pruning keeps the "
+            "run's architecture: give its own settings (nnlab prune RUN does)."
+        ) from None
+    layers = [(m, "weight") for _, m in weight_layers(model)]
+    if scope == "global":
+        torch_prune.global_unstructured(layers, pruning_method=torch_prune.L1Unstructured, amount=amount)
+    else:
+        for m, name in layers:
+            torch_prune.l1_unstructured(m, name, amount=amount)
+    masks = []
+    for m, name in layers:
+        mask = m.weight_mask.detach().clone()
+        torch_prune.remove(m, name)  # the zeros made permanent: a plain parameter again
+        masks.append((m.weight, mask))
+    return masks
+
+
 def freeze(params: list[torch.Tensor], frozen: bool) -> bool:
     """Freeze (or unfreeze) the reused parameters of freeze_then_fine_tune for an epoch: a frozen one gets no
     gradient, so its optimizer skips it. True where this changed them."""
