@@ -151,5 +151,20 @@ def test_time_to_a_threshold_is_a_column_with_its_band(tmp_path, capsys):
     assert report.main([str(tmp_path), "--to", "acc/val=0.9"]) == 0
     out = capsys.readouterr().out
     assert "epochs to acc/val>=0.9" in out and "epochs to acc/val>=0.9" in (tmp_path / "report.csv").read_text()
+    # and in TensorBoard: each run's scalars (one .reach file, replaced by the next report), HPARAMS' columns
+    assert report.main([str(tmp_path), "--to", "acc/val=0.9"]) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    relu = tmp_path / "relu0"
+    assert len(list(relu.glob("events.out.tfevents.*.reach"))) == 1
+    ea = EventAccumulator(str(relu))
+    ea.Reload()
+    assert ea.Scalars("reach/epochs to acc/val>=0.9")[0].value == 2
+    ea = EventAccumulator(str(tmp_path / "overview"))
+    ea.Reload()
+    content = ea.PluginTagToContent("hparams")["_hparams_/experiment"]
+    tags = [m.name.tag for m in plugin_data_pb2.HParamsPluginData.FromString(content).experiment.metric_infos]
+    assert "reach/epochs to acc/val>=0.9" in tags and "reach/seconds to acc/val>=0.9" in tags
     for bad in ("acc/test=0.9", "acc/val", "acc/val=high"):
         assert report.main([str(tmp_path), "--to", bad]) == 2

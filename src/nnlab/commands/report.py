@@ -607,4 +607,11 @@ def main(argv: list[str]) -> int:
     print_tables(console, runs, args.sort, f"{len(runs)} run{'s' if len(runs) != 1 else ''} under {shown(args.path)}")
     paths = write_files(table, runs, args.out or args.path, args.sort)
     console.print("written: " + ", ".join(shown(p) for p in paths.values()), soft_wrap=True)
+    if args.to and len(runs) > 1:  # the epochs and seconds in TensorBoard's HPARAMS too
+        from nnlab.run_files.tracking import overview, reach_scalars
+
+        keys = reached(runs)
+        tags = reach_scalars({r.path: {k: r.metric(k) for k in keys} for r in runs})
+        overview(Path(args.path), extra=tags)
+        console.print(f"TensorBoard: {', '.join(tags)} in the HPARAMS tab of {shown(args.path)}", soft_wrap=True)
     return 0

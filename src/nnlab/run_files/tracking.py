@@ -165,14 +165,15 @@ class Tracker:
             _close_handler(handler)
 
 
-def overview(folder: Path, sweep: bool = True) -> None:
+def overview(folder: Path, sweep: bool = True, extra: tuple[str, ...] = ()) -> None:
     """What TensorBoard shows of a folder of runs as a whole, as the run `overview` beside them: the HPARAMS
     tab's columns computed from every run (summary.json's "hparams"): the settings that differ between them,
     against the final metrics; a sweep's pictures too (report.png: the curves; decision_boundaries.png:
     every setting's boundary in a grid). `sweep` False: the folder of runs alone named by their time
     (outputs/runs), refreshed as each ends. TensorBoard takes the first experiment it finds of several, so
     the runs in such a folder write none of their own, and this one's earlier events are replaced, not
-    added to (under its lock: two runs ending at once)."""
+    added to (under its lock: two runs ending at once). `extra`: more metric columns the runs log
+    (reach_scalars: nnlab report --to's)."""
     from matplotlib.image import imread
     from torch.utils.tensorboard import SummaryWriter
 
@@ -198,7 +199,7 @@ def overview(folder: Path, sweep: bool = True) -> None:
                 for path in pictures:
                     writer.add_image(f"sweep/{path.stem}", imread(path)[..., :3], 0, dataformats="HWC")
                 if runs:
-                    writer.file_writer.add_summary(_experiment(runs))
+                    writer.file_writer.add_summary(_experiment(runs, extra))
             for path in earlier:
                 path.unlink(missing_ok=True)
     except FolderInUse:  # still held after 5 s: the holder's overview stands
@@ -256,7 +257,29 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
             )
 
 
-def _experiment(runs: list[dict]):
+def reach_scalars(values: dict[Path, dict[str, float | None]]) -> tuple[str, ...]:
+    """nnlab report --to's epochs and seconds, each run's in its own TensorBoard log (a file of their own,
+    `*.reach`, replacing the last one written) under `reach/...`: HPARAMS can show them beside the metrics
+    (overview's `extra`). Returns their tags."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from nnlab.run_files.folder import refuse_link
+
+    tags: dict[str, None] = {}
+    for run, reached in values.items():
+        refuse_link(run)
+        earlier = list(run.glob("events.out.tfevents.*.reach"))
+        with SummaryWriter(str(run), filename_suffix=".reach") as writer:
+            for key, value in reached.items():
+                tags[f"reach/{key}"] = None
+                if value is not None:
+                    writer.add_scalar(f"reach/{key}", value, 0)
+        for path in earlier:
+            path.unlink(missing_ok=True)
+    return tuple(tags)
+
+
+def _experiment(runs: list[dict], extra: tuple[str, ...] = ()):
     """The HPARAMS experiment of several runs: the hyperparameters whose values differ between them (all of
     them where none does), each with its values' domain, and their final metrics."""
     from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
@@ -281,9 +304,10 @@ def _experiment(runs: list[dict]):
         infos.append(info)
     if any(i.differs for i in infos):  # the dashboard shows its first five columns: only what differs
         infos = [i for i in infos if i.differs]  # (what all runs share is in each run's config text)
-    metrics = metric_order(
-        k for r in runs for k in r.get("metrics", {}) if k.split("/")[-1] in ("train", "val", "test")
-    )
+    metrics = [
+        *metric_order(k for r in runs for k in r.get("metrics", {}) if k.split("/")[-1] in ("train", "val", "test")),
+        *extra,
+    ]
     experiment = api_pb2.Experiment(
         hparam_infos=infos, metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics]
     )
