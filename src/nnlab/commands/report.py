@@ -299,7 +299,21 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return text.getvalue()
 
 
-def write_files(table: list[dict[str, Any]], runs: list[Run], out: Path, sort_key: str) -> dict[str, Path]:
+def landscape_of(runs: list[Run], sets: list[Setting], sort_key: str, given: str | None = None):
+    """(the map's axes, its cells, the edge advice) where the runs make a landscape (commands/landscape.py),
+    else None; ConfigError where --map names what cannot be one."""
+    from nnlab.commands import landscape
+
+    found = landscape.axes(runs, given)
+    if found is None:
+        return None
+    cells = landscape.cells(sets, *found, sort_key)
+    return found, cells, landscape.advice(cells, found, runs)
+
+
+def write_files(
+    table: list[dict[str, Any]], runs: list[Run], out: Path, sort_key: str, map_keys: str | None = None
+) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "report.csv", "md": out / "report.md", "png": out / "report.png"}
     from nnlab.run_files.folder import write_file
@@ -327,6 +341,14 @@ def write_files(table: list[dict[str, Any]], runs: list[Run], out: Path, sort_ke
             + f" | {curves_of(st) or '-'} | {st.verdict} |"
             for st in sets
         ]
+    land = landscape_of(runs, sets, sort_key, map_keys)
+    if land is not None:
+        from nnlab.commands import landscape
+
+        (x, y), cells, said = land
+        paths.update(landscape.write(cells, (x, y), sort_key, metrics.better(sort_key) > 0, out))
+        lines += ["", f"## Landscape: {sort_key} over {x.key} and {y.key}", "", "![landscape](report_map.png)", ""]
+        lines += [f"- {line}" for line in said]
     write_file(paths["md"], "\n".join(lines) + "\n")
     curves_figure(runs, paths["png"], sets)
     grid = boundary_grid(sets, out / "decision_boundaries.png")
@@ -557,6 +579,13 @@ def _parser():
         help="also each run's first epoch (and training seconds) where METRIC reached VALUE, e.g. --to acc/val=0.9",
     )
     parser.add_argument(
+        "--map",
+        default=None,
+        metavar="X,Y",
+        help="draw the landscape of the sort metric over these two numeric settings (report_map.png; drawn by "
+        "itself where a sweep varies exactly two), with the edge advice",
+    )
+    parser.add_argument(
         "--figures",
         action="store_true",
         help="also draw each run's own figures (curves, decision boundary or confusion matrix, activations) "
@@ -604,8 +633,20 @@ def main(argv: list[str]) -> int:
     args.sort = args.sort or default_sort(runs)
     runs = sort_runs(runs, args.sort)
     table = rows(runs)
+    from nnlab.errors import ConfigError
+
+    try:
+        land = landscape_of(runs, settings(runs, args.sort), args.sort, args.map)
+    except ConfigError as e:
+        error(str(e))
+        return 2
     print_tables(console, runs, args.sort, f"{len(runs)} run{'s' if len(runs) != 1 else ''} under {shown(args.path)}")
-    paths = write_files(table, runs, args.out or args.path, args.sort)
+    paths = write_files(table, runs, args.out or args.path, args.sort, args.map)
+    if land is not None:
+        (x, y), _, said = land
+        console.print(f"[bold]landscape[/] of {args.sort} over {x.key} x {y.key}: report_map.png", soft_wrap=True)
+        for line in said:
+            console.print(f"  {shown(line)}", soft_wrap=True, highlight=False)
     console.print("written: " + ", ".join(shown(p) for p in paths.values()), soft_wrap=True)
     if args.to and len(runs) > 1:  # the epochs and seconds in TensorBoard's HPARAMS too
         from nnlab.run_files.tracking import overview, reach_scalars

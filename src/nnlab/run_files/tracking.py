@@ -186,7 +186,8 @@ def overview(folder: Path, sweep: bool = True, extra: tuple[str, ...] = ()) -> N
         summary = read_summary(path.parent)
         if summary is not None:
             runs.append(summary)
-    pictures = [p for p in (folder / "report.png", folder / "decision_boundaries.png") if sweep and p.is_file()]
+    names = ("report.png", "report_map.png", "decision_boundaries.png")
+    pictures = [folder / n for n in names if sweep and (folder / n).is_file()]
     runs = [r for r in runs if isinstance(r.get("hparams"), dict)]
     target = folder / "overview"
     if not pictures and not runs:

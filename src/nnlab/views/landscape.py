@@ -1,0 +1,130 @@
+"""The landscape picture of a search over two numeric settings (commands/landscape.py gathers its cells):
+a heatmap of the sort metric's seed mean per cell on the settings' own axes (log where log-spaced), the
+best cell and those tied with it outlined, failed and diverged cells hatched and named, and beside it each
+cell's 95% band width; a random or TPE search's trials as points coloured by the metric."""
+
+from __future__ import annotations
+
+import math
+
+from nnlab.views.painter import save_figure
+
+BEST, TIED = "#d62728", "white"
+
+
+def _edges(values: list[float], log: bool) -> list[float]:
+    """Cell edges around each value: midpoints between neighbours (geometric on a log axis)."""
+    if len(values) == 1:
+        v = values[0]
+        return [v / 2, v * 2] if log else [v - 0.5, v + 0.5]
+    if log:
+        mids = [math.sqrt(a * b) for a, b in zip(values, values[1:])]
+        return [values[0] ** 2 / mids[0], *mids, values[-1] ** 2 / mids[-1]]
+    mids = [(a + b) / 2 for a, b in zip(values, values[1:])]
+    return [2 * values[0] - mids[0], *mids, 2 * values[-1] - mids[-1]]
+
+
+def draw(cells: list, x, y, metric: str, higher: bool, grid: bool, path) -> None:
+    import numpy as np
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    halves = [c.half for c in cells if c.half is not None]
+    panels = 2 if halves else 1
+    fig = Figure(figsize=(6.2 * panels, 5.4), dpi=110, layout="constrained")
+    axs = fig.subplots(1, panels, squeeze=False)[0]
+    cmap = "viridis" if higher else "viridis_r"  # brighter is better either way
+    seeds = max(c.runs for c in cells)
+    what = (
+        f"the mean over {seeds} seeds per setting" if seeds > 1 else "one run per " + ("setting" if grid else "trial")
+    )
+    fig.suptitle(
+        f"{metric}: {what} ({'higher' if higher else 'lower'} is better)\noutlined: the best (red)"
+        + (" and those tied with it (Welch's t-test)" if grid and seeds > 1 else ""),
+        fontsize=10,
+    )
+    xe, ye = _edges(x.values, x.log), _edges(y.values, y.log)
+    for k, ax in enumerate(axs):
+        value = (lambda c: c.mean) if k == 0 else (lambda c: c.half)
+        if grid:
+            grid_values = np.full((len(y.values), len(x.values)), np.nan)
+            for c in cells:
+                v = value(c)
+                grid_values[y.values.index(c.y), x.values.index(c.x)] = np.nan if v is None else v
+            mesh = ax.pcolormesh(xe, ye, grid_values, cmap=cmap if k == 0 else "magma_r", shading="flat")
+            for c in cells:
+                i, j = x.values.index(c.x), y.values.index(c.y)
+                box = (xe[i], ye[j]), xe[i + 1] - xe[i], ye[j + 1] - ye[j]
+                if c.ok < c.runs:
+                    ax.add_patch(Rectangle(*box, fill=False, hatch="xx", edgecolor="0.35", linewidth=0))
+                if k == 0 and c.good:  # the best drawn over its tied neighbours' edges
+                    best = c.verdict == "best"
+                    ax.add_patch(
+                        Rectangle(
+                            *box,
+                            fill=False,
+                            edgecolor=BEST if best else TIED,
+                            linewidth=2.6 if best else 1.2,
+                            zorder=4 if best else 3,
+                        )
+                    )
+                if len(cells) <= 120:
+                    v = value(c)
+                    text = "" if v is None else f"{v:.3f}" if abs(v) < 10 else f"{v:.3g}"
+                    if k == 0 and c.failed:
+                        text = (text + "\n" if text else "") + c.failed.split(",")[0]
+                    ax.text(
+                        math.sqrt(xe[i] * xe[i + 1]) if x.log else (xe[i] + xe[i + 1]) / 2,
+                        math.sqrt(ye[j] * ye[j + 1]) if y.log else (ye[j] + ye[j + 1]) / 2,
+                        text,
+                        ha="center",
+                        va="center",
+                        fontsize=6.5 if len(cells) > 40 else 8,
+                        color=_ink(mesh, v, dark_high=k == 1),
+                    )
+        else:  # a search: its trials where they fell
+            good = [c for c in cells if value(c) is not None]
+            mesh = ax.scatter(
+                [c.x for c in good],
+                [c.y for c in good],
+                c=[value(c) for c in good],
+                cmap=cmap if k == 0 else "magma_r",
+                s=46,
+                edgecolors=[BEST if c.verdict == "best" and k == 0 else "0.2" for c in good],
+                linewidths=[2.2 if c.verdict == "best" and k == 0 else 0.5 for c in good],
+            )
+            bad = [c for c in cells if value(c) is None]
+            if bad:
+                ax.scatter([c.x for c in bad], [c.y for c in bad], marker="x", color="0.3", s=40, label="failed")
+                ax.legend(loc="upper right", fontsize=8)
+        ax.set_xscale("log" if x.log else "linear")
+        ax.set_yscale("log" if y.log else "linear")
+        if grid:
+            ax.set_xlim(xe[0], xe[-1])
+            ax.set_ylim(ye[0], ye[-1])
+            _ticks(ax.xaxis, x.values)
+            _ticks(ax.yaxis, y.values)
+        ax.set_xlabel(x.key + (" (log)" if x.log else ""))
+        ax.set_ylabel(y.key + (" (log)" if y.log else ""))
+        ax.set_title(metric if k == 0 else "95% band half-width across seeds (the noise)", fontsize=10)
+        fig.colorbar(mesh, ax=ax, shrink=0.85)
+    save_figure(fig, path)
+
+
+def _ink(mesh, value: float | None, dark_high: bool) -> str:
+    """Text that reads on its cell: white on the colormap's dark end, black on its light end."""
+    if value is None:
+        return "0.15"
+    level = float(mesh.norm(value))
+    dark = level > 0.55 if dark_high else (level < 0.45) != (mesh.cmap.name.endswith("_r"))
+    return "white" if dark else "black"
+
+
+def _ticks(axis, values: list[float]) -> None:
+    """A tick at each swept value (at most 12 labelled), as the runs name it."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    shown = values if len(values) <= 12 else values[:: math.ceil(len(values) / 12)]
+    axis.set_major_locator(FixedLocator(shown))
+    axis.set_minor_locator(NullLocator())
+    axis.set_ticklabels([f"{v:.3g}" for v in shown], fontsize=8)
