@@ -33,7 +33,7 @@ TOY = ["data.source.n_train=64", "data.source.n_test=32"]
         (["data.target_scaling=standardize"], "data.target_scaling='standardize' is invalid: it scales regression"),
         (
             ["transfer.mode=freeze"],
-            "transfer.mode='freeze' is invalid: choose one of fine_tune, feature_extraction, none",
+            "transfer.mode='freeze' is invalid: choose one of fine_tune, feature_extraction, freeze_then_fine_tune, none",
         ),
         (["transfer.reused_lr_factor=0"], "transfer.reused_lr_factor=0.0 is invalid"),
         (["transfer.init_from=/nowhere"], "transfer.init_from='/nowhere' is invalid"),

@@ -12,6 +12,8 @@ next, finer sweep around it.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,9 +240,6 @@ def _quoted(part: str) -> str:
 
 def write(found: list[Cell], axes_: tuple[Axis, Axis], sort_key: str, higher: bool, out: Path) -> dict[str, Path]:
     """report_map.png (views/landscape.py) and report_map.csv: the cells."""
-    import csv
-    import io
-
     from nnlab.run_files.folder import write_file
     from nnlab.views.landscape import draw
 

@@ -147,14 +147,14 @@ class BatchSizeFindConfig:
 class PretrainConfig:
     method: str = MISSING
     epochs: int = MISSING
-    unlabeled: int = MISSING
+    unlabeled: int = 0  # (a default: the config of a run from before it loads as it trained)
 
 
 @dataclass
-class PruneConfig:
-    source: str | None = MISSING
-    amount: float = MISSING
-    scope: str = MISSING
+class PruneConfig:  # defaults: the config of a run from before pruning loads as it trained (none)
+    source: str | None = None
+    amount: float = 0.5
+    scope: str = "global"
 
 
 @dataclass
@@ -162,7 +162,7 @@ class TransferConfig:
     init_from: str | None = MISSING
     mode: str = MISSING
     reused_lr_factor: float = MISSING
-    frozen_epochs: int = MISSING
+    frozen_epochs: int = 5  # (a default: the config of a run from before it loads as it trained)
 
 
 @dataclass

@@ -56,7 +56,7 @@ def update_ratios(layers: list[tuple[str, nn.Module]], before: list[Tensor]) -> 
     ratios = {
         f"stats/update_ratio/{n}": (m.weight - w0).norm() / w0.norm()
         for (n, m), w0 in zip(layers, before)
-        if m.weight.grad is not None  # a layer frozen for now (transfer.freeze) takes no step
+        if m.weight.requires_grad  # a layer frozen for now (transfer.freeze) takes no step
     }
     return {k: v for k, v in _read(ratios).items() if math.isfinite(v)}  # undefined for all-zero weights
 
