@@ -7,6 +7,7 @@ Pure functions of numbers and run overrides (no torch, no scipy): `nnlab report`
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Sequence
@@ -94,8 +95,10 @@ def _tied(n: int) -> str:
     return f"not distinguishable with {n} seed{'s' if n != 1 else ''}"
 
 
+@functools.lru_cache(maxsize=4096)
 def t_quantile(p: float, df: float) -> float:
-    """The p-quantile (p > 0.5) of Student's t distribution with df degrees of freedom, by bisection."""
+    """The p-quantile (p > 0.5) of Student's t distribution with df degrees of freedom, by bisection (a
+    report of a thousand settings asks for the same few: remembered)."""
     lo, hi = 0.0, 1e3
     for _ in range(200):
         mid = (lo + hi) / 2

@@ -35,6 +35,8 @@ TRANSFER_MODES = (
 ON_FAILURE = ("continue", "stop")  # sweep.on_failure
 RUN_FIGURES = ("final", "all", "none")  # sweep.run_figures
 EACH_RUN = ("line", "full")  # sweep.each_run
+LIGHT = ("auto", "on", "off")  # sweep.light: auto is on for a stack of more than LIGHT_ABOVE members
+LIGHT_ABOVE = 8
 FULL_BATCH = "full"  # trainer.batch_size: the whole training split in one batch (full-batch gradient descent)
 
 
@@ -170,6 +172,7 @@ class SweepConfig:
     on_failure: str = MISSING
     run_figures: str = "final"  # a default here too: configs written before it existed still load
     each_run: str = "line"
+    light: str = "auto"  # LIGHT
 
 
 @dataclass

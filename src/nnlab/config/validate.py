@@ -10,6 +10,7 @@ same checks: load_run_config().
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from pathlib import Path
@@ -21,6 +22,7 @@ from nnlab.config.schema import (
     DEVICES,
     EACH_RUN,
     FULL_BATCH,
+    LIGHT,
     MONITORED,
     ON_FAILURE,
     PRECISIONS,
@@ -35,14 +37,29 @@ from nnlab.config.schema import (
 from nnlab.config.targets import TARGET_GROUPS, check_no_nested_targets, check_target, moved, resolve_target
 from nnlab.errors import ConfigError, did_you_mean
 
+_PASSED: set[str] = set()  # the configs validate() passed in this process, but for their seed
+
 
 def validate(cfg: DictConfig, trains: bool = True) -> None:
     """Raise ConfigError for the first problem found in a composed config (`trains`: False for a trained run
-    read back, whose optimizer is not built)."""
+    read back, whose optimizer is not built). A config that passed before in this process but for its seed
+    (a sweep's seeds: the pre-flight's check, then each job's) has its seed checked only."""
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as e:  # interpolation or missing value
         raise ConfigError(f"the config does not resolve: {_first_line(e)}") from None
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain.pop("hydra", None)
+    seed = plain.get("trainer", {}).pop("seed", None) if isinstance(plain.get("trainer"), dict) else None
+    key = json.dumps([plain, trains], sort_keys=True, default=str)
+    if key in _PASSED:
+        _positive("trainer.seed", seed, allow_zero=True)
+        return
+    _validate(cfg, trains)
+    _PASSED.add(key)
+
+
+def _validate(cfg: DictConfig, trains: bool) -> None:
     _check_known_keys(cfg)
     check_no_nested_targets(cfg)
     _check_trainer(cfg.trainer)
@@ -59,6 +76,7 @@ def validate(cfg: DictConfig, trains: bool = True) -> None:
     _choice("sweep.on_failure", cfg.sweep.on_failure, ON_FAILURE)
     _choice("sweep.run_figures", cfg.sweep.run_figures, RUN_FIGURES)
     _choice("sweep.each_run", cfg.sweep.each_run, EACH_RUN)
+    _choice("sweep.light", cfg.sweep.light, LIGHT)
     _check_combinations(cfg)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from nnlab import metrics as task_metrics
+from nnlab.config.schema import LIGHT_ABOVE
 from nnlab.data.loader import Split, batch_indices
 from nnlab.engine.schedules import per_epoch
 from nnlab.engine.stack import Solo, Stack
@@ -162,6 +163,10 @@ def train(members: list[Member], label: str = "", quiet: bool | None = None) -> 
     alone = len(members) == 1
     quiet = not alone if quiet is None else quiet
     drawn = "all" if alone else members[0].cfg.sweep.run_figures  # a stack's runs: only the figures asked for
+    light = not alone and (
+        members[0].cfg.sweep.light == "on" or (members[0].cfg.sweep.light == "auto" and len(members) > LIGHT_ABOVE)
+    )
+    drawn = "none" if light and drawn == "final" else drawn
     painter = _painter(members, drawn)
     started = time.perf_counter()
     try:
@@ -171,6 +176,8 @@ def train(members: list[Member], label: str = "", quiet: bool | None = None) -> 
                 m.training = guard(
                     m, alone, lambda m=m: Training(m.exp, m.run_dir, m.tracker, m.state, stop, quiet=quiet)
                 )
+                if light and m.training is not None:
+                    _lighten(m, len(members))
             for engine, group in _engines([m for m in members if m.training is not None]):
                 t = group[0].exp.trainer
                 progress = TrainingProgress(
@@ -182,7 +189,7 @@ def train(members: list[Member], label: str = "", quiet: bool | None = None) -> 
                     lines=not quiet,
                 )
                 with progress:
-                    _drive(engine, group, progress, alone)
+                    _drive(engine, group, progress, alone, light)
                 test(engine, group, alone)
         wall = time.perf_counter() - started  # the stack's training time, the same for every member
         summaries = [close(m, alone, label, len(members), wall) for m in members]
@@ -253,9 +260,26 @@ def _engines(members: list[Member]) -> list[tuple[Any, list[Member]]]:
     return [(stack, members)]
 
 
-def _drive(engine, members: list[Member], progress: TrainingProgress, alone: bool) -> None:
+LIGHT_CHECKPOINT_S = 10.0  # a light member's checkpoints: at most this often (and on a signal, and at the end)
+
+
+def _lighten(m: Member, size: int) -> None:
+    """sweep.light: what a member of a large stack does not write (said in its train.log): checkpoints at
+    most every LIGHT_CHECKPOINT_S, no histograms, no decision boundaries while training; its closing
+    figures (train: run_figures final -> none) are drawn on demand (nnlab report --figures), and the run
+    trained alone computes the same numbers with everything."""
+    m.training.save_every_s = LIGHT_CHECKPOINT_S
+    m.exp.diagnostics.histograms_every = 0
+    m.tracker.log(
+        f"sweep.light: one of a stack of {size}: checkpoints at most every {LIGHT_CHECKPOINT_S:g} s, no histograms, no "
+        "decision boundaries nor closing figures (nnlab report SWEEP --figures draws them; trained alone, this run "
+        "computes the same numbers and writes everything)"
+    )
+
+
+def _drive(engine, members: list[Member], progress: TrainingProgress, alone: bool, light: bool = False) -> None:
     """Every epoch's steps of every member still running, then each one's epoch end (validation,
-    checkpoints), until all have stopped."""
+    checkpoints), until all have stopped; `light`: without the decision-boundary images (sweep.light)."""
     exps, log_every = [m.exp for m in members], members[0].exp.trainer.log_every
     for epoch in range(min(m.training.loop.epoch for m in members), exps[0].trainer.epochs + 1):
         running = [m for m in members if not m.done]
@@ -285,7 +309,7 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
             first = members[0].training  # a run alone: its live loss (a stack's line: its members, at epoch ends)
             progress.batch(first.diag.recent_loss if alone and first.loop.step % log_every == 0 else None)
         val = validate(engine, members, epoch)  # every member due, in one pass; and their decision boundaries:
-        images = stack_boundaries(engine, [m.exp for m in members], [not m.done for m in members], epoch)
+        images = {} if light else stack_boundaries(engine, exps, [not m.done for m in members], epoch)
         for k, m in enumerate(members):
             if not m.done and not guard(m, alone, m.training.end_epoch, epoch, val.get(k), images.get(k)):
                 m.done = True
@@ -347,6 +371,9 @@ class Training:
         self.ckpt_dir, self.metrics, self.stop = self.run_dir / "checkpoints", {}, stop
         self.test: dict | None = None  # the test metrics of the weights load_tested() loads (train.test())
         self.ended = 0  # the last epoch whose end this process logged (its line on the terminal)
+        self.save_every_s = 0.0  # a light member (sweep.light): checkpoints at most this often (0: every epoch)
+        self.saved_at = self.ended_at = time.perf_counter()
+        self.pending: dict[str, dict] = {}  # the checkpoints not yet written (a light member's): name -> state
         self.loop = Position(self.shuffle.get_state())
         if resume is None:
             if exp.pretrain.method != "none":  # the initial-loss and flat-loss alarms are then off: not from scratch
@@ -398,6 +425,8 @@ class Training:
             if self.diag.flush(loop.step, epoch):
                 self.status = "diverged"
                 return False
+            self.pending.pop("last.pt", None)  # this state is newer
+            self.write_checkpoints()
             checkpoint.save(self.ckpt_dir / "last.pt", self._state())
             if self.stop.signal is not None:
                 self.status = "interrupted"
@@ -415,7 +444,7 @@ class Training:
         exp, loop, monitor = self.exp, self.loop, self.monitor
         self.metrics = _end_epoch(exp, self.tracker, epoch, loop, self.epoch_time, val)
         self.diag.curve.append(self.metrics["loss/train"])
-        self.ended = epoch
+        self.ended, self.ended_at = epoch, time.perf_counter()
         if boundary is not None:
             self.tracker.image("decision_boundary", boundary, loop.step)
         self.tracker.log(epoch_line(epoch, self.metrics))
@@ -423,17 +452,38 @@ class Training:
         state = self._state()
         if monitor.watches(self.metrics) and monitor.update(epoch, self.metrics):
             state["monitor"] = monitor.state_dict()
-            checkpoint.save(self.ckpt_dir / "best.pt", state)
-            checkpoint.same_as(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt", state)  # written once, linked
-        else:
-            checkpoint.save(self.ckpt_dir / "last.pt", state)
-        checkpoint.keep_numbered(self.ckpt_dir / "last.pt", epoch, exp.trainer.keep_checkpoints)
+            self.pending["best.pt"] = state
+        self.pending["last.pt"] = state
+        last = epoch == exp.trainer.epochs or monitor.should_stop
+        if last or time.perf_counter() - self.saved_at >= self.save_every_s:
+            self.write_checkpoints()
+            checkpoint.keep_numbered(self.ckpt_dir / "last.pt", epoch, exp.trainer.keep_checkpoints)
+        else:  # a best is kept until the next write (a copy: training goes on); `last` is taken anew then
+            del self.pending["last.pt"]
+            if self.pending.get("best.pt") is state:
+                self.pending["best.pt"] = _copied(state)
         self.diag.end_epoch(epoch, loop.step, last_epoch=epoch == exp.trainer.epochs or monitor.should_stop)
         return not monitor.should_stop
+
+    def write_checkpoints(self) -> None:
+        """Write the checkpoints kept for later (best first: a kill between the two leaves a `last` whose
+        monitor has not yet seen that best, and its resumption finds the same best again), `last` as of the
+        last epoch that ended; one state that is both is written once and linked."""
+        best, last = self.pending.pop("best.pt", None), self.pending.pop("last.pt", None)
+        if last is None and self.status == "ok" and self.saved_at < self.ended_at:  # an epoch ended since
+            last = self._state()  # (a diverged run's `last` stays the one written before: good weights)
+        if best is not None:
+            checkpoint.save(self.ckpt_dir / "best.pt", best)
+        if last is not None and last is best:
+            checkpoint.same_as(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt", last)
+        elif last is not None:
+            checkpoint.save(self.ckpt_dir / "last.pt", last)
+        self.saved_at = time.perf_counter()
 
     def load_tested(self) -> bool:
         """Load the weights the test measures: the best checkpoint, where there is one. False where the run
         is not tested (interrupted; diverged before any epoch was kept)."""
+        self.write_checkpoints()
         best = self.ckpt_dir / "best.pt"
         if not (self.status == "ok" or (self.status == "diverged" and best.exists())):
             return False
@@ -444,6 +494,7 @@ class Training:
     def finish(self) -> dict[str, Any]:
         """Test the best checkpoint, the closing alarms: the summary, not yet written (summary.json is the
         last file a run writes, after its figures: a kill while closing leaves it resumable, not 'finished')."""
+        self.write_checkpoints()
         exp, diag, run_dir, status = self.exp, self.diag, self.run_dir, self.status
         alarms = diag.finish(self.metrics, self.loop.step) if status == "ok" else [a.as_dict() for a in diag.raised]
         epochs = (
@@ -483,6 +534,15 @@ class Training:
                 self.tracker.log(f"{name} arrived after the last step: the run was complete and closes as {status}")
         self.tracker.log(summary_text(summary))
         return summary
+
+
+def _copied(state: dict) -> dict:
+    """A checkpoint's state with every tensor copied (and its containers), the rest shared."""
+    if isinstance(state, dict):
+        return {k: _copied(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_copied(v) for v in state)
+    return state.detach().clone() if isinstance(state, torch.Tensor) else state
 
 
 def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, elapsed: float, val: dict | None) -> dict:
