@@ -1,7 +1,7 @@
 """How fast is nnlab next to the loops people write by hand? One run, side by side, same machine, ratios.
 
     python scripts/bench.py                      # everything (about 5 minutes on a 2-core CPU)
-    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, stacks, cnnstack, executors, doctor, toy, loadrun
+    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, stacks, cnnstack, executors, doctor, toy, loadrun, floor
     python scripts/bench.py --only stacks --repeats 1   # batched sweeps against one run and the basic launcher
     python scripts/bench.py --device cuda --only mlp,cnn --cnn-steps 0 --variants fp32,bf16,fp16,compile
                                                  # the MLP and CNN loops on a GPU, whole epochs, nnlab's options
@@ -329,6 +329,8 @@ def stacks(args) -> dict:
         "16 seeds, batched": ["-m", "trainer.seed=range(16)", "hydra.sweep.dir={tmp}/b16_{i}"],
         "16 seeds, basic": ["-m", "trainer.seed=range(16)", "hydra/launcher=basic", "hydra.sweep.dir={tmp}/s16_{i}"],
         "64 seeds, batched": ["-m", "trainer.seed=range(64)", "hydra.sweep.dir={tmp}/b64_{i}"],
+        "256 seeds, batched": ["-m", "trainer.seed=range(256)", "hydra.sweep.dir={tmp}/b256_{i}"],
+        "landscape, 1000 runs": ["-m", "experiment=landscape", "hydra.sweep.dir={tmp}/land_{i}"],
         "initialization, 5 runs (basic)": [
             "-m",
             "experiment=initialization",
@@ -520,6 +522,50 @@ def toy(args) -> dict:
     return {"wall_s": [w for w, _ in walls], "peak_rss_mb": max(r for _, r in walls)}
 
 
+FLOOR = """
+import sys, time
+import torch
+torch.set_num_threads(1)
+K, steps = int(sys.argv[1]), 750          # the default run: moons, 800 points, batch 32, 30 epochs = 750 steps
+g = torch.Generator().manual_seed(0)
+x, y = torch.randn(K, 800, 2, generator=g), torch.randint(0, 2, (K, 800), generator=g)
+sizes = [2, 64, 64, 2]
+w = [(torch.randn(K, o, i, generator=g) * (2 / i) ** 0.5).requires_grad_() for i, o in zip(sizes, sizes[1:])]
+b = [torch.zeros(K, o).requires_grad_() for o in sizes[1:]]
+opt = torch.optim.Adam([*w, *b], lr=1e-3, foreach=True)
+start = time.perf_counter()
+for s in range(steps):
+    idx = torch.randint(0, 800, (K, 32), generator=g)
+    h = torch.gather(x, 1, idx[..., None].expand(K, 32, 2))
+    for j, (wj, bj) in enumerate(zip(w, b)):
+        h = torch.baddbmm(bj.unsqueeze(1), h, wj.transpose(1, 2))
+        h = h.relu() if j < 2 else h
+    loss = torch.nn.functional.cross_entropy(h.reshape(-1, 2), torch.gather(y, 1, idx).reshape(-1)) * K
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+print(time.perf_counter() - start)
+"""
+
+
+def floor(args) -> dict:
+    """The floor of a sweep of K default runs: their arithmetic alone, as the fastest known way computes it
+    (K MLPs 2-64-64-2 side by side in [K, out, in] tensors, batched matmuls, one foreach Adam; 750 steps, no
+    logging, no files) against the start-up every command pays (python -c 'import torch, hydra') and the
+    whole nnlab command (--only stacks)."""
+    out = {"start_s": [], "arithmetic_s": {}}
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        child([sys.executable, "-c", "import torch, hydra, omegaconf, tensorboard"])
+        out["start_s"].append(time.perf_counter() - t0)
+    for k in (1, 16, 64, 256):
+        out["arithmetic_s"][k] = [
+            float(child([sys.executable, "-c", FLOOR, str(k)])[1].strip()) for _ in range(args.repeats)
+        ]
+        print(f"  K={k:<4} arithmetic {min(out['arithmetic_s'][k]):.2f} s", flush=True)
+    return out
+
+
 LOAD_RUN = """
 import sys, time
 import torch
@@ -549,6 +595,7 @@ CASES = {  # --only NAME: (what it says while it runs, the case)
     "doctor": ("nnlab doctor init=zeros against the run alone", doctor),
     "toy": ("the default toy run", toy),
     "loadrun": ("nnlab.load_run of a toy run, after import torch", load_run),
+    "floor": ("the floor of a sweep: its arithmetic alone, and start-up", floor),
 }
 
 
@@ -651,6 +698,8 @@ def report(r: dict) -> None:
         targets = {
             "16 seeds, batched": ("one run", 1.5),
             "64 seeds, batched": ("one run", 3.0),
+            "256 seeds, batched": ("one run", 6.0),
+            "landscape, 1000 runs": ("one run", 40.0),
             "initialization x 8 seeds, batched": ("initialization, 5 runs (basic)", 2.0),
             "MNIST MLP 8 seeds, batched": ("MNIST MLP 8 seeds, basic", 0.5),
             "16 seeds, basic": None,

@@ -240,3 +240,16 @@ def test_every_alarm_says_exactly_the_fixes_it_carries_and_each_builds_on_the_de
         for fix in a.fixes:
             overrides = [doctor._resolve(o, cfg, dict(cfg.hydra.runtime.choices)) for o in fix]
             validate(compose(overrides))  # a knob that exists, with a value it takes
+
+
+def test_a_best_fix_at_the_edge_of_what_was_tried_says_where_to_look_next():
+    """The notes' "make sure the best value is not at the edge of the range": a rate x10 that wins, with
+    x0.01 and the config's own tried too, is the largest tried; the next sweep goes on upwards."""
+    best = doctor.Candidate(("optimizer.lr=0.01",), ["flat_loss"])
+    rows = [best, doctor.Candidate(("optimizer.lr=1e-05",), ["update_ratio"])]
+    (said,) = doctor.edge(best, rows, ["init=zeros"], {"optimizer.lr": 0.001})
+    assert said.startswith("optimizer.lr: the best fix is the largest value tried (0.01)")
+    assert said.endswith("nnlab train -m init=zeros optimizer.lr=0.01,0.0316,0.1,0.316 trainer.seed=0,1,2,3,4")
+    middle = doctor.Candidate(("optimizer.lr=0.001",), ["x"])
+    assert doctor.edge(middle, [middle, *rows], [], {"optimizer.lr": 0.0001}) == []  # inside what was tried
+    assert doctor.edge(doctor.Candidate(("init=he_normal",), ["x"]), [], [], {"init": None}) == []  # not a number

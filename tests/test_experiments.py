@@ -47,7 +47,7 @@ def sweep(
 
 def test_every_experiment_has_a_test():
     tested = {name[len("test_") :] for name in globals() if name.startswith("test_") and name[5:] in EXPERIMENTS}
-    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 19
+    assert tested == set(EXPERIMENTS) and len(EXPERIMENTS) == 20
 
 
 def acc(run):
@@ -300,6 +300,22 @@ def test_scarce_labels(tmp_path, mnist_root):
     runs = sweep(tmp_path, "scarce_labels", "pretrain.unlabeled=0,20000", env={"NNLAB_DATA_DIR": str(mnist_root)})
     alone, helped = runs["pretrain.unlabeled=0"], runs["pretrain.unlabeled=20000"]
     assert acc(alone) < 0.2 and acc(helped) > acc(alone) + 0.4, (acc(alone), acc(helped))
+
+
+def test_landscape(tmp_path):
+    """Shortened (3 rates x 2 decays x 2 seeds, 3 epochs): one light stack, its landscape and its advice."""
+    runs = sweep(
+        tmp_path,
+        "landscape",
+        "optimizer.lr=0.001,0.1,10",
+        "optimizer.weight_decay=1e-06,0.01",
+        "trainer.epochs=3",
+        seeds="0,1",
+    )
+    assert len(runs) == 12 and all(r["status"] == "diverged" for k, r in runs.items() if "optimizer.lr=10," in k)
+    assert (tmp_path / "report_map.png").is_file() and "next: nnlab train -m" in (tmp_path / "report.md").read_text()
+    log = next(tmp_path.glob("*trainer.seed=1*")).joinpath("train.log").read_text()
+    assert "sweep.light: one of a stack of 12" in log
 
 
 def _keras_protocol(run: dict, config: dict) -> None:

@@ -183,7 +183,9 @@ def treat(candidates: list[Candidate], base: list[str], cfg, choices: dict, fold
     test = _measure(sweep, [current, *candidates], settings, cfg.early_stopping.metric)
     for c in candidates:
         c.verdict = _verdict(c, current, metrics.better(metric) > 0)
-    table, notes = answer([current, *candidates], metric, test, len(seeds), base)
+    tried = {override_key(o) for c in candidates for o in c.overrides}
+    now = {k: _value(cfg, k) for k in tried}
+    table, notes = answer([current, *candidates], metric, test, len(seeds), base, now)
     console.print(f"[bold]the doctor's answer[/] ({len(seeds)} seeds a setting)")
     show(table, notes)
     write_file(folder / "doctor.md", markdown(table, notes))
@@ -404,9 +406,10 @@ def _verdict(c: Candidate, current: Candidate, higher: bool) -> str:
 
 
 def answer(
-    rows: list[Candidate], metric: str, test: str, seeds: int, base: list[str]
+    rows: list[Candidate], metric: str, test: str, seeds: int, base: list[str], now: dict | None = None
 ) -> tuple[list[list[str]], list[str]]:
-    """The doctor's table (a header, then the config as it is and each candidate) and its closing lines."""
+    """The doctor's table (a header, then the config as it is and each candidate) and its closing lines;
+    `now`: the config's own values of the settings the candidates change (the edge advice: edge())."""
     from nnlab import metrics
     from nnlab.compare import band
 
@@ -434,6 +437,7 @@ def answer(
             f"best fix ({', '.join(dict.fromkeys(best.alarms))}): "
             + " ".join(["nnlab train", *(a for a in base if override_key(a) not in keys), *best.overrides])
         )
+        notes += edge(best, rows[1:], base, now or {})
     elif all(r.verdict == "worse" for r in rows[1:]):
         notes.append("no fix is better than the config as it is: every one is worse")
     else:
@@ -442,6 +446,45 @@ def answer(
             "tell them apart)"
         )
     return table, notes
+
+
+def edge(best: Candidate, rows: list[Candidate], base: list[str], now: dict) -> list[str]:
+    """Where the best fix sets a number (a scaled rate) to the largest or smallest value tried (the config's
+    own among them): the best may lie beyond, so the next sweep goes on that way (the notes' "make sure the
+    best value is not at the edge of the range"), at the spacing the fix took."""
+    said = []
+    for o in best.overrides:
+        key, _, text = o.partition("=")
+        value, own = _number(text), _number(now.get(key))
+        tried = [
+            v
+            for v in (
+                own,
+                *(_number(p.partition("=")[2]) for r in rows for p in r.overrides if p.startswith(key + "=")),
+            )
+        ]
+        tried = [v for v in tried if v is not None]
+        if value is None or own is None or value == own or len(set(tried)) < 2 or min(tried) < value < max(tried):
+            continue
+        step = (value / own) ** 0.5 if value > 0 and own > 0 else None
+        if step is None:
+            continue
+        ahead = ",".join(f"{value * step**k:.3g}" for k in range(4))
+        way = "largest" if value == max(tried) else "smallest"
+        rest = [a for a in base if override_key(a) != key]
+        said.append(
+            f"{key}: the best fix is the {way} value tried ({value:.3g}): the best may lie beyond it; next: "
+            + " ".join(["nnlab train -m", *rest, f"{key}={ahead}", "trainer.seed=0,1,2,3,4"])
+        )
+    return said
+
+
+def _number(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
 def markdown(table: list[list[str]], notes: list[str]) -> str:

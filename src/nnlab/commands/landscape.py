@@ -83,19 +83,22 @@ def axes(runs: list, given: str | None = None) -> tuple[Axis, Axis] | None:
 
 
 def cells(sets: list, x: Axis, y: Axis, sort_key: str) -> list[Cell]:
-    """One cell per setting (report.Setting: its runs share every override but the seed)."""
+    """One cell per setting (report.Setting: its runs share every override but the seed): the band of the
+    runs that ended well (a diverged seed's last value is not the setting's), the report's verdict."""
+    from nnlab.compare import band
+
     out = []
     for st in sets:
         first = st.runs[0].overrides
-        band = st.bands.get(sort_key)
         bad = [r.status for r in st.runs if r.status != "ok"]
+        b = band([r.metric(sort_key) for r in st.runs if r.status == "ok"])
         out.append(
             Cell(
                 number(first.get(x.key)),
                 number(first.get(y.key)),
                 st.name,
-                band.mean if band and len(bad) < len(st.runs) else None,  # none ended well: failed, not a value
-                band.half if band and band.n > 1 and len(bad) < len(st.runs) else None,
+                b.mean if b else None,
+                b.half if b and b.n > 1 else None,
                 len(st.runs),
                 len(st.runs) - len(bad),
                 st.verdict,

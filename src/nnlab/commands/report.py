@@ -470,6 +470,9 @@ def _draw(runs: list) -> None:
 VERDICTS = {"best": "best", "worse": "worse", "no finished run": "none"}  # any other: "tied"
 
 
+MOST_ROWS = 20  # the rows a terminal table shows, the best first (a thousand-run landscape: the files hold them all)
+
+
 def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
     """The settings table (first, for a sweep of seeds) and the runs table, fitted to the terminal's width
     (tables.fit: numbers whole, the least important columns left out and named), with their legends."""
@@ -484,6 +487,8 @@ def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
     label = dict(zip(map(id, runs), short)) if short else {id(r): r.name for r in runs}
     sets = settings(runs, sort)
     banded = any(len(st.runs) > 1 for st in sets)
+    more_sets, more_runs = max(0, len(sets) - MOST_ROWS), max(0, len(runs) - MOST_ROWS)
+    sets, every_run, runs = sets[:MOST_ROWS], runs, runs[:MOST_ROWS]  # the best first: the rest in the files
     to = reached(runs)  # --to: its epochs and seconds, beside the sort key
     shown_cols = list(
         dict.fromkeys([sort, *to, *names[1:3], "loss/val", names[0], *(["mse/test"] if "r2/val" in names else [])])
@@ -513,15 +518,19 @@ def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
             ),
         ]
         grid, dropped = tables.fit(cols, console.width, ["bold green" if st.verdict == "best" else None for st in sets])
-        console.print(f"[bold]{len(sets)} settings, best first by {sort}[/]")
+        console.print(f"[bold]{len(sets) + more_sets} settings, best first by {sort}[/]")
         console.print(grid)
+        if more_sets:
+            console.print(f"  ... {more_sets} more settings in report_settings.csv (and report_map.png, report.md)")
         notes.append(
             "mean ± 95% confidence interval across seeds; verdict against the best setting (Welch's t-test, "
             "p < 0.05): worse, or tied (not distinguishable with these seeds: more may tell them apart)"
         )
         left_out += [f"from the settings {', '.join(dropped)}"] if dropped else []
     stacks = {
-        json.dumps(r.summary.get("batch", {}).get("stack")): r.summary["batch"] for r in runs if r.summary.get("batch")
+        json.dumps(r.summary.get("batch", {}).get("stack")): r.summary["batch"]
+        for r in every_run
+        if r.summary.get("batch")
     }
     cols = [
         tables.Column("run", [shown(label[id(r)]) for r in runs], keep=9, folds=True),
@@ -544,13 +553,18 @@ def print_tables(console, runs: list[Run], sort: str, where: str) -> None:
     grid, dropped = tables.fit(cols, console.width, [None if r.status == "ok" else "red" for r in runs])
     console.print(f"[bold]{where}, best first by {sort}[/]")
     console.print(grid)
+    if more_runs:
+        console.print(f"  ... {more_runs} more runs in report.csv")
     left_out += [f"from the runs {', '.join(dropped)}"] if dropped else []
     if legend:
         notes.append(f"named by what differs: {legend}")
     if stacks and "wall (s)" not in dropped:
         notes.append(
             "wall (s) of a stacked run: its share of its stack's time ("
-            + "; ".join(f"{b['members']} runs in {tables.seconds(b['wall_time_s'])} s" for b in stacks.values())
+            + "; ".join(
+                f"{b['members']} runs in {tables.seconds(b['wall_time_s'])} s" for b in list(stacks.values())[:4]
+            )
+            + (f"; {len(stacks) - 4} more stacks" if len(stacks) > 4 else "")
             + ")"
         )
     if left_out:

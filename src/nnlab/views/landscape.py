@@ -121,10 +121,11 @@ def _ink(mesh, value: float | None, dark_high: bool) -> str:
 
 
 def _ticks(axis, values: list[float]) -> None:
-    """A tick at each swept value (at most 12 labelled), as the runs name it."""
+    """A tick at each swept value (at most 8 labelled, slanted where more than 5), as the runs name it."""
     from matplotlib.ticker import FixedLocator, NullLocator
 
-    shown = values if len(values) <= 12 else values[:: math.ceil(len(values) / 12)]
+    shown = values if len(values) <= 8 else values[:: math.ceil(len(values) / 8)]
     axis.set_major_locator(FixedLocator(shown))
     axis.set_minor_locator(NullLocator())
-    axis.set_ticklabels([f"{v:.3g}" for v in shown], fontsize=8)
+    slanted = len(shown) > 5 and axis.axis_name == "x"
+    axis.set_ticklabels([f"{v:.3g}" for v in shown], fontsize=8, rotation=35 if slanted else 0)
