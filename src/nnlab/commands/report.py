@@ -370,6 +370,10 @@ def boundary_grid(sets: list[Setting], path: Path) -> Path | None:
         value = str(r.overrides.get("trainer.seed", 0))
         return int(value) if value.lstrip("-").isdigit() else 0
 
+    if len(sets) <= MOST_ROWS:  # light runs drew none: the lowest seed of each setting draws its own now
+        for st in sets:
+            if not any((r.path / "decision_boundary.png").exists() for r in st.runs):
+                _boundary_of(min(st.runs, key=seed))
     cells = []
     for st in sorted(sets, key=lambda st: min(r.num for r in st.runs)):
         run = min((r for r in st.runs if (r.path / "decision_boundary.png").exists()), default=None, key=seed)
@@ -391,6 +395,22 @@ def boundary_grid(sets: list[Setting], path: Path) -> Path | None:
         figures.grid_figure, (grid, f"decision boundaries: {len(cells)} settings, the lowest seed of each"), str(path)
     )
     return path
+
+
+def _boundary_of(run: Run) -> None:
+    """A finished run of 2-D points' figures, drawn from its checkpoint (a light run's: sweep.light)."""
+    from nnlab.config.validate import load_run_config
+    from nnlab.data import describe
+    from nnlab.errors import ConfigError
+    from nnlab.training.member import draw_figures
+
+    if run.status not in ("ok", "diverged"):
+        return
+    try:
+        if describe(load_run_config(run.path, trains=False).data.source)[0] == "points":
+            draw_figures(run.path)
+    except ConfigError:
+        return  # a run that cannot be read back: the grid goes without it
 
 
 def curves_figure(runs: list[Run], path: Path, sets: list[Setting] | None = None) -> None:

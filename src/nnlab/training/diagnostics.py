@@ -92,7 +92,7 @@ def slopes(z: Tensor, activation: nn.Module) -> Tensor:
     """The activation's derivative at each of its inputs z (it acts elementwise)."""
     with torch.enable_grad():
         z = z.detach().float().requires_grad_(True)
-        (grad,) = torch.autograd.grad(activation(z).sum(), z)
+        (grad,) = torch.autograd.grad(activation(z.clone()).sum(), z)  # (a copy: an in-place ReLU may act on it)
     return grad
 
 

@@ -175,35 +175,7 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
     trainer: TrainerConfig = OmegaConf.to_object(cfg.trainer)
     notes = seed_everything(trainer.seed, trainer.deterministic)
     device = resolve_device(trainer.device)
-
-    kind, num_classes = describe(cfg.data.source)
-    torch.set_num_threads(cpu_threads(trainer.threads, kind, cpu_share))
-    augment = None
-    if cfg.data.augment:
-        from nnlab.data.augment import FOR_DATASET
-
-        augment = FOR_DATASET[cfg.data.source._target_.rpartition(".")[2]]
-    data = prepare(
-        load_source(cfg.data.source, kind),
-        kind=kind,
-        num_classes=num_classes,
-        val_fraction=cfg.data.val_fraction,
-        preprocess=cfg.data.preprocess,
-        subset=cfg.data.subset,
-        augment=augment,
-        seed=trainer.seed,
-        device=device,
-        shared=shared,
-        components=cfg.data.components,
-        unlabeled=cfg.pretrain.unlabeled if cfg.pretrain.method == "autoencoder" else 0,
-    )
-
-    features = None if data.projection is None else data.projection[0].shape[0]
-    if features is not None and cfg.data.components is not None and cfg.data.components > features:
-        raise ConfigError(
-            f"data.components={cfg.data.components} is more than the data's {features} features: "
-            "keep at most that many principal components."
-        )
+    data = load_data(cfg, trainer, device, shared, cpu_share, notes)
     torch.manual_seed(trainer.seed)  # the weights do not depend on how much random data came before
     loss_fn = instantiate(cfg.loss, _convert_="all").to(device)
     if data.kind == "regression" and cfg.data.target_scaling != "none":
@@ -212,34 +184,10 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
             f"data.target_scaling={cfg.data.target_scaling}: trained on scaled targets, measured in their units"
         )
     activation = instantiate(cfg.activation, _convert_="all")
-    model = build_model(cfg, data.in_shape, loss_fn.num_outputs(num_classes), activation)
+    model = build_model(cfg, data.in_shape, loss_fn.num_outputs(data.num_classes), activation)
     model.to(device)
-    convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if convolutional and trainer.channels_last is not False:  # null (auto) or true
-        model.to(memory_format=torch.channels_last)  # NHWC: faster convolutions, on GPUs and CPUs alike
-        for split in (data.train, data.val, data.test):
-            if split is None:
-                continue
-            if isinstance(split.x, Images):
-                split.x.channels_last = True  # its batches come out NHWC
-            else:
-                split.x = split.x.contiguous(memory_format=torch.channels_last)
-    tr, reused = cfg.transfer, set()
-    if tr.init_from and tr.mode != "none":
-        reused = transfer.load_matching(model, tr.init_from)
-        notes.append(f"transfer.init_from: {len(reused)} parameter tensors reused ({tr.mode}), the output layer new")
-    if trainer.batch_size == FULL_BATCH:  # the number from here on: every step sees the whole training split
-        trainer.batch_size = len(data.train)
-        notes.append(f"trainer.batch_size={FULL_BATCH}: one step per epoch on all {len(data.train)} training examples")
-    masks = []
-    if cfg.prune.source is not None:
-        p = cfg.prune
-        masks = transfer.prune(model, p.source, p.amount, p.scope)
-        kept = sum(int(m.sum()) for _, m in masks)
-        notes.append(
-            f"prune.source: the weights of {p.source}, {p.amount:.0%} pruned ({p.scope}): {kept} of "
-            f"{sum(m.numel() for _, m in masks)} weights left"
-        )
+    _channels_last(model, data, trainer)
+    reused, masks = starting_weights(cfg, model, notes)
     spe = steps_per_epoch(len(data.train), trainer.batch_size)
     make_optimizer, optimizer, scheduler, why = _updates(cfg, model, reused, spe) if trains else (None,) * 4
     activities: list[torch.Tensor] = []
@@ -257,6 +205,7 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
     weights = [m.weight for _, m in weight_layers(model) if m.weight.requires_grad]
     if why is not None:  # a mode of its own, said at the start: never a silent switch
         notes.append(f"update: torch.optim's own step() ({why}), not the engine's stacked form")
+    tr = cfg.transfer
     return Experiment(
         model=model,
         loss_fn=loss_fn,
@@ -284,6 +233,74 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
         reused=[p for n, p in model.named_parameters() if n in reused] if tr.mode == "freeze_then_fine_tune" else [],
         frozen_epochs=tr.frozen_epochs,
     )
+
+
+def load_data(cfg: DictConfig, trainer: TrainerConfig, device, shared: bool, cpu_share, notes: list[str]) -> Data:
+    """The run's data (loader.prepare) on its device, with the settings that need it seen: the principal
+    components it can keep, and `trainer.batch_size=full` as the training split's size from here on."""
+    kind, num_classes = describe(cfg.data.source)
+    torch.set_num_threads(cpu_threads(trainer.threads, kind, cpu_share))
+    augment = None
+    if cfg.data.augment:
+        from nnlab.data.augment import FOR_DATASET
+
+        augment = FOR_DATASET[cfg.data.source._target_.rpartition(".")[2]]
+    data = prepare(
+        load_source(cfg.data.source, kind),
+        kind=kind,
+        num_classes=num_classes,
+        val_fraction=cfg.data.val_fraction,
+        preprocess=cfg.data.preprocess,
+        subset=cfg.data.subset,
+        augment=augment,
+        seed=trainer.seed,
+        device=device,
+        shared=shared,
+        components=cfg.data.components,
+        unlabeled=cfg.pretrain.unlabeled if cfg.pretrain.method == "autoencoder" else 0,
+    )
+    features = None if data.projection is None else data.projection[0].shape[0]
+    if features is not None and cfg.data.components is not None and cfg.data.components > features:
+        raise ConfigError(
+            f"data.components={cfg.data.components} is more than the data's {features} features: "
+            "keep at most that many principal components."
+        )
+    if trainer.batch_size == FULL_BATCH:  # the number from here on: every step sees the whole training split
+        trainer.batch_size = len(data.train)
+        notes.append(f"trainer.batch_size={FULL_BATCH}: one step per epoch on all {len(data.train)} training examples")
+    return data
+
+
+def _channels_last(model: nn.Module, data: Data, trainer: TrainerConfig) -> None:
+    """A conv net in NHWC memory layout, its images too (trainer.channels_last: null is on for them)."""
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()) or trainer.channels_last is False:
+        return
+    model.to(memory_format=torch.channels_last)  # NHWC: faster convolutions, on GPUs and CPUs alike
+    for split in (data.train, data.val, data.test):
+        if split is None:
+            continue
+        if isinstance(split.x, Images):
+            split.x.channels_last = True  # its batches come out NHWC
+        else:
+            split.x = split.x.contiguous(memory_format=torch.channels_last)
+
+
+def starting_weights(cfg: DictConfig, model: nn.Module, notes: list[str]) -> tuple[set[str], list]:
+    """Where the weights start other than from `init`: another run's matching layers (transfer.init_from:
+    the names reused), or all of a run's weights, pruned (prune.source: the (weight, mask) pairs)."""
+    tr, reused, masks = cfg.transfer, set(), []
+    if tr.init_from and tr.mode != "none":
+        reused = transfer.load_matching(model, tr.init_from)
+        notes.append(f"transfer.init_from: {len(reused)} parameter tensors reused ({tr.mode}), the output layer new")
+    if cfg.prune.source is not None:
+        p = cfg.prune
+        masks = transfer.prune(model, p.source, p.amount, p.scope)
+        kept = sum(int(m.sum()) for _, m in masks)
+        notes.append(
+            f"prune.source: the weights of {p.source}, {p.amount:.0%} pruned ({p.scope}): {kept} of "
+            f"{sum(m.numel() for _, m in masks)} weights left"
+        )
+    return reused, masks
 
 
 def model_summary(model: nn.Module) -> dict:

@@ -25,15 +25,12 @@ def _edges(values: list[float], log: bool) -> list[float]:
 
 
 def draw(cells: list, x, y, metric: str, higher: bool, grid: bool, path) -> None:
-    import numpy as np
+    """The landscape as a PNG: the metric's panel, and beside it the band widths' where seeds repeat."""
     from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
 
-    halves = [c.half for c in cells if c.half is not None]
-    panels = 2 if halves else 1
+    panels = 2 if any(c.half is not None for c in cells) else 1
     fig = Figure(figsize=(6.2 * panels, 5.4), dpi=110, layout="constrained")
     axs = fig.subplots(1, panels, squeeze=False)[0]
-    cmap = "viridis" if higher else "viridis_r"  # brighter is better either way
     seeds = max(c.runs for c in cells)
     what = (
         f"the mean over {seeds} seeds per setting" if seeds > 1 else "one run per " + ("setting" if grid else "trial")
@@ -43,72 +40,80 @@ def draw(cells: list, x, y, metric: str, higher: bool, grid: bool, path) -> None
         + (" and those tied with it (Welch's t-test)" if grid and seeds > 1 else ""),
         fontsize=10,
     )
-    xe, ye = _edges(x.values, x.log), _edges(y.values, y.log)
     for k, ax in enumerate(axs):
         value = (lambda c: c.mean) if k == 0 else (lambda c: c.half)
-        if grid:
-            grid_values = np.full((len(y.values), len(x.values)), np.nan)
-            for c in cells:
-                v = value(c)
-                grid_values[y.values.index(c.y), x.values.index(c.x)] = np.nan if v is None else v
-            mesh = ax.pcolormesh(xe, ye, grid_values, cmap=cmap if k == 0 else "magma_r", shading="flat")
-            for c in cells:
-                i, j = x.values.index(c.x), y.values.index(c.y)
-                box = (xe[i], ye[j]), xe[i + 1] - xe[i], ye[j + 1] - ye[j]
-                if c.ok < c.runs:
-                    ax.add_patch(Rectangle(*box, fill=False, hatch="xx", edgecolor="0.35", linewidth=0))
-                if k == 0 and c.good:  # the best drawn over its tied neighbours' edges
-                    best = c.verdict == "best"
-                    ax.add_patch(
-                        Rectangle(
-                            *box,
-                            fill=False,
-                            edgecolor=BEST if best else TIED,
-                            linewidth=2.6 if best else 1.2,
-                            zorder=4 if best else 3,
-                        )
-                    )
-                if len(cells) <= 120:
-                    v = value(c)
-                    text = "" if v is None else f"{v:.3f}" if abs(v) < 10 else f"{v:.3g}"
-                    if k == 0 and c.failed:
-                        text = (text + "\n" if text else "") + c.failed.split(",")[0]
-                    ax.text(
-                        math.sqrt(xe[i] * xe[i + 1]) if x.log else (xe[i] + xe[i + 1]) / 2,
-                        math.sqrt(ye[j] * ye[j + 1]) if y.log else (ye[j] + ye[j + 1]) / 2,
-                        text,
-                        ha="center",
-                        va="center",
-                        fontsize=6.5 if len(cells) > 40 else 8,
-                        color=_ink(mesh, v, dark_high=k == 1),
-                    )
-        else:  # a search: its trials where they fell
-            good = [c for c in cells if value(c) is not None]
-            mesh = ax.scatter(
-                [c.x for c in good],
-                [c.y for c in good],
-                c=[value(c) for c in good],
-                cmap=cmap if k == 0 else "magma_r",
-                s=46,
-                edgecolors=[BEST if c.verdict == "best" and k == 0 else "0.2" for c in good],
-                linewidths=[2.2 if c.verdict == "best" and k == 0 else 0.5 for c in good],
-            )
-            bad = [c for c in cells if value(c) is None]
-            if bad:
-                ax.scatter([c.x for c in bad], [c.y for c in bad], marker="x", color="0.3", s=40, label="failed")
-                ax.legend(loc="upper right", fontsize=8)
+        cmap = ("viridis" if higher else "viridis_r") if k == 0 else "magma_r"  # brighter is better; darker noisier
+        mesh = (_grid if grid else _points)(ax, cells, x, y, value, cmap, marks=k == 0)
         ax.set_xscale("log" if x.log else "linear")
         ax.set_yscale("log" if y.log else "linear")
-        if grid:
-            ax.set_xlim(xe[0], xe[-1])
-            ax.set_ylim(ye[0], ye[-1])
-            _ticks(ax.xaxis, x.values)
-            _ticks(ax.yaxis, y.values)
         ax.set_xlabel(x.key + (" (log)" if x.log else ""))
         ax.set_ylabel(y.key + (" (log)" if y.log else ""))
         ax.set_title(metric if k == 0 else "95% band half-width across seeds (the noise)", fontsize=10)
         fig.colorbar(mesh, ax=ax, shrink=0.85)
     save_figure(fig, path)
+
+
+def _grid(ax, cells: list, x, y, value, cmap: str, marks: bool):
+    """A grid search's cells as a heatmap on the swept values' edges; failed cells hatched, the best and
+    its ties outlined (`marks`), each cell's value written where there are few enough."""
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    xe, ye = _edges(x.values, x.log), _edges(y.values, y.log)
+    values = np.full((len(y.values), len(x.values)), np.nan)
+    for c in cells:
+        v = value(c)
+        values[y.values.index(c.y), x.values.index(c.x)] = np.nan if v is None else v
+    mesh = ax.pcolormesh(xe, ye, values, cmap=cmap, shading="flat")
+    for c in cells:
+        i, j = x.values.index(c.x), y.values.index(c.y)
+        box = (xe[i], ye[j]), xe[i + 1] - xe[i], ye[j + 1] - ye[j]
+        if c.ok < c.runs:
+            ax.add_patch(Rectangle(*box, fill=False, hatch="xx", edgecolor="0.35", linewidth=0))
+        if marks and c.good:  # the best drawn over its tied neighbours' edges
+            best = c.verdict == "best"
+            color, width, z = (BEST, 2.6, 4) if best else (TIED, 1.2, 3)
+            ax.add_patch(Rectangle(*box, fill=False, edgecolor=color, linewidth=width, zorder=z))
+        if len(cells) <= 120:
+            v = value(c)
+            text = "" if v is None else f"{v:.3f}" if abs(v) < 10 else f"{v:.3g}"
+            if marks and c.failed:
+                text = (text + "\n" if text else "") + c.failed.split(",")[0]
+            mid = lambda e, n, log: math.sqrt(e[n] * e[n + 1]) if log else (e[n] + e[n + 1]) / 2  # noqa: E731
+            ax.text(
+                mid(xe, i, x.log),
+                mid(ye, j, y.log),
+                text,
+                ha="center",
+                va="center",
+                fontsize=6.5 if len(cells) > 40 else 8,
+                color=_ink(mesh, v, dark_high=not marks),
+            )
+    ax.set_xlim(xe[0], xe[-1])
+    ax.set_ylim(ye[0], ye[-1])
+    _ticks(ax.xaxis, x.values)
+    _ticks(ax.yaxis, y.values)
+    return mesh
+
+
+def _points(ax, cells: list, x, y, value, cmap: str, marks: bool):
+    """A search's trials where they fell, coloured by the value; the best outlined, failed ones crossed."""
+    good = [c for c in cells if value(c) is not None]
+    best = [marks and c.verdict == "best" for c in good]
+    mesh = ax.scatter(
+        [c.x for c in good],
+        [c.y for c in good],
+        c=[value(c) for c in good],
+        cmap=cmap,
+        s=46,
+        edgecolors=[BEST if b else "0.2" for b in best],
+        linewidths=[2.2 if b else 0.5 for b in best],
+    )
+    bad = [c for c in cells if value(c) is None]
+    if bad:
+        ax.scatter([c.x for c in bad], [c.y for c in bad], marker="x", color="0.3", s=40, label="failed")
+        ax.legend(loc="upper right", fontsize=8)
+    return mesh
 
 
 def _ink(mesh, value: float | None, dark_high: bool) -> str:
