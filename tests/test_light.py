@@ -35,7 +35,8 @@ def test_a_light_stack_computes_and_keeps_what_a_full_one_does(tmp_path):
             ca, cb = (torch.load(r / "checkpoints" / f"{which}.pt", weights_only=True) for r in (a, b))
             assert ca["epoch"] == cb["epoch"] and all(torch.equal(ca["model"][k], cb["model"][k]) for k in cb["model"])
         assert "sweep.light: one of a stack of 3" in (a / "train.log").read_text()
-        assert not list(a.glob("*.png")) and list(b.glob("decision_boundary.png"))  # figures: on demand
+        if seed > 0:  # figures on demand (the sweep's boundary grid draws the lowest seed's: trainer.seed=0)
+            assert not list(a.glob("*.png")) and list(b.glob("decision_boundary.png"))
         assert not events(a).Tags()["histograms"] and events(b).Tags()["histograms"]
 
 
