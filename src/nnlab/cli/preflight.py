@@ -76,7 +76,13 @@ def preflight(args: list[str], session: Session) -> tuple[list[str], bool]:
     if cfg is not None and folder is not None and not any(a in ("-c", "--cfg") for a in args):
         # the folder is this process's before Hydra writes a byte into it (${now} resolved once)
         continuing = resume not in (None, "null")
-        claimed, session.made, session.lock = claim_output(folder, key, fresh, cfg.overwrite, multirun, continuing)
+        from nnlab.views.console import defer_interrupts
+
+        defer_interrupts(True)  # a signal while the folder is made waits until the session knows it (to remove it)
+        try:
+            claimed, session.made, session.lock = claim_output(folder, key, fresh, cfg.overwrite, multirun, continuing)
+        finally:
+            defer_interrupts(False)  # (a noted signal interrupts here: _hydra removes what was made)
         folder = str(claimed)
         alone = not multirun and (fresh or (Path(folder).parent / "overview").is_dir())  # in outputs/runs, or continued
         session.runs = Path(folder).parent if alone else None
