@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nnlab.cli.command_line import quoted_path
+from nnlab.commands.landscape import number
 from nnlab.config.overrides import override_key
 from nnlab.run_files.folder import write_file
 from nnlab.run_files.records import read_summary
@@ -455,20 +456,14 @@ def edge(best: Candidate, rows: list[Candidate], base: list[str], now: dict) -> 
     said = []
     for o in best.overrides:
         key, _, text = o.partition("=")
-        value, own = _number(text), _number(now.get(key))
-        tried = [
-            v
-            for v in (
-                own,
-                *(_number(p.partition("=")[2]) for r in rows for p in r.overrides if p.startswith(key + "=")),
-            )
-        ]
-        tried = [v for v in tried if v is not None]
+        value, own = number(text), number(now.get(key))
+        others = (number(p.partition("=")[2]) for r in rows for p in r.overrides if p.startswith(key + "="))
+        tried = [v for v in (own, *others) if v is not None]
         if value is None or own is None or value == own or len(set(tried)) < 2 or min(tried) < value < max(tried):
             continue
-        step = (value / own) ** 0.5 if value > 0 and own > 0 else None
-        if step is None:
+        if not (value > 0 and own > 0):
             continue
+        step = (value / own) ** 0.5
         ahead = ",".join(f"{value * step**k:.3g}" for k in range(4))
         way = "largest" if value == max(tried) else "smallest"
         rest = [a for a in base if override_key(a) != key]
@@ -477,14 +472,6 @@ def edge(best: Candidate, rows: list[Candidate], base: list[str], now: dict) -> 
             + " ".join(["nnlab train -m", *rest, f"{key}={ahead}", "trainer.seed=0,1,2,3,4"])
         )
     return said
-
-
-def _number(value) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def markdown(table: list[list[str]], notes: list[str]) -> str:

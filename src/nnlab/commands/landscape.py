@@ -124,17 +124,16 @@ def advice(found: list[Cell], axes_: tuple[Axis, ...], runs: list) -> list[str]:
     best = next((c for c in ranked if c.verdict == "best"), ranked[0] if ranked else None)
     if best is None:
         return []
-    worst = min(c.mean for c in ranked) if best.mean >= max(c.mean for c in ranked) else max(c.mean for c in ranked)
-    near = 0.25 * abs(best.mean - worst)  # tied, and in the top quarter of what the map spans: few seeds tie much
+    means = [c.mean for c in ranked]
+    near = 0.25 * (max(means) - min(means))  # tied, and in the top quarter of what the map spans: few seeds tie much
     good = [c for c in ranked if c.good and abs(c.mean - best.mean) <= near] or [best]
     said, nxt = [], {}
-    for axis in axes_:
-        at = [getattr(c, "x" if axis is axes_[0] else "y") for c in good]
-        where = [v for v in (axis.values[0], axis.values[-1]) if v in at]
-        value = getattr(best, "x" if axis is axes_[0] else "y")
+    for i, axis in enumerate(axes_):
         if len(axis.values) < 2:
             continue
-        if where and len(axis.values) >= 2:
+        at = [(c.x, c.y)[i] for c in good]
+        value = (best.x, best.y)[i]
+        if axis.values[0] in at or axis.values[-1] in at:
             up = axis.values[-1] in at
             edge = axis.values[-1] if up else axis.values[0]
             who = "the best" if edge == value else "a setting tied with the best"
@@ -182,11 +181,7 @@ def _search_advice(found: list[Cell], axes_: tuple[Axis, ...], runs: list) -> li
         said.append(
             f"the best trial ({_where(best, axes_)}) is inside the ranges sampled: the next search is a finer one"
         )
-    shared = [
-        f"{k}={v}"
-        for k, v in runs[0].overrides.items()
-        if k not in {a.key for a in axes_} | {SEED, "hparams_search"} and all(r.overrides.get(k) == v for r in runs)
-    ]
+    shared = _shared(runs, {a.key for a in axes_} | {"hparams_search"})
     return [*said, "next: " + " ".join(["nnlab train -m hparams_search=fine", *map(_quoted, shared), *parts])]
 
 
@@ -225,16 +220,20 @@ def _fmt(value: float) -> str:
 
 def command(runs: list, values: dict[str, list[float]]) -> str:
     """The next sweep's command line: what every run shares, the seeds, and the new values."""
-    shared = {
-        k: v
-        for k, v in runs[0].overrides.items()
-        if k not in values and k != SEED and all(r.overrides.get(k) == v for r in runs)
-    }
     seeds = sorted({r.overrides[SEED] for r in runs if SEED in r.overrides}, key=lambda s: number(s) or 0)
-    parts = [f"{k}={v}" for k, v in shared.items()]
+    parts = _shared(runs, set(values))
     parts += [f"{SEED}={','.join(seeds)}"] if seeds else []
     parts += [f"{k}={','.join(_fmt(v) for v in vs)}" for k, vs in values.items()]
     return "nnlab train -m " + " ".join(_quoted(p) for p in parts)
+
+
+def _shared(runs: list, leave_out: set[str]) -> list[str]:
+    """The overrides every run gives alike (`key=value`), but the seed and `leave_out`."""
+    return [
+        f"{k}={v}"
+        for k, v in runs[0].overrides.items()
+        if k not in leave_out and k != SEED and all(r.overrides.get(k) == v for r in runs)
+    ]
 
 
 def _quoted(part: str) -> str:

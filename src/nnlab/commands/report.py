@@ -312,8 +312,10 @@ def landscape_of(runs: list[Run], sets: list[Setting], sort_key: str, given: str
 
 
 def write_files(
-    table: list[dict[str, Any]], runs: list[Run], out: Path, sort_key: str, map_keys: str | None = None
+    table: list[dict[str, Any]], runs: list[Run], out: Path, sort_key: str, land: tuple | None = None
 ) -> dict[str, Path]:
+    """report.csv, report.md and report.png (with seeds: report_settings.csv; 2-D points: the boundary
+    grid); `land`, the runs' landscape (landscape_of): report_map.png and .csv, and its section of report.md."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "report.csv", "md": out / "report.md", "png": out / "report.png"}
     from nnlab.run_files.folder import write_file
@@ -341,7 +343,6 @@ def write_files(
             + f" | {curves_of(st) or '-'} | {st.verdict} |"
             for st in sets
         ]
-    land = landscape_of(runs, sets, sort_key, map_keys)
     if land is not None:
         from nnlab.commands import landscape
 
@@ -457,7 +458,7 @@ def sweep_summary(path: Path, brief: bool = False) -> None:
     key = default_sort(runs)
     if brief:
         ordered = sort_runs(runs, key)
-        write_files(rows(ordered), ordered, path, key)
+        write_files(rows(ordered), ordered, path, key, landscape_of(ordered, settings(ordered, key), key))
     else:
         console.rule(f"sweep {shown(path)}: {len(runs)} run{'s' if len(runs) != 1 else ''}")
         main([str(path)])
@@ -656,26 +657,20 @@ def main(argv: list[str]) -> int:
         return 2
     if args.figures:
         _draw(runs)
-    if args.to:
-        from nnlab.errors import ConfigError
-
-        try:
-            reach(runs, args.to)
-        except ConfigError as e:
-            error(str(e))
-            return 2
-    args.sort = args.sort or default_sort(runs)
-    runs = sort_runs(runs, args.sort)
-    table = rows(runs)
     from nnlab.errors import ConfigError
 
     try:
+        if args.to:
+            reach(runs, args.to)
+        args.sort = args.sort or default_sort(runs)
+        runs = sort_runs(runs, args.sort)
         land = landscape_of(runs, settings(runs, args.sort), args.sort, args.map)
     except ConfigError as e:
         error(str(e))
         return 2
+    table = rows(runs)
     print_tables(console, runs, args.sort, f"{len(runs)} run{'s' if len(runs) != 1 else ''} under {shown(args.path)}")
-    paths = write_files(table, runs, args.out or args.path, args.sort, args.map)
+    paths = write_files(table, runs, args.out or args.path, args.sort, land)
     if land is not None:
         (x, y), _, said = land
         console.print(f"[bold]landscape[/] of {args.sort} over {x.key} x {y.key}: report_map.png", soft_wrap=True)

@@ -19,7 +19,8 @@ from nnlab.metrics import ALL as ALL_METRICS
 # The choices of the string-valued keys below, declared once (validate.py checks them).
 DEVICES = ("auto", "cpu", "cuda", "mps")  # trainer.device (also cuda:N)
 PRECISIONS = ("fp32", "bf16", "fp16")  # trainer.precision
-PREPROCESS = ("none", "center", "standardize", "pca", "whiten")  # data.preprocess
+PROJECTIONS = ("pca", "whiten")  # data.preprocess values that project the features onto principal components
+PREPROCESS = ("none", "center", "standardize", *PROJECTIONS)  # data.preprocess
 TARGET_SCALING = ("none", "standardize", "minmax")  # data.target_scaling (regression targets)
 # early_stopping.metric: what picks the `best` checkpoint (and stops early); `last`: the last epoch, no early
 # stopping (training on the whole training set, data.val_fraction=0, as the published Keras runs report)

@@ -28,6 +28,7 @@ from nnlab.config.schema import (
     PRECISIONS,
     PREPROCESS,
     PRETRAIN_METHODS,
+    PROJECTIONS,
     PRUNE_SCOPES,
     RUN_FIGURES,
     TARGET_SCALING,
@@ -198,7 +199,7 @@ def _check_data(d: DictConfig) -> None:
     _choice("data.preprocess", d.preprocess, PREPROCESS)
     _choice("data.target_scaling", d.target_scaling, TARGET_SCALING)
     _positive("data.components", d.components)
-    if d.components is not None and d.preprocess not in ("pca", "whiten"):
+    if d.components is not None and d.preprocess not in PROJECTIONS:
         _fail(
             "data.components", d.components, "it is how many principal components data.preprocess=pca or whiten keeps"
         )
@@ -523,7 +524,7 @@ def _check_combinations(cfg: DictConfig) -> None:
         )
     if kind != "images" and cfg.data.augment:
         _fail("data.augment", True, "augmentation is defined for image data (mnist, cifar10) only")
-    if cfg.data.preprocess in ("pca", "whiten") and not cfg.model._target_.endswith(".MLP"):
+    if cfg.data.preprocess in PROJECTIONS and not cfg.model._target_.endswith(".MLP"):
         _fail(
             "data.preprocess",
             cfg.data.preprocess,

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from nnlab.config.schema import PROJECTIONS
+
 Tensor = torch.Tensor
 
 
@@ -83,9 +85,6 @@ class Data:
             return x * self.std + self.mean
         w, b = self.projection
         return ((x + b) @ torch.linalg.pinv(w)).view(len(x), *self.raw_shape) * self.std + self.mean
-
-
-PROJECTIONS = ("pca", "whiten")  # data.preprocess values that project the features onto principal components
 
 
 def prepare(

@@ -67,7 +67,7 @@ def probe_activations(
 ) -> dict[str, Tensor]:
     """Each hidden layer's activations on the probe batch, in eval mode (dropout off, batch norm on its
     running statistics), as (examples, units, ...) tensors; what went into each activation also lands in
-    `inputs` where given (for its slope: passing_fraction)."""
+    `inputs` where given (for its slope: slopes())."""
     out: dict[str, Tensor] = {}
 
     def keep(name: str, inp: tuple, o: Tensor) -> None:
@@ -211,12 +211,11 @@ def _stacked_stats(
                 if math.isfinite(table[3 * j + 2][i])
             }
         )
-        inputs: dict[str, Tensor] = {}
         if hidden is not None:
             inputs = {name: hidden[0][j][k] for j, (name, _) in enumerate(d.acts)}
             acts = {name: hidden[1][j][k] for j, (name, _) in enumerate(d.acts)}
         else:
-            acts = probe_activations(d.model, d.acts, d.probe_x, inputs) if d.acts else {}
+            acts, inputs = d.probe()
         out[k] = (norms, activation_stats(acts, d.activation, d.cfg.saturation_eps, inputs))
     return out
 
@@ -298,8 +297,7 @@ class Diagnostics:
             self.raise_alarm(
                 self.alarms_fn.initial_loss(self.initial, self.expected_initial, self.alarm_cfg.initial_loss_tolerance)
             )
-        inputs: dict[str, Tensor] = {}
-        outputs = probe_activations(self.model, self.acts, self.probe_x, inputs) if self.acts else {}
+        outputs, inputs = self.probe()
         self.start_form = start_form(self.layers, outputs)
         if outputs:
             self.tracker.scalars(0, activation_stats(outputs, self.activation, self.cfg.saturation_eps, inputs))
@@ -416,9 +414,14 @@ class Diagnostics:
         """This step's per-layer statistics of this model alone: (gradient and weight norms and update
         ratios, activation statistics on the probe batch)."""
         norms = {**grad_norms(self.layers), **weight_norms(self.layers), **update_ratios(self.layers, self.snapshot)}
-        inputs: dict[str, Tensor] = {}
-        acts = probe_activations(self.model, self.acts, self.probe_x, inputs) if self.acts else {}
+        acts, inputs = self.probe()
         return norms, activation_stats(acts, self.activation, self.cfg.saturation_eps, inputs)
+
+    def probe(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The probe batch through this model: each hidden activation's output, and what went into it."""
+        inputs: dict[str, Tensor] = {}
+        outputs = probe_activations(self.model, self.acts, self.probe_x, inputs) if self.acts else {}
+        return outputs, inputs
 
     def _layer_stats(self, step: int, epoch: int, measured: tuple | None = None) -> None:
         al = self.alarm_cfg
