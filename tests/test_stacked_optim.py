@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nnlab.engine.optimizers import StackedOptimizer, Yogi, stacked_form
 
@@ -157,3 +159,24 @@ def test_what_has_no_stacked_form_says_why():
     assert "nesterov differs" in stacked_form(
         [optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True), optim.SGD(p, lr=0.1, momentum=0.9)]
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    k=st.integers(1, 70),
+    shape=st.lists(st.integers(1, 300), min_size=1, max_size=3),
+    threads=st.sampled_from([1, 2]),
+)
+def test_a_stacks_gradient_norms_in_one_reduction_equal_each_members_own(k, shape, threads):
+    """update.StackedUpdate measures the [K] norms of a stacked gradient in one reduction over its rows:
+    bit for bit each member's slice's own norm (what a stack of one computes), whatever K, shape and threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.randn(k, *shape, generator=torch.Generator().manual_seed(k * 1000 + sum(shape)))
+        rows = torch.linalg.vector_norm(g.reshape(k, -1), dim=1)
+        for i in range(k):
+            assert rows[i].item() == torch.linalg.vector_norm(g[i : i + 1].reshape(1, -1), dim=1)[0].item()
+            assert rows[i].item() == torch.linalg.vector_norm(g[i]).item()
+    finally:
+        torch.set_num_threads(before)

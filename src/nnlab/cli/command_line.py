@@ -5,7 +5,6 @@ folder. compose() is the one way tests and scripts build a config from overrides
 
 from __future__ import annotations
 
-import copy
 import functools
 import importlib
 import inspect
@@ -17,7 +16,7 @@ from typing import NamedTuple
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nnlab.config.overrides import override_key
+from nnlab.config.overrides import copied, override_key
 from nnlab.config.targets import resolve_target
 from nnlab.config.validate import validate
 from nnlab.errors import ConfigError, did_you_mean, unwritable
@@ -332,7 +331,7 @@ def _set_value(base: DictConfig, override: str, config_module: str) -> DictConfi
         or (groups / key).is_dir()
     ):
         return None
-    cfg = copy.deepcopy(base)
+    cfg = copied(base)
     try:
         OmegaConf.update(cfg, key, o.value(), merge=True)
     except Exception:

@@ -110,7 +110,7 @@ class Run:
         [...], "acc/val": [...], ...}, from metrics.jsonl (the epochs of the training that made this run)."""
         from nnlab.run_files.records import read_rows
 
-        rows = [r for r in read_rows(self.path / "metrics.jsonl") if "loss/train" in r and "epoch" in r]
+        rows = [r for r in read_rows(self.path / "metrics.jsonl", having="loss/train") if "epoch" in r]
         by_epoch = {r["epoch"]: r for r in rows}  # a resumed run logs an epoch again: the last one counts
         keys = [k for k in dict.fromkeys(k for r in by_epoch.values() for k in r) if k not in ("step", "epoch")]
         epochs = sorted(by_epoch)

@@ -90,6 +90,7 @@ class Run:
     overrides: dict[str, str] = field(default_factory=dict)
     name: str = ""
     num: int = 0  # its job number in its sweep (Hydra's hydra.job.num): the order the sweep lists it in
+    _epochs: list[dict] | None = field(default=None, repr=False, compare=False)
 
     @property
     def status(self) -> str:
@@ -102,7 +103,9 @@ class Run:
     def epochs(self) -> list[dict]:
         from nnlab.run_files.records import read_rows
 
-        return [r for r in read_rows(self.path / "metrics.jsonl") if "loss/train" in r]
+        if self._epochs is None:  # (the tables, the curves and the bands each read them)
+            self._epochs = read_rows(self.path / "metrics.jsonl", having="loss/train")
+        return self._epochs
 
 
 def collect(root: Path) -> list[Run]:

@@ -47,6 +47,9 @@ class Solo:
     def step(self, active: list[bool]) -> list:
         return [member_update(self.exp, self.scaler)]
 
+    def share_grads(self) -> None:
+        """(A run's parameters hold their own gradients.)"""
+
 
 class Stack:
     """The members' MLPs as one (see the module's text). `why` is None where they stack, else why not
@@ -213,7 +216,14 @@ class Stack:
             for s, off, mean, var in self._restore:  # stopped members' batch-norm statistics, as they were
                 s["running_mean"][off], s["running_var"][off] = mean, var
         self._restore = []
-        for i, p in enumerate(self.params):  # each member's parameters get their slice of the gradients (views)
+        if self.fused is None:  # the members' own optimizers step: each reads its parameters' gradients
+            self.share_grads()
+
+    def share_grads(self) -> None:
+        """Each member's parameters get their slice of the stacked gradients (views): for the members' own
+        optimizers (unfused), and at an epoch's end for what reads a member's gradients then (histograms).
+        The fused update reads the stacked gradients, so a step does not pay K x layers assignments."""
+        for i, p in enumerate(self.params):
             for k, ps in enumerate(self.members):
                 ps[i].grad = None if p.grad is None else p.grad[k]
 

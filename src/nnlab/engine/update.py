@@ -72,8 +72,10 @@ class StackedUpdate:
             for g in present:
                 torch.clamp(g, -per_member(self.clip_value, g), per_member(self.clip_value, g), out=g)
         if present:
-            # each member's global norm: its tensors' norms (as torch's clip_grad_norm_ takes them), then their norm
-            norms = torch.stack(torch._foreach_norm([g[k] for g in present for k in range(K)])).reshape(len(present), K)
+            # each member's global norm: its tensors' norms (as torch's clip_grad_norm_ takes them), then their
+            # norm; a tensor's [K] norms in one reduction over its rows: equal to each slice's own norm (what
+            # _foreach_norm of the K x tensors slices gave, ~15x slower: tests/test_stacked_optim.py)
+            norms = torch.stack([torch.linalg.vector_norm(g.reshape(K, -1), dim=1) for g in present])
             total = norms[0] * norms[0]
             for row in norms[1:]:  # in order, tensor by tensor: the same sum whatever K is
                 total = total + row * row

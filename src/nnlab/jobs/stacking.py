@@ -17,7 +17,6 @@ augmentation, starting fresh (a job that resumes a checkpoint runs alone).
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -149,10 +148,11 @@ def sweep_config(base: DictConfig | None, base_overrides: list[str], overrides: 
     differ only in plain values (trainer.seed=3, optimizer.lr=0.1): those set on a copy, as Hydra sets a
     value override after composing, and Hydra's own record of the job (its overrides, its folder name)
     written as Hydra writes it. None where that is not the same as composing (a config group, +/~, a
-    package): the caller composes. Composing costs ~0.15 s a job; this, milliseconds."""
+    package): the caller composes. Composing costs ~0.15 s a job; this, ~3 ms."""
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from nnlab.config.overrides import copied
     from nnlab.jobs.hydra_private import get_overrides_dirname
 
     if base is None or len(base_overrides) != len(overrides):
@@ -175,7 +175,7 @@ def sweep_config(base: DictConfig | None, base_overrides: list[str], overrides: 
             return None
         if before.split("=", 1)[0] != o.input_line.split("=", 1)[0]:
             return None
-    cfg = copy.deepcopy(base)
+    cfg = copied(base)
     try:
         for o, before in zip(parsed, base_overrides):
             if o.input_line != before:

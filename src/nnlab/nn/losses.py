@@ -41,6 +41,26 @@ class CrossEntropy(nn.CrossEntropyLoss):
         return probs.clamp_min(1e-12).log()
 
 
+ONE_THREAD_BELOW = 32768  # torch's CPU grain size: a reduction over fewer elements runs on one thread
+
+
+def stacked_cross_entropy(out: torch.Tensor, y: torch.Tensor, smoothing: list[float]) -> torch.Tensor | None:
+    """The cross-entropy of K members' batches in one computation: logits [K, B, C], labels [K, B], each
+    member's label smoothing -> the [K] mean losses (torch's formula: (1 - e) * nll + e * the mean over
+    the classes of -log p). Each row is its member's own whatever K: a run alone computes it as a stack of
+    one, so a member equals its run alone bit for bit. None where a row's mean could split across threads
+    (B >= ONE_THREAD_BELOW: then K and 1 rows would sum in another order) or the labels are not classes:
+    the caller takes each member's own loss."""
+    if y.is_floating_point() or y.shape[1] >= ONE_THREAD_BELOW:
+        return None
+    logp = torch.log_softmax(out, dim=-1)
+    nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    if any(e > 0 for e in smoothing):
+        e = torch.tensor(smoothing, dtype=nll.dtype, device=nll.device).unsqueeze(1)
+        nll = torch.where(e > 0, (1 - e) * nll - e * logp.mean(-1), nll)
+    return nll.mean(1)
+
+
 class BCE(nn.Module):
     """Sigmoid + binary cross-entropy on a single logit (two classes)."""
 

@@ -9,19 +9,22 @@ import json
 from pathlib import Path
 
 
-def read_rows(path: str | Path) -> list[dict]:
+def read_rows(path: str | Path, having: str | None = None) -> list[dict]:
     """The rows of a metrics.jsonl; a last line torn by a crash or a full disk (no newline, or not JSON)
-    is left out, as is any line that is not a JSON object."""
+    is left out, as is any line that is not a JSON object. `having`: only the rows with that key (the
+    epoch rows: "loss/train"), the others not even parsed (most rows are a step's loss and gradient norm)."""
     path = Path(path)
     if not path.is_file():
         return []
-    rows = []
+    rows, mark = [], None if having is None else json.dumps(having)
     for line in path.read_text(errors="replace").split("\n")[:-1]:  # the part after the last newline is torn
+        if mark is not None and mark not in line:
+            continue
         try:
             row = json.loads(line)
         except (ValueError, RecursionError):
             continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and (having is None or having in row):
             rows.append(row)
     return rows
 

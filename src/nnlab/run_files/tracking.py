@@ -31,10 +31,10 @@ LEARNING_CURVES = "1 learning curves (per epoch)"  # CUSTOM SCALARS' first categ
 class Tracker:
     def __init__(self, run_dir: str | Path, purge_step: int | None = None):
         """purge_step: a resumed run hides the events an earlier process wrote from this step on."""
-        from torch.utils.tensorboard import SummaryWriter  # imported here: only training pays for it
+        from nnlab.run_files.events import EventFile
 
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
+        self.writer = EventFile(self.run_dir, purge_step=purge_step)
         from nnlab.run_files.folder import open_append
 
         self.jsonl = open_append(self.run_dir / "metrics.jsonl")
@@ -57,12 +57,9 @@ class Tracker:
     ) -> None:
         """Several steps' values at once (a log window): an event per step (`by_epoch`: at the epoch), one
         write to metrics.jsonl."""
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
         now, lines = time.time(), []
         for step, values in rows:
-            summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])
-            self.writer.file_writer.add_summary(summary, epoch if by_epoch else step, now)
+            self.writer.scalars(epoch if by_epoch else step, values, now)
             row = {"step": step, **({"epoch": epoch} if epoch is not None else {}), **values}
             try:
                 lines.append(json.dumps(row, allow_nan=False))
@@ -71,10 +68,10 @@ class Tracker:
         self.jsonl.write("".join(line + "\n" for line in lines))
 
     def image(self, tag: str, image: torch.Tensor, step: int) -> None:
-        self.writer.add_image(PLOTS + tag, image, step, dataformats="CHW")
+        self.writer.image(PLOTS + tag, image, step, dataformats="CHW")
 
     def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
-        self.writer.add_histogram(tag, values.detach().float().flatten().cpu(), step)
+        self.writer.histogram(tag, values.detach().float().flatten().cpu(), step)
 
     def figure(self, tag: str, draw, args: tuple, step: int, filename: str | None = None) -> None:
         """The figure `draw(*args)` (a top-level function returning a matplotlib Figure) into
@@ -82,7 +79,7 @@ class Tracker:
         drawn in the painter's worker and written to TensorBoard when done (at the latest by close())."""
         from nnlab.views.painter import render
 
-        if tag in self.skip:
+        if not self.draws(tag):
             return
         png = str(self.run_dir / filename) if filename else None
         if self.painter is None:
@@ -90,8 +87,12 @@ class Tracker:
         else:
             self.pending.append((tag, step, self.painter.submit(render, draw, args, png)))
 
+    def draws(self, tag: str) -> bool:
+        """Whether figure() draws this tag (a stack's runs skip some: sweep.run_figures, sweep.light)."""
+        return tag not in self.skip
+
     def _add_image(self, tag: str, image, step: int) -> None:
-        self.writer.add_image(PLOTS + tag, image, step, dataformats="HWC")
+        self.writer.image(PLOTS + tag, image, step, dataformats="HWC")
 
     def wait_for_figures(self) -> None:
         """Write the figures the painter has drawn (waiting for those it is still drawing)."""
@@ -127,10 +128,10 @@ class Tracker:
                 name: ["Multiline", [rf"^{group}/"]] for name, group in diagnostics.items() if group in logged
             },
         }
-        self.writer.add_custom_scalars({k: v for k, v in charts.items() if v})
+        self.writer.custom_scalars({k: v for k, v in charts.items() if v})
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
-        self.writer.add_text(tag, text, step)
+        self.writer.text(tag, text, step)
 
     def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float], experiment: bool = True) -> None:
         """The HPARAMS tab: this run's hyperparameters against final metrics that are also logged as
@@ -145,7 +146,7 @@ class Tracker:
         finite = {k: metrics[k] for k in metric_order(metrics) if metrics[k] is not None and math.isfinite(metrics[k])}
         exp, start, end = hparams_summary(clean, finite)
         for summary in (exp, start, end) if experiment else (start, end):
-            self.writer.file_writer.add_summary(summary)
+            self.writer.summary(summary)
 
     def log(self, text: str) -> None:
         """A line (or lines) of what the terminal shows, into RUN/train.log with the time."""
@@ -157,7 +158,6 @@ class Tracker:
         if self.jsonl.closed:  # closed already
             return
         self.wait_for_figures()
-        self.writer.flush()
         self.writer.close()
         self.jsonl.close()
         for handler in list(self.logger.handlers if self.logger is not None else []):
@@ -175,9 +175,9 @@ def overview(folder: Path, sweep: bool = True, extra: tuple[str, ...] = ()) -> N
     added to (under its lock: two runs ending at once). `extra`: more metric columns the runs log
     (reach_scalars: nnlab report --to's)."""
     from matplotlib.image import imread
-    from torch.utils.tensorboard import SummaryWriter
 
     from nnlab.errors import FolderInUse
+    from nnlab.run_files.events import EventFile
     from nnlab.run_files.folder import Lock, refuse_link
     from nnlab.run_files.records import read_summary
 
@@ -196,11 +196,11 @@ def overview(folder: Path, sweep: bool = True, extra: tuple[str, ...] = ()) -> N
     try:
         with Lock(target, wait=5.0):  # another run ending this moment writes it first
             earlier = list(target.glob("events.out.tfevents.*"))
-            with SummaryWriter(str(target)) as writer:
+            with EventFile(target) as writer:
                 for path in pictures:
-                    writer.add_image(f"sweep/{path.stem}", imread(path)[..., :3], 0, dataformats="HWC")
+                    writer.image(f"sweep/{path.stem}", imread(path)[..., :3], 0, dataformats="HWC")
                 if runs:
-                    writer.file_writer.add_summary(_experiment(runs, extra))
+                    writer.summary(_experiment(runs, extra))
             for path in earlier:
                 path.unlink(missing_ok=True)
     except FolderInUse:  # still held after 5 s: the holder's overview stands
@@ -216,10 +216,9 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
     chart per metric in CUSTOM SCALARS' first category that draws them: a shaded band per setting, not a
     line per seed. Written anew each time (a resumed sweep: no doubled points)."""
 
-    from torch.utils.tensorboard import SummaryWriter
-
     from nnlab.compare import band
     from nnlab.metrics import ALL, within
+    from nnlab.run_files.events import EventFile
     from nnlab.run_files.folder import refuse_link
 
     means = sweep / "mean"
@@ -239,16 +238,18 @@ def setting_means(sweep: Path, settings: list[tuple[str, list[list[dict]]]]) -> 
                         and math.isfinite(value)
                     ):
                         at.setdefault(tag, []).append(value)
-        with SummaryWriter(str(means / name.replace("/", "_"))) as writer:
+        with EventFile(means / name.replace("/", "_")) as writer:
             for epoch, at in sorted(by_epoch.items()):
+                row = {}
                 for tag, values in at.items():
                     b = band(values)
-                    writer.add_scalar(tag, b.mean, epoch)
+                    row[tag] = b.mean
                     if b.n > 1:  # within the metric's range (an accuracy's band never above 1)
-                        writer.add_scalar(f"seeds/{tag}/low", within(tag, b.low), epoch)
-                        writer.add_scalar(f"seeds/{tag}/high", within(tag, b.high), epoch)
+                        row[f"seeds/{tag}/low"] = within(tag, b.low)
+                        row[f"seeds/{tag}/high"] = within(tag, b.high)
+                writer.scalars(epoch, row)
             tags = sorted({t for at in by_epoch.values() for t in at}, key=lambda t: (t.split("/")[0] != "loss", t))
-            writer.add_custom_scalars(
+            writer.custom_scalars(
                 {
                     LEARNING_CURVES: {
                         f"{t}: mean, 95% CI of the seeds": ["Margin", [t, f"seeds/{t}/low", f"seeds/{t}/high"]]
@@ -262,19 +263,17 @@ def reach_scalars(values: dict[Path, dict[str, float | None]]) -> tuple[str, ...
     """nnlab report --to's epochs and seconds, each run's in its own TensorBoard log (a file of their own,
     `*.reach`, replacing the last one written) under `reach/...`: HPARAMS can show them beside the metrics
     (overview's `extra`). Returns their tags."""
-    from torch.utils.tensorboard import SummaryWriter
-
+    from nnlab.run_files.events import EventFile
     from nnlab.run_files.folder import refuse_link
 
     tags: dict[str, None] = {}
     for run, reached in values.items():
         refuse_link(run)
         earlier = list(run.glob("events.out.tfevents.*.reach"))
-        with SummaryWriter(str(run), filename_suffix=".reach") as writer:
-            for key, value in reached.items():
+        with EventFile(run, suffix=".reach") as writer:
+            for key in reached:
                 tags[f"reach/{key}"] = None
-                if value is not None:
-                    writer.add_scalar(f"reach/{key}", value, 0)
+            writer.scalars(0, {f"reach/{key}": value for key, value in reached.items() if value is not None})
         for path in earlier:
             path.unlink(missing_ok=True)
     return tuple(tags)

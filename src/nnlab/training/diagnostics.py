@@ -105,29 +105,46 @@ def activation_stats(
     """Mean and std per layer; the dead fraction for rectifiers (units <= 0 on every probe example and
     position); the saturated fraction for sigmoid/tanh (outputs within eps of a bound); where the
     activations' inputs are given, the fraction of units that pass no gradient back (the activation's slope
-    below NO_SLOPE on every probe example and position: a ReLU unit that is dead, never a leaky one)."""
+    below NO_SLOPE on every probe example and position: a ReLU unit that is dead, never a leaky one).
+    The statistics of a stack's members come from the same arithmetic at once (members_activation_stats)."""
+    given = {n: a for n, a in (inputs or {}).items() if n in outputs and a.shape == outputs[n].shape}
+    flat = {n: slopes(z, activation).unsqueeze(0) for n, z in given.items()}  # elementwise (not maxout)
+    return members_activation_stats(
+        {n: a.unsqueeze(0) for n, a in outputs.items()}, type(activation), saturation_eps, flat
+    )[0]
+
+
+def members_activation_stats(
+    outputs: dict[str, Tensor], kind: type, saturation_eps: float, slopes_of: dict[str, Tensor]
+) -> list[dict[str, float]]:
+    """activation_stats of D members at once (one host read): outputs[name] and slopes_of[name] (the
+    activation's slope at each input, where it acts elementwise) as [D, examples, units, ...]; `kind`: the
+    activation's class. One dict per member."""
     stats: dict[str, Tensor] = {}
-    bounds = SATURATING.get(type(activation))
+    bounds = SATURATING.get(kind)
     for name, a in outputs.items():
         a = a.float()
-        stats[f"stats/act_mean/{name}"] = a.mean()
-        stats[f"stats/act_std/{name}"] = a.std()
-        if isinstance(activation, RECTIFIERS):
-            stats[f"stats/dead_frac/{name}"] = (_per_unit(a) <= 0).all(1).float().mean()
+        values = a.reshape(a.shape[0], -1)
+        mean = values.mean(1, keepdim=True)  # the std in two passes: torch.std's one pass is ~10x slower here
+        stats[f"stats/act_mean/{name}"] = mean[:, 0]
+        stats[f"stats/act_std/{name}"] = ((values - mean).square().sum(1) / (values.shape[1] - 1)).sqrt()
+        if issubclass(kind, RECTIFIERS):  # dead: <= 0 for every example and position, i.e. its largest is
+            stats[f"stats/dead_frac/{name}"] = (_unit_max(a) <= 0).float().mean(1)
         if bounds is not None:
             lo, hi = bounds
             margin = saturation_eps * (hi - lo)
-            stats[f"stats/saturated_frac/{name}"] = ((a < lo + margin) | (a > hi - margin)).float().mean()
-        z = (inputs or {}).get(name)
-        if z is not None and z.shape == a.shape:  # elementwise activations (not maxout)
-            flat = _per_unit(slopes(z, activation).abs())
-            stats[f"stats/no_grad_frac/{name}"] = (flat < NO_SLOPE).all(1).float().mean()
-    return _read(stats)
+            stats[f"stats/saturated_frac/{name}"] = ((values < lo + margin) | (values > hi - margin)).float().mean(1)
+        if name in slopes_of:
+            stats[f"stats/no_grad_frac/{name}"] = (_unit_max(slopes_of[name].abs()) < NO_SLOPE).float().mean(1)
+    if not stats:
+        return [{} for _ in range(next(iter(outputs.values())).shape[0])] if outputs else [{}]
+    names, table = list(stats), torch.stack(list(stats.values()), 1).tolist()
+    return [dict(zip(names, row)) for row in table]
 
 
-def _per_unit(a: Tensor) -> Tensor:
-    """(examples, units, ...) -> (units, examples x positions)."""
-    return a.transpose(0, 1).reshape(a.shape[1], -1)
+def _unit_max(a: Tensor) -> Tensor:
+    """[D, examples, units, ...] -> [D, units]: each unit's largest value over the examples and positions."""
+    return a.amax(1).reshape(a.shape[0], a.shape[2], -1).amax(2)
 
 
 def stack_measure(stack, diags: list[Diagnostics], running: list[bool]) -> dict[int, tuple[dict, dict]]:
@@ -198,6 +215,7 @@ def _stacked_stats(
         )
         rows += [grad.float(), now.norm(dim=1).float(), ((now - was).norm(dim=1) / was.norm(dim=1)).float()]
     table = torch.stack(rows).tolist()  # the one host sync of the norms
+    acts = _stacked_activation_stats(hidden, diags, due) if hidden is not None else None
     out = {}
     for i, k in enumerate(due):
         d = diags[k]
@@ -211,13 +229,32 @@ def _stacked_stats(
                 if math.isfinite(table[3 * j + 2][i])
             }
         )
-        if hidden is not None:
-            inputs = {name: hidden[0][j][k] for j, (name, _) in enumerate(d.acts)}
-            acts = {name: hidden[1][j][k] for j, (name, _) in enumerate(d.acts)}
+        if acts is not None:
+            out[k] = (norms, acts[i])
         else:
-            acts, inputs = d.probe()
-        out[k] = (norms, activation_stats(acts, d.activation, d.cfg.saturation_eps, inputs))
+            outputs, inputs = d.probe()
+            out[k] = (norms, activation_stats(outputs, d.activation, d.cfg.saturation_eps, inputs))
     return out
+
+
+def _stacked_activation_stats(hidden: tuple, diags: list, due: list[int]) -> list[dict[str, float]]:
+    """The activation statistics of a stack's due members from what its forward captured on their probe
+    batches (hidden: each hidden activation's inputs and outputs, [K, P, ...]), all at once: the slopes of
+    an activation without parameters over the stack in one pass (elementwise, the same function for every
+    member), PReLU's with each member's own slopes."""
+    d = diags[due[0]]
+    idx = torch.tensor(due, device=hidden[1][0].device)
+    outputs = {name: hidden[1][j][idx] for j, (name, _) in enumerate(d.acts)}
+    shared = not any(True for _ in d.activation.parameters())
+    slopes_of = {}
+    for j, (name, _) in enumerate(d.acts):
+        z = hidden[0][j]
+        if z.shape != hidden[1][j].shape:  # maxout: not elementwise
+            continue
+        slopes_of[name] = (
+            slopes(z[idx], d.activation) if shared else torch.stack([slopes(z[k], diags[k].activation) for k in due])
+        )
+    return members_activation_stats(outputs, type(d.activation), d.cfg.saturation_eps, slopes_of)
 
 
 def first_to_last_ratio(norms: dict[str, float]) -> float | None:
@@ -263,7 +300,7 @@ class Diagnostics:
         # the chance-level loss of a classifier; a regression loss has none (it depends on the targets' scale)
         self.expected_initial = None if kind == "regression" else loss_fn.expected_initial(num_classes)
         self.log_every = log_every
-        self.window: list[Tensor] = []  # per-step loss and grad norm since the last flush, on the device
+        self.trail, self.row = None, 0  # loop_state.Trail: the stack's per-step losses and norms; this run's row
         self.raised: list = []
         self.initial: float = math.nan
         self.pretrain: list[dict] = []  # the pretraining stages, if any (see pretrain.greedy)
@@ -311,10 +348,10 @@ class Diagnostics:
         if self.stats_due(step):
             self.snapshot = [m.weight.detach().clone() for _, m in self.layers]
 
-    def after_step(self, step: int, epoch: int, loss: Tensor, grad_norm: Tensor, measured: tuple | None = None) -> bool:
-        """`measured`: this step's per-layer statistics where the stack measured them for all its members
-        (stack_measure); else, when due, this member measures its own."""
-        self.window += (loss.detach().float(), grad_norm.detach().float())
+    def after_step(self, step: int, epoch: int, measured: tuple | None = None) -> bool:
+        """(The step's loss and gradient norm are in the stack's trail.) `measured`: this step's per-layer
+        statistics where the stack measured them for all its members (stack_measure); else, when due, this
+        member measures its own."""
         diverged = False
         if step % self.log_every == 0:
             diverged = self.flush(step, epoch)
@@ -386,8 +423,8 @@ class Diagnostics:
         n = step - self.flushed
         if n <= 0:
             return False
-        window = torch.stack(self.window).float().view(n, 2).tolist()  # the one host sync of the window
-        self.window, self.flushed = [], step
+        window = self.trail.rows(self.row, step - n + 1, step)  # (one host sync for the whole stack)
+        self.flushed = step
         self.tracker.rows(
             [(step - n + 1 + i, {"step/loss": loss, "step/grad_norm": norm}) for i, (loss, norm) in enumerate(window)],
             epoch,

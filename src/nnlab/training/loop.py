@@ -25,11 +25,12 @@ from nnlab.engine.schedules import per_epoch
 from nnlab.engine.stack import Solo, Stack
 from nnlab.nn import bare, eval_mode
 from nnlab.nn.dropout import use_generator
+from nnlab.nn.losses import CrossEntropy, stacked_cross_entropy
 from nnlab.run_files import checkpoint
 from nnlab.run_files.tracking import Tracker, write_summary
 from nnlab.training import pretrain, transfer
 from nnlab.training.diagnostics import Diagnostics, stack_boundaries, stack_measure
-from nnlab.training.loop_state import Monitor, Position, StopRequest
+from nnlab.training.loop_state import Monitor, Position, StopRequest, Trail
 from nnlab.training.member import Member, close, guard, hparams_of, said
 from nnlab.training.setup import Experiment, model_summary
 from nnlab.views import figures
@@ -45,24 +46,21 @@ def autocast(device: torch.device, precision: str):
 
 def step(engine, exps: list[Experiment], items: list) -> tuple:
     """One optimizer step of every member that has a batch (items[k]: (x, y), or None for a member that
-    has stopped): forward, each member's loss, backward, one update, the per-step schedules. The members'
+    has stopped): forward, the members' losses, backward, one update, the per-step schedules. The members'
     losses are summed, so each member's gradient is its own loss's. Returns (outputs [K, B, ...], data
-    losses {k: loss}, gradient norms before clipping [K]), all still on the device. The data loss is what
-    is logged and watched; the L1 penalties only join it for the gradient."""
+    losses [K] (0 for a member that did not step), gradient norms before clipping [K]), all still on the
+    device. The data loss is what is logged and watched; the L1 penalties only join it for the gradient."""
     active = [i is not None for i in items]
     engine.zero_grad()
     with autocast(exps[0].device, exps[0].trainer.precision):
         out = engine.forward([i[0] if i is not None else None for i in items], active)
-        losses, objective = {}, 0
+        losses = data_losses(exps, out, items)
+        objective = losses.sum()
         for k, (exp, i) in enumerate(zip(exps, items)):
-            if i is None:
-                continue
             reg = exp.regularization
-            losses[k] = exp.loss_fn(out[k], i[1])
-            objective = objective + losses[k]
-            if reg.l1 > 0:
+            if i is not None and reg.l1 > 0:
                 objective = objective + reg.l1 * engine.penalty(k)
-            if reg.activity_l1 > 0:  # the member's hidden activations in this forward pass
+            if i is not None and reg.activity_l1 > 0:  # the member's hidden activations in this forward pass
                 objective = objective + reg.activity_l1 * engine.activity(k) / len(i[1])
     engine.backward(objective)
     norms = engine.step(active)
@@ -70,6 +68,25 @@ def step(engine, exps: list[Experiment], items: list) -> tuple:
         if a and not per_epoch(exp.scheduler):
             exp.scheduler.step()
     return out, losses, norms
+
+
+def data_losses(exps: list[Experiment], out: torch.Tensor, items: list) -> torch.Tensor:
+    """Each member's data loss on its batch, [K] (0 for a member without one): the stack's cross-entropy in
+    one computation (losses.stacked_cross_entropy: a backward pass of a few nodes, not K losses and their
+    sum), any other loss member by member."""
+    like = next(i[1] for i in items if i is not None)
+    if isinstance(exps[0].loss_fn, CrossEntropy) and exps[0].trainer.precision == "fp32":
+        y = torch.stack([i[1] if i is not None else torch.zeros_like(like) for i in items])
+        smoothing = [e.loss_fn.label_smoothing for e in exps]
+        losses = stacked_cross_entropy(out, y, smoothing)
+        if losses is not None:
+            if all(i is not None for i in items):
+                return losses
+            return losses * torch.tensor([i is not None for i in items], dtype=losses.dtype, device=losses.device)
+    zero = torch.zeros((), device=like.device)
+    return torch.stack(
+        [e.loss_fn(out[k], i[1]).float() if i is not None else zero for k, (e, i) in enumerate(zip(exps, items))]
+    )
 
 
 def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler):
@@ -91,14 +108,12 @@ def batch_sums(kind: str, loss_fns: list, out: torch.Tensor, y: torch.Tensor, lo
     return torch.cat([(loss.detach().float() * B).reshape(K, 1), task_metrics.stack_sums(kind, pred, y)], 1)
 
 
-def _sums(exps: list[Experiment], out: torch.Tensor, items: list, losses: dict) -> torch.Tensor:
+def _sums(exps: list[Experiment], out: torch.Tensor, items: list, losses: torch.Tensor) -> torch.Tensor:
     """batch_sums of the members' step (rows of members that did not step are zeros)."""
     with torch.no_grad():
         like = next(i[1] for i in items if i is not None)
         y = torch.stack([i[1] if i is not None else torch.zeros_like(like) for i in items])
-        zero = torch.zeros((), device=like.device)
-        loss = torch.stack([losses[k].detach().float() if k in losses else zero for k in range(len(items))])
-        return batch_sums(exps[0].data.kind, [e.loss_fn for e in exps], out.detach(), y, loss)
+        return batch_sums(exps[0].data.kind, [e.loss_fn for e in exps], out.detach(), y, losses.detach().float())
 
 
 def epoch_metrics(kind: str, total: torch.Tensor | list[float], n: int) -> dict[str, float]:
@@ -140,7 +155,12 @@ def _evaluate(engine, exps: list[Experiment], splits: list[Split | None]) -> lis
             items = [(s.x[start : start + size], s.y[start : start + size]) if s is not None else None for s in splits]
             with autocast(exps[0].device, exps[0].trainer.precision):
                 out = engine.forward([i[0] if i is not None else None for i in items], [i is not None for i in items])
-                losses = {k: exps[k].loss_fn(out[k], items[k][1]).float() for k in due}
+                losses = torch.stack(
+                    [
+                        exps[k].loss_fn(out[k], i[1]).float() if i is not None else out.new_zeros(())
+                        for k, i in enumerate(items)
+                    ]
+                )
             total = total + _sums(exps, out, items, losses)  # one host sync, at the end
     return [epoch_metrics(exps[0].data.kind, total[k], n) if s is not None else None for k, s in enumerate(splits)]
 
@@ -286,6 +306,9 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
         if not running:
             return
         batches = [m.training.batches(epoch) for m in members]
+        trail, tally = Trail(), None  # the epoch's per-step losses and norms, and its running sums, of every member
+        for k, m in enumerate(members):
+            m.training.diag.trail, m.training.diag.row = trail, k
         while True:
             items = [next(b, None) if not m.done else None for m, b in zip(members, batches)]
             if all(i is None for i in items):
@@ -295,19 +318,20 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
                     m.training.before_step()
             out, losses, norms = step(engine, exps, items)
             sums = _sums(exps, out, items, losses)  # every member's loss and metric sums, in one go
+            tally = _count(members, items, sums, tally)
+            stepped = next(m.training.loop.step for m, i in zip(members, items) if i is not None)
+            trail.add(stepped, losses, norms if isinstance(norms, torch.Tensor) else _stacked_norms(norms))
             measured = (
                 stack_measure(engine, [m.training.diag for m in members], [not m.done for m in members])
                 if isinstance(engine, Stack)
                 else {}
             )  # a stack's per-layer statistics where due, in one pass
             for k, (m, i) in enumerate(zip(members, items)):
-                if i is None:
-                    continue
-                counted = (epoch, sums[k], len(i[1]), losses[k].detach(), norms[k], measured.get(k))
-                if not guard(m, alone, m.training.after_step, *counted):
+                if i is not None and not guard(m, alone, m.training.after_step, epoch, len(i[1]), measured.get(k)):
                     m.done = True
             first = members[0].training  # a run alone: its live loss (a stack's line: its members, at epoch ends)
             progress.batch(first.diag.recent_loss if alone and first.loop.step % log_every == 0 else None)
+        engine.share_grads()  # each member's gradients of the epoch's last step, for its histograms
         val = validate(engine, members, epoch)  # every member due, in one pass; and their decision boundaries:
         images = {} if light else stack_boundaries(engine, exps, [not m.done for m in members], epoch)
         for k, m in enumerate(members):
@@ -412,13 +436,13 @@ class Training:
         self.loop.step += 1
         self.diag.before_step(self.loop.step)
 
-    def after_step(self, epoch: int, sums: torch.Tensor, n: int, loss, norm, measured: tuple | None = None) -> bool:
-        """Count (sums: the step's batch_sums row) and watch the step (`measured`: its per-layer statistics,
-        where its stack measured them: diagnostics.stack_measure()), save at the checkpoint cadence or on a signal. False:
-        stop now."""
+    def after_step(self, epoch: int, n: int, measured: tuple | None = None) -> bool:
+        """Count the step of n examples (its sums are in the loop's tally, its loss and gradient norm in the
+        trail) and watch it (`measured`: its per-layer statistics, where its stack measured them:
+        diagnostics.stack_measure()), save at the checkpoint cadence or on a signal. False: stop now."""
         loop, t = self.loop, self.exp.trainer
-        loop.add(sums, n)
-        if self.diag.after_step(loop.step, epoch, loss, norm, measured):
+        loop.add(n)
+        if self.diag.after_step(loop.step, epoch, measured):
             self.status = "diverged"  # logs stay; `last` is the end of the previous epoch
             return False
         if self.stop.signal is not None or (t.checkpoint_every and loop.step % t.checkpoint_every == 0):
@@ -449,19 +473,17 @@ class Training:
             self.tracker.image("decision_boundary", boundary, loop.step)
         self.tracker.log(epoch_line(epoch, self.metrics))
         loop.end_epoch(self.shuffle.get_state())
-        state = self._state()
-        if monitor.watches(self.metrics) and monitor.update(epoch, self.metrics):
-            state["monitor"] = monitor.state_dict()
-            self.pending["best.pt"] = state
-        self.pending["last.pt"] = state
+        best = monitor.watches(self.metrics) and monitor.update(epoch, self.metrics)
         last = epoch == exp.trainer.epochs or monitor.should_stop
-        if last or time.perf_counter() - self.saved_at >= self.save_every_s:
-            self.write_checkpoints()
-            checkpoint.keep_numbered(self.ckpt_dir / "last.pt", epoch, exp.trainer.keep_checkpoints)
-        else:  # a best is kept until the next write (a copy: training goes on); `last` is taken anew then
-            del self.pending["last.pt"]
-            if self.pending.get("best.pt") is state:
-                self.pending["best.pt"] = _copied(state)
+        write = last or time.perf_counter() - self.saved_at >= self.save_every_s
+        if best or write:  # the state as of this epoch's end, its monitor updated (a light member's: only then)
+            state = self._state()
+            if best:  # kept until the next write (a copy where training goes on first); `last` is taken anew then
+                self.pending["best.pt"] = state if write else _copied(state)
+            if write:
+                self.pending["last.pt"] = state
+                self.write_checkpoints()
+                checkpoint.keep_numbered(self.ckpt_dir / "last.pt", epoch, exp.trainer.keep_checkpoints)
         self.diag.end_epoch(epoch, loop.step, last_epoch=epoch == exp.trainer.epochs or monitor.should_stop)
         return not monitor.should_stop
 
@@ -536,13 +558,43 @@ class Training:
         return summary
 
 
+def _count(members: list[Member], items: list, sums: torch.Tensor, tally: torch.Tensor | None) -> torch.Tensor:
+    """Add the step's batch_sums [K, S] of the members that stepped to the epoch's tally [K, S], whose rows
+    are their Positions' sums (views: one addition for the stack, not one per member). The first step of an
+    epoch makes the tally from where each member's sums stand (zero, or a resumed epoch's)."""
+    if tally is None:
+        zero = torch.zeros_like(sums[0])
+        tally = torch.stack([zero + m.training.loop.sums if i is not None else zero for m, i in zip(members, items)])
+        for k, (m, i) in enumerate(zip(members, items)):
+            if i is not None:  # (a member that stopped before this epoch has no sums in it)
+                m.training.loop.sums = tally[k]
+    if all(i is not None for i in items):
+        tally += sums
+    else:  # a member that stopped keeps its sums
+        stepped = torch.tensor([i is not None for i in items], device=sums.device).unsqueeze(1)
+        tally += torch.where(stepped, sums, torch.zeros_like(sums))
+    return tally
+
+
+def _stacked_norms(norms: list) -> torch.Tensor:
+    """The members' gradient norms where each optimizer stepped alone (a list; None: did not step) as [K]."""
+    like = next(n for n in norms if n is not None)
+    return torch.stack([n if n is not None else torch.zeros_like(like) for n in norms])
+
+
 def _copied(state: dict) -> dict:
-    """A checkpoint's state with every tensor copied (and its containers), the rest shared."""
+    """A checkpoint's state with every tensor copied (and its containers), the rest shared (a tuple of plain
+    values, Python's RNG state of 625 numbers, is immutable: shared as it is)."""
     if isinstance(state, dict):
         return {k: _copied(v) for k, v in state.items()}
+    if isinstance(state, tuple) and all(type(v) in _ATOMS for v in state):
+        return state
     if isinstance(state, (list, tuple)):
         return type(state)(_copied(v) for v in state)
     return state.detach().clone() if isinstance(state, torch.Tensor) else state
+
+
+_ATOMS = frozenset({int, float, str, bool, bytes, type(None)})
 
 
 def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, elapsed: float, val: dict | None) -> dict:

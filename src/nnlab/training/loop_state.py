@@ -73,6 +73,33 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+class Trail:
+    """The per-step data loss and gradient norm of a stack's K members (a run alone: K = 1): one [K, 2] row a
+    step, kept on the device; the first member to flush a window reads every member's rows back at once
+    (one host sync), the others take their column. Cleared at each epoch's end, when every member has
+    flushed; `first` is the step of its first row (members of a stack step together)."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def add(self, step: int, losses: torch.Tensor, norms: torch.Tensor) -> None:
+        if self.first is None:
+            self.first = step
+        self.pending.append(torch.stack([losses.detach().float(), norms.detach().float()], 1))
+
+    def rows(self, k: int, start: int, end: int) -> list[list[float]]:
+        """Member k's [loss, gradient norm] of steps start..end."""
+        if self.pending:
+            self.host += torch.stack(self.pending).tolist()
+            self.pending = []
+        return [self.host[s - self.first][k] for s in range(start, end + 1)]
+
+    def clear(self) -> None:
+        self.first: int | None = None
+        self.pending: list[torch.Tensor] = []
+        self.host: list[list[list[float]]] = []
+
+
 class Position:
     """Where the loop is: epoch, batches done in it, global step, and the epoch's running sums. Saved
     with every checkpoint so that a resumed run replays exactly the same batches."""
@@ -88,8 +115,8 @@ class Position:
             self.sums = torch.zeros((), device=device)  # batch_sums added up on the device: read once per epoch
         self.shuffle_state = shuffle_state
 
-    def add(self, sums: torch.Tensor, n: int) -> None:
-        self.sums = self.sums + sums
+    def add(self, n: int) -> None:
+        """A step of n examples (its batch_sums were added to `sums`, a row of the stack's tally: train.Tally)."""
         self.count += n
         self.batch += 1
 
@@ -108,6 +135,6 @@ class Position:
             "batch": self.batch,
             "step": self.step,
             "shuffle": self.shuffle_state,
-            "sums": None if self.sums is None else self.sums.cpu(),
+            "sums": None if self.sums is None else self.sums.detach().to("cpu", copy=True),  # (a row the tally adds to)
             "count": self.count,
         }

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nnlab import metrics as task_metrics
 from nnlab.config.schema import flatten
@@ -241,9 +241,11 @@ def open_run(
     """Write the run's config and environment, keep the rows a resume continues from, open its tracker;
     say what starts (the banner: on the terminal unless `quiet`, in train.log always).
     `job`: the jobs.task.Job it is (Hydra's record: its config group choices and its command-line overrides), if any."""
+    from nnlab.run_files.saved_config import config_yaml
     from nnlab.views.console import console
 
-    run_folder.write_file(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    text = config_yaml(cfg, resolve=True)
+    run_folder.write_file(run_dir / "config.yaml", text)
     run_folder.write_file(run_dir / "environment.json", json.dumps(environment(str(exp.device)), indent=2) + "\n")
     lines = [*banner(run_dir, exp, state), *exp.notes]
     if not quiet:
@@ -261,7 +263,7 @@ def open_run(
     tracker = Tracker(run_dir, purge_step=purge)
     tracker.log("\n".join(lines))
     if state is None:
-        tracker.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
+        tracker.text("config", "```\n" + text + "\n```")
         tracker.layout(task_metrics.score(exp.data.kind), logged_groups(exp))
         m = model_summary(exp.model)
         tracker.text(
@@ -303,6 +305,8 @@ def final_figures(exp: Experiment, run_dir: Path, tracker: Tracker, summary: dic
         return
     step, epoch = summary["steps"], summary.get("best_epoch")
     if data.kind == "points" and data.in_shape[0] == 2:
+        if not tracker.draws("decision_boundary_final"):
+            return
         image = figures.decision_boundary(exp.model, exp.loss_fn.predict, data.train.x, data.train.y)
         lo, hi = figures.plane_extent(data.train.x)
         title = f"{run_dir.name}\nepoch {epoch}: acc/test {score:.3f}"
@@ -327,6 +331,8 @@ def final_figures(exp: Experiment, run_dir: Path, tracker: Tracker, summary: dic
             step,
             "confusion_matrix.png",
         )
+        if not tracker.draws("misclassified"):
+            return
         wrong = (pred != test.y).nonzero()[:25, 0]
         images = data.unproject(test.x[wrong]).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         names = [f"true {t}, predicted {p}" for t, p in zip(test.y[wrong].tolist(), pred[wrong].tolist())]
@@ -344,6 +350,9 @@ class _Files:
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
+
+    def draws(self, tag: str) -> bool:
+        return True
 
     def figure(self, tag: str, draw, args: tuple, step: int, filename: str | None = None) -> None:
         if filename:

@@ -119,7 +119,7 @@ def run_curves(run_dir, kind: str) -> None:
     from nnlab import metrics
     from nnlab.run_files import records
 
-    epochs = [r for r in records.read_rows(Path(run_dir) / "metrics.jsonl") if "loss/train" in r]
+    epochs = records.read_rows(Path(run_dir) / "metrics.jsonl", having="loss/train")
     score = metrics.score(kind)
     curves = [epoch_curve(epochs, split, score, split, style) for split, style in (("train", "-"), ("val", "--"))]
     curves_figure([c for c in curves if c is not None], Path(run_dir) / "curves.png", score)
