@@ -1,7 +1,7 @@
 """How fast is nnlab next to the loops people write by hand? One run, side by side, same machine, ratios.
 
     python scripts/bench.py                      # everything (about 5 minutes on a 2-core CPU)
-    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, stacks, cnnstack, executors, doctor, toy, loadrun, floor
+    python scripts/bench.py --only mlp,startup   # some of it: mlp, cnn, startup, sweep, stacks, cnnstack, executors, doctor, toy, loadrun, floor, member
     python scripts/bench.py --only stacks --repeats 1   # batched sweeps against one run and the basic launcher
     python scripts/bench.py --device cuda --only mlp,cnn --cnn-steps 0 --variants fp32,bf16,fp16,compile
                                                  # the MLP and CNN loops on a GPU, whole epochs, nnlab's options
@@ -566,6 +566,71 @@ def floor(args) -> dict:
     return out
 
 
+MEMBER = """
+import json, os, pickle, sys, tempfile, time
+from pathlib import Path
+import torch, yaml
+from torch import nn
+torch.set_num_threads(1)
+from omegaconf import OmegaConf
+from nnlab.cli.command_line import compose
+from nnlab.jobs.stacking import sweep_config
+from nnlab.run_files.events import EventFile
+from nnlab.config.text import config_yaml
+from nnlab.run_files.tracking import Tracker
+from nnlab.training.setup import setup
+
+def per(f, n):
+    f()
+    start = time.perf_counter()
+    for _ in range(n):
+        f()
+    return (time.perf_counter() - start) / n
+
+base = compose(["trainer.seed=0"], hydra=True)
+task = compose(["trainer.seed=3"])
+frozen = pickle.dumps(base, protocol=pickle.HIGHEST_PROTOCOL)
+plain = OmegaConf.to_container(base, resolve=False)
+folder = Path(tempfile.mkdtemp())
+parts = {}
+parts["config"] = (per(lambda: sweep_config(base, ["trainer.seed=0"], ["trainer.seed=5"]), 40),
+                   per(lambda: pickle.loads(frozen), 40))
+def record():
+    for name, node in (("config.yaml", task), ("hydra.yaml", base.hydra), ("overrides.yaml", ["trainer.seed=5"])):
+        (folder / name).write_text(config_yaml(node) if not isinstance(node, list) else yaml.safe_dump(node))
+def record_floor():
+    for name, node in (("config.yaml", plain), ("hydra.yaml", plain["hydra"]), ("overrides.yaml", ["trainer.seed=5"])):
+        (folder / name).write_text(yaml.dump(node, Dumper=yaml.CSafeDumper, sort_keys=False))
+parts["job record"] = (per(record, 40), per(record_floor, 40))
+def bare_setup():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2))
+    for m in model:
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight)
+            nn.init.zeros_(m.bias)
+    return torch.optim.Adam(model.parameters(), lr=1e-3)
+parts["set-up"] = (per(lambda: setup(task, shared=True), 20), per(bare_setup, 40))
+tracker = Tracker(folder)
+rows = [(i, {"step/loss": 0.5 + i, "step/grad_norm": 1.5}) for i in range(10)]
+events = EventFile(folder / "floor")
+def rows_floor():
+    for step, values in rows:
+        events.file.write(json.dumps({"step": step, **values}).encode())
+parts["750 step rows"] = (per(lambda: tracker.rows(rows, 1), 200) * 75, per(rows_floor, 200) * 75)
+print(json.dumps(parts))
+"""
+
+
+def member(args) -> dict:
+    """What a member of a stack costs beyond its share of the arithmetic, part by part, in-process (one
+    thread): today's code against the fastest known way to do the same part (its config: a prepared copy
+    unpickled; its job record: three YAML files dumped by libyaml from plain dicts; its set-up: the same MLP
+    and Adam built by hand; its 750 per-step rows: the JSON lines alone, no TensorBoard record)."""
+    runs = [json.loads(child([sys.executable, "-c", MEMBER])[1].strip().splitlines()[-1]) for _ in range(args.repeats)]
+    return {part: [min(r[part][0] for r in runs), min(r[part][1] for r in runs)] for part in runs[0]}
+
+
 LOAD_RUN = """
 import sys, time
 import torch
@@ -596,6 +661,7 @@ CASES = {  # --only NAME: (what it says while it runs, the case)
     "toy": ("the default toy run", toy),
     "loadrun": ("nnlab.load_run of a toy run, after import torch", load_run),
     "floor": ("the floor of a sweep: its arithmetic alone, and start-up", floor),
+    "member": ("what a stack's member costs, part by part, against the fastest known way", member),
 }
 
 
@@ -719,6 +785,17 @@ def report(r: dict) -> None:
             print(
                 f"| one run vs the basic 16-seed sweep | {one:.1f} | 16 seeds, basic | {one / best['16 seeds, basic']:.2f}x | <= 0.35x | |"
             )
+    if "member" in r:
+        print("\n| a member's part | today ms | fastest known ms |\n|---|---|---|")
+        for part, (today, fastest) in r["member"].items():
+            print(f"| {part} | {today * 1e3:.2f} | {fastest * 1e3:.2f} |")
+    if "floor" in r:
+        f = r["floor"]
+        print(
+            f"\n| the floor | start-up {min(f['start_s']):.2f} s | "
+            + " | ".join(f"K={k} arithmetic {min(v):.2f} s" for k, v in f["arithmetic_s"].items())
+            + " |"
+        )
     if "cnnstack" in r:
         c = r["cnnstack"]
         seq, vm, gr = (min(c["s_per_step"][n]) for n in ("one after another", "vmap stack", "grouped conv stack"))

@@ -15,8 +15,8 @@ import torch
 
 from conftest import train
 from nnlab.cli.command_line import compose, group_options
-from nnlab.training.loop import train_step
 from nnlab.training.setup import setup
+from nnlab.training.steps import train_step
 
 STEPS = 200
 SETTINGS = [

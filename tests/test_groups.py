@@ -12,8 +12,8 @@ from nnlab.cli.command_line import compose
 from nnlab.config.validate import validate
 from nnlab.data.toy import REGRESSION
 from nnlab.training.diagnostics import weight_layers
-from nnlab.training.loop import train_step
 from nnlab.training.setup import setup
+from nnlab.training.steps import train_step
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "nnlab" / "conf"
 SWEEP_GROUPS = {"experiment", "hparams_search"}  # whole sweeps, tested in test_experiments.py / test_sweeps.py

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -318,6 +319,27 @@ def test_a_jobs_config_set_from_the_first_jobs_equals_hydras_own(tmp_path):
         assert sweep_config(base, ["activation=relu"], ["activation=tanh"]) is None  # a config group: composed
         assert sweep_config(base, ["activation=relu"], ["+trainer.foo=1"]) is None
     GlobalHydra.instance().clear()
+
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "src/nnlab/conf/experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_a_jobs_records_read_back_as_omegaconfs_own_yaml(experiment):
+    """config.text.config_yaml (libyaml, ~1 ms) writes every job's .hydra/ records and config.yaml: read
+    back, each is what OmegaConf.to_yaml (~13 ms) writes, for every experiment's config, Hydra's node and the
+    resolved config, strings that read as numbers or booleans kept strings."""
+    from omegaconf import OmegaConf
+
+    from nnlab.cli.command_line import compose
+    from nnlab.config.text import config_yaml
+
+    cfg = compose([f"experiment={experiment}", "+data.note='1e5'", "+data.flag='yes'"], hydra=True)
+    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    for node, resolve in ((cfg.hydra, False), (task, False), (task, True)):
+        fast, slow = config_yaml(node, resolve), OmegaConf.to_yaml(node, resolve=resolve)
+        assert OmegaConf.to_container(OmegaConf.create(fast)) == OmegaConf.to_container(OmegaConf.create(slow))
+    assert "note: '1e5'" in config_yaml(task) and "flag: 'yes'" in config_yaml(task)
 
 
 @pytest.mark.slow

@@ -16,8 +16,8 @@ from nnlab.cli.command_line import check_command_line, compose
 from nnlab.config.validate import validate
 from nnlab.data.toy import REGRESSION
 from nnlab.errors import ConfigError
-from nnlab.training.loop import train_step
 from nnlab.training.setup import setup
+from nnlab.training.steps import train_step
 
 CONF = REPO / "src" / "nnlab" / "conf"
 

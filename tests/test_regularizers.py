@@ -11,8 +11,8 @@ from nnlab.cli.command_line import compose
 from nnlab.config.validate import validate
 from nnlab.nn.dropout import Dropout
 from nnlab.nn.mlp import MLP
-from nnlab.training.loop import train_step
 from nnlab.training.setup import setup
+from nnlab.training.steps import train_step
 
 
 def row_norms(w: torch.Tensor) -> torch.Tensor:

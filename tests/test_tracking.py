@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from conftest import events
 from nnlab.config.schema import flatten
 from nnlab.run_files.tracking import Tracker, record_failure, write_summary
@@ -29,3 +32,48 @@ def test_flatten_and_summaries(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["metrics"] == {"acc/test": 0.9} and "boom" in summary["error"]
     assert "RuntimeError: boom" in (tmp_path / "error.txt").read_text()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 2**40),
+            st.dictionaries(
+                st.text(alphabet="abcdefghij/_0123456789", min_size=1, max_size=30),
+                st.floats(allow_nan=True, allow_infinity=True),
+                min_size=1,
+                max_size=4,
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_event_files_read_back_as_tensorboard_reads_them(rows):
+    """run_files.events writes TensorBoard's records itself (a step's scalars encoded by hand, the checksums
+    CRC-32C): TensorBoard's own reader checks each record and reads back every value as float32 (beyond its
+    range: ±inf), at its step, whatever the tags, values and steps."""
+    import os
+    import tempfile
+
+    import numpy as np
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as theirs
+
+    from nnlab.run_files.events import EventFile, masked_crc32c
+
+    for data in (b"", os.urandom(7), os.urandom(100)):
+        assert masked_crc32c(data) == theirs(data)
+    with tempfile.TemporaryDirectory() as folder:
+        with EventFile(folder, purge_step=3) as f:
+            for step, values in rows:
+                f.scalars(step, values)
+        read = [e for e in LegacyEventFileLoader(str(f.path)).Load() if e.HasField("summary")]
+    assert [e.step for e in read] == [step for step, _ in rows]
+    for event, (_, values) in zip(read, rows):
+        got = {v.tag: v.simple_value for v in event.summary.value}
+        assert list(got) == list(values)
+        with np.errstate(over="ignore"):
+            want = {t: np.float32(v) for t, v in values.items()}
+        assert all((math.isnan(got[t]) and math.isnan(want[t])) or got[t] == want[t] for t in values)

@@ -9,9 +9,9 @@ import torch
 from nnlab.cli.command_line import compose
 from nnlab.config.schema import EarlyStoppingConfig
 from nnlab.engine.update import global_grad_norm
-from nnlab.training.loop import evaluate, train_step
 from nnlab.training.loop_state import Monitor
 from nnlab.training.setup import setup
+from nnlab.training.steps import evaluate, train_step
 
 TOY = ["data.source.n_train=64", "data.source.n_test=32", "trainer.device=cpu"]
 

@@ -16,8 +16,9 @@ from typing import NamedTuple
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nnlab.config.overrides import copied, override_key
+from nnlab.config.overrides import override_key
 from nnlab.config.targets import resolve_target
+from nnlab.config.text import copied
 from nnlab.config.validate import validate
 from nnlab.errors import ConfigError, did_you_mean, unwritable
 from nnlab.jobs.stacking import launch_problem

@@ -35,7 +35,7 @@ class Search:
 
 def step_memory_mb(exp, batch: int, scaler) -> float:
     """One training step at this batch size; its memory in MiB (see the module docstring)."""
-    from nnlab.training.loop import train_step
+    from nnlab.training.steps import train_step
 
     x, y = exp.data.train.x[:batch].clone(), exp.data.train.y[:batch].clone()  # a batch of its own, as in training
     if exp.device.type == "cuda":
@@ -99,8 +99,8 @@ def trial(
 
     from omegaconf import OmegaConf, open_dict
 
-    from nnlab.training.loop import train_step
     from nnlab.training.setup import setup
+    from nnlab.training.steps import train_step
 
     c = copy.deepcopy(cfg)
     with open_dict(c):

@@ -46,8 +46,8 @@ def run_checks(cfg: DictConfig, cpu_share: int | None = None) -> list[CheckResul
     from nnlab.metrics import score
     from nnlab.nn import eval_mode
     from nnlab.training.diagnostics import weight_layers
-    from nnlab.training.loop import evaluate, train_step
     from nnlab.training.setup import setup
+    from nnlab.training.steps import evaluate, train_step
 
     c = cfg.check
     checked = without_regularization(cfg)

@@ -27,7 +27,7 @@ class RangeTest:
 
 def range_test(exp, min_lr: float, max_lr: float, steps: int, smoothing: float, explode_factor: float) -> RangeTest:
     from nnlab.data.loader import batch_indices
-    from nnlab.training.loop import train_step
+    from nnlab.training.steps import train_step
 
     growth = (max_lr / min_lr) ** (1 / max(1, steps - 1))
     exp.scheduler = _Fixed()  # the test sets the rate itself

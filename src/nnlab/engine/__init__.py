@@ -5,6 +5,6 @@
                    stack of one) or torch.optim's own (torch_update), a named mode
     optimizers.py  each optimizer's arithmetic as one function over stacked tensors; Yogi
 
-The training loop (nnlab/training/loop.py) calls an engine's zero_grad, forward, backward and step; schedules
+A training step (nnlab/training/steps.py) calls an engine's zero_grad, forward, backward and step; schedules
 (nnlab/engine/schedules.py) set the rates the update reads.
 """

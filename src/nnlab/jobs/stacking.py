@@ -152,7 +152,7 @@ def sweep_config(base: DictConfig | None, base_overrides: list[str], overrides: 
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from nnlab.config.overrides import copied
+    from nnlab.config.text import copied
     from nnlab.jobs.hydra_private import get_overrides_dirname
 
     if base is None or len(base_overrides) != len(overrides):

@@ -350,7 +350,7 @@ def _run(hydra_context, cfg: DictConfig, task_function):
     from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, env_override
     from omegaconf import flag_override, open_dict
 
-    from nnlab.run_files.saved_config import config_yaml
+    from nnlab.config.text import config_yaml
 
     folder = Path(folder_of(cfg))
     if folder.is_symlink():

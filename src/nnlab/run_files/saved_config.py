@@ -22,33 +22,6 @@ from nnlab.errors import ConfigError
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def config_yaml(cfg, resolve: bool = False) -> str:
-    """A config as YAML, as OmegaConf.to_yaml writes it (the same values, order and quoting of strings that
-    read as numbers or booleans; a long string may fold at another place), emitted by libyaml where PyYAML
-    has it: ~1 ms against ~13 ms for a run's config, which every job writes three times (.hydra/config.yaml,
-    config.yaml, TensorBoard's text)."""
-    import yaml
-    from omegaconf import OmegaConf
-
-    container = OmegaConf.to_container(cfg, resolve=resolve, enum_to_str=True)
-    return yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=_dumper())
-
-
-def _dumper():
-    import yaml
-    from omegaconf._utils import OmegaConfDumper
-
-    global _DUMPER
-    if _DUMPER is None:
-        base = getattr(yaml, "CDumper", yaml.Dumper)
-        _DUMPER = type("ConfigDumper", (base,), {})
-        _DUMPER.add_representer(str, OmegaConfDumper.str_representer)
-    return _DUMPER
-
-
-_DUMPER = None
-
-
 def run_overrides(run: str | Path) -> list[str]:
     """The overrides that compose exactly the config RUN was trained with: its group choices, then every
     value that differs from what those choices compose to. ConfigError (one paragraph) for a folder whose

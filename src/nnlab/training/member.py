@@ -241,7 +241,7 @@ def open_run(
     """Write the run's config and environment, keep the rows a resume continues from, open its tracker;
     say what starts (the banner: on the terminal unless `quiet`, in train.log always).
     `job`: the jobs.task.Job it is (Hydra's record: its config group choices and its command-line overrides), if any."""
-    from nnlab.run_files.saved_config import config_yaml
+    from nnlab.config.text import config_yaml
     from nnlab.views.console import console
 
     text = config_yaml(cfg, resolve=True)

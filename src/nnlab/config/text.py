@@ -1,0 +1,38 @@
+"""A composed config as a run folder and a sweep handle it: as YAML text (the `.hydra/` records, config.yaml,
+TensorBoard's text) and as a deep copy to set a value on (a sweep's jobs, the pre-flight's values)."""
+
+import pickle
+
+
+def config_yaml(cfg, resolve: bool = False) -> str:
+    """A config as YAML, as OmegaConf.to_yaml writes it (the same values, order and quoting of strings that
+    read as numbers or booleans; a long string may fold at another place), emitted by libyaml where PyYAML
+    has it: ~1 ms against ~13 ms for a run's config, which every job writes three times (.hydra/config.yaml,
+    config.yaml, TensorBoard's text)."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=resolve, enum_to_str=True)
+    return yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=_dumper())
+
+
+def _dumper():
+    import yaml
+    from omegaconf._utils import OmegaConfDumper
+
+    global _DUMPER
+    if _DUMPER is None:
+        base = getattr(yaml, "CDumper", yaml.Dumper)
+        _DUMPER = type("ConfigDumper", (base,), {})
+        _DUMPER.add_representer(str, OmegaConfDumper.str_representer)
+    return _DUMPER
+
+
+_DUMPER = None
+
+
+def copied(cfg):
+    """A deep copy of a composed config (its flags, its schema's type), through pickle: ~2.5 ms for a
+    job's config with Hydra's node against ~7.5 ms for copy.deepcopy, which a sweep pays for every value
+    it checks and every job it derives (jobs.stacking.sweep_config)."""
+    return pickle.loads(pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL))
