@@ -107,6 +107,21 @@ def test_more_epochs_continue_the_same_run(tmp_path):
     assert summary(run)["metrics"] == summary(ref)["metrics"] and summary(run)["epochs_run"] == 4
 
 
+def test_early_stopping_counts_the_same_across_a_resume(tmp_path):
+    """A checkpoint holds its monitor as of its epoch's end, an epoch that did not improve counted: resumed
+    there, early stopping stops where the run straight through stops (patience 3; nothing improves on the
+    first epoch by min_delta 10, so the run stops after epoch 4)."""
+    stop = ["early_stopping.patience=3", "early_stopping.min_delta=10"]
+    base = [r for r in RUN if not r.startswith(("trainer.epochs", "trainer.checkpoint_every"))]
+    ref, _ = train(tmp_path, *base, *stop, "trainer.epochs=10", run_dir="ref")
+    assert summary(ref)["epochs_run"] == 4 and summary(ref)["stopped_early"]
+    run, _ = train(tmp_path, *base, *stop, "trainer.epochs=3", run_dir="short")
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["monitor"]["bad_epochs"] == 2
+    out = nnlab("train", *base, *stop, "trainer.epochs=10", f"resume={run}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert summary(run)["epochs_run"] == 4 and summary(run)["metrics"] == summary(ref)["metrics"]
+
+
 def test_resume_refuses_another_config_and_auto_starts_fresh(tmp_path):
     run, _ = train(tmp_path, *RUN[:1], "trainer.epochs=1", *RUN[2:], run_dir="a")
     out = nnlab("train", *RUN, "optimizer.lr=0.5", f"resume={run}", cwd=tmp_path)

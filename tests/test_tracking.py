@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -77,3 +78,29 @@ def test_event_files_read_back_as_tensorboard_reads_them(rows):
         with np.errstate(over="ignore"):
             want = {t: np.float32(v) for t, v in values.items()}
         assert all((math.isnan(got[t]) and math.isnan(want[t])) or got[t] == want[t] for t in values)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    step=st.integers(0, 2**40),
+    epoch=st.one_of(st.none(), st.integers(0, 10**6)),
+    values=st.dictionaries(
+        st.one_of(st.sampled_from(["step", "epoch", "loss/train", 'a"b', "é"]), st.text(min_size=1, max_size=12)),
+        st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**12), 10**12), st.booleans()),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_metrics_rows_are_the_json_of_their_values(step, epoch, values):
+    """Tracker.rows formats metrics.jsonl lines itself: each is json.dumps of its row, NaN and infinities as
+    strings (JSON has no such numbers), whatever the keys (quotes, unicode) and values."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        tracker = Tracker(folder)
+        tracker.rows([(step, values)], epoch)
+        tracker.close()
+        line = (Path(folder) / "metrics.jsonl").read_text()
+    row = {"step": step, **({"epoch": epoch} if epoch is not None else {}), **values}
+    expected = {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+    assert line == json.dumps(expected) + "\n"

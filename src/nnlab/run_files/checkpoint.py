@@ -115,10 +115,11 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     return state
 
 
-def state(exp, loop, metrics: dict, monitor, diag, scaler, noise) -> dict:
+def state(exp, loop, metrics: dict, monitor, diag, scaler, noise, kept: bool = False) -> dict:
     """Everything needed to continue exactly: weights, optimizer, schedule, scaler, the loop's position
     (loop_state.Position), the random states, early-stopping and diagnostics state, and the config. Tensors
-    and plain types only."""
+    and plain types only. `kept`: held to be written later while training goes on (a light member's best),
+    so every weight and optimizer tensor is a copy (else only a stack member's views are)."""
 
     import numpy as np
 
@@ -133,8 +134,8 @@ def state(exp, loop, metrics: dict, monitor, diag, scaler, noise) -> dict:
         "noise": noise.get_state(),
     }
     return {
-        "model": {k: _own(v) for k, v in bare(exp.model).state_dict().items()},
-        "optimizer": _own_optimizer(exp.optimizer.state_dict()),
+        "model": {k: _own(v, kept) for k, v in bare(exp.model).state_dict().items()},
+        "optimizer": _own_optimizer(exp.optimizer.state_dict(), kept),
         "scheduler": exp.scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "epoch": loop.last_epoch,
@@ -148,21 +149,21 @@ def state(exp, loop, metrics: dict, monitor, diag, scaler, noise) -> dict:
     }
 
 
-def _own_optimizer(state: dict) -> dict:
+def _own_optimizer(state: dict, kept: bool = False) -> dict:
     """An optimizer's state_dict whose tensors are their own (a stack's member holds views of the stacked
     optimizer state: optim.StackedOptimizer)."""
     return {
         **state,
         "state": {
-            i: {k: _own(v) if torch.is_tensor(v) else v for k, v in s.items()} for i, s in state["state"].items()
+            i: {k: _own(v, kept) if torch.is_tensor(v) else v for k, v in s.items()} for i, s in state["state"].items()
         },
     }
 
 
-def _own(t: torch.Tensor) -> torch.Tensor:
+def _own(t: torch.Tensor, kept: bool = False) -> torch.Tensor:
     """A tensor that is a view into a larger one (a member's slice of a stacked sweep) as a copy of its
-    own: torch.save would otherwise write the whole stack into this run's checkpoint."""
-    return t.clone() if t.untyped_storage().nbytes() != t.numel() * t.element_size() else t
+    own: torch.save would otherwise write the whole stack into this run's checkpoint (`kept`: a copy always)."""
+    return t.clone() if kept or t.untyped_storage().nbytes() != t.numel() * t.element_size() else t
 
 
 def check_fits(exp, state: dict, path: Path) -> None:

@@ -58,14 +58,16 @@ class Tracker:
         """Several steps' values at once (a log window): an event per step (`by_epoch`: at the epoch), one
         write to metrics.jsonl."""
         now, lines = time.time(), []
+        head = "" if epoch is None else f', "epoch": {int(epoch)}'
         for step, values in rows:
             self.writer.scalars(epoch if by_epoch else step, values, now)
-            row = {"step": step, **({"epoch": epoch} if epoch is not None else {}), **values}
-            try:
-                lines.append(json.dumps(row, allow_nan=False))
-            except ValueError:  # NaN/Inf are not JSON: written as strings
-                lines.append(json.dumps({k: _json_number(v) for k, v in row.items()}))
-        self.jsonl.write("".join(line + "\n" for line in lines))
+            if "step" in values or "epoch" in values:  # (never nnlab's own tags: the row as a dict says it)
+                row = {"step": step, **({"epoch": epoch} if epoch is not None else {}), **values}
+                lines.append(json.dumps({k: _json_number(v) for k, v in row.items()}) + "\n")
+                continue
+            body = "".join(f", {_json_key(k)}: {_json_value(v)}" for k, v in values.items())
+            lines.append(f'{{"step": {int(step)}{head}{body}}}\n')  # what json.dumps writes, ~3x faster
+        self.jsonl.write("".join(lines))
 
     def image(self, tag: str, image: torch.Tensor, step: int) -> None:
         self.writer.image(PLOTS + tag, image, step, dataformats="CHW")
@@ -363,6 +365,21 @@ def _json_number(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)  # NaN/Inf are not JSON
     return v
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_key(key: str) -> str:
+    return json.dumps(key)
+
+
+def _json_value(v: Any) -> str:
+    """A metrics row's value as JSON: a finite float or int as json.dumps writes it (its repr), NaN and
+    infinities as the strings "nan", "inf", "-inf" (JSON has no such numbers)."""
+    if type(v) is float:
+        return repr(v) if math.isfinite(v) else f'"{v}"'
+    if type(v) is int:
+        return repr(v)
+    return json.dumps(_json_number(v))
 
 
 def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> Path:

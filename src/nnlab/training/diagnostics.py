@@ -406,9 +406,9 @@ class Diagnostics:
             "initial": self.initial,
             "flushed": self.flushed,
             "alarms": [a.as_dict() for a in self.raised],
-            "pretrain": self.pretrain,
+            "pretrain": list(self.pretrain),
             "start_form": self.start_form,
-            "curve": self.curve,
+            "curve": list(self.curve),  # (a copy: a state kept for later must not grow with the run)
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -273,8 +273,10 @@ class Training:
             )
         exp.model.train()
 
-    def _state(self) -> dict:
-        return checkpoint.state(self.exp, self.loop, self.metrics, self.monitor, self.diag, self.scaler, self.noise)
+    def _state(self, kept: bool = False) -> dict:
+        return checkpoint.state(
+            self.exp, self.loop, self.metrics, self.monitor, self.diag, self.scaler, self.noise, kept
+        )
 
     def batches(self, epoch: int):
         """The epoch's training batches (x, y) as the step sees them: augmented, with input noise."""
@@ -340,9 +342,9 @@ class Training:
         last = epoch == exp.trainer.epochs or monitor.should_stop
         write = last or time.perf_counter() - self.saved_at >= self.save_every_s
         if best or write:  # the state as of this epoch's end, its monitor updated (a light member's: only then)
-            state = self._state()
-            if best:  # kept until the next write (a copy where training goes on first); `last` is taken anew then
-                self.pending["best.pt"] = state if write else _copied(state)
+            state = self._state(kept=not write)
+            if best:  # kept until the next write (its tensors copies where training goes on first); `last` then anew
+                self.pending["best.pt"] = state
             if write:
                 self.pending["last.pt"] = state
                 self.write_checkpoints()
@@ -419,21 +421,6 @@ class Training:
                 self.tracker.log(f"{name} arrived after the last step: the run was complete and closes as {status}")
         self.tracker.log(summary_text(summary))
         return summary
-
-
-def _copied(state: dict) -> dict:
-    """A checkpoint's state with every tensor copied (and its containers), the rest shared (a tuple of plain
-    values, Python's RNG state of 625 numbers, is immutable: shared as it is)."""
-    if isinstance(state, dict):
-        return {k: _copied(v) for k, v in state.items()}
-    if isinstance(state, tuple) and all(type(v) in _ATOMS for v in state):
-        return state
-    if isinstance(state, (list, tuple)):
-        return type(state)(_copied(v) for v in state)
-    return state.detach().clone() if isinstance(state, torch.Tensor) else state
-
-
-_ATOMS = frozenset({int, float, str, bool, bytes, type(None)})
 
 
 def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, elapsed: float, val: dict | None) -> dict:

@@ -188,7 +188,8 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
     stack, whose image set it shares with the others (loader.Images); `trains`: False for a trained run
     read back (load_run, figures): no optimizer nor schedule (torch.optim's first optimizer imports
     torch._dynamo, a second of start-up)."""
-    trainer: TrainerConfig = OmegaConf.to_object(cfg.trainer)
+    config = OmegaConf.to_container(cfg, resolve=True)  # (its groups' settings as plain dataclasses below)
+    trainer = TrainerConfig(**config["trainer"])
     notes = seed_everything(trainer.seed, trainer.deterministic)
     device = resolve_device(trainer.device)
     data = load_data(cfg, trainer, device, shared, cpu_share, notes)
@@ -217,7 +218,7 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
             m.register_forward_hook(keep)
     if trainer.compile:
         model = torch.compile(model)
-    regularization = OmegaConf.to_object(cfg.regularization)
+    regularization = RegularizationConfig(**config["regularization"])
     weights = [m.weight for _, m in weight_layers(model) if m.weight.requires_grad]
     if why is not None:  # a mode of its own, said at the start: never a silent switch
         notes.append(f"update: torch.optim's own step() ({why}), not the engine's stacked form")
@@ -231,14 +232,14 @@ def setup(cfg: DictConfig, cpu_share: int | None = None, shared: bool = False, t
         device=device,
         trainer=trainer,
         regularization=regularization,
-        early_stopping=OmegaConf.to_object(cfg.early_stopping),
-        diagnostics=OmegaConf.to_object(cfg.diagnostics),
-        alarms=OmegaConf.to_object(cfg.alarms),
+        early_stopping=EarlyStoppingConfig(**config["early_stopping"]),
+        diagnostics=DiagnosticsConfig(**config["diagnostics"]),
+        alarms=AlarmsConfig(**config["alarms"]),
         activation_type=type(activation()),
         steps_per_epoch=spe,
-        pretrain=OmegaConf.to_object(cfg.pretrain),
+        pretrain=PretrainConfig(**config["pretrain"]),
         make_optimizer=make_optimizer,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=config,
         activities=activities,
         params=[p for p in model.parameters() if p.requires_grad],
         weights=weights,
