@@ -276,14 +276,13 @@ def run_group(task: Task, hydra_context, configs: list[DictConfig], label: str) 
     stacked = len(configs) > 1 and task.stacks
     returns, outcomes, members = [], [], []
     for i, cfg in enumerate(configs):
-        lost = _lost(cfg, "failed")  # (before the job: its config then gives its `hydra` node to the job)
         ret = _run(hydra_context, cfg, task.prepare if stacked else task.outcome)
         got = ret.return_value if ret.status == JobStatus.COMPLETED else None
         if isinstance(got, Member):  # ready to train (else: its Outcome: it ran alone, or was refused)
             members.append((i, got))
             outcomes.append(None)
         else:
-            outcomes.append(got if isinstance(got, Outcome) else lost)
+            outcomes.append(got if isinstance(got, Outcome) else _lost(cfg, "failed"))
         returns.append(ret)
     if members:
         from nnlab.training.loop import train
@@ -342,10 +341,10 @@ def _run(hydra_context, cfg: DictConfig, task_function):
     """One job as Hydra's run_job runs it (its folder, its `.hydra/` record, its logging into train.log,
     Hydra's callbacks, env_set and chdir), at a fraction of the cost: the launcher made `cfg` for this job
     alone, so it is not copied (run_job deep-copies it twice and sets HydraConfig twice, each a copy of
-    Hydra's node): its `hydra` node moves to HydraConfig, the rest is the task's config; the records are
-    written by libyaml (saved_config.config_yaml). ~70 ms a job became ~10 ms: what a member of a stack of
-    hundreds costs. A job folder that is a link is refused (it would be written through) and the sweep goes
-    on."""
+    Hydra's node): its `hydra` node moves to HydraConfig while the job runs (the rest is the task's config),
+    and back when it ends; the records are written by libyaml (config.text.config_yaml). ~70 ms a job
+    became ~10 ms: what a member of a stack of hundreds costs. A job folder that is a link is refused (it
+    would be written through) and the sweep goes on."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, env_override
     from omegaconf import flag_override, open_dict
@@ -400,6 +399,8 @@ def _run(hydra_context, cfg: DictConfig, task_function):
         if chdir:
             os.chdir(old_cwd)
         configure_log(hydra.hydra_logging, hydra.verbose)
+        with open_dict(cfg), flag_override(cfg, "no_deepcopy_set_nodes", True):
+            cfg["hydra"] = hydra  # the job's config whole again (a requeued task runs its jobs anew from it)
 
 
 def _write_failure(e: OSError, run_dir: str) -> str:
