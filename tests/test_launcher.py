@@ -211,6 +211,18 @@ def test_mnist_members_match_and_their_checkpoints_serve_resume_transfer_and_ens
     assert report.returncode == 0 and "3 runs under" in report.stdout
 
 
+def test_a_stack_of_models_without_hidden_layers_measures_its_layers(tmp_path):
+    """model.hidden=[] (logistic regression) stacks: the per-layer statistics, measured for the stack at
+    once, have no hidden activations to read, and each member logs its layer's norms as its run alone does."""
+    sweep, _ = sweep_of(
+        tmp_path, {"trainer.seed": ["0", "1"]}, [*SHORT, "model.hidden=[]", "trainer.epochs=2", "diagnostics.every=5"]
+    )
+    for i in (0, 1):
+        assert summary(sweep / str(i))["status"] == "ok"
+        rows = layer_rows(sweep / str(i))
+        assert rows and all("stats/weight_norm/layer1" in r and "stats/act_mean/layer1" not in r for r in rows.values())
+
+
 def test_what_cannot_stack_runs_alone_and_says_why(tmp_path):
     sweep = tmp_path / "sweep"
     out = nnlab(

@@ -110,16 +110,16 @@ def activation_stats(
     given = {n: a for n, a in (inputs or {}).items() if n in outputs and a.shape == outputs[n].shape}
     flat = {n: slopes(z, activation).unsqueeze(0) for n, z in given.items()}  # elementwise (not maxout)
     return members_activation_stats(
-        {n: a.unsqueeze(0) for n, a in outputs.items()}, type(activation), saturation_eps, flat
+        {n: a.unsqueeze(0) for n, a in outputs.items()}, type(activation), saturation_eps, flat, members=1
     )[0]
 
 
 def members_activation_stats(
-    outputs: dict[str, Tensor], kind: type, saturation_eps: float, slopes_of: dict[str, Tensor]
+    outputs: dict[str, Tensor], kind: type, saturation_eps: float, slopes_of: dict[str, Tensor], members: int
 ) -> list[dict[str, float]]:
     """activation_stats of D members at once (one host read): outputs[name] and slopes_of[name] (the
     activation's slope at each input, where it acts elementwise) as [D, examples, units, ...]; `kind`: the
-    activation's class. One dict per member."""
+    activation's class. One dict per member (empty ones for a model without hidden activations)."""
     stats: dict[str, Tensor] = {}
     bounds = SATURATING.get(kind)
     for name, a in outputs.items():
@@ -137,7 +137,7 @@ def members_activation_stats(
         if name in slopes_of:
             stats[f"stats/no_grad_frac/{name}"] = (_unit_max(slopes_of[name].abs()) < NO_SLOPE).float().mean(1)
     if not stats:
-        return [{} for _ in range(next(iter(outputs.values())).shape[0])] if outputs else [{}]
+        return [{} for _ in range(members)]
     names, table = list(stats), torch.stack(list(stats.values()), 1).tolist()
     return [dict(zip(names, row)) for row in table]
 
@@ -243,6 +243,8 @@ def _stacked_activation_stats(hidden: tuple, diags: list, due: list[int]) -> lis
     an activation without parameters over the stack in one pass (elementwise, the same function for every
     member), PReLU's with each member's own slopes."""
     d = diags[due[0]]
+    if not d.acts:  # no hidden activations (model.hidden=[]): nothing to measure
+        return [{} for _ in due]
     idx = torch.tensor(due, device=hidden[1][0].device)
     outputs = {name: hidden[1][j][idx] for j, (name, _) in enumerate(d.acts)}
     shared = not any(True for _ in d.activation.parameters())
@@ -254,7 +256,7 @@ def _stacked_activation_stats(hidden: tuple, diags: list, due: list[int]) -> lis
         slopes_of[name] = (
             slopes(z[idx], d.activation) if shared else torch.stack([slopes(z[k], diags[k].activation) for k in due])
         )
-    return members_activation_stats(outputs, type(d.activation), d.cfg.saturation_eps, slopes_of)
+    return members_activation_stats(outputs, type(d.activation), d.cfg.saturation_eps, slopes_of, len(due))
 
 
 def first_to_last_ratio(norms: dict[str, float]) -> float | None:
