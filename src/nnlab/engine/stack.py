@@ -44,8 +44,9 @@ class Solo:
     def backward(self, objective: torch.Tensor) -> None:
         self.scaler.scale(objective).backward()
 
-    def step(self, active: list[bool]) -> list:
-        return [member_update(self.exp, self.scaler)]
+    def step(self, active: list[bool]) -> torch.Tensor:
+        """The run's update: its gradient norm before clipping, [1]."""
+        return member_update(self.exp, self.scaler).reshape(1)
 
     def share_grads(self) -> None:
         """(A run's parameters hold their own gradients.)"""
@@ -227,12 +228,14 @@ class Stack:
             for k, ps in enumerate(self.members):
                 ps[i].grad = None if p.grad is None else p.grad[k]
 
-    def step(self, active: list[bool]):
-        """One update of every member that stepped: their gradient norms, [K] (or a list where the
-        members' optimizers step one after another)."""
+    def step(self, active: list[bool]) -> torch.Tensor:
+        """One update of every member that stepped: their gradient norms before clipping, [K] (0 for a
+        member that did not step; where the members' optimizers step one after another, each its own)."""
         if self.fused is not None:
             return self.fused(torch.tensor(active))
-        return [member_update(e, s) if a else None for e, s, a in zip(self.exps, self.scalers, active)]
+        norms = [member_update(e, s) if a else None for e, s, a in zip(self.exps, self.scalers, active)]
+        like = next(n for n in norms if n is not None)
+        return torch.stack([n if n is not None else torch.zeros_like(like) for n in norms])
 
 
 def _apply(activation: nn.Module, h: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from nnlab.training.diagnostics import Diagnostics, stack_boundaries, stack_meas
 from nnlab.training.loop_state import Monitor, Position, StopRequest, Trail
 from nnlab.training.member import Member, close, guard, hparams_of, said
 from nnlab.training.setup import Experiment, model_summary
-from nnlab.training.steps import epoch_metrics, stacked_norms, step, step_sums, tally_step, test, validate
+from nnlab.training.steps import epoch_metrics, step, step_sums, tally_step, test, validate
 from nnlab.views import figures
 from nnlab.views.console import TrainingProgress, check_interrupt, epoch_line, stack_info, summary_text, warning
 from nnlab.views.painter import Drawing, Painter
@@ -179,11 +179,11 @@ def _drive(engine, members: list[Member], progress: TrainingProgress, alone: boo
             for m, i in zip(members, items):
                 if i is not None:
                     m.training.before_step()
-            out, losses, norms = step(engine, exps, items)
-            sums = step_sums(exps, out, items, losses)  # every member's loss and metric sums, in one go
+            out, y, losses, norms = step(engine, exps, items)
+            sums = step_sums(exps, out, y, losses)  # every member's loss and metric sums, in one go
             tally = tally_step(members, items, sums, tally)
             stepped = next(m.training.loop.step for m, i in zip(members, items) if i is not None)
-            trail.add(stepped, losses, norms if isinstance(norms, torch.Tensor) else stacked_norms(norms))
+            trail.add(stepped, losses, norms)
             measured = (
                 stack_measure(engine, [m.training.diag for m in members], [not m.done for m in members])
                 if isinstance(engine, Stack)

@@ -30,14 +30,16 @@ def autocast(device: torch.device, precision: str):
 def step(engine, exps: list[Experiment], items: list) -> tuple:
     """One optimizer step of every member that has a batch (items[k]: (x, y), or None for a member that
     has stopped): forward, the members' losses, backward, one update, the per-step schedules. The members'
-    losses are summed, so each member's gradient is its own loss's. Returns (outputs [K, B, ...], data
-    losses [K] (0 for a member that did not step), gradient norms before clipping [K]), all still on the
-    device. The data loss is what is logged and watched; the L1 penalties only join it for the gradient."""
+    losses are summed, so each member's gradient is its own loss's. Returns (outputs [K, B, ...], targets
+    [K, B, ...] (targets()), data losses [K] and gradient norms before clipping [K] (0 for a member that
+    did not step)), all still on the device. The data loss is what is logged and watched; the L1 penalties
+    only join it for the gradient."""
     active = [i is not None for i in items]
     engine.zero_grad()
+    y = targets(items)
     with autocast(exps[0].device, exps[0].trainer.precision):
         out = engine.forward([i[0] if i is not None else None for i in items], active)
-        losses = data_losses(exps, out, items)
+        losses = data_losses(exps, out, y, active)
         objective = losses.sum()
         for k, (exp, i) in enumerate(zip(exps, items)):
             reg = exp.regularization
@@ -50,31 +52,32 @@ def step(engine, exps: list[Experiment], items: list) -> tuple:
     for exp, a in zip(exps, active):
         if a and not per_epoch(exp.scheduler):
             exp.scheduler.step()
-    return out, losses, norms
+    return out, y, losses, norms
 
 
-def data_losses(exps: list[Experiment], out: torch.Tensor, items: list) -> torch.Tensor:
+def targets(items: list) -> torch.Tensor:
+    """The members' targets as one [K, B, ...] tensor (zeros for a member without a batch)."""
+    like = next(i[1] for i in items if i is not None)
+    return torch.stack([i[1] if i is not None else torch.zeros_like(like) for i in items])
+
+
+def data_losses(exps: list[Experiment], out: torch.Tensor, y: torch.Tensor, active: list[bool]) -> torch.Tensor:
     """Each member's data loss on its batch, [K] (0 for a member without one): the stack's cross-entropy in
     one computation (losses.stacked_cross_entropy: a backward pass of a few nodes, not K losses and their
     sum), any other loss member by member."""
-    like = next(i[1] for i in items if i is not None)
     if isinstance(exps[0].loss_fn, CrossEntropy) and exps[0].trainer.precision == "fp32":
-        y = torch.stack([i[1] if i is not None else torch.zeros_like(like) for i in items])
-        smoothing = [e.loss_fn.label_smoothing for e in exps]
-        losses = stacked_cross_entropy(out, y, smoothing)
+        losses = stacked_cross_entropy(out, y, [e.loss_fn.label_smoothing for e in exps])
         if losses is not None:
-            if all(i is not None for i in items):
+            if all(active):
                 return losses
-            return losses * torch.tensor([i is not None for i in items], dtype=losses.dtype, device=losses.device)
-    zero = torch.zeros((), device=like.device)
-    return torch.stack(
-        [e.loss_fn(out[k], i[1]).float() if i is not None else zero for k, (e, i) in enumerate(zip(exps, items))]
-    )
+            return torch.where(torch.tensor(active, device=losses.device), losses, torch.zeros_like(losses))
+    zero = torch.zeros((), device=out.device)
+    return torch.stack([e.loss_fn(out[k], y[k]).float() if a else zero for k, (e, a) in enumerate(zip(exps, active))])
 
 
 def train_step(exp: Experiment, x: torch.Tensor, y: torch.Tensor, scaler):
     """step() for a run alone: (outputs, data loss, global gradient norm)."""
-    out, losses, norms = step(Solo(exp, scaler), [exp], [(x, y)])
+    out, _, losses, norms = step(Solo(exp, scaler), [exp], [(x, y)])
     return out[0], losses[0], norms[0]
 
 
@@ -91,11 +94,10 @@ def batch_sums(kind: str, loss_fns: list, out: torch.Tensor, y: torch.Tensor, lo
     return torch.cat([(loss.detach().float() * B).reshape(K, 1), task_metrics.stack_sums(kind, pred, y)], 1)
 
 
-def step_sums(exps: list[Experiment], out: torch.Tensor, items: list, losses: torch.Tensor) -> torch.Tensor:
-    """batch_sums of the members' step (rows of members that did not step are zeros)."""
+def step_sums(exps: list[Experiment], out: torch.Tensor, y: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+    """batch_sums of the members' step (y: targets(); the rows of members that did not step: tally_step
+    leaves them out)."""
     with torch.no_grad():
-        like = next(i[1] for i in items if i is not None)
-        y = torch.stack([i[1] if i is not None else torch.zeros_like(like) for i in items])
         return batch_sums(exps[0].data.kind, [e.loss_fn for e in exps], out.detach(), y, losses.detach().float())
 
 
@@ -136,15 +138,11 @@ def _evaluate(engine, exps: list[Experiment], splits: list[Split | None]) -> lis
             modes.enter_context(eval_mode(e.model))
         for start in range(0, n, size):
             items = [(s.x[start : start + size], s.y[start : start + size]) if s is not None else None for s in splits]
+            active, y = [i is not None for i in items], targets(items)
             with autocast(exps[0].device, exps[0].trainer.precision):
-                out = engine.forward([i[0] if i is not None else None for i in items], [i is not None for i in items])
-                losses = torch.stack(
-                    [
-                        exps[k].loss_fn(out[k], i[1]).float() if i is not None else out.new_zeros(())
-                        for k, i in enumerate(items)
-                    ]
-                )
-            total = total + step_sums(exps, out, items, losses)  # one host sync, at the end
+                out = engine.forward([i[0] if i is not None else None for i in items], active)
+                losses = data_losses(exps, out, y, active)
+            total = total + step_sums(exps, out, y, losses)  # one host sync, at the end
     return [epoch_metrics(exps[0].data.kind, total[k], n) if s is not None else None for k, s in enumerate(splits)]
 
 
@@ -173,9 +171,3 @@ def tally_step(members: list[Member], items: list, sums: torch.Tensor, tally: to
         stepped = torch.tensor([i is not None for i in items], device=sums.device).unsqueeze(1)
         tally += torch.where(stepped, sums, torch.zeros_like(sums))
     return tally
-
-
-def stacked_norms(norms: list) -> torch.Tensor:
-    """The members' gradient norms where each optimizer stepped alone (a list; None: did not step) as [K]."""
-    like = next(n for n in norms if n is not None)
-    return torch.stack([n if n is not None else torch.zeros_like(like) for n in norms])
