@@ -1,6 +1,7 @@
 """A composed config as a run folder and a sweep handle it: as YAML text (the `.hydra/` records, config.yaml,
 TensorBoard's text) and as a deep copy to set a value on (a sweep's jobs, the pre-flight's values)."""
 
+import functools
 import pickle
 
 
@@ -16,19 +17,15 @@ def config_yaml(cfg, resolve: bool = False) -> str:
     return yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=_dumper())
 
 
+@functools.cache
 def _dumper():
+    """libyaml's emitter with OmegaConf's quoting of strings (those that read as numbers or booleans)."""
     import yaml
     from omegaconf._utils import OmegaConfDumper
 
-    global _DUMPER
-    if _DUMPER is None:
-        base = getattr(yaml, "CDumper", yaml.Dumper)
-        _DUMPER = type("ConfigDumper", (base,), {})
-        _DUMPER.add_representer(str, OmegaConfDumper.str_representer)
-    return _DUMPER
-
-
-_DUMPER = None
+    dumper = type("ConfigDumper", (getattr(yaml, "CDumper", yaml.Dumper),), {})
+    dumper.add_representer(str, OmegaConfDumper.str_representer)
+    return dumper
 
 
 def copied(cfg):

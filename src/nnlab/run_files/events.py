@@ -2,7 +2,7 @@
 flushed at most every FLUSH_S seconds and at the end. Every tracker of a stack's members writes its own
 file, so a writer must cost little: torch's SummaryWriter starts a thread per file (a stack of 64 ran 64
 threads that woke on every event) and builds a protobuf per scalar (~37 µs an event here); a step's scalars
-are encoded by hand below (~6 µs, most of it the record's checksum), the rest (images, histograms, text,
+are encoded by hand below (~8 µs, most of it the record's checksum), the rest (images, histograms, text,
 layouts, hparams) through tensorboard's own protobufs.
 
 The format (TFRecord): each record is [length u64][masked crc32c of the length u32][data][masked crc32c of
@@ -35,7 +35,7 @@ class EventFile:
         folder.mkdir(parents=True, exist_ok=True)
         name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_FILES)}"
         self.path = folder / (name + suffix)
-        self.file = open(self.path, "wb")  # noqa: SIM115 (closed by close())
+        self.file = open(self.path, "xb")  # noqa: SIM115 (closed by close(); a new file: never through a link)
         self.flushed = time.monotonic()
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
@@ -182,16 +182,11 @@ def _header_crc(header: bytes) -> bytes:
     return _crc_bytes(header)
 
 
+@functools.cache
 def _bins() -> list[float]:
     """TensorBoard's default histogram buckets (SummaryWriter's default_bins)."""
-    global _BINS
-    if _BINS is None:
-        v, buckets = 1e-12, []
-        while v < 1e20:
-            buckets.append(v)
-            v *= 1.1
-        _BINS = [-b for b in reversed(buckets)] + [0] + buckets
-    return _BINS
-
-
-_BINS: list[float] | None = None
+    v, buckets = 1e-12, []
+    while v < 1e20:
+        buckets.append(v)
+        v *= 1.1
+    return [-b for b in reversed(buckets)] + [0] + buckets

@@ -116,7 +116,7 @@ class Position:
         self.shuffle_state = shuffle_state
 
     def add(self, n: int) -> None:
-        """A step of n examples (its batch_sums were added to `sums`, a row of the stack's tally: train.Tally)."""
+        """A step of n examples (its batch_sums were added to `sums`, a row of the epoch's tally: steps.tally_step)."""
         self.count += n
         self.batch += 1
 

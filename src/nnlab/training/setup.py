@@ -158,12 +158,7 @@ def build(node: DictConfig, **kwargs) -> Any:
 
 def build_model(cfg: DictConfig, in_shape, num_outputs: int, activation) -> nn.Module:
     """The `model` config as a torch module, initialized by `init`."""
-    try:
-        model = build(cfg.model, in_shape=in_shape, num_outputs=num_outputs, activation=activation)
-    except Exception as e:  # Hydra wraps what the model raised; a user error goes on as itself
-        if isinstance(e.__cause__, ConfigError):
-            raise e.__cause__ from None
-        raise
+    model = build(cfg.model, in_shape=in_shape, num_outputs=num_outputs, activation=activation)  # (raises as itself)
     if not getattr(model, "has_own_init", False):
         build(cfg.init)(model, activation=activation)
     if cfg.regularization.hidden_noise > 0:
