@@ -256,6 +256,8 @@ def test_a_hard_linked_log_is_replaced_not_appended_to(finished, tmp_path):
     [
         ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=0"],
         ["-m", "trainer.seed=0,1", "hydra.launcher.max_members=-3"],
+        ["-m", "trainer.seed=0,1", "hydra.launcher.workers=0"],
+        ["-m", "trainer.seed=0,1", "hydra.launcher.workers=many"],
         ["trainer.threads=100000"],
         ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=0"],
         ["-m", "hparams_search=coarse", "hydra.sweeper.n_trials=-1"],

@@ -4,8 +4,9 @@ launchers in the `hydra_plugins` package; the grouping is nnlab/jobs/stacking.py
 group's members are prepared, trained together and end, is nnlab/jobs/task.py (the task function Hydra hands
 the launcher is a jobs.task.Task).
 
-Where the groups train is `hydra.launcher.executor` (executors.py): `local` (this process, one group after
-another), or each group as ONE task of `submitit_local`, `submitit_slurm` or `ray`, which builds and trains
+Where the groups train is `hydra.launcher.executor` (executors.py): `local` (this machine: `workers` groups
+at a time, each in a process forked from this one, workers.py; one: this process, one group after another),
+or each group as ONE task of `submitit_local`, `submitit_slurm` or `ray`, which builds and trains
 its stack on the worker and writes every member's run folder there (jobs.task.run_group on either side).
 """
 
@@ -19,6 +20,7 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_g
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hydra_plugins.nnlab_launcher.workers import how_many, train_groups
 from nnlab.jobs.stacking import group_label, safe_key, short_dirname
 from nnlab.jobs.stacking import sweep_config as sweep_config_like
 from nnlab.jobs.task import run_group
@@ -29,6 +31,7 @@ class BatchedLauncherConf:
     _target_: str = "hydra_plugins.nnlab_launcher.batched_launcher.BatchedLauncher"
     max_members: int = 64  # the most jobs trained as one stack (a larger group is cut into stacks of this size)
     executor: str = "local"  # local | submitit_local | submitit_slurm | ray: where each group trains, as one task
+    workers: Any = "auto"  # local: the groups trained at once, each in its own process (auto | N: workers.py)
     submitit: dict[str, Any] = field(
         default_factory=dict
     )  # submitit's parameters (timeout_min, slurm_partition, gpus_per_node, ...)
@@ -39,9 +42,9 @@ ConfigStore.instance().store(group="hydra/launcher", name="batched", node=Batche
 
 
 class BatchedLauncher(Launcher):
-    def __init__(self, max_members: int = 64, executor: str = "local", submitit=None, ray=None) -> None:
+    def __init__(self, max_members: int = 64, executor: str = "local", workers="auto", submitit=None, ray=None) -> None:
         super().__init__()
-        self.max_members, self.executor = max_members, executor
+        self.max_members, self.executor, self.workers = max_members, executor, workers
         self.params = {"submitit": _plain(submitit), "ray": _plain(ray)}
         self.config: DictConfig | None = None
         self.task_function = None
@@ -100,13 +103,38 @@ class BatchedLauncher(Launcher):
         given = [
             dict(o.split("=", 1) for o in filter_overrides(job_overrides[i]) if "=" in o) for i in range(len(configs))
         ]
-        for n, stack in enumerate(stacks, 1):
-            if len(stack) > 1 or why[stack[0]]:  # a run alone says itself as it ends (its folder's name)
+        labels = [f"{n}/{len(stacks)}" for n in range(1, len(stacks) + 1)]
+
+        def started(n: int) -> None:
+            if len(stacks[n]) > 1 or why[stacks[n][0]]:  # a run alone says itself as it ends (its folder's name)
                 console.print(
-                    f"\\[{n}/{len(stacks)}] {shown(group_label(given, stack, why[stack[0]]))}", soft_wrap=True
+                    f"\\[{labels[n]}] {shown(group_label(given, stacks[n], why[stacks[n][0]]))}", soft_wrap=True
                 )
-            group, _ = run_group(task, self.hydra_context, [configs[i] for i in stack], f"{n}/{len(stacks)}")
-            returns.update(zip(stack, group))
+
+        def run(n: int) -> tuple[list[JobReturn], list]:
+            return run_group(task, self.hydra_context, [configs[i] for i in stacks[n]], labels[n])
+
+        workers = how_many(self.workers, configs, len(stacks)) if stacks_allowed else 1
+        for cfg in configs:  # what ran, in each run's record; a group's share of the cores (jobs.task)
+            with open_dict(cfg):
+                cfg.hydra.launcher.workers = workers
+        if workers == 1:
+            for n, stack in enumerate(stacks):
+                started(n)
+                group, _ = run(n)
+                returns.update(zip(stack, group))
+            return [returns[i] for i in range(len(configs))]
+        from hydra_plugins.nnlab_launcher.executors import member_result
+
+        for stack, result in zip(stacks, train_groups(run, stacks, workers, started)):
+            if isinstance(result, str):  # its process died: its members are lost, the others stand
+                for i in stack:
+                    returns[i], outcome = member_result(configs[i], None, result)
+                    task.session.outcomes.append(outcome)
+            else:
+                group, outcomes = result
+                returns.update(zip(stack, group))
+                task.session.outcomes.extend(outcomes)
         return [returns[i] for i in range(len(configs))]
 
 

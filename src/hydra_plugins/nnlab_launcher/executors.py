@@ -101,7 +101,7 @@ def send(executor: str, params: dict, groups: list[list[DictConfig]], hydra_cont
             soft_wrap=True,
         )
         for cfg in task.configs:
-            returns[folder_of(cfg)], outcome = _result(cfg, got.get(folder_of(cfg)), lost)
+            returns[folder_of(cfg)], outcome = member_result(cfg, got.get(folder_of(cfg)), lost)
             session.outcomes.append(outcome)
     return returns
 
@@ -113,7 +113,7 @@ def _counts(sizes: list[int]) -> str:
     return "runs per task: " + ", ".join(map(str, sizes))
 
 
-def _result(cfg: DictConfig, got, lost: str):
+def member_result(cfg: DictConfig, got, lost: str):
     """A member's JobReturn as the sweeper sees it and its Outcome (`got`: both, from the worker; None where
     the task died), and its line: its status and test scores (its summary.json), or why it has none (the
     sweep then exits 1 and says resume=auto)."""

@@ -68,8 +68,8 @@ EXECUTORS = {
 
 def launch_problem(hydra: DictConfig) -> str | None:
     """What is wrong with a sweep's launcher or sweeper settings (None: nothing): counts that must be
-    whole and positive (the batched launcher's max_members, joblib's and optuna's n_jobs, optuna's
-    n_trials), and the batched launcher's executor."""
+    whole and positive (the batched launcher's max_members and workers, joblib's and optuna's n_jobs,
+    optuna's n_trials), and the batched launcher's executor."""
     launcher, sweeper = hydra.get("launcher") or {}, hydra.get("sweeper") or {}
     counts = [
         ("hydra.launcher.max_members", launcher.get("max_members"), False),
@@ -77,13 +77,15 @@ def launch_problem(hydra: DictConfig) -> str | None:
         ("hydra.sweeper.n_trials", sweeper.get("n_trials"), False),
         ("hydra.sweeper.n_jobs", sweeper.get("n_jobs"), True),
     ]
+    if launcher.get("workers") not in (None, "auto"):
+        counts.append(("hydra.launcher.workers", launcher.get("workers"), False))
     for key, value, all_cores in counts:
         if value is not None and not (
             isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or (all_cores and value == -1))
         ):
             return (
                 f"{key}={value!r} is invalid: it must be a whole number of 1 or more"
-                f"{' (or -1: one per core)' if all_cores else ''}."
+                f"{' (or -1: one per core)' if all_cores else ''}{' (or auto)' if key.endswith('workers') else ''}."
             )
     if not str(launcher.get("_target_", "")).endswith("BatchedLauncher") or "executor" not in launcher:
         return None
@@ -91,7 +93,8 @@ def launch_problem(hydra: DictConfig) -> str | None:
     if executor not in EXECUTORS:
         return (
             f"hydra.launcher.executor={executor} is not one of {', '.join(EXECUTORS)}: where each group of a sweep "
-            "trains (local: this process; the others send each group as one task)."
+            "trains (local: this machine, hydra.launcher.workers groups at a time; the others send each group as one "
+            "task)."
         )
 
     need = EXECUTORS[executor]

@@ -412,11 +412,15 @@ def _write_failure(e: OSError, run_dir: str) -> str:
 
 
 def _cpu_share(hc) -> int | None:
-    """Parallel launchers (joblib) run n_jobs processes at once: each job's share of the cores, so that
-    they do not fight over them (setup applies it where trainer.threads is null); None for the others."""
+    """Parallel launchers (joblib; nnlab's batched launcher with several workers) run processes at once: each
+    job's share of the cores, so that they do not fight over them (setup applies it where trainer.threads is
+    null); None for the others."""
 
     launcher = hc.launcher
-    n_jobs = launcher.get("n_jobs") if "_target_" in launcher and "joblib" in launcher._target_ else None
+    target = str(launcher.get("_target_", ""))
+    n_jobs = launcher.get("n_jobs") if "joblib" in target else None
+    if "BatchedLauncher" in target and isinstance(launcher.get("workers"), int) and launcher.workers > 1:
+        n_jobs = launcher.workers
     if not n_jobs:
         return None
     cores = os.cpu_count() or 1

@@ -261,6 +261,7 @@ class Training:
         self.save_every_s = 0.0  # a light member (sweep.light): checkpoints at most this often (0: every epoch)
         self.saved_at = self.ended_at = time.perf_counter()
         self.pending: dict[str, dict] = {}  # the checkpoints not yet written (a light member's): name -> state
+        self.best_weights: dict | None = None  # the model of the best.pt this process wrote (load_tested)
         self.loop = Position(self.shuffle.get_state())
         if resume is None:
             if exp.pretrain.method != "none":  # the initial-loss and flat-loss alarms are then off: not from scratch
@@ -361,6 +362,7 @@ class Training:
             last = self._state()  # (a diverged run's `last` stays the one written before: good weights)
         if best is not None:
             checkpoint.save(self.ckpt_dir / "best.pt", best)
+            self.best_weights = best["model"]
         if last is not None and last is best:
             checkpoint.same_as(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt", last)
         elif last is not None:
@@ -375,7 +377,11 @@ class Training:
         if not (self.status == "ok" or (self.status == "diverged" and best.exists())):
             return False
         if best.exists():
-            bare(self.exp.model).load_state_dict(checkpoint.load(best, map_location=self.exp.device)["model"])
+            model = bare(self.exp.model)
+            weights = self.best_weights  # what best.pt holds, where a copy (a stack member's: not read back)
+            if weights is None or _shares(weights, model):
+                weights = checkpoint.load(best, map_location=self.exp.device)["model"]
+            model.load_state_dict(weights)
         return True
 
     def finish(self) -> dict[str, Any]:
@@ -421,6 +427,12 @@ class Training:
                 self.tracker.log(f"{name} arrived after the last step: the run was complete and closes as {status}")
         self.tracker.log(summary_text(summary))
         return summary
+
+
+def _shares(weights: dict, model: torch.nn.Module) -> bool:
+    """Whether a state's weights are the model's own tensors (a run alone's state: they moved on since)."""
+    live = {t.untyped_storage().data_ptr() for t in model.state_dict().values()}
+    return any(t.untyped_storage().data_ptr() in live for t in weights.values())
 
 
 def _end_epoch(exp: Experiment, tracker: Tracker, epoch: int, loop: Position, elapsed: float, val: dict | None) -> dict:

@@ -52,6 +52,7 @@ class _Console(Console):
 
 console = _Console(highlight=False)
 err_console = _Console(stderr=True, highlight=False)
+live = True  # live progress bars in a terminal; off in a sweep's group trained beside others (launcher workers.py)
 
 
 def printable(text: Any) -> str:
@@ -118,7 +119,7 @@ class TrainingProgress:
             *columns,
             console=self.out,
             expand=True,
-            disable=not enabled or not self.out.is_terminal,
+            disable=not enabled or not live or not self.out.is_terminal,
             transient=not self.lines,  # a sweep's: gone when done, its line per setting says how it ended
         )
         first = done // max(1, steps_per_epoch) + 1
