@@ -51,11 +51,15 @@ def test_auto_takes_one_process_per_core_where_a_sweep_has_groups_on_the_cpu(tmp
 
     from hydra_plugins.nnlab_launcher.workers import how_many
 
-    cpu, cuda = OmegaConf.create({"trainer": {"device": "cpu"}}), OmegaConf.create({"trainer": {"device": "cuda"}})
+    cpu, cuda, stop = (
+        OmegaConf.create({"trainer": {"device": d}, "sweep": {"on_failure": f}})
+        for d, f in (("cpu", "continue"), ("cuda", "continue"), ("cpu", "stop"))
+    )
     cores = os.cpu_count() or 1
     assert how_many("auto", [cpu, cpu], 1) == 1  # one group: this process
     assert how_many("auto", [cpu] * 8, 8) == min(cores, 8)
     assert how_many("auto", [cpu, cuda], 2) == 1  # a GPU's groups: one after another
+    assert how_many("auto", [cpu, stop], 2) == 1  # sweep.on_failure=stop: the first failure ends the sweep
     assert how_many(3, [cpu] * 8, 2) == 2  # never more than the groups
     assert how_many(1, [cpu] * 8, 8) == 1
 

@@ -3,7 +3,8 @@ own forked from the launcher's (its imports, Hydra's state and the composed conf
 paid twice), at most `workers` at a time. A stack of toy runs trains on one thread, so a 2-core machine trains
 two stacks in the time of one: a sweep of 256 seeds (four stacks of 64) takes ~0.6x the wall time of one
 stack after another. `auto` (the default): one process per core, at most one per group, where a training
-sweep has several groups and trains on the CPU; else 1, this process, one group after another.
+sweep has several groups, trains on the CPU and goes on past a failure (sweep.on_failure=continue); else 1,
+this process, one group after another.
 
 Each group's process is what the launcher's own process would be for it (jobs.task.run_group: its members'
 folders, their training, their lines on the terminal; no live progress bar, two would garble it). What comes
@@ -27,10 +28,11 @@ from omegaconf import DictConfig
 
 def how_many(setting: int | str, configs: list[DictConfig], groups: int) -> int:
     """The number of groups trained at once: `setting` (hydra.launcher.workers) where a number, else
-    (auto) one per core, at most one per group, where every job trains on the CPU; else 1."""
+    (auto) one per core, at most one per group, where every job trains on the CPU and the sweep goes on
+    past a failure (sweep.on_failure=stop ends it at the first: one group after another); else 1."""
     if isinstance(setting, int):
         return max(1, min(setting, groups))
-    if groups < 2 or not all(_on_cpu(str(c.trainer.device)) for c in configs):
+    if groups < 2 or any(c.sweep.on_failure == "stop" or not _on_cpu(str(c.trainer.device)) for c in configs):
         return 1
     return max(1, min(os.cpu_count() or 1, groups))
 
