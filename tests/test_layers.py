@@ -59,7 +59,7 @@ def test_the_plugins_never_import_the_command_line():
 
 
 LIGHT_ENTRY = {"nnlab/cli/__init__.py", "nnlab/cli/completion.py"}  # `nnlab --help` and completion stay instant
-HEAVY_STDLIB = {"multiprocessing", "concurrent"}  # worker pools, only where figures are drawn in parallel
+HEAVY_STDLIB = {"multiprocessing", "concurrent"}  # worker pools: figures drawn, a sweep's groups trained in parallel
 
 
 def test_imports_inside_functions_are_deferred_on_purpose():

@@ -88,12 +88,15 @@ class BatchedLauncher(Launcher):
         from nnlab.views.console import console, shown
 
         sweep_dir = self.config.hydra.sweep.dir
+        local = self.executor == "local" or not stacks_allowed  # (other commands' sweeps stay here)
+        workers = how_many(self.workers, configs, len(stacks)) if local and stacks_allowed else 1
         console.print(
             f"sweep {shown(sweep_dir)}: {len(configs)} job{'s' if len(configs) > 1 else ''} in {len(stacks)} "
-            f"group{'s' if len(stacks) > 1 else ''}; watch it: tensorboard --logdir {sweep_dir}",
+            f"group{'s' if len(stacks) > 1 else ''}{f', {workers} at a time' if workers > 1 else ''}; "
+            f"watch it: tensorboard --logdir {sweep_dir}",
             soft_wrap=True,
         )
-        if self.executor != "local" and stacks_allowed:  # training jobs; other commands' sweeps stay here
+        if not local:
             from hydra_plugins.nnlab_launcher.executors import send
             from nnlab.jobs.task import folder_of
 
@@ -105,7 +108,7 @@ class BatchedLauncher(Launcher):
         ]
         labels = [f"{n}/{len(stacks)}" for n in range(1, len(stacks) + 1)]
 
-        def started(n: int) -> None:
+        def said(n: int) -> None:
             if len(stacks[n]) > 1 or why[stacks[n][0]]:  # a run alone says itself as it ends (its folder's name)
                 console.print(
                     f"\\[{labels[n]}] {shown(group_label(given, stacks[n], why[stacks[n][0]]))}", soft_wrap=True
@@ -114,19 +117,18 @@ class BatchedLauncher(Launcher):
         def run(n: int) -> tuple[list[JobReturn], list]:
             return run_group(task, self.hydra_context, [configs[i] for i in stacks[n]], labels[n])
 
-        workers = how_many(self.workers, configs, len(stacks)) if stacks_allowed else 1
         for cfg in configs:  # what ran, in each run's record; a group's share of the cores (jobs.task)
             with open_dict(cfg):
                 cfg.hydra.launcher.workers = workers
         if workers == 1:
             for n, stack in enumerate(stacks):
-                started(n)
+                said(n)
                 group, _ = run(n)
                 returns.update(zip(stack, group))
             return [returns[i] for i in range(len(configs))]
         from hydra_plugins.nnlab_launcher.executors import member_result
 
-        for stack, result in zip(stacks, train_groups(run, stacks, workers, started)):
+        for stack, result in zip(stacks, train_groups(run, stacks, workers, said)):
             if isinstance(result, str):  # its process died: its members are lost, the others stand
                 for i in stack:
                     returns[i], outcome = member_result(configs[i], None, result)

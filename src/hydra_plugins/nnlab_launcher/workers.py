@@ -7,8 +7,9 @@ sweep has several groups, trains on the CPU and goes on past a failure (sweep.on
 this process, one group after another.
 
 Each group's process is what the launcher's own process would be for it (jobs.task.run_group: its members'
-folders, their training, their lines on the terminal; no live progress bar, two would garble it). What comes
-back is each member's JobReturn and Outcome. A group whose process dies (killed, out of memory) loses only
+folders, their training, their lines), but for the terminal: what it prints is kept and said by the launcher
+as one block when it ends, in the groups' order (no live progress bar). What comes back is each member's
+JobReturn and Outcome. A group whose process dies (killed, out of memory) loses only
 its members, said failed with why (the same command with resume=auto trains them again); the others stand.
 A signal (Ctrl-C, SIGTERM to the launcher) reaches every group's process, each saves its members'
 checkpoints and stops, and no new group starts: the sweep then exits as one that trains in one process does
@@ -18,9 +19,12 @@ with the launcher's (Linux: it is sent SIGTERM when the launcher dies, and saves
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 
 from omegaconf import DictConfig
@@ -47,25 +51,28 @@ def _on_cpu(device: str) -> bool:
     return not torch.cuda.is_available() and not torch.backends.mps.is_available()
 
 
-def train_groups(run: Callable, groups: list[list[DictConfig]], workers: int, started: Callable) -> list:
+def train_groups(run: Callable, groups: list[list[DictConfig]], workers: int, said: Callable) -> list:
     """`run(n)` (jobs.task.run_group of group n: its JobReturns and Outcomes) for every group, `workers`
-    processes at a time (`started(n)` as each starts); each group's result, in order: (returns, outcomes), or
-    why its process gave none (a string: it died). Exits as a group's process did where one exited (a signal,
-    sweep.on_failure=stop), once every running group has ended; no new group starts after it."""
-    import multiprocessing
+    processes at a time; each group's result, in order: (returns, outcomes), or why its process gave none
+    (a string: it died). What a group's process prints is kept and said as one block once it ends, the
+    blocks in the groups' order (`said(n)` first: its label), so the terminal reads as one process's would.
+    Exits as a group's process did where one exited (a signal, sweep.on_failure=stop), once every running
+    group has ended; no new group starts after it."""
     from multiprocessing.connection import wait
 
     context = multiprocessing.get_context("fork")
     pending, running, results = list(range(len(groups))), {}, [None] * len(groups)
-    exit_code: int | None = None
+    outputs: dict[int, tuple] = {}
+    ended, next_said, exit_code = set(), 0, None
     with _Forward(running) as forward:
         while pending or running:
             while pending and len(running) < workers and exit_code is None and forward.signal is None:
                 n = pending.pop(0)
-                started(n)
+                outputs[n] = (tempfile.TemporaryFile(), tempfile.TemporaryFile())
                 sys.stdout.flush()
+                sys.stderr.flush()
                 receive, send = context.Pipe(duplex=False)
-                process = context.Process(target=_group, args=(run, n, send, os.getpid(), forward.previous))
+                process = context.Process(target=_group, args=(run, n, send, outputs[n], os.getpid(), forward.previous))
                 process.start()
                 send.close()
                 running[receive] = (n, process)
@@ -85,11 +92,31 @@ def train_groups(run: Callable, groups: list[list[DictConfig]], workers: int, st
                     exit_code = max(exit_code or 0, message[1])
                 else:
                     results[n] = message[1]
+                ended.add(n)
+            while next_said in ended:  # each ended group's block, in order
+                said(next_said)
+                _say(*outputs.pop(next_said))
+                next_said += 1
+    for n in sorted(outputs):  # (ended after a group still running was stopped)
+        if n in ended:
+            said(n)
+            _say(*outputs.pop(n))
     if exit_code is None and forward.signal is not None:
         exit_code = 128 + forward.signal
     if exit_code is not None:  # (the groups not started: resume=auto trains them)
         sys.exit(exit_code)
     return results
+
+
+def _say(out, err) -> None:
+    """A group's process's output, on this process's stdout and stderr."""
+    for kept, stream in ((out, sys.stdout), (err, sys.stderr)):
+        kept.seek(0)
+        text = kept.read().decode("utf-8", errors="replace")
+        kept.close()
+        if text:
+            stream.write(text)
+            stream.flush()
 
 
 def _died(exitcode: int | None) -> str:
@@ -98,12 +125,15 @@ def _died(exitcode: int | None) -> str:
     return f"its process ended with exit code {exitcode} before it said how its runs ended"
 
 
-def _group(run: Callable, n: int, send, parent: int, handlers: dict) -> None:
-    """A group's process: the launcher's signal handlers back, SIGTERM when the launcher dies, no live
-    progress; run the group, send back its result (or how it stopped the sweep)."""
+def _group(run: Callable, n: int, send, output: tuple, parent: int, handlers: dict) -> None:
+    """A group's process: the launcher's signal handlers back, SIGTERM when the launcher dies, its output
+    kept (`output`: two files, said by the launcher once it ends), no live progress; run the group, send
+    back its result (or how it stopped the sweep)."""
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
     _end_with(parent)
+    for kept, fd in zip(output, (1, 2)):
+        os.dup2(kept.fileno(), fd)
     from nnlab.views import console
 
     console.live = False
@@ -123,8 +153,6 @@ def _end_with(parent: int) -> None:
     """SIGTERM to this process when the launcher's ends (Linux; elsewhere a group outlives a killed
     launcher and ends as it would have)."""
     if sys.platform.startswith("linux"):
-        import ctypes
-
         try:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
