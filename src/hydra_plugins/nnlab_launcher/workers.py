@@ -93,14 +93,10 @@ def train_groups(run: Callable, groups: list[list[DictConfig]], workers: int, sa
                 else:
                     results[n] = message[1]
                 ended.add(n)
-            while next_said in ended:  # each ended group's block, in order
+            while next_said in ended:  # each ended group's block, in order (groups start in order: all said)
                 said(next_said)
                 _say(*outputs.pop(next_said))
                 next_said += 1
-    for n in sorted(outputs):  # (ended after a group still running was stopped)
-        if n in ended:
-            said(n)
-            _say(*outputs.pop(n))
     if exit_code is None and forward.signal is not None:
         exit_code = 128 + forward.signal
     if exit_code is not None:  # (the groups not started: resume=auto trains them)
